@@ -1,0 +1,217 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsutil.h"
+#include "log.h"
+#include "version.h"
+
+enum {
+    OPT_DRY_RUN = 1 << 0,
+    OPT_FORCE = 1 << 1,
+};
+
+struct command {
+    const char *name;
+    unsigned options; /* command-specific options it accepts */
+    int max_args;     /* -1: any number */
+    int (*exec)(const struct cli_options *o);
+};
+
+static int cmd_apply(const struct cli_options *o);
+
+static const struct command commands[] = {
+    { "plan", OPT_FORCE, 0, cmd_plan },
+    { "apply", OPT_DRY_RUN | OPT_FORCE, 0, cmd_apply },
+    { "validate", 0, -1, cmd_validate },
+};
+
+/* Named in SPEC §3 but not built yet: say so rather than "unknown". */
+static const char *const planned_commands[] = { "verify", "status", "flush" };
+
+static const char usage_text[] =
+    "Usage: shmprov [--profile FILE] [--output text|json] [-q|-v] COMMAND [OPTIONS]\n"
+    "\n"
+    "Sizes System V shared memory (kernel.shmmax, kernel.shmall) from a host profile.\n"
+    "\n"
+    "Commands:\n"
+    "  plan                 show the derived values and every change apply would make;\n"
+    "                       changes nothing\n"
+    "  apply --dry-run      exactly plan (apply without --dry-run is not in this version yet)\n"
+    "  validate [FILE...]   check profiles (default: the profile plan would use);\n"
+    "                       no side effects\n"
+    "\n"
+    "Options:\n"
+    "  -p, --profile FILE   host profile (default " PROFILE_DEFAULT_PATH ";\n"
+    "                       when it does not exist the built-in default profile is used:\n"
+    "                       auto tier, general workload, policy enforce)\n"
+    "  -o, --output FORMAT  text (default) or json: one JSON document on stdout\n"
+    "  -q, --quiet          only errors on stderr\n"
+    "  -v, --verbose        more detail on stderr\n"
+    "      --force          plan/apply: allow limits below what existing segments use\n"
+    "      --dry-run        apply: show the plan, change nothing\n"
+    "  -h, --help           show this help\n"
+    "  -V, --version        show the version\n"
+    "\n"
+    "Exit status: 0 success (also when nothing would change), 1 run-time failure\n"
+    "(e.g. apply would refuse because of existing segments), 2 bad invocation or\n"
+    "invalid profile (nothing touched), 3 verify found drift.\n"
+    "\n"
+    "Diagnostics go to stderr; stdout carries only the result.\n";
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("shmprov: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs(" (see 'shmprov --help')\n", stderr);
+    return EXIT_USAGE;
+}
+
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+int cli_load_profile(const struct cli_options *o, struct profile **ret, const char **ret_note)
+{
+    struct profile_diags diags;
+    const char *path = o->profile_path ? o->profile_path : PROFILE_DEFAULT_PATH;
+    int r;
+
+    *ret_note = NULL;
+    profile_diags_init(&diags, path);
+    r = profile_load(path, &diags, ret);
+    if (r == -ENOENT && !o->profile_path) {
+        *ret_note = "no " PROFILE_DEFAULT_PATH ": using the built-in default profile";
+        log_info("%s", *ret_note);
+        r = profile_load_builtin(&diags, ret);
+    }
+    if (r == 0) {
+        profile_diags_free(&diags);
+        return EXIT_OK;
+    }
+    if (diags.count > 0)
+        profile_diags_print(&diags);
+    else
+        log_error("cannot read profile '%s': %s", path, fsutil_strerror(r));
+    profile_diags_free(&diags);
+    return r == -ENOMEM ? EXIT_FAILURE_RUNTIME : EXIT_USAGE;
+}
+
+static int cmd_apply(const struct cli_options *o)
+{
+    if (!o->dry_run) {
+        log_error("'apply' without --dry-run is not available in this version yet; "
+                  "'shmprov apply --dry-run' shows what it would do");
+        return EXIT_USAGE;
+    }
+    return cmd_plan(o);
+}
+
+/* Returns <0 on a usage error already reported (as -exit code), 0 to exit
+ * successfully now (--help, --version), >0 to run the command. */
+static int parse_argv(int argc, char **argv, struct cli_options *o, const struct command **ret_cmd)
+{
+    enum { ARG_DRY_RUN = 0x100, ARG_FORCE };
+    static const struct option options[] = {
+        { "profile", required_argument, NULL, 'p' },
+        { "output", required_argument, NULL, 'o' },
+        { "quiet", no_argument, NULL, 'q' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+        { "force", no_argument, NULL, ARG_FORCE },
+        {},
+    };
+    unsigned used = 0;
+    const struct command *cmd;
+    int c;
+
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":p:o:qvhV", options, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            if (optarg[0] == '\0')
+                return -usage_error("--profile needs a file name");
+            o->profile_path = optarg;
+            break;
+        case 'o':
+            if (strcmp(optarg, "text") == 0)
+                o->output = OUTPUT_TEXT;
+            else if (strcmp(optarg, "json") == 0)
+                o->output = OUTPUT_JSON;
+            else
+                return -usage_error("--output must be 'text' or 'json', not '%s'", optarg);
+            break;
+        case 'q':
+            log_set_level(LOG_QUIET);
+            break;
+        case 'v':
+            log_set_level(LOG_VERBOSE);
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        case 'V':
+            printf("shmprov %s\n", SHMPROV_VERSION);
+            return 0;
+        case ARG_DRY_RUN:
+            o->dry_run = true;
+            used |= OPT_DRY_RUN;
+            break;
+        case ARG_FORCE:
+            o->force = true;
+            used |= OPT_FORCE;
+            break;
+        case ':':
+            return -usage_error("option '%s' needs a value", argv[optind - 1]);
+        default:
+            return -usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+
+    if (optind >= argc)
+        return -usage_error("no command given");
+    cmd = find_command(argv[optind]);
+    if (!cmd) {
+        for (size_t i = 0; i < sizeof(planned_commands) / sizeof(planned_commands[0]); i++)
+            if (strcmp(planned_commands[i], argv[optind]) == 0)
+                return -usage_error("'%s' is not available in this version yet", argv[optind]);
+        return -usage_error("unknown command '%s'", argv[optind]);
+    }
+    if (used & OPT_DRY_RUN & ~cmd->options)
+        return -usage_error("--dry-run is an option of 'apply', not of '%s'", cmd->name);
+    if (used & OPT_FORCE & ~cmd->options)
+        return -usage_error("--force is an option of 'plan' and 'apply', not of '%s'", cmd->name);
+    o->args = argv + optind + 1;
+    o->nargs = argc - optind - 1;
+    if (cmd->max_args >= 0 && o->nargs > cmd->max_args)
+        return -usage_error("unexpected argument '%s'", o->args[0]);
+    *ret_cmd = cmd;
+    return 1;
+}
+
+int cli_main(int argc, char **argv)
+{
+    struct cli_options o = { .output = OUTPUT_TEXT };
+    const struct command *cmd = NULL;
+    int r = parse_argv(argc, argv, &o, &cmd);
+
+    if (r <= 0)
+        return -r;
+    return cmd->exec(&o);
+}

@@ -1,0 +1,36 @@
+#pragma once
+/* The command line (SPEC §3): option parsing, the command table, and the
+ * steps every command shares (choosing and loading the profile). */
+
+#include <stdbool.h>
+
+#include "profile.h"
+
+enum exit_code {
+    EXIT_OK = 0,
+    EXIT_FAILURE_RUNTIME = 1, /* kernel refused, I/O error, ... */
+    EXIT_USAGE = 2,           /* bad invocation or invalid profile; nothing touched */
+    EXIT_DRIFT = 3,           /* verify found drift */
+};
+
+enum output_format { OUTPUT_TEXT, OUTPUT_JSON };
+
+struct cli_options {
+    const char *profile_path; /* NULL: the default path, else the built-in */
+    enum output_format output;
+    bool dry_run;
+    bool force;
+    char **args; /* positional arguments after the command */
+    int nargs;
+};
+
+/* Runs shmprov; returns the process exit code. */
+int cli_main(int argc, char **argv);
+
+/* Loads --profile, else PROFILE_DEFAULT_PATH, else the built-in default (and
+ * says so in *ret_note). Prints diagnostics itself. Returns 0 or an exit
+ * code. */
+int cli_load_profile(const struct cli_options *o, struct profile **ret, const char **ret_note);
+
+int cmd_plan(const struct cli_options *o);
+int cmd_validate(const struct cli_options *o);

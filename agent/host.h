@@ -1,0 +1,38 @@
+#pragma once
+/* Facts about the running host, read from /proc and sysconf. Reading never
+ * changes anything. The parsers are exported so they can be tested on
+ * fixed input. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sizing.h"
+
+struct host_facts {
+    uint64_t memtotal_bytes; /* 0 when /proc/meminfo could not be read */
+    uint64_t page_size;
+    struct sizing_current current; /* kernel.shmmax/shmall/shmmni now */
+    bool usage_known;
+    struct sizing_usage usage; /* from /proc/sysvipc/shm */
+    int overcommit_memory;     /* vm.overcommit_memory, -1 when unknown */
+    /* 0 when /proc/sys/kernel/shm* can be written here; otherwise the errno:
+     * EROFS (read-only /proc/sys: a container), EACCES/EPERM (not root). */
+    int runtime_write_errno;
+    char hostname[256];
+    char kernel_release[128];
+};
+
+/* Fills *ret. Individual facts that cannot be read are marked unknown (see
+ * the fields); returns a negative errno only when nothing sensible can be
+ * derived (no page size). */
+int host_read(struct host_facts *ret);
+
+/* "MemTotal:  24567892 kB" -> bytes. Returns 0 or -EINVAL. */
+int host_parse_meminfo(const char *text, uint64_t *ret_bytes);
+
+/* Sums /proc/sysvipc/shm. Returns 0 or -EINVAL for a malformed table. */
+int host_parse_sysvipc_shm(const char *text, uint64_t page_size, struct sizing_usage *ret);
+
+/* Text for runtime_write_errno, for people. */
+const char *host_runtime_write_reason(int err);

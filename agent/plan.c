@@ -1,0 +1,144 @@
+#include "plan.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dropin.h"
+#include "fsutil.h"
+#include "sizes.h"
+#include "udiff.h"
+
+#define DROPIN_MAX_BYTES (1024 * 1024)
+
+static void add_warning(struct plan *plan, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_warning(struct plan *plan, const char *fmt, ...)
+{
+    va_list ap;
+    size_t max = sizeof(plan->warnings) / sizeof(plan->warnings[0]);
+
+    if (plan->nwarnings >= max)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(plan->warnings[plan->nwarnings++], sizeof(plan->warnings[0]), fmt, ap);
+    va_end(ap);
+}
+
+/* Every finite value lowers the kernel's default: say so plainly, from what
+ * to what, because that is the change operators do not expect. */
+static void warn_lowering(struct plan *plan)
+{
+    for (int id = 0; id < KEY_COUNT; id++) {
+        const struct sizing_key *k = &plan->sizing.keys[id];
+        char from[32], to[32];
+
+        if (!k->managed || k->action != ACTION_LOWER)
+            continue;
+        if (id == KEY_SHMMNI) {
+            add_warning(plan, "%s would be lowered from %" PRIu64 " to %" PRIu64, sizing_key_name(id),
+                        k->current, k->target);
+            continue;
+        }
+        if (id == KEY_SHMALL) {
+            sizes_format_human(k->current > UINT64_MAX / plan->host.page_size
+                                   ? UINT64_MAX
+                                   : k->current * plan->host.page_size,
+                               from, sizeof(from));
+            sizes_format_human(k->target * plan->host.page_size, to, sizeof(to));
+        } else {
+            sizes_format_human(k->current, from, sizeof(from));
+            sizes_format_human(k->target, to, sizeof(to));
+        }
+        add_warning(plan, "%s would be lowered from %" PRIu64 "%s to %" PRIu64 " (%s)%s",
+                    sizing_key_name(id), k->current,
+                    k->current == SIZING_KERNEL_DEFAULT ? " (the kernel's built-in default, effectively unlimited)" : "",
+                    k->target, to,
+                    plan->profile->policy == POLICY_ENFORCE ? "; 'policy: raise-only' never lowers a limit" : "");
+        (void)from;
+    }
+}
+
+static int read_current_dropin(struct plan *plan)
+{
+    int r = fsutil_read_file(plan->profile->dropin, DROPIN_MAX_BYTES, true, &plan->dropin_old,
+                             &plan->dropin_old_len, NULL);
+
+    plan->dropin_read_errno = r < 0 ? -r : 0;
+    if (r == -ENOMEM)
+        return r;
+    if (r == -ELOOP)
+        add_warning(plan, "%s is a symbolic link: apply refuses to write through it", plan->profile->dropin);
+    else if (r < 0 && r != -ENOENT)
+        add_warning(plan, "cannot read %s: %s", plan->profile->dropin, fsutil_strerror(r));
+    return 0;
+}
+
+int plan_build(const struct profile *p, const struct host_facts *h, bool force, struct plan **ret)
+{
+    struct sizing_input in = {
+        .profile = p,
+        .memtotal_bytes = h->memtotal_bytes,
+        .page_size = h->page_size,
+        .current = h->current,
+        .usage = h->usage,
+        .force = force,
+    };
+    struct plan *plan = calloc(1, sizeof(*plan));
+    int r;
+
+    if (!plan)
+        return -ENOMEM;
+    plan->profile = p;
+    plan->host = *h;
+
+    r = sizing_compute(&in, &plan->sizing);
+    if (r < 0)
+        goto fail;
+    r = dropin_render(p, &plan->sizing, &plan->dropin_new, &plan->dropin_new_len);
+    if (r < 0)
+        goto fail;
+    r = read_current_dropin(plan);
+    if (r < 0)
+        goto fail;
+
+    plan->dropin_changed = !plan->dropin_old || plan->dropin_old_len != plan->dropin_new_len ||
+                           memcmp(plan->dropin_old, plan->dropin_new, plan->dropin_new_len) != 0;
+    r = udiff_render(plan->dropin_old, plan->dropin_old_len, plan->dropin_new, plan->dropin_new_len,
+                     plan->dropin_old ? p->dropin : "/dev/null", p->dropin, &plan->dropin_diff);
+    if (r == -E2BIG) {
+        plan->dropin_diff = strdup("(the current file is too long to show a diff)\n");
+        r = plan->dropin_diff ? 0 : -ENOMEM;
+    }
+    if (r < 0)
+        goto fail;
+
+    warn_lowering(plan);
+    if (!h->usage_known)
+        add_warning(plan, "cannot read /proc/sysvipc/shm: existing segments are not checked");
+    *ret = plan;
+    return 0;
+fail:
+    plan_free(plan);
+    return r;
+}
+
+void plan_free(struct plan *plan)
+{
+    if (!plan)
+        return;
+    free(plan->dropin_new);
+    free(plan->dropin_old);
+    free(plan->dropin_diff);
+    free(plan);
+}
+
+int plan_exit_code(const struct plan *plan)
+{
+    int code = 0;
+
+    for (unsigned i = 0; i < plan->sizing.nproblems; i++)
+        code = plan->sizing.problems[i].in_profile ? 2 : (code ? code : 1);
+    return code;
+}

@@ -1,0 +1,43 @@
+#pragma once
+/* A plan: everything apply would do, computed from the profile and the host
+ * without changing either, and its rendering for people (text) and programs
+ * (JSON). `shmprov plan` and `apply --dry-run` print it. */
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "host.h"
+#include "profile.h"
+#include "sizing.h"
+
+struct plan {
+    const struct profile *profile;
+    const char *profile_note; /* why this profile was chosen, or NULL */
+    struct host_facts host;
+    struct sizing_result sizing;
+
+    char *dropin_new;
+    size_t dropin_new_len;
+    char *dropin_old;      /* NULL when absent or unreadable */
+    size_t dropin_old_len;
+    int dropin_read_errno; /* 0, ENOENT, ELOOP (a symlink), ... */
+    bool dropin_changed;
+    char *dropin_diff; /* unified diff, "" when unchanged */
+
+    unsigned nwarnings;
+    char warnings[KEY_COUNT + 2][320];
+};
+
+/* Builds the plan: sizing from the profile and host facts, then the drop-in
+ * text and its diff against the file on disk (read, never followed through
+ * a symlink). Returns 0 or a negative errno. */
+int plan_build(const struct profile *p, const struct host_facts *h, bool force,
+               struct plan **ret);
+void plan_free(struct plan *plan);
+
+/* 0 when apply could proceed, 2 when the profile contradicts itself, 1 when
+ * the host's state makes apply refuse. */
+int plan_exit_code(const struct plan *plan);
+
+int plan_print_text(const struct plan *plan, FILE *out);
+int plan_print_json(const struct plan *plan, FILE *out);

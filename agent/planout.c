@@ -1,0 +1,264 @@
+/* Rendering of a plan: text for people, one JSON document for programs. */
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <string.h>
+
+#include "plan.h"
+#include "sizes.h"
+#include "version.h"
+
+static const char *tier_reason(const struct sizing_result *s)
+{
+    if (!s->tier_detected)
+        return "set in the profile";
+    switch (s->tier) {
+    case TIER_SMALL:
+        return "auto: MemTotal is below 16 GiB";
+    case TIER_MEDIUM:
+        return "auto: MemTotal is from 16 GiB up to 64 GiB";
+    default:
+        return "auto: MemTotal is 64 GiB or more";
+    }
+}
+
+static const char *overcommit_meaning(int mode)
+{
+    switch (mode) {
+    case 0:
+        return "heuristic overcommit";
+    case 1:
+        return "always overcommit";
+    case 2:
+        return "strict accounting: a large segment can fail with ENOMEM even below the limits";
+    default:
+        return "unknown";
+    }
+}
+
+static void print_value(FILE *out, bool known, uint64_t value)
+{
+    if (known)
+        fprintf(out, "%-22" PRIu64, value);
+    else
+        fprintf(out, "%-22s", "(unknown)");
+}
+
+int plan_print_text(const struct plan *plan, FILE *out)
+{
+    const struct profile *p = plan->profile;
+    const struct sizing_result *s = &plan->sizing;
+    const struct host_facts *h = &plan->host;
+    const struct sizing_key *max = &s->keys[KEY_SHMMAX], *all = &s->keys[KEY_SHMALL];
+    char ram[32], maxh[32], allh[32];
+
+    sizes_format_human(s->ram_bytes, ram, sizeof(ram));
+    sizes_format_human(max->target, maxh, sizeof(maxh));
+    sizes_format_human(all->target > UINT64_MAX / s->page_size ? UINT64_MAX : all->target * s->page_size,
+                       allh, sizeof(allh));
+
+    fprintf(out, "shmprov plan: what 'shmprov apply' would do on %s (nothing is changed)\n\n", h->hostname);
+    fprintf(out, "Profile   %s%s\n", p->path, p->builtin ? " (auto tier, general workload, enforce)" : "");
+    if (plan->profile_note)
+        fprintf(out, "          %s\n", plan->profile_note);
+    fprintf(out, "          sha256 %s\n\n", p->sha256_hex);
+
+    fprintf(out, "Derivation\n");
+    fprintf(out, "  tier       %s (%s)\n", profile_tier_name(s->tier), tier_reason(s));
+    fprintf(out, "  RAM        %" PRIu64 " bytes (%s, %s)\n", s->ram_bytes, ram,
+            s->tier_detected ? "MemTotal of this host" : "the tier's nominal size");
+    fprintf(out, "  workload   %s\n", profile_workload_name(p->workload));
+    if (s->shmmax_overridden)
+        fprintf(out, "  shmmax     %" PRIu64 " bytes (%s), set by the profile\n", max->derived,
+                maxh);
+    else
+        fprintf(out, "  shmmax     %" PRIu64 " bytes (%s) = %u%% of RAM%s, rounded down to a page\n",
+                max->derived, maxh, s->fraction_pct,
+                p->shmmax.set ? " (profile)"
+                : p->workload == WORKLOAD_GENERAL ? " (the tier table)"
+                                                  : "");
+    fprintf(out, "  shmall     %" PRIu64 " pages (%s) = %s\n", all->derived, allh,
+            p->shmall.set ? "set by the profile" : "shmmax / page size");
+    if (s->keys[KEY_SHMMNI].managed)
+        fprintf(out, "  shmmni     %" PRIu64 " segments, set by the profile\n", s->keys[KEY_SHMMNI].derived);
+    fprintf(out, "  page size  %" PRIu64 " bytes (this kernel)\n", s->page_size);
+    fprintf(out, "  policy     %s (%s)\n\n", profile_policy_name(p->policy),
+            p->policy == POLICY_ENFORCE ? "set exactly the derived values"
+                                        : "never lower a value that is already higher");
+
+    fprintf(out, "Runtime changes (/proc/sys/kernel)\n");
+    fprintf(out, "  %-15s %-22s %-22s %s\n", "KEY", "CURRENT", "TARGET", "ACTION");
+    for (int id = 0; id < KEY_COUNT; id++) {
+        const struct sizing_key *k = &s->keys[id];
+        if (!k->managed)
+            continue;
+        fprintf(out, "  %-15s ", sizing_key_name(id));
+        print_value(out, k->current_known, k->current);
+        fprintf(out, " %-22" PRIu64 " %s%s\n", k->target, sizing_action_name(k->action),
+                k->persist ? "" : " (raise-only)");
+    }
+    if (h->runtime_write_errno != 0)
+        fprintf(out, "  note: apply cannot change the running kernel here: %s\n",
+                host_runtime_write_reason(h->runtime_write_errno));
+    fputc('\n', out);
+
+    fprintf(out, "Drop-in %s", p->dropin);
+    if (plan->dropin_read_errno == ENOENT)
+        fprintf(out, " (new file)\n");
+    else if (!plan->dropin_changed)
+        fprintf(out, " (unchanged)\n");
+    else
+        fprintf(out, " (changes)\n");
+    fputs(plan->dropin_diff, out);
+    fputc('\n', out);
+
+    if (h->usage_known)
+        fprintf(out, "Usage     %" PRIu64 " segments, %" PRIu64 " bytes, %" PRIu64
+                     " pages; largest segment %" PRIu64 " bytes\n",
+                h->usage.segments, h->usage.bytes, h->usage.pages, h->usage.largest_segment);
+    fprintf(out, "Overcommit vm.overcommit_memory = %d (%s)\n", h->overcommit_memory,
+            overcommit_meaning(h->overcommit_memory));
+
+    for (unsigned i = 0; i < plan->nwarnings; i++)
+        fprintf(out, "\nwarning: %s", plan->warnings[i]);
+    for (unsigned i = 0; i < s->nproblems; i++)
+        fprintf(out, "\n%s%s", s->problems[i].in_profile ? "" : "apply would refuse: ",
+                s->problems[i].text);
+    if (plan->nwarnings || s->nproblems)
+        fputc('\n', out);
+    return ferror(out) ? -EIO : 0;
+}
+
+/* ---- JSON ------------------------------------------------------------- */
+
+/* json-c keeps uint64 exact; the kernel's default exceeds INT64_MAX. */
+static json_object *u64(uint64_t v) { return json_object_new_uint64(v); }
+
+static json_object *str_or_null(const char *s) { return s ? json_object_new_string(s) : NULL; }
+
+static json_object *json_profile(const struct plan *plan)
+{
+    const struct profile *p = plan->profile;
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "path", json_object_new_string(p->path));
+    json_object_object_add(o, "builtin", json_object_new_boolean(p->builtin));
+    json_object_object_add(o, "note", str_or_null(plan->profile_note));
+    json_object_object_add(o, "sha256", json_object_new_string(p->sha256_hex));
+    json_object_object_add(o, "ram_tier", json_object_new_string(profile_tier_name(p->ram_tier)));
+    json_object_object_add(o, "workload", json_object_new_string(profile_workload_name(p->workload)));
+    json_object_object_add(o, "policy", json_object_new_string(profile_policy_name(p->policy)));
+    return o;
+}
+
+static json_object *json_host(const struct host_facts *h)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "hostname", json_object_new_string(h->hostname));
+    json_object_object_add(o, "kernel", json_object_new_string(h->kernel_release));
+    json_object_object_add(o, "page_size", u64(h->page_size));
+    json_object_object_add(o, "memtotal_bytes", u64(h->memtotal_bytes));
+    json_object_object_add(o, "overcommit_memory",
+                           h->overcommit_memory >= 0 ? json_object_new_int(h->overcommit_memory) : NULL);
+    json_object_object_add(o, "runtime_writable", json_object_new_boolean(h->runtime_write_errno == 0));
+    json_object_object_add(o, "runtime_note",
+                           h->runtime_write_errno ? json_object_new_string(host_runtime_write_reason(h->runtime_write_errno))
+                                                  : NULL);
+    return o;
+}
+
+static json_object *json_derivation(const struct sizing_result *s)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "tier", json_object_new_string(profile_tier_name(s->tier)));
+    json_object_object_add(o, "tier_detected", json_object_new_boolean(s->tier_detected));
+    json_object_object_add(o, "ram_bytes", u64(s->ram_bytes));
+    json_object_object_add(o, "shmmax_percent_of_ram",
+                           s->shmmax_overridden ? NULL : json_object_new_int((int)s->fraction_pct));
+    json_object_object_add(o, "page_size", u64(s->page_size));
+    return o;
+}
+
+static json_object *json_changes(const struct sizing_result *s)
+{
+    json_object *a = json_object_new_array();
+
+    for (int id = 0; id < KEY_COUNT; id++) {
+        const struct sizing_key *k = &s->keys[id];
+        json_object *o;
+
+        if (!k->managed)
+            continue;
+        o = json_object_new_object();
+        json_object_object_add(o, "key", json_object_new_string(sizing_key_name(id)));
+        json_object_object_add(o, "current", k->current_known ? u64(k->current) : NULL);
+        json_object_object_add(o, "derived", u64(k->derived));
+        json_object_object_add(o, "target", u64(k->target));
+        json_object_object_add(o, "action", json_object_new_string(sizing_action_name(k->action)));
+        json_object_object_add(o, "source", json_object_new_string(k->source));
+        json_object_object_add(o, "persisted", json_object_new_boolean(k->persist));
+        json_object_array_add(a, o);
+    }
+    return a;
+}
+
+static json_object *json_usage(const struct host_facts *h)
+{
+    json_object *o;
+
+    if (!h->usage_known)
+        return NULL;
+    o = json_object_new_object();
+    json_object_object_add(o, "segments", u64(h->usage.segments));
+    json_object_object_add(o, "bytes", u64(h->usage.bytes));
+    json_object_object_add(o, "pages", u64(h->usage.pages));
+    json_object_object_add(o, "largest_segment", u64(h->usage.largest_segment));
+    return o;
+}
+
+static json_object *json_dropin(const struct plan *plan)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "path", json_object_new_string(plan->profile->dropin));
+    json_object_object_add(o, "exists", json_object_new_boolean(plan->dropin_read_errno != ENOENT));
+    json_object_object_add(o, "changed", json_object_new_boolean(plan->dropin_changed));
+    json_object_object_add(o, "diff", json_object_new_string(plan->dropin_diff));
+    json_object_object_add(o, "content",
+                           json_object_new_string_len(plan->dropin_new, (int)plan->dropin_new_len));
+    return o;
+}
+
+int plan_print_json(const struct plan *plan, FILE *out)
+{
+    json_object *doc = json_object_new_object(), *warnings, *problems;
+    int r = 0;
+
+    if (!doc)
+        return -ENOMEM;
+    json_object_object_add(doc, "command", json_object_new_string("plan"));
+    json_object_object_add(doc, "agent_version", json_object_new_string(SHMPROV_VERSION));
+    json_object_object_add(doc, "profile", json_profile(plan));
+    json_object_object_add(doc, "host", json_host(&plan->host));
+    json_object_object_add(doc, "derivation", json_derivation(&plan->sizing));
+    json_object_object_add(doc, "changes", json_changes(&plan->sizing));
+    json_object_object_add(doc, "usage", json_usage(&plan->host));
+    json_object_object_add(doc, "dropin", json_dropin(plan));
+
+    warnings = json_object_new_array();
+    for (unsigned i = 0; i < plan->nwarnings; i++)
+        json_object_array_add(warnings, json_object_new_string(plan->warnings[i]));
+    json_object_object_add(doc, "warnings", warnings);
+    problems = json_object_new_array();
+    for (unsigned i = 0; i < plan->sizing.nproblems; i++)
+        json_object_array_add(problems, json_object_new_string(plan->sizing.problems[i].text));
+    json_object_object_add(doc, "problems", problems);
+
+    if (fprintf(out, "%s\n",
+                json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE)) < 0)
+        r = -EIO;
+    json_object_put(doc);
+    return r;
+}

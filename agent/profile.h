@@ -1,0 +1,95 @@
+#pragma once
+/* The host profile (SPEC §4): a strict YAML parser on libyaml. Parsing takes
+ * a buffer and a file name and does no I/O, so every rejection is testable
+ * without root; profile_load() is the one I/O edge. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sizes.h"
+
+#define PROFILE_MAX_BYTES (1024 * 1024)
+#define PROFILE_DEFAULT_PATH "/etc/shmprov/profile.yaml"
+#define PROFILE_DEFAULT_DROPIN "/etc/sysctl.d/60-shmprov.conf"
+#define PROFILE_BUILTIN_NAME "<built-in default>"
+#define PROFILE_SHMMNI_MAX 32768
+
+enum ram_tier { TIER_AUTO, TIER_SMALL, TIER_MEDIUM, TIER_LARGE };
+enum workload { WORKLOAD_GENERAL, WORKLOAD_DATABASE, WORKLOAD_BIGDATA };
+enum policy { POLICY_ENFORCE, POLICY_RAISE_ONLY };
+
+const char *profile_tier_name(enum ram_tier tier);
+const char *profile_workload_name(enum workload workload);
+const char *profile_policy_name(enum policy policy);
+
+/* Where a value stood in its file, so later checks can point at it. */
+struct profile_mark {
+    unsigned line, col; /* 1-based; 0 when the key is absent */
+};
+
+struct profile_limit {
+    bool set;
+    struct size_value size; /* shmall: SIZE_BYTES with in_pages for a bare integer */
+    bool in_pages;
+    struct profile_mark mark;
+};
+
+struct profile_report {
+    char *url;
+    char *token_file;
+    char *ca_file;
+    char *client_cert;
+    char *client_key;
+    char *spool_dir;
+    unsigned timeout_s;
+};
+
+struct profile {
+    char *path;           /* as given (for messages), or PROFILE_BUILTIN_NAME */
+    char *canonical_path; /* absolute, for the drop-in header; same as path when built in */
+    bool builtin;
+    char sha256_hex[65];
+    enum ram_tier ram_tier;
+    enum workload workload;
+    enum policy policy;
+    struct profile_limit shmmax;
+    struct profile_limit shmall;
+    struct profile_limit shmmni;
+    char *dropin;
+    struct profile_report report;
+};
+
+struct profile_diag {
+    unsigned line, col; /* 1-based */
+    char *message;
+};
+
+/* All the errors found in one file, reported together. */
+struct profile_diags {
+    char *file;
+    struct profile_diag *items;
+    size_t count, cap;
+};
+
+void profile_diags_init(struct profile_diags *d, const char *file);
+void profile_diags_free(struct profile_diags *d);
+/* Appends "FILE:LINE:COL: error: MESSAGE". Returns <0 only on ENOMEM. */
+int profile_diags_add(struct profile_diags *d, unsigned line, unsigned col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Prints every diagnostic as "FILE:LINE:COL: error: MESSAGE" on stderr. */
+void profile_diags_print(const struct profile_diags *d);
+
+/* Parses buf (len bytes) named file. Returns 0 and sets *ret, or -EINVAL with
+ * every problem in diags (which must be initialised), or -ENOMEM. */
+int profile_parse(const char *buf, size_t len, const char *file, struct profile_diags *diags,
+                  struct profile **ret);
+
+/* Reads and parses path: regular file, at most PROFILE_MAX_BYTES, and when
+ * running as root not writable by anyone but root. Errors go to diags. */
+int profile_load(const char *path, struct profile_diags *diags, struct profile **ret);
+
+/* The profile compiled in from profiles/default.yaml. */
+int profile_load_builtin(struct profile_diags *diags, struct profile **ret);
+
+void profile_free(struct profile *p);

@@ -1,0 +1,81 @@
+#pragma once
+/* The sizing guide as arithmetic (SPEC §1-§2). Pure: structs in, numbers
+ * and reasons out; no I/O, no logging, no globals. */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "profile.h"
+
+/* Linux >= 3.16 default for shmmax and shmall: ULONG_MAX - 2^24. */
+#define SIZING_KERNEL_DEFAULT UINT64_C(18446744073692774399)
+#define SIZING_SHMMNI_DEFAULT 4096
+
+#define SIZING_TIER_SMALL_RAM (UINT64_C(8) << 30)
+#define SIZING_TIER_MEDIUM_RAM (UINT64_C(32) << 30)
+#define SIZING_TIER_LARGE_RAM (UINT64_C(128) << 30)
+
+enum sizing_key_id { KEY_SHMMAX, KEY_SHMALL, KEY_SHMMNI, KEY_COUNT };
+/* ACTION_SET: the current value could not be read. */
+enum sizing_action { ACTION_KEEP, ACTION_RAISE, ACTION_LOWER, ACTION_SET };
+
+const char *sizing_key_name(enum sizing_key_id id); /* "kernel.shmmax" */
+const char *sizing_action_name(enum sizing_action action);
+
+struct sizing_current {
+    bool known[KEY_COUNT];
+    uint64_t value[KEY_COUNT];
+};
+
+struct sizing_usage {
+    uint64_t segments;
+    uint64_t bytes;
+    uint64_t pages; /* shm_tot: sum of whole pages of every segment */
+    uint64_t largest_segment;
+};
+
+struct sizing_input {
+    const struct profile *profile;
+    uint64_t memtotal_bytes; /* used when the tier is auto */
+    uint64_t page_size;
+    struct sizing_current current;
+    struct sizing_usage usage;
+    bool force; /* allow going below what existing segments use */
+};
+
+struct sizing_key {
+    bool managed;  /* shmprov sets it (shmmni only when the profile does) */
+    uint64_t derived; /* what the profile asks for */
+    uint64_t target;  /* what apply would set, after the policy */
+    bool persist;     /* written to the drop-in (raise-only may keep a higher value) */
+    bool current_known;
+    uint64_t current;
+    enum sizing_action action;
+    const char *source; /* "derived", "profile", "kept (raise-only)" */
+};
+
+#define SIZING_MAX_PROBLEMS 4
+struct sizing_problem {
+    bool in_profile; /* the profile contradicts itself (exit 2), else the host state (exit 1) */
+    char text[320];
+};
+
+struct sizing_result {
+    enum ram_tier tier;   /* never TIER_AUTO: the class used or detected */
+    bool tier_detected;   /* tier was auto */
+    uint64_t ram_bytes;
+    unsigned fraction_pct; /* share of RAM for shmmax (derivation or override) */
+    bool shmmax_overridden;
+    uint64_t page_size;
+    struct sizing_key keys[KEY_COUNT];
+    /* Why apply would refuse (guards, inconsistent overrides), if anything. */
+    unsigned nproblems;
+    struct sizing_problem problems[SIZING_MAX_PROBLEMS];
+};
+
+/* Classifies a measured MemTotal: <16 GiB small, <64 GiB medium, else large. */
+enum ram_tier sizing_classify(uint64_t memtotal_bytes);
+
+/* Returns 0 and fills *ret; -EINVAL for an unusable page size or RAM. Problems
+ * that make apply refuse are in ret->problems, not the return value. */
+int sizing_compute(const struct sizing_input *in, struct sizing_result *ret);

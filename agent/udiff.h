@@ -1,0 +1,32 @@
+#pragma once
+/* Unified diffs for `shmprov plan`: how a /etc/sysctl.d drop-in would change.
+ * Pure (no I/O, no logging, no globals), so it is tested byte for byte
+ * against GNU `diff -u` without root. */
+
+#include <stddef.h>
+
+/* Drop-ins are a few dozen lines; the cap bounds the work and memory a
+ * hostile or runaway file can cost. */
+#define UDIFF_MAX_LINES 4096
+
+/* Renders a unified diff of old -> new in GNU `diff -u` format: 3 lines of
+ * context, hunks closer than 7 unchanged lines merged, hunk headers
+ * `@@ -a,b +c,d @@` (`-a` when b is 1, `-a,0` naming the line before an
+ * empty range), and "\ No newline at end of file" after a last line that
+ * lacks one. Texts are byte buffers split on '\n'; they need not be
+ * NUL-terminated.
+ *
+ * old_text NULL means the file is absent: the header is "--- /dev/null",
+ * old_label is ignored (it may be NULL) and old_len must be 0. Otherwise the
+ * labels go on the ---/+++ lines verbatim, without timestamps; a label that
+ * contains '\n' is refused, since it would forge diff lines.
+ *
+ * Returns 0 and sets *ret_text to a malloc'd NUL-terminated string, "" when
+ * the texts have the same lines. On failure returns a negative errno and
+ * leaves *ret_text untouched: -EINVAL for a NULL new_text, new_label or
+ * ret_text (or old_label with a non-NULL old_text), -E2BIG when either side
+ * has more than UDIFF_MAX_LINES lines, -ENOMEM. */
+int udiff_render(const char *old_text, size_t old_len,
+                 const char *new_text, size_t new_len,
+                 const char *old_label, const char *new_label,
+                 char **ret_text);

@@ -1,0 +1,270 @@
+/* The sizing guide's numbers, both policies, both page sizes, the guards
+ * and the overrides. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+
+#include "helpers.h"
+#include "sizing.h"
+
+#define GiB (UINT64_C(1) << 30)
+#define DEFAULT SIZING_KERNEL_DEFAULT
+
+struct derivation_row {
+    const char *yaml;
+    uint64_t memtotal;
+    uint64_t page;
+    enum ram_tier tier;
+    uint64_t shmmax;
+    uint64_t shmall;
+};
+
+static const struct derivation_row derivation_rows[] = {
+    /* The guide's table, 4 KiB pages. */
+    { "version: 1\nhost: {ram_tier: small}\n", 0, 4096, TIER_SMALL, 4294967296, 1048576 },
+    { "version: 1\nhost: {ram_tier: medium}\n", 0, 4096, TIER_MEDIUM, 17179869184, 4194304 },
+    { "version: 1\nhost: {ram_tier: large}\n", 0, 4096, TIER_LARGE, 68719476736, 16777216 },
+    /* 64 KiB pages (arm64, ppc64le): same bytes, 16x fewer pages. */
+    { "version: 1\nhost: {ram_tier: small}\n", 0, 65536, TIER_SMALL, 4294967296, 65536 },
+    { "version: 1\nhost: {ram_tier: medium}\n", 0, 65536, TIER_MEDIUM, 17179869184, 262144 },
+    { "version: 1\nhost: {ram_tier: large}\n", 0, 65536, TIER_LARGE, 68719476736, 1048576 },
+    /* Workloads: database 50 %, bigdata 75 %. */
+    { "version: 1\nhost: {ram_tier: small, workload: database}\n", 0, 4096, TIER_SMALL, 4294967296, 1048576 },
+    { "version: 1\nhost: {ram_tier: medium, workload: database}\n", 0, 4096, TIER_MEDIUM, 17179869184, 4194304 },
+    { "version: 1\nhost: {ram_tier: small, workload: bigdata}\n", 0, 4096, TIER_SMALL, 6442450944, 1572864 },
+    { "version: 1\nhost: {ram_tier: medium, workload: bigdata}\n", 0, 4096, TIER_MEDIUM, 25769803776, 6291456 },
+    { "version: 1\nhost: {ram_tier: large, workload: bigdata}\n", 0, 4096, TIER_LARGE, 103079215104, 25165824 },
+    { "version: 1\nhost: {ram_tier: large, workload: bigdata}\n", 0, 65536, TIER_LARGE, 103079215104, 1572864 },
+    /* auto: measured MemTotal, rounded down to a whole page. */
+    { "version: 1\n", 8052617216, 4096, TIER_SMALL, 4026306560, 982985 },
+    { "version: 1\n", 8052617216, 65536, TIER_SMALL, 4026269696, 61436 },
+    { "version: 1\n", 16 * GiB - 1024, 4096, TIER_SMALL, 8589930496, 2097151 },
+    { "version: 1\n", 16 * GiB, 4096, TIER_MEDIUM, 8589934592, 2097152 },
+    { "version: 1\n", 64 * GiB - 1024, 4096, TIER_MEDIUM, 34359734272, 8388607 },
+    { "version: 1\n", 64 * GiB, 4096, TIER_LARGE, 34359738368, 8388608 },
+    { "version: 1\nhost: {workload: bigdata}\n", 25165824000, 4096, TIER_MEDIUM, 18874368000, 4608000 },
+    /* Overrides. */
+    { "version: 1\nhost: {ram_tier: medium}\nlimits: {shmmax: 60%}\n", 0, 4096, TIER_MEDIUM, 20615839744, 5033164 },
+    { "version: 1\nhost: {ram_tier: medium}\nlimits: {shmmax: 10GiB}\n", 0, 4096, TIER_MEDIUM, 10737418240, 2621440 },
+    { "version: 1\nlimits: {shmmax: 1000000}\n", 8 * GiB, 4096, TIER_SMALL, 1000000, 245 },
+    { "version: 1\nlimits: {shmmax: 16GiB, shmall: 16GiB}\n", 8 * GiB, 4096, TIER_SMALL, 17179869184, 4194304 },
+    { "version: 1\nlimits: {shmmax: 16GiB, shmall: 8000000}\n", 8 * GiB, 4096, TIER_SMALL, 17179869184, 8000000 },
+    { "version: 1\nlimits: {shmall: 16GiB}\n", 8 * GiB, 65536, TIER_SMALL, 4294967296, 262144 },
+};
+
+static void compute(const char *yaml, uint64_t memtotal, uint64_t page, const struct sizing_current *current,
+                    const struct sizing_usage *usage, bool force, struct sizing_result *out,
+                    struct profile **ret_profile)
+{
+    struct profile *p = parse_profile_or_die(yaml);
+    struct sizing_input in = { .profile = p, .memtotal_bytes = memtotal, .page_size = page, .force = force };
+
+    if (current)
+        in.current = *current;
+    if (usage)
+        in.usage = *usage;
+    cr_assert_eq(sizing_compute(&in, out), 0);
+    *ret_profile = p;
+}
+
+Test(sizing, derivation_table)
+{
+    for (size_t i = 0; i < sizeof(derivation_rows) / sizeof(derivation_rows[0]); i++) {
+        const struct derivation_row *row = &derivation_rows[i];
+        struct sizing_result r;
+        struct profile *p;
+
+        compute(row->yaml, row->memtotal, row->page, NULL, NULL, false, &r, &p);
+        cr_expect_eq(r.tier, row->tier, "row %zu: tier %d, expected %d", i, r.tier, row->tier);
+        cr_expect_eq(r.keys[KEY_SHMMAX].target, row->shmmax, "row %zu: shmmax %llu, expected %llu", i,
+                     (unsigned long long)r.keys[KEY_SHMMAX].target, (unsigned long long)row->shmmax);
+        cr_expect_eq(r.keys[KEY_SHMALL].target, row->shmall, "row %zu: shmall %llu, expected %llu", i,
+                     (unsigned long long)r.keys[KEY_SHMALL].target, (unsigned long long)row->shmall);
+        cr_expect_eq(r.nproblems, 0, "row %zu: unexpected problem: %s", i, r.problems[0].text);
+        cr_expect_not(r.keys[KEY_SHMMNI].managed, "row %zu: shmmni managed without being set", i);
+        profile_free(p);
+    }
+}
+
+Test(sizing, derived_shmmax_is_page_aligned_and_shmall_exact)
+{
+    static const uint64_t pages[] = { 4096, 16384, 65536 };
+    for (size_t i = 0; i < 3; i++)
+        for (uint64_t mem = 1 * GiB + 12345 * 1024; mem < 200 * GiB; mem = mem * 3 + 4096) {
+            struct sizing_result r;
+            struct profile *p;
+            compute("version: 1\nhost: {workload: bigdata}\n", mem, pages[i], NULL, NULL, false, &r, &p);
+            cr_expect_eq(r.keys[KEY_SHMMAX].target % pages[i], 0);
+            cr_expect_eq(r.keys[KEY_SHMALL].target * pages[i], r.keys[KEY_SHMMAX].target);
+            cr_expect_leq(r.keys[KEY_SHMMAX].target, mem / 4 * 3);
+            cr_expect_gt(r.keys[KEY_SHMMAX].target + pages[i], mem / 4 * 3);
+            profile_free(p);
+        }
+}
+
+struct policy_row {
+    const char *yaml;
+    uint64_t current_max, current_all;
+    uint64_t target_max, target_all;
+    enum sizing_action action_max, action_all;
+    bool persist_max;
+};
+
+static const struct policy_row policy_rows[] = {
+    /* enforce on the kernel defaults lowers both. */
+    { "version: 1\nhost: {ram_tier: small}\n", DEFAULT, DEFAULT, 4294967296, 1048576, ACTION_LOWER, ACTION_LOWER, true },
+    /* raise-only on the kernel defaults keeps both, and persists neither. */
+    { "version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n", DEFAULT, DEFAULT, DEFAULT, DEFAULT, ACTION_KEEP, ACTION_KEEP, false },
+    /* raise-only below the derived values raises. */
+    { "version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n", 1 * GiB, 262144, 4294967296, 1048576, ACTION_RAISE, ACTION_RAISE, true },
+    /* raise-only mixed: shmmax higher (kept), shmall lower (raised). */
+    { "version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n", 8 * GiB, 1000, 8 * GiB, 1048576, ACTION_KEEP, ACTION_RAISE, false },
+    /* enforce when already equal: keep. */
+    { "version: 1\nhost: {ram_tier: small}\n", 4294967296, 1048576, 4294967296, 1048576, ACTION_KEEP, ACTION_KEEP, true },
+    /* enforce below: raise. */
+    { "version: 1\nhost: {ram_tier: large}\n", 4294967296, 1048576, 68719476736, 16777216, ACTION_RAISE, ACTION_RAISE, true },
+};
+
+Test(sizing, policies)
+{
+    for (size_t i = 0; i < sizeof(policy_rows) / sizeof(policy_rows[0]); i++) {
+        const struct policy_row *row = &policy_rows[i];
+        struct sizing_current cur = { { true, true, true }, { row->current_max, row->current_all, 4096 } };
+        struct sizing_result r;
+        struct profile *p;
+
+        compute(row->yaml, 0, 4096, &cur, NULL, false, &r, &p);
+        cr_expect_eq(r.keys[KEY_SHMMAX].target, row->target_max, "row %zu shmmax", i);
+        cr_expect_eq(r.keys[KEY_SHMALL].target, row->target_all, "row %zu shmall", i);
+        cr_expect_eq(r.keys[KEY_SHMMAX].action, row->action_max, "row %zu shmmax action", i);
+        cr_expect_eq(r.keys[KEY_SHMALL].action, row->action_all, "row %zu shmall action", i);
+        cr_expect_eq(r.keys[KEY_SHMMAX].persist, row->persist_max, "row %zu persist", i);
+        profile_free(p);
+    }
+}
+
+Test(sizing, unknown_current_value_is_set)
+{
+    struct sizing_result r;
+    struct profile *p;
+
+    compute("version: 1\nhost: {ram_tier: small}\n", 0, 4096, NULL, NULL, false, &r, &p);
+    cr_expect_eq(r.keys[KEY_SHMMAX].action, ACTION_SET);
+    cr_expect_str_eq(sizing_action_name(r.keys[KEY_SHMMAX].action), "set");
+    profile_free(p);
+}
+
+Test(sizing, guard_shmall_below_pages_in_use)
+{
+    struct sizing_usage usage = { .segments = 3, .bytes = 5 * GiB, .pages = 1310720, .largest_segment = 2 * GiB };
+    struct sizing_result r;
+    struct profile *p;
+
+    compute("version: 1\nhost: {ram_tier: small}\n", 0, 4096, NULL, &usage, false, &r, &p);
+    cr_assert_eq(r.nproblems, 1);
+    cr_expect_not(r.problems[0].in_profile);
+    cr_expect_str_eq(r.problems[0].text,
+                     "kernel.shmall: target 1048576 pages is below the 1310720 pages existing segments already use");
+    profile_free(p);
+
+    compute("version: 1\nhost: {ram_tier: small}\n", 0, 4096, NULL, &usage, true, &r, &p);
+    cr_expect_eq(r.nproblems, 0, "--force must allow it");
+    profile_free(p);
+}
+
+Test(sizing, guard_shmmax_below_largest_segment)
+{
+    struct sizing_usage usage = { .segments = 1, .bytes = 6 * GiB, .pages = 1572864, .largest_segment = 6 * GiB };
+    struct sizing_result r;
+    struct profile *p;
+
+    compute("version: 1\nhost: {ram_tier: small}\nlimits: {shmall: 4000000}\n", 0, 4096, NULL, &usage, false, &r, &p);
+    cr_assert_eq(r.nproblems, 1);
+    cr_expect_str_eq(r.problems[0].text,
+                     "kernel.shmmax: target 4294967296 bytes is below the largest existing segment (6442450944 bytes)");
+    profile_free(p);
+}
+
+Test(sizing, guard_shmmni_below_segments)
+{
+    struct sizing_usage usage = { .segments = 20 };
+    struct sizing_result r;
+    struct profile *p;
+
+    compute("version: 1\nhost: {ram_tier: small}\nlimits: {shmmni: 10}\n", 0, 4096, NULL, &usage, false, &r, &p);
+    cr_assert_eq(r.nproblems, 1);
+    cr_expect_str_eq(r.problems[0].text, "kernel.shmmni: target 10 is below the 20 segments that exist");
+    profile_free(p);
+}
+
+Test(sizing, raise_only_never_trips_the_guards_it_cannot_cause)
+{
+    struct sizing_current cur = { { true, true, true }, { DEFAULT, DEFAULT, 4096 } };
+    struct sizing_usage usage = { .segments = 1, .bytes = 6 * GiB, .pages = 1572864, .largest_segment = 6 * GiB };
+    struct sizing_result r;
+    struct profile *p;
+
+    compute("version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n", 0, 4096, &cur, &usage, false, &r, &p);
+    cr_expect_eq(r.nproblems, 0);
+    profile_free(p);
+}
+
+Test(sizing, override_shmall_smaller_than_shmmax_is_a_profile_error)
+{
+    struct sizing_result r;
+    struct profile *p;
+
+    compute("version: 1\nlimits:\n  shmmax: 16GiB\n  shmall: 1000\n", 8 * GiB, 4096, NULL, NULL, false, &r, &p);
+    cr_assert_eq(r.nproblems, 1);
+    cr_expect(r.problems[0].in_profile);
+    cr_expect_str_eq(r.problems[0].text,
+                     "test.yaml:4:11: error: limits.shmall (1000 pages of 4096 bytes) is smaller than "
+                     "limits.shmmax (17179869184 bytes): shmall x page size must be at least shmmax");
+    profile_free(p);
+
+    /* The same shmall is enough with 64 KiB pages only if it covers shmmax. */
+    compute("version: 1\nlimits:\n  shmmax: 16GiB\n  shmall: 262144\n", 8 * GiB, 65536, NULL, NULL, false, &r, &p);
+    cr_expect_eq(r.nproblems, 0);
+    profile_free(p);
+    compute("version: 1\nlimits:\n  shmmax: 16GiB\n  shmall: 262144\n", 8 * GiB, 4096, NULL, NULL, false, &r, &p);
+    cr_expect_eq(r.nproblems, 1);
+    profile_free(p);
+}
+
+Test(sizing, shmmni_is_managed_only_when_set)
+{
+    struct sizing_current cur = { { true, true, true }, { DEFAULT, DEFAULT, 4096 } };
+    struct sizing_result r;
+    struct profile *p;
+
+    compute("version: 1\nlimits: {shmmni: 8192}\n", 8 * GiB, 4096, &cur, NULL, false, &r, &p);
+    cr_expect(r.keys[KEY_SHMMNI].managed);
+    cr_expect_eq(r.keys[KEY_SHMMNI].target, 8192);
+    cr_expect_eq(r.keys[KEY_SHMMNI].action, ACTION_RAISE);
+    profile_free(p);
+}
+
+Test(sizing, rejects_bad_page_size_and_missing_memtotal)
+{
+    struct profile *p = parse_profile_or_die("version: 1\n");
+    struct sizing_result r;
+    struct sizing_input in = { .profile = p, .memtotal_bytes = 8 * GiB, .page_size = 0 };
+
+    cr_expect_eq(sizing_compute(&in, &r), -EINVAL);
+    in.page_size = 3000;
+    cr_expect_eq(sizing_compute(&in, &r), -EINVAL);
+    in.page_size = 4096;
+    in.memtotal_bytes = 0;
+    cr_expect_eq(sizing_compute(&in, &r), -EINVAL, "auto tier needs MemTotal");
+    profile_free(p);
+}
+
+Test(sizing, classify_boundaries)
+{
+    cr_expect_eq(sizing_classify(8 * GiB), TIER_SMALL);
+    cr_expect_eq(sizing_classify(16 * GiB - 1), TIER_SMALL);
+    cr_expect_eq(sizing_classify(16 * GiB), TIER_MEDIUM);
+    cr_expect_eq(sizing_classify(64 * GiB - 1), TIER_MEDIUM);
+    cr_expect_eq(sizing_classify(64 * GiB), TIER_LARGE);
+    cr_expect_eq(sizing_classify(UINT64_MAX), TIER_LARGE);
+}
