@@ -153,6 +153,14 @@ ipcrm -m "$(cat /tmp/shmprov-test-seg)"
 kill "$segpid" 2>/dev/null
 rm -f /tmp/shmprov-test-seg
 
+# ---- a read-only /proc/sys (as in most containers) is detected and said ----
+mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys
+"$shmprov" plan >"$work/ro.txt" 2>/dev/null
+expect "container/read-only-proc-sys" grep -q "^  note: apply cannot change the running kernel here: /proc/sys is read-only here (a container?): runtime limits are not applicable here" "$work/ro.txt"
+expect "container/json" test "$("$shmprov" plan --output json 2>/dev/null | "$py" -c 'import json,sys; print(json.load(sys.stdin)["host"]["runtime_writable"])')" = False
+umount /proc/sys
+expect "container/writable-again" test "$("$shmprov" plan --output json 2>/dev/null | "$py" -c 'import json,sys; print(json.load(sys.stdin)["host"]["runtime_writable"])')" = True
+
 # ---- CLI contract ----
 expect_code "cli/help" 0 "$shmprov" --help
 expect "cli/help-on-stdout" test -n "$("$shmprov" --help 2>/dev/null)"
