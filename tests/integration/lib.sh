@@ -27,14 +27,24 @@ finish() {
     [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
 }
 
-# Re-executes the calling script inside a new IPC and mount namespace with
-# tmpfs over the directories shmprov may write, so the real kernel code
-# paths run against private limits and the host never changes (SPEC §10).
+# Re-executes the calling script inside a new IPC and mount namespace so the
+# real kernel code paths run against private limits and the host never
+# changes (SPEC §10). Inside: /etc and /var/lib are overlays whose writes go
+# to a private tmpfs (so even creating /etc/shmprov leaves the host alone),
+# /run and /tmp are private tmpfs, and tmpfs is mounted over every directory
+# shmprov writes: /etc/sysctl.d, /run/sysctl.d, /etc/shmprov, /var/lib/shmprov.
 enter_private_namespace() {
     if [ -n "${SHMPROV_IN_NAMESPACE:-}" ]; then
         mount --make-rprivate /
+        mount -t tmpfs -o size=64m,mode=0700 shmprov-scratch /mnt
+        for d in /etc /var/lib; do
+            mkdir -p "/mnt/upper$d" "/mnt/work$d"
+            mount -t overlay shmprov-overlay -o "lowerdir=$d,upperdir=/mnt/upper$d,workdir=/mnt/work$d" "$d"
+        done
+        mount -t tmpfs -o size=16m,mode=0755 shmprov-run /run
+        mount -t tmpfs -o size=256m,mode=1777 shmprov-tmp /tmp
         for d in /etc/sysctl.d /run/sysctl.d /etc/shmprov /var/lib/shmprov; do
-            mkdir -p "$d" 2>/dev/null || true
+            mkdir -p "$d"
             mount -t tmpfs -o size=4m,mode=0755 shmprov-test "$d"
         done
         return 0
