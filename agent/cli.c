@@ -8,12 +8,14 @@
 #include <string.h>
 
 #include "fsutil.h"
+#include "host.h"
 #include "log.h"
 #include "version.h"
 
 enum {
     OPT_DRY_RUN = 1 << 0,
     OPT_FORCE = 1 << 1,
+    OPT_APPLY_ONLY = 1 << 2, /* --no-report, --no-verify, --root, --persist-only */
 };
 
 struct command {
@@ -23,16 +25,15 @@ struct command {
     int (*exec)(const struct cli_options *o);
 };
 
-static int cmd_apply(const struct cli_options *o);
-
 static const struct command commands[] = {
     { "plan", OPT_FORCE, 0, cmd_plan },
-    { "apply", OPT_DRY_RUN | OPT_FORCE, 0, cmd_apply },
+    { "apply", OPT_DRY_RUN | OPT_FORCE | OPT_APPLY_ONLY, 0, cmd_apply },
+    { "verify", 0, 0, cmd_verify },
     { "validate", 0, -1, cmd_validate },
 };
 
 /* Named in SPEC §3 but not built yet: say so rather than "unknown". */
-static const char *const planned_commands[] = { "verify", "status", "flush" };
+static const char *const planned_commands[] = { "status", "flush" };
 
 static const char usage_text[] =
     "Usage: shmprov [--profile FILE] [--output text|json] [-q|-v] COMMAND [OPTIONS]\n"
@@ -42,7 +43,18 @@ static const char usage_text[] =
     "Commands:\n"
     "  plan                 show the derived values and every change apply would make;\n"
     "                       changes nothing\n"
-    "  apply --dry-run      exactly plan (apply without --dry-run is not in this version yet)\n"
+    "  apply                write the drop-in, set the running kernel, prove it with a\n"
+    "                       test allocation; on any failure put everything back\n"
+    "    --dry-run          exactly plan\n"
+    "    --root DIR         write the drop-in under DIR only (image builds); the\n"
+    "                       running kernel and the test allocation are skipped\n"
+    "    --no-verify        skip the test allocation\n"
+    "    --persist-only     where /proc/sys is read-only (a container), write the\n"
+    "                       drop-in anyway\n"
+    "    --no-report        do not report (reporting is not in this version yet)\n"
+    "    --force            allow limits below what existing segments use\n"
+    "  verify               compare the running kernel, the drop-in and the boot order\n"
+    "                       with the profile; changes nothing; exit 3 on drift\n"
     "  validate [FILE...]   check profiles (default: the profile plan would use);\n"
     "                       no side effects\n"
     "\n"
@@ -53,14 +65,13 @@ static const char usage_text[] =
     "  -o, --output FORMAT  text (default) or json: one JSON document on stdout\n"
     "  -q, --quiet          only errors on stderr\n"
     "  -v, --verbose        more detail on stderr\n"
-    "      --force          plan/apply: allow limits below what existing segments use\n"
-    "      --dry-run        apply: show the plan, change nothing\n"
     "  -h, --help           show this help\n"
     "  -V, --version        show the version\n"
     "\n"
-    "Exit status: 0 success (also when nothing would change), 1 run-time failure\n"
-    "(e.g. apply would refuse because of existing segments), 2 bad invocation or\n"
-    "invalid profile (nothing touched), 3 verify found drift.\n"
+    "Exit status: 0 success (also \"nothing to change\", and \"runtime not applicable\n"
+    "here\" where /proc/sys is read-only), 1 run-time failure (apply refused or\n"
+    "rolled back; plan: apply would refuse), 2 bad invocation or invalid profile\n"
+    "(nothing touched), 3 verify found drift.\n"
     "\n"
     "Diagnostics go to stderr; stdout carries only the result.\n";
 
@@ -111,21 +122,42 @@ int cli_load_profile(const struct cli_options *o, struct profile **ret, const ch
     return r == -ENOMEM ? EXIT_FAILURE_RUNTIME : EXIT_USAGE;
 }
 
-static int cmd_apply(const struct cli_options *o)
+int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret)
 {
-    if (!o->dry_run) {
-        log_error("'apply' without --dry-run is not available in this version yet; "
-                  "'shmprov apply --dry-run' shows what it would do");
+    struct host_facts host;
+    int r = host_read(&host);
+
+    if (r < 0) {
+        log_error("cannot read the page size of this kernel: %s", strerror(-r));
+        return EXIT_FAILURE_RUNTIME;
+    }
+    if (host.memtotal_bytes == 0 && profile->ram_tier == TIER_AUTO) {
+        log_error("cannot read MemTotal from /proc/meminfo, which 'ram_tier: auto' needs; "
+                  "set host.ram_tier in the profile");
+        return EXIT_FAILURE_RUNTIME;
+    }
+    r = plan_build(profile, &host, force, root, ret);
+    if (r < 0) {
+        log_error("cannot build the plan: %s", strerror(-r));
+        return EXIT_FAILURE_RUNTIME;
+    }
+    /* A profile that contradicts itself is invalid wherever it is used. */
+    if (plan_exit_code(*ret) == EXIT_USAGE) {
+        for (unsigned i = 0; i < (*ret)->sizing.nproblems; i++)
+            if ((*ret)->sizing.problems[i].in_profile)
+                fprintf(stderr, "%s\n", (*ret)->sizing.problems[i].text);
+        plan_free(*ret);
+        *ret = NULL;
         return EXIT_USAGE;
     }
-    return cmd_plan(o);
+    return EXIT_OK;
 }
 
 /* Returns <0 on a usage error already reported (as -exit code), 0 to exit
  * successfully now (--help, --version), >0 to run the command. */
 static int parse_argv(int argc, char **argv, struct cli_options *o, const struct command **ret_cmd)
 {
-    enum { ARG_DRY_RUN = 0x100, ARG_FORCE };
+    enum { ARG_DRY_RUN = 0x100, ARG_FORCE, ARG_NO_REPORT, ARG_NO_VERIFY, ARG_ROOT, ARG_PERSIST_ONLY };
     static const struct option options[] = {
         { "profile", required_argument, NULL, 'p' },
         { "output", required_argument, NULL, 'o' },
@@ -135,6 +167,10 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
         { "version", no_argument, NULL, 'V' },
         { "dry-run", no_argument, NULL, ARG_DRY_RUN },
         { "force", no_argument, NULL, ARG_FORCE },
+        { "no-report", no_argument, NULL, ARG_NO_REPORT },
+        { "no-verify", no_argument, NULL, ARG_NO_VERIFY },
+        { "root", required_argument, NULL, ARG_ROOT },
+        { "persist-only", no_argument, NULL, ARG_PERSIST_ONLY },
         {},
     };
     unsigned used = 0;
@@ -177,6 +213,22 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
             o->force = true;
             used |= OPT_FORCE;
             break;
+        case ARG_NO_REPORT:
+            o->no_report = true;
+            used |= OPT_APPLY_ONLY;
+            break;
+        case ARG_NO_VERIFY:
+            o->no_verify = true;
+            used |= OPT_APPLY_ONLY;
+            break;
+        case ARG_PERSIST_ONLY:
+            o->persist_only = true;
+            used |= OPT_APPLY_ONLY;
+            break;
+        case ARG_ROOT:
+            o->root = optarg;
+            used |= OPT_APPLY_ONLY;
+            break;
         case ':':
             return -usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
@@ -195,6 +247,8 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
     }
     if (used & OPT_DRY_RUN & ~cmd->options)
         return -usage_error("--dry-run is an option of 'apply', not of '%s'", cmd->name);
+    if (used & OPT_APPLY_ONLY & ~cmd->options)
+        return -usage_error("--no-report, --no-verify, --root and --persist-only are options of 'apply', not of '%s'", cmd->name);
     if (used & OPT_FORCE & ~cmd->options)
         return -usage_error("--force is an option of 'plan' and 'apply', not of '%s'", cmd->name);
     o->args = argv + optind + 1;

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 
+#include "plan.h"
 #include "profile.h"
 
 enum exit_code {
@@ -20,6 +21,10 @@ struct cli_options {
     enum output_format output;
     bool dry_run;
     bool force;
+    bool no_report;
+    bool no_verify;
+    bool persist_only;
+    const char *root; /* apply --root DIR */
     char **args; /* positional arguments after the command */
     int nargs;
 };
@@ -32,5 +37,12 @@ int cli_main(int argc, char **argv);
  * code. */
 int cli_load_profile(const struct cli_options *o, struct profile **ret, const char **ret_note);
 
+/* Reads the host and builds the plan for profile (plan, apply and verify
+ * all start so). Reports problems itself; returns an exit code, and the
+ * plan only with EXIT_OK. A profile that contradicts itself is EXIT_USAGE. */
+int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret);
+
 int cmd_plan(const struct cli_options *o);
+int cmd_apply(const struct cli_options *o);
 int cmd_validate(const struct cli_options *o);
+int cmd_verify(const struct cli_options *o);

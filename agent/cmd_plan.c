@@ -1,66 +1,98 @@
 /* `shmprov plan` and `shmprov apply --dry-run`: read everything, change
  * nothing, show what apply would do. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
-#include "host.h"
+#include "conflicts.h"
 #include "log.h"
 #include "plan.h"
+
+static void print_boot_order(const struct plan *plan, const struct conflicts *c, bool refuses)
+{
+    printf("\nBoot order (who sets each key last once apply has written %s)\n", plan->profile->dropin);
+    for (int id = 0; id < KEY_COUNT; id++) {
+        const struct sizing_key *k = &plan->sizing.keys[id];
+        if (!k->managed)
+            continue;
+        printf("  %-15s", sizing_key_name(id));
+        for (int rules = 0; rules < 2; rules++) {
+            const struct winner *w = &c->winners[id][rules];
+            if (w->known)
+                printf(" %s: %s:%u%s", sysctld_rules_name(rules), w->path, w->line, rules ? "" : ";");
+            else
+                printf(" %s: nothing (kernel default)%s", sysctld_rules_name(rules), rules ? "" : ";");
+        }
+        putchar('\n');
+    }
+    for (size_t i = 0; i < c->count; i++)
+        printf("%s: %s\n", refuses ? "apply would refuse" : "warning", c->items[i].text);
+    for (size_t i = 0; i < c->nwarnings; i++)
+        printf("warning: %s\n", c->warnings[i]);
+}
+
+static json_object *boot_order_json(const struct plan *plan, const struct conflicts *c)
+{
+    json_object *o = json_object_new_object();
+
+    for (int id = 0; id < KEY_COUNT; id++)
+        if (plan->sizing.keys[id].managed)
+            json_object_object_add(o, sizing_key_name(id), conflicts_winner_json(c, id));
+    return o;
+}
 
 int cmd_plan(const struct cli_options *o)
 {
     struct profile *profile = NULL;
     struct plan *plan = NULL;
-    struct host_facts host;
+    struct conflicts conflicts;
     const char *note = NULL;
+    bool refuses;
     int code, r;
 
     code = cli_load_profile(o, &profile, &note);
     if (code != EXIT_OK)
         return code;
 
-    r = host_read(&host);
-    if (r < 0) {
-        log_error("cannot read the page size of this kernel: %s", strerror(-r));
-        code = EXIT_FAILURE_RUNTIME;
+    code = cli_build_plan(profile, o->force, NULL, &plan);
+    if (code != EXIT_OK)
         goto out;
-    }
-    if (host.memtotal_bytes == 0 && profile->ram_tier == TIER_AUTO) {
-        log_error("cannot read MemTotal from /proc/meminfo, which 'ram_tier: auto' needs; "
-                  "set host.ram_tier in the profile");
-        code = EXIT_FAILURE_RUNTIME;
-        goto out;
-    }
-
-    r = plan_build(profile, &host, o->force, &plan);
-    if (r < 0) {
-        log_error("cannot build the plan: %s", strerror(-r));
-        code = EXIT_FAILURE_RUNTIME;
-        goto out;
-    }
     plan->profile_note = note;
 
-    /* A profile that contradicts itself is invalid: no plan, exit 2. */
-    if (plan_exit_code(plan) == EXIT_USAGE) {
-        for (unsigned i = 0; i < plan->sizing.nproblems; i++)
-            if (plan->sizing.problems[i].in_profile)
-                fprintf(stderr, "%s\n", plan->sizing.problems[i].text);
-        code = EXIT_USAGE;
+    /* The same boot-order analysis apply makes before it writes. */
+    r = conflicts_check(plan, NULL, &conflicts);
+    if (r < 0) {
+        log_error("cannot analyse the sysctl.d directories: %s", strerror(-r));
+        code = EXIT_FAILURE_RUNTIME;
         goto out;
     }
+    refuses = conflicts.count > 0 && !profile->conflicts_warn_only;
 
     if (o->output == OUTPUT_JSON) {
-        r = plan_print_json(plan, stdout);
+        json_object *doc = plan_to_json(plan);
+        if (!doc) {
+            code = EXIT_FAILURE_RUNTIME;
+            goto out;
+        }
+        json_object_object_add(doc, "boot_order", boot_order_json(plan, &conflicts));
+        json_object_object_add(doc, "conflicts", conflicts_json(&conflicts));
+        r = printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
+                                                                   JSON_C_TO_STRING_NOSLASHESCAPE)) < 0 ? -EIO : 0;
+        json_object_put(doc);
         for (unsigned i = 0; i < plan->nwarnings; i++)
             log_warn("%s", plan->warnings[i]);
+        /* In JSON the refusal is inside the document; say it on stderr too. */
+        for (unsigned i = 0; i < plan->sizing.nproblems; i++)
+            log_error("apply would refuse: %s", plan->sizing.problems[i].text);
+        conflicts_log(&conflicts, refuses);
     } else {
         r = plan_print_text(plan, stdout);
+        print_boot_order(plan, &conflicts, refuses);
     }
-    /* In JSON the refusal is inside the document; say it on stderr too. */
-    for (unsigned i = 0; o->output == OUTPUT_JSON && i < plan->sizing.nproblems; i++)
-        log_error("apply would refuse: %s", plan->sizing.problems[i].text);
     code = r < 0 ? EXIT_FAILURE_RUNTIME : plan_exit_code(plan);
+    if (code == EXIT_OK && refuses)
+        code = EXIT_FAILURE_RUNTIME;
 out:
     plan_free(plan);
     profile_free(profile);

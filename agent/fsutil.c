@@ -1,9 +1,13 @@
 #include "fsutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <stdint.h>
 #include <unistd.h>
 
 int fsutil_read_file(const char *path, size_t max, bool nofollow, char **ret_buf,
@@ -96,4 +100,209 @@ const char *fsutil_strerror(int negative_errno)
     default:
         return strerror(-negative_errno);
     }
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+/* Splits path into a directory fd and the base name inside it. */
+static int open_parent(const char *path, int *ret_dirfd, char *name, size_t name_len)
+{
+    char *copy = strdup(path), *dir, *base;
+    int fd, r = 0;
+
+    if (!copy)
+        return -ENOMEM;
+    base = strrchr(copy, '/');
+    if (!base || base[1] == '\0') {
+        r = -EINVAL;
+        goto out;
+    }
+    if ((size_t)snprintf(name, name_len, "%s", base + 1) >= name_len) {
+        r = -ENAMETOOLONG;
+        goto out;
+    }
+    *base = '\0';
+    dir = copy[0] ? copy : "/";
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        r = -errno;
+        goto out;
+    }
+    *ret_dirfd = fd;
+out:
+    free(copy);
+    return r;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+    char name[256], temp[300];
+    struct stat st;
+    int dirfd = -1, fd = -1, r;
+    bool created = false;
+
+    r = open_parent(path, &dirfd, name, sizeof(name));
+    if (r < 0)
+        return r;
+
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (S_ISLNK(st.st_mode)) {
+            r = -ELOOP;
+            goto out;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            r = -EEXIST;
+            goto out;
+        }
+    } else if (errno != ENOENT) {
+        r = -errno;
+        goto out;
+    }
+
+    for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
+        uint32_t nonce;
+        if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) != sizeof(nonce))
+            nonce = (uint32_t)getpid() ^ (uint32_t)attempt * 2654435761u;
+        snprintf(temp, sizeof(temp), FSUTIL_TEMP_PREFIX "%s.%08x", name, nonce);
+        fd = openat(dirfd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST) {
+            r = -errno;
+            goto out;
+        }
+    }
+    if (fd < 0) {
+        r = -EEXIST;
+        goto out;
+    }
+    created = true;
+
+    r = write_all(fd, data, len);
+    if (r < 0)
+        goto out;
+    if (fchmod(fd, mode) < 0 || fsync(fd) < 0) {
+        r = -errno;
+        goto out;
+    }
+    if (close(fd) < 0) {
+        fd = -1;
+        r = -errno;
+        goto out;
+    }
+    fd = -1;
+    if (renameat(dirfd, temp, dirfd, name) < 0) {
+        r = -errno;
+        goto out;
+    }
+    created = false;
+    /* The rename is durable only once the directory is on disk. */
+    if (fsync(dirfd) < 0) {
+        r = -errno;
+        goto out;
+    }
+    r = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (created)
+        unlinkat(dirfd, temp, 0);
+    if (dirfd >= 0)
+        close(dirfd);
+    return r;
+}
+
+int fsutil_remove_durable(const char *path)
+{
+    char name[256];
+    struct stat st;
+    int dirfd = -1, r;
+
+    r = open_parent(path, &dirfd, name, sizeof(name));
+    if (r < 0)
+        return r;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        r = -errno;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        r = S_ISLNK(st.st_mode) ? -ELOOP : -EEXIST;
+        goto out;
+    }
+    if (unlinkat(dirfd, name, 0) < 0 || fsync(dirfd) < 0) {
+        r = -errno;
+        goto out;
+    }
+    r = 0;
+out:
+    close(dirfd);
+    return r;
+}
+
+int fsutil_remove_stale_temps(const char *path)
+{
+    char name[256], prefix[300];
+    struct dirent *de;
+    DIR *dir;
+    int dirfd = -1, removed = 0, r;
+
+    r = open_parent(path, &dirfd, name, sizeof(name));
+    if (r < 0)
+        return r;
+    snprintf(prefix, sizeof(prefix), FSUTIL_TEMP_PREFIX "%s.", name);
+    dir = fdopendir(dirfd);
+    if (!dir) {
+        r = -errno;
+        close(dirfd);
+        return r;
+    }
+    while ((de = readdir(dir))) {
+        struct stat st;
+        if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (unlinkat(dirfd, de->d_name, 0) == 0)
+            removed++;
+    }
+    if (removed > 0)
+        fsync(dirfd);
+    closedir(dir);
+    return removed;
+}
+
+int fsutil_mkdir_parents(const char *path)
+{
+    char *copy = strdup(path);
+    int r = 0;
+
+    if (!copy)
+        return -ENOMEM;
+    for (char *p = copy + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(copy, 0755) < 0 && errno != EEXIST) {
+            r = -errno;
+            break;
+        }
+        *p = '/';
+    }
+    free(copy);
+    return r;
 }

@@ -16,3 +16,27 @@ int fsutil_read_file(const char *path, size_t max, bool nofollow, char **ret_buf
 
 /* Human text for the errors fsutil_read_file returns. */
 const char *fsutil_strerror(int negative_errno);
+
+/* Prefix of the temporary files fsutil_write_atomic() creates next to its
+ * destination: a leading dot and no ".conf" ending, so neither
+ * systemd-sysctl nor sysctl --system ever reads one as configuration. */
+#define FSUTIL_TEMP_PREFIX ".shmprov-tmp."
+
+/* The one way shmprov writes a system file (SPEC §5): a temporary file in
+ * the same directory (O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC), every byte
+ * written, fchmod(mode), fsync, rename over path, fsync of the directory.
+ * Anything but a regular file at path (a symlink above all) is refused with
+ * -ELOOP (symlink) or -EEXIST (other), before anything is written. On any
+ * failure path is unchanged and the temporary file is gone. */
+int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* Removes path if it is a regular file (never through a symlink) and syncs
+ * its directory. -ENOENT when there is nothing to remove. */
+int fsutil_remove_durable(const char *path);
+
+/* Deletes temporary files a killed run left in path's directory. Returns
+ * how many were removed, or a negative errno. */
+int fsutil_remove_stale_temps(const char *path);
+
+/* mkdir -p for the directory part of path, mode 0755 (image roots). */
+int fsutil_mkdir_parents(const char *path);

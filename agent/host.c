@@ -8,13 +8,10 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "kernel.h"
 #include "sizes.h"
 
 #define PROC_FILE_MAX (4 * 1024 * 1024)
-
-static const char *const key_paths[KEY_COUNT] = {
-    "/proc/sys/kernel/shmmax", "/proc/sys/kernel/shmall", "/proc/sys/kernel/shmmni",
-};
 
 int host_parse_meminfo(const char *text, uint64_t *ret_bytes)
 {
@@ -81,22 +78,6 @@ int host_parse_sysvipc_shm(const char *text, uint64_t page_size, struct sizing_u
     return 0;
 }
 
-static int read_proc_uint(const char *path, uint64_t *ret)
-{
-    char *buf = NULL;
-    size_t len;
-    const char *why;
-    int r = fsutil_read_file(path, 64, false, &buf, &len, NULL);
-
-    if (r < 0)
-        return r;
-    if (len > 0 && buf[len - 1] == '\n')
-        buf[len - 1] = '\0';
-    r = sizes_parse_uint(buf, ret, &why);
-    free(buf);
-    return r;
-}
-
 const char *host_runtime_write_reason(int err)
 {
     switch (err) {
@@ -135,7 +116,7 @@ int host_read(struct host_facts *ret)
     }
 
     for (int id = 0; id < KEY_COUNT; id++)
-        f.current.known[id] = read_proc_uint(key_paths[id], &f.current.value[id]) == 0;
+        f.current.known[id] = kernel_read_limit(id, &f.current.value[id]) == 0;
 
     if (fsutil_read_file("/proc/sysvipc/shm", PROC_FILE_MAX, false, &buf, &len, NULL) == 0) {
         f.usage_known = host_parse_sysvipc_shm(buf, f.page_size, &f.usage) == 0;
@@ -143,11 +124,11 @@ int host_read(struct host_facts *ret)
         buf = NULL;
     }
 
-    if (read_proc_uint("/proc/sys/vm/overcommit_memory", &value) == 0 && value <= 2)
+    if (kernel_read_uint("/proc/sys/vm/overcommit_memory", &value) == 0 && value <= 2)
         f.overcommit_memory = (int)value;
 
     /* access() reports EROFS for a read-only mount even to root. */
-    f.runtime_write_errno = access(key_paths[KEY_SHMMAX], W_OK) == 0 ? 0 : errno;
+    f.runtime_write_errno = access(kernel_limit_path(KEY_SHMMAX), W_OK) == 0 ? 0 : errno;
 
     if (gethostname(f.hostname, sizeof(f.hostname) - 1) < 0)
         snprintf(f.hostname, sizeof(f.hostname), "unknown");

@@ -62,20 +62,21 @@ static void warn_lowering(struct plan *plan)
 
 static int read_current_dropin(struct plan *plan)
 {
-    int r = fsutil_read_file(plan->profile->dropin, DROPIN_MAX_BYTES, true, &plan->dropin_old,
+    int r = fsutil_read_file(plan->dropin_path, DROPIN_MAX_BYTES, true, &plan->dropin_old,
                              &plan->dropin_old_len, NULL);
 
     plan->dropin_read_errno = r < 0 ? -r : 0;
     if (r == -ENOMEM)
         return r;
     if (r == -ELOOP)
-        add_warning(plan, "%s is a symbolic link: apply refuses to write through it", plan->profile->dropin);
+        add_warning(plan, "%s is a symbolic link: apply refuses to write through it", plan->dropin_path);
     else if (r < 0 && r != -ENOENT)
-        add_warning(plan, "cannot read %s: %s", plan->profile->dropin, fsutil_strerror(r));
+        add_warning(plan, "cannot read %s: %s", plan->dropin_path, fsutil_strerror(r));
     return 0;
 }
 
-int plan_build(const struct profile *p, const struct host_facts *h, bool force, struct plan **ret)
+int plan_build(const struct profile *p, const struct host_facts *h, bool force, const char *root,
+               struct plan **ret)
 {
     struct sizing_input in = {
         .profile = p,
@@ -92,6 +93,11 @@ int plan_build(const struct profile *p, const struct host_facts *h, bool force, 
         return -ENOMEM;
     plan->profile = p;
     plan->host = *h;
+    if ((size_t)snprintf(plan->dropin_path, sizeof(plan->dropin_path), "%s%s", root ? root : "",
+                         p->dropin) >= sizeof(plan->dropin_path)) {
+        r = -ENAMETOOLONG;
+        goto fail;
+    }
 
     r = sizing_compute(&in, &plan->sizing);
     if (r < 0)
@@ -106,7 +112,8 @@ int plan_build(const struct profile *p, const struct host_facts *h, bool force, 
     plan->dropin_changed = !plan->dropin_old || plan->dropin_old_len != plan->dropin_new_len ||
                            memcmp(plan->dropin_old, plan->dropin_new, plan->dropin_new_len) != 0;
     r = udiff_render(plan->dropin_old, plan->dropin_old_len, plan->dropin_new, plan->dropin_new_len,
-                     plan->dropin_old ? p->dropin : "/dev/null", p->dropin, &plan->dropin_diff);
+                     plan->dropin_old ? plan->dropin_path : "/dev/null", plan->dropin_path,
+                     &plan->dropin_diff);
     if (r == -E2BIG) {
         plan->dropin_diff = strdup("(the current file is too long to show a diff)\n");
         r = plan->dropin_diff ? 0 : -ENOMEM;

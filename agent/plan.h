@@ -4,6 +4,7 @@
  * (JSON). `shmprov plan` and `apply --dry-run` print it. */
 
 #include <stdbool.h>
+#include <json-c/json.h>
 #include <stdio.h>
 
 #include "host.h"
@@ -16,6 +17,7 @@ struct plan {
     struct host_facts host;
     struct sizing_result sizing;
 
+    char dropin_path[4096]; /* the drop-in on disk: the root prefix and the profile's path */
     char *dropin_new;
     size_t dropin_new_len;
     char *dropin_old;      /* NULL when absent or unreadable */
@@ -30,8 +32,9 @@ struct plan {
 
 /* Builds the plan: sizing from the profile and host facts, then the drop-in
  * text and its diff against the file on disk (read, never followed through
- * a symlink). Returns 0 or a negative errno. */
-int plan_build(const struct profile *p, const struct host_facts *h, bool force,
+ * a symlink), under root when root is not NULL (image builds). Returns 0 or
+ * a negative errno. */
+int plan_build(const struct profile *p, const struct host_facts *h, bool force, const char *root,
                struct plan **ret);
 void plan_free(struct plan *plan);
 
@@ -40,4 +43,6 @@ void plan_free(struct plan *plan);
 int plan_exit_code(const struct plan *plan);
 
 int plan_print_text(const struct plan *plan, FILE *out);
-int plan_print_json(const struct plan *plan, FILE *out);
+/* The plan as one JSON object (the caller may add to it, then frees it
+ * with json_object_put), or NULL on ENOMEM. */
+json_object *plan_to_json(const struct plan *plan);

@@ -102,7 +102,7 @@ int plan_print_text(const struct plan *plan, FILE *out)
                 host_runtime_write_reason(h->runtime_write_errno));
     fputc('\n', out);
 
-    fprintf(out, "Drop-in %s", p->dropin);
+    fprintf(out, "Drop-in %s", plan->dropin_path);
     if (plan->dropin_read_errno == ENOENT)
         fprintf(out, " (new file)\n");
     else if (!plan->dropin_changed)
@@ -222,7 +222,7 @@ static json_object *json_dropin(const struct plan *plan)
 {
     json_object *o = json_object_new_object();
 
-    json_object_object_add(o, "path", json_object_new_string(plan->profile->dropin));
+    json_object_object_add(o, "path", json_object_new_string(plan->dropin_path));
     json_object_object_add(o, "exists", json_object_new_boolean(plan->dropin_read_errno != ENOENT));
     json_object_object_add(o, "changed", json_object_new_boolean(plan->dropin_changed));
     json_object_object_add(o, "diff", json_object_new_string(plan->dropin_diff));
@@ -231,13 +231,12 @@ static json_object *json_dropin(const struct plan *plan)
     return o;
 }
 
-int plan_print_json(const struct plan *plan, FILE *out)
+json_object *plan_to_json(const struct plan *plan)
 {
     json_object *doc = json_object_new_object(), *warnings, *problems;
-    int r = 0;
 
     if (!doc)
-        return -ENOMEM;
+        return NULL;
     json_object_object_add(doc, "command", json_object_new_string("plan"));
     json_object_object_add(doc, "agent_version", json_object_new_string(SHMPROV_VERSION));
     json_object_object_add(doc, "profile", json_profile(plan));
@@ -255,10 +254,5 @@ int plan_print_json(const struct plan *plan, FILE *out)
     for (unsigned i = 0; i < plan->sizing.nproblems; i++)
         json_object_array_add(problems, json_object_new_string(plan->sizing.problems[i].text));
     json_object_object_add(doc, "problems", problems);
-
-    if (fprintf(out, "%s\n",
-                json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE)) < 0)
-        r = -EIO;
-    json_object_put(doc);
-    return r;
+    return doc;
 }

@@ -758,7 +758,8 @@ static void handle_report(struct walk *w, const char *key, const struct ynode *v
     }
 }
 
-static const char *const top_keys[] = { "version", "host", "policy", "limits", "dropin", "report" };
+static const char *const top_keys[] = { "version", "host", "policy", "limits", "dropin", "conflicts", "report" };
+static const char *const conflicts_names[] = { "refuse", "warn" };
 static const char *const host_keys[] = { "ram_tier", "workload" };
 static const char *const limits_keys[] = { "shmmax", "shmall", "shmmni" };
 static const char *const report_keys[] = { "url", "token_file", "ca_file", "client_cert",
@@ -786,6 +787,10 @@ static void handle_top(struct walk *w, const char *key, const struct ynode *v)
             walk_mapping(w, "limits", v, limits_keys, COUNT(limits_keys), handle_limits);
     } else if (strcmp(key, "dropin") == 0) {
         parse_dropin(w, v);
+    } else if (strcmp(key, "conflicts") == 0) {
+        int value = w->p->conflicts_warn_only;
+        parse_enum(w, "conflicts", v, conflicts_names, 2, &value);
+        w->p->conflicts_warn_only = value == 1;
     } else {
         if (expect_mapping(w, "report", v))
             walk_mapping(w, "report", v, report_keys, COUNT(report_keys), handle_report);

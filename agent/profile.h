@@ -57,6 +57,7 @@ struct profile {
     struct profile_limit shmall;
     struct profile_limit shmmni;
     char *dropin;
+    bool conflicts_warn_only; /* conflicts: warn (default refuse) */
     struct profile_report report;
 };
 

@@ -21,6 +21,8 @@ struct file {
     struct line *lines;
     bool *changed; /* the edit script: line deleted (old) or inserted (new) */
     int n;
+    int *kept;     /* indexes of the lines the search looks at */
+    int nkept;
 };
 
 /* Work space of the search, shared by every level of the recursion. Both
@@ -96,10 +98,17 @@ static bool same_line(const struct line *x, const struct line *y)
     return x->hash == y->hash && x->len == y->len && memcmp(x->text, y->text, x->len) == 0;
 }
 
+/* Marks kept lines lo..hi-1 changed. */
 static void mark(struct file *f, int lo, int hi)
 {
     for (int i = lo; i < hi; i++)
-        f->changed[i] = true;
+        f->changed[f->kept[i]] = true;
+}
+
+/* Whether kept line x of the old file equals kept line y of the new one. */
+static bool same_kept(const struct search *s, int x, int y)
+{
+    return same_line(&s->a->lines[s->a->kept[x]], &s->b->lines[s->b->kept[y]]);
 }
 
 static bool in_box(int x, int y, int n, int m)
@@ -108,7 +117,8 @@ static bool in_box(int x, int y, int n, int m)
 }
 
 /* Myers' middle snake ("An O(ND) Difference Algorithm and Its Variations",
- * 1986, section 4b) for a[xlo, xhi) against b[ylo, yhi), both non-empty with
+ * 1986, section 4b) for kept lines a[xlo, xhi) against b[ylo, yhi), both
+ * non-empty with
  * different first and last lines. Paths run forward from the top-left and
  * backward from the bottom-right, one more edit per round, until a forward
  * path reaches past a backward one on the same diagonal: that point lies on
@@ -120,7 +130,6 @@ static bool in_box(int x, int y, int n, int m)
 static bool middle_snake(const struct search *s, int xlo, int xhi, int ylo, int yhi,
                          int *ret_x, int *ret_y)
 {
-    const struct line *a = s->a->lines + xlo, *b = s->b->lines + ylo;
     const int n = xhi - xlo, m = yhi - ylo, delta = n - m;
     const bool odd = delta % 2 != 0;
     int *fwd = s->fwd, *rev = s->rev;
@@ -143,7 +152,7 @@ static bool middle_snake(const struct search *s, int xlo, int xhi, int ylo, int 
             else
                 x = fwd[k - 1] + 1;
             y = x - k;
-            while (x < n && y < m && same_line(&a[x], &b[y])) {
+            while (x < n && y < m && same_kept(s, xlo + x, ylo + y)) {
                 x++;
                 y++;
             }
@@ -172,7 +181,7 @@ static bool middle_snake(const struct search *s, int xlo, int xhi, int ylo, int 
             else
                 x = rev[j - 1];
             y = x - k;
-            while (x > 0 && y > 0 && same_line(&a[x - 1], &b[y - 1])) {
+            while (x > 0 && y > 0 && same_kept(s, xlo + x - 1, ylo + y - 1)) {
                 x--;
                 y--;
             }
@@ -189,7 +198,7 @@ static bool middle_snake(const struct search *s, int xlo, int xhi, int ylo, int 
     return false;
 }
 
-/* Marks a shortest edit script for a[xlo, xhi) -> b[ylo, yhi). Recursion
+/* Marks a shortest edit script for kept lines a[xlo, xhi) -> b[ylo, yhi). Recursion
  * depth is logarithmic in the number of edits, since each middle snake halves
  * it. */
 static void compare(struct search *s, int xlo, int xhi, int ylo, int yhi)
@@ -198,12 +207,11 @@ static void compare(struct search *s, int xlo, int xhi, int ylo, int yhi)
 
     /* Equal lines at both ends belong to every shortest script. Taking them
      * first also keeps the earliest of equal candidates, as GNU diff does. */
-    while (xlo < xhi && ylo < yhi && same_line(&s->a->lines[xlo], &s->b->lines[ylo])) {
+    while (xlo < xhi && ylo < yhi && same_kept(s, xlo, ylo)) {
         xlo++;
         ylo++;
     }
-    while (xlo < xhi && ylo < yhi &&
-           same_line(&s->a->lines[xhi - 1], &s->b->lines[yhi - 1])) {
+    while (xlo < xhi && ylo < yhi && same_kept(s, xhi - 1, yhi - 1)) {
         xhi--;
         yhi--;
     }
@@ -221,6 +229,58 @@ static void compare(struct search *s, int xlo, int xhi, int ylo, int yhi)
     }
     compare(s, xlo, xlo + x, ylo, ylo + y);
     compare(s, xlo + x, xhi, ylo + y, yhi);
+}
+
+static int cmp_hash(const void *x, const void *y)
+{
+    uint64_t hx = *(const uint64_t *)x, hy = *(const uint64_t *)y;
+
+    return (hx > hy) - (hx < hy);
+}
+
+/* Keeps for the search those of f's lines lo..hi-1 that may occur among
+ * other's lines olo..ohi-1; the rest occur nowhere there, so they are
+ * changed in every script and are marked now. Dropping them makes the search
+ * cheaper and, among equally short scripts, leads to the one GNU diff prints
+ * (it drops them too). A hash match keeps a line, so a collision costs only
+ * time. */
+static void keep_shared(struct file *f, int lo, int hi, const struct file *other, int olo,
+                        int ohi, uint64_t *hashes)
+{
+    size_t count = (size_t)(ohi - olo);
+
+    for (int i = olo; i < ohi; i++)
+        hashes[i - olo] = other->lines[i].hash;
+    qsort(hashes, count, sizeof(*hashes), cmp_hash);
+
+    f->nkept = 0;
+    for (int i = lo; i < hi; i++) {
+        if (bsearch(&f->lines[i].hash, hashes, count, sizeof(*hashes), cmp_hash))
+            f->kept[f->nkept++] = i;
+        else
+            f->changed[i] = true;
+    }
+}
+
+/* Marks a shortest edit script of old -> new in a->changed and b->changed.
+ * hashes has room for the larger file's hashes. */
+static void diff_files(struct search *s, uint64_t *hashes)
+{
+    struct file *a = s->a, *b = s->b;
+    int lo = 0, ahi = a->n, bhi = b->n;
+
+    /* A common head and tail are unchanged in every shortest script; like
+     * GNU diff, leave them out before deciding which lines are shared. */
+    while (lo < ahi && lo < bhi && same_line(&a->lines[lo], &b->lines[lo]))
+        lo++;
+    while (ahi > lo && bhi > lo && same_line(&a->lines[ahi - 1], &b->lines[bhi - 1])) {
+        ahi--;
+        bhi--;
+    }
+
+    keep_shared(a, lo, ahi, b, 0, b->n, hashes);
+    keep_shared(b, lo, bhi, a, 0, a->n, hashes);
+    compare(s, 0, a->nkept, 0, b->nkept);
 }
 
 /* partner[r] is the index in f of its r-th unchanged line; partner[count of
@@ -479,8 +539,9 @@ int udiff_render(const char *old_text, size_t old_len,
     struct search s = {.a = &a, .b = &b};
     struct change *changes = NULL;
     int *fwd = NULL, *rev = NULL, *partner = NULL;
+    uint64_t *hashes = NULL;
     struct buf out = {0};
-    size_t old_lines, new_lines, span;
+    size_t old_lines, new_lines, most, span;
     int nchanges, r;
 
     if (!new_text || !new_label || !ret_text || (old_text && !old_label) ||
@@ -497,6 +558,7 @@ int udiff_render(const char *old_text, size_t old_len,
         return -E2BIG;
     a.n = (int)old_lines;
     b.n = (int)new_lines;
+    most = old_lines > new_lines ? old_lines : new_lines;
 
     /* Diagonals -(n + m + 1) .. n + m + 1; see struct search. */
     span = 2 * (old_lines + new_lines) + 3;
@@ -504,13 +566,15 @@ int udiff_render(const char *old_text, size_t old_len,
     b.lines = alloc_zeroed(new_lines, sizeof(*b.lines));
     a.changed = alloc_zeroed(old_lines, sizeof(*a.changed));
     b.changed = alloc_zeroed(new_lines, sizeof(*b.changed));
+    a.kept = alloc_zeroed(old_lines, sizeof(*a.kept));
+    b.kept = alloc_zeroed(new_lines, sizeof(*b.kept));
+    hashes = alloc_zeroed(most, sizeof(*hashes));
     fwd = alloc_zeroed(span, sizeof(*fwd));
     rev = alloc_zeroed(span, sizeof(*rev));
-    partner = alloc_zeroed((old_lines > new_lines ? old_lines : new_lines) + 1,
-                           sizeof(*partner));
+    partner = alloc_zeroed(most + 1, sizeof(*partner));
     changes = alloc_zeroed(old_lines + new_lines, sizeof(*changes));
-    if (!a.lines || !b.lines || !a.changed || !b.changed || !fwd || !rev || !partner ||
-        !changes) {
+    if (!a.lines || !b.lines || !a.changed || !b.changed || !a.kept || !b.kept || !hashes ||
+        !fwd || !rev || !partner || !changes) {
         r = -ENOMEM;
         goto out;
     }
@@ -520,7 +584,7 @@ int udiff_render(const char *old_text, size_t old_len,
 
     s.fwd = fwd + old_lines + new_lines + 1;
     s.rev = rev + old_lines + new_lines + 1;
-    compare(&s, 0, a.n, 0, b.n);
+    diff_files(&s, hashes);
 
     /* Old first, then new against the result, as GNU diff does. */
     fill_partners(&b, partner);
@@ -548,6 +612,9 @@ out:
     free(partner);
     free(rev);
     free(fwd);
+    free(hashes);
+    free(b.kept);
+    free(a.kept);
     free(b.changed);
     free(a.changed);
     free(b.lines);

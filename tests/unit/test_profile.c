@@ -128,7 +128,7 @@ Test(profile, billion_laughs_is_refused_without_expanding)
     cr_assert_eq(d.count, 5);
     cr_expect_eq(d.items[0].line, 2);
     cr_expect_eq(d.items[0].col, 1);
-    cr_expect_str_eq(d.items[0].message, "unknown key 'a' (known: version, host, policy, limits, dropin, report)");
+    cr_expect_str_eq(d.items[0].message, "unknown key 'a' (known: version, host, policy, limits, dropin, conflicts, report)");
     cr_expect_eq(d.items[1].line, 2);
     cr_expect_eq(d.items[1].col, 4);
     cr_expect_str_eq(d.items[1].message, "YAML anchors (&name) are not allowed in a profile");

@@ -1,0 +1,230 @@
+#include "apply.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fsutil.h"
+#include "kernel.h"
+#include "log.h"
+
+static const char *const result_names[] = { "unchanged", "changed", "failed", "not-applicable" };
+
+const char *apply_result_name(enum apply_result r) { return result_names[r]; }
+
+static void append(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t size, const char *fmt, ...)
+{
+    size_t used = strlen(buf);
+    va_list ap;
+
+    if (used >= size - 1)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf + used, size - used, fmt, ap);
+    va_end(ap);
+}
+
+/* Puts back the drop-in exactly as it was: its old bytes, or its absence. */
+static void restore_dropin(const struct plan *plan, struct apply_outcome *out)
+{
+    int r;
+
+    if (plan->dropin_old)
+        r = fsutil_write_atomic(out->dropin_path, plan->dropin_old, plan->dropin_old_len, 0644);
+    else
+        r = fsutil_remove_durable(out->dropin_path);
+    if (r < 0 && !(r == -ENOENT && !plan->dropin_old))
+        append(out->restored, sizeof(out->restored), "%sdrop-in %s NOT restored: %s",
+               out->restored[0] ? "; " : "", out->dropin_path, strerror(-r));
+    else
+        append(out->restored, sizeof(out->restored), "%sdrop-in %s %s", out->restored[0] ? "; " : "",
+               out->dropin_path, plan->dropin_old ? "restored to its previous bytes" : "removed (it did not exist)");
+}
+
+/* Writes back the values the kernel had before, for every key touched. */
+static void restore_runtime(const struct plan *plan, struct apply_outcome *out)
+{
+    for (int id = 0; id < KEY_COUNT; id++) {
+        const struct sizing_key *k = &plan->sizing.keys[id];
+        int r;
+
+        if (!out->keys[id].written)
+            continue;
+        r = kernel_write_limit(id, k->current, NULL);
+        if (r < 0)
+            append(out->restored, sizeof(out->restored), "%s%s NOT restored to %" PRIu64 ": %s",
+                   out->restored[0] ? "; " : "", sizing_key_name(id), k->current, strerror(-r));
+        else
+            append(out->restored, sizeof(out->restored), "%s%s restored to %" PRIu64,
+                   out->restored[0] ? "; " : "", sizing_key_name(id), k->current);
+    }
+}
+
+static int write_runtime(const struct plan *plan, struct apply_outcome *out)
+{
+    for (int id = 0; id < KEY_COUNT; id++) {
+        const struct sizing_key *k = &plan->sizing.keys[id];
+        uint64_t seen = 0;
+        int r;
+
+        if (!k->managed || (k->current_known && k->current == k->target))
+            continue;
+        out->keys[id].written = true; /* even a failed write may have landed */
+        r = kernel_write_limit(id, k->target, &seen);
+        if (r == -EIO) {
+            snprintf(out->error, sizeof(out->error),
+                     "%s: wrote %" PRIu64 " but the kernel reports %" PRIu64, kernel_limit_path(id),
+                     k->target, seen);
+            return r;
+        }
+        if (r < 0) {
+            snprintf(out->error, sizeof(out->error), "cannot write %" PRIu64 " to %s: %s", k->target,
+                     kernel_limit_path(id), strerror(-r));
+            return r;
+        }
+    }
+    return 0;
+}
+
+static void read_after(struct apply_outcome *out)
+{
+    for (int id = 0; id < KEY_COUNT; id++)
+        out->keys[id].after_known = kernel_read_limit(id, &out->keys[id].after) == 0;
+}
+
+/* Every value written was read back at once; read all again before the
+ * probe, so another process changing them meanwhile is caught too. */
+static int check_after(const struct plan *plan, struct apply_outcome *out)
+{
+    read_after(out);
+    for (int id = 0; id < KEY_COUNT; id++) {
+        const struct sizing_key *k = &plan->sizing.keys[id];
+        if (!k->managed || (out->keys[id].after_known && out->keys[id].after == k->target))
+            continue;
+        snprintf(out->error, sizeof(out->error),
+                 "%s: the kernel reports %" PRIu64 " instead of %" PRIu64 " (another process changing it?)",
+                 kernel_limit_path(id), out->keys[id].after, k->target);
+        return -EIO;
+    }
+    return 0;
+}
+
+static int run_probe(const struct plan *plan, struct apply_outcome *out)
+{
+    /* The probe proves the values apply meant to set, not whatever the
+     * kernel holds by now. */
+    const struct sizing_key *mni = &plan->sizing.keys[KEY_SHMMNI];
+    struct probe_limits limits = {
+        .shmmax = plan->sizing.keys[KEY_SHMMAX].target,
+        .shmall = plan->sizing.keys[KEY_SHMALL].target,
+        .shmmni = mni->managed ? mni->target : out->keys[KEY_SHMMNI].after_known ? out->keys[KEY_SHMMNI].after
+                                                                              : SIZING_SHMMNI_DEFAULT,
+        .page_size = plan->host.page_size,
+        .overcommit_memory = plan->host.overcommit_memory,
+    };
+    int r = probe_run(&limits, &out->probe);
+
+    if (r < 0) {
+        snprintf(out->error, sizeof(out->error), "the test allocation could not run: %s", strerror(-r));
+        return r;
+    }
+    out->probe_ran = true;
+    if (!out->probe.passed) {
+        const struct probe_step *failed = out->probe.upper_bound.status == PROBE_FAILED ? &out->probe.upper_bound
+                                          : out->probe.acceptance.status == PROBE_FAILED ? &out->probe.acceptance
+                                                                                         : &out->probe.round_trip;
+        snprintf(out->error, sizeof(out->error), "test allocation failed: %s", failed->detail);
+        return -EPROTO;
+    }
+    return 0;
+}
+
+int apply_run(const struct plan *plan, const struct apply_options *o, struct apply_outcome *ret)
+{
+    struct apply_outcome *out = ret;
+    bool runtime_changes = false;
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    snprintf(out->dropin_path, sizeof(out->dropin_path), "%s", plan->dropin_path);
+    for (int id = 0; id < KEY_COUNT; id++) {
+        const struct sizing_key *k = &plan->sizing.keys[id];
+        runtime_changes |= k->managed && (!k->current_known || k->current != k->target);
+    }
+
+    /* Decide everything that would stop us before touching anything. */
+    if (plan->dropin_read_errno == ELOOP) {
+        snprintf(out->error, sizeof(out->error),
+                 "%s is a symbolic link; refusing to write through it (nothing changed)", out->dropin_path);
+        goto failed_untouched;
+    }
+    if (plan->dropin_read_errno != 0 && plan->dropin_read_errno != ENOENT) {
+        snprintf(out->error, sizeof(out->error), "cannot read %s: %s (nothing changed)", out->dropin_path,
+                 strerror(plan->dropin_read_errno));
+        goto failed_untouched;
+    }
+    if (o->root) {
+        out->runtime_skipped = true;
+        out->runtime_skip_reason = "--root: the drop-in is written under the root only; the running kernel is not touched";
+    } else if (plan->host.runtime_write_errno == EROFS) {
+        out->runtime_skipped = true;
+        out->runtime_skip_reason = host_runtime_write_reason(EROFS);
+        if (!o->persist_only) {
+            out->result = APPLY_NOT_APPLICABLE;
+            return 0;
+        }
+    } else if (plan->host.runtime_write_errno != 0 && runtime_changes) {
+        snprintf(out->error, sizeof(out->error), "cannot change the running kernel: %s (nothing changed)",
+                 host_runtime_write_reason(plan->host.runtime_write_errno));
+        goto failed_untouched;
+    }
+
+    /* Leftovers of a run killed between create and rename. */
+    if (o->root && (r = fsutil_mkdir_parents(out->dropin_path)) < 0) {
+        snprintf(out->error, sizeof(out->error), "cannot create the directory of %s: %s", out->dropin_path,
+                 strerror(-r));
+        goto failed_untouched;
+    }
+    out->stale_temps_removed = fsutil_remove_stale_temps(out->dropin_path);
+    if (out->stale_temps_removed > 0)
+        log_info("removed %d temporary file(s) a killed run left next to %s", out->stale_temps_removed,
+                 out->dropin_path);
+
+    if (plan->dropin_changed) {
+        r = fsutil_write_atomic(out->dropin_path, plan->dropin_new, plan->dropin_new_len, 0644);
+        if (r < 0) {
+            snprintf(out->error, sizeof(out->error), "cannot write %s: %s%s", out->dropin_path, strerror(-r),
+                     r == -ELOOP ? " (a symbolic link: refused)" : "");
+            goto failed_untouched;
+        }
+        out->dropin_written = true;
+    }
+
+    if (out->runtime_skipped) {
+        out->result = out->dropin_written ? APPLY_CHANGED : APPLY_UNCHANGED;
+        return 0;
+    }
+
+    if (write_runtime(plan, out) < 0 || check_after(plan, out) < 0)
+        goto rollback;
+    if (!o->no_verify && run_probe(plan, out) < 0)
+        goto rollback;
+
+    out->result = out->dropin_written || runtime_changes ? APPLY_CHANGED : APPLY_UNCHANGED;
+    return 0;
+
+rollback:
+    restore_runtime(plan, out);
+    if (out->dropin_written)
+        restore_dropin(plan, out);
+    read_after(out);
+    out->result = APPLY_FAILED;
+    return 0;
+
+failed_untouched:
+    out->result = APPLY_FAILED;
+    return 0;
+}

@@ -1,0 +1,47 @@
+#pragma once
+/* Apply as a transaction (SPEC §6): write the drop-in, write the running
+ * kernel's limits, read them back, prove them with the probe — and on any
+ * failure put back the previous runtime values and the previous drop-in
+ * bytes (or its absence). The caller holds the lock and has already
+ * refused conflicts; this module changes things and undoes them. */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "plan.h"
+#include "probe.h"
+
+struct apply_options {
+    const char *root; /* write the drop-in under this directory only; NULL: the live system */
+    bool no_verify;   /* skip the probe */
+    bool persist_only; /* /proc/sys read-only here: write the drop-in anyway */
+};
+
+enum apply_result { APPLY_UNCHANGED, APPLY_CHANGED, APPLY_FAILED, APPLY_NOT_APPLICABLE };
+
+struct apply_key_outcome {
+    bool written;      /* a value was written to /proc */
+    bool after_known;
+    uint64_t after;    /* what the kernel reports at the end */
+};
+
+struct apply_outcome {
+    enum apply_result result;
+    char dropin_path[4096]; /* where it was (or would be) written, root included */
+    bool dropin_written;
+    int stale_temps_removed;
+    struct apply_key_outcome keys[KEY_COUNT];
+    bool runtime_skipped; /* --root, or not applicable here */
+    const char *runtime_skip_reason;
+    bool probe_ran;
+    struct probe_result probe;
+    /* When result is APPLY_FAILED: what failed, and what was put back. */
+    char error[4096 + 512];
+    char restored[2 * 4096 + 512];
+};
+
+const char *apply_result_name(enum apply_result r);
+
+/* Runs the transaction for plan. Returns 0 with *ret filled (its result
+ * says whether it failed); a negative errno only for internal errors. */
+int apply_run(const struct plan *plan, const struct apply_options *o, struct apply_outcome *ret);

@@ -1,0 +1,241 @@
+/* `shmprov apply`: lock, plan, refuse conflicts, then the transaction
+ * (apply.c), then say what happened. `apply --dry-run` is `plan`. */
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "apply.h"
+#include "cli.h"
+#include "conflicts.h"
+#include "host.h"
+#include "lock.h"
+#include "log.h"
+#include "version.h"
+
+#define LOCK_WAIT_MS 10000
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static const char *step_text(const struct probe_step *s)
+{
+    return s->detail[0] ? s->detail : probe_status_name(s->status);
+}
+
+static void print_text(const struct plan *plan, const struct conflicts *c, const struct apply_outcome *out)
+{
+    printf("shmprov apply: %s\n", apply_result_name(out->result));
+    if (out->result == APPLY_NOT_APPLICABLE) {
+        printf("  runtime not applicable here: %s\n", out->runtime_skip_reason);
+        printf("  nothing changed; 'shmprov apply --persist-only' writes the drop-in anyway\n");
+        return;
+    }
+    printf("  drop-in %s: %s\n", out->dropin_path,
+           out->dropin_written ? "written" : plan->dropin_changed ? "not written" : "unchanged");
+    for (int id = 0; id < KEY_COUNT; id++) {
+        const struct sizing_key *k = &plan->sizing.keys[id];
+        if (!k->managed)
+            continue;
+        if (out->runtime_skipped)
+            printf("  %s: target %" PRIu64 " (running kernel not touched)\n", sizing_key_name(id), k->target);
+        else if (out->keys[id].written && out->result != APPLY_FAILED)
+            printf("  %s: %" PRIu64 " -> %" PRIu64 " (%s)\n", sizing_key_name(id), k->current,
+                   out->keys[id].after, sizing_action_name(k->action));
+        else
+            printf("  %s: %" PRIu64 "%s\n", sizing_key_name(id), out->keys[id].after,
+                   out->keys[id].written ? "" : " (unchanged)");
+    }
+    for (size_t i = 0; i < c->nwarnings; i++)
+        printf("  warning: %s\n", c->warnings[i]);
+    if (out->runtime_skipped)
+        printf("  runtime and test allocation skipped: %s\n", out->runtime_skip_reason);
+    if (out->probe_ran)
+        printf("  test allocation: upper bound %s; acceptance %s; round trip %s\n",
+               step_text(&out->probe.upper_bound), step_text(&out->probe.acceptance),
+               step_text(&out->probe.round_trip));
+    if (out->result == APPLY_FAILED) {
+        printf("  failed: %s\n", out->error);
+        if (out->restored[0])
+            printf("  restored: %s\n", out->restored);
+    }
+}
+
+static json_object *json_probe_step(const struct probe_step *s)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "status", json_object_new_string(probe_status_name(s->status)));
+    json_object_object_add(o, "errno", s->err ? json_object_new_int(s->err) : NULL);
+    json_object_object_add(o, "detail", json_object_new_string(s->detail));
+    return o;
+}
+
+static void print_json(const struct plan *plan, const struct conflicts *c, const struct apply_outcome *out,
+                       uint64_t duration_ms)
+{
+    json_object *doc = json_object_new_object(), *keys = json_object_new_array(), *d = json_object_new_object();
+
+    json_object_object_add(doc, "command", json_object_new_string("apply"));
+    json_object_object_add(doc, "agent_version", json_object_new_string(SHMPROV_VERSION));
+    json_object_object_add(doc, "result", json_object_new_string(apply_result_name(out->result)));
+    json_object_object_add(doc, "profile", json_object_new_string(plan->profile->path));
+    json_object_object_add(doc, "profile_sha256", json_object_new_string(plan->profile->sha256_hex));
+    for (int id = 0; id < KEY_COUNT; id++) {
+        const struct sizing_key *k = &plan->sizing.keys[id];
+        json_object *o;
+        if (!k->managed)
+            continue;
+        o = json_object_new_object();
+        json_object_object_add(o, "key", json_object_new_string(sizing_key_name(id)));
+        json_object_object_add(o, "before", k->current_known ? json_object_new_uint64(k->current) : NULL);
+        json_object_object_add(o, "target", json_object_new_uint64(k->target));
+        json_object_object_add(o, "after", out->keys[id].after_known ? json_object_new_uint64(out->keys[id].after) : NULL);
+        json_object_object_add(o, "action", json_object_new_string(sizing_action_name(k->action)));
+        json_object_object_add(o, "written", json_object_new_boolean(out->keys[id].written));
+        json_object_object_add(o, "winning_file", conflicts_winner_json(c, id));
+        json_object_array_add(keys, o);
+    }
+    json_object_object_add(doc, "keys", keys);
+    json_object_object_add(d, "path", json_object_new_string(out->dropin_path));
+    json_object_object_add(d, "changed", json_object_new_boolean(out->dropin_written));
+    json_object_object_add(doc, "dropin", d);
+    json_object_object_add(doc, "conflicts", conflicts_json(c));
+    if (out->probe_ran) {
+        json_object *p = json_object_new_object();
+        json_object_object_add(p, "passed", json_object_new_boolean(out->probe.passed));
+        json_object_object_add(p, "upper_bound", json_probe_step(&out->probe.upper_bound));
+        json_object_object_add(p, "acceptance", json_probe_step(&out->probe.acceptance));
+        json_object_object_add(p, "round_trip", json_probe_step(&out->probe.round_trip));
+        json_object_object_add(p, "headroom_bytes", json_object_new_uint64(out->probe.headroom_bytes));
+        json_object_object_add(doc, "probe", p);
+    } else {
+        json_object_object_add(doc, "probe", NULL);
+    }
+    json_object_object_add(doc, "runtime_skipped",
+                           out->runtime_skipped ? json_object_new_string(out->runtime_skip_reason) : NULL);
+    json_object_object_add(doc, "error", out->error[0] ? json_object_new_string(out->error) : NULL);
+    json_object_object_add(doc, "restored", out->restored[0] ? json_object_new_string(out->restored) : NULL);
+    json_object_object_add(doc, "duration_ms", json_object_new_uint64(duration_ms));
+    printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(doc);
+}
+
+static int check_root(const char *root)
+{
+    struct stat st;
+
+    if (root[0] != '/' || strcmp(root, "/") == 0) {
+        log_error("--root must be an absolute directory other than '/', not '%s'", root);
+        return -EINVAL;
+    }
+    if (stat(root, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        log_error("--root '%s': %s", root, errno ? strerror(errno) : "not a directory");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int cmd_apply(const struct cli_options *o)
+{
+    struct profile *profile = NULL;
+    struct plan *plan = NULL;
+    struct lock *lock = NULL;
+    struct conflicts conflicts;
+    struct apply_outcome out;
+    struct apply_options opts = { .root = o->root, .no_verify = o->no_verify, .persist_only = o->persist_only };
+    const char *note = NULL;
+    uint64_t start = now_ms();
+    long holder = 0;
+    int code, r;
+
+    if (o->dry_run)
+        return cmd_plan(o);
+    if (o->root && check_root(o->root) < 0)
+        return EXIT_USAGE;
+    code = cli_load_profile(o, &profile, &note);
+    if (code != EXIT_OK)
+        return code;
+
+    /* An image root belongs to its build; only the live system is shared. */
+    if (!o->root) {
+        r = lock_acquire(LOCK_DEFAULT_PATH, LOCK_WAIT_MS, &lock, &holder);
+        if (r == -EWOULDBLOCK) {
+            log_error("another shmprov (pid %ld) holds %s; gave up after %d s", holder, LOCK_DEFAULT_PATH,
+                      LOCK_WAIT_MS / 1000);
+            code = EXIT_FAILURE_RUNTIME;
+            goto out;
+        }
+        if (r < 0) {
+            log_error("cannot lock %s: %s", LOCK_DEFAULT_PATH, strerror(-r));
+            code = EXIT_FAILURE_RUNTIME;
+            goto out;
+        }
+    }
+
+    /* Read the state only once the lock is held: another apply may just
+     * have changed it. */
+    code = cli_build_plan(profile, o->force, o->root, &plan);
+    if (code != EXIT_OK)
+        goto out;
+    /* Guards (existing segments): refuse, unless --force. */
+    for (unsigned i = 0; i < plan->sizing.nproblems; i++) {
+        log_error("refusing to apply: %s (--force overrides; nothing changed)", plan->sizing.problems[i].text);
+        code = EXIT_FAILURE_RUNTIME;
+    }
+    if (code != EXIT_OK)
+        goto out;
+    if (o->root && profile->ram_tier == TIER_AUTO)
+        log_warn("--root with 'ram_tier: auto' sizes the image for THIS machine's MemTotal (%" PRIu64
+                 " bytes); set host.ram_tier for images meant for other hosts",
+                 plan->host.memtotal_bytes);
+
+    r = conflicts_check(plan, o->root, &conflicts);
+    if (r < 0) {
+        log_error("cannot analyse the sysctl.d directories: %s", strerror(-r));
+        code = EXIT_FAILURE_RUNTIME;
+        goto out;
+    }
+    if (conflicts.count > 0 && !profile->conflicts_warn_only) {
+        conflicts_log(&conflicts, true);
+        log_error("refusing to apply: another file would override %s at boot (nothing changed; "
+                  "'conflicts: warn' in the profile downgrades this to a warning)",
+                  plan->dropin_path);
+        code = EXIT_FAILURE_RUNTIME;
+        goto out;
+    }
+    if (conflicts.count > 0)
+        conflicts_log(&conflicts, false);
+
+    r = apply_run(plan, &opts, &out);
+    if (r < 0) {
+        log_error("apply failed: %s", strerror(-r));
+        code = EXIT_FAILURE_RUNTIME;
+        goto out;
+    }
+    if (out.result == APPLY_FAILED) {
+        log_error("%s", out.error);
+        if (out.restored[0])
+            log_error("restored: %s", out.restored);
+    } else if (out.result == APPLY_NOT_APPLICABLE) {
+        log_warn("runtime not applicable here: %s; nothing changed", out.runtime_skip_reason);
+    }
+    if (o->output == OUTPUT_JSON)
+        print_json(plan, &conflicts, &out, now_ms() - start);
+    else
+        print_text(plan, &conflicts, &out);
+    if (profile->report.url && !o->no_report)
+        log_warn("reporting to %s is not available in this version yet; no report was sent", profile->report.url);
+    code = out.result == APPLY_FAILED ? EXIT_FAILURE_RUNTIME : EXIT_OK;
+out:
+    lock_release(lock);
+    plan_free(plan);
+    profile_free(profile);
+    return code;
+}

@@ -1,0 +1,148 @@
+#include "conflicts.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+static void add_warning(struct conflicts *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_warning(struct conflicts *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (c->nwarnings >= CONFLICTS_MAX_WARNINGS)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(c->warnings[c->nwarnings++], sizeof(c->warnings[0]), fmt, ap);
+    va_end(ap);
+}
+
+static void add_conflict(struct conflicts *c, enum sizing_key_id key, enum sysctld_rules rules,
+                         const struct sysctld_key_report *rep, const char *ours)
+{
+    struct conflict *item;
+
+    if (c->count >= CONFLICTS_MAX)
+        return;
+    item = &c->items[c->count++];
+    item->key = key;
+    item->rules = rules;
+    if (!rep->found) {
+        memset(&item->winner, 0, sizeof(item->winner));
+        snprintf(item->text, sizeof(item->text),
+                 "%s: %s never reads %s at boot (a same-named file in a directory read first hides it), "
+                 "so nothing sets it",
+                 sizing_key_name(key), sysctld_rules_name(rules), ours);
+        return;
+    }
+    item->winner = rep->winner;
+    snprintf(item->text, sizeof(item->text), "%s: %s:%u (%s%s = %s) is read after %s by %s at boot and wins",
+             sizing_key_name(key), rep->winner.path, rep->winner.line, rep->winner.glob ? "a pattern matching " : "",
+             sizing_key_name(key), rep->winner.value, ours, sysctld_rules_name(rules));
+}
+
+static void carry_warnings(struct conflicts *c, const struct sysctld_analysis *a)
+{
+    if (a->blocked)
+        add_warning(c, "%s would hang on a file it cannot read (a FIFO?) and apply nothing at boot",
+                    sysctld_rules_name(a->rules));
+    if (a->incomplete)
+        add_warning(c, "a file %s reads could not be analysed: the boot-order check may be wrong",
+                    sysctld_rules_name(a->rules));
+    /* Both rule sets read mostly the same files: one set's notes suffice. */
+    for (size_t i = 0; a->rules == SYSCTLD_SYSTEMD && i < a->nwarnings; i++)
+        add_warning(c, "%s", a->warnings[i].text);
+}
+
+/* as_written: the drop-in as apply is about to write it (its new text
+ * counts, the file on disk does not); otherwise the disk as it is. */
+static int check(const struct plan *plan, const char *root, bool as_written, struct conflicts *ret)
+{
+    static const char *const keys[KEY_COUNT] = { "kernel.shmmax", "kernel.shmall", "kernel.shmmni" };
+    const char *ours = plan->profile->dropin;
+    struct conflicts c;
+
+    memset(&c, 0, sizeof(c));
+    for (int rules = SYSCTLD_SYSTEMD; rules <= SYSCTLD_PROCPS; rules++) {
+        struct sysctld_analysis *a = NULL;
+        int r = as_written ? sysctld_analyse_pending(root ? root : "/", rules, keys, KEY_COUNT, ours,
+                                                     plan->dropin_new, plan->dropin_new_len, &a)
+                           : sysctld_analyse(root ? root : "/", rules, keys, KEY_COUNT, &a);
+        if (r < 0)
+            return r;
+        carry_warnings(&c, a);
+        for (int id = 0; id < KEY_COUNT; id++) {
+            const struct sizing_key *k = &plan->sizing.keys[id];
+            const struct sysctld_key_report *rep = &a->keys[id];
+            struct winner *w = &c.winners[id][rules];
+
+            if (rep->found) {
+                w->known = true;
+                snprintf(w->path, sizeof(w->path), "%s", rep->winner.path);
+                w->line = rep->winner.line;
+            }
+            /* Only keys the drop-in sets can be taken from it; a missing
+             * drop-in is verify's own finding, not a conflict. */
+            if (!k->managed || !k->persist || (!as_written && plan->dropin_read_errno != 0))
+                continue;
+            if (!rep->found || strcmp(rep->winner.path, ours) != 0)
+                add_conflict(&c, id, rules, rep, ours);
+        }
+        sysctld_analysis_free(a);
+    }
+    *ret = c;
+    return 0;
+}
+
+int conflicts_check(const struct plan *plan, const char *root, struct conflicts *ret)
+{
+    return check(plan, root, true, ret);
+}
+
+int conflicts_check_on_disk(const struct plan *plan, struct conflicts *ret)
+{
+    return check(plan, NULL, false, ret);
+}
+
+void conflicts_log(const struct conflicts *c, bool as_errors)
+{
+    for (size_t i = 0; i < c->count; i++) {
+        if (as_errors)
+            log_error("%s", c->items[i].text);
+        else
+            log_warn("%s", c->items[i].text);
+    }
+}
+
+json_object *conflicts_json(const struct conflicts *c)
+{
+    json_object *a = json_object_new_array();
+
+    for (size_t i = 0; i < c->count; i++) {
+        const struct conflict *item = &c->items[i];
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "key", json_object_new_string(sizing_key_name(item->key)));
+        json_object_object_add(o, "rules", json_object_new_string(sysctld_rules_name(item->rules)));
+        json_object_object_add(o, "file", json_object_new_string(item->winner.path));
+        json_object_object_add(o, "line", json_object_new_int((int)item->winner.line));
+        json_object_object_add(o, "value", item->winner.line ? json_object_new_string(item->winner.value) : NULL);
+        json_object_object_add(o, "message", json_object_new_string(item->text));
+        json_object_array_add(a, o);
+    }
+    return a;
+}
+
+json_object *conflicts_winner_json(const struct conflicts *c, enum sizing_key_id key)
+{
+    json_object *o = json_object_new_object();
+
+    for (int rules = 0; rules < 2; rules++) {
+        const struct winner *w = &c->winners[key][rules];
+        char text[PATH_MAX + 16];
+        snprintf(text, sizeof(text), "%s:%u", w->path, w->line);
+        json_object_object_add(o, sysctld_rules_name(rules), w->known ? json_object_new_string(text) : NULL);
+    }
+    return o;
+}

@@ -1,0 +1,20 @@
+#pragma once
+/* The running kernel's limits in /proc/sys/kernel. Values are per IPC
+ * namespace: these calls change only the caller's namespace. */
+
+#include <stdint.h>
+
+#include "sizing.h"
+
+/* Writes value as plain decimal (the kernel reads "010" as octal), then
+ * reads it back. Returns 0, -EIO when the read-back differs (*ret_seen holds
+ * what the kernel reports; may be NULL), or the write's negative errno. */
+int kernel_write_limit(enum sizing_key_id id, uint64_t value, uint64_t *ret_seen);
+
+int kernel_read_limit(enum sizing_key_id id, uint64_t *ret);
+
+/* Reads a procfs file holding one plain decimal number. */
+int kernel_read_uint(const char *path, uint64_t *ret);
+
+/* "/proc/sys/kernel/shmmax" */
+const char *kernel_limit_path(enum sizing_key_id id);

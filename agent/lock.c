@@ -1,0 +1,95 @@
+#include "lock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct lock {
+    int fd;
+};
+
+static long read_holder(int fd)
+{
+    char buf[32] = "";
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    char *end;
+    long pid;
+
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    errno = 0;
+    pid = strtol(buf, &end, 10);
+    return errno == 0 && end != buf && pid > 0 ? pid : 0;
+}
+
+static void ensure_parent(const char *path)
+{
+    char dir[256];
+    const char *slash = strrchr(path, '/');
+
+    if (!slash || (size_t)(slash - path) >= sizeof(dir))
+        return;
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        return; /* open() below reports the real problem */
+}
+
+int lock_acquire(const char *path, unsigned timeout_ms, struct lock **ret, long *ret_holder_pid)
+{
+    struct timespec pause = { 0, 20 * 1000 * 1000 };
+    struct lock *l;
+    char pid[32];
+    unsigned waited = 0;
+    int fd, n;
+
+    ensure_parent(path);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
+    if (fd < 0)
+        return -errno;
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            int r = -errno;
+            close(fd);
+            return r;
+        }
+        if (waited >= timeout_ms) {
+            *ret_holder_pid = read_holder(fd);
+            close(fd);
+            return -EWOULDBLOCK;
+        }
+        nanosleep(&pause, NULL);
+        waited += 20;
+    }
+    n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+        /* The lock is held; only the courtesy of naming ourselves failed. */
+    }
+    l = malloc(sizeof(*l));
+    if (!l) {
+        close(fd);
+        return -ENOMEM;
+    }
+    l->fd = fd;
+    *ret = l;
+    return 0;
+}
+
+void lock_release(struct lock *l)
+{
+    if (!l)
+        return;
+    /* Empty the pid before unlocking so a stale pid is never shown. */
+    if (ftruncate(l->fd, 0) < 0) {
+        /* nothing to do: the lock goes with the fd */
+    }
+    close(l->fd);
+    free(l);
+}

@@ -1,0 +1,83 @@
+#pragma once
+/* The probe (SPEC §7): proves with real shmget() calls that the running
+ * kernel enforces the limits apply has just written, in the agent's own IPC
+ * namespace. Every shmget carries SHM_NORESERVE and no segment is ever
+ * touched except the one-page round-trip segment, so probing a 64 GiB limit
+ * costs no memory. No segment the probe creates survives it, even when the
+ * agent is killed by any catchable signal: every create->IPC_RMID window
+ * runs with all catchable signals blocked (SIGKILL cannot be blocked; that
+ * window is a few syscalls long). */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* How long the round trip waits for its child before killing it. */
+#define PROBE_CHILD_TIMEOUT_MS 5000
+
+/* The round-trip segment is one page, or shmmax when that is smaller; below
+ * this many bytes the pattern and the acknowledgement do not fit. */
+#define PROBE_ROUND_TRIP_MIN_BYTES 256
+
+/* The limits the kernel should be enforcing now (what apply wrote). */
+struct probe_limits {
+    uint64_t shmmax;       /* bytes */
+    uint64_t shmall;       /* pages */
+    uint64_t shmmni;       /* segments */
+    uint64_t page_size;    /* must be the running kernel's */
+    int overcommit_memory; /* vm.overcommit_memory, -1 when unknown */
+};
+
+enum probe_step_status { PROBE_PASSED, PROBE_FAILED, PROBE_SKIPPED };
+
+struct probe_step {
+    enum probe_step_status status;
+    /* The errno the decisive call returned, 0 when it succeeded or no call
+     * was made. Not only for failures: the upper bound passes with EINVAL,
+     * the acceptance passes with ENOMEM under vm.overcommit_memory = 2 and
+     * is skipped with ENOSPC when usage leaves no room (it still asks: see
+     * probe.c), and a round-trip child that hangs is ETIMEDOUT. */
+    int err;
+    uint64_t bytes; /* size of the segment requested, 0 when none was */
+    char detail[256]; /* one sentence for people; why it passed/failed/was skipped */
+};
+
+struct probe_result {
+    struct probe_step upper_bound, acceptance, round_trip;
+    /* Usage (shmctl SHM_INFO) the acceptance was decided on: read right
+     * before it, and again when the kernel's answer disagreed with it. */
+    uint64_t shm_tot_pages;
+    uint64_t segments;
+    uint64_t headroom_bytes; /* largest segment that fits now: probe_headroom() */
+    bool passed;             /* no step FAILED (SKIPPED is not a failure) */
+};
+
+/* Whether shmmax is a finite limit a request of shmmax + 1 bytes can test.
+ * False from min(SIZE_MAX, INT64_MAX) on: shmget takes a size_t, and the
+ * kernel holds a segment as a tmpfs file whose size is a loff_t, refusing
+ * sizes above MAX_LFS_FILESIZE (INT64_MAX on 64-bit) with EINVAL, the same
+ * errno the shmmax check gives, so above it EINVAL proves nothing. The
+ * kernel default 18446744073692774399 (ULONG_MAX - 2^24) is above it: the
+ * upper bound and the acceptance are skipped for it, and say so. */
+bool probe_shmmax_testable(uint64_t shmmax);
+
+/* Largest segment that could be created now: 0 when every id is taken
+ * (segments >= shmmni) or shm_tot_pages >= shmall, else
+ * min(shmmax, (shmall - shm_tot_pages) * page_size), saturating. Pure. */
+uint64_t probe_headroom(const struct probe_limits *limits, uint64_t shm_tot_pages,
+                        uint64_t segments);
+
+/* Runs the three steps (upper bound, acceptance, round trip) and fills
+ * *ret. A step that fails is reported in *ret, not the return value: 0 is
+ * returned whether or not ret->passed. A negative errno means the probe
+ * could not be run at all and *ret is untouched: -EINVAL for unusable
+ * limits (page_size not the running kernel's), or the errno of
+ * shmctl(SHM_INFO) or sigprocmask. A failed fork() is a failed round
+ * trip, not an error, so the other steps' results still reach the report.
+ * Never attaches anything but the
+ * round-trip segment; forks once (the round-trip child) and waits for it at
+ * most PROBE_CHILD_TIMEOUT_MS, so SIGCHLD must not be ignored nor reaped by
+ * a handler meanwhile (the round trip would fail: no exit status). */
+int probe_run(const struct probe_limits *limits, struct probe_result *ret);
+
+/* "passed", "failed", "skipped" (also the report's JSON values). */
+const char *probe_status_name(enum probe_step_status status);

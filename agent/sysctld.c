@@ -1,0 +1,1135 @@
+#include "sysctld.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+
+/* What follows models two tools precisely, because a model that is only
+ * nearly right would tell an operator that shmprov's drop-in wins when it
+ * does not. Every rule below was checked against the real binaries
+ * (systemd 252.39 and procps-ng 4.0.2 on Debian 12) in a private IPC and
+ * mount namespace with tmpfs over every directory they read; the comments
+ * say where the two tools differ. The integration tests compare this module
+ * with the real tools the same way. */
+
+#define MAX_SYMLINKS 40
+
+static const char *const systemd_dirs[] = {
+    /* Debian builds systemd 252 without split-usr: /lib/sysctl.d is not in
+     * its list (on merged-/usr systems it is /usr/lib/sysctl.d anyway). */
+    "/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", NULL,
+};
+
+static const char *const procps_dirs[] = {
+    "/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d",
+    "/lib/sysctl.d", NULL,
+};
+
+/* procps reads this after every drop-in, so it can beat a later-named one. */
+#define PROCPS_LAST_FILE "/etc/sysctl.conf"
+
+/* systemd-sysctl.service has LoadCredential=sysctl.extra, applied after all
+ * files. PID 1 keeps system credentials here. */
+#define SYSTEMD_CREDENTIAL "/run/credentials/@system/sysctl.extra"
+
+const char *sysctld_rules_name(enum sysctld_rules rules)
+{
+    return rules == SYSCTLD_PROCPS ? "sysctl --system" : "systemd-sysctl";
+}
+
+/* ---- keys ---------------------------------------------------------------
+ * "kernel.shmmax" and "kernel/shmmax" are one key; both tools turn names into
+ * the slash form (the path under /proc/sys), so names are compared in it. */
+
+static int canonical_key(const char *key, char ret[SYSCTLD_KEY_MAX])
+{
+    char buf[SYSCTLD_KEY_MAX];
+    size_t n = strlen(key);
+    bool after_name = false;
+
+    if (n == 0 || n >= sizeof(buf))
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        char c = key[i];
+
+        if (c == '.' || c == '/') {
+            if (!after_name)
+                return -EINVAL;
+            buf[i] = '/';
+            after_name = false;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == '_' || c == '-') {
+            buf[i] = c;
+            after_name = true;
+        } else {
+            return -EINVAL;
+        }
+    }
+    if (!after_name)
+        return -EINVAL;
+    buf[n] = '\0';
+    memcpy(ret, buf, n + 1);
+    return 0;
+}
+
+/* ---- lines -------------------------------------------------------------- */
+
+struct span {
+    const char *p;
+    size_t n;
+};
+
+/* systemd's read_line(): a line ends at '\n', '\r' or NUL, and one end of
+ * line may combine one of each ("\r\n", "\n\r"), but nothing follows a NUL.
+ * So a lone '\r' separates two lines, and CRLF files read as expected. */
+static size_t next_line_systemd(const char *t, size_t len, size_t pos, struct span *ret)
+{
+    enum { EOL_LF = 1, EOL_CR = 2, EOL_NUL = 4 };
+    unsigned seen = 0;
+    size_t i = pos;
+
+    while (i < len && t[i] != '\n' && t[i] != '\r' && t[i] != '\0')
+        i++;
+    *ret = (struct span){ t + pos, i - pos };
+    while (i < len) {
+        unsigned eol = t[i] == '\n' ? EOL_LF : t[i] == '\r' ? EOL_CR : t[i] == '\0' ? EOL_NUL : 0;
+
+        if (eol == 0 || (seen & EOL_NUL) || (seen & eol))
+            break;
+        seen |= eol;
+        i++;
+    }
+    return i;
+}
+
+/* procps reads with getline(): a line ends at '\n' only and is then handled
+ * as a C string, so what follows a NUL on that line is never seen, and a
+ * lone '\r' stays inside the line (in the value, where the kernel refuses
+ * it). *ret_raw is getline()'s length, which procps checks too. */
+static size_t next_line_procps(const char *t, size_t len, size_t pos, struct span *ret,
+                               size_t *ret_raw)
+{
+    const char *nl = memchr(t + pos, '\n', len - pos);
+    size_t end = nl ? (size_t)(nl - t) + 1 : len;
+    const char *nul = memchr(t + pos, '\0', end - pos);
+
+    *ret = (struct span){ t + pos, (nul ? (size_t)(nul - t) : end) - pos };
+    *ret_raw = end - pos;
+    return end;
+}
+
+/* systemd strips WHITESPACE (" \t\n\r"); procps strips isspace() in the C
+ * locale, which adds '\v' and '\f'. */
+static bool is_space(enum sysctld_rules rules, char c)
+{
+    if (rules == SYSCTLD_SYSTEMD)
+        return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+static struct span lstrip(enum sysctld_rules rules, struct span s)
+{
+    while (s.n > 0 && is_space(rules, s.p[0])) {
+        s.p++;
+        s.n--;
+    }
+    return s;
+}
+
+static struct span rstrip(enum sysctld_rules rules, struct span s)
+{
+    /* procps' rstrip() never removes the first character of a string. */
+    size_t keep = rules == SYSCTLD_PROCPS ? 1 : 0;
+
+    while (s.n > keep && is_space(rules, s.p[s.n - 1]))
+        s.n--;
+    return s;
+}
+
+static struct span strip(enum sysctld_rules rules, struct span s)
+{
+    return rstrip(rules, lstrip(rules, s));
+}
+
+struct split {
+    struct span key, value;
+    bool has_value; /* false: "-key" alone, an exclusion */
+    bool ignore_failure;
+};
+
+/* Returns 1 for an assignment or exclusion, 0 for a line to skip, and -1 for
+ * a line the tool warns about. */
+static int split_line(enum sysctld_rules rules, struct span line, size_t raw_len,
+                      struct split *ret)
+{
+    struct span s;
+    const char *eq;
+
+    if (rules == SYSCTLD_SYSTEMD) {
+        s = strip(rules, line);
+        if (s.n == 0 || s.p[0] == '#' || s.p[0] == ';')
+            return 0;
+    } else {
+        /* procps skips getline() results under two bytes and lines under
+         * two characters once leading space is gone. */
+        if (raw_len < 2)
+            return 0;
+        s = lstrip(rules, line);
+        if (s.n < 2 || s.p[0] == '#' || s.p[0] == ';')
+            return 0;
+    }
+
+    *ret = (struct split){ 0 };
+    eq = memchr(s.p, '=', s.n);
+    if (!eq) {
+        /* "-key" without '=' is an exclusion: it keeps globs off the key. */
+        if (s.p[0] != '-')
+            return -1;
+        ret->key = (struct span){ s.p + 1, s.n - 1 };
+    } else {
+        ret->has_value = true;
+        ret->key = (struct span){ s.p, (size_t)(eq - s.p) };
+        ret->value = strip(rules, (struct span){ eq + 1, s.n - (size_t)(eq - s.p) - 1 });
+        if (s.p[0] == '-') {
+            ret->ignore_failure = true;
+            ret->key.p++;
+            ret->key.n--;
+        }
+    }
+    /* systemd strips the key again after the '-'; procps only strips its
+     * end, so "- kernel.shmmax = 1" names " kernel/shmmax" there and sets
+     * nothing. */
+    ret->key = rules == SYSCTLD_SYSTEMD ? strip(rules, ret->key) : rstrip(rules, ret->key);
+    return 1;
+}
+
+/* ---- names --------------------------------------------------------------
+ * Both tools swap '.' and '/' when the first separator is a '.', so
+ * "net.ipv4.conf.eth0/100.rp_filter" keeps its VLAN dot. */
+
+static void swap_separators(char *s)
+{
+    char *n = strpbrk(s, "/.");
+
+    if (!n || *n == '/')
+        return;
+    for (; n; n = strpbrk(n + 1, "/."))
+        *n = *n == '.' ? '/' : '.';
+}
+
+/* systemd's path_simplify() plus dropping the leading '/': empty and "."
+ * components go, ".." stays. */
+static void simplify(char *s)
+{
+    char *w = s;
+    const char *r = s;
+
+    while (*r) {
+        const char *e;
+        size_t n;
+
+        while (*r == '/')
+            r++;
+        if (!*r)
+            break;
+        e = strchrnul(r, '/');
+        n = (size_t)(e - r);
+        if (!(n == 1 && r[0] == '.')) {
+            if (w != s)
+                *w++ = '/';
+            memmove(w, r, n);
+            w += n;
+        }
+        r = e;
+    }
+    if (w == s)
+        *w++ = '.';
+    *w = '\0';
+}
+
+static bool has_dotdot(const char *s)
+{
+    for (const char *p = s; (p = strstr(p, "..")); p++)
+        if ((p == s || p[-1] == '/') && (p[2] == '/' || p[2] == '\0'))
+            return true;
+    return false;
+}
+
+/* Whether the name a tool keeps for a line writes canon (a canonical key).
+ * Globs are expanded with glob(3) under /proc/sys by both tools, which is
+ * fnmatch() with FNM_PATHNAME|FNM_PERIOD on the path. */
+static bool name_targets(enum sysctld_rules rules, const char *name, bool glob, const char *canon)
+{
+    char buf[PATH_MAX];
+    size_t n = strlen(name);
+
+    if (rules == SYSCTLD_PROCPS) {
+        /* procps opens "/proc/sys/" + name as written: a trailing "/" or
+         * "/." fails with ENOTDIR, where systemd simplifies it away. */
+        if (n > 0 && name[n - 1] == '/')
+            return false;
+        if (n >= 2 && name[n - 2] == '/' && name[n - 1] == '.')
+            return false;
+        memcpy(buf, name, n + 1);
+        simplify(buf);
+        name = buf;
+    }
+    if (glob)
+        return fnmatch(name, canon, FNM_PATHNAME | FNM_PERIOD) == 0;
+    return strcmp(name, canon) == 0;
+}
+
+static void warnf(sysctld_warning_fn on_warning, void *ctx, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void warnf(sysctld_warning_fn on_warning, void *ctx, unsigned line, const char *fmt, ...)
+{
+    char why[256];
+    va_list ap;
+
+    if (!on_warning)
+        return;
+    va_start(ap, fmt);
+    (void)vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    on_warning(ctx, line, why);
+}
+
+static void parse_line(enum sysctld_rules rules, struct span line, size_t raw_len, unsigned lineno,
+                       char canon[][SYSCTLD_KEY_MAX], const char *const *keys, size_t nkeys,
+                       sysctld_line_fn on_line, sysctld_warning_fn on_warning, void *ctx)
+{
+    char name[PATH_MAX];
+    struct split sp;
+    bool glob, empty_warned = false;
+    int r;
+
+    r = split_line(rules, line, raw_len, &sp);
+    if (r < 0) {
+        warnf(on_warning, ctx, lineno, "not an assignment (no '='), ignored");
+        return;
+    }
+    if (r == 0)
+        return;
+    /* The kernel refuses paths this long, so such a key cannot set ours. */
+    if (sp.key.n >= sizeof(name))
+        return;
+    memcpy(name, sp.key.p, sp.key.n);
+    name[sp.key.n] = '\0';
+    swap_separators(name);
+    if (rules == SYSCTLD_SYSTEMD)
+        simplify(name);
+    if (has_dotdot(name)) {
+        /* The kernel would resolve it, the model does not; nobody writes it. */
+        warnf(on_warning, ctx, lineno, "key '%s' has a '..' component, not analysed", name);
+        return;
+    }
+    glob = strpbrk(name, "*?[") != NULL;
+
+    for (size_t i = 0; i < nkeys; i++) {
+        struct sysctld_line l;
+
+        if (!name_targets(rules, name, glob, canon[i]))
+            continue;
+        if (sp.has_value && sp.value.n == 0 && !empty_warned) {
+            warnf(on_warning, ctx, lineno, "empty value for %s, which the kernel refuses", keys[i]);
+            empty_warned = true;
+        }
+        l = (struct sysctld_line){
+            .key_index = i,
+            .line = lineno,
+            .name = name,
+            .value = sp.has_value ? sp.value.p : NULL,
+            .value_len = sp.has_value ? sp.value.n : 0,
+            .glob = glob,
+            .exact = strcmp(name, canon[i]) == 0,
+            .ignore_failure = sp.ignore_failure,
+        };
+        on_line(ctx, &l);
+    }
+}
+
+int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
+                       const char *const *keys, size_t nkeys, sysctld_line_fn on_line,
+                       sysctld_warning_fn on_warning, void *ctx)
+{
+    char canon[SYSCTLD_MAX_KEYS][SYSCTLD_KEY_MAX];
+    unsigned lineno = 0;
+    size_t pos = 0;
+
+    if ((rules != SYSCTLD_SYSTEMD && rules != SYSCTLD_PROCPS) || (!text && len > 0) || !keys ||
+        nkeys == 0 || nkeys > SYSCTLD_MAX_KEYS || !on_line)
+        return -EINVAL;
+    for (size_t i = 0; i < nkeys; i++)
+        if (!keys[i] || canonical_key(keys[i], canon[i]) < 0)
+            return -EINVAL;
+
+    while (pos < len) {
+        struct span line;
+        size_t raw_len = 0;
+
+        if (rules == SYSCTLD_SYSTEMD)
+            pos = next_line_systemd(text, len, pos, &line);
+        else
+            pos = next_line_procps(text, len, pos, &line, &raw_len);
+        lineno++;
+        parse_line(rules, line, raw_len, lineno, canon, keys, nkeys, on_line, on_warning, ctx);
+    }
+    return 0;
+}
+
+/* ---- paths inside root --------------------------------------------------
+ * Resolves path as the target system would see it, as if chroot()ed into
+ * root: symbolic links followed, absolute targets taken inside root, ".."
+ * never above it. The host's own files are never looked at when root is not
+ * "/". Sets ret and *ret_st (lstat of the final file) and returns 0; when a
+ * component is missing, returns -ENOENT and still sets ret to the path being
+ * looked for, so that a link to /dev/null in an image without /dev is still
+ * recognised as a mask. */
+static int resolve_in_root(const char *prefix, const char *path, char ret[PATH_MAX],
+                           struct stat *ret_st)
+{
+    char done[PATH_MAX] = "", todo[PATH_MAX], next[PATH_MAX], host[PATH_MAX], target[PATH_MAX];
+    struct stat st = { 0 };
+    unsigned links = 0;
+    bool missing = false;
+    size_t dlen = 0;
+    const char *p;
+
+    if ((size_t)snprintf(todo, sizeof(todo), "%s", path) >= sizeof(todo))
+        return -ENAMETOOLONG;
+    p = todo;
+    for (;;) {
+        const char *e;
+        size_t n;
+        ssize_t tl;
+
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        e = strchrnul(p, '/');
+        n = (size_t)(e - p);
+        if (n == 1 && p[0] == '.') {
+            p = e;
+            continue;
+        }
+        if (n == 2 && p[0] == '.' && p[1] == '.') {
+            char *slash = strrchr(done, '/');
+            if (slash) {
+                *slash = '\0';
+                dlen = (size_t)(slash - done);
+            }
+            p = e;
+            continue;
+        }
+        if (dlen + 1 + n >= sizeof(done))
+            return -ENAMETOOLONG;
+        done[dlen] = '/';
+        memcpy(done + dlen + 1, p, n);
+        dlen += 1 + n;
+        done[dlen] = '\0';
+        p = e;
+        if (missing)
+            continue;
+
+        if ((size_t)snprintf(host, sizeof(host), "%s%s", prefix, done) >= sizeof(host))
+            return -ENAMETOOLONG;
+        if (lstat(host, &st) < 0) {
+            if (errno != ENOENT)
+                return -errno;
+            missing = true;
+            continue;
+        }
+        if (!S_ISLNK(st.st_mode)) {
+            const char *q = p;
+            while (*q == '/')
+                q++;
+            if (*q && !S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+            continue;
+        }
+        if (++links > MAX_SYMLINKS)
+            return -ELOOP;
+        tl = readlink(host, target, sizeof(target) - 1);
+        if (tl < 0)
+            return -errno;
+        if ((size_t)tl >= sizeof(target) - 1)
+            return -ENAMETOOLONG;
+        target[tl] = '\0';
+        /* The link's own component is replaced by its target. */
+        if (target[0] == '/') {
+            done[0] = '\0';
+            dlen = 0;
+        } else {
+            char *slash = strrchr(done, '/');
+            *slash = '\0';
+            dlen = (size_t)(slash - done);
+        }
+        if ((size_t)snprintf(next, sizeof(next), "%s%s%s", target, *p ? "/" : "", p) >=
+            sizeof(next))
+            return -ENAMETOOLONG;
+        memcpy(todo, next, strlen(next) + 1);
+        p = todo;
+    }
+
+    if (dlen == 0) {
+        done[0] = '/';
+        done[1] = '\0';
+        if (!missing && lstat(*prefix ? prefix : "/", &st) < 0)
+            return -errno;
+    }
+    memcpy(ret, done, strlen(done) + 1);
+    if (missing)
+        return -ENOENT;
+    *ret_st = st;
+    return 0;
+}
+
+/* ---- the analysis ------------------------------------------------------- */
+
+/* One line naming a key, in the order the tool reads them. */
+struct seen {
+    char *name;
+    char *value; /* NULL: an exclusion */
+    bool glob, exact, ignore_failure;
+    size_t file;
+    unsigned line;
+};
+
+struct keystate {
+    struct seen *seen;
+    size_t nseen, capseen;
+    /* The tool's list of what it will write, as indexes into seen[]: for
+     * procps every line in order; for systemd its ordered hashmap. */
+    size_t *order;
+    size_t norder, caporder;
+};
+
+struct conffile {
+    char *name;    /* the file name, which masks and sorts */
+    char *path;    /* as the tool names it */
+    char *resolve; /* where to look for it inside root */
+};
+
+/* A file as it will be rather than as it is (sysctld_analyse_pending). */
+struct pending {
+    bool active;
+    char dir[PATH_MAX];  /* its directory, resolved inside root */
+    char real[PATH_MAX]; /* dir + "/" + name */
+    const char *name;
+    const char *text;    /* NULL: the file will be gone */
+    size_t len;
+};
+
+struct analyser {
+    enum sysctld_rules rules;
+    char prefix[PATH_MAX]; /* root without its trailing '/': "" for "/" */
+    struct sysctld_analysis *a;
+    struct keystate keys[SYSCTLD_MAX_KEYS];
+    size_t nkeys;
+    char **paths; /* files parsed so far, for seen[].file */
+    size_t npaths, cappaths;
+    struct conffile *files;
+    size_t nfiles, capfiles;
+    struct pending pending;
+    bool oom;
+};
+
+static void add_warning(struct analyser *an, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_warning(struct analyser *an, const char *fmt, ...)
+{
+    struct sysctld_analysis *a = an->a;
+    va_list ap;
+
+    if (a->nwarnings >= SYSCTLD_MAX_WARNINGS) {
+        a->dropped_warnings++;
+        return;
+    }
+    va_start(ap, fmt);
+    (void)vsnprintf(a->warnings[a->nwarnings].text, sizeof(a->warnings[0].text), fmt, ap);
+    va_end(ap);
+    a->nwarnings++;
+}
+
+/* Grows *items (of size each) to hold one more; false on ENOMEM. */
+static bool grow(void **items, size_t *cap, size_t n, size_t size)
+{
+    void *bigger;
+    size_t ncap;
+
+    if (n < *cap)
+        return true;
+    ncap = *cap ? *cap * 2 : 8;
+    bigger = realloc(*items, ncap * size);
+    if (!bigger)
+        return false;
+    *items = bigger;
+    *cap = ncap;
+    return true;
+}
+
+static bool same_value(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static void on_line(void *ctx, const struct sysctld_line *l)
+{
+    struct analyser *an = ctx;
+    struct keystate *ks = &an->keys[l->key_index];
+    struct seen *s;
+    size_t idx;
+
+    if (an->oom)
+        return;
+    if (!grow((void **)&ks->seen, &ks->capseen, ks->nseen, sizeof(*ks->seen)) ||
+        !grow((void **)&ks->order, &ks->caporder, ks->norder, sizeof(*ks->order))) {
+        an->oom = true;
+        return;
+    }
+    s = &ks->seen[ks->nseen];
+    *s = (struct seen){
+        .name = strdup(l->name),
+        .value = l->value ? strndup(l->value, l->value_len) : NULL,
+        .glob = l->glob,
+        .exact = l->exact,
+        .ignore_failure = l->ignore_failure,
+        .file = an->npaths - 1,
+        .line = l->line,
+    };
+    if (!s->name || (l->value && !s->value)) {
+        free(s->name);
+        free(s->value);
+        an->oom = true;
+        return;
+    }
+    idx = ks->nseen++;
+
+    if (an->rules == SYSCTLD_SYSTEMD) {
+        /* systemd-sysctl keeps one entry per name in an ordered hashmap. The
+         * same value again keeps the entry where it was (this line still
+         * gets the credit: deleting the earlier one changes nothing); a
+         * different value, or an exclusion, drops the old entry and appends
+         * the new one, so an exclusion cancels an earlier assignment. */
+        for (size_t i = 0; i < ks->norder; i++) {
+            struct seen *old = &ks->seen[ks->order[i]];
+
+            if (strcmp(old->name, s->name) != 0)
+                continue;
+            if (same_value(old->value, s->value)) {
+                ks->order[i] = idx;
+                return;
+            }
+            memmove(&ks->order[i], &ks->order[i + 1], (ks->norder - i - 1) * sizeof(*ks->order));
+            ks->norder--;
+            break;
+        }
+    }
+    /* procps 4.0.2 keeps every line and writes them in order. */
+    ks->order[ks->norder++] = idx;
+}
+
+struct parse_ctx {
+    struct analyser *an;
+    const char *path;
+};
+
+static void parse_on_line(void *ctx, const struct sysctld_line *l)
+{
+    on_line(((struct parse_ctx *)ctx)->an, l);
+}
+
+static void parse_on_warning(void *ctx, unsigned line, const char *why)
+{
+    struct parse_ctx *pc = ctx;
+
+    add_warning(pc->an, "%s:%u: %s", pc->path, line, why);
+}
+
+/* Parses one file's text, known to the tool as path. */
+static void parse_buffer(struct analyser *an, const char *path, const char *buf, size_t len,
+                         const char *const *keys)
+{
+    struct parse_ctx pc = { an, path };
+    char *copy;
+
+    /* Both tools read such a file anyway, line by line, so it is parsed
+     * the same way rather than skipped. */
+    if (memchr(buf, '\0', len))
+        add_warning(an, "%s: contains NUL bytes, read as %s does", path,
+                    sysctld_rules_name(an->rules));
+    copy = strdup(path);
+    if (!copy || !grow((void **)&an->paths, &an->cappaths, an->npaths, sizeof(*an->paths))) {
+        free(copy);
+        an->oom = true;
+        return;
+    }
+    an->paths[an->npaths++] = copy;
+    (void)sysctld_parse_text(an->rules, buf, len, keys, an->nkeys, parse_on_line, parse_on_warning,
+                             &pc);
+}
+
+/* Reads and parses one regular file (real, resolved inside root) that the
+ * tool knows as path. */
+static void read_and_parse(struct analyser *an, const char *path, const char *real,
+                           const char *const *keys)
+{
+    char host[PATH_MAX];
+    char *buf = NULL;
+    size_t len = 0;
+    int r;
+
+    if ((size_t)snprintf(host, sizeof(host), "%s%s", an->prefix, real) >= sizeof(host)) {
+        add_warning(an, "%s: path too long, not analysed", path);
+        an->a->incomplete = true;
+        goto out;
+    }
+    /* real has no symbolic links left, so a link here now is a race. */
+    r = fsutil_read_file(host, SYSCTLD_FILE_MAX_BYTES, true, &buf, &len, NULL);
+    if (r == -EFBIG) {
+        add_warning(an, "%s: larger than %d bytes, not analysed", path, SYSCTLD_FILE_MAX_BYTES);
+        an->a->incomplete = true;
+        goto out;
+    }
+    if (r < 0) {
+        add_warning(an, "%s: cannot be read (%s), not analysed", path, fsutil_strerror(r));
+        an->a->incomplete = true;
+        goto out;
+    }
+    parse_buffer(an, path, buf, len, keys);
+out:
+    free(buf);
+}
+
+static bool is_pending_file(const struct analyser *an, const char *real)
+{
+    return an->pending.active && strcmp(real, an->pending.real) == 0;
+}
+
+/* The pending file, reached by name or through a link; true when handled. */
+static bool parse_pending(struct analyser *an, const char *path, const char *real,
+                          const char *const *keys)
+{
+    if (!is_pending_file(an, real))
+        return false;
+    if (an->pending.text)
+        parse_buffer(an, path, an->pending.text, an->pending.len, keys);
+    else
+        add_warning(an, "%s: dangling symbolic link once the file is removed, skipped", path);
+    return true;
+}
+
+static bool is_dev_null(const char *real, const struct stat *st)
+{
+    if (strcmp(real, "/dev/null") == 0)
+        return true;
+    return st && S_ISCHR(st->st_mode) && st->st_rdev == makedev(1, 3);
+}
+
+/* One *.conf entry the tool will open, in boot order. */
+static void analyse_file(struct analyser *an, const struct conffile *f, const char *const *keys)
+{
+    char real[PATH_MAX];
+    struct stat st;
+    int r;
+
+    if (parse_pending(an, f->path, f->resolve, keys))
+        return;
+    r = resolve_in_root(an->prefix, f->resolve, real, &st);
+    if ((r == 0 || r == -ENOENT) && parse_pending(an, f->path, real, keys))
+        return;
+    /* A link to /dev/null is the documented way to mask a file. */
+    if ((r == 0 || r == -ENOENT) && is_dev_null(real, r == 0 ? &st : NULL))
+        return;
+    if (r == -ENOENT) {
+        add_warning(an, "%s: dangling symbolic link, skipped (it still masks same-named files "
+                        "in later directories)", f->path);
+        return;
+    }
+    if (r < 0) {
+        add_warning(an, "%s: cannot be resolved (%s), skipped (it still masks same-named files "
+                        "in later directories)", f->path, strerror(-r));
+        return;
+    }
+    if (S_ISREG(st.st_mode)) {
+        read_and_parse(an, f->path, real, keys);
+    } else if (S_ISDIR(st.st_mode)) {
+        add_warning(an, "%s: is a directory, skipped (it still masks same-named files in later "
+                        "directories)", f->path);
+    } else if (S_ISFIFO(st.st_mode)) {
+        /* Both tools open it without O_NONBLOCK and wait for a writer; both
+         * apply only after reading every file, so nothing is applied, and
+         * at boot systemd-sysctl.service fails after its 90 s timeout. */
+        add_warning(an, "%s: is a FIFO, %s would block opening it and apply nothing", f->path,
+                    sysctld_rules_name(an->rules));
+        an->a->blocked = true;
+    } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+        add_warning(an, "%s: is a device node, not analysed", f->path);
+        an->a->incomplete = true;
+    } else {
+        add_warning(an, "%s: is not a regular file, skipped", f->path);
+    }
+}
+
+/* procps reads /etc/sysctl.conf after every drop-in, but only when stat()
+ * says it is a regular file: a FIFO there is skipped, not waited on. */
+static void analyse_last_file(struct analyser *an, const char *const *keys)
+{
+    char real[PATH_MAX];
+    struct stat st;
+    int r;
+
+    r = resolve_in_root(an->prefix, PROCPS_LAST_FILE, real, &st);
+    if ((r == 0 || r == -ENOENT) && parse_pending(an, PROCPS_LAST_FILE, real, keys))
+        return;
+    if (r < 0)
+        return;
+    if (S_ISREG(st.st_mode))
+        read_and_parse(an, PROCPS_LAST_FILE, real, keys);
+    else if (!is_dev_null(real, &st))
+        add_warning(an, "%s: is not a regular file, skipped by sysctl --system", PROCPS_LAST_FILE);
+}
+
+static bool wanted_name(enum sysctld_rules rules, const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n < 5 || strcmp(name + n - 5, ".conf") != 0)
+        return false;
+    /* systemd skips hidden files; procps reads every name ending in ".conf",
+     * ".conf" itself included. */
+    return rules == SYSCTLD_PROCPS || name[0] != '.';
+}
+
+static bool known_name(const struct analyser *an, const char *name)
+{
+    for (size_t i = 0; i < an->nfiles; i++)
+        if (strcmp(an->files[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+static int join(char ret[PATH_MAX], const char *dir, const char *name)
+{
+    if ((size_t)snprintf(ret, PATH_MAX, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name) >=
+        PATH_MAX)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+/* Adds name from directory shown (real inside root) unless a directory read
+ * earlier had it: the first one found masks the others. */
+static void add_file(struct analyser *an, const char *shown, const char *real, const char *name)
+{
+    char path[PATH_MAX], resolve[PATH_MAX];
+    struct conffile *f;
+
+    if (!wanted_name(an->rules, name) || known_name(an, name))
+        return;
+    if (join(path, shown, name) < 0 || join(resolve, real, name) < 0)
+        return;
+    if (!grow((void **)&an->files, &an->capfiles, an->nfiles, sizeof(*an->files))) {
+        an->oom = true;
+        return;
+    }
+    f = &an->files[an->nfiles];
+    *f = (struct conffile){ strdup(name), strdup(path), strdup(resolve) };
+    an->nfiles++;
+    if (!f->name || !f->path || !f->resolve)
+        an->oom = true;
+}
+
+static bool is_pending_dir(const struct analyser *an, const char *real)
+{
+    return an->pending.active && strcmp(real, an->pending.dir) == 0;
+}
+
+/* Adds the *.conf names of one directory that no earlier directory had:
+ * a name found first in a higher-priority directory masks the others. */
+static void list_directory(struct analyser *an, const char *shown, const char *real)
+{
+    char host[PATH_MAX];
+    struct dirent *de;
+    DIR *d = NULL;
+    int fd = -1;
+
+    if ((size_t)snprintf(host, sizeof(host), "%s%s", an->prefix, real) >= sizeof(host))
+        goto out;
+    fd = open(host, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        add_warning(an, "%s: cannot be opened (%s), not analysed", shown, strerror(errno));
+        an->a->incomplete = true;
+        goto out;
+    }
+    d = fdopendir(fd);
+    if (!d) {
+        an->oom = true;
+        goto out;
+    }
+    fd = -1;
+    for (errno = 0; (de = readdir(d)) && !an->oom; errno = 0) {
+        /* A pending removal: the file will not be there. */
+        if (is_pending_dir(an, real) && strcmp(de->d_name, an->pending.name) == 0 &&
+            !an->pending.text)
+            continue;
+        add_file(an, shown, real, de->d_name);
+    }
+    if (errno != 0) {
+        add_warning(an, "%s: cannot be listed (%s), not analysed", shown, strerror(errno));
+        an->a->incomplete = true;
+    }
+    if (is_pending_dir(an, real) && an->pending.text)
+        add_file(an, shown, real, an->pending.name);
+out:
+    if (d)
+        closedir(d);
+    if (fd >= 0)
+        close(fd);
+}
+
+static int compare_files(const void *x, const void *y)
+{
+    /* Both tools sort by file name with strcmp, across all directories. */
+    return strcmp(((const struct conffile *)x)->name, ((const struct conffile *)y)->name);
+}
+
+static void list_files(struct analyser *an)
+{
+    const char *const *dirs = an->rules == SYSCTLD_SYSTEMD ? systemd_dirs : procps_dirs;
+    char seen[8][PATH_MAX];
+    size_t nseen = 0;
+
+    for (size_t i = 0; dirs[i] && !an->oom; i++) {
+        char real[PATH_MAX];
+        struct stat st;
+        bool dup = false;
+        int r;
+
+        r = resolve_in_root(an->prefix, dirs[i], real, &st);
+        if (r == -ENOENT) {
+            /* A drop-in about to be written creates its directory. */
+            if (is_pending_dir(an, real) && an->pending.text)
+                add_file(an, an->rules == SYSCTLD_SYSTEMD ? real : dirs[i], real, an->pending.name);
+            continue;
+        }
+        if (r < 0) {
+            add_warning(an, "%s: cannot be resolved (%s), not analysed", dirs[i], strerror(-r));
+            an->a->incomplete = true;
+            continue;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            add_warning(an, "%s: is not a directory, ignored", dirs[i]);
+            continue;
+        }
+        /* systemd resolves its directories and drops duplicates, and names
+         * files by the resolved directory. procps opens each as written; a
+         * second view of one directory adds nothing, since its names are
+         * already taken. Either way /lib -> usr/lib is read once. */
+        for (size_t j = 0; j < nseen; j++)
+            dup = dup || strcmp(seen[j], real) == 0;
+        if (dup)
+            continue;
+        memcpy(seen[nseen++], real, strlen(real) + 1);
+        list_directory(an, an->rules == SYSCTLD_SYSTEMD ? real : dirs[i], real);
+    }
+    if (an->nfiles > 1)
+        qsort(an->files, an->nfiles, sizeof(*an->files), compare_files);
+}
+
+static void copy_value(char ret[SYSCTLD_VALUE_MAX], const char *value)
+{
+    size_t n = value ? strlen(value) : 0, i;
+
+    if (n >= SYSCTLD_VALUE_MAX)
+        n = SYSCTLD_VALUE_MAX - 4;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)value[i];
+        ret[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    if (value && strlen(value) >= SYSCTLD_VALUE_MAX) {
+        memcpy(ret + i, "...", 3);
+        i += 3;
+    }
+    ret[i] = '\0';
+}
+
+static void fill_assignment(const struct analyser *an, const struct seen *s,
+                            struct sysctld_assignment *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    (void)snprintf(ret->path, sizeof(ret->path), "%s", an->paths[s->file]);
+    ret->line = s->line;
+    copy_value(ret->value, s->value);
+    ret->glob = s->glob;
+    ret->exclude = !s->value;
+    ret->ignore_failure = s->ignore_failure;
+}
+
+/* Which line the tool writes last. Both tools write explicit names in list
+ * order and expand a glob only onto keys that no entry names exactly (an
+ * exclusion counts), whatever the order: so an explicit "kernel.shmmax"
+ * anywhere beats every glob, and exclusions themselves write nothing. */
+static void fill_report(const struct analyser *an, const struct keystate *ks, const char *key,
+                        struct sysctld_key_report *ret)
+{
+    bool exact_exists = false;
+    const struct seen *winner = NULL;
+    size_t first;
+
+    (void)snprintf(ret->key, sizeof(ret->key), "%s", key);
+    ret->total = ks->nseen;
+    first = ks->nseen > SYSCTLD_MAX_ASSIGNMENTS ? ks->nseen - SYSCTLD_MAX_ASSIGNMENTS : 0;
+    ret->count = ks->nseen - first;
+    for (size_t i = first; i < ks->nseen; i++)
+        fill_assignment(an, &ks->seen[i], &ret->assignments[i - first]);
+
+    for (size_t i = 0; i < ks->norder; i++)
+        exact_exists = exact_exists || ks->seen[ks->order[i]].exact;
+    for (size_t i = 0; i < ks->norder; i++) {
+        const struct seen *s = &ks->seen[ks->order[i]];
+
+        if (!s->value || (s->glob && exact_exists))
+            continue;
+        winner = s;
+    }
+    ret->found = winner && !an->a->blocked;
+    if (ret->found)
+        fill_assignment(an, winner, &ret->winner);
+}
+
+/* Where the pending file will be, resolved inside root like everything
+ * else; its directory need not exist yet. */
+static int set_pending(struct analyser *an, const char *path, const char *text, size_t len)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    struct stat st;
+    size_t n;
+    int r;
+
+    if (path[0] != '/' || !slash[1] || strcmp(slash + 1, ".") == 0 || strcmp(slash + 1, "..") == 0 ||
+        (!text && len > 0))
+        return -EINVAL;
+    n = slash == path ? 1 : (size_t)(slash - path);
+    if (n >= sizeof(dir))
+        return -ENAMETOOLONG;
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    r = resolve_in_root(an->prefix, dir, an->pending.dir, &st);
+    if (r < 0 && r != -ENOENT)
+        return r;
+    if (join(an->pending.real, an->pending.dir, slash + 1) < 0)
+        return -ENAMETOOLONG;
+    an->pending.active = true;
+    an->pending.name = slash + 1;
+    an->pending.text = text;
+    an->pending.len = len;
+    return 0;
+}
+
+int sysctld_analyse(const char *root, enum sysctld_rules rules, const char *const *keys,
+                    size_t nkeys, struct sysctld_analysis **ret)
+{
+    return sysctld_analyse_pending(root, rules, keys, nkeys, NULL, NULL, 0, ret);
+}
+
+int sysctld_analyse_pending(const char *root, enum sysctld_rules rules, const char *const *keys,
+                            size_t nkeys, const char *pending_path, const char *pending_text,
+                            size_t pending_len, struct sysctld_analysis **ret)
+{
+    struct analyser an = { .rules = rules, .nkeys = nkeys };
+    char canon[SYSCTLD_KEY_MAX], real[PATH_MAX];
+    struct stat st;
+    size_t n;
+    int r;
+
+    if (!root || root[0] != '/' || (rules != SYSCTLD_SYSTEMD && rules != SYSCTLD_PROCPS) ||
+        !keys || nkeys == 0 || nkeys > SYSCTLD_MAX_KEYS || !ret)
+        return -EINVAL;
+    for (size_t i = 0; i < nkeys; i++)
+        if (!keys[i] || canonical_key(keys[i], canon) < 0)
+            return -EINVAL;
+    n = strlen(root);
+    while (n > 1 && root[n - 1] == '/')
+        n--;
+    if (n >= sizeof(an.prefix))
+        return -ENAMETOOLONG;
+    if (stat(root, &st) < 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode))
+        return -ENOTDIR;
+    if (n > 1)
+        memcpy(an.prefix, root, n);
+    an.prefix[n > 1 ? n : 0] = '\0';
+    if (pending_path) {
+        r = set_pending(&an, pending_path, pending_text, pending_len);
+        if (r < 0)
+            return r;
+    }
+
+    an.a = calloc(1, sizeof(*an.a));
+    if (!an.a) {
+        r = -ENOMEM;
+        goto out;
+    }
+    an.a->rules = rules;
+    an.a->nkeys = nkeys;
+
+    list_files(&an);
+    for (size_t i = 0; i < an.nfiles && !an.oom; i++)
+        analyse_file(&an, &an.files[i], keys);
+
+    if (rules == SYSCTLD_PROCPS && !an.oom)
+        analyse_last_file(&an, keys);
+    if (rules == SYSCTLD_SYSTEMD && !an.oom &&
+        resolve_in_root(an.prefix, SYSTEMD_CREDENTIAL, real, &st) == 0) {
+        add_warning(&an, "%s: a sysctl.extra credential is applied after every file, not analysed",
+                    SYSTEMD_CREDENTIAL);
+        an.a->incomplete = true;
+    }
+    if (an.oom) {
+        r = -ENOMEM;
+        goto out;
+    }
+
+    for (size_t i = 0; i < nkeys; i++)
+        fill_report(&an, &an.keys[i], keys[i], &an.a->keys[i]);
+    *ret = an.a;
+    an.a = NULL;
+    r = 0;
+out:
+    for (size_t i = 0; i < SYSCTLD_MAX_KEYS; i++) {
+        for (size_t j = 0; j < an.keys[i].nseen; j++) {
+            free(an.keys[i].seen[j].name);
+            free(an.keys[i].seen[j].value);
+        }
+        free(an.keys[i].seen);
+        free(an.keys[i].order);
+    }
+    for (size_t i = 0; i < an.npaths; i++)
+        free(an.paths[i]);
+    free(an.paths);
+    for (size_t i = 0; i < an.nfiles; i++) {
+        free(an.files[i].name);
+        free(an.files[i].path);
+        free(an.files[i].resolve);
+    }
+    free(an.files);
+    free(an.a);
+    return r;
+}
+
+void sysctld_analysis_free(struct sysctld_analysis *a)
+{
+    free(a);
+}

@@ -1,0 +1,110 @@
+#pragma once
+/* Which file and line finally sets each kernel key shmprov manages at boot
+ * (SPEC §2, "File precedence"): a drop-in that a later file overrides is a
+ * silent failure, so the command layer refuses or warns when the winner of
+ * a key is not shmprov's own drop-in.
+ *
+ * Two sets of rules, each modelled on the tool as Debian 12 ships it and
+ * checked against the real binaries in private IPC and mount namespaces:
+ *
+ *  SYSCTLD_SYSTEMD  systemd-sysctl 252 at boot: *.conf in /etc/sysctl.d,
+ *                   /run/sysctl.d, /usr/local/lib/sysctl.d, /usr/lib/sysctl.d.
+ *  SYSCTLD_PROCPS   procps-ng 4.0.2 `sysctl --system`: the same plus
+ *                   /lib/sysctl.d, then /etc/sysctl.conf read last.
+ *
+ * The line parser is pure (a buffer in, callbacks out, no allocation), so it
+ * is tested and fuzzed without a file system; sysctld_analyse() is the one
+ * I/O edge. Neither logs: problems in the files are returned as warnings for
+ * the caller to report. */
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+enum sysctld_rules { SYSCTLD_SYSTEMD, SYSCTLD_PROCPS };
+
+#define SYSCTLD_MAX_KEYS 3
+#define SYSCTLD_MAX_ASSIGNMENTS 16
+#define SYSCTLD_MAX_WARNINGS 32
+#define SYSCTLD_KEY_MAX 64
+#define SYSCTLD_VALUE_MAX 64
+#define SYSCTLD_FILE_MAX_BYTES (1024 * 1024)
+
+/* One line, as the tool reads it, that names a managed key. */
+struct sysctld_line {
+    size_t key_index;    /* into the keys[] given to the parser */
+    unsigned line;       /* 1-based, counted the way the tool counts */
+    const char *name;    /* the key as the tool keeps it, e.g. "kernel/shmmax", "kernel/shm*" */
+    const char *value;   /* into the text, value_len bytes, not NUL-terminated; */
+    size_t value_len;    /*   NULL for an exclusion ("-key" without '=') */
+    bool glob;           /* name is a pattern (systemd and procps: fnmatch-style) */
+    bool exact;          /* name is exactly the canonical key: it stops every glob */
+    bool ignore_failure; /* '-' before the key */
+};
+
+typedef void (*sysctld_line_fn)(void *ctx, const struct sysctld_line *l);
+typedef void (*sysctld_warning_fn)(void *ctx, unsigned line, const char *why);
+
+/* Parses one file's text under rules, calling on_line for every line that
+ * names one of keys[] ("kernel.shmmax" or "kernel/shmmax"; a glob line is
+ * reported once per key it matches) and on_warning for lines the tool warns
+ * about. on_warning may be NULL. Returns 0, or -EINVAL for bad arguments. */
+int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
+                       const char *const *keys, size_t nkeys, sysctld_line_fn on_line,
+                       sysctld_warning_fn on_warning, void *ctx);
+
+struct sysctld_assignment {
+    char path[PATH_MAX];           /* on the target system, as the tool names the file */
+    unsigned line;
+    char value[SYSCTLD_VALUE_MAX]; /* as written; control characters shown as '?', long ones cut with "..." */
+    bool glob;                     /* the line's key is a pattern matching this key */
+    bool exclude;                  /* "-key" without '=': writes nothing (see sysctld.c) */
+    bool ignore_failure;
+};
+
+struct sysctld_key_report {
+    char key[SYSCTLD_KEY_MAX];     /* as given, e.g. "kernel.shmmax" */
+    size_t total;                  /* lines that name the key, in the order the tool reads them */
+    size_t count;                  /* of those kept below: the last SYSCTLD_MAX_ASSIGNMENTS */
+    struct sysctld_assignment assignments[SYSCTLD_MAX_ASSIGNMENTS];
+    bool found;                    /* false: the tool writes nothing to the key */
+    struct sysctld_assignment winner; /* the line whose value the tool writes last */
+};
+
+struct sysctld_warning {
+    char text[PATH_MAX + 128];     /* "PATH: why" or "PATH:LINE: why" */
+};
+
+/* About 350 KiB, hence allocated by sysctld_analyse(). */
+struct sysctld_analysis {
+    enum sysctld_rules rules;
+    size_t nkeys;
+    struct sysctld_key_report keys[SYSCTLD_MAX_KEYS];
+    bool blocked;    /* the tool would hang opening a file (a FIFO) and apply nothing at all */
+    bool incomplete; /* a file the tool reads was not analysed: the winners may be wrong */
+    size_t nwarnings, dropped_warnings;
+    struct sysctld_warning warnings[SYSCTLD_MAX_WARNINGS];
+};
+
+/* Scans the configuration under root ("/" for the live system, an image root
+ * for --root) as the tool would at boot and sets *ret for keys[]. Symbolic
+ * links are resolved inside root, never on the host. Unreadable or odd files
+ * are warnings, never errors. Returns 0, or a negative errno: -EINVAL for bad
+ * arguments, -ENOENT/-ENOTDIR when root is not a directory, -ENOMEM. */
+int sysctld_analyse(const char *root, enum sysctld_rules rules, const char *const *keys,
+                    size_t nkeys, struct sysctld_analysis **ret);
+
+/* The same, as it will be once the file pending_path (absolute, on the
+ * target system) holds pending_text (pending_len bytes), or is gone when
+ * pending_text is NULL; the file on disk, if any, is not read, and its
+ * directory need not exist. For checking a drop-in before writing it: its new
+ * lines count, its old ones do not, and a same-named file in a directory read
+ * first still hides it. A path the tool never reads simply never wins. */
+int sysctld_analyse_pending(const char *root, enum sysctld_rules rules, const char *const *keys,
+                            size_t nkeys, const char *pending_path, const char *pending_text,
+                            size_t pending_len, struct sysctld_analysis **ret);
+
+/* sysctld_analysis_free(NULL) is a no-op. */
+void sysctld_analysis_free(struct sysctld_analysis *a);
+
+const char *sysctld_rules_name(enum sysctld_rules rules);

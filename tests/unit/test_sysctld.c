@@ -1,0 +1,885 @@
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sysctld.h"
+
+/* The expectations below are what systemd-sysctl 252 and procps-ng 4.0.2
+ * actually did with the same input, run in private IPC and mount
+ * namespaces; the integration tests keep comparing against the real tools. */
+
+static const char *const keys[] = { "kernel.shmmax", "kernel.shmall", "kernel.shmmni" };
+static const char *const short_names[] = { "max", "all", "mni" };
+
+/* ---- sysctld_parse_text -------------------------------------------------
+ * Every callback is recorded as text, "max@3=VALUE" for an assignment with
+ * " glob", " exclude", " ignore" and " inexact" (a non-glob name that is not
+ * the canonical spelling) as needed, and "W@3" for a warning. */
+
+struct record {
+    char text[4096];
+    size_t len;
+};
+
+static void record(struct record *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void record(struct record *r, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (r->len)
+        r->len += (size_t)snprintf(r->text + r->len, sizeof(r->text) - r->len, "; ");
+    va_start(ap, fmt);
+    n = vsnprintf(r->text + r->len, sizeof(r->text) - r->len, fmt, ap);
+    va_end(ap);
+    cr_assert(n >= 0 && (size_t)n < sizeof(r->text) - r->len, "record overflow");
+    r->len += (size_t)n;
+}
+
+static void record_line(void *ctx, const struct sysctld_line *l)
+{
+    struct record *r = ctx;
+
+    if (l->value)
+        record(r, "%s@%u=%.*s%s%s%s", short_names[l->key_index], l->line, (int)l->value_len,
+               l->value, l->glob ? " glob" : "", l->ignore_failure ? " ignore" : "",
+               !l->glob && !l->exact ? " inexact" : "");
+    else
+        record(r, "%s@%u exclude%s%s", short_names[l->key_index], l->line, l->glob ? " glob" : "",
+               !l->glob && !l->exact ? " inexact" : "");
+}
+
+static void record_warning(void *ctx, unsigned line, const char *why)
+{
+    cr_assert(why && *why);
+    record(ctx, "W@%u", line);
+}
+
+#define NUL_TEXT "kernel.shmmax = 1\0junk\nkernel.shmall = 2\n"
+
+struct parse_case {
+    const char *name;
+    const char *text;
+    size_t len; /* 0: strlen(text) */
+    const char *systemd;
+    const char *procps;
+};
+
+static const struct parse_case parse_cases[] = {
+    { "plain", "kernel.shmmax = 4294967296\n", 0, "max@1=4294967296", "max@1=4294967296" },
+    { "spacing", "kernel.shmmax=1\n  kernel.shmall   =   2  \n\tkernel.shmmni\t=\t3\t\n", 0,
+      "max@1=1; all@2=2; mni@3=3", "max@1=1; all@2=2; mni@3=3" },
+    { "comments and blanks", "# kernel.shmmax = 1\n; kernel.shmmax = 2\n   # x\n\t;y\n\n   \n", 0,
+      "", "" },
+    { "no final newline", "kernel.shmmax = 9", 0, "max@1=9", "max@1=9" },
+    { "value with spaces", "kernel.shmmax = 1 2 3 \nkernel.shmall = a=b\n", 0,
+      "max@1=1 2 3; all@2=a=b", "max@1=1 2 3; all@2=a=b" },
+    { "trailing comment is part of the value", "kernel.shmmax = 1 # c\n", 0, "max@1=1 # c",
+      "max@1=1 # c" },
+    { "last line wins order", "kernel.shmmax = 1\nkernel.shmmax = 2\n", 0, "max@1=1; max@2=2",
+      "max@1=1; max@2=2" },
+    /* procps does not strip space after the '-', so it names " kernel/shmall". */
+    { "dash prefix", "-kernel.shmmax = 5\n- kernel.shmall = 6\n", 0,
+      "max@1=5 ignore; all@2=6 ignore", "max@1=5 ignore" },
+    /* systemd simplifies the path; procps opens it as written, where "//"
+     * and a leading '/' still work but a trailing separator fails. */
+    { "slash keys", "kernel/shmmax = 1\n/kernel/shmall = 2\nkernel//shmmni = 3\nkernel.shmmax. = 4\n",
+      0, "max@1=1; all@2=2; mni@3=3; max@4=4",
+      "max@1=1; all@2=2 inexact; mni@3=3 inexact" },
+    { "doubled dot", "kernel..shmmax = 1\n", 0, "max@1=1", "max@1=1 inexact" },
+    { "glob matching one key", "kernel.shmm?x = 8\n", 0, "max@1=8 glob", "max@1=8 glob" },
+    { "glob matching several", "kernel.shm* = 7\n", 0, "max@1=7 glob; all@1=7 glob; mni@1=7 glob",
+      "max@1=7 glob; all@1=7 glob; mni@1=7 glob" },
+    { "bracket glob", "kernel.shm[a]* = 9\n", 0, "all@1=9 glob", "all@1=9 glob" },
+    { "glob in the first component", "*.shmmax = 1\n", 0, "max@1=1 glob", "max@1=1 glob" },
+    /* glob(3) never lets '*' cross a '/'. */
+    { "star does not cross a separator", "kernel* = 1\nk*max = 2\n", 0, "", "" },
+    { "exclusion", "-kernel.shmmax\n", 0, "max@1 exclude", "max@1 exclude" },
+    { "glob exclusion", "-kernel.shmm?x\n", 0, "max@1 exclude glob", "max@1 exclude glob" },
+    { "no equals sign", "kernel.shmmax\nkernel.shmall 5\n", 0, "W@1; W@2", "W@1; W@2" },
+    { "crlf", "kernel.shmmax = 1\r\n\r\nkernel.shmall = 2\r\n", 0, "max@1=1; all@3=2",
+      "max@1=1; all@3=2" },
+    /* systemd ends a line at a lone '\r'; procps keeps it in the value. */
+    { "lone cr", "kernel.shmmni = 2000\rkernel.shmall = 3000\r\n", 0,
+      "mni@1=2000; all@2=3000", "mni@1=2000\rkernel.shmall = 3000" },
+    { "cr cr", "kernel.shmmax = 1\r\rkernel.shmall = 2", 0, "max@1=1; all@3=2",
+      "max@1=1\r\rkernel.shmall = 2" },
+    { "lf cr is one end of line", "x\n\rkernel.shmmax = 1\n", 0, "W@1; max@2=1", "W@1; max@2=1" },
+    /* systemd ends a line at a NUL; procps ignores the rest of that line. */
+    { "nul byte", NUL_TEXT, sizeof(NUL_TEXT) - 1, "max@1=1; W@2; all@3=2", "max@1=1; all@2=2" },
+    { "empty value", "kernel.shmmax =\n", 0, "W@1; max@1=", "W@1; max@1=" },
+    { "vertical tab", "kernel.shmmax = 1\v\n", 0, "max@1=1\v", "max@1=1" },
+    { "other keys", "vm.swappiness = 10\nkernel.shmmax_x = 1\nkernel.shm = 1\nkernel.shmmaxx=1\n", 0,
+      "", "" },
+    { "leading equals", "=kernel.shmmax=1\n", 0, "", "" },
+    { "dot-dot", "kernel/../kernel/shmmax = 1\n", 0, "W@1", "W@1" },
+    { "empty text", "", 0, "", "" },
+};
+
+static void run_parse_cases(enum sysctld_rules rules)
+{
+    for (size_t i = 0; i < sizeof(parse_cases) / sizeof(parse_cases[0]); i++) {
+        const struct parse_case *c = &parse_cases[i];
+        size_t len = c->len ? c->len : strlen(c->text);
+        struct record r = { .len = 0 };
+        int ret;
+
+        r.text[0] = '\0';
+        ret = sysctld_parse_text(rules, c->text, len, keys, 3, record_line, record_warning, &r);
+        cr_expect_eq(ret, 0, "%s: returned %d", c->name, ret);
+        cr_expect_str_eq(r.text, rules == SYSCTLD_SYSTEMD ? c->systemd : c->procps, "%s (%s)",
+                         c->name, sysctld_rules_name(rules));
+    }
+}
+
+Test(sysctld_parse, systemd_table) { run_parse_cases(SYSCTLD_SYSTEMD); }
+Test(sysctld_parse, procps_table) { run_parse_cases(SYSCTLD_PROCPS); }
+
+Test(sysctld_parse, slash_spelling_of_managed_keys)
+{
+    static const char *const slash_keys[] = { "kernel/shmmax" };
+    struct record r = { .len = 0 };
+
+    r.text[0] = '\0';
+    cr_assert_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "kernel.shmmax = 1\n", 18, slash_keys, 1,
+                                    record_line, NULL, &r), 0);
+    cr_expect_str_eq(r.text, "max@1=1");
+}
+
+Test(sysctld_parse, rejects_bad_arguments)
+{
+    static const char *const bad_keys[][1] = { { "kernel..shmmax" }, { ".kernel" }, { "kernel." },
+                                               { "kernel.shm*" }, { "" } };
+    struct record r = { .len = 0 };
+
+    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, keys, 0, record_line, NULL, &r), -EINVAL);
+    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, keys, SYSCTLD_MAX_KEYS + 1, record_line,
+                                    NULL, &r), -EINVAL);
+    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, NULL, 1, keys, 3, record_line, NULL, &r), -EINVAL);
+    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, keys, 3, NULL, NULL, &r), -EINVAL);
+    cr_expect_eq(sysctld_parse_text((enum sysctld_rules)7, "x", 1, keys, 3, record_line, NULL, &r),
+                 -EINVAL);
+    for (size_t i = 0; i < sizeof(bad_keys) / sizeof(bad_keys[0]); i++)
+        cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, bad_keys[i], 1, record_line, NULL,
+                                        &r), -EINVAL, "key '%s'", bad_keys[i][0]);
+    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, NULL, 0, keys, 3, record_line, NULL, &r), 0);
+}
+
+/* ---- sysctld_analyse on trees built under a mkdtemp root -----------------
+ * Never "/": nothing on the host is read, and no privileges are needed. */
+
+static char root[PATH_MAX];
+static char outside[PATH_MAX]; /* a host directory that is not inside root */
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static void make_roots(void)
+{
+    snprintf(root, sizeof(root), "/tmp/shmprov-sysctld.XXXXXX");
+    cr_assert_not_null(mkdtemp(root));
+    snprintf(outside, sizeof(outside), "/tmp/shmprov-sysctld-outside.XXXXXX");
+    cr_assert_not_null(mkdtemp(outside));
+}
+
+static void remove_roots(void)
+{
+    nftw(root, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    nftw(outside, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(sysctld_tree, .init = make_roots, .fini = remove_roots, .timeout = 20);
+
+/* root + rel, after creating rel's parent directories. */
+static const char *at(const char *rel)
+{
+    static char path[2 * PATH_MAX];
+
+    cr_assert_lt((size_t)snprintf(path, sizeof(path), "%s/%s", root, rel), sizeof(path));
+    for (char *s = strchr(path + strlen(root) + 1, '/'); s; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        cr_assert(mkdir(path, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", path, strerror(errno));
+        *s = '/';
+    }
+    return path;
+}
+
+static void write_at(const char *path, const char *text, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+    cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+    cr_assert_eq(write(fd, text, len), (ssize_t)len);
+    close(fd);
+}
+
+static void put(const char *rel, const char *text) { write_at(at(rel), text, strlen(text)); }
+
+static void put_link(const char *rel, const char *target)
+{
+    cr_assert_eq(symlink(target, at(rel)), 0, "symlink %s: %s", rel, strerror(errno));
+}
+
+static struct sysctld_analysis *analyse(enum sysctld_rules rules)
+{
+    struct sysctld_analysis *a = NULL;
+    int r = sysctld_analyse(root, rules, keys, 3, &a);
+
+    cr_assert_eq(r, 0, "sysctld_analyse: %s", strerror(-r));
+    cr_assert_not_null(a);
+    return a;
+}
+
+static void expect_winner(const struct sysctld_analysis *a, size_t key, const char *path,
+                          unsigned line, const char *value)
+{
+    const struct sysctld_key_report *k = &a->keys[key];
+
+    cr_expect(k->found, "%s: no winner under %s", k->key, sysctld_rules_name(a->rules));
+    if (!k->found)
+        return;
+    cr_expect_str_eq(k->winner.path, path, "%s (%s)", k->key, sysctld_rules_name(a->rules));
+    cr_expect_eq(k->winner.line, line, "%s (%s)", k->key, sysctld_rules_name(a->rules));
+    cr_expect_str_eq(k->winner.value, value, "%s (%s)", k->key, sysctld_rules_name(a->rules));
+}
+
+static void expect_unset(const struct sysctld_analysis *a, size_t key)
+{
+    cr_expect_not(a->keys[key].found, "%s: unexpected winner %s:%u under %s", a->keys[key].key,
+                  a->keys[key].winner.path, a->keys[key].winner.line, sysctld_rules_name(a->rules));
+}
+
+static bool has_warning(const struct sysctld_analysis *a, const char *needle)
+{
+    for (size_t i = 0; i < a->nwarnings; i++)
+        if (strstr(a->warnings[i].text, needle))
+            return true;
+    return false;
+}
+
+/* Runs check on the tree under both rules. */
+#define BOTH(a, body)                                                                     \
+    for (int rules_ = 0; rules_ < 2; rules_++) {                                         \
+        struct sysctld_analysis *a = analyse(rules_ ? SYSCTLD_PROCPS : SYSCTLD_SYSTEMD); \
+        body;                                                                             \
+        sysctld_analysis_free(a);                                                         \
+    }
+
+Test(sysctld_tree, empty_root_sets_nothing)
+{
+    BOTH(a, {
+        cr_expect_eq(a->nkeys, 3);
+        cr_expect_str_eq(a->keys[0].key, "kernel.shmmax");
+        for (size_t k = 0; k < 3; k++)
+            expect_unset(a, k);
+        cr_expect_eq(a->nwarnings, 0);
+        cr_expect_not(a->blocked);
+        cr_expect_not(a->incomplete);
+    });
+}
+
+Test(sysctld_tree, later_name_wins_across_directories)
+{
+    put("usr/lib/sysctl.d/10-a.conf", "kernel.shmmax = 1\n");
+    put("etc/sysctl.d/20-b.conf", "# comment\nkernel.shmmax = 2\n");
+    put("usr/lib/sysctl.d/30-c.conf", "kernel.shmmax = 3\nkernel.shmall = 30\n");
+    BOTH(a, {
+        expect_winner(a, 0, "/usr/lib/sysctl.d/30-c.conf", 1, "3");
+        expect_winner(a, 1, "/usr/lib/sysctl.d/30-c.conf", 2, "30");
+        expect_unset(a, 2);
+        cr_expect_eq(a->keys[0].total, 3);
+        cr_assert_eq(a->keys[0].count, 3);
+        cr_expect_str_eq(a->keys[0].assignments[0].path, "/usr/lib/sysctl.d/10-a.conf");
+        cr_expect_str_eq(a->keys[0].assignments[1].path, "/etc/sysctl.d/20-b.conf");
+        cr_expect_eq(a->keys[0].assignments[1].line, 2);
+        cr_expect_str_eq(a->keys[0].assignments[2].path, "/usr/lib/sysctl.d/30-c.conf");
+    });
+}
+
+Test(sysctld_tree, names_sort_with_strcmp)
+{
+    put("etc/sysctl.d/9-b.conf", "kernel.shmmax = 9\n");
+    put("etc/sysctl.d/10-a.conf", "kernel.shmmax = 10\n");
+    put("etc/sysctl.d/a.conf", "kernel.shmall = 1\n");
+    put("etc/sysctl.d/B.conf", "kernel.shmall = 2\n");
+    BOTH(a, {
+        expect_winner(a, 0, "/etc/sysctl.d/9-b.conf", 1, "9");
+        expect_winner(a, 1, "/etc/sysctl.d/a.conf", 1, "1");
+    });
+}
+
+Test(sysctld_tree, etc_masks_same_name_in_usr_lib)
+{
+    put("usr/lib/sysctl.d/50-x.conf", "kernel.shmmax = 5\n");
+    put("etc/sysctl.d/50-x.conf", "kernel.shmall = 6\n");
+    BOTH(a, {
+        expect_unset(a, 0);
+        expect_winner(a, 1, "/etc/sysctl.d/50-x.conf", 1, "6");
+        cr_expect_eq(a->keys[0].total, 0);
+    });
+}
+
+Test(sysctld_tree, run_masks_usr_lib_and_usr_local_lib_sits_between)
+{
+    put("usr/lib/sysctl.d/50-x.conf", "kernel.shmmax = 5\n");
+    put("usr/local/lib/sysctl.d/50-x.conf", "kernel.shmmax = 51\n");
+    put("run/sysctl.d/50-x.conf", "kernel.shmall = 52\n");
+    put("usr/local/lib/sysctl.d/60-y.conf", "kernel.shmmni = 3100\n");
+    BOTH(a, {
+        expect_unset(a, 0);
+        expect_winner(a, 1, "/run/sysctl.d/50-x.conf", 1, "52");
+        expect_winner(a, 2, "/usr/local/lib/sysctl.d/60-y.conf", 1, "3100");
+    });
+}
+
+Test(sysctld_tree, dev_null_symlink_masks_even_without_dev_in_the_image)
+{
+    put("usr/lib/sysctl.d/50-x.conf", "kernel.shmmax = 5\n");
+    put("usr/lib/sysctl.d/60-y.conf", "kernel.shmall = 6\n");
+    put_link("etc/sysctl.d/50-x.conf", "/dev/null");
+    put_link("etc/sysctl.d/60-y.conf", "../../dev/null");
+    BOTH(a, {
+        expect_unset(a, 0);
+        expect_unset(a, 1);
+        cr_expect_eq(a->nwarnings, 0, "first: %s", a->nwarnings ? a->warnings[0].text : "");
+    });
+}
+
+Test(sysctld_tree, empty_file_masks)
+{
+    put("usr/lib/sysctl.d/50-x.conf", "kernel.shmmax = 5\n");
+    put("etc/sysctl.d/50-x.conf", "");
+    BOTH(a, { expect_unset(a, 0); });
+}
+
+Test(sysctld_tree, procps_applies_sysctl_conf_last_systemd_ignores_it)
+{
+    put("etc/sysctl.conf", "kernel.shmmax = 7000000\n");
+    put("etc/sysctl.d/99-zz.conf", "kernel.shmmax = 7100000\n");
+
+    struct sysctld_analysis *a = analyse(SYSCTLD_PROCPS);
+    expect_winner(a, 0, "/etc/sysctl.conf", 1, "7000000");
+    sysctld_analysis_free(a);
+
+    a = analyse(SYSCTLD_SYSTEMD);
+    expect_winner(a, 0, "/etc/sysctl.d/99-zz.conf", 1, "7100000");
+    cr_expect_eq(a->keys[0].total, 1);
+    sysctld_analysis_free(a);
+}
+
+Test(sysctld_tree, debian_99_sysctl_conf_symlink)
+{
+    put("etc/sysctl.conf", "# kernel.shmmax = 1\nkernel.shmmax = 7\n");
+    put_link("etc/sysctl.d/99-sysctl.conf", "../sysctl.conf");
+    put("etc/sysctl.d/60-shmprov.conf", "kernel.shmmax = 5\nkernel.shmall = 6\n");
+
+    /* systemd reads sysctl.conf only through the link, named as the link. */
+    struct sysctld_analysis *a = analyse(SYSCTLD_SYSTEMD);
+    expect_winner(a, 0, "/etc/sysctl.d/99-sysctl.conf", 2, "7");
+    expect_winner(a, 1, "/etc/sysctl.d/60-shmprov.conf", 2, "6");
+    cr_expect_eq(a->keys[0].total, 2);
+    sysctld_analysis_free(a);
+
+    /* procps reads it twice: through the link, then again last. */
+    a = analyse(SYSCTLD_PROCPS);
+    expect_winner(a, 0, "/etc/sysctl.conf", 2, "7");
+    expect_winner(a, 1, "/etc/sysctl.d/60-shmprov.conf", 2, "6");
+    cr_expect_eq(a->keys[0].total, 3);
+    cr_expect_str_eq(a->keys[0].assignments[1].path, "/etc/sysctl.d/99-sysctl.conf");
+    sysctld_analysis_free(a);
+}
+
+Test(sysctld_tree, dangling_symlink_warns_and_still_masks)
+{
+    put("usr/lib/sysctl.d/50-x.conf", "kernel.shmmax = 8\n");
+    put_link("etc/sysctl.d/50-x.conf", "/nonexistent/target.conf");
+    put("etc/sysctl.d/60-y.conf", "kernel.shmmni = 3000\n");
+    BOTH(a, {
+        expect_unset(a, 0);
+        expect_winner(a, 2, "/etc/sysctl.d/60-y.conf", 1, "3000");
+        cr_expect(has_warning(a, "/etc/sysctl.d/50-x.conf: dangling symbolic link"));
+        cr_expect_not(a->incomplete);
+    });
+}
+
+Test(sysctld_tree, directory_named_conf_warns_and_still_masks)
+{
+    put("usr/lib/sysctl.d/50-x.conf", "kernel.shmmax = 8\n");
+    cr_assert_eq(mkdir(at("etc/sysctl.d/50-x.conf"), 0755), 0);
+    BOTH(a, {
+        expect_unset(a, 0);
+        cr_expect(has_warning(a, "/etc/sysctl.d/50-x.conf: is a directory"));
+    });
+}
+
+Test(sysctld_tree, fifo_blocks_the_tools_and_is_not_opened)
+{
+    put("etc/sysctl.d/05-a.conf", "kernel.shmmax = 9100000\n");
+    cr_assert_eq(mkfifo(at("etc/sysctl.d/10-fifo.conf"), 0644), 0);
+    put("etc/sysctl.d/20-b.conf", "kernel.shmall = 9200\n");
+    /* Both tools hang on it before applying anything: no winners. */
+    BOTH(a, {
+        cr_expect(a->blocked);
+        cr_expect(has_warning(a, "/etc/sysctl.d/10-fifo.conf: is a FIFO"));
+        expect_unset(a, 0);
+        expect_unset(a, 1);
+        cr_expect_eq(a->keys[0].total, 1);
+        cr_expect_eq(a->keys[1].total, 1);
+    });
+}
+
+Test(sysctld_tree, fifo_as_sysctl_conf_is_skipped_by_procps)
+{
+    cr_assert_eq(mkfifo(at("etc/sysctl.conf"), 0644), 0);
+    put("etc/sysctl.d/10-a.conf", "kernel.shmmax = 1\n");
+    BOTH(a, {
+        cr_expect_not(a->blocked);
+        expect_winner(a, 0, "/etc/sysctl.d/10-a.conf", 1, "1");
+    });
+}
+
+Test(sysctld_tree, merged_lib_symlink_is_read_once)
+{
+    put_link("lib", "usr/lib");
+    put("usr/lib/sysctl.d/50-a.conf", "kernel.shmmax = 5\n");
+    BOTH(a, {
+        expect_winner(a, 0, "/usr/lib/sysctl.d/50-a.conf", 1, "5");
+        cr_expect_eq(a->keys[0].total, 1);
+    });
+}
+
+Test(sysctld_tree, separate_lib_directory_is_read_by_procps_only)
+{
+    /* Debian's systemd 252 is built without split-usr: no /lib/sysctl.d. */
+    put("lib/sysctl.d/70-old.conf", "kernel.shmmax = 7\n");
+
+    struct sysctld_analysis *a = analyse(SYSCTLD_PROCPS);
+    expect_winner(a, 0, "/lib/sysctl.d/70-old.conf", 1, "7");
+    sysctld_analysis_free(a);
+
+    a = analyse(SYSCTLD_SYSTEMD);
+    expect_unset(a, 0);
+    sysctld_analysis_free(a);
+}
+
+Test(sysctld_tree, symlinked_directory_is_named_by_its_target_under_systemd)
+{
+    put("usr/lib/sysctl.d/50-a.conf", "kernel.shmmax = 5\n");
+    put_link("usr/local/lib/sysctl.d", "/usr/lib/sysctl.d");
+
+    struct sysctld_analysis *a = analyse(SYSCTLD_SYSTEMD);
+    expect_winner(a, 0, "/usr/lib/sysctl.d/50-a.conf", 1, "5");
+    cr_expect_eq(a->keys[0].total, 1);
+    sysctld_analysis_free(a);
+
+    a = analyse(SYSCTLD_PROCPS);
+    expect_winner(a, 0, "/usr/local/lib/sysctl.d/50-a.conf", 1, "5");
+    cr_expect_eq(a->keys[0].total, 1);
+    sysctld_analysis_free(a);
+}
+
+Test(sysctld_tree, absolute_symlinks_resolve_inside_root_never_on_the_host)
+{
+    char host_file[PATH_MAX + 16], escape[PATH_MAX + 64];
+
+    put("usr/lib/sysctl.d/other.txt", "kernel.shmall = 2600\n");
+    put_link("etc/sysctl.d/60-x.conf", "/usr/lib/sysctl.d/other.txt");
+    /* A file that exists on the host, outside root, under the same path. */
+    snprintf(host_file, sizeof(host_file), "%s/host.conf", outside);
+    write_at(host_file, "kernel.shmmax = 666\n", 20);
+    put_link("etc/sysctl.d/70-y.conf", host_file);
+    snprintf(escape, sizeof(escape), "../../../../../../../..%s", host_file);
+    put_link("etc/sysctl.d/80-z.conf", escape);
+    BOTH(a, {
+        expect_winner(a, 1, "/etc/sysctl.d/60-x.conf", 1, "2600");
+        expect_unset(a, 0);
+        cr_expect(has_warning(a, "/etc/sysctl.d/70-y.conf: dangling symbolic link"));
+        cr_expect(has_warning(a, "/etc/sysctl.d/80-z.conf: dangling symbolic link"));
+    });
+}
+
+Test(sysctld_tree, symlink_loop_is_a_warning)
+{
+    put_link("etc/sysctl.d/10-a.conf", "10-b.conf");
+    put_link("etc/sysctl.d/10-b.conf", "10-a.conf");
+    BOTH(a, { cr_expect(has_warning(a, "/etc/sysctl.d/10-a.conf: cannot be resolved")); });
+}
+
+Test(sysctld_tree, hidden_files_are_read_by_procps_only)
+{
+    put("etc/sysctl.d/.hidden.conf", "kernel.shmmax = 1700000\n");
+    put("etc/sysctl.d/.conf", "kernel.shmall = 1700\n");
+
+    struct sysctld_analysis *a = analyse(SYSCTLD_SYSTEMD);
+    expect_unset(a, 0);
+    expect_unset(a, 1);
+    sysctld_analysis_free(a);
+
+    a = analyse(SYSCTLD_PROCPS);
+    expect_winner(a, 0, "/etc/sysctl.d/.hidden.conf", 1, "1700000");
+    expect_winner(a, 1, "/etc/sysctl.d/.conf", 1, "1700");
+    sysctld_analysis_free(a);
+}
+
+Test(sysctld_tree, other_suffixes_are_not_read)
+{
+    put("etc/sysctl.d/x.conf.bak", "kernel.shmmax = 1\n");
+    put("etc/sysctl.d/x.CONF", "kernel.shmmax = 2\n");
+    put("etc/sysctl.d/x.conf~", "kernel.shmmax = 3\n");
+    put("etc/sysctl.d/60-shmprov.conf.tmp", "kernel.shmmax = 4\n");
+    BOTH(a, { expect_unset(a, 0); });
+}
+
+Test(sysctld_tree, explicit_key_beats_a_glob_in_either_order)
+{
+    put("etc/sysctl.d/10-a.conf", "kernel.shmmax = 1111111\nkernel.shmm?i = 5\n");
+    put("etc/sysctl.d/20-b.conf", "kernel.shmm?x = 2222222\nkernel.shmmni = 4000\n");
+    BOTH(a, {
+        expect_winner(a, 0, "/etc/sysctl.d/10-a.conf", 1, "1111111");
+        expect_winner(a, 2, "/etc/sysctl.d/20-b.conf", 2, "4000");
+        cr_expect_eq(a->keys[0].total, 2);
+        cr_expect(a->keys[0].assignments[1].glob);
+    });
+}
+
+Test(sysctld_tree, glob_alone_sets_the_key)
+{
+    put("etc/sysctl.d/10-a.conf", "-kernel.shmm?x = 2100000\n");
+    BOTH(a, {
+        expect_winner(a, 0, "/etc/sysctl.d/10-a.conf", 1, "2100000");
+        cr_expect(a->keys[0].winner.glob);
+        cr_expect(a->keys[0].winner.ignore_failure);
+    });
+}
+
+Test(sysctld_tree, systemd_keeps_a_repeated_glob_where_it_first_was)
+{
+    put("etc/sysctl.d/10-a.conf", "kernel.shmm?x = 1000001\n");
+    put("etc/sysctl.d/20-b.conf", "kernel.shm*x = 2000002\n");
+    put("etc/sysctl.d/30-c.conf", "kernel.shmm?x = 1000001\n");
+
+    struct sysctld_analysis *a = analyse(SYSCTLD_SYSTEMD);
+    expect_winner(a, 0, "/etc/sysctl.d/20-b.conf", 1, "2000002");
+    sysctld_analysis_free(a);
+
+    a = analyse(SYSCTLD_PROCPS);
+    expect_winner(a, 0, "/etc/sysctl.d/30-c.conf", 1, "1000001");
+    sysctld_analysis_free(a);
+}
+
+Test(sysctld_tree, exclusion_keeps_globs_off_the_key)
+{
+    put("etc/sysctl.d/10-a.conf", "kernel.shm* = 3000\n");
+    put("etc/sysctl.d/20-b.conf", "-kernel.shmmax\n");
+    BOTH(a, {
+        expect_unset(a, 0);
+        expect_winner(a, 2, "/etc/sysctl.d/10-a.conf", 1, "3000");
+        cr_expect(a->keys[0].assignments[1].exclude);
+    });
+}
+
+Test(sysctld_tree, exclusion_after_an_assignment_cancels_it_under_systemd_only)
+{
+    put("etc/sysctl.d/10-a.conf", "kernel.shmmax = 1234567\n");
+    put("etc/sysctl.d/20-b.conf", "-kernel.shmmax\n");
+
+    struct sysctld_analysis *a = analyse(SYSCTLD_SYSTEMD);
+    expect_unset(a, 0);
+    sysctld_analysis_free(a);
+
+    a = analyse(SYSCTLD_PROCPS);
+    expect_winner(a, 0, "/etc/sysctl.d/10-a.conf", 1, "1234567");
+    sysctld_analysis_free(a);
+}
+
+Test(sysctld_tree, glob_exclusion_replaces_the_same_glob_under_systemd_only)
+{
+    put("etc/sysctl.d/10-a.conf", "kernel.shmm?x = 4000000\n");
+    put("etc/sysctl.d/20-b.conf", "-kernel.shmm?x\n");
+
+    struct sysctld_analysis *a = analyse(SYSCTLD_SYSTEMD);
+    expect_unset(a, 0);
+    sysctld_analysis_free(a);
+
+    a = analyse(SYSCTLD_PROCPS);
+    expect_winner(a, 0, "/etc/sysctl.d/10-a.conf", 1, "4000000");
+    sysctld_analysis_free(a);
+}
+
+Test(sysctld_tree, inexact_spelling_does_not_stop_globs_under_procps)
+{
+    put("etc/sysctl.d/10-a.conf", "kernel..shmmax = 3700000\nkernel.shmm?x = 3710000\n");
+
+    struct sysctld_analysis *a = analyse(SYSCTLD_SYSTEMD);
+    expect_winner(a, 0, "/etc/sysctl.d/10-a.conf", 1, "3700000");
+    sysctld_analysis_free(a);
+
+    a = analyse(SYSCTLD_PROCPS);
+    expect_winner(a, 0, "/etc/sysctl.d/10-a.conf", 2, "3710000");
+    sysctld_analysis_free(a);
+}
+
+Test(sysctld_tree, crlf_and_lone_cr)
+{
+    put("etc/sysctl.d/10-a.conf", "kernel.shmmax = 1230000\r\nkernel.shmmni = 2000\rkernel.shmall = 3000\r\n");
+
+    struct sysctld_analysis *a = analyse(SYSCTLD_SYSTEMD);
+    expect_winner(a, 0, "/etc/sysctl.d/10-a.conf", 1, "1230000");
+    expect_winner(a, 2, "/etc/sysctl.d/10-a.conf", 2, "2000");
+    expect_winner(a, 1, "/etc/sysctl.d/10-a.conf", 3, "3000");
+    sysctld_analysis_free(a);
+
+    /* procps writes "2000\rkernel.shmall = 3000", which the kernel refuses;
+     * the report shows control characters as '?'. */
+    a = analyse(SYSCTLD_PROCPS);
+    expect_winner(a, 0, "/etc/sysctl.d/10-a.conf", 1, "1230000");
+    expect_winner(a, 2, "/etc/sysctl.d/10-a.conf", 2, "2000?kernel.shmall = 3000");
+    expect_unset(a, 1);
+    sysctld_analysis_free(a);
+}
+
+Test(sysctld_tree, lines_without_equals_and_empty_values_warn)
+{
+    put("etc/sysctl.d/10-a.conf", "kernel.shmmax\nkernel.shmall 5\nkernel.shmmni =\n");
+    BOTH(a, {
+        cr_expect(has_warning(a, "/etc/sysctl.d/10-a.conf:1: not an assignment"));
+        cr_expect(has_warning(a, "/etc/sysctl.d/10-a.conf:2: not an assignment"));
+        cr_expect(has_warning(a, "/etc/sysctl.d/10-a.conf:3: empty value for kernel.shmmni"));
+        expect_unset(a, 0);
+        expect_winner(a, 2, "/etc/sysctl.d/10-a.conf", 3, "");
+    });
+}
+
+Test(sysctld_tree, nul_bytes_are_read_as_the_tools_read_them)
+{
+    static const char text[] = "kernel.shmmax = 1900000\0garbage\nkernel.shmmni = 3000\n";
+
+    write_at(at("etc/sysctl.d/10-a.conf"), text, sizeof(text) - 1);
+    BOTH(a, {
+        cr_expect(has_warning(a, "/etc/sysctl.d/10-a.conf: contains NUL bytes"));
+        expect_winner(a, 0, "/etc/sysctl.d/10-a.conf", 1, "1900000");
+        expect_winner(a, 2, "/etc/sysctl.d/10-a.conf", rules_ ? 2 : 3, "3000");
+    });
+}
+
+Test(sysctld_tree, file_over_one_mebibyte_is_not_analysed)
+{
+    size_t len = SYSCTLD_FILE_MAX_BYTES + 1;
+    char *big = malloc(len);
+
+    cr_assert_not_null(big);
+    memset(big, '#', len);
+    big[len - 1] = '\n';
+    write_at(at("etc/sysctl.d/10-big.conf"), big, len);
+    free(big);
+    BOTH(a, {
+        cr_expect(a->incomplete);
+        cr_expect(has_warning(a, "/etc/sysctl.d/10-big.conf: larger than"));
+    });
+}
+
+Test(sysctld_tree, long_values_are_cut_and_control_characters_shown)
+{
+    char text[256];
+
+    snprintf(text, sizeof(text), "kernel.shmmax = %0100d\n", 7);
+    put("etc/sysctl.d/10-a.conf", text);
+    BOTH(a, {
+        cr_assert(a->keys[0].found);
+        cr_expect_eq(strlen(a->keys[0].winner.value), SYSCTLD_VALUE_MAX - 1);
+        cr_expect(strstr(a->keys[0].winner.value, "...") != NULL);
+    });
+}
+
+Test(sysctld_tree, keeps_the_last_assignments_when_there_are_many)
+{
+    char name[64], text[64];
+
+    for (int i = 0; i < 20; i++) {
+        snprintf(name, sizeof(name), "etc/sysctl.d/%02d.conf", i);
+        snprintf(text, sizeof(text), "kernel.shmmax = %d\n", 1000 + i);
+        put(name, text);
+    }
+    BOTH(a, {
+        cr_expect_eq(a->keys[0].total, 20);
+        cr_assert_eq(a->keys[0].count, SYSCTLD_MAX_ASSIGNMENTS);
+        cr_expect_str_eq(a->keys[0].assignments[0].path, "/etc/sysctl.d/04.conf");
+        cr_expect_str_eq(a->keys[0].assignments[SYSCTLD_MAX_ASSIGNMENTS - 1].path,
+                         "/etc/sysctl.d/19.conf");
+        expect_winner(a, 0, "/etc/sysctl.d/19.conf", 1, "1019");
+    });
+}
+
+Test(sysctld_tree, warnings_are_capped_and_counted)
+{
+    char text[64 * 40];
+    size_t len = 0;
+
+    for (int i = 0; i < 40; i++)
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "no-equals-here\n");
+    put("etc/sysctl.d/10-a.conf", text);
+    BOTH(a, {
+        cr_expect_eq(a->nwarnings, SYSCTLD_MAX_WARNINGS);
+        cr_expect_eq(a->dropped_warnings, 40 - SYSCTLD_MAX_WARNINGS);
+    });
+}
+
+Test(sysctld_tree, systemd_credential_is_reported)
+{
+    put("run/credentials/@system/sysctl.extra", "kernel.shmmax = 1\n");
+
+    struct sysctld_analysis *a = analyse(SYSCTLD_SYSTEMD);
+    cr_expect(a->incomplete);
+    cr_expect(has_warning(a, "sysctl.extra"));
+    sysctld_analysis_free(a);
+}
+
+Test(sysctld_tree, root_with_trailing_slash)
+{
+    char slashed[PATH_MAX + 2];
+    struct sysctld_analysis *a = NULL;
+
+    put("etc/sysctl.d/10-a.conf", "kernel.shmmax = 1\n");
+    snprintf(slashed, sizeof(slashed), "%s/", root);
+    cr_assert_eq(sysctld_analyse(slashed, SYSCTLD_SYSTEMD, keys, 3, &a), 0);
+    expect_winner(a, 0, "/etc/sysctl.d/10-a.conf", 1, "1");
+    sysctld_analysis_free(a);
+}
+
+Test(sysctld_tree, errors_leave_the_output_alone)
+{
+    static const char *const bad_key[] = { "kernel.shm*" };
+    static struct sysctld_analysis sentinel;
+    struct sysctld_analysis *a = &sentinel;
+    char missing[PATH_MAX + 16];
+
+    put("file", "x");
+    snprintf(missing, sizeof(missing), "%s/missing", root);
+    cr_expect_eq(sysctld_analyse("relative/root", SYSCTLD_SYSTEMD, keys, 3, &a), -EINVAL);
+    cr_expect_eq(sysctld_analyse(missing, SYSCTLD_SYSTEMD, keys, 3, &a), -ENOENT);
+    cr_expect_eq(sysctld_analyse(at("file"), SYSCTLD_SYSTEMD, keys, 3, &a), -ENOTDIR);
+    cr_expect_eq(sysctld_analyse(root, SYSCTLD_SYSTEMD, bad_key, 1, &a), -EINVAL);
+    cr_expect_eq(sysctld_analyse(root, SYSCTLD_SYSTEMD, keys, 0, &a), -EINVAL);
+    cr_expect_eq(sysctld_analyse(root, (enum sysctld_rules)9, keys, 3, &a), -EINVAL);
+    cr_expect_eq(a, &sentinel);
+    sysctld_analysis_free(NULL);
+}
+
+/* ---- sysctld_analyse_pending: the drop-in as it will be ----------------- */
+
+#define OURS "/etc/sysctl.d/60-shmprov.conf"
+#define OURS_TEXT "# Managed by shmprov.\nkernel.shmmax = 4294967296\nkernel.shmall = 1048576\n"
+
+static struct sysctld_analysis *analyse_pending(enum sysctld_rules rules, const char *path,
+                                                const char *text)
+{
+    struct sysctld_analysis *a = NULL;
+    int r = sysctld_analyse_pending(root, rules, keys, 3, path, text, text ? strlen(text) : 0, &a);
+
+    cr_assert_eq(r, 0, "sysctld_analyse_pending: %s", strerror(-r));
+    return a;
+}
+
+#define BOTH_PENDING(a, path, text, body)                                                  \
+    for (int rules_ = 0; rules_ < 2; rules_++) {                                           \
+        struct sysctld_analysis *a =                                                       \
+            analyse_pending(rules_ ? SYSCTLD_PROCPS : SYSCTLD_SYSTEMD, path, text);        \
+        body;                                                                              \
+        sysctld_analysis_free(a);                                                          \
+    }
+
+Test(sysctld_tree, pending_text_replaces_the_file_on_disk)
+{
+    put("etc/sysctl.d/60-shmprov.conf", "kernel.shmmax = 1\nkernel.shmmni = 99\n");
+    BOTH_PENDING(a, OURS, OURS_TEXT, {
+        expect_winner(a, 0, OURS, 2, "4294967296");
+        expect_winner(a, 1, OURS, 3, "1048576");
+        expect_unset(a, 2); /* the old line is about to go */
+    });
+}
+
+Test(sysctld_tree, pending_file_in_a_directory_not_yet_created)
+{
+    put("usr/lib/sysctl.d/10-vendor.conf", "kernel.shmmax = 5\n");
+    BOTH_PENDING(a, OURS, OURS_TEXT, { expect_winner(a, 0, OURS, 2, "4294967296"); });
+}
+
+Test(sysctld_tree, pending_drop_in_still_loses_to_what_wins_at_boot)
+{
+    put("etc/sysctl.d/99-zz.conf", "kernel.shmall = 7\nkernel.shm*x = 8\n");
+    put("etc/sysctl.conf", "kernel.shmmax = 9\n");
+
+    /* The later glob never beats an explicit line; the later shmall does. */
+    struct sysctld_analysis *a = analyse_pending(SYSCTLD_SYSTEMD, OURS, OURS_TEXT);
+    expect_winner(a, 0, OURS, 2, "4294967296");
+    expect_winner(a, 1, "/etc/sysctl.d/99-zz.conf", 1, "7");
+    sysctld_analysis_free(a);
+
+    a = analyse_pending(SYSCTLD_PROCPS, OURS, OURS_TEXT);
+    expect_winner(a, 0, "/etc/sysctl.conf", 1, "9");
+    expect_winner(a, 1, "/etc/sysctl.d/99-zz.conf", 1, "7");
+    sysctld_analysis_free(a);
+}
+
+Test(sysctld_tree, pending_drop_in_cancelled_by_a_later_exclusion_under_systemd)
+{
+    put("etc/sysctl.d/99-zz.conf", "-kernel.shmmax\n");
+
+    struct sysctld_analysis *a = analyse_pending(SYSCTLD_SYSTEMD, OURS, OURS_TEXT);
+    expect_unset(a, 0);
+    sysctld_analysis_free(a);
+
+    a = analyse_pending(SYSCTLD_PROCPS, OURS, OURS_TEXT);
+    expect_winner(a, 0, OURS, 2, "4294967296");
+    sysctld_analysis_free(a);
+}
+
+Test(sysctld_tree, pending_drop_in_hidden_by_a_same_named_file_read_first)
+{
+    put_link("etc/sysctl.d/60-shmprov.conf", "/dev/null");
+    BOTH_PENDING(a, "/usr/local/lib/sysctl.d/60-shmprov.conf", OURS_TEXT, { expect_unset(a, 0); });
+}
+
+Test(sysctld_tree, pending_drop_in_outside_the_directories_is_never_read)
+{
+    BOTH_PENDING(a, "/etc/shmprov/60-shmprov.conf", OURS_TEXT, { expect_unset(a, 0); });
+}
+
+Test(sysctld_tree, pending_removal_uncovers_a_same_named_vendor_file)
+{
+    put("etc/sysctl.d/60-shmprov.conf", OURS_TEXT);
+    put("usr/lib/sysctl.d/60-shmprov.conf", "kernel.shmmax = 5\n");
+    BOTH_PENDING(a, OURS, NULL, { expect_winner(a, 0, "/usr/lib/sysctl.d/60-shmprov.conf", 1, "5"); });
+}
+
+Test(sysctld_tree, pending_sysctl_conf_through_the_debian_link)
+{
+    put("etc/sysctl.conf", "kernel.shmmax = 1\n");
+    put_link("etc/sysctl.d/99-sysctl.conf", "../sysctl.conf");
+    BOTH_PENDING(a, "/etc/sysctl.conf", "kernel.shmmax = 2\n", {
+        expect_winner(a, 0, rules_ ? "/etc/sysctl.conf" : "/etc/sysctl.d/99-sysctl.conf", 1, "2");
+    });
+}
+
+Test(sysctld_tree, pending_path_must_be_absolute)
+{
+    struct sysctld_analysis *a = NULL;
+
+    cr_expect_eq(sysctld_analyse_pending(root, SYSCTLD_SYSTEMD, keys, 3, "60-shmprov.conf", "", 0, &a),
+                 -EINVAL);
+    cr_expect_eq(sysctld_analyse_pending(root, SYSCTLD_SYSTEMD, keys, 3, "/etc/sysctl.d/", "", 0, &a),
+                 -EINVAL);
+    cr_expect_null(a);
+}
