@@ -112,7 +112,7 @@ static int check_after(const struct plan *plan, struct apply_outcome *out)
     return 0;
 }
 
-static int run_probe(const struct plan *plan, struct apply_outcome *out)
+static int run_probe(const struct plan *plan, bool changed, struct apply_outcome *out)
 {
     /* The probe proves the values apply meant to set, not whatever the
      * kernel holds by now. */
@@ -124,6 +124,7 @@ static int run_probe(const struct plan *plan, struct apply_outcome *out)
                                                                               : SIZING_SHMMNI_DEFAULT,
         .page_size = plan->host.page_size,
         .overcommit_memory = plan->host.overcommit_memory,
+        .skip_round_trip = !changed,
     };
     int r = probe_run(&limits, &out->probe);
 
@@ -210,7 +211,7 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
 
     if (write_runtime(plan, out) < 0 || check_after(plan, out) < 0)
         goto rollback;
-    if (!o->no_verify && run_probe(plan, out) < 0)
+    if (!o->no_verify && run_probe(plan, out->dropin_written || runtime_changes, out) < 0)
         goto rollback;
 
     out->result = out->dropin_written || runtime_changes ? APPLY_CHANGED : APPLY_UNCHANGED;

@@ -140,7 +140,7 @@ json_object *conflicts_winner_json(const struct conflicts *c, enum sizing_key_id
 
     for (int rules = 0; rules < 2; rules++) {
         const struct winner *w = &c->winners[key][rules];
-        char text[PATH_MAX + 16];
+        char text[SYSCTLD_PATH_MAX + 16];
         snprintf(text, sizeof(text), "%s:%u", w->path, w->line);
         json_object_object_add(o, sysctld_rules_name(rules), w->known ? json_object_new_string(text) : NULL);
     }

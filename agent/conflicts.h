@@ -16,12 +16,12 @@ struct conflict {
     enum sizing_key_id key;
     enum sysctld_rules rules;
     struct sysctld_assignment winner; /* the other file's line */
-    char text[PATH_MAX + 256];        /* one sentence for people */
+    char text[SYSCTLD_PATH_MAX * 2 + 256]; /* one sentence for people */
 };
 
 struct winner {
     bool known;
-    char path[PATH_MAX];
+    char path[SYSCTLD_PATH_MAX];
     unsigned line;
 };
 
@@ -31,7 +31,7 @@ struct conflicts {
     /* Who sets each key last at boot, per rules, once apply has written. */
     struct winner winners[KEY_COUNT][2];
     size_t nwarnings;
-    char warnings[CONFLICTS_MAX_WARNINGS][PATH_MAX + 160];
+    char warnings[CONFLICTS_MAX_WARNINGS][SYSCTLD_WARNING_MAX + 64];
 };
 
 /* As it will be at boot after apply writes plan's drop-in (under root when

@@ -25,6 +25,10 @@ struct probe_limits {
     uint64_t shmmni;       /* segments */
     uint64_t page_size;    /* must be the running kernel's */
     int overcommit_memory; /* vm.overcommit_memory, -1 when unknown */
+    /* Skip the forked round trip (apply when it changed nothing: the limits
+     * are still proven by the upper bound and the acceptance; a fork costs
+     * milliseconds on some virtual machines, on every boot). */
+    bool skip_round_trip;
 };
 
 enum probe_step_status { PROBE_PASSED, PROBE_FAILED, PROBE_SKIPPED };

@@ -25,10 +25,15 @@ enum sysctld_rules { SYSCTLD_SYSTEMD, SYSCTLD_PROCPS };
 
 #define SYSCTLD_MAX_KEYS 3
 #define SYSCTLD_MAX_ASSIGNMENTS 16
-#define SYSCTLD_MAX_WARNINGS 32
+#define SYSCTLD_MAX_WARNINGS 16
 #define SYSCTLD_KEY_MAX 64
 #define SYSCTLD_VALUE_MAX 64
 #define SYSCTLD_FILE_MAX_BYTES (1024 * 1024)
+/* Paths in results: sysctl.d paths are short, and a small result keeps the
+ * analysis from touching hundreds of pages on every boot (longer paths are
+ * cut, never overflowed). */
+#define SYSCTLD_PATH_MAX 512
+#define SYSCTLD_WARNING_MAX (SYSCTLD_PATH_MAX + 128)
 
 /* One line, as the tool reads it, that names a managed key. */
 struct sysctld_line {
@@ -54,7 +59,7 @@ int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
                        sysctld_warning_fn on_warning, void *ctx);
 
 struct sysctld_assignment {
-    char path[PATH_MAX];           /* on the target system, as the tool names the file */
+    char path[SYSCTLD_PATH_MAX];   /* on the target system, as the tool names the file */
     unsigned line;
     char value[SYSCTLD_VALUE_MAX]; /* as written; control characters shown as '?', long ones cut with "..." */
     bool glob;                     /* the line's key is a pattern matching this key */
@@ -72,10 +77,10 @@ struct sysctld_key_report {
 };
 
 struct sysctld_warning {
-    char text[PATH_MAX + 128];     /* "PATH: why" or "PATH:LINE: why" */
+    char text[SYSCTLD_WARNING_MAX]; /* "PATH: why" or "PATH:LINE: why" */
 };
 
-/* About 350 KiB, hence allocated by sysctld_analyse(). */
+/* About 45 KiB, hence allocated by sysctld_analyse(). */
 struct sysctld_analysis {
     enum sysctld_rules rules;
     size_t nkeys;

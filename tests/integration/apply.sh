@@ -61,6 +61,7 @@ strace -f -qq -e trace=openat -o "$work/strace.log" \
     "$shmprov" --profile "$work/small.yaml" apply --no-report --output json >"$work/a2.json" 2>/dev/null
 expect "2/exit-0" test $? = 0
 expect "2/result-unchanged" test "$(json "$work/a2.json" "d['result']")" = unchanged
+expect "2/limits-still-proven" test "$(json "$work/a2.json" "d['probe']['upper_bound']['status'], d['probe']['acceptance']['status'], d['probe']['round_trip']['status']")" = "passed passed skipped"
 expect "2/same-inode-and-mtime" test "$(stat -c '%i %Y.%y' "$dropin")" = "$before"
 expect "2/no-proc-write" test -z "$(grep -E '/proc/sys/kernel/shm.*O_(WRONLY|RDWR)' "$work/strace.log")"
 expect "2/no-dropin-write" test -z "$(grep -E 'sysctl.d/.*O_(WRONLY|RDWR|CREAT)' "$work/strace.log")"
