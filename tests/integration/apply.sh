@@ -189,16 +189,16 @@ expect "7/fresh-dropin-removed-again" test ! -e "$dropin"
 #    (another agent fighting over it) fails and rolls back
 reset
 echo $((4 << 30)) >$K/shmmax
-"$py" - <<'PY' &
-import ctypes, time
+"$py" - "$work/segs-ready" <<'PY' &
+import ctypes, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
 for _ in range(2):  # 2 x 1.5 GiB of the 4 GiB shmall the small profile sets
     assert libc.shmget(0, ctypes.c_size_t(3 << 29), 0o1600 | 0o10000) >= 0
-open("/tmp/segs-ready", "w").close()
+open(sys.argv[1], "w").close()
 time.sleep(60)
 PY
 holder=$!
-for _ in $(seq 100); do [ -e /tmp/segs-ready ] && break; sleep 0.05; done
+for _ in $(seq 100); do [ -e "$work/segs-ready" ] && break; sleep 0.05; done
 "$shmprov" --profile "$work/small.yaml" apply --no-report --output json >"$work/a8.json" 2>/dev/null
 expect "8/no-headroom-exit-0" test $? = 0
 expect "8/acceptance-skipped" test "$(json "$work/a8.json" "d['probe']['acceptance']['status']")" = skipped

@@ -27,26 +27,31 @@ finish() {
     [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
 }
 
-# Re-executes the calling script inside a new IPC and mount namespace so the
+# Runs the calling script again inside a new IPC and mount namespace so the
 # real kernel code paths run against private limits and the host never
-# changes (SPEC §10). Inside: /etc and /var/lib are overlays whose writes go
-# to a private tmpfs (so even creating /etc/shmprov leaves the host alone),
-# /run and /tmp are private tmpfs, and tmpfs is mounted over every directory
-# shmprov writes: /etc/sysctl.d, /run/sysctl.d, /etc/shmprov, /var/lib/shmprov.
+# changes (SPEC §10). Inside: /etc, /var/lib and /run are overlays whose
+# writes go to a private tmpfs (so even creating /etc/shmprov leaves the host
+# alone), and tmpfs is mounted over every directory shmprov writes:
+# /etc/sysctl.d, /run/sysctl.d, /etc/shmprov, /var/lib/shmprov. Scratch files
+# ($TMPDIR) live on that private tmpfs too. Nothing is mounted over a
+# directory that may hold this checkout (such as /tmp or /mnt): the private
+# tmpfs hangs on a fresh empty directory the outer run makes and removes.
 enter_private_namespace() {
-    if [ -n "${SHMPROV_IN_NAMESPACE:-}" ]; then
+    local scratch rc
+    if [ -n "${SHMPROV_NAMESPACE_SCRATCH:-}" ]; then
+        scratch=$SHMPROV_NAMESPACE_SCRATCH
         mount --make-rprivate /
-        mount -t tmpfs -o size=64m,mode=0700 shmprov-scratch /mnt
-        for d in /etc /var/lib; do
-            mkdir -p "/mnt/upper$d" "/mnt/work$d"
-            mount -t overlay shmprov-overlay -o "lowerdir=$d,upperdir=/mnt/upper$d,workdir=/mnt/work$d" "$d"
+        mount -t tmpfs -o size=256m,mode=0700 shmprov-scratch "$scratch"
+        for d in /etc /var/lib /run; do
+            mkdir -p "$scratch/upper$d" "$scratch/work$d"
+            mount -t overlay shmprov-overlay -o "lowerdir=$d,upperdir=$scratch/upper$d,workdir=$scratch/work$d" "$d"
         done
-        mount -t tmpfs -o size=16m,mode=0755 shmprov-run /run
-        mount -t tmpfs -o size=256m,mode=1777 shmprov-tmp /tmp
         for d in /etc/sysctl.d /run/sysctl.d /etc/shmprov /var/lib/shmprov; do
             mkdir -p "$d"
             mount -t tmpfs -o size=4m,mode=0755 shmprov-test "$d"
         done
+        mkdir -p "$scratch/tmp"
+        export TMPDIR="$scratch/tmp"
         return 0
     fi
     if [ "$(id -u)" != 0 ]; then
@@ -54,5 +59,9 @@ enter_private_namespace() {
         echo "0 passed, 1 failed"
         exit 1
     fi
-    SHMPROV_IN_NAMESPACE=1 exec unshare --ipc --mount -- "$BASH" "$0" "$@"
+    scratch=$(mktemp -d "${TMPDIR:-/tmp}/shmprov-namespace.XXXXXX") || exit 1
+    rc=0
+    SHMPROV_NAMESPACE_SCRATCH=$scratch unshare --ipc --mount -- "$BASH" "$0" "$@" || rc=$?
+    rmdir "$scratch"
+    exit $rc
 }

@@ -128,18 +128,18 @@ expect "dropin/diff-labels" grep -q "^--- $dropin$" "$work/changed.txt"
 expect "dry-run/same-as-plan" cmp -s "$work/changed.txt" "$work/dry.txt"
 
 # ---- guards: existing segments (real ones, in this namespace) ----
-"$py" - <<'PY' &
-import ctypes, os, signal, time
+"$py" - "$work/seg-id" <<'PY' &
+import ctypes, os, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
 libc.shmget.restype = ctypes.c_int
 SHM_NORESERVE = 0o10000
 seg = libc.shmget(0, ctypes.c_size_t(3 << 20), 0o600 | 0o1000 | SHM_NORESERVE)
 assert seg >= 0, os.strerror(ctypes.get_errno())
-open("/tmp/shmprov-test-seg", "w").write(str(seg))
+open(sys.argv[1], "w").write(str(seg))
 time.sleep(30)
 PY
 segpid=$!
-for _ in $(seq 50); do [ -s /tmp/shmprov-test-seg ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ -s "$work/seg-id" ] && break; sleep 0.1; done
 printf 'version: 1\nlimits:\n  shmmax: 2MiB\n' >"$work/tiny.yaml"
 chmod 0644 "$work/tiny.yaml"
 "$shmprov" --profile "$work/tiny.yaml" plan >"$work/guard.txt" 2>"$work/guard.err"
@@ -148,9 +148,9 @@ expect "guard/exit-1" test "$code" = 1
 expect "guard/largest-segment" grep -q "^apply would refuse: kernel.shmmax: target 2097152 bytes is below the largest existing segment (3145728 bytes)" "$work/guard.txt"
 expect "guard/usage-shown" grep -q "^Usage     1 segments, 3145728 bytes, $(((3 << 20) / page)) pages" "$work/guard.txt"
 expect_code "guard/force" 0 "$shmprov" --profile "$work/tiny.yaml" plan --force
-ipcrm -m "$(cat /tmp/shmprov-test-seg)"
+ipcrm -m "$(cat "$work/seg-id")"
 kill "$segpid" 2>/dev/null
-rm -f /tmp/shmprov-test-seg
+rm -f "$work/seg-id"
 
 # ---- a read-only /proc/sys (as in most containers) is detected and said ----
 mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys
