@@ -13,8 +13,8 @@
 #include "conflicts.h"
 #include "host.h"
 #include "lock.h"
+#include "report.h"
 #include "log.h"
-#include "version.h"
 
 #define LOCK_WAIT_MS 10000
 
@@ -66,65 +66,6 @@ static void print_text(const struct plan *plan, const struct conflicts *c, const
         if (out->restored[0])
             printf("  restored: %s\n", out->restored);
     }
-}
-
-static json_object *json_probe_step(const struct probe_step *s)
-{
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "status", json_object_new_string(probe_status_name(s->status)));
-    json_object_object_add(o, "errno", s->err ? json_object_new_int(s->err) : NULL);
-    json_object_object_add(o, "detail", json_object_new_string(s->detail));
-    return o;
-}
-
-static void print_json(const struct plan *plan, const struct conflicts *c, const struct apply_outcome *out,
-                       uint64_t duration_ms)
-{
-    json_object *doc = json_object_new_object(), *keys = json_object_new_array(), *d = json_object_new_object();
-
-    json_object_object_add(doc, "command", json_object_new_string("apply"));
-    json_object_object_add(doc, "agent_version", json_object_new_string(SHMPROV_VERSION));
-    json_object_object_add(doc, "result", json_object_new_string(apply_result_name(out->result)));
-    json_object_object_add(doc, "profile", json_object_new_string(plan->profile->path));
-    json_object_object_add(doc, "profile_sha256", json_object_new_string(plan->profile->sha256_hex));
-    for (int id = 0; id < KEY_COUNT; id++) {
-        const struct sizing_key *k = &plan->sizing.keys[id];
-        json_object *o;
-        if (!k->managed)
-            continue;
-        o = json_object_new_object();
-        json_object_object_add(o, "key", json_object_new_string(sizing_key_name(id)));
-        json_object_object_add(o, "before", k->current_known ? json_object_new_uint64(k->current) : NULL);
-        json_object_object_add(o, "target", json_object_new_uint64(k->target));
-        json_object_object_add(o, "after", out->keys[id].after_known ? json_object_new_uint64(out->keys[id].after) : NULL);
-        json_object_object_add(o, "action", json_object_new_string(sizing_action_name(k->action)));
-        json_object_object_add(o, "written", json_object_new_boolean(out->keys[id].written));
-        json_object_object_add(o, "winning_file", conflicts_winner_json(c, id));
-        json_object_array_add(keys, o);
-    }
-    json_object_object_add(doc, "keys", keys);
-    json_object_object_add(d, "path", json_object_new_string(out->dropin_path));
-    json_object_object_add(d, "changed", json_object_new_boolean(out->dropin_written));
-    json_object_object_add(doc, "dropin", d);
-    json_object_object_add(doc, "conflicts", conflicts_json(c));
-    if (out->probe_ran) {
-        json_object *p = json_object_new_object();
-        json_object_object_add(p, "passed", json_object_new_boolean(out->probe.passed));
-        json_object_object_add(p, "upper_bound", json_probe_step(&out->probe.upper_bound));
-        json_object_object_add(p, "acceptance", json_probe_step(&out->probe.acceptance));
-        json_object_object_add(p, "round_trip", json_probe_step(&out->probe.round_trip));
-        json_object_object_add(p, "headroom_bytes", json_object_new_uint64(out->probe.headroom_bytes));
-        json_object_object_add(doc, "probe", p);
-    } else {
-        json_object_object_add(doc, "probe", NULL);
-    }
-    json_object_object_add(doc, "runtime_skipped",
-                           out->runtime_skipped ? json_object_new_string(out->runtime_skip_reason) : NULL);
-    json_object_object_add(doc, "error", out->error[0] ? json_object_new_string(out->error) : NULL);
-    json_object_object_add(doc, "restored", out->restored[0] ? json_object_new_string(out->restored) : NULL);
-    json_object_object_add(doc, "duration_ms", json_object_new_uint64(duration_ms));
-    printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(doc);
 }
 
 static int check_root(const char *root)
@@ -226,9 +167,12 @@ int cmd_apply(const struct cli_options *o)
     } else if (out.result == APPLY_NOT_APPLICABLE) {
         log_warn("runtime not applicable here: %s; nothing changed", out.runtime_skip_reason);
     }
-    if (o->output == OUTPUT_JSON)
-        print_json(plan, &conflicts, &out, now_ms() - start);
-    else
+    if (o->output == OUTPUT_JSON) {
+        /* The very document a report carries as its data. */
+        json_object *data = report_data(plan, &conflicts, &out, now_ms() - start, 0);
+        printf("%s\n", json_object_to_json_string_ext(data, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(data);
+    } else
         print_text(plan, &conflicts, &out);
     if (profile->report.url && !o->no_report)
         log_warn("reporting to %s is not available in this version yet; no report was sent", profile->report.url);

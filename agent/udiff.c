@@ -238,49 +238,25 @@ static int cmp_hash(const void *x, const void *y)
     return (hx > hy) - (hx < hy);
 }
 
-/* Keeps for the search those of f's lines lo..hi-1 that may occur among
- * other's lines olo..ohi-1; the rest occur nowhere there, so they are
- * changed in every script and are marked now. Dropping them makes the search
- * cheaper and, among equally short scripts, leads to the one GNU diff prints
- * (it drops them too). A hash match keeps a line, so a collision costs only
- * time. */
-static void keep_shared(struct file *f, int lo, int hi, const struct file *other, int olo,
-                        int ohi, uint64_t *hashes)
+/* Keeps for the search those of f's lines that may occur in other; the rest
+ * occur nowhere there, so they are changed in every script and are marked
+ * now. Dropping them makes the search cheaper and, among equally short
+ * scripts, leads to the one GNU diff prints, since it drops them too. A hash
+ * match keeps a line, so a collision costs only time. hashes has room for
+ * other's lines. */
+static void keep_shared(struct file *f, const struct file *other, uint64_t *hashes)
 {
-    size_t count = (size_t)(ohi - olo);
-
-    for (int i = olo; i < ohi; i++)
-        hashes[i - olo] = other->lines[i].hash;
-    qsort(hashes, count, sizeof(*hashes), cmp_hash);
+    for (int i = 0; i < other->n; i++)
+        hashes[i] = other->lines[i].hash;
+    qsort(hashes, (size_t)other->n, sizeof(*hashes), cmp_hash);
 
     f->nkept = 0;
-    for (int i = lo; i < hi; i++) {
-        if (bsearch(&f->lines[i].hash, hashes, count, sizeof(*hashes), cmp_hash))
+    for (int i = 0; i < f->n; i++) {
+        if (bsearch(&f->lines[i].hash, hashes, (size_t)other->n, sizeof(*hashes), cmp_hash))
             f->kept[f->nkept++] = i;
         else
             f->changed[i] = true;
     }
-}
-
-/* Marks a shortest edit script of old -> new in a->changed and b->changed.
- * hashes has room for the larger file's hashes. */
-static void diff_files(struct search *s, uint64_t *hashes)
-{
-    struct file *a = s->a, *b = s->b;
-    int lo = 0, ahi = a->n, bhi = b->n;
-
-    /* A common head and tail are unchanged in every shortest script; like
-     * GNU diff, leave them out before deciding which lines are shared. */
-    while (lo < ahi && lo < bhi && same_line(&a->lines[lo], &b->lines[lo]))
-        lo++;
-    while (ahi > lo && bhi > lo && same_line(&a->lines[ahi - 1], &b->lines[bhi - 1])) {
-        ahi--;
-        bhi--;
-    }
-
-    keep_shared(a, lo, ahi, b, 0, b->n, hashes);
-    keep_shared(b, lo, bhi, a, 0, a->n, hashes);
-    compare(s, 0, a->nkept, 0, b->nkept);
 }
 
 /* partner[r] is the index in f of its r-th unchanged line; partner[count of
@@ -582,9 +558,11 @@ int udiff_render(const char *old_text, size_t old_len,
         split_lines(old_text, old_len, a.lines);
     split_lines(new_text, new_len, b.lines);
 
+    keep_shared(&a, &b, hashes);
+    keep_shared(&b, &a, hashes);
     s.fwd = fwd + old_lines + new_lines + 1;
     s.rev = rev + old_lines + new_lines + 1;
-    diff_files(&s, hashes);
+    compare(&s, 0, a.nkept, 0, b.nkept);
 
     /* Old first, then new against the result, as GNU diff does. */
     fill_partners(&b, partner);

@@ -319,4 +319,10 @@ expect "container/says-not-applicable" grep -q "runtime not applicable here" "$w
 expect "container/persist-only-writes-dropin" test "$code2" = 0 -a -f "$dropin"
 expect "container/kernel-untouched" test "$(runtime)" = "$DEFAULT $DEFAULT 4096"
 
+# Every JSON document apply printed above is report data: check the schema.
+"$py" "$src/tests/schema/validate_json.py" "$src/schemas/report.schema.json" "$work"/a*.json >"$work/schema.out" 2>&1
+code=$?
+expect "report-schema/every-apply-document-valid ($(tail -n 1 "$work/schema.out"))" test "$code" = 0
+[ "$code" = 0 ] || cat "$work/schema.out"
+
 finish

@@ -1,0 +1,78 @@
+#pragma once
+/* One HTTP POST with bounded retries, on libcurl loaded at run time.
+ *
+ * libcurl and the ~30 libraries it pulls in are dlopen()ed on the first
+ * http_post() only, so commands that never report (plan, verify, validate,
+ * status) do not pay for loading them and the binary does not link them.
+ *
+ * Fixed policy, not options: TLS peer and host verification always on;
+ * http and https only; redirects never followed (a 3xx is REJECTED, so the
+ * token never goes to another host); no proxy, even from the environment
+ * (where the token goes is decided by the profile alone); the response body
+ * is discarded and the transfer cut past HTTP_MAX_RESPONSE_BYTES.
+ *
+ * Not thread-safe: one thread sends. */
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Response bytes read before a transfer is cut (the body is not kept). */
+#define HTTP_MAX_RESPONSE_BYTES (64u * 1024u)
+
+struct http_request {
+    const char *url;
+    /* "application/cloudevents+json" or "application/cloudevents-batch+json" */
+    const char *content_type;
+    const char *body;
+    size_t body_len;
+    /* NULL: no Authorization header. Never logged, never in errors. */
+    const char *bearer_token;
+    /* NULL: none. Sent as Idempotency-Key (the event id). */
+    const char *idempotency_key;
+    /* NULL: system CA store / no client certificate. */
+    const char *ca_file;
+    const char *client_cert;
+    const char *client_key;
+    /* NULL: "shmprov". */
+    const char *user_agent;
+    /* Absolute CLOCK_MONOTONIC milliseconds (http_now_ms() + timeout): no
+     * attempt and no wait between attempts goes past it. */
+    uint64_t deadline_ms;
+};
+
+enum http_outcome {
+    HTTP_DELIVERED,   /* 2xx */
+    HTTP_RETRY_LATER, /* retryable failures until the deadline, or a
+                         Retry-After that does not fit before it */
+    HTTP_REJECTED,    /* the server said no: 3xx, or 4xx other than 408/429 */
+    HTTP_FAILED,      /* no HTTP answer and retrying in this run won't help:
+                         TLS verification, certificate files, bad URL */
+    HTTP_UNAVAILABLE, /* libcurl could not be loaded */
+};
+
+struct http_result {
+    enum http_outcome outcome;
+    long status;       /* last HTTP status, 0 if none */
+    unsigned attempts; /* requests started; 0 when none could be */
+    char error[256];   /* for people, "" when delivered; never holds the token */
+};
+
+/* Posts req->body to req->url, retrying with exponential backoff and full
+ * jitter (a random wait in [0, min(8 s, 250 ms * 2^n)]) on connection
+ * errors, timeouts, 408, 429 and 5xx, waiting at least as long as a
+ * Retry-After asks. Returns 0 with *ret filled whatever the outcome; a
+ * negative errno only for bad arguments (-EINVAL: NULL fields, a token or
+ * key with characters a header can't carry) or -ENOMEM. */
+int http_post(const struct http_request *req, struct http_result *ret);
+
+/* CLOCK_MONOTONIC in milliseconds, the clock of deadline_ms. */
+uint64_t http_now_ms(void);
+
+/* Human text for an outcome ("delivered", "retry later", ...). */
+const char *http_outcome_name(enum http_outcome outcome);
+
+/* For tests only: load soname instead of "libcurl.so.4" on the next
+ * http_post() (NULL restores the default), so a missing libcurl can be
+ * tested. A libcurl already loaded stays mapped (unloading it is unsafe);
+ * only the next lookup changes. */
+void http_set_library_for_tests(const char *soname);
