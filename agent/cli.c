@@ -30,10 +30,11 @@ static const struct command commands[] = {
     { "apply", OPT_DRY_RUN | OPT_FORCE | OPT_APPLY_ONLY, 0, cmd_apply },
     { "verify", 0, 0, cmd_verify },
     { "validate", 0, -1, cmd_validate },
+    { "flush", 0, 0, cmd_flush },
 };
 
 /* Named in SPEC §3 but not built yet: say so rather than "unknown". */
-static const char *const planned_commands[] = { "status", "flush" };
+static const char *const planned_commands[] = { "status" };
 
 static const char usage_text[] =
     "Usage: shmprov [--profile FILE] [--output text|json] [-q|-v] COMMAND [OPTIONS]\n"
@@ -51,12 +52,14 @@ static const char usage_text[] =
     "    --no-verify        skip the test allocation\n"
     "    --persist-only     where /proc/sys is read-only (a container), write the\n"
     "                       drop-in anyway\n"
-    "    --no-report        do not report (reporting is not in this version yet)\n"
+    "    --no-report        do not report this run (a report that cannot be\n"
+    "                       delivered is spooled, never a failure)\n"
     "    --force            allow limits below what existing segments use\n"
     "  verify               compare the running kernel, the drop-in and the boot order\n"
     "                       with the profile; changes nothing; exit 3 on drift\n"
     "  validate [FILE...]   check profiles (default: the profile plan would use);\n"
     "                       no side effects\n"
+    "  flush                send spooled reports now (exit 1 while some are waiting)\n"
     "\n"
     "Options:\n"
     "  -p, --profile FILE   host profile (default " PROFILE_DEFAULT_PATH ";\n"

@@ -46,3 +46,4 @@ int cmd_plan(const struct cli_options *o);
 int cmd_apply(const struct cli_options *o);
 int cmd_validate(const struct cli_options *o);
 int cmd_verify(const struct cli_options *o);
+int cmd_flush(const struct cli_options *o);

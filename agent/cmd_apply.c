@@ -11,6 +11,7 @@
 #include "apply.h"
 #include "cli.h"
 #include "conflicts.h"
+#include "delivery.h"
 #include "host.h"
 #include "lock.h"
 #include "report.h"
@@ -66,6 +67,24 @@ static void print_text(const struct plan *plan, const struct conflicts *c, const
         if (out->restored[0])
             printf("  restored: %s\n", out->restored);
     }
+}
+
+/* A report that cannot be delivered is spooled, never an apply failure. */
+static void send_report(const struct plan *plan, const struct conflicts *c, const struct apply_outcome *out,
+                        uint64_t duration_ms)
+{
+    struct delivery_summary sum;
+    int r = delivery_report(plan->profile, report_data(plan, c, out, duration_ms, 0), &sum);
+
+    if (r < 0)
+        log_error("report LOST: %s", sum.error);
+    else if (sum.own_delivered && sum.waiting == 0)
+        log_info("report delivered to %s", plan->profile->report.url);
+    else if (sum.own_delivered)
+        log_warn("report delivered; %u older report(s) still waiting in %s", sum.waiting, plan->profile->report.spool_dir);
+    else
+        log_warn("report not delivered, kept in %s (%u waiting): %s", plan->profile->report.spool_dir, sum.waiting,
+                 sum.error);
 }
 
 static int check_root(const char *root)
@@ -174,8 +193,10 @@ int cmd_apply(const struct cli_options *o)
         json_object_put(data);
     } else
         print_text(plan, &conflicts, &out);
-    if (profile->report.url && !o->no_report)
-        log_warn("reporting to %s is not available in this version yet; no report was sent", profile->report.url);
+    if (profile->report.url && !o->no_report && o->root)
+        log_info("--root: no report (the image is not a host)");
+    else if (profile->report.url && !o->no_report)
+        send_report(plan, &conflicts, &out, now_ms() - start);
     code = out.result == APPLY_FAILED ? EXIT_FAILURE_RUNTIME : EXIT_OK;
 out:
     lock_release(lock);

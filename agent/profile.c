@@ -745,6 +745,10 @@ static void handle_report(struct walk *w, const char *key, const struct ynode *v
         uint64_t n;
         if (parse_integer(w, full, v, 1, 300, " seconds", &n))
             r->timeout_s = (unsigned)n;
+    } else if (strcmp(key, "splay") == 0) {
+        uint64_t n;
+        if (parse_integer(w, full, v, 0, 3600, " seconds", &n))
+            r->splay_s = (unsigned)n;
     } else if (strcmp(key, "token_file") == 0) {
         parse_path(w, full, v, &r->token_file);
     } else if (strcmp(key, "ca_file") == 0) {
@@ -763,7 +767,7 @@ static const char *const conflicts_names[] = { "refuse", "warn" };
 static const char *const host_keys[] = { "ram_tier", "workload" };
 static const char *const limits_keys[] = { "shmmax", "shmall", "shmmni" };
 static const char *const report_keys[] = { "url", "token_file", "ca_file", "client_cert",
-                                           "client_key", "timeout", "spool_dir" };
+                                           "client_key", "timeout", "splay", "spool_dir" };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -43,6 +43,7 @@ struct profile_report {
     char *client_key;
     char *spool_dir;
     unsigned timeout_s;
+    unsigned splay_s; /* random delay before reporting, 0..splay_s seconds */
 };
 
 struct profile {

@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HOST = "127.0.0.1"
@@ -73,7 +74,7 @@ def parse_step(text):
         if arg:
             raise ValueError("mode %s takes no argument" % name)
         return (name, None)
-    if name not in ("status", "retry-after", "slow", "outage"):
+    if name not in ("status", "retry-after", "retry-after-date", "slow", "outage"):
         raise ValueError("unknown mode %r" % text)
     if not arg:
         raise ValueError("mode %s needs an argument (%s:VALUE)" % (name, name))
@@ -83,11 +84,10 @@ def parse_step(text):
             raise ValueError("status: code must be 200..599")
         return (name, code)
     if name == "retry-after":
-        # SECONDS is sent verbatim in Retry-After; an HTTP-date is accepted too
-        if not arg.strip():
-            raise ValueError("retry-after needs a value")
+        # sent verbatim (normally delta-seconds; anything without a comma, so
+        # a test can also send garbage)
         return (name, arg.strip())
-    if name in ("slow", "outage"):
+    if name in ("slow", "outage", "retry-after-date"):
         return (name, _num(arg, name))
     raise ValueError("unknown mode %r" % text)
 
@@ -483,6 +483,9 @@ class Handler(BaseHTTPRequestHandler):
             return arg, [], None
         if step == "retry-after":
             return 429, [["Retry-After", arg]], None
+        if step == "retry-after-date":
+            when = formatdate(time.time() + arg, usegmt=True)
+            return 429, [["Retry-After", when]], "HTTP-date %gs ahead" % arg
         if step == "redirect":
             return 302, [["Location", REDIRECT_TO]], None
         if step == "cut":
@@ -497,7 +500,7 @@ class Handler(BaseHTTPRequestHandler):
         return (json.dumps({"status": status, "ids": ids}) + "\n").encode()
 
     def _answer(self, step, arg, status, headers, ids):
-        if step in ("accept", "status", "retry-after", "redirect"):
+        if step in ("accept", "status", "retry-after", "retry-after-date", "redirect"):
             if status in (204, 304):
                 body = b""
             elif status < 300:
@@ -620,11 +623,18 @@ def main():
         ap.error("--mode: %s" % e)
 
     col = Collector(args.log, args.mode)
-    httpd = Server((HOST, args.port), Handler)
+    def listen(port, handler):
+        try:
+            return Server((HOST, port), handler)
+        except OSError as e:
+            print("collector: cannot listen on %s:%d: %s" % (HOST, port, e), file=sys.stderr)
+            sys.exit(1)
+
+    httpd = listen(args.port, Handler)
+    ctl = listen(args.control_port, ControlHandler) if args.control_port is not None else None
     httpd.collector = col
     servers = [httpd]
-    if args.control_port is not None:
-        ctl = Server((HOST, args.control_port), ControlHandler)
+    if ctl is not None:
         ctl.collector = col
         servers.append(ctl)
         threading.Thread(target=ctl.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()

@@ -1,0 +1,62 @@
+/* `shmprov flush`: send the spooled reports now. */
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "delivery.h"
+#include "lock.h"
+#include "log.h"
+
+#define LOCK_WAIT_MS 10000
+
+int cmd_flush(const struct cli_options *o)
+{
+    struct profile *profile = NULL;
+    struct lock *lock = NULL;
+    struct delivery_summary sum;
+    const char *note = NULL;
+    long holder = 0;
+    int code, r;
+
+    code = cli_load_profile(o, &profile, &note);
+    if (code != EXIT_OK)
+        return code;
+    if (!profile->report.url) {
+        log_error("%s has no report.url: there is nowhere to send the spool", profile->path);
+        code = EXIT_USAGE;
+        goto out;
+    }
+    /* The spool belongs to one shmprov at a time, like the kernel's limits. */
+    r = lock_acquire(LOCK_DEFAULT_PATH, LOCK_WAIT_MS, &lock, &holder);
+    if (r < 0) {
+        if (r == -EWOULDBLOCK)
+            log_error("another shmprov (pid %ld) holds %s; gave up after %d s", holder, LOCK_DEFAULT_PATH,
+                      LOCK_WAIT_MS / 1000);
+        else
+            log_error("cannot lock %s: %s", LOCK_DEFAULT_PATH, strerror(-r));
+        code = EXIT_FAILURE_RUNTIME;
+        goto out;
+    }
+    r = delivery_flush(profile, &sum);
+    if (r < 0 || sum.error[0])
+        log_warn("%s", sum.error[0] ? sum.error : strerror(-r));
+    if (o->output == OUTPUT_JSON) {
+        json_object *doc = json_object_new_object();
+        json_object_object_add(doc, "command", json_object_new_string("flush"));
+        json_object_object_add(doc, "delivered", json_object_new_int((int)sum.delivered));
+        json_object_object_add(doc, "rejected", json_object_new_int((int)sum.rejected));
+        json_object_object_add(doc, "waiting", json_object_new_int((int)sum.waiting));
+        json_object_object_add(doc, "error", sum.error[0] ? json_object_new_string(sum.error) : NULL);
+        printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(doc);
+    } else
+        printf("shmprov flush: %u delivered, %u rejected, %u waiting in %s\n", sum.delivered, sum.rejected,
+               sum.waiting, profile->report.spool_dir);
+    code = r < 0 || sum.waiting > 0 ? EXIT_FAILURE_RUNTIME : EXIT_OK;
+out:
+    lock_release(lock);
+    profile_free(profile);
+    return code;
+}

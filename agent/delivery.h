@@ -1,0 +1,47 @@
+#pragma once
+/* Getting reports to the collector without ever losing one (SPEC §8): the
+ * command layer's glue between the spool (files) and http (network), which
+ * never include each other. An event is spooled BEFORE it is sent, so a
+ * run killed mid-send leaves it for the next run; nothing leaves the spool
+ * before a 2xx. */
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "profile.h"
+
+/* How many undelivered events, and how many bytes of them, the spool keeps
+ * before it drops the oldest (and counts them in the next report). */
+#define DELIVERY_SPOOL_MAX_EVENTS 1000
+#define DELIVERY_SPOOL_MAX_BYTES (16u * 1024u * 1024u)
+/* Events per batch when `flush` sends application/cloudevents-batch+json. */
+#define DELIVERY_BATCH_MAX_EVENTS 100
+
+struct delivery_summary {
+    unsigned delivered; /* events that got a 2xx */
+    unsigned waiting;   /* events left in the spool */
+    unsigned rejected;  /* events the collector refused (kept in the spool) */
+    bool own_delivered; /* this run's event */
+    char error[512];    /* the last problem, for people; never holds the token */
+};
+
+/* Reads a bearer token: a regular file (a symlink is followed, its target
+ * checked), at most 4 KiB, readable by nobody but its owner (ssh's rule:
+ * no group or other permission at all), one line of visible ASCII. The
+ * token never appears in messages. Returns 0 with a malloc'd token, or a
+ * negative errno with a message in why (which names the path only). */
+int delivery_read_token(const char *path, char **ret_token, char *why, size_t why_len);
+
+/* Reports one run: spools the event made from data (consumed; its
+ * reports_dropped is set from the spool first), waits the profile's splay,
+ * then sends every spooled event oldest first, this one last, within one
+ * deadline of report.timeout seconds. Returns 0 with *ret filled whatever
+ * the network did; a negative errno when the event could not even be
+ * spooled (then it is lost, and the caller says so). */
+int delivery_report(const struct profile *p, json_object *data, struct delivery_summary *ret);
+
+/* `shmprov flush`: sends the spool now, oldest first, in batches
+ * (application/cloudevents-batch+json), one by one where the collector
+ * does not take batches. Same return convention. */
+int delivery_flush(const struct profile *p, struct delivery_summary *ret);

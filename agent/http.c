@@ -1,0 +1,537 @@
+#include "http.h"
+
+#include <curl/curl.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+/* <curl/curl.h> is used for types and constants only: every libcurl
+ * function is reached through the table below, filled by dlsym(). */
+
+#define CURL_SONAME "libcurl.so.4"
+
+#define BACKOFF_BASE_MS 250u
+#define BACKOFF_CAP_MS 8000u
+#define CONNECT_TIMEOUT_MS 5000u
+/* A retry with less time than this left could not even connect: give up
+ * instead of starting one. */
+#define MIN_ATTEMPT_MS 100u
+/* Bounds the Authorization header buffer; real tokens are far shorter. */
+#define MAX_TOKEN_LEN 4096u
+
+struct curl_api {
+    CURLcode (*global_init)(long flags);
+    CURL *(*easy_init)(void);
+    CURLcode (*easy_setopt)(CURL *h, CURLoption option, ...);
+    CURLcode (*easy_perform)(CURL *h);
+    CURLcode (*easy_getinfo)(CURL *h, CURLINFO info, ...);
+    void (*easy_cleanup)(CURL *h);
+    const char *(*easy_strerror)(CURLcode code);
+    struct curl_slist *(*slist_append)(struct curl_slist *list, const char *s);
+    void (*slist_free_all)(struct curl_slist *list);
+};
+
+static const struct {
+    const char *name;
+    size_t offset;
+} curl_symbols[] = {
+    { "curl_global_init", offsetof(struct curl_api, global_init) },
+    { "curl_easy_init", offsetof(struct curl_api, easy_init) },
+    { "curl_easy_setopt", offsetof(struct curl_api, easy_setopt) },
+    { "curl_easy_perform", offsetof(struct curl_api, easy_perform) },
+    { "curl_easy_getinfo", offsetof(struct curl_api, easy_getinfo) },
+    { "curl_easy_cleanup", offsetof(struct curl_api, easy_cleanup) },
+    { "curl_easy_strerror", offsetof(struct curl_api, easy_strerror) },
+    { "curl_slist_append", offsetof(struct curl_api, slist_append) },
+    { "curl_slist_free_all", offsetof(struct curl_api, slist_free_all) },
+};
+
+/* POSIX dlsym() hands out function addresses as void *. */
+_Static_assert(sizeof(void *) == sizeof(void (*)(void)), "function pointers fit in void *");
+
+static struct curl_api curl;
+static const char *library_name = CURL_SONAME;
+static bool load_tried, loaded;
+static char load_error[200];
+
+void http_set_library_for_tests(const char *soname)
+{
+    library_name = soname ? soname : CURL_SONAME;
+    load_tried = false;
+    loaded = false;
+}
+
+/* Once per process, on the first report: the whole point of dlopen() is
+ * that nothing else pays for libcurl. The library is never unloaded:
+ * libcurl and OpenSSL do not support it once initialised. */
+static bool load_libcurl(void)
+{
+    struct curl_api found;
+    const char *why;
+    void *dl;
+
+    if (load_tried)
+        return loaded;
+    load_tried = true;
+
+    dl = dlopen(library_name, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        why = dlerror();
+        snprintf(load_error, sizeof(load_error), "libcurl could not be loaded: %s",
+                 why ? why : library_name);
+        return false;
+    }
+    for (size_t i = 0; i < sizeof(curl_symbols) / sizeof(curl_symbols[0]); i++) {
+        void *sym = dlsym(dl, curl_symbols[i].name);
+        if (!sym) {
+            snprintf(load_error, sizeof(load_error), "libcurl could not be loaded: %s has no %s",
+                     library_name, curl_symbols[i].name);
+            dlclose(dl);
+            return false;
+        }
+        memcpy((char *)&found + curl_symbols[i].offset, &sym, sizeof(sym));
+    }
+    if (found.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(load_error, sizeof(load_error), "libcurl could not be initialised");
+        return false;
+    }
+    curl = found;
+    loaded = true;
+    return true;
+}
+
+uint64_t http_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+const char *http_outcome_name(enum http_outcome outcome)
+{
+    switch (outcome) {
+    case HTTP_DELIVERED:
+        return "delivered";
+    case HTTP_RETRY_LATER:
+        return "retry later";
+    case HTTP_REJECTED:
+        return "rejected";
+    case HTTP_FAILED:
+        return "failed";
+    case HTTP_UNAVAILABLE:
+        return "unavailable";
+    }
+    return "unknown";
+}
+
+static void sleep_until(uint64_t when_ms)
+{
+    struct timespec ts = {
+        .tv_sec = (time_t)(when_ms / 1000u),
+        .tv_nsec = (long)(when_ms % 1000u) * 1000000L,
+    };
+
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
+
+/* A random number in [0, n]. Hosts that failed together must not retry
+ * together, so the fallback (entropy not ready early at boot) still mixes
+ * in what differs between hosts and runs. */
+static uint64_t random_upto(uint64_t n)
+{
+    uint64_t r;
+
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = ((uint64_t)ts.tv_nsec << 21) ^ (uint64_t)ts.tv_sec ^
+            (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
+    }
+    return n == UINT64_MAX ? r : r % (n + 1);
+}
+
+/* Full jitter: a wait anywhere in [0, min(cap, base * 2^(failures-1))]. */
+static uint64_t backoff_ms(unsigned failures)
+{
+    uint64_t window = BACKOFF_CAP_MS;
+
+    if (failures >= 1 && failures - 1 < 6)
+        window = (uint64_t)BACKOFF_BASE_MS << (failures - 1);
+    if (window > BACKOFF_CAP_MS)
+        window = BACKOFF_CAP_MS;
+    return random_upto(window);
+}
+
+/* A header value must not end the header early (CR, LF) or carry bytes
+ * that are not visible ASCII. */
+static bool header_value_ok(const char *s, bool allow_space)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c > 0x7e || c < 0x20 || (c == ' ' && !allow_space))
+            return false;
+    }
+    return true;
+}
+
+static bool status_retryable(long status)
+{
+    return status == 408 || status == 429 || (status >= 500 && status <= 599);
+}
+
+/* Failures that say nothing about this event or this configuration: the
+ * network, the server being down or slow. TLS verification, certificate
+ * files and URLs are not in the list: they fail the same way next time. */
+static bool curl_error_retryable(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_HTTP2:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_HTTP3:
+    case CURLE_QUIC_CONNECT_ERROR:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* libcurl's messages may quote parts of the URL; if the token was put
+ * there too, it must still not reach a log. Case-blind: libcurl lowers
+ * the case of a scheme it quotes. */
+static void scrub(char *text, const char *token)
+{
+    size_t len = token ? strlen(token) : 0, text_len = strlen(text);
+
+    if (len == 0)
+        return;
+    for (char *p = strcasestr(text, token); p; p = strcasestr(p + len, token))
+        memset(p, '*', len);
+    /* A message cut to fit a buffer may end in the token's first bytes. */
+    for (size_t n = len - 1 < text_len ? len - 1 : text_len; n >= 4; n--) {
+        if (strncasecmp(text + text_len - n, token, n) == 0) {
+            memset(text + text_len - n, '*', n);
+            break;
+        }
+    }
+}
+
+struct sink {
+    uint64_t bytes;
+};
+
+/* The answer's body is not needed: count it and cut the transfer once it
+ * is longer than any sensible answer, so no server can stall us with an
+ * endless body or make us hold one in memory. */
+static size_t discard_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct sink *sink = userdata;
+    size_t n = size * nmemb;
+
+    (void)data;
+    sink->bytes += n;
+    if (sink->bytes > HTTP_MAX_RESPONSE_BYTES)
+        return 0; /* anything but n aborts with CURLE_WRITE_ERROR */
+    return n;
+}
+
+static int append_header(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *bigger = curl.slist_append(*list, line);
+
+    if (!bigger)
+        return -ENOMEM;
+    *list = bigger;
+    return 0;
+}
+
+/* libcurl copies each header line and frees the copies without clearing
+ * them; the one holding the token is cleared here first. */
+static void free_headers(struct curl_slist *list)
+{
+    for (struct curl_slist *l = list; l; l = l->next)
+        explicit_bzero(l->data, strlen(l->data));
+    curl.slist_free_all(list);
+}
+
+static int build_headers(const struct http_request *req, struct curl_slist **ret)
+{
+    struct curl_slist *list = NULL;
+    char line[MAX_TOKEN_LEN + 64];
+    int r;
+
+    snprintf(line, sizeof(line), "Content-Type: %s", req->content_type);
+    r = append_header(&list, line);
+    /* No "Expect: 100-continue" round trip (a 1 s stall on servers that
+     * ignore it). */
+    if (r == 0)
+        r = append_header(&list, "Expect:");
+    if (r == 0 && req->idempotency_key) {
+        snprintf(line, sizeof(line), "Idempotency-Key: %s", req->idempotency_key);
+        r = append_header(&list, line);
+    }
+    if (r == 0 && req->bearer_token) {
+        snprintf(line, sizeof(line), "Authorization: Bearer %s", req->bearer_token);
+        r = append_header(&list, line);
+    }
+    explicit_bzero(line, sizeof(line));
+    if (r < 0) {
+        free_headers(list);
+        return r;
+    }
+    *ret = list;
+    return 0;
+}
+
+/* The fixed policy of http.h. Per-attempt timeouts are set in the loop. */
+static CURLcode configure(CURL *h, const struct http_request *req, struct curl_slist *headers,
+                          struct sink *sink, char *errbuf)
+{
+    CURLcode rc;
+
+    rc = curl.easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    if (rc == CURLE_OK)
+        rc = curl.easy_setopt(h, CURLOPT_URL, req->url);
+    if (rc == CURLE_OK)
+        rc = curl.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (rc == CURLE_UNKNOWN_OPTION) {
+        /* libcurl before 7.85 only knows the bitmask form. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+        rc = curl.easy_setopt(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#pragma GCC diagnostic pop
+    }
+    if (rc == CURLE_OK)
+        rc = curl.easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    if (rc == CURLE_OK)
+        rc = curl.easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    if (rc == CURLE_OK)
+        rc = curl.easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (rc == CURLE_OK)
+        rc = curl.easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    if (rc == CURLE_OK && req->ca_file)
+        rc = curl.easy_setopt(h, CURLOPT_CAINFO, req->ca_file);
+    if (rc == CURLE_OK && req->client_cert)
+        rc = curl.easy_setopt(h, CURLOPT_SSLCERT, req->client_cert);
+    if (rc == CURLE_OK && req->client_key)
+        rc = curl.easy_setopt(h, CURLOPT_SSLKEY, req->client_key);
+    /* "" turns off proxies from the environment too. */
+    if (rc == CURLE_OK)
+        rc = curl.easy_setopt(h, CURLOPT_PROXY, "");
+    /* Timeouts by polling, not SIGALRM: we share the process. */
+    if (rc == CURLE_OK)
+        rc = curl.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    if (rc == CURLE_OK)
+        rc = curl.easy_setopt(h, CURLOPT_USERAGENT, req->user_agent ? req->user_agent : "shmprov");
+    if (rc == CURLE_OK)
+        rc = curl.easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    if (rc == CURLE_OK)
+        rc = curl.easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+    if (rc == CURLE_OK)
+        rc = curl.easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    if (rc == CURLE_OK)
+        rc = curl.easy_setopt(h, CURLOPT_WRITEFUNCTION, discard_body);
+    if (rc == CURLE_OK)
+        rc = curl.easy_setopt(h, CURLOPT_WRITEDATA, sink);
+    return rc;
+}
+
+static bool request_ok(const struct http_request *req)
+{
+    if (!req || !req->url || !req->content_type || (!req->body && req->body_len > 0))
+        return false;
+    if (!header_value_ok(req->content_type, true))
+        return false;
+    if (req->user_agent && !header_value_ok(req->user_agent, true))
+        return false;
+    if (req->idempotency_key &&
+        (!header_value_ok(req->idempotency_key, false) || strlen(req->idempotency_key) > 256))
+        return false;
+    if (req->bearer_token &&
+        (!header_value_ok(req->bearer_token, false) || strlen(req->bearer_token) > MAX_TOKEN_LEN ||
+         req->bearer_token[0] == '\0'))
+        return false;
+    return true;
+}
+
+/* The attempts themselves, on a configured handle. Fills *res; only
+ * -ENOMEM is an error. */
+static int send_with_retries(CURL *h, const struct http_request *req, char *errbuf,
+                             struct sink *sink, struct http_result *res)
+{
+    char last[200] = "";
+    CURLcode rc;
+
+    for (;;) {
+        uint64_t now = http_now_ms(), left, budget, wait;
+        long attempt_ms;
+        curl_off_t retry_after = 0;
+        long status = 0;
+
+        left = req->deadline_ms > now ? req->deadline_ms - now : 0;
+        if (left == 0) {
+            if (res->attempts == 0)
+                snprintf(res->error, sizeof(res->error),
+                         "the deadline had passed before the first attempt");
+            else
+                snprintf(res->error, sizeof(res->error),
+                         "gave up at the deadline after %u attempts: %s", res->attempts, last);
+            res->outcome = HTTP_RETRY_LATER;
+            return 0;
+        }
+
+        /* Each attempt may use all the time left, connecting at most 5 s
+         * of it; a 0 would mean "no timeout" to libcurl, left is >= 1. */
+        attempt_ms = left > LONG_MAX ? LONG_MAX : (long)left;
+        rc = curl.easy_setopt(h, CURLOPT_TIMEOUT_MS, attempt_ms);
+        if (rc == CURLE_OK)
+            rc = curl.easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                                  attempt_ms < (long)CONNECT_TIMEOUT_MS ? attempt_ms
+                                                                        : (long)CONNECT_TIMEOUT_MS);
+        if (rc != CURLE_OK) {
+            res->outcome = HTTP_FAILED;
+            snprintf(res->error, sizeof(res->error), "libcurl refused a timeout: %s",
+                     curl.easy_strerror(rc));
+            return 0;
+        }
+
+        errbuf[0] = '\0';
+        sink->bytes = 0;
+        res->attempts++;
+        rc = curl.easy_perform(h);
+        if (rc == CURLE_OUT_OF_MEMORY)
+            return -ENOMEM;
+        if (curl.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+            status = 0;
+        res->status = status;
+
+        /* A status line settles the outcome even if the transfer was cut
+         * afterwards (by our body limit above all): the server has said
+         * whether it took the event. */
+        if (status >= 200 && status <= 299) {
+            res->outcome = HTTP_DELIVERED;
+            res->error[0] = '\0';
+            return 0;
+        }
+        if (status >= 300 && status <= 399) {
+            res->outcome = HTTP_REJECTED;
+            snprintf(res->error, sizeof(res->error),
+                     "server answered HTTP %ld, a redirect, which shmprov does not follow", status);
+            return 0;
+        }
+        if (status > 0 && !status_retryable(status)) {
+            res->outcome = HTTP_REJECTED;
+            snprintf(res->error, sizeof(res->error), "server answered HTTP %ld", status);
+            return 0;
+        }
+        if (status > 0)
+            snprintf(last, sizeof(last), "server answered HTTP %ld", status);
+        else {
+            scrub(errbuf, req->bearer_token);
+            snprintf(last, sizeof(last), "%.*s", (int)sizeof(last) - 1,
+                     errbuf[0] ? errbuf : curl.easy_strerror(rc));
+        }
+        if (status == 0 && !curl_error_retryable(rc)) {
+            res->outcome = HTTP_FAILED;
+            snprintf(res->error, sizeof(res->error), "%s", last);
+            return 0;
+        }
+
+        /* Plan the wait so that one more attempt still fits before the
+         * deadline; if it cannot, stop now rather than sleep into it. */
+        now = http_now_ms();
+        left = req->deadline_ms > now ? req->deadline_ms - now : 0;
+        res->outcome = HTTP_RETRY_LATER;
+        if (left < MIN_ATTEMPT_MS) {
+            snprintf(res->error, sizeof(res->error),
+                     "gave up at the deadline after %u attempts: %s", res->attempts, last);
+            return 0;
+        }
+        budget = left - MIN_ATTEMPT_MS;
+        wait = backoff_ms(res->attempts);
+        if (status > 0 && curl.easy_getinfo(h, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK &&
+            retry_after > 0) {
+            /* Compared in seconds first: a Retry-After of years must not
+             * overflow into a short wait. */
+            if ((uint64_t)retry_after > budget / 1000u) {
+                snprintf(res->error, sizeof(res->error),
+                         "server answered HTTP %ld with Retry-After: %lld s, past the deadline",
+                         status, (long long)retry_after);
+                return 0;
+            }
+            /* At least what the server asked, plus jitter so that hosts
+             * told the same thing do not come back in the same second. */
+            wait += (uint64_t)retry_after * 1000u;
+        }
+        if (wait > budget)
+            wait = budget;
+        sleep_until(now + wait);
+    }
+}
+
+int http_post(const struct http_request *req, struct http_result *ret)
+{
+    struct http_result res = { .outcome = HTTP_RETRY_LATER };
+    struct curl_slist *headers = NULL;
+    struct sink sink = { 0 };
+    char errbuf[CURL_ERROR_SIZE] = "";
+    CURL *h = NULL;
+    CURLcode rc;
+    int r;
+
+    if (!request_ok(req) || !ret)
+        return -EINVAL;
+
+    if (!load_libcurl()) {
+        res.outcome = HTTP_UNAVAILABLE;
+        snprintf(res.error, sizeof(res.error), "%s", load_error);
+        *ret = res;
+        return 0;
+    }
+
+    h = curl.easy_init();
+    if (!h) {
+        r = -ENOMEM;
+        goto out;
+    }
+    r = build_headers(req, &headers);
+    if (r < 0)
+        goto out;
+    rc = configure(h, req, headers, &sink, errbuf);
+    if (rc == CURLE_OK) {
+        r = send_with_retries(h, req, errbuf, &sink, &res);
+        if (r < 0)
+            goto out;
+    } else {
+        res.outcome = HTTP_FAILED;
+        snprintf(res.error, sizeof(res.error), "libcurl refused an option: %s",
+                 curl.easy_strerror(rc));
+    }
+    scrub(res.error, req->bearer_token);
+    *ret = res;
+    r = 0;
+out:
+    if (headers)
+        free_headers(headers);
+    if (h)
+        curl.easy_cleanup(h);
+    return r;
+}

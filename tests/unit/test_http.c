@@ -1,0 +1,635 @@
+/* POST with retries, against a tiny server thread on 127.0.0.1 that plays
+ * one canned answer per connection. Timing bounds are checked on
+ * CLOCK_MONOTONIC, the clock of the deadline. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http.h"
+
+#define TOKEN "tok-3f9a7c-SECRET"
+#define EVENT_ID "6c1f3a5e-8d7b-4c2a-9e0f-1a2b3c4d5e6f"
+#define BODY "{\"specversion\":\"1.0\",\"id\":\"" EVENT_ID "\"}"
+/* How far from a computed bound an end may land: scheduling, ASan. */
+#define SLACK_MS 200
+
+/* ---- the server ---------------------------------------------------------- */
+
+struct step {
+    const char *head;    /* status line and headers as sent; NULL: never answer */
+    unsigned delay_ms;   /* before answering */
+    uint64_t body_bytes; /* 'x' bytes after the head; UINT64_MAX: endless */
+};
+
+struct server {
+    int fd;
+    unsigned short port;
+    const struct step *steps;
+    size_t nsteps;
+    atomic_uint connections;
+    atomic_bool stop;
+    pthread_t thread;
+    char first_request[8192];
+    size_t first_len;
+};
+
+#define OK_202 "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+#define ERR_500 "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+#define ERR_503 "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+/* Waits until fd is readable; false once the test says stop. */
+static bool wait_readable(struct server *sv, int fd)
+{
+    while (!atomic_load(&sv->stop)) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int n = poll(&p, 1, 20);
+        if (n > 0)
+            return true;
+        if (n < 0 && errno != EINTR)
+            return false;
+    }
+    return false;
+}
+
+/* The head, then Content-Length bytes of body. */
+static size_t read_request(struct server *sv, int fd, char *buf, size_t cap)
+{
+    size_t len = 0, need = SIZE_MAX;
+
+    while (len + 1 < cap && wait_readable(sv, fd)) {
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (need == SIZE_MAX) {
+            char *end = strstr(buf, "\r\n\r\n"), *cl;
+            if (end) {
+                unsigned long long body = 0;
+                cl = strcasestr(buf, "\r\nContent-Length:");
+                if (cl && cl < end) {
+                    char *num_end;
+                    errno = 0;
+                    body = strtoull(cl + 17, &num_end, 10);
+                    cr_assert(errno == 0 && num_end != cl + 17);
+                }
+                need = (size_t)(end + 4 - buf) + (size_t)body;
+            }
+        }
+        if (len >= need)
+            break;
+    }
+    buf[len] = '\0';
+    return len;
+}
+
+static bool send_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+static void play(struct server *sv, int fd, const struct step *st)
+{
+    static char chunk[64 * 1024];
+
+    for (unsigned waited = 0; waited < st->delay_ms && !atomic_load(&sv->stop); waited += 10)
+        usleep(10 * 1000);
+    if (!st->head) {
+        char sink[512];
+        /* Never answer; wait for the client to give up. */
+        while (wait_readable(sv, fd) && read(fd, sink, sizeof(sink)) > 0)
+            ;
+        return;
+    }
+    if (!send_all(fd, st->head, strlen(st->head)))
+        return;
+    memset(chunk, 'x', sizeof(chunk));
+    for (uint64_t sent = 0; sent < st->body_bytes && !atomic_load(&sv->stop);) {
+        uint64_t n = st->body_bytes - sent < sizeof(chunk) ? st->body_bytes - sent : sizeof(chunk);
+        if (!send_all(fd, chunk, (size_t)n))
+            return; /* the client cut the transfer */
+        sent += n;
+    }
+}
+
+static void *serve(void *arg)
+{
+    struct server *sv = arg;
+    size_t next = 0;
+
+    while (!atomic_load(&sv->stop)) {
+        char request[8192];
+        size_t len;
+        unsigned n;
+        int c;
+
+        if (!wait_readable(sv, sv->fd))
+            break;
+        c = accept4(sv->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0)
+            continue;
+        n = atomic_fetch_add(&sv->connections, 1);
+        len = read_request(sv, c, request, sizeof(request));
+        if (n == 0) {
+            memcpy(sv->first_request, request, len + 1);
+            sv->first_len = len;
+        }
+        /* Past the script: close at once (the client sees nothing). */
+        if (next < sv->nsteps)
+            play(sv, c, &sv->steps[next++]);
+        close(c);
+    }
+    return NULL;
+}
+
+static void server_start(struct server *sv, const struct step *steps, size_t nsteps)
+{
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t addr_len = sizeof(addr);
+
+    memset(sv, 0, sizeof(*sv));
+    sv->steps = steps;
+    sv->nsteps = nsteps;
+    sv->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(sv->fd, 0);
+    cr_assert_eq(bind(sv->fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    cr_assert_eq(listen(sv->fd, 16), 0);
+    cr_assert_eq(getsockname(sv->fd, (struct sockaddr *)&addr, &addr_len), 0);
+    sv->port = ntohs(addr.sin_port);
+    cr_assert_eq(pthread_create(&sv->thread, NULL, serve, sv), 0);
+}
+
+static void server_stop(struct server *sv)
+{
+    atomic_store(&sv->stop, true);
+    pthread_join(sv->thread, NULL);
+    close(sv->fd);
+}
+
+/* A port nothing listens on: bound, then released. */
+static unsigned short unused_port(void)
+{
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t addr_len = sizeof(addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&addr, &addr_len), 0);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static char url_buf[128];
+
+static struct http_request request_to(unsigned short port, uint64_t timeout_ms)
+{
+    snprintf(url_buf, sizeof(url_buf), "http://127.0.0.1:%u/v1/events", port);
+    return (struct http_request){
+        .url = url_buf,
+        .content_type = "application/cloudevents+json",
+        .body = BODY,
+        .body_len = strlen(BODY),
+        .bearer_token = TOKEN,
+        .idempotency_key = EVENT_ID,
+        .deadline_ms = http_now_ms() + timeout_ms,
+    };
+}
+
+static void expect_no_token(const struct http_result *res)
+{
+    cr_expect_null(strcasestr(res->error, TOKEN), "error \"%s\" holds the token", res->error);
+}
+
+/* Serves steps, posts to the server, stops it; returns the time taken. */
+static uint64_t run_steps(struct server *sv, const struct step *steps, size_t nsteps,
+                          uint64_t timeout_ms, struct http_request *req, struct http_result *res)
+{
+    uint64_t start;
+
+    server_start(sv, steps, nsteps);
+    *req = request_to(sv->port, timeout_ms);
+    start = http_now_ms();
+    cr_assert_eq(http_post(req, res), 0);
+    start = http_now_ms() - start;
+    server_stop(sv);
+    expect_no_token(res);
+    return start;
+}
+
+#define RUN(steps, timeout_ms, req, res) \
+    run_steps(&sv, steps, sizeof(steps) / sizeof(steps[0]), timeout_ms, &req, &res)
+
+TestSuite(http, .timeout = 30);
+
+/* ---- tests --------------------------------------------------------------- */
+
+Test(http, delivers_with_the_headers_and_body_on_the_wire)
+{
+    static const struct step steps[] = { { OK_202, 0, 0 } };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+    const char *body;
+
+    RUN(steps, 5000, req, res);
+    cr_expect_eq(res.outcome, HTTP_DELIVERED);
+    cr_expect_eq(res.status, 202);
+    cr_expect_eq(res.attempts, 1);
+    cr_expect_str_empty(res.error);
+    cr_expect_eq(atomic_load(&sv.connections), 1);
+
+    cr_expect_eq(strncmp(sv.first_request, "POST /v1/events HTTP/1.1\r\n", 26), 0, "%s", sv.first_request);
+    cr_expect_not_null(strstr(sv.first_request, "\r\nAuthorization: Bearer " TOKEN "\r\n"));
+    cr_expect_not_null(strstr(sv.first_request, "\r\nIdempotency-Key: " EVENT_ID "\r\n"));
+    cr_expect_not_null(strstr(sv.first_request, "\r\nContent-Type: application/cloudevents+json\r\n"));
+    cr_expect_not_null(strstr(sv.first_request, "\r\nUser-Agent: shmprov\r\n"));
+    cr_expect_null(strcasestr(sv.first_request, "\r\nExpect:"), "no 100-continue round trip");
+    body = strstr(sv.first_request, "\r\n\r\n");
+    cr_assert_not_null(body);
+    cr_expect_str_eq(body + 4, BODY);
+}
+
+Test(http, no_token_no_authorization_header)
+{
+    static const struct step steps[] = { { OK_202, 0, 0 } };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+
+    server_start(&sv, steps, 1);
+    req = request_to(sv.port, 5000);
+    req.bearer_token = NULL;
+    req.idempotency_key = NULL;
+    req.content_type = "application/cloudevents-batch+json";
+    cr_assert_eq(http_post(&req, &res), 0);
+    server_stop(&sv);
+    cr_expect_eq(res.outcome, HTTP_DELIVERED);
+    cr_expect_null(strcasestr(sv.first_request, "Authorization:"));
+    cr_expect_null(strcasestr(sv.first_request, "Idempotency-Key:"));
+    cr_expect_not_null(strstr(sv.first_request, "Content-Type: application/cloudevents-batch+json\r\n"));
+}
+
+Test(http, retries_a_500_after_a_jittered_wait)
+{
+    static const struct step steps[] = { { ERR_500, 0, 0 }, { OK_202, 0, 0 } };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+    uint64_t elapsed;
+
+    elapsed = RUN(steps, 5000, req, res);
+    cr_expect_eq(res.outcome, HTTP_DELIVERED);
+    cr_expect_eq(res.attempts, 2);
+    cr_expect_eq(res.status, 202);
+    /* First wait: random in [0, 250 ms]. */
+    cr_expect_leq(elapsed, 250 + SLACK_MS, "took %llu ms", (unsigned long long)elapsed);
+}
+
+Test(http, backoff_grows_on_503_and_408)
+{
+    static const struct step steps[] = {
+        { ERR_503, 0, 0 },
+        { "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
+        { ERR_503, 0, 0 },
+        { OK_202, 0, 0 },
+    };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+    uint64_t elapsed;
+
+    elapsed = RUN(steps, 10000, req, res);
+    cr_expect_eq(res.outcome, HTTP_DELIVERED);
+    cr_expect_eq(res.attempts, 4);
+    /* Waits within [0,250] + [0,500] + [0,1000]. */
+    cr_expect_leq(elapsed, 1750 + SLACK_MS, "took %llu ms", (unsigned long long)elapsed);
+}
+
+Test(http, honours_retry_after)
+{
+    static const struct step steps[] = {
+        { "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
+        { OK_202, 0, 0 },
+    };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+    uint64_t elapsed;
+
+    elapsed = RUN(steps, 5000, req, res);
+    cr_expect_eq(res.outcome, HTTP_DELIVERED);
+    cr_expect_eq(res.attempts, 2);
+    cr_expect_geq(elapsed, 1000, "came back after %llu ms, before Retry-After", (unsigned long long)elapsed);
+    cr_expect_leq(elapsed, 1000 + 250 + SLACK_MS, "took %llu ms", (unsigned long long)elapsed);
+}
+
+Test(http, retry_after_past_the_deadline_gives_up_at_once)
+{
+    /* Ten years: must neither overflow into a short wait nor be slept. */
+    static const struct step steps[] = {
+        { "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 315360000\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
+        { OK_202, 0, 0 },
+    };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+    uint64_t elapsed;
+
+    elapsed = RUN(steps, 3000, req, res);
+    cr_expect_eq(res.outcome, HTTP_RETRY_LATER);
+    cr_expect_eq(res.attempts, 1);
+    cr_expect_eq(res.status, 503);
+    cr_expect_not_null(strstr(res.error, "Retry-After"), "%s", res.error);
+    cr_expect_leq(elapsed, SLACK_MS, "took %llu ms", (unsigned long long)elapsed);
+}
+
+Test(http, absurd_retry_after_is_harmless)
+{
+    static const struct step steps[] = {
+        { "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 99999999999999999999999999\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
+        { "HTTP/1.1 429 Too Many Requests\r\nRetry-After: Wed, 21 Oct 2205 07:28:00 GMT\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
+        { "HTTP/1.1 429 Too Many Requests\r\nRetry-After: -5\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
+    };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+    uint64_t elapsed;
+
+    elapsed = RUN(steps, 1500, req, res);
+    cr_expect_eq(res.outcome, HTTP_RETRY_LATER);
+    cr_expect_leq(elapsed, 1500 + SLACK_MS);
+}
+
+Test(http, other_4xx_is_rejected_without_retry)
+{
+    static const struct step steps[] = {
+        { "HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\nConnection: close\r\n\r\nbad request", 0, 0 },
+        { OK_202, 0, 0 },
+    };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+
+    RUN(steps, 5000, req, res);
+    cr_expect_eq(res.outcome, HTTP_REJECTED);
+    cr_expect_eq(res.status, 400);
+    cr_expect_eq(res.attempts, 1);
+    cr_expect_eq(atomic_load(&sv.connections), 1);
+    cr_expect_str_eq(res.error, "server answered HTTP 400");
+}
+
+Test(http, redirect_is_rejected_and_not_followed)
+{
+    static const struct step elsewhere_steps[] = { { OK_202, 0, 0 } };
+    struct step steps[1];
+    struct server sv, elsewhere;
+    struct http_request req;
+    struct http_result res;
+    char head[256];
+
+    server_start(&elsewhere, elsewhere_steps, 1);
+    snprintf(head, sizeof(head),
+             "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%u/steal\r\n"
+             "Content-Length: 0\r\nConnection: close\r\n\r\n", elsewhere.port);
+    steps[0] = (struct step){ head, 0, 0 };
+    RUN(steps, 5000, req, res);
+    server_stop(&elsewhere);
+    cr_expect_eq(res.outcome, HTTP_REJECTED);
+    cr_expect_eq(res.status, 307);
+    cr_expect_eq(res.attempts, 1);
+    cr_expect_eq(atomic_load(&elsewhere.connections), 0, "the token went elsewhere");
+    cr_expect_not_null(strstr(res.error, "redirect"), "%s", res.error);
+}
+
+Test(http, a_huge_body_is_cut_not_read)
+{
+    static const struct step steps[] = {
+        { "HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\nConnection: close\r\n\r\n", 0, 10485760 },
+    };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+    uint64_t elapsed;
+
+    elapsed = RUN(steps, 10000, req, res);
+    cr_expect_eq(res.outcome, HTTP_DELIVERED, "the status line said 200: %s", res.error);
+    cr_expect_eq(res.attempts, 1);
+    cr_expect_leq(elapsed, 1000, "took %llu ms", (unsigned long long)elapsed);
+}
+
+Test(http, an_endless_error_body_is_cut_and_retried)
+{
+    static const struct step steps[] = {
+        { "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n", 0, UINT64_MAX },
+        { OK_202, 0, 0 },
+    };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+    uint64_t elapsed;
+
+    elapsed = RUN(steps, 5000, req, res);
+    cr_expect_eq(res.outcome, HTTP_DELIVERED);
+    cr_expect_eq(res.attempts, 2);
+    cr_expect_leq(elapsed, 250 + 1000, "took %llu ms", (unsigned long long)elapsed);
+}
+
+Test(http, a_slow_answer_within_the_deadline_is_waited_for)
+{
+    static const struct step steps[] = { { OK_202, 800, 0 } };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+    uint64_t elapsed;
+
+    elapsed = RUN(steps, 3000, req, res);
+    cr_expect_eq(res.outcome, HTTP_DELIVERED);
+    cr_expect_eq(res.attempts, 1);
+    cr_expect_geq(elapsed, 800);
+}
+
+Test(http, a_hanging_server_ends_at_the_deadline)
+{
+    static const struct step steps[] = { { NULL, 0, 0 } };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+    uint64_t elapsed, end;
+
+    elapsed = RUN(steps, 1500, req, res);
+    end = req.deadline_ms - 1500 + elapsed;
+    cr_expect_eq(res.outcome, HTTP_RETRY_LATER);
+    cr_expect_eq(res.attempts, 1);
+    cr_expect_eq(res.status, 0);
+    cr_expect_leq(end, req.deadline_ms + SLACK_MS, "ended %lld ms after the deadline",
+                  (long long)(end - req.deadline_ms));
+    cr_expect_geq(end + SLACK_MS, req.deadline_ms, "ended %lld ms before the deadline",
+                  (long long)(req.deadline_ms - end));
+    cr_expect_not_null(strstr(res.error, "deadline"), "%s", res.error);
+}
+
+Test(http, refused_connections_are_retried_until_the_deadline)
+{
+    struct http_request req = request_to(unused_port(), 2000);
+    struct http_result res;
+    uint64_t end;
+
+    cr_assert_eq(http_post(&req, &res), 0);
+    end = http_now_ms();
+    cr_expect_eq(res.outcome, HTTP_RETRY_LATER);
+    cr_expect_geq(res.attempts, 2, "first wait is at most 250 ms");
+    cr_expect_eq(res.status, 0);
+    cr_expect_leq(end, req.deadline_ms + SLACK_MS);
+    /* The last wait is cut to leave one attempt just before the deadline. */
+    cr_expect_geq(end + 400, req.deadline_ms, "gave up %lld ms early",
+                  (long long)(req.deadline_ms - end));
+    expect_no_token(&res);
+}
+
+Test(http, a_past_deadline_sends_nothing)
+{
+    struct http_request req = request_to(unused_port(), 0);
+    struct http_result res;
+
+    req.deadline_ms = http_now_ms() - 1;
+    cr_assert_eq(http_post(&req, &res), 0);
+    cr_expect_eq(res.outcome, HTTP_RETRY_LATER);
+    cr_expect_eq(res.attempts, 0);
+}
+
+Test(http, only_http_and_https)
+{
+    struct http_request req = request_to(unused_port(), 2000);
+    struct http_result res;
+    uint64_t start = http_now_ms();
+
+    req.url = "ftp://127.0.0.1:1/x";
+    cr_assert_eq(http_post(&req, &res), 0);
+    cr_expect_eq(res.outcome, HTTP_FAILED, "%s", res.error);
+    cr_expect_eq(res.attempts, 1);
+    cr_expect_leq(http_now_ms() - start, SLACK_MS, "not retried");
+}
+
+Test(http, the_token_never_reaches_an_error_message)
+{
+    /* libcurl quotes the scheme it does not know (lowercased): here, the
+     * token. */
+    struct http_request req = request_to(unused_port(), 2000);
+    struct http_result res;
+
+    req.url = TOKEN "://127.0.0.1/";
+    cr_assert_eq(http_post(&req, &res), 0);
+    cr_expect_eq(res.outcome, HTTP_FAILED);
+    cr_expect_str_not_empty(res.error);
+    expect_no_token(&res);
+}
+
+Test(http, bad_arguments)
+{
+    struct http_request good = request_to(unused_port(), 1000), req;
+    struct http_result res;
+
+    cr_expect_eq(http_post(NULL, &res), -EINVAL);
+    cr_expect_eq(http_post(&good, NULL), -EINVAL);
+    req = good;
+    req.url = NULL;
+    cr_expect_eq(http_post(&req, &res), -EINVAL);
+    req = good;
+    req.content_type = NULL;
+    cr_expect_eq(http_post(&req, &res), -EINVAL);
+    req = good;
+    req.body = NULL;
+    cr_expect_eq(http_post(&req, &res), -EINVAL);
+    req = good;
+    req.bearer_token = "tok\r\nX-Evil: 1";
+    cr_expect_eq(http_post(&req, &res), -EINVAL, "header injection through the token");
+    req = good;
+    req.bearer_token = "two words";
+    cr_expect_eq(http_post(&req, &res), -EINVAL);
+    req = good;
+    req.bearer_token = "";
+    cr_expect_eq(http_post(&req, &res), -EINVAL);
+    req = good;
+    req.idempotency_key = "id\n";
+    cr_expect_eq(http_post(&req, &res), -EINVAL);
+    req = good;
+    req.content_type = "application/json\r\nX-Evil: 1";
+    cr_expect_eq(http_post(&req, &res), -EINVAL);
+}
+
+static bool libcurl_mapped(void)
+{
+    char line[512];
+    bool found = false;
+    FILE *f = fopen("/proc/self/maps", "re");
+
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof(line), f))
+        found = found || strstr(line, "/libcurl") != NULL;
+    fclose(f);
+    return found;
+}
+
+Test(http, libcurl_is_loaded_on_the_first_post_only)
+{
+    static const struct step steps[] = { { OK_202, 0, 0 } };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+
+    cr_assert_not(libcurl_mapped(), "libcurl is linked or loaded before any report");
+    (void)http_now_ms();
+    cr_assert_not(libcurl_mapped());
+    RUN(steps, 5000, req, res);
+    cr_expect_eq(res.outcome, HTTP_DELIVERED);
+    cr_expect(libcurl_mapped());
+}
+
+Test(http, missing_libcurl_is_reported_as_unavailable)
+{
+    static const struct step steps[] = { { OK_202, 0, 0 } };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+
+    http_set_library_for_tests("libshmprov-no-such-curl.so.4");
+    req = request_to(unused_port(), 2000);
+    cr_assert_eq(http_post(&req, &res), 0);
+    cr_expect_eq(res.outcome, HTTP_UNAVAILABLE);
+    cr_expect_eq(res.attempts, 0);
+    cr_expect_not_null(strstr(res.error, "libcurl could not be loaded"), "%s", res.error);
+    cr_expect_not_null(strstr(res.error, "libshmprov-no-such-curl.so.4"), "%s", res.error);
+    cr_expect_str_eq(http_outcome_name(res.outcome), "unavailable");
+
+    /* A library without libcurl's symbols. */
+    http_set_library_for_tests("libm.so.6");
+    cr_assert_eq(http_post(&req, &res), 0);
+    cr_expect_eq(res.outcome, HTTP_UNAVAILABLE);
+    cr_expect_not_null(strstr(res.error, "curl_global_init"), "%s", res.error);
+
+    http_set_library_for_tests(NULL);
+    RUN(steps, 5000, req, res);
+    cr_expect_eq(res.outcome, HTTP_DELIVERED);
+}

@@ -1,0 +1,517 @@
+/* The spool of undelivered events, on a scratch directory. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "spool.h"
+
+static char dir[64];
+
+static void make_dir(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/shmprov-spool.XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+static void remove_dir(void)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(spool, .init = make_dir, .fini = remove_dir, .timeout = 30);
+
+static char *path_of(const char *name)
+{
+    static char buf[4][256];
+    static int next;
+    char *p = buf[next++ % 4];
+    snprintf(p, 256, "%s/%s", dir, name);
+    return p;
+}
+
+/* A distinct valid id per n. */
+static const char *uuid(unsigned n)
+{
+    static char buf[8][37];
+    static int next;
+    char *p = buf[next++ % 8];
+    snprintf(p, 37, "%08x-0000-4000-8000-%012x", n, n);
+    return p;
+}
+
+static size_t count_names(const char *where)
+{
+    char cmd[300];
+    FILE *f;
+    size_t n = 0;
+    snprintf(cmd, sizeof(cmd), "ls -A %s", where);
+    f = popen(cmd, "r");
+    for (int c; (c = fgetc(f)) != EOF;)
+        n += c == '\n';
+    pclose(f);
+    return n;
+}
+
+static size_t count_temps(void)
+{
+    char cmd[300];
+    FILE *f;
+    size_t n = 0;
+    snprintf(cmd, sizeof(cmd), "ls -A %s | grep -c '^\\.' || true", dir);
+    f = popen(cmd, "r");
+    if (fscanf(f, "%zu", &n) != 1)
+        n = 0;
+    pclose(f);
+    return n;
+}
+
+static void put_ok(struct spool *s, unsigned n, size_t len)
+{
+    char body[512];
+    cr_assert_lt(len, sizeof(body));
+    memset(body, 'a' + (char)(n % 26), len);
+    body[len] = '\0';
+    cr_assert_eq(spool_put(s, uuid(n), body, len), 0, "put %u", n);
+}
+
+/* The ids listed, in order, as "n,n,n". */
+static void expect_ids(struct spool *s, const unsigned *want, size_t count)
+{
+    struct spool_entry *e = NULL;
+    size_t n = 99;
+
+    cr_assert_eq(spool_list(s, &e, &n), 0);
+    cr_assert_eq(n, count, "listed %zu, want %zu", n, count);
+    for (size_t i = 0; i < count; i++) {
+        cr_expect_str_eq(e[i].id, uuid(want[i]), "entry %zu", i);
+        cr_expect_eq(e[i].error, 0);
+    }
+    free(e);
+}
+
+Test(spool, put_list_read_oldest_first)
+{
+    struct spool *s = NULL;
+    struct spool_entry *e = NULL;
+    const unsigned want[] = { 1, 2, 3 };
+    char *json = NULL;
+    size_t n, len;
+    struct stat st;
+    char path[300];
+
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_put(s, uuid(1), "{\"n\":1}", 7), 0);
+    cr_assert_eq(spool_put(s, uuid(2), "{\"n\":2}", 7), 0);
+    cr_assert_eq(spool_put(s, uuid(3), "{\"n\":3}", 7), 0);
+    expect_ids(s, want, 3);
+
+    cr_assert_eq(spool_list(s, &e, &n), 0);
+    cr_assert_eq(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        cr_expect_eq(strlen(e[i].name), 62);
+        cr_expect_eq(e[i].bytes, 7);
+        if (i > 0)
+            cr_expect_lt(strcmp(e[i - 1].name, e[i].name), 0);
+    }
+    cr_assert_eq(spool_read(s, &e[1], &json, &len), 0);
+    cr_expect_eq(len, 7);
+    cr_expect_str_eq(json, "{\"n\":2}");
+    free(json);
+    snprintf(path, sizeof(path), "%s/%s", dir, e[0].name);
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0600);
+    free(e);
+
+    cr_expect_eq(count_temps(), 0, "no temporary file left behind");
+    cr_expect_eq(spool_dropped(s), 0);
+    spool_close(s);
+}
+
+Test(spool, order_holds_across_runs_and_a_clock_gone_back)
+{
+    struct spool *s = NULL;
+    const unsigned want[] = { 1, 2, 3, 4 };
+    /* A file from the "future" (the clock was ahead, then reset). */
+    char future[128];
+
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    put_ok(s, 1, 10);
+    spool_close(s);
+
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    put_ok(s, 2, 10);
+    spool_close(s);
+
+    snprintf(future, sizeof(future), "18000000000000000000-%s.json", uuid(3));
+    cr_assert_eq(fsutil_write_atomic(path_of(future), "{}", 2, 0600), 0);
+
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    put_ok(s, 4, 10);
+    expect_ids(s, want, 4);
+    spool_close(s);
+}
+
+Test(spool, count_bound_drops_oldest_and_counts_them)
+{
+    struct spool *s = NULL;
+    const unsigned want[] = { 3, 4, 5 };
+    const unsigned want_after[] = { 5, 6, 7 };
+
+    cr_assert_eq(spool_open(dir, 3, 1 << 20, &s), 0);
+    for (unsigned i = 1; i <= 5; i++)
+        put_ok(s, i, 20);
+    expect_ids(s, want, 3);
+    cr_expect_eq(spool_dropped(s), 2);
+    spool_close(s);
+
+    /* The counter outlives the run... */
+    cr_assert_eq(spool_open(dir, 3, 1 << 20, &s), 0);
+    cr_expect_eq(spool_dropped(s), 2);
+    /* ...drops after the report was built stay counted... */
+    put_ok(s, 6, 20);
+    put_ok(s, 7, 20);
+    expect_ids(s, want_after, 3);
+    cr_expect_eq(spool_dropped(s), 4);
+    cr_assert_eq(spool_clear_dropped(s, 2), 0);
+    cr_expect_eq(spool_dropped(s), 2);
+    spool_close(s);
+
+    /* ...and what was reported is gone for good. */
+    cr_assert_eq(spool_open(dir, 3, 1 << 20, &s), 0);
+    cr_expect_eq(spool_dropped(s), 2);
+    cr_assert_eq(spool_clear_dropped(s, 2), 0);
+    cr_expect_eq(spool_dropped(s), 0);
+    spool_close(s);
+    cr_assert_eq(spool_open(dir, 3, 1 << 20, &s), 0);
+    cr_expect_eq(spool_dropped(s), 0);
+    spool_close(s);
+}
+
+Test(spool, byte_bound_drops_oldest_and_refuses_what_cannot_fit)
+{
+    struct spool *s = NULL;
+    const unsigned want[] = { 2, 3 };
+    const unsigned want_big[] = { 4 };
+    char big[200];
+
+    cr_assert_eq(spool_open(dir, 100, 100, &s), 0);
+    put_ok(s, 1, 40);
+    put_ok(s, 2, 40);
+    put_ok(s, 3, 40); /* 120 > 100: 1 goes */
+    expect_ids(s, want, 2);
+    cr_expect_eq(spool_dropped(s), 1);
+
+    /* Alone over the bound: refused, nothing dropped for it. */
+    memset(big, 'x', sizeof(big));
+    cr_expect_eq(spool_put(s, uuid(9), big, 101), -EFBIG);
+    expect_ids(s, want, 2);
+    cr_expect_eq(spool_dropped(s), 1);
+
+    /* Exactly the bound: everything older goes. */
+    put_ok(s, 4, 100);
+    expect_ids(s, want_big, 1);
+    cr_expect_eq(spool_dropped(s), 3);
+    spool_close(s);
+}
+
+Test(spool, event_over_the_size_cap_is_refused)
+{
+    struct spool *s = NULL;
+    size_t len = SPOOL_MAX_EVENT_BYTES + 1;
+    char *big = malloc(len);
+
+    cr_assert_not_null(big);
+    memset(big, 'x', len);
+    cr_assert_eq(spool_open(dir, 10, UINT64_MAX, &s), 0);
+    cr_expect_eq(spool_put(s, uuid(1), big, len), -EFBIG);
+    cr_expect_eq(spool_put(s, uuid(1), big, len - 1), 0);
+    spool_close(s);
+    free(big);
+}
+
+Test(spool, ids_must_be_lowercase_uuids)
+{
+    static const char *const bad[] = {
+        "", "../../../etc/passwd", "00000001-0000-4000-8000-00000000000",
+        "00000001-0000-4000-8000-0000000000011", "00000001-0000-4000-8000-00000000000A",
+        "00000001-0000-4000-8000/000000000001", "000000010000-4000-8000-0000000000001",
+        "00000001-0000-4000-8000-00000000000g",
+    };
+    struct spool *s = NULL;
+
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_expect_eq(spool_put(s, bad[i], "{}", 2), -EINVAL, "%s", bad[i]);
+    cr_expect_eq(spool_put(s, NULL, "{}", 2), -EINVAL);
+    cr_expect_eq(count_names(dir), 0);
+    spool_close(s);
+}
+
+Test(spool, same_id_is_kept_once)
+{
+    struct spool *s = NULL;
+    struct spool_entry *e = NULL;
+    char *json = NULL;
+    size_t n, len;
+
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_put(s, uuid(1), "first", 5), 0);
+    cr_assert_eq(spool_put(s, uuid(1), "again", 5), 0);
+    cr_assert_eq(spool_list(s, &e, &n), 0);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(spool_read(s, &e[0], &json, &len), 0);
+    cr_expect_str_eq(json, "first");
+    free(json);
+    free(e);
+    spool_close(s);
+}
+
+Test(spool, remove_deletes_only_named_events)
+{
+    struct spool *s = NULL;
+    struct spool_entry *e = NULL, bogus;
+    const unsigned want[] = { 2 };
+    size_t n;
+
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    put_ok(s, 1, 5);
+    put_ok(s, 2, 5);
+    cr_assert_eq(spool_list(s, &e, &n), 0);
+    cr_assert_eq(spool_remove(s, &e[0]), 0);
+    cr_expect_eq(spool_remove(s, &e[0]), -ENOENT);
+    free(e);
+    expect_ids(s, want, 1);
+
+    cr_assert_eq(fsutil_write_atomic(path_of("keep.txt"), "x", 1, 0600), 0);
+    memset(&bogus, 0, sizeof(bogus));
+    snprintf(bogus.name, sizeof(bogus.name), "keep.txt");
+    cr_expect_eq(spool_remove(s, &bogus), -EINVAL);
+    snprintf(bogus.name, sizeof(bogus.name), "../%s", strrchr(dir, '/') + 1);
+    cr_expect_eq(spool_remove(s, &bogus), -EINVAL);
+    cr_expect_eq(access(path_of("keep.txt"), F_OK), 0);
+    spool_close(s);
+}
+
+Test(spool, foreign_and_temporary_files_are_ignored_and_kept)
+{
+    static const char *const foreign[] = {
+        "notes.txt",
+        ".hidden.json",
+        ".shmprov-tmp.00000000000000000001-00000001-0000-4000-8000-000000000001.json.1234abcd",
+        "00000000000000000001-00000001-0000-4000-8000-000000000001.json~",
+        "0000000000000000001-00000001-0000-4000-8000-000000000001.json",
+        "99999999999999999999-00000001-0000-4000-8000-000000000001.json", /* > 2^64 */
+        "00000000000000000001-00000001-0000-4000-8000-00000000000A.json",
+        "00000000000000000001_00000001-0000-4000-8000-000000000001.json",
+    };
+    const size_t nforeign = sizeof(foreign) / sizeof(foreign[0]);
+    struct spool *s = NULL;
+    struct spool_entry *e = NULL;
+    const unsigned want[] = { 7 };
+    size_t n = 99;
+
+    for (size_t i = 0; i < nforeign; i++)
+        cr_assert_eq(fsutil_write_atomic(path_of(foreign[i]), "{}", 2, 0600), 0, "%s", foreign[i]);
+    cr_assert_eq(spool_open(dir, 1, 1 << 20, &s), 0);
+    cr_assert_eq(spool_list(s, &e, &n), 0);
+    cr_expect_eq(n, 0);
+    cr_expect_null(e);
+
+    /* Bounds of 1: two puts, one event dropped, every foreign file kept. */
+    put_ok(s, 6, 10);
+    put_ok(s, 7, 10);
+    expect_ids(s, want, 1);
+    cr_expect_eq(spool_dropped(s), 1);
+    for (size_t i = 0; i < nforeign; i++)
+        cr_expect_eq(access(path_of(foreign[i]), F_OK), 0, "%s kept", foreign[i]);
+    spool_close(s);
+}
+
+Test(spool, symlinks_fifos_and_oversized_files_are_listed_unusable_and_kept)
+{
+    struct spool *s = NULL;
+    struct spool_entry *e = NULL;
+    char link_name[128], fifo_name[128], big_name[128], *json = NULL;
+    size_t n, len;
+    struct timespec t0, t1;
+    int fd;
+
+    snprintf(link_name, sizeof(link_name), "00000000000000000001-%s.json", uuid(1));
+    snprintf(fifo_name, sizeof(fifo_name), "00000000000000000002-%s.json", uuid(2));
+    snprintf(big_name, sizeof(big_name), "00000000000000000003-%s.json", uuid(3));
+    cr_assert_eq(fsutil_write_atomic(path_of("secret"), "{\"secret\":1}", 12, 0600), 0);
+    cr_assert_eq(symlink(path_of("secret"), path_of(link_name)), 0);
+    cr_assert_eq(mkfifo(path_of(fifo_name), 0600), 0);
+    fd = open(path_of(big_name), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, SPOOL_MAX_EVENT_BYTES + 1), 0);
+    close(fd);
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(spool_open(dir, 1, 1 << 20, &s), 0);
+    cr_assert_eq(spool_list(s, &e, &n), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_expect_lt(t1.tv_sec - t0.tv_sec, 2, "a FIFO never blocks the listing");
+    cr_assert_eq(n, 3);
+    cr_expect_str_eq(e[0].name, link_name);
+    cr_expect_eq(e[0].error, -ELOOP);
+    cr_expect_str_eq(e[1].name, fifo_name);
+    cr_expect_eq(e[1].error, -EINVAL);
+    cr_expect_str_eq(e[2].name, big_name);
+    cr_expect_eq(e[2].error, -EFBIG);
+    cr_expect_eq(spool_read(s, &e[0], &json, &len), -ELOOP, "never read through the symlink");
+    cr_expect_null(json);
+    cr_expect_eq(spool_read(s, &e[1], &json, &len), -EINVAL);
+    cr_expect_eq(spool_read(s, &e[2], &json, &len), -EFBIG);
+    free(e);
+
+    /* They neither count against the bounds nor get dropped by them, and
+     * a new event still sorts after them. */
+    put_ok(s, 4, 10);
+    put_ok(s, 5, 10);
+    cr_expect_eq(spool_dropped(s), 1);
+    cr_assert_eq(spool_list(s, &e, &n), 0);
+    cr_assert_eq(n, 4);
+    cr_expect_str_eq(e[3].id, uuid(5));
+    cr_expect_eq(e[3].error, 0);
+    free(e);
+    cr_expect_eq(access(path_of("secret"), F_OK), 0);
+    spool_close(s);
+}
+
+Test(spool, unreadable_event_is_listed_unusable)
+{
+    struct spool *s = NULL;
+    struct spool_entry *e = NULL;
+    char name[128];
+    size_t n;
+
+    snprintf(name, sizeof(name), "00000000000000000001-%s.json", uuid(1));
+    cr_assert_eq(fsutil_write_atomic(path_of(name), "{}", 2, 0000), 0);
+    /* Root reads anything: become nobody, with the directory still
+     * searchable but the file not readable. */
+    cr_assert_eq(chmod(dir, 0711), 0);
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    /* Only the effective id changes, so the scratch directory can still
+     * be removed afterwards. */
+    if (geteuid() == 0)
+        cr_assert_eq(setresuid((uid_t)-1, 65534, 0), 0);
+    cr_assert_eq(spool_list(s, &e, &n), 0);
+    if (getuid() == 0)
+        cr_assert_eq(setresuid((uid_t)-1, 0, 0), 0);
+    cr_assert_eq(n, 1);
+    cr_expect_eq(e[0].error, -EACCES);
+    free(e);
+    spool_close(s);
+}
+
+Test(spool, directory_is_made_private_and_must_be_trusted)
+{
+    struct spool *s = NULL;
+    char deep[200], link[200];
+    struct stat st;
+
+    snprintf(deep, sizeof(deep), "%s/var/lib/shmprov/spool/", dir);
+    cr_assert_eq(spool_open(deep, 10, 1 << 20, &s), 0);
+    cr_expect_str_eq(spool_path(s), path_of("var/lib/shmprov/spool"));
+    spool_close(s);
+    cr_assert_eq(stat(path_of("var/lib/shmprov/spool"), &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0700);
+    cr_assert_eq(stat(path_of("var/lib"), &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0700);
+
+    /* A symlinked spool directory, with or without a trailing slash. */
+    snprintf(link, sizeof(link), "%s/link", dir);
+    cr_assert_eq(symlink(path_of("var/lib/shmprov/spool"), link), 0);
+    cr_expect_eq(spool_open(link, 10, 1 << 20, &s), -ELOOP);
+    snprintf(link, sizeof(link), "%s/link//", dir);
+    cr_expect_eq(spool_open(link, 10, 1 << 20, &s), -ELOOP);
+
+    /* Writable by others: they could plant or delete events. */
+    cr_assert_eq(chmod(path_of("var/lib/shmprov/spool"), 0770), 0);
+    cr_expect_eq(spool_open(path_of("var/lib/shmprov/spool"), 10, 1 << 20, &s), -EPERM);
+    cr_assert_eq(chmod(path_of("var/lib/shmprov/spool"), 0755), 0);
+    cr_expect_eq(spool_open(path_of("var/lib/shmprov/spool"), 10, 1 << 20, &s), 0);
+    spool_close(s);
+
+    /* A file where the directory should be. */
+    cr_assert_eq(fsutil_write_atomic(path_of("file"), "x", 1, 0600), 0);
+    cr_expect_eq(spool_open(path_of("file"), 10, 1 << 20, &s), -ENOTDIR);
+
+    cr_expect_eq(spool_open(dir, 0, 1 << 20, &s), -EINVAL);
+    cr_expect_eq(spool_open(dir, 10, 0, &s), -EINVAL);
+    spool_close(NULL);
+}
+
+Test(spool, damaged_counter_is_an_error_not_a_zero)
+{
+    static const char *const bad[] = { "", "-1\n", " 1\n", "1x\n", "99999999999999999999999\n", "1\n\n" };
+    struct spool *s = NULL;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_eq(fsutil_write_atomic(path_of(SPOOL_DROPPED_FILE), bad[i], strlen(bad[i]), 0600), 0);
+        cr_expect_eq(spool_open(dir, 10, 1 << 20, &s), -EBADMSG, "counter \"%s\"", bad[i]);
+    }
+    cr_assert_eq(fsutil_write_atomic(path_of(SPOOL_DROPPED_FILE), "42\n", 3, 0600), 0);
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_expect_eq(spool_dropped(s), 42);
+    cr_expect_eq(spool_clear_dropped(s, 0), 0);
+    cr_expect_eq(spool_clear_dropped(s, 100), 0, "more than counted clears to 0");
+    cr_expect_eq(spool_dropped(s), 0);
+    spool_close(s);
+}
+
+Test(spool, stale_temporary_files_of_a_killed_run_are_removed)
+{
+    const char *old = ".shmprov-tmp.00000000000000000001-00000001-0000-4000-8000-000000000001.json.0000dead";
+    const char *fresh = ".shmprov-tmp.00000000000000000002-00000002-0000-4000-8000-000000000002.json.0000beef";
+    struct timespec times[2] = { { .tv_sec = time(NULL) - 3600 }, { .tv_sec = time(NULL) - 3600 } };
+    struct spool *s = NULL;
+
+    cr_assert_eq(fsutil_write_atomic(path_of(old), "{", 1, 0600), 0);
+    cr_assert_eq(fsutil_write_atomic(path_of(fresh), "{", 1, 0600), 0);
+    cr_assert_eq(utimensat(AT_FDCWD, path_of(old), times, 0), 0);
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_expect_neq(access(path_of(old), F_OK), 0, "an hour-old temp file is a dead run's");
+    cr_expect_eq(access(path_of(fresh), F_OK), 0, "a fresh one may be a live writer's");
+    spool_close(s);
+}
+
+/* ENOSPC for real: a 64 KiB tmpfs over the scratch directory, in a mount
+ * namespace of this test's own process. Root only. */
+Test(spool, full_disk_fails_cleanly)
+{
+    struct spool *s = NULL;
+    const unsigned want[] = { 1 };
+    size_t len = 100 * 1024;
+    char *big;
+
+    if (geteuid() != 0 || unshare(CLONE_NEWNS) < 0 ||
+        mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("tmpfs", dir, "tmpfs", 0, "size=64k,mode=0700") < 0)
+        cr_skip_test("needs root and a private mount namespace");
+
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    put_ok(s, 1, 100);
+    big = malloc(len);
+    cr_assert_not_null(big);
+    memset(big, 'x', len);
+    cr_expect_eq(spool_put(s, uuid(2), big, len), -ENOSPC);
+    expect_ids(s, want, 1);
+    cr_expect_eq(count_temps(), 0, "no half-written file left");
+    cr_expect_eq(spool_dropped(s), 0);
+    free(big);
+    spool_close(s);
+    umount2(dir, MNT_DETACH);
+}
