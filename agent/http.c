@@ -442,9 +442,9 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
             snprintf(res->error, sizeof(res->error), "server answered HTTP %ld", status);
             return 0;
         }
-        if (status > 0)
+        if (status > 0) {
             snprintf(last, sizeof(last), "server answered HTTP %ld", status);
-        else {
+        } else {
             scrub(errbuf, req->bearer_token);
             snprintf(last, sizeof(last), "%.*s", (int)sizeof(last) - 1,
                      errbuf[0] ? errbuf : curl.easy_strerror(rc));

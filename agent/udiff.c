@@ -118,13 +118,13 @@ static bool in_box(int x, int y, int n, int m)
 
 /* Myers' middle snake ("An O(ND) Difference Algorithm and Its Variations",
  * 1986, section 4b) for kept lines a[xlo, xhi) against b[ylo, yhi), both
- * non-empty with
- * different first and last lines. Paths run forward from the top-left and
- * backward from the bottom-right, one more edit per round, until a forward
- * path reaches past a backward one on the same diagonal: that point lies on
- * a shortest edit script, so it splits the problem into two halves, each with
- * at most about half the edits. Paths may step outside the box (lines there
- * never match); such points are never taken as the split. Sets *ret_x and
+ * non-empty with different first and last lines. Paths run forward from the
+ * top-left and backward from the bottom-right, one more edit per round,
+ * until a forward path reaches past a backward one on the same diagonal:
+ * that point lies on a shortest edit script, so it splits the problem into
+ * two halves with about half the edits each. Paths may step outside the box
+ * (lines there never match); such points are never taken as the split, nor
+ * is a corner, so each half is smaller than the whole. Sets *ret_x and
  * *ret_y to the split, relative to xlo and ylo, and returns true; returns
  * false only if no split was found, which would be a bug. */
 static bool middle_snake(const struct search *s, int xlo, int xhi, int ylo, int yhi,
@@ -198,9 +198,9 @@ static bool middle_snake(const struct search *s, int xlo, int xhi, int ylo, int 
     return false;
 }
 
-/* Marks a shortest edit script for kept lines a[xlo, xhi) -> b[ylo, yhi). Recursion
- * depth is logarithmic in the number of edits, since each middle snake halves
- * it. */
+/* Marks a shortest edit script for kept lines a[xlo, xhi) -> b[ylo, yhi).
+ * Recursion depth is logarithmic in the number of edits, since each middle
+ * snake halves it. */
 static void compare(struct search *s, int xlo, int xhi, int ylo, int yhi)
 {
     int x, y;

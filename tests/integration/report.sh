@@ -1,0 +1,230 @@
+#!/bin/bash
+# Reports for real: the real binary (in a private IPC + mount namespace, as
+# every apply test) reporting to the test collector on 127.0.0.1, one mode
+# at a time, with the timing bounds SPEC §8 promises; every event is checked
+# against schemas/report.schema.json.
+# Usage: report.sh SHMPROV SOURCE_DIR
+set -u
+shmprov=$1
+src=$2
+. "$src/tests/integration/lib.sh"
+enter_private_namespace "$@"
+
+py=/usr/bin/python3
+work=$(mktemp -d)
+spool=/var/lib/shmprov/spool
+token=tok-$RANDOM$RANDOM-secret
+
+# ---- the collector ----
+"$py" "$src/tests/collector/collector.py" --port 0 --log "$work/log.jsonl" >"$work/collector.out" 2>&1 &
+collector=$!
+trap 'kill $collector 2>/dev/null' EXIT
+for _ in $(seq 100); do grep -q '^listening on' "$work/collector.out" 2>/dev/null && break; sleep 0.05; done
+port=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/collector.out" | head -n 1)
+base=http://127.0.0.1:$port
+[ -n "$port" ] || { echo "FAIL collector did not start: $(cat "$work/collector.out")"; finish; exit 1; }
+
+mode() { curl -sf -X POST -d "{\"mode\": \"$1\", \"reset\": true}" "$base/_control" >/dev/null; : >"$work/log.jsonl"; }
+stat() { curl -sf "$base/_stats" | "$py" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+posts() { wc -l <"$work/log.jsonl"; }
+spooled() { find "$spool" -maxdepth 1 -name '*.json' 2>/dev/null | wc -l; }
+clear_spool() { rm -rf "$spool"; }
+ms() { date +%s%3N; }
+
+printf '%s\n' "$token" >"$work/token"
+chmod 0600 "$work/token"
+profile() { # NAME URL [TIMEOUT] [EXTRA]
+    printf 'version: 1\nhost: {ram_tier: small}\nreport:\n  url: %s\n  token_file: %s\n  timeout: %s\n%b' \
+        "$2" "$work/token" "${3:-5}" "${4:-}" >"$work/$1.yaml"
+    chmod 0644 "$work/$1.yaml"
+}
+profile ok "$base/v1/events"
+profile short "$base/v1/events" 3
+apply() { # PROFILE [ARGS]: runs apply, sets code and took (ms)
+    local p=$1 t0
+    shift
+    t0=$(ms)
+    "$shmprov" --profile "$work/$p.yaml" apply "$@" >"$work/out" 2>"$work/err"
+    code=$?
+    took=$(($(ms) - t0))
+}
+
+# ---- delivered: one structured CloudEvent, headers, schema ----
+mode accept
+clear_spool
+apply ok
+expect "accept/exit-0" test "$code" = 0
+expect "accept/said-delivered" grep -q "report delivered to $base/v1/events" "$work/err"
+expect "accept/one-post" test "$(posts)" = 1
+expect "accept/spool-empty" test "$(spooled)" = 0
+"$py" - "$work/log.jsonl" "$token" >"$work/check.out" 2>&1 <<'PY'
+import json, re, sys
+rec = json.loads(open(sys.argv[1]).readline())
+ev = json.loads(rec["body"])
+assert rec["content_type"] == "application/cloudevents+json", rec["content_type"]
+assert rec["authorization"] == "Bearer " + sys.argv[2], "bearer token"
+assert rec["idempotency_key"] == ev["id"], "Idempotency-Key is the event id"
+assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", ev["id"]), ev["id"]
+assert ev["specversion"] == "1.0" and ev["type"] == "dev.shmprov.run.v1", ev
+machine_id = open("/etc/machine-id").read().strip()
+assert ev["source"].startswith("/shmprov/host/") and machine_id not in json.dumps(ev), "raw machine-id leaked"
+assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", ev["time"]), ev["time"]
+assert ev["data"]["result"] == "changed", ev["data"]["result"]
+open(sys.argv[1] + ".event", "w").write(rec["body"])
+print("ok")
+PY
+expect "accept/cloudevent-and-headers ($(tail -n 1 "$work/check.out"))" test "$(tail -n 1 "$work/check.out")" = ok
+expect "accept/data-matches-schema" "$py" "$src/tests/schema/validate_json.py" "$src/schemas/report.schema.json" --data "$work/log.jsonl.event"
+expect "accept/token-not-on-stderr" test -z "$(grep -F "$token" "$work/err" "$work/out")"
+
+# ---- connection refused: bounded, spooled, exit 0 ----
+closed=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+profile refused "http://127.0.0.1:$closed/v1/events" 2
+clear_spool
+apply refused
+expect "refused/exit-0" test "$code" = 0
+expect "refused/spooled" test "$(spooled)" = 1
+expect "refused/within-deadline (${took} ms)" test "$took" -le 3000
+expect "refused/says-kept" grep -q "report not delivered, kept in $spool" "$work/err"
+
+# ---- the collector hangs: apply ends by the deadline + 1 s, event spooled ----
+mode hang
+clear_spool
+apply short
+expect "hang/exit-0" test "$code" = 0
+expect "hang/within-deadline+1s (${took} ms)" test "$took" -le 4000
+expect "hang/spooled" test "$(spooled)" = 1
+hang_ms=$took
+
+# ---- 500 then accept: retried, delivered; the spool empties oldest first ----
+mode 'status:500*2,accept'
+apply ok
+expect "retry-5xx/exit-0" test "$code" = 0
+expect "retry-5xx/retried" test "$(stat "d['by_status'].get('500', 0)")" = 2
+expect "retry-5xx/old-and-new-delivered" test "$(spooled)" = 0
+expect "retry-5xx/oldest-first" test "$("$py" -c '
+import json,sys
+recs=[json.loads(l) for l in open(sys.argv[1])]
+ok=[r for r in recs if r["response"]["status"]==202]
+print(len(ok), ok[0]["ids"] != ok[1]["ids"])' "$work/log.jsonl")" = "2 True"
+expect "retry-5xx/same-id-on-retry" test "$("$py" -c '
+import json,sys
+recs=[json.loads(l) for l in open(sys.argv[1])]
+print(len({r["ids"][0] for r in recs}))' "$work/log.jsonl")" = 2
+
+# ---- 503 all the time: backoff within the deadline, then spooled ----
+mode 'status:503'
+clear_spool
+apply short
+expect "503/exit-0" test "$code" = 0
+expect "503/several-attempts" test "$(posts)" -ge 2
+expect "503/bounded (${took} ms)" test "$took" -le 4000
+expect "503/spooled" test "$(spooled)" = 1
+
+# ---- 429 with Retry-After: honoured when it fits, not slept past the deadline ----
+mode 'retry-after:1*1,accept'
+clear_spool
+apply ok
+expect "429/delivered-after-waiting (${took} ms)" test "$code" = 0 -a "$(spooled)" = 0 -a "$took" -ge 1000
+mode 'retry-after:30'
+clear_spool
+apply short
+expect "429/too-long-gives-up-at-once (${took} ms)" test "$took" -le 3000 -a "$(spooled)" = 1 -a "$(posts)" = 1
+
+# ---- 400: never retried, kept, the error shown ----
+mode 'status:400'
+clear_spool
+apply ok
+expect "400/exit-0" test "$code" = 0
+expect "400/one-attempt" test "$(posts)" = 1
+expect "400/kept" test "$(spooled)" = 1
+expect "400/error-shown" grep -q "400" "$work/err"
+
+# ---- slow, cut, redirect, a 10 MB body, an endless body ----
+mode 'slow:1.5'
+clear_spool
+apply ok
+expect "slow/delivered (${took} ms)" test "$code" = 0 -a "$(spooled)" = 0 -a "$took" -ge 1500
+# A body cut short after a 202 status: the collector said accepted.
+mode 'cut'
+clear_spool
+apply short
+expect "cut/status-decides (${took} ms)" test "$code" = 0 -a "$(spooled)" = 0 -a "$took" -le 4000
+# No answer at all (the connection dropped): retried, then kept.
+mode 'drop'
+clear_spool
+apply short
+expect "drop/spooled-not-lost (${took} ms)" test "$code" = 0 -a "$(spooled)" = 1 -a "$took" -le 4000 -a "$(posts)" -ge 2
+mode 'redirect'
+clear_spool
+apply ok
+expect "redirect/not-followed" test "$(posts)" = 1 -a "$(spooled)" = 1
+mode 'big'
+clear_spool
+apply short
+expect "big-body/bounded (${took} ms)" test "$code" = 0 -a "$took" -le 4000
+mode 'endless'
+clear_spool
+apply short
+expect "endless-body/bounded (${took} ms)" test "$code" = 0 -a "$took" -le 4000
+
+# ---- flush: a batch, everything delivered, nothing twice ----
+mode 'status:503'
+clear_spool
+for _ in 1 2 3; do apply short; done
+expect "flush/three-waiting" test "$(spooled)" = 3
+mode accept
+"$shmprov" --profile "$work/ok.yaml" flush >"$work/flush.out" 2>&1
+expect "flush/exit-0" test $? = 0
+expect "flush/spool-empty" test "$(spooled)" = 0
+expect "flush/one-batch" test "$(stat "d['batch_posts'], d['distinct_ids'], d['duplicate_ids']")" = "1 3 0"
+expect "flush/batch-content-type" grep -q '"content_type": "application/cloudevents-batch+json"' "$work/log.jsonl"
+mode 'status:415*1,accept'
+apply short --no-report
+for _ in 1 2; do "$shmprov" --profile "$work/refused.yaml" apply >/dev/null 2>&1; done
+"$shmprov" --profile "$work/ok.yaml" flush >"$work/flush2.out" 2>&1
+expect "flush/falls-back-one-by-one" test $? = 0 -a "$(spooled)" = 0 -a "$(stat "d['structured_posts']")" = 2
+
+# ---- SIGKILL mid-send: the event is in the spool, the next run delivers it ----
+mode hang
+clear_spool
+"$shmprov" --profile "$work/ok.yaml" apply >/dev/null 2>&1 &
+victim=$!
+for _ in $(seq 100); do [ "$(posts)" -ge 1 ] && break; sleep 0.05; done
+kill -9 $victim
+wait $victim 2>/dev/null
+killed_id=$("$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["ids"][0])' "$work/log.jsonl")
+expect "sigkill/event-in-spool" test -n "$(ls "$spool" | grep -F "$killed_id")"
+mode accept
+apply ok
+expect "sigkill/next-run-delivers-it" grep -q "\"$killed_id\"" <<<"$(curl -sf "$base/_stats")"
+expect "sigkill/spool-empty" test "$(spooled)" = 0
+
+# ---- no report: --no-report, no url ----
+mode accept
+apply ok --no-report
+expect "no-report/nothing-sent" test "$(posts)" = 0
+printf 'version: 1\nhost: {ram_tier: small}\n' >"$work/nourl.yaml"
+chmod 0644 "$work/nourl.yaml"
+apply nourl
+expect "no-url/nothing-sent" test "$(posts)" = 0
+expect_code "flush-without-url/exit-2" 2 "$shmprov" --profile "$work/nourl.yaml" flush
+
+# ---- the token: refused when others may read it, never shown ----
+chmod 0640 "$work/token"
+clear_spool
+apply ok
+expect "token/group-readable-refused" grep -q "token file '$work/token' is accessible by group or others" "$work/err"
+expect "token/apply-still-exit-0" test "$code" = 0
+expect "token/event-kept" test "$(spooled)" = 1
+expect "token/nothing-sent" test "$(posts)" = 0
+expect "token/never-printed" test -z "$(grep -F "$token" "$work/err" "$work/out")"
+chmod 0600 "$work/token"
+
+# ---- libcurl is loaded only when a report is sent ----
+expect "dlopen/not-linked" test -z "$(ldd "$shmprov" | grep libcurl)"
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -f -qq -e trace=openat -o "$work/plan.strace" "$shmprov" plan >/dev/null 2>&1
+expect "dlopen/plan-never-opens-libcurl" test -z "$(grep libcurl "$work/plan.strace")"
+
+echo "figures: hang ${hang_ms} ms with report.timeout 3 s"
+finish

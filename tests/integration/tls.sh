@@ -1,0 +1,84 @@
+#!/bin/bash
+# Reports over real TLS: Debian's nginx in front of the test collector, with
+# a CA, server and client certificates made by openssl right now
+# (tests/tls). The agent must succeed with the right CA and client
+# certificate, and fail clearly — spooling the event — with a wrong CA, an
+# expired server certificate, a missing client certificate, or no CA at all
+# (verification is always on). All on 127.0.0.1, in a private namespace.
+# Usage: tls.sh SHMPROV SOURCE_DIR
+set -u
+shmprov=$1
+src=$2
+. "$src/tests/integration/lib.sh"
+enter_private_namespace "$@"
+
+py=/usr/bin/python3
+work=$(mktemp -d)
+spool=/var/lib/shmprov/spool
+free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+"$src/tests/tls/make_pki.sh" "$work/pki" >"$work/pki.out" 2>&1 || { echo "FAIL make_pki: $(cat "$work/pki.out")"; echo "0 passed, 1 failed"; exit 1; }
+"$py" "$src/tests/collector/collector.py" --port 0 --log "$work/log.jsonl" >"$work/collector.out" 2>&1 &
+collector=$!
+for _ in $(seq 100); do grep -q '^listening on' "$work/collector.out" 2>/dev/null && break; sleep 0.05; done
+upstream=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/collector.out" | head -n 1)
+https=$(free_port); expired=$(free_port); noclient=$(free_port)
+"$src/tests/tls/nginx.sh" start "$work/pki" "$https" "$expired" "$upstream" "$noclient" >"$work/nginx.out" 2>&1
+started=$?
+trap '"$src/tests/tls/nginx.sh" stop "$work/pki" >/dev/null 2>&1; kill $collector 2>/dev/null' EXIT
+expect "nginx/started" test "$started" = 0
+for p in $https $expired $noclient; do "$src/tests/collector/wait_ready.sh" "$p" 5; done
+
+posts() { [ -f "$work/log.jsonl" ] && wc -l <"$work/log.jsonl" || echo 0; }
+spooled() { find "$spool" -maxdepth 1 -name '*.json' 2>/dev/null | wc -l; }
+profile() { # NAME URL EXTRA
+    printf 'version: 1\nhost: {ram_tier: small}\nreport:\n  url: %s\n  timeout: 3\n%b' "$1" "$3" >"$work/$2.yaml"
+    chmod 0644 "$work/$2.yaml"
+}
+run() { # PROFILE: fresh spool, apply, report what happened
+    rm -rf "$spool"
+    : >"$work/log.jsonl"
+    "$shmprov" --profile "$work/$1.yaml" apply >"$work/$1.out" 2>"$work/$1.err"
+    code=$?
+}
+pki=$work/pki
+profile "https://localhost:$https/v1/events" mtls "  ca_file: $pki/ca.pem\n  client_cert: $pki/client.pem\n  client_key: $pki/client.key\n"
+profile "https://localhost:$https/v1/events" wrongca "  ca_file: $pki/wrong-ca.pem\n  client_cert: $pki/client.pem\n  client_key: $pki/client.key\n"
+profile "https://localhost:$expired/v1/events" expired "  ca_file: $pki/ca.pem\n  client_cert: $pki/client.pem\n  client_key: $pki/client.key\n"
+profile "https://localhost:$https/v1/events" noclient "  ca_file: $pki/ca.pem\n"
+profile "https://localhost:$https/v1/events" systemca "  client_cert: $pki/client.pem\n  client_key: $pki/client.key\n"
+profile "https://localhost:$noclient/v1/events" tlsonly "  ca_file: $pki/ca.pem\n"
+
+run mtls
+expect "mtls/exit-0" test "$code" = 0
+expect "mtls/delivered" grep -q "report delivered" "$work/mtls.err"
+expect "mtls/collector-saw-client-cert" grep -q '"X-SSL-Client-Verify", "SUCCESS"' "$work/log.jsonl"
+expect "mtls/spool-empty" test "$(spooled)" = 0
+
+run tlsonly
+expect "tls-without-client-cert-port/delivered" test "$code" = 0 -a "$(spooled)" = 0 -a "$(posts)" = 1
+
+run wrongca
+expect "wrong-ca/exit-0" test "$code" = 0
+expect "wrong-ca/spooled" test "$(spooled)" = 1
+expect "wrong-ca/nothing-reached-collector" test "$(posts)" = 0
+expect "wrong-ca/says-certificate" grep -qi "certificate" "$work/wrongca.err"
+
+run expired
+expect "expired/spooled" test "$code" = 0 -a "$(spooled)" = 1 -a "$(posts)" = 0
+expect "expired/says-expired" grep -qi "expired" "$work/expired.err"
+
+run noclient
+expect "missing-client-cert/spooled" test "$code" = 0 -a "$(spooled)" = 1 -a "$(posts)" = 0
+expect "missing-client-cert/says-400" grep -q "400" "$work/noclient.err"
+
+run systemca
+expect "verification-always-on/system-CAs-refuse-test-CA" test "$code" = 0 -a "$(spooled)" = 1 -a "$(posts)" = 0
+
+# The spool kept by the failures goes out once the configuration is right.
+rm -rf "$spool"
+for p in wrongca expired noclient; do "$shmprov" --profile "$work/$p.yaml" apply >/dev/null 2>&1; done
+: >"$work/log.jsonl"
+"$shmprov" --profile "$work/mtls.yaml" flush >"$work/flush.out" 2>&1
+expect "flush-over-mtls/delivers-what-failed" test $? = 0 -a "$(spooled)" = 0
+finish
