@@ -210,7 +210,7 @@ static void count_waiting(struct spool *sp, struct delivery_summary *sum)
 
 static int open_spool(const struct profile *p, struct spool **ret, struct delivery_summary *sum)
 {
-    int r = spool_open(p->report.spool_dir, DELIVERY_SPOOL_MAX_EVENTS, DELIVERY_SPOOL_MAX_BYTES, ret);
+    int r = spool_open(p->report.spool_dir, p->report.spool_max_events, DELIVERY_SPOOL_MAX_BYTES, ret);
     if (r < 0)
         say(sum, "cannot open the report spool '%s': %s", p->report.spool_dir, strerror(-r));
     return r;

@@ -11,9 +11,9 @@
 
 #include "profile.h"
 
-/* How many undelivered events, and how many bytes of them, the spool keeps
- * before it drops the oldest (and counts them in the next report). */
-#define DELIVERY_SPOOL_MAX_EVENTS 1000
+/* How many bytes of undelivered events the spool keeps before it drops the
+ * oldest (and counts them in the next report); the count is the profile's
+ * report.spool_max_events. */
 #define DELIVERY_SPOOL_MAX_BYTES (16u * 1024u * 1024u)
 /* Events per batch when `flush` sends application/cloudevents-batch+json. */
 #define DELIVERY_BATCH_MAX_EVENTS 100

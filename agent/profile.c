@@ -745,6 +745,10 @@ static void handle_report(struct walk *w, const char *key, const struct ynode *v
         uint64_t n;
         if (parse_integer(w, full, v, 1, 300, " seconds", &n))
             r->timeout_s = (unsigned)n;
+    } else if (strcmp(key, "spool_max_events") == 0) {
+        uint64_t n;
+        if (parse_integer(w, full, v, 1, 100000, " events", &n))
+            r->spool_max_events = (unsigned)n;
     } else if (strcmp(key, "splay") == 0) {
         uint64_t n;
         if (parse_integer(w, full, v, 0, 3600, " seconds", &n))
@@ -767,7 +771,8 @@ static const char *const conflicts_names[] = { "refuse", "warn" };
 static const char *const host_keys[] = { "ram_tier", "workload" };
 static const char *const limits_keys[] = { "shmmax", "shmall", "shmmni" };
 static const char *const report_keys[] = { "url", "token_file", "ca_file", "client_cert",
-                                           "client_key", "timeout", "splay", "spool_dir" };
+                                           "client_key", "timeout", "splay", "spool_dir",
+                                           "spool_max_events" };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -863,6 +868,7 @@ static struct profile *profile_new(const char *file)
     p->canonical_path = strdup(file);
     p->dropin = strdup(PROFILE_DEFAULT_DROPIN);
     p->report.timeout_s = 20;
+    p->report.spool_max_events = 1000;
     p->report.spool_dir = strdup("/var/lib/shmprov/spool");
     if (!p->path || !p->canonical_path || !p->dropin || !p->report.spool_dir) {
         profile_free(p);

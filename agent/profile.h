@@ -44,6 +44,7 @@ struct profile_report {
     char *spool_dir;
     unsigned timeout_s;
     unsigned splay_s; /* random delay before reporting, 0..splay_s seconds */
+    unsigned spool_max_events; /* undelivered events kept before the oldest are dropped */
 };
 
 struct profile {

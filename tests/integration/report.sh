@@ -185,6 +185,33 @@ for _ in 1 2; do "$shmprov" --profile "$work/refused.yaml" apply >/dev/null 2>&1
 "$shmprov" --profile "$work/ok.yaml" flush >"$work/flush2.out" 2>&1
 expect "flush/falls-back-one-by-one" test $? = 0 -a "$(spooled)" = 0 -a "$(stat "d['structured_posts']")" = 2
 
+# ---- a bounded spool: the oldest are dropped, and the next report says how many ----
+profile tiny "$base/v1/events" 1 "  spool_max_events: 2\n"
+mode 'status:503'
+clear_spool
+for _ in 1 2 3 4; do apply tiny; done
+expect "bounded/keeps-two" test "$(spooled)" = 2
+expect "bounded/counts-dropped" test "$(cat "$spool/dropped.count" 2>/dev/null | tr -d '[:space:]')" = 2
+mode accept
+apply tiny
+last_dropped() { "$py" -c '
+import json,sys
+recs=[json.loads(l) for l in open(sys.argv[1])]
+print(json.loads(recs[-1]["body"])["data"]["reports_dropped"])' "$work/log.jsonl"; }
+expect "bounded/next-report-carries-the-count" test "$(last_dropped)" = 2
+expect "bounded/all-delivered" test "$(spooled)" = 0
+# Spooling that report (before sending it) pushed out one more, which the
+# next report carries; then the count is back to 0.
+apply tiny
+expect "bounded/the-next-drop-carried-next" test "$(last_dropped)" = 1
+apply tiny
+expect "bounded/count-cleared-once-reported" test "$(last_dropped)" = 0
+
+# ---- splay: only the report waits, within the splay ----
+profile splay "$base/v1/events" 5 "  splay: 1\n"
+apply splay
+expect "splay/delivered-within-splay+1s (${took} ms)" test "$code" = 0 -a "$(spooled)" = 0 -a "$took" -le 2500
+
 # ---- SIGKILL mid-send: the event is in the spool, the next run delivers it ----
 mode hang
 clear_spool
