@@ -54,6 +54,8 @@ static const char usage_text[] =
     "                       drop-in anyway\n"
     "    --no-report        do not report this run (a report that cannot be\n"
     "                       delivered is spooled, never a failure)\n"
+    "    --defer-report     spool the report without sending it (at boot: never\n"
+    "                       wait on the network; a later apply or flush sends it)\n"
     "    --force            allow limits below what existing segments use\n"
     "  verify               compare the running kernel, the drop-in and the boot order\n"
     "                       with the profile; changes nothing; exit 3 on drift\n"
@@ -160,7 +162,7 @@ int cli_build_plan(const struct profile *profile, bool force, const char *root, 
  * successfully now (--help, --version), >0 to run the command. */
 static int parse_argv(int argc, char **argv, struct cli_options *o, const struct command **ret_cmd)
 {
-    enum { ARG_DRY_RUN = 0x100, ARG_FORCE, ARG_NO_REPORT, ARG_NO_VERIFY, ARG_ROOT, ARG_PERSIST_ONLY };
+    enum { ARG_DRY_RUN = 0x100, ARG_FORCE, ARG_NO_REPORT, ARG_NO_VERIFY, ARG_ROOT, ARG_PERSIST_ONLY, ARG_DEFER_REPORT };
     static const struct option options[] = {
         { "profile", required_argument, NULL, 'p' },
         { "output", required_argument, NULL, 'o' },
@@ -171,6 +173,7 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
         { "dry-run", no_argument, NULL, ARG_DRY_RUN },
         { "force", no_argument, NULL, ARG_FORCE },
         { "no-report", no_argument, NULL, ARG_NO_REPORT },
+        { "defer-report", no_argument, NULL, ARG_DEFER_REPORT },
         { "no-verify", no_argument, NULL, ARG_NO_VERIFY },
         { "root", required_argument, NULL, ARG_ROOT },
         { "persist-only", no_argument, NULL, ARG_PERSIST_ONLY },
@@ -220,6 +223,10 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
             o->no_report = true;
             used |= OPT_APPLY_ONLY;
             break;
+        case ARG_DEFER_REPORT:
+            o->defer_report = true;
+            used |= OPT_APPLY_ONLY;
+            break;
         case ARG_NO_VERIFY:
             o->no_verify = true;
             used |= OPT_APPLY_ONLY;
@@ -251,7 +258,8 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
     if (used & OPT_DRY_RUN & ~cmd->options)
         return -usage_error("--dry-run is an option of 'apply', not of '%s'", cmd->name);
     if (used & OPT_APPLY_ONLY & ~cmd->options)
-        return -usage_error("--no-report, --no-verify, --root and --persist-only are options of 'apply', not of '%s'", cmd->name);
+        return -usage_error("--no-report, --defer-report, --no-verify, --root and --persist-only are options of "
+                            "'apply', not of '%s'", cmd->name);
     if (used & OPT_FORCE & ~cmd->options)
         return -usage_error("--force is an option of 'plan' and 'apply', not of '%s'", cmd->name);
     o->args = argv + optind + 1;

@@ -22,6 +22,7 @@ struct cli_options {
     bool dry_run;
     bool force;
     bool no_report;
+    bool defer_report; /* spool the report, send it later (boot) */
     bool no_verify;
     bool persist_only;
     const char *root; /* apply --root DIR */

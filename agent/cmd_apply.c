@@ -71,13 +71,16 @@ static void print_text(const struct plan *plan, const struct conflicts *c, const
 
 /* A report that cannot be delivered is spooled, never an apply failure. */
 static void send_report(const struct plan *plan, const struct conflicts *c, const struct apply_outcome *out,
-                        uint64_t duration_ms)
+                        uint64_t duration_ms, bool defer)
 {
     struct delivery_summary sum;
-    int r = delivery_report(plan->profile, report_data(plan, c, out, duration_ms, 0), &sum);
+    int r = delivery_report(plan->profile, report_data(plan, c, out, duration_ms, 0), !defer, &sum);
 
     if (r < 0)
         log_error("report LOST: %s", sum.error);
+    else if (defer)
+        log_info("report kept in %s for a later run or 'shmprov flush' (%u waiting)",
+                 plan->profile->report.spool_dir, sum.waiting);
     else if (sum.own_delivered && sum.waiting == 0)
         log_info("report delivered to %s", plan->profile->report.url);
     else if (sum.own_delivered)
@@ -196,7 +199,7 @@ int cmd_apply(const struct cli_options *o)
     if (profile->report.url && !o->no_report && o->root)
         log_info("--root: no report (the image is not a host)");
     else if (profile->report.url && !o->no_report)
-        send_report(plan, &conflicts, &out, now_ms() - start);
+        send_report(plan, &conflicts, &out, now_ms() - start, o->defer_report);
     code = out.result == APPLY_FAILED ? EXIT_FAILURE_RUNTIME : EXIT_OK;
 out:
     lock_release(lock);

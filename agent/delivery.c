@@ -255,7 +255,7 @@ static void splay(const struct profile *p)
         ;
 }
 
-int delivery_report(const struct profile *p, json_object *data, struct delivery_summary *ret)
+int delivery_report(const struct profile *p, json_object *data, bool send, struct delivery_summary *ret)
 {
     struct delivery_summary sum = { 0 };
     struct spool *sp = NULL;
@@ -285,6 +285,11 @@ int delivery_report(const struct profile *p, json_object *data, struct delivery_
         goto out;
     }
 
+    if (!send) {
+        count_waiting(sp, &sum);
+        r = 0;
+        goto out;
+    }
     splay(p);
     if (start_sender(p, &snd, &sum) < 0) {
         count_waiting(sp, &sum);

@@ -34,12 +34,13 @@ struct delivery_summary {
 int delivery_read_token(const char *path, char **ret_token, char *why, size_t why_len);
 
 /* Reports one run: spools the event made from data (consumed; its
- * reports_dropped is set from the spool first), waits the profile's splay,
+ * reports_dropped is set from the spool first); unless send is false (apply
+ * --defer-report, at boot: never wait on the network), waits the splay,
  * then sends every spooled event oldest first, this one last, within one
  * deadline of report.timeout seconds. Returns 0 with *ret filled whatever
  * the network did; a negative errno when the event could not even be
  * spooled (then it is lost, and the caller says so). */
-int delivery_report(const struct profile *p, json_object *data, struct delivery_summary *ret);
+int delivery_report(const struct profile *p, json_object *data, bool send, struct delivery_summary *ret);
 
 /* `shmprov flush`: sends the spool now, oldest first, in batches
  * (application/cloudevents-batch+json), one by one where the collector

@@ -227,6 +227,15 @@ apply ok
 expect "sigkill/next-run-delivers-it" grep -q "\"$killed_id\"" <<<"$(curl -sf "$base/_stats")"
 expect "sigkill/spool-empty" test "$(spooled)" = 0
 
+# ---- --defer-report (boot): spooled, nothing sent; the next run sends it ----
+mode accept
+clear_spool
+apply ok --defer-report
+expect "defer/nothing-sent" test "$(posts)" = 0 -a "$code" = 0
+expect "defer/spooled" test "$(spooled)" = 1
+"$shmprov" --profile "$work/ok.yaml" flush >/dev/null 2>&1
+expect "defer/flush-sends-it" test "$(posts)" = 1 -a "$(spooled)" = 0
+
 # ---- no report: --no-report, no url ----
 mode accept
 apply ok --no-report
