@@ -19,7 +19,7 @@ work=$(mktemp -d)
 "$py" "$src/tests/collector/collector.py" --port 0 --mode status:503 --log "$work/log.jsonl" >"$work/collector.out" 2>&1 &
 collector=$!
 trap 'kill $collector 2>/dev/null' EXIT
-for _ in $(seq 100); do grep -q '^listening on' "$work/collector.out" 2>/dev/null && break; sleep 0.05; done
+for _ in $(seq 400); do grep -q '^listening on' "$work/collector.out" 2>/dev/null && break; sleep 0.05; done
 port=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/collector.out" | head -n 1)
 stats() { curl -sf "http://127.0.0.1:$port/_stats" >"$work/stats.json"; }
 

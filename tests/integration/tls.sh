@@ -20,7 +20,7 @@ free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)
 "$src/tests/tls/make_pki.sh" "$work/pki" >"$work/pki.out" 2>&1 || { echo "FAIL make_pki: $(cat "$work/pki.out")"; echo "0 passed, 1 failed"; exit 1; }
 "$py" "$src/tests/collector/collector.py" --port 0 --log "$work/log.jsonl" >"$work/collector.out" 2>&1 &
 collector=$!
-for _ in $(seq 100); do grep -q '^listening on' "$work/collector.out" 2>/dev/null && break; sleep 0.05; done
+for _ in $(seq 400); do grep -q '^listening on' "$work/collector.out" 2>/dev/null && break; sleep 0.05; done
 upstream=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/collector.out" | head -n 1)
 https=$(free_port); expired=$(free_port); noclient=$(free_port)
 "$src/tests/tls/nginx.sh" start "$work/pki" "$https" "$expired" "$upstream" "$noclient" >"$work/nginx.out" 2>&1
