@@ -64,7 +64,9 @@ print(d["distinct_ids_accepted"], d["peak_rps_by_status"].get("503", 0), d["tota
 read -r delivered_live peak503 requests n503 <"$work/during"
 waiting=$(find "$work" -path '*/spool/*.json' | wc -l)
 expect "drill/every-apply-exit-0 ($failed failed)" test "$failed" = 0
-expect "drill/bounded-by-timeout (${took} ms for $agents agents)" test "$took" -le 60000
+# Each agent is also bounded by `timeout 60` (a timeout counts as failed
+# above); the whole drill, 200 processes on a small machine, by 3 minutes.
+expect "drill/bounded (${took} ms for $agents agents)" test "$took" -le 180000
 
 for n in $(seq "$agents"); do
     host "$n" "$shmprov" --profile "$work/$n/profile.yaml" flush >"$work/$n/flush" 2>&1 || echo "$n" >>"$work/flush-failed"
