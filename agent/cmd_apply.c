@@ -17,7 +17,6 @@
 #include "report.h"
 #include "log.h"
 
-#define LOCK_WAIT_MS 10000
 
 static uint64_t now_ms(void)
 {
@@ -73,8 +72,25 @@ static void print_text(const struct plan *plan, const struct conflicts *c, const
 static void send_report(const struct plan *plan, const struct conflicts *c, const struct apply_outcome *out,
                         uint64_t duration_ms, bool defer)
 {
+    const struct profile *p = plan->profile;
     struct delivery_summary sum;
-    int r = delivery_report(plan->profile, report_data(plan, c, out, duration_ms, 0), !defer, &sum);
+    struct lock *spool_lock = NULL;
+    long holder = 0;
+    int r;
+
+    if (!defer)
+        delivery_splay(p);
+    /* Another shmprov delivering holds the spool at most its network
+     * deadline; wait that long. Failing that, only spool the event (its
+     * file is written atomically under a unique name): never lose it. */
+    r = lock_acquire(LOCK_SPOOL_PATH, p->report.timeout_s * 1000u + LOCK_WAIT_MS, &spool_lock, &holder);
+    if (r < 0) {
+        log_warn("cannot lock %s (%s%ld): keeping the report for a later run", LOCK_SPOOL_PATH,
+                 r == -EWOULDBLOCK ? "held by pid " : strerror(-r), r == -EWOULDBLOCK ? holder : 0L);
+        defer = true;
+    }
+    r = delivery_report(p, report_data(plan, c, out, duration_ms, 0), !defer, &sum);
+    lock_release(spool_lock);
 
     if (r < 0)
         log_error("report LOST: %s", sum.error);
@@ -196,6 +212,10 @@ int cmd_apply(const struct cli_options *o)
         json_object_put(data);
     } else
         print_text(plan, &conflicts, &out);
+    /* The kernel and the drop-in are done: let the next apply in before
+     * waiting on the network (the spool has its own lock). */
+    lock_release(lock);
+    lock = NULL;
     if (profile->report.url && !o->no_report && o->root)
         log_info("--root: no report (the image is not a host)");
     else if (profile->report.url && !o->no_report)

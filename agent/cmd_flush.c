@@ -9,7 +9,6 @@
 #include "lock.h"
 #include "log.h"
 
-#define LOCK_WAIT_MS 10000
 
 int cmd_flush(const struct cli_options *o)
 {
@@ -28,14 +27,14 @@ int cmd_flush(const struct cli_options *o)
         code = EXIT_USAGE;
         goto out;
     }
-    /* The spool belongs to one shmprov at a time, like the kernel's limits. */
-    r = lock_acquire(LOCK_DEFAULT_PATH, LOCK_WAIT_MS, &lock, &holder);
+    /* The spool belongs to one shmprov at a time. */
+    r = lock_acquire(LOCK_SPOOL_PATH, LOCK_WAIT_MS, &lock, &holder);
     if (r < 0) {
         if (r == -EWOULDBLOCK)
-            log_error("another shmprov (pid %ld) holds %s; gave up after %d s", holder, LOCK_DEFAULT_PATH,
+            log_error("another shmprov (pid %ld) holds %s; gave up after %d s", holder, LOCK_SPOOL_PATH,
                       LOCK_WAIT_MS / 1000);
         else
-            log_error("cannot lock %s: %s", LOCK_DEFAULT_PATH, strerror(-r));
+            log_error("cannot lock %s: %s", LOCK_SPOOL_PATH, strerror(-r));
         code = EXIT_FAILURE_RUNTIME;
         goto out;
     }

@@ -235,9 +235,7 @@ static int start_sender(const struct profile *p, struct sender *snd, struct deli
     return 0;
 }
 
-/* Herd control: after an outage, 10,000 hosts must not all report in the
- * same second. Only the report waits; apply has already done its work. */
-static void splay(const struct profile *p)
+void delivery_splay(const struct profile *p)
 {
     uint32_t r;
     struct timespec ts;
@@ -290,7 +288,6 @@ int delivery_report(const struct profile *p, json_object *data, bool send, struc
         r = 0;
         goto out;
     }
-    splay(p);
     if (start_sender(p, &snd, &sum) < 0) {
         count_waiting(sp, &sum);
         r = 0;

@@ -33,10 +33,15 @@ struct delivery_summary {
  * negative errno with a message in why (which names the path only). */
 int delivery_read_token(const char *path, char **ret_token, char *why, size_t why_len);
 
+/* Herd control: after an outage, 10,000 hosts must not all report in the
+ * same second. Waits a random 0..report.splay seconds; called before the
+ * spool is locked, so waiting holds nothing up. */
+void delivery_splay(const struct profile *p);
+
 /* Reports one run: spools the event made from data (consumed; its
  * reports_dropped is set from the spool first); unless send is false (apply
- * --defer-report, at boot: never wait on the network), waits the splay,
- * then sends every spooled event oldest first, this one last, within one
+ * --defer-report, at boot: never wait on the network), then sends every
+ * spooled event oldest first, this one last, within one
  * deadline of report.timeout seconds. Returns 0 with *ret filled whatever
  * the network did; a negative errno when the event could not even be
  * spooled (then it is lost, and the caller says so). */

@@ -3,6 +3,10 @@
  * holding the owner's pid, so a waiting instance can name it. */
 
 #define LOCK_DEFAULT_PATH "/run/shmprov/apply.lock"
+/* The report spool's own lock: reporting (splay, network deadline) must not
+ * hold the apply lock, or every other apply would wait on the network. */
+#define LOCK_SPOOL_PATH "/run/shmprov/spool.lock"
+#define LOCK_WAIT_MS 10000
 
 struct lock;
 

@@ -112,6 +112,19 @@ import json,sys
 recs=[json.loads(l) for l in open(sys.argv[1])]
 print(len({r["ids"][0] for r in recs}))' "$work/log.jsonl")" = 2
 
+mode hang
+clear_spool
+# ---- waiting on the network holds up no other apply (the apply lock is
+#      released before reporting; the spool has its own lock) ----
+"$shmprov" --profile "$work/short.yaml" apply >/dev/null 2>&1 &
+reporter=$!
+for _ in $(seq 100); do [ "$(posts)" -ge 1 ] && break; sleep 0.05; done
+apply ok --no-report
+kill -0 $reporter 2>/dev/null
+expect "lock/the-reporting-apply-was-still-waiting" test $? = 0
+expect "lock/apply-not-blocked-by-a-reporting-apply (${took} ms)" test "$code" = 0 -a "$took" -le 1500
+wait $reporter
+
 # ---- 503 all the time: backoff within the deadline, then spooled ----
 mode 'status:503'
 clear_spool

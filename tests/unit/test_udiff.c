@@ -86,7 +86,11 @@ static const struct render_case render_cases[] = {
         .name = "one_line_changed",
         .old = "a\n",
         .new = "b\n",
-        .expected = "--- a/old\n+++ b/new\n@@ -1 +1 @@\n-a\n+b\n",
+        .expected = "--- a/old\n"
+                    "+++ b/new\n"
+                    "@@ -1 +1 @@\n"
+                    "-a\n"
+                    "+b\n",
     },
     {
         .name = "middle_change",
@@ -108,19 +112,38 @@ static const struct render_case render_cases[] = {
         .name = "first_line_changed",
         .old = "1\n2\n3\n4\n5\n6\n7\n8\n9\n",
         .new = "1 changed\n2\n3\n4\n5\n6\n7\n8\n9\n",
-        .expected = "--- a/old\n+++ b/new\n@@ -1,4 +1,4 @@\n-1\n+1 changed\n 2\n 3\n 4\n",
+        .expected = "--- a/old\n"
+                    "+++ b/new\n"
+                    "@@ -1,4 +1,4 @@\n"
+                    "-1\n"
+                    "+1 changed\n"
+                    " 2\n"
+                    " 3\n"
+                    " 4\n",
     },
     {
         .name = "insert_at_start",
         .old = "1\n2\n3\n4\n5\n",
         .new = "new\n1\n2\n3\n4\n5\n",
-        .expected = "--- a/old\n+++ b/new\n@@ -1,3 +1,4 @@\n+new\n 1\n 2\n 3\n",
+        .expected = "--- a/old\n"
+                    "+++ b/new\n"
+                    "@@ -1,3 +1,4 @@\n"
+                    "+new\n"
+                    " 1\n"
+                    " 2\n"
+                    " 3\n",
     },
     {
         .name = "append_at_end",
         .old = "1\n2\n3\n4\n5\n",
         .new = "1\n2\n3\n4\n5\nnew\n",
-        .expected = "--- a/old\n+++ b/new\n@@ -3,3 +3,4 @@\n 3\n 4\n 5\n+new\n",
+        .expected = "--- a/old\n"
+                    "+++ b/new\n"
+                    "@@ -3,3 +3,4 @@\n"
+                    " 3\n"
+                    " 4\n"
+                    " 5\n"
+                    "+new\n",
     },
     {
         .name = "far_apart_two_hunks",
@@ -252,7 +275,13 @@ static const struct render_case render_cases[] = {
         .name = "empty_lines",
         .old = "\na\n\n",
         .new = "\n\na\n",
-        .expected = "--- a/old\n+++ b/new\n@@ -1,3 +1,3 @@\n \n-a\n \n+a\n",
+        .expected = "--- a/old\n"
+                    "+++ b/new\n"
+                    "@@ -1,3 +1,3 @@\n"
+                    " \n"
+                    "-a\n"
+                    " \n"
+                    "+a\n",
     },
     {
         .name = "replace_block",
