@@ -53,8 +53,10 @@ int plan_print_text(const struct plan *plan, FILE *out)
     char ram[32], maxh[32], allh[32];
 
     sizes_format_human(s->ram_bytes, ram, sizeof(ram));
-    sizes_format_human(max->target, maxh, sizeof(maxh));
-    sizes_format_human(all->target > UINT64_MAX / s->page_size ? UINT64_MAX : all->target * s->page_size,
+    /* The derivation lines show what the profile asks for (raise-only may
+     * keep a higher running value, which the table below shows). */
+    sizes_format_human(max->derived, maxh, sizeof(maxh));
+    sizes_format_human(all->derived > UINT64_MAX / s->page_size ? UINT64_MAX : all->derived * s->page_size,
                        allh, sizeof(allh));
 
     fprintf(out, "shmprov plan: what 'shmprov apply' would do on %s (nothing is changed)\n\n", h->hostname);
