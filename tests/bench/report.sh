@@ -21,12 +21,8 @@ enter_private_namespace "$@"
 runs=${RUNS:-100}
 py=/usr/bin/python3
 work=$(mktemp -d)
-"$py" "$src/tests/collector/collector.py" --port 0 --log "$work/log.jsonl" >"$work/collector.out" 2>&1 &
-collector=$!
+start_collector "$work"
 trap 'kill $collector 2>/dev/null' EXIT
-for _ in $(seq 400); do grep -q '^listening on' "$work/collector.out" 2>/dev/null && break; sleep 0.05; done
-port=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/collector.out" | head -n 1)
-[ -n "$port" ] || { echo "the test collector did not start: $(cat "$work/collector.out")" >&2; exit 1; }
 printf 'version: 1\nhost: {ram_tier: small}\nreport:\n  url: http://127.0.0.1:%s/v1/events\n  timeout: 3\n' "$port" >"$work/p.yaml"
 chmod 0644 "$work/p.yaml"
 "$shmprov" --profile "$work/p.yaml" apply >/dev/null 2>&1

@@ -16,11 +16,8 @@ enter_private_namespace "$@"
 
 py=/usr/bin/python3
 work=$(mktemp -d)
-"$py" "$src/tests/collector/collector.py" --port 0 --mode status:503 --log "$work/log.jsonl" >"$work/collector.out" 2>&1 &
-collector=$!
+start_collector "$work" status:503 || { bad "collector started"; finish; exit 1; }
 trap 'kill $collector 2>/dev/null' EXIT
-for _ in $(seq 400); do grep -q '^listening on' "$work/collector.out" 2>/dev/null && break; sleep 0.05; done
-port=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/collector.out" | head -n 1)
 stats() { curl -sf "http://127.0.0.1:$port/_stats" >"$work/stats.json"; }
 
 # One host: its own namespaces, /run (the lock), sysctl.d; its spool stays in

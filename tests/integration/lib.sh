@@ -22,6 +22,19 @@ expect_code() {
     if [ "$got" -eq "$want" ]; then ok "$name"; else bad "$name (exit $got, expected $want)"; fi
 }
 
+# start_collector WORKDIR [MODE]: the test collector (tests/collector) on a
+# free port of 127.0.0.1, logging to WORKDIR/log.jsonl. Sets collector (its
+# pid) and port; returns 1, having said why, when it did not start.
+start_collector() {
+    local out=$1/collector.out
+    /usr/bin/python3 "$src/tests/collector/collector.py" --port 0 ${2:+--mode "$2"} \
+        --log "$1/log.jsonl" >"$out" 2>&1 &
+    collector=$!
+    for _ in $(seq 400); do grep -q '^listening on' "$out" 2>/dev/null && break; sleep 0.05; done
+    port=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$out" | head -n 1)
+    [ -n "$port" ] || { echo "the test collector did not start: $(cat "$out")" >&2; return 1; }
+}
+
 finish() {
     echo "$pass passed, $fail failed"
     [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]

@@ -16,13 +16,9 @@ spool=/var/lib/shmprov/spool
 token=tok-$RANDOM$RANDOM-secret
 
 # ---- the collector ----
-"$py" "$src/tests/collector/collector.py" --port 0 --log "$work/log.jsonl" >"$work/collector.out" 2>&1 &
-collector=$!
+start_collector "$work" || { bad "collector started"; finish; exit 1; }
 trap 'kill $collector 2>/dev/null' EXIT
-for _ in $(seq 400); do grep -q '^listening on' "$work/collector.out" 2>/dev/null && break; sleep 0.05; done
-port=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/collector.out" | head -n 1)
 base=http://127.0.0.1:$port
-[ -n "$port" ] || { echo "FAIL collector did not start: $(cat "$work/collector.out")"; finish; exit 1; }
 
 mode() { curl -sf -X POST -d "{\"mode\": \"$1\", \"reset\": true}" "$base/_control" >/dev/null; : >"$work/log.jsonl"; }
 stat() { curl -sf "$base/_stats" | "$py" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }

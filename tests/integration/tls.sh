@@ -18,10 +18,8 @@ spool=/var/lib/shmprov/spool
 free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 "$src/tests/tls/make_pki.sh" "$work/pki" >"$work/pki.out" 2>&1 || { echo "FAIL make_pki: $(cat "$work/pki.out")"; echo "0 passed, 1 failed"; exit 1; }
-"$py" "$src/tests/collector/collector.py" --port 0 --log "$work/log.jsonl" >"$work/collector.out" 2>&1 &
-collector=$!
-for _ in $(seq 400); do grep -q '^listening on' "$work/collector.out" 2>/dev/null && break; sleep 0.05; done
-upstream=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/collector.out" | head -n 1)
+start_collector "$work" || { bad "collector started"; finish; exit 1; }
+upstream=$port
 https=$(free_port); expired=$(free_port); noclient=$(free_port)
 "$src/tests/tls/nginx.sh" start "$work/pki" "$https" "$expired" "$upstream" "$noclient" >"$work/nginx.out" 2>&1
 started=$?
