@@ -17,6 +17,10 @@ work=$(mktemp -d)
 spool=/var/lib/shmprov/spool
 free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
+# Debian's nginx, never its service (tests/tls/find_nginx.sh).
+SHMPROV_NGINX=$("$src/tests/tls/find_nginx.sh") || { echo "FAIL no nginx"; echo "0 passed, 1 failed"; exit 1; }
+export SHMPROV_NGINX
+
 "$src/tests/tls/make_pki.sh" "$work/pki" >"$work/pki.out" 2>&1 || { echo "FAIL make_pki: $(cat "$work/pki.out")"; echo "0 passed, 1 failed"; exit 1; }
 start_collector "$work" || { bad "collector started"; finish; exit 1; }
 upstream=$port

@@ -29,7 +29,9 @@ usage() {
     exit 2
 }
 
-NGINX=${NGINX:-/usr/sbin/nginx}
+# SHMPROV_NGINX, not NGINX: nginx itself reads $NGINX (inherited sockets).
+nginx_bin=${SHMPROV_NGINX:-/usr/sbin/nginx}
+unset SHMPROV_NGINX
 here=$(cd "$(dirname "$0")" && pwd)
 cmd=${1:-}
 [ $# -ge 2 ] || usage
@@ -151,11 +153,11 @@ EOF
     # -e: Debian's build would otherwise log to stderr/its default before the
     # config is read; -p: relative paths resolve under DIR/nginx, never /usr/share/nginx
     set -- -e "$run/error.log" -p "$run/" -c "$run/nginx.conf"
-    if ! "$NGINX" -t -q "$@"; then
+    if ! "$nginx_bin" -t -q "$@"; then
         echo "nginx.sh: config test failed, see $run/error.log" >&2
         exit 1
     fi
-    "$NGINX" "$@" || { echo "nginx.sh: nginx failed to start, see $run/error.log" >&2; exit 1; }
+    "$nginx_bin" "$@" || { echo "nginx.sh: nginx failed to start, see $run/error.log" >&2; exit 1; }
     for p in $https $expired $noclient; do
         "$here/../collector/wait_ready.sh" "$p" 5 || {
             echo "nginx.sh: port $p not ready; error.log:" >&2
