@@ -114,8 +114,12 @@ static int check_root(const char *root)
         log_error("--root must be an absolute directory other than '/', not '%s'", root);
         return -EINVAL;
     }
-    if (stat(root, &st) < 0 || !S_ISDIR(st.st_mode)) {
-        log_error("--root '%s': %s", root, errno ? strerror(errno) : "not a directory");
+    if (stat(root, &st) < 0) {
+        log_error("--root '%s': %s", root, strerror(errno));
+        return -EINVAL;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        log_error("--root '%s': not a directory", root);
         return -EINVAL;
     }
     return 0;
