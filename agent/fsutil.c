@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 
 int fsutil_read_file(const char *path, size_t max, bool nofollow, char **ret_buf,
@@ -254,28 +255,35 @@ out:
     return r;
 }
 
-int fsutil_remove_stale_temps(const char *path)
+int fsutil_remove_stale_temps_at(int dirfd, const char *name, unsigned min_age_s)
 {
-    char name[256], prefix[300];
+    char prefix[300];
+    size_t prefix_len;
+    time_t now = time(NULL);
     struct dirent *de;
     DIR *dir;
-    int dirfd = -1, removed = 0, r;
+    int fd, removed = 0;
 
-    r = open_parent(path, &dirfd, name, sizeof(name));
-    if (r < 0)
-        return r;
-    snprintf(prefix, sizeof(prefix), FSUTIL_TEMP_PREFIX "%s.", name);
-    dir = fdopendir(dirfd);
+    snprintf(prefix, sizeof(prefix), FSUTIL_TEMP_PREFIX "%s%s", name ? name : "", name ? "." : "");
+    prefix_len = strlen(prefix);
+    /* fdopendir() takes the fd it is given: list through a duplicate. */
+    fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    dir = fdopendir(fd);
     if (!dir) {
-        r = -errno;
-        close(dirfd);
+        int r = -errno;
+        close(fd);
         return r;
     }
+    rewinddir(dir);
     while ((de = readdir(dir))) {
         struct stat st;
-        if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+        if (strncmp(de->d_name, prefix, prefix_len) != 0)
             continue;
         if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (min_age_s && now - st.st_mtime < (time_t)min_age_s)
             continue;
         if (unlinkat(dirfd, de->d_name, 0) == 0)
             removed++;
@@ -284,6 +292,19 @@ int fsutil_remove_stale_temps(const char *path)
         fsync(dirfd);
     closedir(dir);
     return removed;
+}
+
+int fsutil_remove_stale_temps(const char *path)
+{
+    char name[256];
+    int dirfd = -1, r;
+
+    r = open_parent(path, &dirfd, name, sizeof(name));
+    if (r < 0)
+        return r;
+    r = fsutil_remove_stale_temps_at(dirfd, name, 0);
+    close(dirfd);
+    return r;
 }
 
 int fsutil_mkdir_parents(const char *path)

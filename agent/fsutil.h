@@ -38,5 +38,10 @@ int fsutil_remove_durable(const char *path);
  * how many were removed, or a negative errno. */
 int fsutil_remove_stale_temps(const char *path);
 
+/* The same in the directory dirfd, for the temporaries of name (NULL: of
+ * any file), leaving those younger than min_age_s seconds (0: none), which
+ * may belong to a writer still at work. */
+int fsutil_remove_stale_temps_at(int dirfd, const char *name, unsigned min_age_s);
+
 /* mkdir -p for the directory part of path, mode 0755 (image roots). */
 int fsutil_mkdir_parents(const char *path);

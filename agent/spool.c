@@ -169,32 +169,6 @@ static DIR *open_listing(const struct spool *s)
     return d;
 }
 
-static void remove_stale_temps(const struct spool *s)
-{
-    size_t prefix_len = strlen(FSUTIL_TEMP_PREFIX);
-    time_t now = time(NULL);
-    struct dirent *de;
-    bool removed = false;
-    DIR *d = open_listing(s);
-
-    if (!d)
-        return; /* spool_list() will report an unreadable directory */
-    while ((de = readdir(d))) {
-        struct stat st;
-        if (strncmp(de->d_name, FSUTIL_TEMP_PREFIX, prefix_len) != 0)
-            continue;
-        if (fstatat(s->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
-            continue;
-        if (now - st.st_mtime < STALE_TEMP_SECONDS)
-            continue;
-        if (unlinkat(s->dirfd, de->d_name, 0) == 0)
-            removed = true;
-    }
-    if (removed)
-        fsync(s->dirfd);
-    closedir(d);
-}
-
 int spool_open(const char *dir, size_t max_count, uint64_t max_bytes, struct spool **ret)
 {
     struct spool *s = NULL;
@@ -249,7 +223,7 @@ int spool_open(const char *dir, size_t max_count, uint64_t max_bytes, struct spo
     r = read_counter(s, &s->dropped);
     if (r < 0)
         goto out;
-    remove_stale_temps(s);
+    (void)fsutil_remove_stale_temps_at(s->dirfd, NULL, STALE_TEMP_SECONDS);
 
     *ret = s;
     s = NULL;
