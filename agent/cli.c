@@ -9,6 +9,7 @@
 
 #include "fsutil.h"
 #include "host.h"
+#include "lock.h"
 #include "log.h"
 #include "version.h"
 
@@ -125,6 +126,18 @@ int cli_load_profile(const struct cli_options *o, struct profile **ret, const ch
         log_error("cannot read profile '%s': %s", path, fsutil_strerror(r));
     profile_diags_free(&diags);
     return r == -ENOMEM ? EXIT_FAILURE_RUNTIME : EXIT_USAGE;
+}
+
+int cli_lock(const char *path, struct lock **ret)
+{
+    long holder = 0;
+    int r = lock_acquire(path, LOCK_WAIT_MS, ret, &holder);
+
+    if (r == -EWOULDBLOCK)
+        log_error("another shmprov (pid %ld) holds %s; gave up after %d s", holder, path, LOCK_WAIT_MS / 1000);
+    else if (r < 0)
+        log_error("cannot lock %s: %s", path, strerror(-r));
+    return r < 0 ? EXIT_FAILURE_RUNTIME : EXIT_OK;
 }
 
 int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret)

@@ -38,6 +38,11 @@ int cli_main(int argc, char **argv);
  * code. */
 int cli_load_profile(const struct cli_options *o, struct profile **ret, const char **ret_note);
 
+struct lock;
+/* Takes the lock at path (waiting LOCK_WAIT_MS at most), naming the holder
+ * when it cannot. Returns an exit code. */
+int cli_lock(const char *path, struct lock **ret);
+
 /* Reads the host and builds the plan for profile (plan, apply and verify
  * all start so). Reports problems itself; returns an exit code, and the
  * plan only with EXIT_OK. A profile that contradicts itself is EXIT_USAGE. */

@@ -135,7 +135,6 @@ int cmd_apply(const struct cli_options *o)
     struct apply_options opts = { .root = o->root, .no_verify = o->no_verify, .persist_only = o->persist_only };
     const char *note = NULL;
     uint64_t start = now_ms();
-    long holder = 0;
     int code, r;
 
     if (o->dry_run)
@@ -148,18 +147,9 @@ int cmd_apply(const struct cli_options *o)
 
     /* An image root belongs to its build; only the live system is shared. */
     if (!o->root) {
-        r = lock_acquire(LOCK_DEFAULT_PATH, LOCK_WAIT_MS, &lock, &holder);
-        if (r == -EWOULDBLOCK) {
-            log_error("another shmprov (pid %ld) holds %s; gave up after %d s", holder, LOCK_DEFAULT_PATH,
-                      LOCK_WAIT_MS / 1000);
-            code = EXIT_FAILURE_RUNTIME;
+        code = cli_lock(LOCK_DEFAULT_PATH, &lock);
+        if (code != EXIT_OK)
             goto out;
-        }
-        if (r < 0) {
-            log_error("cannot lock %s: %s", LOCK_DEFAULT_PATH, strerror(-r));
-            code = EXIT_FAILURE_RUNTIME;
-            goto out;
-        }
     }
 
     /* Read the state only once the lock is held: another apply may just

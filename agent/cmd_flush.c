@@ -16,7 +16,6 @@ int cmd_flush(const struct cli_options *o)
     struct lock *lock = NULL;
     struct delivery_summary sum;
     const char *note = NULL;
-    long holder = 0;
     int code, r;
 
     code = cli_load_profile(o, &profile, &note);
@@ -28,16 +27,9 @@ int cmd_flush(const struct cli_options *o)
         goto out;
     }
     /* The spool belongs to one shmprov at a time. */
-    r = lock_acquire(LOCK_SPOOL_PATH, LOCK_WAIT_MS, &lock, &holder);
-    if (r < 0) {
-        if (r == -EWOULDBLOCK)
-            log_error("another shmprov (pid %ld) holds %s; gave up after %d s", holder, LOCK_SPOOL_PATH,
-                      LOCK_WAIT_MS / 1000);
-        else
-            log_error("cannot lock %s: %s", LOCK_SPOOL_PATH, strerror(-r));
-        code = EXIT_FAILURE_RUNTIME;
+    code = cli_lock(LOCK_SPOOL_PATH, &lock);
+    if (code != EXIT_OK)
         goto out;
-    }
     r = delivery_flush(profile, &sum);
     if (r < 0 || sum.error[0])
         log_warn("%s", sum.error[0] ? sum.error : strerror(-r));
