@@ -46,3 +46,7 @@ int plan_print_text(const struct plan *plan, FILE *out);
 /* The plan as one JSON object (the caller may add to it, then frees it
  * with json_object_put), or NULL on ENOMEM. */
 json_object *plan_to_json(const struct plan *plan);
+
+/* Shared memory in use, as plan and the report show it; NULL (JSON null)
+ * when /proc/sysvipc/shm could not be read. */
+json_object *plan_usage_json(const struct host_facts *h);

@@ -206,7 +206,7 @@ static json_object *json_changes(const struct sizing_result *s)
     return a;
 }
 
-static json_object *json_usage(const struct host_facts *h)
+json_object *plan_usage_json(const struct host_facts *h)
 {
     json_object *o;
 
@@ -245,7 +245,7 @@ json_object *plan_to_json(const struct plan *plan)
     json_object_object_add(doc, "host", json_host(&plan->host));
     json_object_object_add(doc, "derivation", json_derivation(&plan->sizing));
     json_object_object_add(doc, "changes", json_changes(&plan->sizing));
-    json_object_object_add(doc, "usage", json_usage(&plan->host));
+    json_object_object_add(doc, "usage", plan_usage_json(&plan->host));
     json_object_object_add(doc, "dropin", json_dropin(plan));
 
     warnings = json_object_new_array();

@@ -82,20 +82,6 @@ static json_object *probe_json(const struct apply_outcome *out)
     return o;
 }
 
-static json_object *usage_json(const struct host_facts *h)
-{
-    json_object *o;
-
-    if (!h->usage_known)
-        return NULL;
-    o = json_object_new_object();
-    json_object_object_add(o, "segments", json_object_new_uint64(h->usage.segments));
-    json_object_object_add(o, "bytes", json_object_new_uint64(h->usage.bytes));
-    json_object_object_add(o, "pages", json_object_new_uint64(h->usage.pages));
-    json_object_object_add(o, "largest_segment", json_object_new_uint64(h->usage.largest_segment));
-    return o;
-}
-
 json_object *report_data(const struct plan *plan, const struct conflicts *c, const struct apply_outcome *out,
                          uint64_t duration_ms, uint64_t reports_dropped)
 {
@@ -113,7 +99,7 @@ json_object *report_data(const struct plan *plan, const struct conflicts *c, con
     json_object_object_add(d, "dropin", dropin);
     json_object_object_add(d, "conflicts", conflicts_json(c));
     json_object_object_add(d, "probe", probe_json(out));
-    json_object_object_add(d, "usage", usage_json(&plan->host));
+    json_object_object_add(d, "usage", plan_usage_json(&plan->host));
     json_object_object_add(d, "result", json_object_new_string(apply_result_name(out->result)));
     json_object_object_add(d, "runtime_skipped",
                            out->runtime_skipped ? json_object_new_string(out->runtime_skip_reason) : NULL);
