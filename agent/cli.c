@@ -17,6 +17,7 @@ enum {
     OPT_DRY_RUN = 1 << 0,
     OPT_FORCE = 1 << 1,
     OPT_APPLY_ONLY = 1 << 2, /* --no-report, --no-verify, --root, --persist-only */
+    OPT_STATUS_ONLY = 1 << 3, /* --segments, --remove-orphans */
 };
 
 struct command {
@@ -32,10 +33,8 @@ static const struct command commands[] = {
     { "verify", 0, 0, cmd_verify },
     { "validate", 0, -1, cmd_validate },
     { "flush", 0, 0, cmd_flush },
+    { "status", OPT_DRY_RUN | OPT_STATUS_ONLY, 0, cmd_status },
 };
-
-/* Named in SPEC §3 but not built yet: say so rather than "unknown". */
-static const char *const planned_commands[] = { "status" };
 
 static const char usage_text[] =
     "Usage: shmprov [--profile FILE] [--output text|json] [-q|-v] COMMAND [OPTIONS]\n"
@@ -63,6 +62,16 @@ static const char usage_text[] =
     "  validate [FILE...]   check profiles (default: the profile plan would use);\n"
     "                       no side effects\n"
     "  flush                send spooled reports now (exit 1 while some are waiting)\n"
+    "  status               limits (running, at boot, in the profile), page size, usage,\n"
+    "                       headroom, overcommit, namespace, orphan candidates; changes\n"
+    "                       nothing\n"
+    "    --segments         list every segment (key, id, owner, perms, size, attached,\n"
+    "                       creator and last pid and whether they are alive)\n"
+    "    --remove-orphans   remove orphan candidates (nothing attached, creator and last\n"
+    "                       user gone) that are unchanged on a re-check right before\n"
+    "                       removal; keys the profile lists in segments.persistent_keys\n"
+    "                       are kept; a log line per segment; exit 1 if one fails\n"
+    "    --dry-run          with --remove-orphans: re-check, remove nothing\n"
     "\n"
     "Options:\n"
     "  -p, --profile FILE   host profile (default " PROFILE_DEFAULT_PATH ";\n"
@@ -175,7 +184,17 @@ int cli_build_plan(const struct profile *profile, bool force, const char *root, 
  * successfully now (--help, --version), >0 to run the command. */
 static int parse_argv(int argc, char **argv, struct cli_options *o, const struct command **ret_cmd)
 {
-    enum { ARG_DRY_RUN = 0x100, ARG_FORCE, ARG_NO_REPORT, ARG_NO_VERIFY, ARG_ROOT, ARG_PERSIST_ONLY, ARG_DEFER_REPORT };
+    enum {
+        ARG_DRY_RUN = 0x100,
+        ARG_FORCE,
+        ARG_NO_REPORT,
+        ARG_NO_VERIFY,
+        ARG_ROOT,
+        ARG_PERSIST_ONLY,
+        ARG_DEFER_REPORT,
+        ARG_SEGMENTS,
+        ARG_REMOVE_ORPHANS,
+    };
     static const struct option options[] = {
         { "profile", required_argument, NULL, 'p' },
         { "output", required_argument, NULL, 'o' },
@@ -190,6 +209,8 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
         { "no-verify", no_argument, NULL, ARG_NO_VERIFY },
         { "root", required_argument, NULL, ARG_ROOT },
         { "persist-only", no_argument, NULL, ARG_PERSIST_ONLY },
+        { "segments", no_argument, NULL, ARG_SEGMENTS },
+        { "remove-orphans", no_argument, NULL, ARG_REMOVE_ORPHANS },
         {},
     };
     unsigned used = 0;
@@ -252,6 +273,14 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
             o->root = optarg;
             used |= OPT_APPLY_ONLY;
             break;
+        case ARG_SEGMENTS:
+            o->segments = true;
+            used |= OPT_STATUS_ONLY;
+            break;
+        case ARG_REMOVE_ORPHANS:
+            o->remove_orphans = true;
+            used |= OPT_STATUS_ONLY;
+            break;
         case ':':
             return -usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
@@ -262,14 +291,14 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
     if (optind >= argc)
         return -usage_error("no command given");
     cmd = find_command(argv[optind]);
-    if (!cmd) {
-        for (size_t i = 0; i < sizeof(planned_commands) / sizeof(planned_commands[0]); i++)
-            if (strcmp(planned_commands[i], argv[optind]) == 0)
-                return -usage_error("'%s' is not available in this version yet", argv[optind]);
+    if (!cmd)
         return -usage_error("unknown command '%s'", argv[optind]);
-    }
     if (used & OPT_DRY_RUN & ~cmd->options)
-        return -usage_error("--dry-run is an option of 'apply', not of '%s'", cmd->name);
+        return -usage_error("--dry-run is an option of 'apply' and 'status', not of '%s'", cmd->name);
+    if (used & OPT_STATUS_ONLY & ~cmd->options)
+        return -usage_error("--segments and --remove-orphans are options of 'status', not of '%s'", cmd->name);
+    if (cmd->exec == cmd_status && o->dry_run && !o->remove_orphans)
+        return -usage_error("'status --dry-run' needs --remove-orphans: status alone changes nothing");
     if (used & OPT_APPLY_ONLY & ~cmd->options)
         return -usage_error("--no-report, --defer-report, --no-verify, --root and --persist-only are options of "
                             "'apply', not of '%s'", cmd->name);

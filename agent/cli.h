@@ -26,6 +26,8 @@ struct cli_options {
     bool no_verify;
     bool persist_only;
     const char *root; /* apply --root DIR */
+    bool segments;       /* status --segments */
+    bool remove_orphans; /* status --remove-orphans */
     char **args; /* positional arguments after the command */
     int nargs;
 };
@@ -53,3 +55,4 @@ int cmd_apply(const struct cli_options *o);
 int cmd_validate(const struct cli_options *o);
 int cmd_verify(const struct cli_options *o);
 int cmd_flush(const struct cli_options *o);
+int cmd_status(const struct cli_options *o);

@@ -1,6 +1,7 @@
 #include "host.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,17 +10,19 @@
 
 #include "fsutil.h"
 #include "kernel.h"
+#include "shmseg.h"
 #include "sizes.h"
 
 #define PROC_FILE_MAX (4 * 1024 * 1024)
 
-int host_parse_meminfo(const char *text, uint64_t *ret_bytes)
+int host_parse_meminfo_field(const char *text, const char *name, uint64_t *ret_bytes)
 {
+    size_t name_len = strlen(name);
     const char *line = text;
 
     while (line && *line) {
-        if (strncmp(line, "MemTotal:", 9) == 0) {
-            const char *p = line + 9;
+        if (strncmp(line, name, name_len) == 0 && line[name_len] == ':') {
+            const char *p = line + name_len + 1;
             char digits[24];
             size_t n;
             uint64_t kib;
@@ -31,7 +34,7 @@ int host_parse_meminfo(const char *text, uint64_t *ret_bytes)
                 return -EINVAL;
             memcpy(digits, p, n);
             digits[n] = '\0';
-            if (sizes_parse_uint(digits, &kib, &why) < 0 || kib == 0 || kib > (UINT64_MAX >> 10))
+            if (sizes_parse_uint(digits, &kib, &why) < 0 || kib > (UINT64_MAX >> 10))
                 return -EINVAL;
             *ret_bytes = kib << 10;
             return 0;
@@ -43,39 +46,56 @@ int host_parse_meminfo(const char *text, uint64_t *ret_bytes)
     return -EINVAL;
 }
 
-/* The table's columns are fixed since Linux 2.6:
- *   key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime rss swap
- * size is the fourth. */
+int host_parse_meminfo(const char *text, uint64_t *ret_bytes)
+{
+    uint64_t bytes;
+
+    if (host_parse_meminfo_field(text, "MemTotal", &bytes) < 0 || bytes == 0)
+        return -EINVAL;
+    *ret_bytes = bytes;
+    return 0;
+}
+
 int host_parse_sysvipc_shm(const char *text, uint64_t page_size, struct sizing_usage *ret)
 {
-    struct sizing_usage u = { 0 };
-    const char *line = strchr(text, '\n');
+    struct shmseg_table *t = NULL;
+    int r;
 
-    if (page_size == 0 || strncmp(text, "       key", 10) != 0 || !line)
+    if (page_size == 0)
         return -EINVAL;
-    line++;
-    while (*line) {
-        unsigned long long size;
-        long long key;
-        int id;
-        unsigned perms;
-        const char *eol = strchr(line, '\n');
+    r = shmseg_parse(text, strlen(text), &t);
+    if (r < 0)
+        return r;
+    r = shmseg_usage(t, page_size, ret);
+    free(t);
+    return r;
+}
 
-        if (!eol)
-            return -EINVAL; /* truncated */
-        if (sscanf(line, "%lld %d %o %llu", &key, &id, &perms, &size) != 4)
-            return -EINVAL;
-        if (u.bytes > UINT64_MAX - size)
-            return -EINVAL;
-        u.segments++;
-        u.bytes += size;
-        u.pages += size / page_size + (size % page_size != 0);
-        if (size > u.largest_segment)
-            u.largest_segment = size;
-        line = eol + 1;
-    }
-    *ret = u;
-    return 0;
+/* Tests point the parsers at crafted tables (truncated, absurd) without
+ * faking /proc for the whole process: SHMPROV_TEST_PROC_DIR replaces /proc
+ * for meminfo and sysvipc/shm only. secure_getenv: never in a setuid or
+ * file-capability context. */
+static void proc_path(const char *name, char *buf, size_t size)
+{
+    const char *dir = secure_getenv("SHMPROV_TEST_PROC_DIR");
+
+    snprintf(buf, size, "%s/%s", dir && dir[0] ? dir : "/proc", name);
+}
+
+int host_read_segments(struct shmseg_table **ret)
+{
+    char path[PATH_MAX];
+    char *buf = NULL;
+    size_t len;
+    int r;
+
+    proc_path("sysvipc/shm", path, sizeof(path));
+    r = fsutil_read_file(path, PROC_FILE_MAX, false, &buf, &len, NULL);
+    if (r < 0)
+        return r;
+    r = shmseg_parse(buf, len, ret);
+    free(buf);
+    return r;
 }
 
 const char *host_runtime_write_reason(int err)
@@ -97,6 +117,8 @@ int host_read(struct host_facts *ret)
 {
     struct host_facts f;
     struct utsname uts;
+    struct shmseg_table *segments = NULL;
+    char path[PATH_MAX];
     char *buf = NULL;
     size_t len;
     long page = sysconf(_SC_PAGESIZE);
@@ -108,9 +130,13 @@ int host_read(struct host_facts *ret)
     f.page_size = (uint64_t)page;
     f.overcommit_memory = -1;
 
-    if (fsutil_read_file("/proc/meminfo", PROC_FILE_MAX, false, &buf, &len, NULL) == 0) {
+    proc_path("meminfo", path, sizeof(path));
+    if (fsutil_read_file(path, PROC_FILE_MAX, false, &buf, &len, NULL) == 0) {
         if (host_parse_meminfo(buf, &value) == 0)
             f.memtotal_bytes = value;
+        /* For vm.overcommit_memory = 2: what a new segment may still commit. */
+        f.commit_known = host_parse_meminfo_field(buf, "CommitLimit", &f.commit_limit_bytes) == 0 &&
+                         host_parse_meminfo_field(buf, "Committed_AS", &f.committed_bytes) == 0;
         free(buf);
         buf = NULL;
     }
@@ -118,10 +144,9 @@ int host_read(struct host_facts *ret)
     for (int id = 0; id < KEY_COUNT; id++)
         f.current.known[id] = kernel_read_limit(id, &f.current.value[id]) == 0;
 
-    if (fsutil_read_file("/proc/sysvipc/shm", PROC_FILE_MAX, false, &buf, &len, NULL) == 0) {
-        f.usage_known = host_parse_sysvipc_shm(buf, f.page_size, &f.usage) == 0;
-        free(buf);
-        buf = NULL;
+    if (host_read_segments(&segments) == 0) {
+        f.usage_known = shmseg_usage(segments, f.page_size, &f.usage) == 0;
+        free(segments);
     }
 
     if (kernel_read_uint("/proc/sys/vm/overcommit_memory", &value) == 0 && value <= 2)

@@ -16,6 +16,8 @@ struct host_facts {
     bool usage_known;
     struct sizing_usage usage; /* from /proc/sysvipc/shm */
     int overcommit_memory;     /* vm.overcommit_memory, -1 when unknown */
+    bool commit_known;         /* CommitLimit and Committed_AS from /proc/meminfo */
+    uint64_t commit_limit_bytes, committed_bytes;
     /* 0 when /proc/sys/kernel/shm* can be written here; otherwise the errno:
      * EROFS (read-only /proc/sys: a container), EACCES/EPERM (not root). */
     int runtime_write_errno;
@@ -28,11 +30,20 @@ struct host_facts {
  * derived (no page size). */
 int host_read(struct host_facts *ret);
 
-/* "MemTotal:  24567892 kB" -> bytes. Returns 0 or -EINVAL. */
+/* "MemTotal:  24567892 kB" -> bytes (never 0). Returns 0 or -EINVAL. */
 int host_parse_meminfo(const char *text, uint64_t *ret_bytes);
+
+/* Any "NAME:  N kB" line of /proc/meminfo -> bytes. Returns 0 or -EINVAL. */
+int host_parse_meminfo_field(const char *text, const char *name, uint64_t *ret_bytes);
 
 /* Sums /proc/sysvipc/shm. Returns 0 or -EINVAL for a malformed table. */
 int host_parse_sysvipc_shm(const char *text, uint64_t page_size, struct sizing_usage *ret);
+
+struct shmseg_table;
+/* Reads every segment of this IPC namespace from /proc/sysvipc/shm (or
+ * $SHMPROV_TEST_PROC_DIR/sysvipc/shm: a test-only override, also for
+ * meminfo). Returns 0 and a table to free(), or a negative errno. */
+int host_read_segments(struct shmseg_table **ret);
 
 /* Text for runtime_write_errno, for people. */
 const char *host_runtime_write_reason(int err);

@@ -217,6 +217,18 @@ json_object *plan_usage_json(const struct host_facts *h)
     json_object_object_add(o, "bytes", u64(h->usage.bytes));
     json_object_object_add(o, "pages", u64(h->usage.pages));
     json_object_object_add(o, "largest_segment", u64(h->usage.largest_segment));
+    /* Under the limits in force when this was read (for apply: before it). */
+    if (h->current.known[KEY_SHMMAX] && h->current.known[KEY_SHMALL] && h->current.known[KEY_SHMMNI]) {
+        enum sizing_key_id by;
+        uint64_t headroom = sizing_headroom(h->current.value[KEY_SHMMAX], h->current.value[KEY_SHMALL],
+                                            h->current.value[KEY_SHMMNI], h->page_size, h->usage.pages,
+                                            h->usage.segments, &by);
+        json_object_object_add(o, "headroom_bytes", u64(headroom));
+        json_object_object_add(o, "headroom_limited_by", json_object_new_string(sizing_key_name(by)));
+    } else {
+        json_object_object_add(o, "headroom_bytes", NULL);
+        json_object_object_add(o, "headroom_limited_by", NULL);
+    }
     return o;
 }
 

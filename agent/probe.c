@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sizing.h"
+
 /* IPC_CREAT is implied by IPC_PRIVATE but stated for the reader.
  * SHM_NORESERVE keeps the kernel from committing swap for a segment that is
  * never touched, so proving a 64 GiB limit costs nothing (strict overcommit,
@@ -98,13 +100,10 @@ static uint64_t pages_for(uint64_t bytes, uint64_t page_size)
 
 uint64_t probe_headroom(const struct probe_limits *limits, uint64_t shm_tot_pages, uint64_t segments)
 {
-    uint64_t free_pages, bytes;
+    enum sizing_key_id limited_by;
 
-    if (limits->page_size == 0 || segments >= limits->shmmni || shm_tot_pages >= limits->shmall)
-        return 0;
-    free_pages = limits->shmall - shm_tot_pages;
-    bytes = free_pages > UINT64_MAX / limits->page_size ? UINT64_MAX : free_pages * limits->page_size;
-    return bytes < limits->shmmax ? bytes : limits->shmmax;
+    return sizing_headroom(limits->shmmax, limits->shmall, limits->shmmni, limits->page_size, shm_tot_pages,
+                           segments, &limited_by);
 }
 
 /* The kernel's own test in newseg(): a free id, and shm_tot plus the
@@ -141,7 +140,7 @@ static void step_set(struct probe_step *step, enum probe_step_status status, int
     step->status = status;
     step->err = err;
     va_start(ap, fmt);
-    vsnprintf(step->detail, sizeof(step->detail), fmt, ap);
+    (void)vsnprintf(step->detail, sizeof(step->detail), fmt, ap);
     va_end(ap);
 }
 

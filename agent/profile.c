@@ -766,7 +766,89 @@ static void handle_report(struct walk *w, const char *key, const struct ynode *v
     }
 }
 
-static const char *const top_keys[] = { "version", "host", "policy", "limits", "dropin", "conflicts", "report" };
+/* A System V key as ipcs shows it (0x0052e2c1) or as /proc/sysvipc/shm does
+ * (a signed decimal), never 0: IPC_PRIVATE is the key of every private
+ * segment, so it cannot single one out. */
+static bool parse_ipc_key(const char *text, uint32_t *ret, const char **ret_why)
+{
+    bool hex = text[0] == '0' && (text[1] == 'x' || text[1] == 'X');
+    bool negative = text[0] == '-';
+    const char *digits = hex ? text + 2 : negative ? text + 1 : text;
+    size_t n = strspn(digits, hex ? "0123456789abcdefABCDEF" : "0123456789");
+    unsigned long long value;
+    char *end;
+
+    *ret_why = "not a System V key (write it as ipcs shows it, e.g. 0x0052e2c1)";
+    if (n == 0 || digits[n] != '\0' || n > (hex ? 8 : 10))
+        return false;
+    errno = 0;
+    value = strtoull(digits, &end, hex ? 16 : 10);
+    if (errno != 0 || *end != '\0')
+        return false;
+    if (negative ? value > UINT64_C(2147483648) : value > UINT32_MAX) {
+        *ret_why = "out of range for a System V key (32 bits)";
+        return false;
+    }
+    if (value == 0) {
+        *ret_why = "key 0 is IPC_PRIVATE, shared by every private segment; it cannot mark one";
+        return false;
+    }
+    *ret = negative ? (uint32_t)(UINT64_C(4294967296) - value) : (uint32_t)value;
+    return true;
+}
+
+static void handle_segments(struct walk *w, const char *key, const struct ynode *v)
+{
+    struct profile *p = w->p;
+
+    (void)key;
+    if (v->poisoned)
+        return;
+    if (v->type != Y_SEQUENCE) {
+        add_diag(w->rd, v->line, v->col,
+                 "'segments.persistent_keys' must be a list of keys such as [0x0052e2c1], not %s",
+                 type_name(v));
+        return;
+    }
+    for (size_t i = 0; i < v->nkids; i++) {
+        const struct ynode *item = v->kids[i];
+        const char *why;
+        uint32_t ipc_key;
+        bool dup = false;
+
+        if (!expect_scalar(w, "segments.persistent_keys[]", item))
+            continue;
+        if (!parse_ipc_key(item->value, &ipc_key, &why)) {
+            add_diag(w->rd, item->line, item->col, "'segments.persistent_keys': %s: '%s'", why, item->value);
+            continue;
+        }
+        for (size_t j = 0; j < p->npersistent_keys; j++)
+            dup = dup || p->persistent_keys[j] == ipc_key;
+        if (dup) {
+            add_diag(w->rd, item->line, item->col, "'segments.persistent_keys': key 0x%08x is listed twice",
+                     (unsigned)ipc_key);
+            continue;
+        }
+        if (p->npersistent_keys == PROFILE_PERSISTENT_KEYS_MAX) {
+            add_diag(w->rd, item->line, item->col, "'segments.persistent_keys': more than %d keys",
+                     PROFILE_PERSISTENT_KEYS_MAX);
+            return;
+        }
+        p->persistent_keys[p->npersistent_keys++] = ipc_key;
+    }
+}
+
+bool profile_key_is_persistent(const struct profile *p, uint32_t key)
+{
+    for (size_t i = 0; i < p->npersistent_keys; i++)
+        if (p->persistent_keys[i] == key)
+            return true;
+    return false;
+}
+
+static const char *const top_keys[] = { "version", "host", "policy", "limits", "dropin", "conflicts", "report",
+                                        "segments" };
+static const char *const segments_keys[] = { "persistent_keys" };
 static const char *const conflicts_names[] = { "refuse", "warn" };
 static const char *const host_keys[] = { "ram_tier", "workload" };
 static const char *const limits_keys[] = { "shmmax", "shmall", "shmmni" };
@@ -800,6 +882,9 @@ static void handle_top(struct walk *w, const char *key, const struct ynode *v)
         int value = w->p->conflicts_warn_only;
         parse_enum(w, "conflicts", v, conflicts_names, 2, &value);
         w->p->conflicts_warn_only = value == 1;
+    } else if (strcmp(key, "segments") == 0) {
+        if (expect_mapping(w, "segments", v))
+            walk_mapping(w, "segments", v, segments_keys, COUNT(segments_keys), handle_segments);
     } else {
         if (expect_mapping(w, "report", v))
             walk_mapping(w, "report", v, report_keys, COUNT(report_keys), handle_report);

@@ -14,6 +14,7 @@
 #define PROFILE_DEFAULT_DROPIN "/etc/sysctl.d/60-shmprov.conf"
 #define PROFILE_BUILTIN_NAME "<built-in default>"
 #define PROFILE_SHMMNI_MAX 32768
+#define PROFILE_PERSISTENT_KEYS_MAX 64
 
 enum ram_tier { TIER_AUTO, TIER_SMALL, TIER_MEDIUM, TIER_LARGE };
 enum workload { WORKLOAD_GENERAL, WORKLOAD_DATABASE, WORKLOAD_BIGDATA };
@@ -61,7 +62,15 @@ struct profile {
     char *dropin;
     bool conflicts_warn_only; /* conflicts: warn (default refuse) */
     struct profile_report report;
+    /* segments.persistent_keys: System V keys (as the kernel stores them,
+     * the bits of a key_t) whose segments are meant to outlive their
+     * creators; `status --remove-orphans` never removes them. */
+    uint32_t persistent_keys[PROFILE_PERSISTENT_KEYS_MAX];
+    size_t npersistent_keys;
 };
+
+/* Whether the profile marks segments with this key as persistent. */
+bool profile_key_is_persistent(const struct profile *p, uint32_t key);
 
 struct profile_diag {
     unsigned line, col; /* 1-based */

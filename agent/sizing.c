@@ -58,7 +58,7 @@ static void add_problem(struct sizing_result *r, bool in_profile, const char *fm
     p = &r->problems[r->nproblems++];
     p->in_profile = in_profile;
     va_start(ap, fmt);
-    vsnprintf(p->text, sizeof(p->text), fmt, ap);
+    (void)vsnprintf(p->text, sizeof(p->text), fmt, ap);
     va_end(ap);
 }
 
@@ -181,4 +181,23 @@ int sizing_compute(const struct sizing_input *in, struct sizing_result *ret)
     check_guards(in, &r);
     *ret = r;
     return 0;
+}
+
+uint64_t sizing_headroom(uint64_t shmmax, uint64_t shmall, uint64_t shmmni, uint64_t page_size,
+                         uint64_t shm_tot_pages, uint64_t segments, enum sizing_key_id *ret_limited_by)
+{
+    uint64_t free_pages, bytes;
+
+    if (segments >= shmmni) {
+        *ret_limited_by = KEY_SHMMNI;
+        return 0;
+    }
+    if (page_size == 0 || shm_tot_pages >= shmall) {
+        *ret_limited_by = KEY_SHMALL;
+        return 0;
+    }
+    free_pages = shmall - shm_tot_pages;
+    bytes = free_pages > UINT64_MAX / page_size ? UINT64_MAX : free_pages * page_size;
+    *ret_limited_by = bytes < shmmax ? KEY_SHMALL : KEY_SHMMAX;
+    return bytes < shmmax ? bytes : shmmax;
 }

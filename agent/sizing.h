@@ -79,3 +79,10 @@ enum ram_tier sizing_classify(uint64_t memtotal_bytes);
 /* Returns 0 and fills *ret; -EINVAL for an unusable page size or RAM. Problems
  * that make apply refuse are in ret->problems, not the return value. */
 int sizing_compute(const struct sizing_input *in, struct sizing_result *ret);
+
+/* The largest segment shmget() would create now, as newseg() decides: 0
+ * when every id is taken (segments >= shmmni) or shm_tot_pages >= shmall,
+ * else min(shmmax, (shmall - shm_tot_pages) * page_size), saturating. Sets
+ * *ret_limited_by to the limit that decides it. */
+uint64_t sizing_headroom(uint64_t shmmax, uint64_t shmall, uint64_t shmmni, uint64_t page_size,
+                         uint64_t shm_tot_pages, uint64_t segments, enum sizing_key_id *ret_limited_by);

@@ -164,7 +164,7 @@ expect "container/writable-again" test "$("$shmprov" plan --output json 2>/dev/n
 expect_code "cli/help" 0 "$shmprov" --help
 expect "cli/help-on-stdout" test -n "$("$shmprov" --help 2>/dev/null)"
 expect "cli/version" test "$("$shmprov" --version)" = "shmprov 0.1.0"
-for args in "" "frobnicate" "plan --bogus" "plan extra" "--output yaml plan" "validate --dry-run" "plan --profile" "status" "apply --root"; do
+for args in "" "frobnicate" "plan --bogus" "plan extra" "--output yaml plan" "validate --dry-run" "plan --profile" "status --dry-run" "plan --segments" "apply --root"; do
     # shellcheck disable=SC2086
     "$shmprov" $args >"$work/u.out" 2>"$work/u.err"
     code=$?

@@ -128,7 +128,7 @@ Test(profile, billion_laughs_is_refused_without_expanding)
     cr_assert_eq(d.count, 5);
     cr_expect_eq(d.items[0].line, 2);
     cr_expect_eq(d.items[0].col, 1);
-    cr_expect_str_eq(d.items[0].message, "unknown key 'a' (known: version, host, policy, limits, dropin, conflicts, report)");
+    cr_expect_str_eq(d.items[0].message, "unknown key 'a' (known: version, host, policy, limits, dropin, conflicts, report, segments)");
     cr_expect_eq(d.items[1].line, 2);
     cr_expect_eq(d.items[1].col, 4);
     cr_expect_str_eq(d.items[1].message, "YAML anchors (&name) are not allowed in a profile");
@@ -264,4 +264,61 @@ Test(profile, example_profiles_parse)
         profile_diags_free(&d);
         free(buf);
     }
+}
+
+Test(profile, persistent_keys_as_ipcs_and_proc_show_them)
+{
+    struct profile *p = parse_profile_or_die("version: 1\n"
+                                             "segments:\n"
+                                             "  persistent_keys:\n"
+                                             "    - 0x0052e2c1\n"
+                                             "    - 5432002\n"
+                                             "    - -559038737\n"
+                                             "    - 0xFFFFFFFF\n");
+
+    cr_assert_eq(p->npersistent_keys, 4);
+    cr_expect_eq(p->persistent_keys[0], 0x0052e2c1u);
+    cr_expect_eq(p->persistent_keys[1], 5432002u);
+    cr_expect_eq(p->persistent_keys[2], 0xdeadbeefu, "/proc/sysvipc/shm prints keys as signed int");
+    cr_expect_eq(p->persistent_keys[3], 0xffffffffu);
+    cr_expect(profile_key_is_persistent(p, 0xdeadbeefu));
+    cr_expect_not(profile_key_is_persistent(p, 0));
+    profile_free(p);
+
+    p = parse_profile_or_die("version: 1\nsegments: {persistent_keys: [0x1]}\n");
+    cr_expect_eq(p->npersistent_keys, 1);
+    profile_free(p);
+}
+
+Test(profile, persistent_keys_errors)
+{
+    static const char yaml[] = "version: 1\n"
+                               "segments:\n"
+                               "  persistent_keys: [0, 0x123456789, 4294967296, -2147483649, 0x12, 18, 0x1g, 012x, [1]]\n";
+    static const char *const want[] = {
+        "'segments.persistent_keys': key 0 is IPC_PRIVATE, shared by every private segment; it cannot mark one: '0'",
+        "'segments.persistent_keys': not a System V key (write it as ipcs shows it, e.g. 0x0052e2c1): '0x123456789'",
+        "'segments.persistent_keys': out of range for a System V key (32 bits): '4294967296'",
+        "'segments.persistent_keys': out of range for a System V key (32 bits): '-2147483649'",
+        "'segments.persistent_keys': key 0x00000012 is listed twice",
+        "'segments.persistent_keys': not a System V key (write it as ipcs shows it, e.g. 0x0052e2c1): '0x1g'",
+        "'segments.persistent_keys': not a System V key (write it as ipcs shows it, e.g. 0x0052e2c1): '012x'",
+        "'segments.persistent_keys[]' must be a value, not a list",
+    };
+    struct profile_diags d;
+    struct profile *p = NULL;
+
+    profile_diags_init(&d, "x.yaml");
+    cr_assert_eq(profile_parse(yaml, sizeof(yaml) - 1, "x.yaml", &d, &p), -EINVAL);
+    cr_assert_eq(d.count, sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < d.count; i++)
+        cr_expect_str_eq(d.items[i].message, want[i]);
+    profile_diags_free(&d);
+
+    profile_diags_init(&d, "x.yaml");
+    cr_assert_eq(profile_parse("version: 1\nsegments:\n  persistent_keys: 0x12\n", 43, "x.yaml", &d, &p), -EINVAL);
+    cr_assert_eq(d.count, 1);
+    cr_expect_str_eq(d.items[0].message,
+                     "'segments.persistent_keys' must be a list of keys such as [0x0052e2c1], not a scalar");
+    profile_diags_free(&d);
 }

@@ -268,3 +268,20 @@ Test(sizing, classify_boundaries)
     cr_expect_eq(sizing_classify(64 * GiB), TIER_LARGE);
     cr_expect_eq(sizing_classify(UINT64_MAX), TIER_LARGE);
 }
+
+Test(sizing, headroom_as_newseg_decides)
+{
+    enum sizing_key_id by;
+
+    cr_expect_eq(sizing_headroom(1000000, 100, 10, 4096, 0, 0, &by), 409600);
+    cr_expect_eq(by, KEY_SHMALL);
+    cr_expect_eq(sizing_headroom(8192, 100, 10, 4096, 0, 0, &by), 8192);
+    cr_expect_eq(by, KEY_SHMMAX);
+    cr_expect_eq(sizing_headroom(8192, 100, 10, 4096, 100, 3, &by), 0);
+    cr_expect_eq(by, KEY_SHMALL);
+    cr_expect_eq(sizing_headroom(8192, 100, 10, 4096, 0, 10, &by), 0, "every id taken");
+    cr_expect_eq(by, KEY_SHMMNI);
+    cr_expect_eq(sizing_headroom(SIZING_KERNEL_DEFAULT, SIZING_KERNEL_DEFAULT, 4096, 4096, 0, 0, &by),
+                 SIZING_KERNEL_DEFAULT, "pages x page size saturates instead of wrapping");
+    cr_expect_eq(by, KEY_SHMMAX);
+}

@@ -1,0 +1,123 @@
+/* `shmprov status`: limits, usage, headroom and segments (SPEC §3). Changes
+ * nothing, except with --remove-orphans: each orphan candidate is re-checked
+ * right before IPC_RMID and removed only when still unchanged and still an
+ * orphan; one log line per decision. */
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "log.h"
+#include "status.h"
+
+static void log_removal(const struct shmseg *seg, enum orphans_outcome outcome, const char *why)
+{
+    char what[160];
+
+    snprintf(what, sizeof(what), "segment id %" PRId32 " (key 0x%08x, %" PRIu64 " bytes, creator pid %" PRId64 ")",
+             seg->id, (unsigned)seg->key, seg->size, seg->cpid);
+    switch (outcome) {
+    case ORPHAN_REMOVED:
+        log_info("removed orphan %s: %s", what, why);
+        break;
+    case ORPHAN_WOULD_REMOVE:
+        log_info("would remove orphan %s (--dry-run): %s", what, why);
+        break;
+    case ORPHAN_FAILED:
+        log_error("cannot remove orphan %s: %s", what, why);
+        break;
+    default:
+        log_info("left %s alone: %s", what, why);
+    }
+}
+
+/* Returns the number of removals that failed. */
+static unsigned remove_orphans(const struct status *s, bool dry_run, json_object *removals)
+{
+    unsigned failed = 0;
+
+    for (size_t i = 0; s->segments && i < s->segments->count; i++) {
+        const struct shmseg *seg = &s->segments->items[i];
+        const struct orphans_verdict *v = &s->verdicts[i];
+        json_object *o;
+        const char *outcome;
+        char why[300];
+
+        if (!v->candidate)
+            continue;
+        if (v->persistent) {
+            snprintf(why, sizeof(why), "the profile marks key 0x%08x persistent", (unsigned)seg->key);
+            log_info("kept orphan segment id %" PRId32 ": %s", seg->id, why);
+            outcome = "kept-persistent";
+        } else {
+            enum orphans_outcome r = orphans_remove(seg, dry_run, why, sizeof(why));
+            log_removal(seg, r, why);
+            failed += r == ORPHAN_FAILED;
+            outcome = orphans_outcome_name(r);
+        }
+        o = json_object_new_object();
+        json_object_object_add(o, "id", json_object_new_int(seg->id));
+        json_object_object_add(o, "outcome", json_object_new_string(outcome));
+        json_object_object_add(o, "reason", json_object_new_string(why));
+        json_object_array_add(removals, o);
+    }
+    return failed;
+}
+
+int cmd_status(const struct cli_options *o)
+{
+    struct profile *profile = NULL;
+    struct plan *plan = NULL;
+    struct status *status = NULL;
+    json_object *removals = NULL;
+    const char *note = NULL;
+    unsigned failed = 0;
+    int code, r;
+
+    code = cli_load_profile(o, &profile, &note);
+    if (code != EXIT_OK)
+        return code;
+    code = cli_build_plan(profile, true, NULL, &plan);
+    if (code != EXIT_OK)
+        goto out;
+    plan->profile_note = note;
+    r = status_gather(plan, &status);
+    if (r < 0) {
+        log_error("cannot read the status: %s", strerror(-r));
+        code = EXIT_FAILURE_RUNTIME;
+        goto out;
+    }
+
+    /* Removal first, so the listing printed is the one that was acted on
+     * and the outcomes can go with it. */
+    if (o->remove_orphans) {
+        removals = json_object_new_array();
+        if (!status->segments)
+            log_error("cannot look for orphans: /proc/sysvipc/shm: %s", strerror(status->segments_errno));
+        failed = remove_orphans(status, o->dry_run, removals);
+        if (!status->segments)
+            failed++;
+    }
+
+    if (o->output == OUTPUT_JSON) {
+        json_object *doc = status_to_json(status);
+        if (removals)
+            json_object_object_add(doc, "removals", json_object_get(removals));
+        printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(doc);
+    } else {
+        status_print_text(status, o->segments, stdout);
+        if (removals)
+            printf("\nOrphan removal%s: %zu candidate(s), outcomes in the log lines on stderr\n",
+                   o->dry_run ? " (--dry-run: nothing removed)" : "", json_object_array_length(removals));
+    }
+    code = failed ? EXIT_FAILURE_RUNTIME : EXIT_OK;
+out:
+    json_object_put(removals);
+    status_free(status);
+    plan_free(plan);
+    profile_free(profile);
+    return code;
+}

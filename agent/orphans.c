@@ -1,0 +1,130 @@
+#include "orphans.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+
+enum orphans_pid_state orphans_pid_state(int64_t pid, bool is_last_pid, const struct shmseg *s)
+{
+    if (pid == 0)
+        return is_last_pid && s->atime == 0 && s->dtime == 0 ? PID_NEVER : PID_NOT_VISIBLE;
+    if (pid < 0 || pid > INT32_MAX)
+        return PID_NOT_VISIBLE;
+    /* EPERM: it exists, owned by someone else. A pid reused by an unrelated
+     * process reads as alive too: that only ever keeps a segment. */
+    if (kill((pid_t)pid, 0) == 0 || errno == EPERM)
+        return PID_ALIVE;
+    return errno == ESRCH ? PID_GONE : PID_NOT_VISIBLE;
+}
+
+const char *orphans_pid_state_name(enum orphans_pid_state state)
+{
+    switch (state) {
+    case PID_ALIVE:
+        return "alive";
+    case PID_GONE:
+        return "gone";
+    case PID_NEVER:
+        return "never attached";
+    default:
+        return "not visible here";
+    }
+}
+
+static bool is_orphan(const struct shmseg *s, enum orphans_pid_state creator, enum orphans_pid_state last)
+{
+    return s->nattch == 0 && !(s->mode & SHMSEG_MODE_DEST) && creator == PID_GONE &&
+           (last == PID_GONE || last == PID_NEVER);
+}
+
+void orphans_classify(const struct shmseg *s, const uint32_t *persistent_keys, size_t npersistent_keys,
+                      struct orphans_verdict *ret)
+{
+    struct orphans_verdict v = { 0 };
+
+    v.creator = orphans_pid_state(s->cpid, false, s);
+    v.last = orphans_pid_state(s->lpid, true, s);
+    v.candidate = is_orphan(s, v.creator, v.last);
+    /* Key 0 is IPC_PRIVATE (and every segment marked for destroy): the
+     * profile cannot list it. */
+    for (size_t i = 0; i < npersistent_keys && s->key != 0; i++)
+        v.persistent = v.persistent || persistent_keys[i] == s->key;
+    *ret = v;
+}
+
+const char *orphans_outcome_name(enum orphans_outcome outcome)
+{
+    static const char *const names[] = { "removed", "would-remove", "changed", "already-gone", "failed" };
+
+    return names[outcome];
+}
+
+/* The re-check: the scan saw *s; is the segment behind s->id still it? */
+static bool still_same(const struct shmseg *s, const struct shmid_ds *ds, char *why, size_t why_len)
+{
+    if ((uint32_t)ds->shm_perm.__key != s->key) {
+        snprintf(why, why_len, "its key is now 0x%08x, not 0x%08x: another segment took id %" PRId32,
+                 (unsigned)ds->shm_perm.__key, (unsigned)s->key, s->id);
+        return false;
+    }
+    if ((int64_t)ds->shm_ctime != s->ctime || (uint64_t)ds->shm_segsz != s->size ||
+        (int64_t)ds->shm_cpid != s->cpid) {
+        snprintf(why, why_len, "id %" PRId32 " now holds another segment (size, creator or change time differ)",
+                 s->id);
+        return false;
+    }
+    if ((int64_t)ds->shm_lpid != s->lpid || ds->shm_nattch != 0) {
+        snprintf(why, why_len, "attached since the scan (%lu attached now, last pid %ld)",
+                 (unsigned long)ds->shm_nattch, (long)ds->shm_lpid);
+        return false;
+    }
+    if (ds->shm_perm.mode & SHM_DEST) {
+        snprintf(why, why_len, "already marked for destroy");
+        return false;
+    }
+    return true;
+}
+
+enum orphans_outcome orphans_remove(const struct shmseg *s, bool dry_run, char *why, size_t why_len)
+{
+    struct shmid_ds ds;
+    struct shmseg now;
+
+    if (shmctl(s->id, IPC_STAT, &ds) < 0) {
+        if (errno == EINVAL || errno == EIDRM) {
+            snprintf(why, why_len, "already removed");
+            return ORPHAN_ALREADY_GONE;
+        }
+        snprintf(why, why_len, "cannot read it again (IPC_STAT): %s", strerror(errno));
+        return ORPHAN_FAILED;
+    }
+    if (!still_same(s, &ds, why, why_len))
+        return ORPHAN_CHANGED;
+    /* The pids once more: a creator that came back (it cannot, but a
+     * process in another namespace may become visible) keeps it. */
+    now = *s;
+    now.atime = ds.shm_atime;
+    now.dtime = ds.shm_dtime;
+    if (!is_orphan(&now, orphans_pid_state(now.cpid, false, &now), orphans_pid_state(now.lpid, true, &now))) {
+        snprintf(why, why_len, "its creator or last user is alive again");
+        return ORPHAN_CHANGED;
+    }
+    if (dry_run) {
+        snprintf(why, why_len, "still an orphan on re-check");
+        return ORPHAN_WOULD_REMOVE;
+    }
+    if (shmctl(s->id, IPC_RMID, NULL) < 0) {
+        if (errno == EINVAL || errno == EIDRM) {
+            snprintf(why, why_len, "already removed");
+            return ORPHAN_ALREADY_GONE;
+        }
+        snprintf(why, why_len, "IPC_RMID failed: %s", strerror(errno));
+        return ORPHAN_FAILED;
+    }
+    snprintf(why, why_len, "still an orphan on re-check");
+    return ORPHAN_REMOVED;
+}

@@ -1,0 +1,53 @@
+#pragma once
+/* Orphan segments: System V segments nobody uses and nobody can find again
+ * through a live process. The guide's cleanup one-liner removes every
+ * segment owned by a user, which can delete a live database's memory; here
+ * a segment is only a candidate when nothing is attached AND both the
+ * process that created it and the last one that attached or detached are
+ * gone, and it is removed only after a re-check, right before IPC_RMID,
+ * finds it unchanged. */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "shmseg.h"
+
+enum orphans_pid_state {
+    PID_ALIVE,
+    PID_GONE,
+    PID_NEVER,     /* last pid only: nothing ever attached */
+    PID_NOT_VISIBLE /* 0 in /proc: a process of another pid namespace; assumed alive */
+};
+
+struct orphans_verdict {
+    enum orphans_pid_state creator, last;
+    bool candidate;  /* nattch 0, not marked for destroy, creator and last gone */
+    bool persistent; /* the profile marks its key persistent: never removed */
+};
+
+/* Whether a pid (as /proc/sysvipc/shm shows it) is a live process here.
+ * last_pid: 0 means "never attached" when the segment's atime and dtime
+ * are 0. */
+enum orphans_pid_state orphans_pid_state(int64_t pid, bool is_last_pid, const struct shmseg *s);
+const char *orphans_pid_state_name(enum orphans_pid_state state); /* "alive", "gone", ... */
+
+/* Classifies one segment; persistent_keys as in the profile. */
+void orphans_classify(const struct shmseg *s, const uint32_t *persistent_keys, size_t npersistent_keys,
+                      struct orphans_verdict *ret);
+
+enum orphans_outcome {
+    ORPHAN_REMOVED,
+    ORPHAN_WOULD_REMOVE, /* --dry-run */
+    ORPHAN_CHANGED,      /* no longer the segment scanned, or no longer an orphan: left alone */
+    ORPHAN_ALREADY_GONE,
+    ORPHAN_FAILED,       /* IPC_STAT or IPC_RMID refused (not the owner, not root) */
+};
+
+const char *orphans_outcome_name(enum orphans_outcome outcome); /* "removed", "would-remove", ... */
+
+/* Re-reads the segment scanned as *s with IPC_STAT and removes it with
+ * IPC_RMID only when it is still that segment (same id, key, size, ctime,
+ * creator and last pid) and still an orphan (nattch 0, not marked for
+ * destroy, both pids gone). With dry_run, stops before IPC_RMID. Writes one
+ * sentence into why (why it was or was not removed). */
+enum orphans_outcome orphans_remove(const struct shmseg *s, bool dry_run, char *why, size_t why_len);

@@ -1,0 +1,163 @@
+#include "status.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "host.h"
+
+static uint64_t ns_inode(const char *path, bool *ret_known)
+{
+    struct stat st;
+
+    *ret_known = stat(path, &st) == 0;
+    return *ret_known ? (uint64_t)st.st_ino : 0;
+}
+
+/* The markers container managers leave, as systemd-detect-virt reads them;
+ * only files anyone can read, so the answer does not depend on privileges. */
+static void detect_container(struct status_namespace *ns)
+{
+    char *text = NULL;
+    size_t len;
+
+    if (fsutil_read_file("/run/systemd/container", 4096, false, &text, &len, NULL) == 0) {
+        len = strcspn(text, "\n");
+        if (len > 0 && len < sizeof(ns->container_buf)) {
+            memcpy(ns->container_buf, text, len);
+            ns->container_buf[len] = '\0';
+            ns->container = ns->container_buf;
+        }
+        free(text);
+        if (ns->container)
+            return;
+    }
+    if (access("/.dockerenv", F_OK) == 0)
+        ns->container = "docker";
+    else if (access("/run/.containerenv", F_OK) == 0)
+        ns->container = "podman";
+}
+
+static void read_namespace(struct status_namespace *ns)
+{
+    bool known;
+
+    memset(ns, 0, sizeof(*ns));
+    ns->ipc_ino = ns_inode("/proc/self/ns/ipc", &ns->ipc_known);
+    ns->ipc_initial = ns->ipc_known && ns->ipc_ino == STATUS_INITIAL_IPC_NS_INO;
+    ns->pid_initial = ns_inode("/proc/self/ns/pid", &known) == STATUS_INITIAL_PID_NS_INO && known;
+    ns->user_initial = ns_inode("/proc/self/ns/user", &known) == STATUS_INITIAL_USER_NS_INO && known;
+    detect_container(ns);
+}
+
+static void read_kernel_usage(struct status_kernel_usage *k)
+{
+    struct shm_info info;
+
+    memset(k, 0, sizeof(*k));
+    /* SHM_INFO fills a struct shm_info through the shmid_ds pointer. */
+    if (shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info) < 0)
+        return;
+    k->known = true;
+    k->segments = (uint64_t)info.used_ids;
+    k->pages = info.shm_tot;
+    k->rss_pages = info.shm_rss;
+    k->swap_pages = info.shm_swp;
+}
+
+bool status_key_matches(const struct plan *plan, enum sizing_key_id key)
+{
+    const struct sizing_key *k = &plan->sizing.keys[key];
+
+    if (!k->managed || !k->current_known)
+        return false;
+    return plan->profile->policy == POLICY_RAISE_ONLY ? k->current >= k->derived : k->current == k->derived;
+}
+
+static void compute_headroom(struct status *s)
+{
+    const struct host_facts *h = &s->plan->host;
+    uint64_t segments = s->kernel.known ? s->kernel.segments : h->usage.segments;
+    uint64_t pages = s->kernel.known ? s->kernel.pages : h->usage.pages;
+
+    s->headroom_known = (s->kernel.known || h->usage_known) && h->current.known[KEY_SHMMAX] &&
+                        h->current.known[KEY_SHMALL] && h->current.known[KEY_SHMMNI];
+    if (s->headroom_known)
+        s->headroom_bytes = sizing_headroom(h->current.value[KEY_SHMMAX], h->current.value[KEY_SHMALL],
+                                            h->current.value[KEY_SHMMNI], h->page_size, pages, segments,
+                                            &s->headroom_limited_by);
+}
+
+static int classify_segments(struct status *s)
+{
+    const struct profile *p = s->plan->profile;
+    const struct shmseg_table *t = s->segments;
+
+    s->verdicts = calloc(t->count ? t->count : 1, sizeof(*s->verdicts));
+    if (!s->verdicts)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->count; i++) {
+        const struct shmseg *seg = &t->items[i];
+
+        orphans_classify(seg, p->persistent_keys, p->npersistent_keys, &s->verdicts[i]);
+        if (s->verdicts[i].candidate) {
+            s->norphans++;
+            s->npersistent_orphans += s->verdicts[i].persistent;
+        }
+        s->bytes += seg->size;
+        if (seg->size > s->largest)
+            s->largest = seg->size;
+    }
+    return 0;
+}
+
+int status_gather(const struct plan *plan, struct status **ret)
+{
+    static const char *const keys[KEY_COUNT] = { "kernel.shmmax", "kernel.shmall", "kernel.shmmni" };
+    struct status *s = calloc(1, sizeof(*s));
+    int r;
+
+    if (!s)
+        return -ENOMEM;
+    s->plan = plan;
+    read_namespace(&s->ns);
+    read_kernel_usage(&s->kernel);
+
+    r = host_read_segments(&s->segments);
+    if (r < 0) {
+        s->segments_errno = -r;
+    } else {
+        r = classify_segments(s);
+        if (r < 0)
+            goto fail;
+    }
+    compute_headroom(s);
+
+    /* A failed analysis only loses the "at boot" lines, never the rest. */
+    for (int rules = SYSCTLD_SYSTEMD; rules <= SYSCTLD_PROCPS; rules++) {
+        r = sysctld_analyse("/", (enum sysctld_rules)rules, keys, KEY_COUNT, &s->boot[rules]);
+        if (r == -ENOMEM)
+            goto fail;
+    }
+    *ret = s;
+    return 0;
+fail:
+    status_free(s);
+    return -ENOMEM;
+}
+
+void status_free(struct status *s)
+{
+    if (!s)
+        return;
+    free(s->segments);
+    free(s->verdicts);
+    sysctld_analysis_free(s->boot[SYSCTLD_SYSTEMD]);
+    sysctld_analysis_free(s->boot[SYSCTLD_PROCPS]);
+    free(s);
+}

@@ -1,0 +1,68 @@
+#pragma once
+/* `shmprov status`: what the System V shared memory of this IPC namespace
+ * looks like now: the limits and which file sets each one at boot, usage
+ * against them as the kernel counts it, headroom, what overcommit means for
+ * a new segment, whether this is the host's IPC namespace, and every
+ * segment with its orphan verdict. Gathering reads only; statusout.c
+ * renders it for people and programs. */
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "orphans.h"
+#include "plan.h"
+#include "shmseg.h"
+#include "sysctld.h"
+
+/* The initial namespaces' fixed inode numbers (include/linux/proc_ns.h). */
+#define STATUS_INITIAL_IPC_NS_INO UINT64_C(0xEFFFFFFF)
+#define STATUS_INITIAL_PID_NS_INO UINT64_C(0xEFFFFFFC)
+#define STATUS_INITIAL_USER_NS_INO UINT64_C(0xEFFFFFFD)
+
+struct status_namespace {
+    bool ipc_known;
+    uint64_t ipc_ino;  /* /proc/self/ns/ipc */
+    bool ipc_initial;  /* the host's IPC namespace: these limits are the host's */
+    bool pid_initial, user_initial;
+    const char *container; /* "docker", "podman", "lxc", ... or NULL when none detected */
+    char container_buf[64];
+};
+
+/* The kernel's own counters (shmctl SHM_INFO): the numbers newseg()
+ * checks. */
+struct status_kernel_usage {
+    bool known;
+    uint64_t segments; /* used_ids */
+    uint64_t pages;    /* shm_tot */
+    uint64_t rss_pages, swap_pages;
+};
+
+struct status {
+    const struct plan *plan; /* profile, host facts (limits, overcommit), drop-in path */
+    struct status_namespace ns;
+    struct status_kernel_usage kernel;
+    struct shmseg_table *segments; /* NULL when /proc/sysvipc/shm could not be read */
+    int segments_errno;
+    struct orphans_verdict *verdicts; /* one per segment */
+    size_t norphans, npersistent_orphans;
+    uint64_t bytes, largest; /* from the table */
+    bool headroom_known;
+    uint64_t headroom_bytes;
+    enum sizing_key_id headroom_limited_by;
+    /* Who sets each key at boot, under systemd-sysctl's and procps' rules;
+     * NULL when the analysis failed. */
+    struct sysctld_analysis *boot[2];
+};
+
+/* Reads everything for plan's profile and host. Returns 0, or -ENOMEM. */
+int status_gather(const struct plan *plan, struct status **ret);
+void status_free(struct status *s);
+
+/* Whether the running value of key matches what the profile asks for
+ * (policy-aware: raise-only accepts more). */
+bool status_key_matches(const struct plan *plan, enum sizing_key_id key);
+
+int status_print_text(const struct status *s, bool with_segments, FILE *out);
+json_object *status_to_json(const struct status *s);

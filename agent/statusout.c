@@ -1,0 +1,491 @@
+/* Rendering of `shmprov status`: text for people, one JSON document for
+ * programs. Both say the same things; JSON keeps exact integers. */
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "host.h"
+#include "sizes.h"
+#include "status.h"
+#include "version.h"
+
+static const char *const rules_names[2] = { "systemd-sysctl", "sysctl --system" };
+
+/* ---- facts shared by both renderings ------------------------------------ */
+
+static bool is_kernel_default(enum sizing_key_id key, uint64_t value)
+{
+    return key == KEY_SHMMNI ? value == SIZING_SHMMNI_DEFAULT : value == SIZING_KERNEL_DEFAULT;
+}
+
+static const char *unit_of(enum sizing_key_id key)
+{
+    return key == KEY_SHMMAX ? "bytes" : key == KEY_SHMALL ? "pages" : "segments";
+}
+
+/* Where a key's value comes from at boot under one set of rules. */
+enum boot_source { BOOT_UNKNOWN, BOOT_KERNEL_DEFAULT, BOOT_DROPIN, BOOT_OTHER_FILE };
+
+static enum boot_source boot_source(const struct status *s, enum sysctld_rules rules, enum sizing_key_id key,
+                                    const struct sysctld_assignment **ret_winner)
+{
+    const struct sysctld_analysis *a = s->boot[rules];
+
+    *ret_winner = NULL;
+    if (!a || a->incomplete || a->blocked)
+        return BOOT_UNKNOWN;
+    if (!a->keys[key].found)
+        return BOOT_KERNEL_DEFAULT;
+    *ret_winner = &a->keys[key].winner;
+    return strcmp(a->keys[key].winner.path, s->plan->dropin_path) == 0 ? BOOT_DROPIN : BOOT_OTHER_FILE;
+}
+
+static const char *boot_source_name(enum boot_source b)
+{
+    static const char *const names[] = { "unknown", "kernel-default", "dropin", "other-file" };
+    return names[b];
+}
+
+static double percent(uint64_t used, uint64_t limit)
+{
+    return limit ? (double)used * 100.0 / (double)limit : 0.0;
+}
+
+static const char *overcommit_name(int mode)
+{
+    static const char *const names[] = { "heuristic", "always", "strict" };
+    return mode >= 0 && mode <= 2 ? names[mode] : "unknown";
+}
+
+/* What vm.overcommit_memory means for the next shmget(). */
+static void overcommit_meaning(const struct host_facts *h, char *buf, size_t len)
+{
+    char limit[32], avail[32];
+
+    switch (h->overcommit_memory) {
+    case 0:
+        snprintf(buf, len, "a new segment is refused (ENOMEM) only when it is larger than RAM + swap; "
+                           "its memory is allocated when first touched");
+        break;
+    case 1:
+        snprintf(buf, len, "a new segment is never refused for lack of memory; memory is allocated when "
+                           "first touched, and the OOM killer acts if it runs out");
+        break;
+    case 2:
+        if (!h->commit_known) {
+            snprintf(buf, len, "every new segment is charged in full against CommitLimit (SHM_NORESERVE "
+                               "is ignored): one larger than what is left fails with ENOMEM");
+            break;
+        }
+        sizes_format_human(h->commit_limit_bytes, limit, sizeof(limit));
+        sizes_format_human(h->committed_bytes < h->commit_limit_bytes
+                               ? h->commit_limit_bytes - h->committed_bytes : 0, avail, sizeof(avail));
+        snprintf(buf, len, "every new segment is charged in full against CommitLimit %s (SHM_NORESERVE "
+                           "is ignored); %s is left, so a larger segment fails with ENOMEM even within "
+                           "the limits", limit, avail);
+        break;
+    default:
+        snprintf(buf, len, "unknown (/proc/sys/vm/overcommit_memory unreadable)");
+    }
+}
+
+static const char *owner_name(uint32_t uid, char *buf, size_t len)
+{
+    struct passwd *pw = getpwuid((uid_t)uid);
+
+    if (pw && pw->pw_name)
+        snprintf(buf, len, "%s", pw->pw_name);
+    else
+        snprintf(buf, len, "%" PRIu32, uid);
+    return buf;
+}
+
+/* shmall in bytes for people; pages x page size may not fit in 64 bits. */
+static void pages_human(uint64_t pages, uint64_t page_size, char *buf, size_t len)
+{
+    if (page_size && pages > UINT64_MAX / page_size)
+        snprintf(buf, len, "more than 16 EiB");
+    else
+        sizes_format_human(pages * page_size, buf, len);
+}
+
+/* ---- text ----------------------------------------------------------------- */
+
+static void print_percent(FILE *out, uint64_t used, uint64_t limit)
+{
+    double p = percent(used, limit);
+
+    if (used > 0 && p < 0.1)
+        fputs("<0.1 %", out);
+    else
+        fprintf(out, "%.1f %%", p);
+}
+
+static void print_boot_line(FILE *out, const struct status *s, enum sizing_key_id key, const char *label,
+                            enum boot_source b, const struct sysctld_assignment *w)
+{
+    fprintf(out, "      at boot%s: ", label);
+    switch (b) {
+    case BOOT_KERNEL_DEFAULT:
+        fputs("no file sets it: the kernel's default\n", out);
+        break;
+    case BOOT_DROPIN:
+    case BOOT_OTHER_FILE:
+        fprintf(out, "%s %s:%u sets %s%s\n", b == BOOT_DROPIN ? "shmprov's drop-in" : "another file", w->path,
+                w->line, w->value, w->glob ? " (by a pattern)" : "");
+        break;
+    default:
+        fputs("unknown (a sysctl.d file could not be analysed; see 'shmprov verify')\n", out);
+    }
+    (void)s;
+    (void)key;
+}
+
+static void print_limit(FILE *out, const struct status *s, enum sizing_key_id key)
+{
+    const struct plan *plan = s->plan;
+    const struct host_facts *h = &plan->host;
+    const struct sizing_key *k = &plan->sizing.keys[key];
+    const struct sysctld_assignment *w[2];
+    enum boot_source b[2];
+    char human[32];
+
+    fprintf(out, "  %-14s", sizing_key_name(key));
+    if (!h->current.known[key]) {
+        fputs("unknown (cannot read it)\n", out);
+    } else {
+        fprintf(out, "%" PRIu64 " %s", h->current.value[key], unit_of(key));
+        if (key == KEY_SHMMAX) {
+            sizes_format_human(h->current.value[key], human, sizeof(human));
+            fprintf(out, " (%s)", human);
+        } else if (key == KEY_SHMALL) {
+            pages_human(h->current.value[key], h->page_size, human, sizeof(human));
+            fprintf(out, " (%s)", human);
+        }
+        fputs(is_kernel_default(key, h->current.value[key]) ? ", the kernel's default\n" : "\n", out);
+    }
+
+    for (int r = 0; r < 2; r++)
+        b[r] = boot_source(s, (enum sysctld_rules)r, key, &w[r]);
+    if (b[0] == b[1] && (!w[0] || (strcmp(w[0]->path, w[1]->path) == 0 && w[0]->line == w[1]->line))) {
+        print_boot_line(out, s, key, "", b[0], w[0]);
+    } else {
+        print_boot_line(out, s, key, " (systemd-sysctl)", b[0], w[0]);
+        print_boot_line(out, s, key, " (sysctl --system)", b[1], w[1]);
+    }
+
+    if (!k->managed)
+        fputs("      profile: does not set it\n", out);
+    else if (status_key_matches(plan, key))
+        fprintf(out, "      profile: wants %s%" PRIu64 ": matches\n",
+                plan->profile->policy == POLICY_RAISE_ONLY ? "at least " : "", k->derived);
+    else
+        fprintf(out, "      profile: wants %s%" PRIu64 ": differs ('shmprov apply' would %s it)\n",
+                plan->profile->policy == POLICY_RAISE_ONLY ? "at least " : "", k->derived,
+                k->action == ACTION_LOWER ? "lower" : k->action == ACTION_RAISE ? "raise" : "set");
+}
+
+static void print_usage(FILE *out, const struct status *s)
+{
+    const struct host_facts *h = &s->plan->host;
+    uint64_t shmmni = h->current.value[KEY_SHMMNI], shmall = h->current.value[KEY_SHMALL],
+             shmmax = h->current.value[KEY_SHMMAX];
+    uint64_t segments = s->kernel.known ? s->kernel.segments : h->usage.segments;
+    uint64_t pages = s->kernel.known ? s->kernel.pages : h->usage.pages;
+    char human[32];
+
+    if (!s->kernel.known && !s->segments) {
+        fputs("\nUsage: unknown (neither shmctl(SHM_INFO) nor /proc/sysvipc/shm could be read)\n", out);
+        return;
+    }
+    fprintf(out, "\nUsage (%s)\n", s->kernel.known ? "the kernel's counters, shmctl SHM_INFO" : "/proc/sysvipc/shm");
+    fprintf(out, "  segments      %" PRIu64 " of %" PRIu64 " (kernel.shmmni), ", segments, shmmni);
+    print_percent(out, segments, shmmni);
+    sizes_format_human(s->bytes, human, sizeof(human));
+    fprintf(out, "\n  memory        %" PRIu64 " bytes (%s) in %" PRIu64 " pages of %" PRIu64 " (kernel.shmall), ",
+            s->bytes, human, pages, shmall);
+    print_percent(out, pages, shmall);
+    fputc('\n', out);
+    if (s->kernel.known)
+        fprintf(out, "  resident      %" PRIu64 " pages, swapped %" PRIu64 " pages\n", s->kernel.rss_pages,
+                s->kernel.swap_pages);
+    sizes_format_human(s->largest, human, sizeof(human));
+    fprintf(out, "  largest       %" PRIu64 " bytes (%s) of %" PRIu64 " (kernel.shmmax), ", s->largest, human,
+            shmmax);
+    print_percent(out, s->largest, shmmax);
+    fputc('\n', out);
+}
+
+static void print_headroom_and_overcommit(FILE *out, const struct status *s)
+{
+    const struct host_facts *h = &s->plan->host;
+    char human[32], meaning[400];
+
+    if (!s->headroom_known) {
+        fputs("\nHeadroom: unknown\n", out);
+    } else if (s->headroom_bytes == 0) {
+        fprintf(out, "\nHeadroom: no new segment can be created now (%s is used up)\n",
+                sizing_key_name(s->headroom_limited_by));
+    } else {
+        sizes_format_human(s->headroom_bytes, human, sizeof(human));
+        fprintf(out, "\nHeadroom: a new segment of up to %" PRIu64 " bytes (%s) can be created now (limited by %s)\n",
+                s->headroom_bytes, human, sizing_key_name(s->headroom_limited_by));
+    }
+    overcommit_meaning(h, meaning, sizeof(meaning));
+    if (h->overcommit_memory >= 0)
+        fprintf(out, "Overcommit: vm.overcommit_memory = %d (%s): %s\n", h->overcommit_memory,
+                overcommit_name(h->overcommit_memory), meaning);
+    else
+        fprintf(out, "Overcommit: %s\n", meaning);
+}
+
+static void print_namespace(FILE *out, const struct status *s)
+{
+    const struct status_namespace *ns = &s->ns;
+
+    if (!ns->ipc_known)
+        fputs("IPC namespace: unknown (/proc/self/ns/ipc unreadable)\n", out);
+    else if (ns->ipc_initial)
+        fprintf(out, "IPC namespace: the host's (ipc:[%" PRIu64 "]): these limits and segments are the host's\n",
+                ns->ipc_ino);
+    else
+        fprintf(out, "IPC namespace: private (ipc:[%" PRIu64 "]): the limits and segments below belong to this "
+                     "namespace only, not to the host\n", ns->ipc_ino);
+    fprintf(out, "Container: %s\n", ns->container ? ns->container : "none detected");
+    fprintf(out, "Runtime limits: %s\n", s->plan->host.runtime_write_errno == 0
+                                              ? "writable here"
+                                              : host_runtime_write_reason(s->plan->host.runtime_write_errno));
+}
+
+static void print_segment_row(FILE *out, const struct shmseg *seg, const struct orphans_verdict *v)
+{
+    char owner[64], perms[10], state[128], creator[40], last[40];
+
+    shmseg_perms_text(seg->mode, perms);
+    snprintf(creator, sizeof(creator), "%" PRId64 " %s", seg->cpid, orphans_pid_state_name(v->creator));
+    if (v->last == PID_NEVER)
+        snprintf(last, sizeof(last), "-");
+    else
+        snprintf(last, sizeof(last), "%" PRId64 " %s", seg->lpid, orphans_pid_state_name(v->last));
+    snprintf(state, sizeof(state), "%s%s%s", seg->mode & SHMSEG_MODE_DEST ? ", marked for destroy" : "",
+             seg->mode & SHMSEG_MODE_LOCKED ? ", locked" : "",
+             !v->candidate ? "" : v->persistent ? ", orphan candidate, persistent (kept)" : ", orphan candidate");
+    fprintf(out, "  0x%08x %10" PRId32 " %-10s %s %15" PRIu64 " %6" PRIu64 "  %-18s %-18s %s\n", (unsigned)seg->key,
+            seg->id, owner_name(seg->uid, owner, sizeof(owner)), perms, seg->size, seg->nattch, creator, last,
+            state[0] ? state + 2 : "");
+}
+
+static void print_segments(FILE *out, const struct status *s, bool with_segments)
+{
+    const struct shmseg_table *t = s->segments;
+    bool header = false;
+
+    if (!t) {
+        fprintf(out, "\nSegments: unknown (cannot read /proc/sysvipc/shm: %s)\n", strerror(s->segments_errno));
+        return;
+    }
+    fprintf(out, "\nSegments: %zu; orphan candidates: %zu", t->count, s->norphans);
+    if (s->npersistent_orphans)
+        fprintf(out, " (%zu persistent by the profile, never removed)", s->npersistent_orphans);
+    fputc('\n', out);
+    for (size_t i = 0; i < t->count; i++) {
+        if (!with_segments && !s->verdicts[i].candidate)
+            continue;
+        if (!header) {
+            fprintf(out, "  %-10s %10s %-10s %-9s %15s %6s  %-18s %-18s %s\n", "KEY", "ID", "OWNER", "PERMS",
+                    "BYTES", "NATTCH", "CREATOR", "LAST", "STATE");
+            header = true;
+        }
+        print_segment_row(out, &t->items[i], &s->verdicts[i]);
+    }
+    if (!with_segments && t->count)
+        fputs("  (every segment: 'shmprov status --segments')\n", out);
+    if (s->norphans > s->npersistent_orphans)
+        fputs("  orphan candidates: nothing attached, creator and last user gone; listed, never removed "
+              "unless 'shmprov status --remove-orphans'\n", out);
+}
+
+int status_print_text(const struct status *s, bool with_segments, FILE *out)
+{
+    const struct plan *plan = s->plan;
+    const struct host_facts *h = &plan->host;
+
+    fprintf(out, "shmprov status: %s, Linux %s, page size %" PRIu64 " bytes\n", h->hostname, h->kernel_release,
+            h->page_size);
+    fprintf(out, "Profile: %s%s%s%s\n", plan->profile->path, plan->profile_note ? " (" : "",
+            plan->profile_note ? plan->profile_note : "", plan->profile_note ? ")" : "");
+    print_namespace(out, s);
+    fputs("\nLimits (running now)\n", out);
+    for (int key = 0; key < KEY_COUNT; key++)
+        print_limit(out, s, (enum sizing_key_id)key);
+    print_usage(out, s);
+    print_headroom_and_overcommit(out, s);
+    print_segments(out, s, with_segments);
+    return ferror(out) ? -1 : 0;
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+static json_object *u64(uint64_t v) { return json_object_new_uint64(v); }
+
+static json_object *u64_if(bool known, uint64_t v) { return known ? u64(v) : NULL; }
+
+static json_object *json_boot(const struct status *s, enum sizing_key_id key)
+{
+    json_object *o = json_object_new_object();
+
+    for (int r = 0; r < 2; r++) {
+        const struct sysctld_assignment *w;
+        enum boot_source b = boot_source(s, (enum sysctld_rules)r, key, &w);
+        json_object *src = json_object_new_object();
+
+        json_object_object_add(src, "source", json_object_new_string(boot_source_name(b)));
+        json_object_object_add(src, "file", w ? json_object_new_string(w->path) : NULL);
+        json_object_object_add(src, "line", w ? u64(w->line) : NULL);
+        json_object_object_add(src, "value", w ? json_object_new_string(w->value) : NULL);
+        json_object_object_add(o, rules_names[r], src);
+    }
+    return o;
+}
+
+static json_object *json_limits(const struct status *s)
+{
+    const struct plan *plan = s->plan;
+    const struct host_facts *h = &plan->host;
+    json_object *o = json_object_new_object();
+
+    for (int key = 0; key < KEY_COUNT; key++) {
+        const struct sizing_key *k = &plan->sizing.keys[key];
+        bool known = h->current.known[key];
+        json_object *l = json_object_new_object(), *prof = json_object_new_object();
+
+        json_object_object_add(l, "value", u64_if(known, h->current.value[key]));
+        json_object_object_add(l, "unit", json_object_new_string(unit_of((enum sizing_key_id)key)));
+        json_object_object_add(l, "kernel_default",
+                               json_object_new_boolean(known && is_kernel_default((enum sizing_key_id)key,
+                                                                                  h->current.value[key])));
+        json_object_object_add(l, "boot", json_boot(s, (enum sizing_key_id)key));
+        json_object_object_add(prof, "managed", json_object_new_boolean(k->managed));
+        json_object_object_add(prof, "wants", u64_if(k->managed, k->derived));
+        json_object_object_add(prof, "matches",
+                               k->managed ? json_object_new_boolean(status_key_matches(plan, (enum sizing_key_id)key))
+                                          : NULL);
+        json_object_object_add(l, "profile", prof);
+        json_object_object_add(o, sizing_key_name((enum sizing_key_id)key), l);
+    }
+    return o;
+}
+
+static json_object *json_usage(const struct status *s)
+{
+    const struct host_facts *h = &s->plan->host;
+    json_object *o;
+
+    if (!s->kernel.known && !s->segments)
+        return NULL;
+    o = json_object_new_object();
+    json_object_object_add(o, "source", json_object_new_string(s->kernel.known ? "SHM_INFO" : "/proc/sysvipc/shm"));
+    json_object_object_add(o, "segments", u64(s->kernel.known ? s->kernel.segments : h->usage.segments));
+    json_object_object_add(o, "pages", u64(s->kernel.known ? s->kernel.pages : h->usage.pages));
+    json_object_object_add(o, "bytes", u64(s->bytes));
+    json_object_object_add(o, "largest_segment", u64(s->largest));
+    json_object_object_add(o, "rss_pages", u64_if(s->kernel.known, s->kernel.rss_pages));
+    json_object_object_add(o, "swap_pages", u64_if(s->kernel.known, s->kernel.swap_pages));
+    return o;
+}
+
+static json_object *json_namespace(const struct status *s)
+{
+    const struct status_namespace *ns = &s->ns;
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "ipc_inode", u64_if(ns->ipc_known, ns->ipc_ino));
+    json_object_object_add(o, "ipc_initial", ns->ipc_known ? json_object_new_boolean(ns->ipc_initial) : NULL);
+    json_object_object_add(o, "pid_initial", json_object_new_boolean(ns->pid_initial));
+    json_object_object_add(o, "user_initial", json_object_new_boolean(ns->user_initial));
+    json_object_object_add(o, "container", ns->container ? json_object_new_string(ns->container) : NULL);
+    json_object_object_add(o, "runtime_writable", json_object_new_boolean(s->plan->host.runtime_write_errno == 0));
+    json_object_object_add(o, "runtime_reason",
+                           json_object_new_string(host_runtime_write_reason(s->plan->host.runtime_write_errno)));
+    return o;
+}
+
+static json_object *json_overcommit(const struct host_facts *h)
+{
+    json_object *o = json_object_new_object();
+    char meaning[400];
+
+    overcommit_meaning(h, meaning, sizeof(meaning));
+    json_object_object_add(o, "mode", h->overcommit_memory >= 0 ? json_object_new_int(h->overcommit_memory) : NULL);
+    json_object_object_add(o, "name", json_object_new_string(overcommit_name(h->overcommit_memory)));
+    json_object_object_add(o, "meaning", json_object_new_string(meaning));
+    json_object_object_add(o, "commit_limit_bytes", u64_if(h->commit_known, h->commit_limit_bytes));
+    json_object_object_add(o, "committed_bytes", u64_if(h->commit_known, h->committed_bytes));
+    return o;
+}
+
+static json_object *json_segment(const struct shmseg *seg, const struct orphans_verdict *v)
+{
+    json_object *o = json_object_new_object();
+    char key[16], owner[64], perms[8];
+
+    snprintf(key, sizeof(key), "0x%08x", (unsigned)seg->key);
+    snprintf(perms, sizeof(perms), "%03o", seg->mode & 0777);
+    json_object_object_add(o, "key", json_object_new_string(key));
+    json_object_object_add(o, "id", json_object_new_int(seg->id));
+    json_object_object_add(o, "owner", json_object_new_string(owner_name(seg->uid, owner, sizeof(owner))));
+    json_object_object_add(o, "uid", u64(seg->uid));
+    json_object_object_add(o, "gid", u64(seg->gid));
+    json_object_object_add(o, "perms", json_object_new_string(perms));
+    json_object_object_add(o, "bytes", u64(seg->size));
+    json_object_object_add(o, "nattch", u64(seg->nattch));
+    json_object_object_add(o, "creator_pid", json_object_new_int64(seg->cpid));
+    json_object_object_add(o, "creator", json_object_new_string(orphans_pid_state_name(v->creator)));
+    json_object_object_add(o, "last_pid", json_object_new_int64(seg->lpid));
+    json_object_object_add(o, "last", json_object_new_string(orphans_pid_state_name(v->last)));
+    json_object_object_add(o, "marked_for_destroy", json_object_new_boolean(seg->mode & SHMSEG_MODE_DEST));
+    json_object_object_add(o, "locked", json_object_new_boolean(seg->mode & SHMSEG_MODE_LOCKED));
+    json_object_object_add(o, "rss_bytes", u64(seg->rss));
+    json_object_object_add(o, "swap_bytes", u64(seg->swap));
+    json_object_object_add(o, "ctime", json_object_new_int64(seg->ctime));
+    json_object_object_add(o, "orphan_candidate", json_object_new_boolean(v->candidate));
+    json_object_object_add(o, "persistent", json_object_new_boolean(v->persistent));
+    return o;
+}
+
+json_object *status_to_json(const struct status *s)
+{
+    const struct plan *plan = s->plan;
+    const struct host_facts *h = &plan->host;
+    json_object *doc = json_object_new_object(), *host = json_object_new_object(), *headroom = NULL, *segs = NULL;
+
+    json_object_object_add(doc, "command", json_object_new_string("status"));
+    json_object_object_add(doc, "version", json_object_new_string(SHMPROV_VERSION));
+    json_object_object_add(doc, "profile", json_object_new_string(plan->profile->path));
+    json_object_object_add(doc, "profile_note", plan->profile_note ? json_object_new_string(plan->profile_note) : NULL);
+    json_object_object_add(host, "hostname", json_object_new_string(h->hostname));
+    json_object_object_add(host, "kernel", json_object_new_string(h->kernel_release));
+    json_object_object_add(host, "page_size", u64(h->page_size));
+    json_object_object_add(host, "memtotal_bytes", u64_if(h->memtotal_bytes != 0, h->memtotal_bytes));
+    json_object_object_add(doc, "host", host);
+    json_object_object_add(doc, "namespace", json_namespace(s));
+    json_object_object_add(doc, "limits", json_limits(s));
+    json_object_object_add(doc, "usage", json_usage(s));
+    if (s->headroom_known) {
+        headroom = json_object_new_object();
+        json_object_object_add(headroom, "bytes", u64(s->headroom_bytes));
+        json_object_object_add(headroom, "limited_by", json_object_new_string(sizing_key_name(s->headroom_limited_by)));
+    }
+    json_object_object_add(doc, "headroom", headroom);
+    json_object_object_add(doc, "overcommit", json_overcommit(h));
+    if (s->segments) {
+        segs = json_object_new_array();
+        for (size_t i = 0; i < s->segments->count; i++)
+            json_object_array_add(segs, json_segment(&s->segments->items[i], &s->verdicts[i]));
+    }
+    json_object_object_add(doc, "segments", segs);
+    json_object_object_add(doc, "orphan_candidates", u64_if(s->segments != NULL, s->norphans));
+    return doc;
+}

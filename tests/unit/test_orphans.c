@@ -1,0 +1,246 @@
+/* Orphan verdicts and the re-check before IPC_RMID, on the real kernel.
+ * Each test moves into a private IPC namespace (unshare(CLONE_NEWIPC), root
+ * in CI) first: the segments it makes never exist on the host. Never
+ * skips: a test that cannot isolate itself must fail. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "host.h"
+#include "orphans.h"
+
+static void enter_private_ipc(void)
+{
+    if (unshare(CLONE_NEWIPC) < 0)
+        cr_assert_fail("unshare(CLONE_NEWIPC) failed: %s. These tests create real SysV segments, which they "
+                       "may only do in a private IPC namespace: run them as root (CAP_SYS_ADMIN)",
+                       strerror(errno));
+}
+
+/* A segment made by a child that exits at once: its creator is gone. With
+ * attach, the child attaches and detaches first (its pid becomes lpid). */
+static int create_by_dead_process(key_t key, size_t size, bool attach)
+{
+    int fds[2], id = -1;
+    pid_t pid;
+    int status;
+
+    cr_assert_eq(pipe(fds), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int child_id = shmget(key, size, IPC_CREAT | IPC_EXCL | 0600);
+        if (child_id >= 0 && attach) {
+            void *p = shmat(child_id, NULL, 0);
+            if (p == (void *)-1 || shmdt(p) < 0)
+                child_id = -1;
+        }
+        if (write(fds[1], &child_id, sizeof(child_id)) != sizeof(child_id))
+            _exit(2);
+        _exit(child_id >= 0 ? 0 : 1);
+    }
+    close(fds[1]);
+    cr_assert_eq(read(fds[0], &id, sizeof(id)), (ssize_t)sizeof(id));
+    close(fds[0]);
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the creating child failed");
+    return id;
+}
+
+/* The row /proc/sysvipc/shm shows for id, as status scans it. */
+static struct shmseg scan(int id)
+{
+    struct shmseg_table *t = NULL;
+    struct shmseg found = { .id = -1 };
+
+    cr_assert_eq(host_read_segments(&t), 0);
+    for (size_t i = 0; i < t->count; i++)
+        if (t->items[i].id == id)
+            found = t->items[i];
+    free(t);
+    cr_assert_eq(found.id, id, "segment %d is not in /proc/sysvipc/shm", id);
+    return found;
+}
+
+static bool exists(int id)
+{
+    struct shmid_ds ds;
+    return shmctl(id, IPC_STAT, &ds) == 0;
+}
+
+static struct orphans_verdict classify(const struct shmseg *s)
+{
+    struct orphans_verdict v;
+    orphans_classify(s, NULL, 0, &v);
+    return v;
+}
+
+Test(orphans, dead_creator_never_attached_is_removed_after_recheck)
+{
+    char why[300];
+    struct shmseg s;
+    struct orphans_verdict v;
+    int id;
+
+    enter_private_ipc();
+    id = create_by_dead_process(0x5150, 10000, false);
+    s = scan(id);
+    v = classify(&s);
+    cr_expect_eq(v.creator, PID_GONE);
+    cr_expect_eq(v.last, PID_NEVER);
+    cr_assert(v.candidate);
+
+    cr_expect_eq(orphans_remove(&s, true, why, sizeof(why)), ORPHAN_WOULD_REMOVE, "%s", why);
+    cr_assert(exists(id), "--dry-run removed it");
+    cr_expect_eq(orphans_remove(&s, false, why, sizeof(why)), ORPHAN_REMOVED, "%s", why);
+    cr_expect_not(exists(id));
+    cr_expect_eq(orphans_remove(&s, false, why, sizeof(why)), ORPHAN_ALREADY_GONE, "%s", why);
+}
+
+Test(orphans, attached_and_detached_by_dead_process)
+{
+    struct shmseg s;
+    struct orphans_verdict v;
+
+    enter_private_ipc();
+    s = scan(create_by_dead_process(0x5151, 4096, true));
+    v = classify(&s);
+    cr_expect_eq(v.last, PID_GONE);
+    cr_expect_neq(s.lpid, 0);
+    cr_expect(v.candidate);
+}
+
+/* The race the re-check exists for: the orphan is removed by someone else
+ * and its id handed to a new segment (same key, made by another dead
+ * process) between the scan and the removal. */
+Test(orphans, segment_replaced_under_the_same_id_is_not_removed)
+{
+    char why[300];
+    struct shmseg before, after;
+    int id, replacement;
+    FILE *next_id;
+
+    enter_private_ipc();
+    id = create_by_dead_process(0x5152, 8192, false);
+    before = scan(id);
+    cr_assert(classify(&before).candidate);
+
+    cr_assert_eq(shmctl(id, IPC_RMID, NULL), 0);
+    next_id = fopen("/proc/sys/kernel/shm_next_id", "w");
+    cr_assert_not_null(next_id, "cannot open shm_next_id: %s", strerror(errno));
+    fprintf(next_id, "%d\n", id);
+    cr_assert_eq(fclose(next_id), 0);
+    replacement = create_by_dead_process(0x5152, 8192, false);
+    cr_assert_eq(replacement, id, "the kernel did not reuse the id: the test proves nothing");
+    after = scan(id);
+    cr_assert(classify(&after).candidate, "the replacement is itself an orphan");
+    cr_assert_neq(after.cpid, before.cpid);
+
+    cr_expect_eq(orphans_remove(&before, false, why, sizeof(why)), ORPHAN_CHANGED, "%s", why);
+    cr_expect(exists(id), "the replacement was removed on the strength of the old scan");
+}
+
+Test(orphans, attached_since_the_scan_is_not_removed)
+{
+    char why[300];
+    struct shmseg s;
+    void *p;
+    int id;
+
+    enter_private_ipc();
+    id = create_by_dead_process(0x5153, 4096, false);
+    s = scan(id);
+    cr_assert(classify(&s).candidate);
+    p = shmat(id, NULL, 0);
+    cr_assert_neq(p, (void *)-1);
+    cr_expect_eq(orphans_remove(&s, false, why, sizeof(why)), ORPHAN_CHANGED, "%s", why);
+    cr_expect(exists(id));
+    cr_assert_eq(shmdt(p), 0);
+    /* Detached again, but the last pid is this live process now. */
+    cr_expect_eq(orphans_remove(&s, false, why, sizeof(why)), ORPHAN_CHANGED, "%s", why);
+    cr_expect(exists(id));
+}
+
+Test(orphans, live_creator_and_attached_are_not_candidates)
+{
+    struct shmseg s;
+    struct orphans_verdict v;
+    void *p;
+    int id;
+
+    enter_private_ipc();
+    id = shmget(0x5154, 4096, IPC_CREAT | IPC_EXCL | 0600);
+    cr_assert_geq(id, 0);
+    s = scan(id);
+    v = classify(&s);
+    cr_expect_eq(v.creator, PID_ALIVE);
+    cr_expect_not(v.candidate, "nattch 0 but the creator (this process) lives");
+
+    id = create_by_dead_process(0x5155, 4096, false);
+    p = shmat(id, NULL, 0);
+    cr_assert_neq(p, (void *)-1);
+    s = scan(id);
+    v = classify(&s);
+    cr_expect_eq(v.creator, PID_GONE);
+    cr_expect_eq(v.last, PID_ALIVE);
+    cr_expect_not(v.candidate, "attached");
+    cr_assert_eq(shmdt(p), 0);
+    s = scan(id);
+    cr_expect_not(classify(&s).candidate, "the last user (this process) lives");
+}
+
+Test(orphans, marked_for_destroy_is_not_a_candidate)
+{
+    struct shmseg s;
+    void *p;
+    int id;
+
+    enter_private_ipc();
+    id = create_by_dead_process(0x5156, 4096, false);
+    p = shmat(id, NULL, 0);
+    cr_assert_neq(p, (void *)-1);
+    cr_assert_eq(shmctl(id, IPC_RMID, NULL), 0);
+    s = scan(id);
+    cr_expect(s.mode & SHMSEG_MODE_DEST);
+    cr_expect_eq(s.key, 0, "the kernel turns the key of a destroyed segment into IPC_PRIVATE");
+    cr_expect_not(classify(&s).candidate);
+    cr_assert_eq(shmdt(p), 0);
+}
+
+Test(orphans, persistent_keys_are_flagged_but_private_never)
+{
+    static const uint32_t keys[] = { 0x5157, 0 };
+    struct orphans_verdict v;
+    struct shmseg s;
+
+    enter_private_ipc();
+    s = scan(create_by_dead_process(0x5157, 4096, false));
+    orphans_classify(&s, keys, 2, &v);
+    cr_expect(v.candidate);
+    cr_expect(v.persistent);
+    s = scan(create_by_dead_process(IPC_PRIVATE, 4096, false));
+    orphans_classify(&s, keys, 2, &v);
+    cr_expect(v.candidate);
+    cr_expect_not(v.persistent, "key 0 (IPC_PRIVATE) must never match");
+}
+
+Test(orphans, pid_states)
+{
+    struct shmseg never = { 0 }, attached = { .atime = 1 };
+
+    cr_expect_eq(orphans_pid_state(getpid(), false, &never), PID_ALIVE);
+    cr_expect_eq(orphans_pid_state(1, false, &never), PID_ALIVE);
+    cr_expect_eq(orphans_pid_state(0, false, &never), PID_NOT_VISIBLE);
+    cr_expect_eq(orphans_pid_state(0, true, &never), PID_NEVER);
+    cr_expect_eq(orphans_pid_state(0, true, &attached), PID_NOT_VISIBLE);
+    cr_expect_eq(orphans_pid_state(-5, false, &never), PID_NOT_VISIBLE);
+}
