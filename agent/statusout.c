@@ -1,5 +1,6 @@
 /* Rendering of `shmprov status`: text for people, one JSON document for
  * programs. Both say the same things; JSON keeps exact integers. */
+#include <errno.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <pwd.h>
@@ -123,8 +124,7 @@ static void print_percent(FILE *out, uint64_t used, uint64_t limit)
         fprintf(out, "%.1f %%", p);
 }
 
-static void print_boot_line(FILE *out, const struct status *s, enum sizing_key_id key, const char *label,
-                            enum boot_source b, const struct sysctld_assignment *w)
+static void print_boot_line(FILE *out, const char *label, enum boot_source b, const struct sysctld_assignment *w)
 {
     fprintf(out, "      at boot%s: ", label);
     switch (b) {
@@ -139,8 +139,6 @@ static void print_boot_line(FILE *out, const struct status *s, enum sizing_key_i
     default:
         fputs("unknown (a sysctl.d file could not be analysed; see 'shmprov verify')\n", out);
     }
-    (void)s;
-    (void)key;
 }
 
 static void print_limit(FILE *out, const struct status *s, enum sizing_key_id key)
@@ -170,10 +168,10 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
     for (int r = 0; r < 2; r++)
         b[r] = boot_source(s, (enum sysctld_rules)r, key, &w[r]);
     if (b[0] == b[1] && (!w[0] || (strcmp(w[0]->path, w[1]->path) == 0 && w[0]->line == w[1]->line))) {
-        print_boot_line(out, s, key, "", b[0], w[0]);
+        print_boot_line(out, "", b[0], w[0]);
     } else {
-        print_boot_line(out, s, key, " (systemd-sysctl)", b[0], w[0]);
-        print_boot_line(out, s, key, " (sysctl --system)", b[1], w[1]);
+        print_boot_line(out, " (systemd-sysctl)", b[0], w[0]);
+        print_boot_line(out, " (sysctl --system)", b[1], w[1]);
     }
 
     if (!k->managed)
@@ -203,14 +201,22 @@ static void print_usage(FILE *out, const struct status *s)
     fprintf(out, "\nUsage (%s)\n", s->kernel.known ? "the kernel's counters, shmctl SHM_INFO" : "/proc/sysvipc/shm");
     fprintf(out, "  segments      %" PRIu64 " of %" PRIu64 " (kernel.shmmni), ", segments, shmmni);
     print_percent(out, segments, shmmni);
-    sizes_format_human(s->bytes, human, sizeof(human));
-    fprintf(out, "\n  memory        %" PRIu64 " bytes (%s) in %" PRIu64 " pages of %" PRIu64 " (kernel.shmall), ",
-            s->bytes, human, pages, shmall);
+    if (s->segments) {
+        sizes_format_human(s->bytes, human, sizeof(human));
+        fprintf(out, "\n  memory        %" PRIu64 " bytes (%s) in %" PRIu64 " pages of %" PRIu64 " (kernel.shmall), ",
+                s->bytes, human, pages, shmall);
+    } else {
+        fprintf(out, "\n  memory        %" PRIu64 " pages of %" PRIu64 " (kernel.shmall), ", pages, shmall);
+    }
     print_percent(out, pages, shmall);
     fputc('\n', out);
     if (s->kernel.known)
         fprintf(out, "  resident      %" PRIu64 " pages, swapped %" PRIu64 " pages\n", s->kernel.rss_pages,
                 s->kernel.swap_pages);
+    if (!s->segments) {
+        fputs("  largest       unknown (the segment table could not be read)\n", out);
+        return;
+    }
     sizes_format_human(s->largest, human, sizeof(human));
     fprintf(out, "  largest       %" PRIu64 " bytes (%s) of %" PRIu64 " (kernel.shmmax), ", s->largest, human,
             shmmax);
@@ -283,7 +289,9 @@ static void print_segments(FILE *out, const struct status *s, bool with_segments
     bool header = false;
 
     if (!t) {
-        fprintf(out, "\nSegments: unknown (cannot read /proc/sysvipc/shm: %s)\n", strerror(s->segments_errno));
+        fprintf(out, "\nSegments: unknown (cannot read /proc/sysvipc/shm: %s)\n",
+                s->segments_errno == EINVAL ? "not the table the kernel writes (malformed or cut short)"
+                                            : strerror(s->segments_errno));
         return;
     }
     fprintf(out, "\nSegments: %zu; orphan candidates: %zu", t->count, s->norphans);
@@ -389,8 +397,8 @@ static json_object *json_usage(const struct status *s)
     json_object_object_add(o, "source", json_object_new_string(s->kernel.known ? "SHM_INFO" : "/proc/sysvipc/shm"));
     json_object_object_add(o, "segments", u64(s->kernel.known ? s->kernel.segments : h->usage.segments));
     json_object_object_add(o, "pages", u64(s->kernel.known ? s->kernel.pages : h->usage.pages));
-    json_object_object_add(o, "bytes", u64(s->bytes));
-    json_object_object_add(o, "largest_segment", u64(s->largest));
+    json_object_object_add(o, "bytes", u64_if(s->segments != NULL, s->bytes));
+    json_object_object_add(o, "largest_segment", u64_if(s->segments != NULL, s->largest));
     json_object_object_add(o, "rss_pages", u64_if(s->kernel.known, s->kernel.rss_pages));
     json_object_object_add(o, "swap_pages", u64_if(s->kernel.known, s->kernel.swap_pages));
     return o;
