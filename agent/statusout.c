@@ -278,9 +278,12 @@ static void print_segment_row(FILE *out, const struct shmseg *seg, const struct 
     snprintf(state, sizeof(state), "%s%s%s", seg->mode & SHMSEG_MODE_DEST ? ", marked for destroy" : "",
              seg->mode & SHMSEG_MODE_LOCKED ? ", locked" : "",
              !v->candidate ? "" : v->persistent ? ", orphan candidate, persistent (kept)" : ", orphan candidate");
-    fprintf(out, "  0x%08x %10" PRId32 " %-10s %s %15" PRIu64 " %6" PRIu64 "  %-18s %-18s %s\n", (unsigned)seg->key,
-            seg->id, owner_name(seg->uid, owner, sizeof(owner)), perms, seg->size, seg->nattch, creator, last,
-            state[0] ? state + 2 : "");
+    fprintf(out, "  0x%08x %10" PRId32 " %-10s %s %15" PRIu64 " %6" PRIu64 "  %-18s ", (unsigned)seg->key, seg->id,
+            owner_name(seg->uid, owner, sizeof(owner)), perms, seg->size, seg->nattch, creator);
+    if (state[0])
+        fprintf(out, "%-18s %s\n", last, state + 2); /* state starts with ", " */
+    else
+        fprintf(out, "%s\n", last);
 }
 
 static void print_segments(FILE *out, const struct status *s, bool with_segments)

@@ -252,8 +252,9 @@ def row(s):
     state = [w for w, on in (("marked for destroy", s["marked_for_destroy"]), ("locked", s["locked"]),
              ("orphan candidate, persistent (kept)" if s["persistent"] else "orphan candidate", s["orphan_candidate"])) if on]
     last = "-" if s["last"] == "never attached" else "%d %s" % (s["last_pid"], s["last"])
-    return r"^  %s +%d +%s +%s +%d +%d  +%d %s +%s +%s$" % (s["key"], s["id"], s["owner"], perms_text(s["perms"]),
-           s["bytes"], s["nattch"], s["creator_pid"], re.escape(s["creator"]), re.escape(last), re.escape(", ".join(state)))
+    tail = re.escape(last) + (" +" + re.escape(", ".join(state)) if state else "")
+    return r"^  %s +%d +%s +%s +%d +%d  +%d %s +%s$" % (s["key"], s["id"], s["owner"], perms_text(s["perms"]),
+           s["bytes"], s["nattch"], s["creator_pid"], re.escape(s["creator"]), tail)
 for s in d["segments"]:
     check("text-row/%d" % s["id"], re.search(row(s), full, re.M), row(s))
 listed = sorted(int(m) for m in re.findall(r"^  0x[0-9a-f]{8} +(\d+) ", short, re.M))
