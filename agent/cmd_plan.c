@@ -77,6 +77,10 @@ int cmd_plan(const struct cli_options *o)
         }
         json_object_object_add(doc, "boot_order", boot_order_json(plan, &conflicts));
         json_object_object_add(doc, "conflicts", conflicts_json(&conflicts));
+        /* The boot-order analysis's notes (odd files in sysctl.d) too. */
+        for (size_t i = 0; i < conflicts.nwarnings; i++)
+            json_object_array_add(json_object_object_get(doc, "warnings"),
+                                  json_object_new_string(conflicts.warnings[i]));
         r = printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
                                                                    JSON_C_TO_STRING_NOSLASHESCAPE)) < 0 ? -EIO : 0;
         json_object_put(doc);

@@ -35,7 +35,7 @@ static void add(struct drift_list *l, const char *kind, const char *fmt, ...)
         return;
     l->items[l->count].kind = kind;
     va_start(ap, fmt);
-    vsnprintf(l->items[l->count].text, sizeof(l->items[0].text), fmt, ap);
+    (void)vsnprintf(l->items[l->count].text, sizeof(l->items[0].text), fmt, ap);
     va_end(ap);
     l->count++;
 }
@@ -73,6 +73,8 @@ static void check_dropin(const struct plan *plan, struct drift_list *l)
 
 static void check_boot_order(const struct conflicts *c, struct drift_list *l)
 {
+    for (size_t i = 0; i < c->nwarnings; i++)
+        log_warn("%s", c->warnings[i]);
     for (size_t i = 0; i < c->count; i++)
         add(l, "overridden", "%s", c->items[i].text);
 }

@@ -15,13 +15,14 @@ static void add_warning(struct conflicts *c, const char *fmt, ...)
     if (c->nwarnings >= CONFLICTS_MAX_WARNINGS)
         return;
     va_start(ap, fmt);
-    vsnprintf(c->warnings[c->nwarnings++], sizeof(c->warnings[0]), fmt, ap);
+    (void)vsnprintf(c->warnings[c->nwarnings++], sizeof(c->warnings[0]), fmt, ap);
     va_end(ap);
 }
 
-static void add_conflict(struct conflicts *c, enum sizing_key_id key, enum sysctld_rules rules,
+static void add_conflict(struct conflicts *c, enum sizing_key_id key, const struct sysctld_analysis *a,
                          const struct sysctld_key_report *rep, const char *ours)
 {
+    enum sysctld_rules rules = a->rules;
     struct conflict *item;
 
     if (c->count >= CONFLICTS_MAX)
@@ -29,18 +30,35 @@ static void add_conflict(struct conflicts *c, enum sizing_key_id key, enum sysct
     item = &c->items[c->count++];
     item->key = key;
     item->rules = rules;
+    if (a->blocked) {
+        memset(&item->winner, 0, sizeof(item->winner));
+        (void)snprintf(item->text, sizeof(item->text),
+                       "%s: %s would hang opening a file it cannot read (a FIFO, named in the warnings) and "
+                       "set nothing at boot",
+                       sizing_key_name(key), sysctld_rules_name(rules));
+        return;
+    }
+    if (a->incomplete) {
+        memset(&item->winner, 0, sizeof(item->winner));
+        (void)snprintf(item->text, sizeof(item->text),
+                       "%s: %s reads a file shmprov could not analyse (named in the warnings), so which file "
+                       "sets it at boot is unknown",
+                       sizing_key_name(key), sysctld_rules_name(rules));
+        return;
+    }
     if (!rep->found) {
         memset(&item->winner, 0, sizeof(item->winner));
-        snprintf(item->text, sizeof(item->text),
-                 "%s: %s never reads %s at boot (a same-named file in a directory read first hides it), "
-                 "so nothing sets it",
-                 sizing_key_name(key), sysctld_rules_name(rules), ours);
+        (void)snprintf(item->text, sizeof(item->text),
+                       "%s: %s never reads %s at boot (a same-named file in a directory read first hides it), "
+                       "so nothing sets it",
+                       sizing_key_name(key), sysctld_rules_name(rules), ours);
         return;
     }
     item->winner = rep->winner;
-    snprintf(item->text, sizeof(item->text), "%s: %s:%u (%s%s = %s) is read after %s by %s at boot and wins",
-             sizing_key_name(key), rep->winner.path, rep->winner.line, rep->winner.glob ? "a pattern matching " : "",
-             sizing_key_name(key), rep->winner.value, ours, sysctld_rules_name(rules));
+    (void)snprintf(item->text, sizeof(item->text), "%s: %s:%u (%s%s = %s) is read after %s by %s at boot and wins",
+                   sizing_key_name(key), rep->winner.path, rep->winner.line,
+                   rep->winner.glob ? "a pattern matching " : "", sizing_key_name(key), rep->winner.value, ours,
+                   sysctld_rules_name(rules));
 }
 
 static void carry_warnings(struct conflicts *c, const struct sysctld_analysis *a)
@@ -80,15 +98,18 @@ static int check(const struct plan *plan, const char *root, bool as_written, str
 
             if (rep->found) {
                 w->known = true;
-                snprintf(w->path, sizeof(w->path), "%s", rep->winner.path);
+                _Static_assert(sizeof(w->path) >= sizeof(rep->winner.path), "winner path would be truncated");
+                (void)snprintf(w->path, sizeof(w->path), "%s", rep->winner.path);
                 w->line = rep->winner.line;
             }
             /* Only keys the drop-in sets can be taken from it; a missing
              * drop-in is verify's own finding, not a conflict. */
             if (!k->managed || !k->persist || (!as_written && plan->dropin_read_errno != 0))
                 continue;
-            if (!rep->found || strcmp(rep->winner.path, ours) != 0)
-                add_conflict(&c, id, rules, rep, ours);
+            /* A file that could not be analysed may override the drop-in
+             * (a huge file read in full by the tools): unknown is not safe. */
+            if (!rep->found || strcmp(rep->winner.path, ours) != 0 || a->incomplete || a->blocked)
+                add_conflict(&c, id, a, rep, ours);
         }
         sysctld_analysis_free(a);
     }
@@ -108,6 +129,8 @@ int conflicts_check_on_disk(const struct plan *plan, struct conflicts *ret)
 
 void conflicts_log(const struct conflicts *c, bool as_errors)
 {
+    for (size_t i = 0; i < c->nwarnings; i++)
+        log_warn("%s", c->warnings[i]);
     for (size_t i = 0; i < c->count; i++) {
         if (as_errors)
             log_error("%s", c->items[i].text);
@@ -140,8 +163,8 @@ json_object *conflicts_winner_json(const struct conflicts *c, enum sizing_key_id
 
     for (int rules = 0; rules < 2; rules++) {
         const struct winner *w = &c->winners[key][rules];
-        char text[SYSCTLD_PATH_MAX + 16];
-        snprintf(text, sizeof(text), "%s:%u", w->path, w->line);
+        char text[SYSCTLD_PATH_MAX + 16]; /* a path (NUL included) and ":" and a 10-digit line */
+        (void)snprintf(text, sizeof(text), "%s:%u", w->path, w->line);
         json_object_object_add(o, sysctld_rules_name(rules), w->known ? json_object_new_string(text) : NULL);
     }
     return o;

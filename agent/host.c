@@ -14,6 +14,8 @@
 #include "sizes.h"
 
 #define PROC_FILE_MAX (4 * 1024 * 1024)
+/* 32768 segments (shmmni's maximum) take 5.6 MB in /proc/sysvipc/shm. */
+#define SYSVIPC_SHM_MAX (8 * 1024 * 1024)
 
 int host_parse_meminfo_field(const char *text, const char *name, uint64_t *ret_bytes)
 {
@@ -90,7 +92,7 @@ int host_read_segments(struct shmseg_table **ret)
     int r;
 
     proc_path("sysvipc/shm", path, sizeof(path));
-    r = fsutil_read_file(path, PROC_FILE_MAX, false, &buf, &len, NULL);
+    r = fsutil_read_file(path, SYSVIPC_SHM_MAX, false, &buf, &len, NULL);
     if (r < 0)
         return r;
     r = shmseg_parse(buf, len, ret);

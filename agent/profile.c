@@ -1039,9 +1039,18 @@ int profile_load(const char *path, struct profile_diags *diags, struct profile *
         return r;
 
     /* As root, a profile someone else can edit would let them choose the
-     * kernel's limits; refuse it, as ssh refuses a writable key file. */
-    if (geteuid() == 0 &&
-        ((st.st_mode & (S_IWGRP | S_IWOTH)) || (st.st_uid != 0 && (st.st_mode & S_IWUSR)))) {
+     * kernel's limits; refuse it, as ssh refuses a writable key file. Its
+     * owner can always chmod it, so a read-only file of another user's is
+     * refused too. */
+    if (geteuid() == 0 && st.st_uid != 0) {
+        r = profile_diags_add(diags, 1, 1,
+                              "profile is owned by uid %u, not root (its owner can change it); refusing to use it "
+                              "as root (chown root and chmod go-w)",
+                              (unsigned)st.st_uid);
+        free(buf);
+        return r < 0 ? -ENOMEM : -EPERM;
+    }
+    if (geteuid() == 0 && (st.st_mode & (S_IWGRP | S_IWOTH))) {
         r = profile_diags_add(diags, 1, 1,
                               "profile is writable by a user other than root (owner uid %u, mode %04o); "
                               "refusing to use it as root (chown root and chmod go-w)",

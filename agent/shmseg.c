@@ -145,11 +145,11 @@ int shmseg_usage(const struct shmseg_table *t, uint64_t page_size, struct sizing
         uint64_t size = t->items[i].size;
         uint64_t pages = size / page_size + (size % page_size != 0);
 
-        if (u.bytes > UINT64_MAX - size || u.pages > UINT64_MAX - pages)
-            return -EINVAL;
+        /* Saturate: an absurd table must make the guards refuse, not turn
+         * usage into "unknown" and let them pass. */
         u.segments++;
-        u.bytes += size;
-        u.pages += pages;
+        u.bytes = u.bytes > UINT64_MAX - size ? UINT64_MAX : u.bytes + size;
+        u.pages = u.pages > UINT64_MAX - pages ? UINT64_MAX : u.pages + pages;
         if (size > u.largest_segment)
             u.largest_segment = size;
     }

@@ -38,8 +38,8 @@ struct shmseg_table {
  * table (a malformed, truncated or absurd row anywhere), or -ENOMEM. */
 int shmseg_parse(const char *text, size_t len, struct shmseg_table **ret);
 
-/* Sums a table as the kernel accounts it: shm_tot is whole pages. Returns 0
- * or -EINVAL (page_size 0, or sums that overflow 64 bits). */
+/* Sums a table as the kernel accounts it: shm_tot is whole pages; sums
+ * saturate at UINT64_MAX. Returns 0 or -EINVAL (page_size 0). */
 int shmseg_usage(const struct shmseg_table *t, uint64_t page_size, struct sizing_usage *ret);
 
 /* "rw-------" style text of the low nine mode bits; buf holds >= 10 bytes. */

@@ -12,6 +12,8 @@
 #include "status.h"
 #include "version.h"
 
+#define STATUS_CANDIDATES_LISTED 20
+
 static const char *const rules_names[2] = { "systemd-sysctl", "sysctl --system" };
 
 /* ---- facts shared by both renderings ------------------------------------ */
@@ -301,9 +303,14 @@ static void print_segments(FILE *out, const struct status *s, bool with_segments
     if (s->npersistent_orphans)
         fprintf(out, " (%zu persistent by the profile, never removed)", s->npersistent_orphans);
     fputc('\n', out);
-    for (size_t i = 0; i < t->count; i++) {
+    for (size_t i = 0, listed = 0; i < t->count; i++) {
         if (!with_segments && !s->verdicts[i].candidate)
             continue;
+        /* Without --segments, a screenful of candidates, not thousands. */
+        if (!with_segments && ++listed > STATUS_CANDIDATES_LISTED) {
+            fprintf(out, "  ... and %zu more orphan candidates\n", s->norphans - STATUS_CANDIDATES_LISTED);
+            break;
+        }
         if (!header) {
             fprintf(out, "  %-10s %10s %-10s %-9s %15s %6s  %-18s %-18s %s\n", "KEY", "ID", "OWNER", "PERMS",
                     "BYTES", "NATTCH", "CREATOR", "LAST", "STATE");

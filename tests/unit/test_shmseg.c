@@ -88,7 +88,7 @@ Test(shmseg, usage_sums_whole_pages)
     free(t);
 }
 
-Test(shmseg, usage_overflow_is_refused)
+Test(shmseg, usage_saturates_instead_of_wrapping)
 {
     struct sizing_usage u;
     struct shmseg_table *t = parse_ok(
@@ -96,7 +96,9 @@ Test(shmseg, usage_overflow_is_refused)
         "         1          0   600  18446744073709551615  3851     0      0     0     0     0     0          0          0 1 0 0\n"
         "         2          1   600                     1  3851     0      0     0     0     0     0          0          0 1 0 0\n");
 
-    cr_expect_eq(shmseg_usage(t, 4096, &u), -EINVAL);
+    cr_assert_eq(shmseg_usage(t, 4096, &u), 0);
+    cr_expect_eq(u.bytes, UINT64_MAX);
+    cr_expect_eq(u.largest_segment, UINT64_MAX);
     free(t);
 }
 
