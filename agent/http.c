@@ -172,6 +172,34 @@ static uint64_t backoff_ms(unsigned failures)
     return random_upto(window);
 }
 
+int http_retry_wait(uint64_t left_ms, uint64_t jitter_ms, int64_t retry_after_s,
+                    uint64_t *ret_wait_ms)
+{
+    uint64_t budget, wait;
+
+    if (left_ms < MIN_ATTEMPT_MS)
+        return -ETIME;
+    budget = left_ms - MIN_ATTEMPT_MS;
+    wait = jitter_ms;
+    if (retry_after_s > 0) {
+        uint64_t asked_ms;
+
+        /* Compared in seconds first: a Retry-After of years must not
+         * overflow into a short wait. */
+        if ((uint64_t)retry_after_s > budget / 1000u)
+            return -ERANGE;
+        /* At least what the server asked, plus jitter so that hosts told
+         * the same thing do not come back in the same second. asked_ms is
+         * at most budget, so the sum is capped before it could wrap. */
+        asked_ms = (uint64_t)retry_after_s * 1000u;
+        wait = jitter_ms > budget - asked_ms ? budget : asked_ms + jitter_ms;
+    }
+    if (wait > budget)
+        wait = budget;
+    *ret_wait_ms = wait;
+    return 0;
+}
+
 /* A header value must not end the header early (CR, LF) or carry bytes
  * that are not visible ASCII. */
 static bool header_value_ok(const char *s, bool allow_space)
@@ -184,9 +212,14 @@ static bool header_value_ok(const char *s, bool allow_space)
     return true;
 }
 
+/* For a status > 0 that is not 2xx or 3xx: 408, 429 and 5xx; and what is
+ * no answer at all. RFC 9110 §15 asks that a status outside 100..599 be
+ * handled as a 5xx; a 1xx is never final: libcurl reports one when the
+ * connection ended after it, before the final status. Neither says that
+ * the collector refused the event. */
 static bool status_retryable(long status)
 {
-    return status == 408 || status == 429 || (status >= 500 && status <= 599);
+    return status == 408 || status == 429 || status < 200 || status >= 500;
 }
 
 /* Failures that say nothing about this event or this configuration: the
@@ -381,8 +414,9 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
     CURLcode rc;
 
     for (;;) {
-        uint64_t now = http_now_ms(), left, budget, wait;
+        uint64_t now = http_now_ms(), left, wait;
         long attempt_ms;
+        int r;
         curl_off_t retry_after = 0;
         long status = 0;
 
@@ -419,6 +453,10 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
         rc = curl.easy_perform(h);
         if (rc == CURLE_OUT_OF_MEMORY)
             return -ENOMEM;
+        /* Not always 0 or 100..999: from an "HTTP/2 " status line
+         * libcurl 7.88 takes any number of digits, a sign too, into an int
+         * that wraps ("HTTP/2 -5", "HTTP/2 2000"). Status lines that are
+         * not valid, handled below like a status outside 100..599. */
         if (curl.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
             status = 0;
         res->status = status;
@@ -442,7 +480,13 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
             snprintf(res->error, sizeof(res->error), "server answered HTTP %ld", status);
             return 0;
         }
-        if (status > 0) {
+        if (status > 0 && status < 200) {
+            snprintf(last, sizeof(last), "server answered HTTP %ld and no final status", status);
+        } else if (status < 0) {
+            snprintf(last, sizeof(last), "server answered a status line that is not valid");
+        } else if (status > 599) {
+            snprintf(last, sizeof(last), "server answered HTTP %ld, not a valid status", status);
+        } else if (status > 0) {
             snprintf(last, sizeof(last), "server answered HTTP %ld", status);
         } else {
             scrub(errbuf, req->bearer_token);
@@ -456,33 +500,26 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
         }
 
         /* Plan the wait so that one more attempt still fits before the
-         * deadline; if it cannot, stop now rather than sleep into it. */
+         * deadline; if it cannot, stop now rather than sleep into it.
+         * Retry-After is read by libcurl (delay-seconds or an HTTP date,
+         * as seconds from now; 0 when absent or unreadable). */
         now = http_now_ms();
         left = req->deadline_ms > now ? req->deadline_ms - now : 0;
         res->outcome = HTTP_RETRY_LATER;
-        if (left < MIN_ATTEMPT_MS) {
+        if (status <= 0 || curl.easy_getinfo(h, CURLINFO_RETRY_AFTER, &retry_after) != CURLE_OK)
+            retry_after = 0;
+        r = http_retry_wait(left, backoff_ms(res->attempts), (int64_t)retry_after, &wait);
+        if (r == -ETIME) {
             snprintf(res->error, sizeof(res->error),
                      "gave up at the deadline after %u attempts: %s", res->attempts, last);
             return 0;
         }
-        budget = left - MIN_ATTEMPT_MS;
-        wait = backoff_ms(res->attempts);
-        if (status > 0 && curl.easy_getinfo(h, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK &&
-            retry_after > 0) {
-            /* Compared in seconds first: a Retry-After of years must not
-             * overflow into a short wait. */
-            if ((uint64_t)retry_after > budget / 1000u) {
-                snprintf(res->error, sizeof(res->error),
-                         "server answered HTTP %ld with Retry-After: %lld s, past the deadline",
-                         status, (long long)retry_after);
-                return 0;
-            }
-            /* At least what the server asked, plus jitter so that hosts
-             * told the same thing do not come back in the same second. */
-            wait += (uint64_t)retry_after * 1000u;
+        if (r < 0) {
+            snprintf(res->error, sizeof(res->error),
+                     "server answered HTTP %ld with Retry-After: %lld s, past the deadline",
+                     status, (long long)retry_after);
+            return 0;
         }
-        if (wait > budget)
-            wait = budget;
         sleep_until(now + wait);
     }
 }

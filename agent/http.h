@@ -52,18 +52,32 @@ enum http_outcome {
 
 struct http_result {
     enum http_outcome outcome;
-    long status;       /* last HTTP status, 0 if none */
+    long status;       /* last HTTP status as libcurl read it, 0 if none; a broken
+                          server can make it anything, negative included */
     unsigned attempts; /* requests started; 0 when none could be */
     char error[256];   /* for people, "" when delivered; never holds the token */
 };
 
 /* Posts req->body to req->url, retrying with exponential backoff and full
  * jitter (a random wait in [0, min(8 s, 250 ms * 2^n)]) on connection
- * errors, timeouts, 408, 429 and 5xx, waiting at least as long as a
- * Retry-After asks. Returns 0 with *ret filled whatever the outcome; a
- * negative errno only for bad arguments (-EINVAL: NULL fields, a token or
- * key with characters a header can't carry) or -ENOMEM. */
+ * errors, timeouts, 408, 429 and 5xx (and, as RFC 9110 asks, a status
+ * outside 100..599, or a 1xx with no final status after it), waiting at
+ * least as long as a Retry-After asks. Returns 0 with *ret filled whatever
+ * the outcome; a negative errno only for bad arguments (-EINVAL: NULL
+ * fields, a token or key with characters a header can't carry) or -ENOMEM. */
 int http_post(const struct http_request *req, struct http_result *ret);
+
+/* The wait before the next attempt, in milliseconds, when left_ms remain
+ * before the deadline: jitter_ms (the backoff draw), plus retry_after_s
+ * seconds when the answer asked for them, always leaving 100 ms for the
+ * attempt itself. retry_after_s is what libcurl read from Retry-After
+ * (CURLINFO_RETRY_AFTER: any value; <= 0 means none). Pure; the decision
+ * http_post() takes after each retryable failure, exported for the tests
+ * and the fuzz target. Returns 0 and sets *ret_wait_ms, -ETIME when no
+ * attempt fits before the deadline any more, or -ERANGE when Retry-After
+ * asks for a wait past it. */
+int http_retry_wait(uint64_t left_ms, uint64_t jitter_ms, int64_t retry_after_s,
+                    uint64_t *ret_wait_ms);
 
 /* CLOCK_MONOTONIC in milliseconds, the clock of deadline_ms. */
 uint64_t http_now_ms(void);

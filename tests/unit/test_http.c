@@ -382,6 +382,74 @@ Test(http, absurd_retry_after_is_harmless)
     cr_expect_leq(elapsed, 1500 + SLACK_MS);
 }
 
+/* Loads libcurl with a first post, so that a short deadline afterwards
+ * is spent on the answer rather than on loading the library. */
+static void warm_up(void)
+{
+    static const struct step steps[] = { { OK_202, 0, 0 } };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+
+    RUN(steps, 5000, req, res);
+    cr_assert_eq(res.outcome, HTTP_DELIVERED, "%s", res.error);
+}
+
+Test(http, an_invalid_status_is_retried_like_a_5xx)
+{
+    /* RFC 9110 §15: a status outside 100..599 is handled as a 5xx; a 1xx
+     * with the connection closed after it never said anything final. Both
+     * found by tests/fuzz (fuzz_http_answer), which saw them rejected. */
+    static const struct step steps[] = {
+        { "HTTP/1.1 600 Six\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
+        { "HTTP/2 2000\r\n\r\n", 0, 0 },
+        { "HTTP/1.1 100 Continue\r\n\r\n", 0, 0 },
+        { "HTTP/2 -5\r\n\r\n", 0, 0 },
+        { OK_202, 0, 0 },
+    };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+
+    RUN(steps, 10000, req, res);
+    cr_expect_eq(res.outcome, HTTP_DELIVERED, "%s", res.error);
+    cr_expect_eq(res.attempts, 5);
+    cr_expect_eq(res.status, 202);
+}
+
+Test(http, an_invalid_status_at_the_deadline_says_so)
+{
+    static const struct step steps[] = {
+        { "HTTP/1.1 999 Whatever\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
+    };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+
+    /* Under 100 ms: no time for a second attempt. */
+    warm_up();
+    RUN(steps, 80, req, res);
+    cr_expect_eq(res.outcome, HTTP_RETRY_LATER);
+    cr_expect_eq(res.status, 999);
+    cr_expect_str_eq(res.error, "gave up at the deadline after 1 attempts: server answered HTTP 999, not a valid status");
+}
+
+Test(http, a_negative_status_is_not_reported_as_no_error)
+{
+    /* libcurl 7.88 wraps "HTTP/2 <digits>" past INT_MAX; this said
+     * "gave up ...: No error" before. */
+    static const struct step steps[] = { { "HTTP/2 206666666666666666666666660\n", 0, 0 } };
+    struct server sv;
+    struct http_request req;
+    struct http_result res;
+
+    warm_up();
+    RUN(steps, 80, req, res);
+    cr_expect_eq(res.outcome, HTTP_RETRY_LATER);
+    cr_expect_lt(res.status, 0);
+    cr_expect_str_eq(res.error, "gave up at the deadline after 1 attempts: server answered a status line that is not valid");
+}
+
 Test(http, other_4xx_is_rejected_without_retry)
 {
     static const struct step steps[] = {
@@ -577,6 +645,62 @@ Test(http, bad_arguments)
     req = good;
     req.content_type = "application/json\r\nX-Evil: 1";
     cr_expect_eq(http_post(&req, &res), -EINVAL);
+}
+
+/* The wait after a retryable failure, from what libcurl read of
+ * Retry-After: every value a curl_off_t can hold must give a wait inside
+ * the budget (left - 100 ms) or a refusal, never a wrapped short wait. */
+Test(http, retry_wait_table)
+{
+    static const struct {
+        uint64_t left_ms, jitter_ms;
+        int64_t retry_after_s;
+        int ret;
+        uint64_t wait_ms;
+    } cases[] = {
+        /* Less than one attempt's worth of time left. */
+        { 0, 0, 0, -ETIME, 0 },
+        { 99, 0, 0, -ETIME, 0 },
+        { 99, 0, 1, -ETIME, 0 },
+        /* No Retry-After (0, or a date in the past: negative). */
+        { 100, 0, 0, 0, 0 },
+        { 100, 250, 0, 0, 0 },
+        { 5000, 250, 0, 0, 250 },
+        { 5000, 250, -5, 0, 250 },
+        { 5000, 250, INT64_MIN, 0, 250 },
+        { 5000, 9000, 0, 0, 4900 },
+        { 5000, UINT64_MAX, 0, 0, 4900 },
+        /* Retry-After that fits: at least what was asked. */
+        { 5000, 0, 1, 0, 1000 },
+        { 5000, 250, 1, 0, 1250 },
+        { 5000, 250, 4, 0, 4250 },
+        { 5000, 900, 4, 0, 4900 },
+        { 5000, UINT64_MAX, 4, 0, 4900 },
+        { 1100, 0, 1, 0, 1000 },
+        { 1100, 7, 1, 0, 1000 },
+        /* Retry-After past the deadline: refused, whatever its size. */
+        { 5000, 0, 5, -ERANGE, 0 },
+        { 1099, 0, 1, -ERANGE, 0 },
+        { 3000, 0, 315360000, -ERANGE, 0 },
+        { 3000, 0, INT64_MAX, -ERANGE, 0 },
+        { UINT64_MAX, 0, INT64_MAX, -ERANGE, 0 },
+        /* The largest that fits: no wrap when the jitter is added. */
+        { UINT64_MAX, 0, 18446744073709551, 0, UINT64_C(18446744073709551000) },
+        { UINT64_MAX, UINT64_MAX, 18446744073709551, 0, UINT64_MAX - 100 },
+        { UINT64_MAX, UINT64_MAX, 1, 0, UINT64_MAX - 100 },
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t wait = 12345;
+        int r = http_retry_wait(cases[i].left_ms, cases[i].jitter_ms, cases[i].retry_after_s, &wait);
+
+        cr_expect_eq(r, cases[i].ret, "case %zu: returned %d", i, r);
+        if (cases[i].ret == 0)
+            cr_expect_eq(wait, cases[i].wait_ms, "case %zu: waits %llu ms", i,
+                         (unsigned long long)wait);
+        else
+            cr_expect_eq(wait, 12345, "case %zu: *ret_wait_ms written on failure", i);
+    }
 }
 
 static bool libcurl_mapped(void)
