@@ -23,7 +23,7 @@ static void append(char *buf, size_t size, const char *fmt, ...)
     if (used >= size - 1)
         return;
     va_start(ap, fmt);
-    vsnprintf(buf + used, size - used, fmt, ap);
+    (void)vsnprintf(buf + used, size - used, fmt, ap); /* cut short when full, by design */
     va_end(ap);
 }
 
@@ -75,14 +75,14 @@ static int write_runtime(const struct plan *plan, struct apply_outcome *out)
         out->keys[id].written = true; /* even a failed write may have landed */
         r = kernel_write_limit(id, k->target, &seen);
         if (r == -EIO) {
-            snprintf(out->error, sizeof(out->error),
-                     "%s: wrote %" PRIu64 " but the kernel reports %" PRIu64, kernel_limit_path(id),
-                     k->target, seen);
+            (void)snprintf(out->error, sizeof(out->error),
+                           "%s: wrote %" PRIu64 " but the kernel reports %" PRIu64, kernel_limit_path(id),
+                           k->target, seen);
             return r;
         }
         if (r < 0) {
-            snprintf(out->error, sizeof(out->error), "cannot write %" PRIu64 " to %s: %s", k->target,
-                     kernel_limit_path(id), strerror(-r));
+            (void)snprintf(out->error, sizeof(out->error), "cannot write %" PRIu64 " to %s: %s", k->target,
+                           kernel_limit_path(id), strerror(-r));
             return r;
         }
     }
@@ -104,9 +104,9 @@ static int check_after(const struct plan *plan, struct apply_outcome *out)
         const struct sizing_key *k = &plan->sizing.keys[id];
         if (!k->managed || (out->keys[id].after_known && out->keys[id].after == k->target))
             continue;
-        snprintf(out->error, sizeof(out->error),
-                 "%s: the kernel reports %" PRIu64 " instead of %" PRIu64 " (another process changing it?)",
-                 kernel_limit_path(id), out->keys[id].after, k->target);
+        (void)snprintf(out->error, sizeof(out->error),
+                       "%s: the kernel reports %" PRIu64 " instead of %" PRIu64 " (another process changing it?)",
+                       kernel_limit_path(id), out->keys[id].after, k->target);
         return -EIO;
     }
     return 0;
@@ -129,7 +129,7 @@ static int run_probe(const struct plan *plan, bool changed, struct apply_outcome
     int r = probe_run(&limits, &out->probe);
 
     if (r < 0) {
-        snprintf(out->error, sizeof(out->error), "the test allocation could not run: %s", strerror(-r));
+        (void)snprintf(out->error, sizeof(out->error), "the test allocation could not run: %s", strerror(-r));
         return r;
     }
     out->probe_ran = true;
@@ -137,7 +137,7 @@ static int run_probe(const struct plan *plan, bool changed, struct apply_outcome
         const struct probe_step *failed = out->probe.upper_bound.status == PROBE_FAILED ? &out->probe.upper_bound
                                           : out->probe.acceptance.status == PROBE_FAILED ? &out->probe.acceptance
                                                                                          : &out->probe.round_trip;
-        snprintf(out->error, sizeof(out->error), "test allocation failed: %s", failed->detail);
+        (void)snprintf(out->error, sizeof(out->error), "test allocation failed: %s", failed->detail);
         return -EPROTO;
     }
     return 0;
@@ -150,7 +150,9 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
     int r;
 
     memset(out, 0, sizeof(*out));
-    snprintf(out->dropin_path, sizeof(out->dropin_path), "%s", plan->dropin_path);
+    /* As large as the plan's: the copy is never cut short. */
+    _Static_assert(sizeof(out->dropin_path) >= sizeof(plan->dropin_path), "dropin_path would be truncated");
+    (void)snprintf(out->dropin_path, sizeof(out->dropin_path), "%s", plan->dropin_path);
     for (int id = 0; id < KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         runtime_changes |= k->managed && (!k->current_known || k->current != k->target);
@@ -158,13 +160,13 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
 
     /* Decide everything that would stop us before touching anything. */
     if (plan->dropin_read_errno == ELOOP) {
-        snprintf(out->error, sizeof(out->error),
-                 "%s is a symbolic link; refusing to write through it (nothing changed)", out->dropin_path);
+        (void)snprintf(out->error, sizeof(out->error),
+                       "%s is a symbolic link; refusing to write through it (nothing changed)", out->dropin_path);
         goto failed_untouched;
     }
     if (plan->dropin_read_errno != 0 && plan->dropin_read_errno != ENOENT) {
-        snprintf(out->error, sizeof(out->error), "cannot read %s: %s (nothing changed)", out->dropin_path,
-                 strerror(plan->dropin_read_errno));
+        (void)snprintf(out->error, sizeof(out->error), "cannot read %s: %s (nothing changed)", out->dropin_path,
+                       strerror(plan->dropin_read_errno));
         goto failed_untouched;
     }
     if (o->root) {
@@ -178,15 +180,15 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
             return 0;
         }
     } else if (plan->host.runtime_write_errno != 0 && runtime_changes) {
-        snprintf(out->error, sizeof(out->error), "cannot change the running kernel: %s (nothing changed)",
-                 host_runtime_write_reason(plan->host.runtime_write_errno));
+        (void)snprintf(out->error, sizeof(out->error), "cannot change the running kernel: %s (nothing changed)",
+                       host_runtime_write_reason(plan->host.runtime_write_errno));
         goto failed_untouched;
     }
 
     /* Leftovers of a run killed between create and rename. */
     if (o->root && (r = fsutil_mkdir_parents(out->dropin_path)) < 0) {
-        snprintf(out->error, sizeof(out->error), "cannot create the directory of %s: %s", out->dropin_path,
-                 strerror(-r));
+        (void)snprintf(out->error, sizeof(out->error), "cannot create the directory of %s: %s", out->dropin_path,
+                       strerror(-r));
         goto failed_untouched;
     }
     out->stale_temps_removed = fsutil_remove_stale_temps(out->dropin_path);
@@ -197,8 +199,8 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
     if (plan->dropin_changed) {
         r = fsutil_write_atomic(out->dropin_path, plan->dropin_new, plan->dropin_new_len, 0644);
         if (r < 0) {
-            snprintf(out->error, sizeof(out->error), "cannot write %s: %s%s", out->dropin_path, strerror(-r),
-                     r == -ELOOP ? " (a symbolic link: refused)" : "");
+            (void)snprintf(out->error, sizeof(out->error), "cannot write %s: %s%s", out->dropin_path, strerror(-r),
+                           r == -ELOOP ? " (a symbolic link: refused)" : "");
             goto failed_untouched;
         }
         out->dropin_written = true;

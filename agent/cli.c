@@ -320,5 +320,9 @@ int cli_main(int argc, char **argv)
 
     if (r <= 0)
         return -r;
+    /* parse_argv() sets cmd whenever it returns > 0; the analyzer cannot
+     * tell, as it does not follow usage_error() (variadic) to its return. */
+    if (!cmd)
+        return EXIT_USAGE;
     return cmd->exec(&o);
 }

@@ -16,8 +16,8 @@ static void log_removal(const struct shmseg *seg, enum orphans_outcome outcome, 
 {
     char what[160];
 
-    snprintf(what, sizeof(what), "segment id %" PRId32 " (key 0x%08x, %" PRIu64 " bytes, creator pid %" PRId64 ")",
-             seg->id, (unsigned)seg->key, seg->size, seg->cpid);
+    (void)snprintf(what, sizeof(what), "segment id %" PRId32 " (key 0x%08x, %" PRIu64 " bytes, creator pid %" PRId64 ")",
+                   seg->id, (unsigned)seg->key, seg->size, seg->cpid);
     switch (outcome) {
     case ORPHAN_REMOVED:
         log_info("removed orphan %s: %s", what, why);
@@ -48,7 +48,7 @@ static unsigned remove_orphans(const struct status *s, bool dry_run, json_object
         if (!v->candidate)
             continue;
         if (v->persistent) {
-            snprintf(why, sizeof(why), "the profile marks key 0x%08x persistent", (unsigned)seg->key);
+            (void)snprintf(why, sizeof(why), "the profile marks key 0x%08x persistent", (unsigned)seg->key);
             log_info("kept orphan segment id %" PRId32 ": %s", seg->id, why);
             outcome = "kept-persistent";
         } else {

@@ -25,7 +25,7 @@ static void say(struct delivery_summary *s, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s->error, sizeof(s->error), fmt, ap);
+    (void)vsnprintf(s->error, sizeof(s->error), fmt, ap);
     va_end(ap);
 }
 
@@ -37,18 +37,18 @@ int delivery_read_token(const char *path, char **ret_token, char *why, size_t wh
     int r = fsutil_read_file(path, TOKEN_MAX_BYTES, false, &buf, &len, &st);
 
     if (r < 0) {
-        snprintf(why, why_len, "cannot read token file '%s': %s", path, fsutil_strerror(r));
+        (void)snprintf(why, why_len, "cannot read token file '%s': %s", path, fsutil_strerror(r));
         return r;
     }
     /* As ssh does with private keys: a secret others can read is refused. */
     if (st.st_mode & 077) {
-        snprintf(why, why_len, "token file '%s' is accessible by group or others (mode %04o); "
-                 "chmod 0600 it", path, (unsigned)(st.st_mode & 07777));
+        (void)snprintf(why, why_len, "token file '%s' is accessible by group or others (mode %04o); "
+                       "chmod 0600 it", path, (unsigned)(st.st_mode & 07777));
         r = -EPERM;
         goto out;
     }
     if (geteuid() == 0 && st.st_uid != 0) {
-        snprintf(why, why_len, "token file '%s' is owned by uid %u, not root", path, (unsigned)st.st_uid);
+        (void)snprintf(why, why_len, "token file '%s' is owned by uid %u, not root", path, (unsigned)st.st_uid);
         r = -EPERM;
         goto out;
     }
@@ -56,12 +56,12 @@ int delivery_read_token(const char *path, char **ret_token, char *why, size_t wh
         buf[--len] = '\0';
     for (size_t i = 0; i < len; i++)
         if (buf[i] <= ' ' || buf[i] > '~') {
-            snprintf(why, why_len, "token file '%s' must hold one line of visible ASCII", path);
+            (void)snprintf(why, why_len, "token file '%s' must hold one line of visible ASCII", path);
             r = -EINVAL;
             goto out;
         }
     if (len == 0) {
-        snprintf(why, why_len, "token file '%s' is empty", path);
+        (void)snprintf(why, why_len, "token file '%s' is empty", path);
         r = -EINVAL;
         goto out;
     }

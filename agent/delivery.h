@@ -14,7 +14,7 @@
 /* How many bytes of undelivered events the spool keeps before it drops the
  * oldest (and counts them in the next report); the count is the profile's
  * report.spool_max_events. */
-#define DELIVERY_SPOOL_MAX_BYTES (16u * 1024u * 1024u)
+#define DELIVERY_SPOOL_MAX_BYTES ((uint64_t)16 * 1024 * 1024)
 /* Events per batch when `flush` sends application/cloudevents-batch+json. */
 #define DELIVERY_BATCH_MAX_EVENTS 100
 

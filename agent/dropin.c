@@ -42,6 +42,13 @@ int dropin_render(const struct profile *p, const struct sizing_result *s, char *
                     sizing_key_name(id));
     }
 
+    /* A failed fprintf() above leaves the stream's error flag set, and
+     * fclose() need not report it: check both. */
+    if (ferror(f) != 0) {
+        (void)fclose(f);
+        free(text);
+        return -ENOMEM;
+    }
     if (fclose(f) != 0) {
         free(text);
         return -ENOMEM;

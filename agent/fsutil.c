@@ -181,7 +181,10 @@ int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t m
         uint32_t nonce;
         if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) != sizeof(nonce))
             nonce = (uint32_t)getpid() ^ (uint32_t)attempt * 2654435761u;
-        snprintf(temp, sizeof(temp), FSUTIL_TEMP_PREFIX "%s.%08x", name, nonce);
+        if ((size_t)snprintf(temp, sizeof(temp), FSUTIL_TEMP_PREFIX "%s.%08x", name, nonce) >= sizeof(temp)) {
+            r = -ENAMETOOLONG;
+            goto out;
+        }
         fd = openat(dirfd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0 && errno != EEXIST) {
             r = -errno;
@@ -264,7 +267,9 @@ int fsutil_remove_stale_temps_at(int dirfd, const char *name, unsigned min_age_s
     DIR *dir;
     int fd, removed = 0;
 
-    snprintf(prefix, sizeof(prefix), FSUTIL_TEMP_PREFIX "%s%s", name ? name : "", name ? "." : "");
+    if ((size_t)snprintf(prefix, sizeof(prefix), FSUTIL_TEMP_PREFIX "%s%s", name ? name : "", name ? "." : "") >=
+        sizeof(prefix))
+        return -ENAMETOOLONG; /* cut short, it could match another file's temporaries */
     prefix_len = strlen(prefix);
     /* fdopendir() takes the fd it is given: list through a duplicate. */
     fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
@@ -277,6 +282,7 @@ int fsutil_remove_stale_temps_at(int dirfd, const char *name, unsigned min_age_s
         return r;
     }
     rewinddir(dir);
+    // cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc 2.24); this DIR is not shared
     while ((de = readdir(dir))) {
         struct stat st;
         if (strncmp(de->d_name, prefix, prefix_len) != 0)

@@ -13,9 +13,9 @@
 #include "shmseg.h"
 #include "sizes.h"
 
-#define PROC_FILE_MAX (4 * 1024 * 1024)
+#define PROC_FILE_MAX ((size_t)4 * 1024 * 1024)
 /* 32768 segments (shmmni's maximum) take 5.6 MB in /proc/sysvipc/shm. */
-#define SYSVIPC_SHM_MAX (8 * 1024 * 1024)
+#define SYSVIPC_SHM_MAX ((size_t)8 * 1024 * 1024)
 
 int host_parse_meminfo_field(const char *text, const char *name, uint64_t *ret_bytes)
 {
@@ -77,11 +77,14 @@ int host_parse_sysvipc_shm(const char *text, uint64_t page_size, struct sizing_u
  * faking /proc for the whole process: SHMPROV_TEST_PROC_DIR replaces /proc
  * for meminfo and sysvipc/shm only. secure_getenv: never in a setuid or
  * file-capability context. */
-static void proc_path(const char *name, char *buf, size_t size)
+static int proc_path(const char *name, char *buf, size_t size)
 {
     const char *dir = secure_getenv("SHMPROV_TEST_PROC_DIR");
 
-    snprintf(buf, size, "%s/%s", dir && dir[0] ? dir : "/proc", name);
+    /* Cut short, the path would name another file. */
+    if ((size_t)snprintf(buf, size, "%s/%s", dir && dir[0] ? dir : "/proc", name) >= size)
+        return -ENAMETOOLONG;
+    return 0;
 }
 
 int host_read_segments(struct shmseg_table **ret)
@@ -91,7 +94,9 @@ int host_read_segments(struct shmseg_table **ret)
     size_t len;
     int r;
 
-    proc_path("sysvipc/shm", path, sizeof(path));
+    r = proc_path("sysvipc/shm", path, sizeof(path));
+    if (r < 0)
+        return r;
     r = fsutil_read_file(path, SYSVIPC_SHM_MAX, false, &buf, &len, NULL);
     if (r < 0)
         return r;
@@ -132,8 +137,8 @@ int host_read(struct host_facts *ret)
     f.page_size = (uint64_t)page;
     f.overcommit_memory = -1;
 
-    proc_path("meminfo", path, sizeof(path));
-    if (fsutil_read_file(path, PROC_FILE_MAX, false, &buf, &len, NULL) == 0) {
+    if (proc_path("meminfo", path, sizeof(path)) == 0 &&
+        fsutil_read_file(path, PROC_FILE_MAX, false, &buf, &len, NULL) == 0) {
         if (host_parse_meminfo(buf, &value) == 0)
             f.memtotal_bytes = value;
         /* For vm.overcommit_memory = 2: what a new segment may still commit. */
@@ -158,9 +163,9 @@ int host_read(struct host_facts *ret)
     f.runtime_write_errno = access(kernel_limit_path(KEY_SHMMAX), W_OK) == 0 ? 0 : errno;
 
     if (gethostname(f.hostname, sizeof(f.hostname) - 1) < 0)
-        snprintf(f.hostname, sizeof(f.hostname), "unknown");
+        (void)snprintf(f.hostname, sizeof(f.hostname), "unknown");
     if (uname(&uts) == 0)
-        snprintf(f.kernel_release, sizeof(f.kernel_release), "%s", uts.release);
+        (void)snprintf(f.kernel_release, sizeof(f.kernel_release), "%s", uts.release);
 
     *ret = f;
     return 0;

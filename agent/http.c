@@ -85,22 +85,22 @@ static bool load_libcurl(void)
     dl = dlopen(library_name, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
         why = dlerror();
-        snprintf(load_error, sizeof(load_error), "libcurl could not be loaded: %s",
-                 why ? why : library_name);
+        (void)snprintf(load_error, sizeof(load_error), "libcurl could not be loaded: %s",
+                       why ? why : library_name);
         return false;
     }
     for (size_t i = 0; i < sizeof(curl_symbols) / sizeof(curl_symbols[0]); i++) {
         void *sym = dlsym(dl, curl_symbols[i].name);
         if (!sym) {
-            snprintf(load_error, sizeof(load_error), "libcurl could not be loaded: %s has no %s",
-                     library_name, curl_symbols[i].name);
+            (void)snprintf(load_error, sizeof(load_error), "libcurl could not be loaded: %s has no %s",
+                           library_name, curl_symbols[i].name);
             dlclose(dl);
             return false;
         }
         memcpy((char *)&found + curl_symbols[i].offset, &sym, sizeof(sym));
     }
     if (found.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        snprintf(load_error, sizeof(load_error), "libcurl could not be initialised");
+        (void)snprintf(load_error, sizeof(load_error), "libcurl could not be initialised");
         return false;
     }
     curl = found;
@@ -308,21 +308,21 @@ static void free_headers(struct curl_slist *list)
 static int build_headers(const struct http_request *req, struct curl_slist **ret)
 {
     struct curl_slist *list = NULL;
-    char line[MAX_TOKEN_LEN + 64];
+    char line[MAX_TOKEN_LEN + 64]; /* never cut: http_post() refuses longer tokens and keys */
     int r;
 
-    snprintf(line, sizeof(line), "Content-Type: %s", req->content_type);
+    (void)snprintf(line, sizeof(line), "Content-Type: %s", req->content_type);
     r = append_header(&list, line);
     /* No "Expect: 100-continue" round trip (a 1 s stall on servers that
      * ignore it). */
     if (r == 0)
         r = append_header(&list, "Expect:");
     if (r == 0 && req->idempotency_key) {
-        snprintf(line, sizeof(line), "Idempotency-Key: %s", req->idempotency_key);
+        (void)snprintf(line, sizeof(line), "Idempotency-Key: %s", req->idempotency_key);
         r = append_header(&list, line);
     }
     if (r == 0 && req->bearer_token) {
-        snprintf(line, sizeof(line), "Authorization: Bearer %s", req->bearer_token);
+        (void)snprintf(line, sizeof(line), "Authorization: Bearer %s", req->bearer_token);
         r = append_header(&list, line);
     }
     explicit_bzero(line, sizeof(line));
@@ -423,11 +423,11 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
         left = req->deadline_ms > now ? req->deadline_ms - now : 0;
         if (left == 0) {
             if (res->attempts == 0)
-                snprintf(res->error, sizeof(res->error),
-                         "the deadline had passed before the first attempt");
+                (void)snprintf(res->error, sizeof(res->error),
+                               "the deadline had passed before the first attempt");
             else
-                snprintf(res->error, sizeof(res->error),
-                         "gave up at the deadline after %u attempts: %s", res->attempts, last);
+                (void)snprintf(res->error, sizeof(res->error),
+                               "gave up at the deadline after %u attempts: %s", res->attempts, last);
             res->outcome = HTTP_RETRY_LATER;
             return 0;
         }
@@ -442,8 +442,8 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
                                                                         : (long)CONNECT_TIMEOUT_MS);
         if (rc != CURLE_OK) {
             res->outcome = HTTP_FAILED;
-            snprintf(res->error, sizeof(res->error), "libcurl refused a timeout: %s",
-                     curl.easy_strerror(rc));
+            (void)snprintf(res->error, sizeof(res->error), "libcurl refused a timeout: %s",
+                           curl.easy_strerror(rc));
             return 0;
         }
 
@@ -471,31 +471,31 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
         }
         if (status >= 300 && status <= 399) {
             res->outcome = HTTP_REJECTED;
-            snprintf(res->error, sizeof(res->error),
-                     "server answered HTTP %ld, a redirect, which shmprov does not follow", status);
+            (void)snprintf(res->error, sizeof(res->error),
+                           "server answered HTTP %ld, a redirect, which shmprov does not follow", status);
             return 0;
         }
         if (status > 0 && !status_retryable(status)) {
             res->outcome = HTTP_REJECTED;
-            snprintf(res->error, sizeof(res->error), "server answered HTTP %ld", status);
+            (void)snprintf(res->error, sizeof(res->error), "server answered HTTP %ld", status);
             return 0;
         }
         if (status > 0 && status < 200) {
-            snprintf(last, sizeof(last), "server answered HTTP %ld and no final status", status);
+            (void)snprintf(last, sizeof(last), "server answered HTTP %ld and no final status", status);
         } else if (status < 0) {
-            snprintf(last, sizeof(last), "server answered a status line that is not valid");
+            (void)snprintf(last, sizeof(last), "server answered a status line that is not valid");
         } else if (status > 599) {
-            snprintf(last, sizeof(last), "server answered HTTP %ld, not a valid status", status);
+            (void)snprintf(last, sizeof(last), "server answered HTTP %ld, not a valid status", status);
         } else if (status > 0) {
-            snprintf(last, sizeof(last), "server answered HTTP %ld", status);
+            (void)snprintf(last, sizeof(last), "server answered HTTP %ld", status);
         } else {
             scrub(errbuf, req->bearer_token);
-            snprintf(last, sizeof(last), "%.*s", (int)sizeof(last) - 1,
-                     errbuf[0] ? errbuf : curl.easy_strerror(rc));
+            (void)snprintf(last, sizeof(last), "%.*s", (int)sizeof(last) - 1,
+                           errbuf[0] ? errbuf : curl.easy_strerror(rc));
         }
         if (status == 0 && !curl_error_retryable(rc)) {
             res->outcome = HTTP_FAILED;
-            snprintf(res->error, sizeof(res->error), "%s", last);
+            (void)snprintf(res->error, sizeof(res->error), "%s", last);
             return 0;
         }
 
@@ -510,14 +510,14 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
             retry_after = 0;
         r = http_retry_wait(left, backoff_ms(res->attempts), (int64_t)retry_after, &wait);
         if (r == -ETIME) {
-            snprintf(res->error, sizeof(res->error),
-                     "gave up at the deadline after %u attempts: %s", res->attempts, last);
+            (void)snprintf(res->error, sizeof(res->error),
+                           "gave up at the deadline after %u attempts: %s", res->attempts, last);
             return 0;
         }
         if (r < 0) {
-            snprintf(res->error, sizeof(res->error),
-                     "server answered HTTP %ld with Retry-After: %lld s, past the deadline",
-                     status, (long long)retry_after);
+            (void)snprintf(res->error, sizeof(res->error),
+                           "server answered HTTP %ld with Retry-After: %lld s, past the deadline",
+                           status, (long long)retry_after);
             return 0;
         }
         sleep_until(now + wait);
@@ -539,7 +539,7 @@ int http_post(const struct http_request *req, struct http_result *ret)
 
     if (!load_libcurl()) {
         res.outcome = HTTP_UNAVAILABLE;
-        snprintf(res.error, sizeof(res.error), "%s", load_error);
+        (void)snprintf(res.error, sizeof(res.error), "%s", load_error);
         *ret = res;
         return 0;
     }
@@ -559,8 +559,8 @@ int http_post(const struct http_request *req, struct http_result *ret)
             goto out;
     } else {
         res.outcome = HTTP_FAILED;
-        snprintf(res.error, sizeof(res.error), "libcurl refused an option: %s",
-                 curl.easy_strerror(rc));
+        (void)snprintf(res.error, sizeof(res.error), "libcurl refused an option: %s",
+                       curl.easy_strerror(rc));
     }
     scrub(res.error, req->bearer_token);
     *ret = res;

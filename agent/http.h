@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 /* Response bytes read before a transfer is cut (the body is not kept). */
-#define HTTP_MAX_RESPONSE_BYTES (64u * 1024u)
+#define HTTP_MAX_RESPONSE_BYTES ((size_t)64 * 1024)
 
 struct http_request {
     const char *url;

@@ -44,7 +44,7 @@ static void ensure_parent(const char *path)
 
 int lock_acquire(const char *path, unsigned timeout_ms, struct lock **ret, long *ret_holder_pid)
 {
-    struct timespec pause = { 0, 20 * 1000 * 1000 };
+    struct timespec pause = { 0, 20L * 1000 * 1000 };
     struct lock *l;
     char pid[32];
     unsigned waited = 0;

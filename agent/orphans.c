@@ -67,23 +67,23 @@ const char *orphans_outcome_name(enum orphans_outcome outcome)
 static bool still_same(const struct shmseg *s, const struct shmid_ds *ds, char *why, size_t why_len)
 {
     if ((uint32_t)ds->shm_perm.__key != s->key) {
-        snprintf(why, why_len, "its key is now 0x%08x, not 0x%08x: another segment took id %" PRId32,
-                 (unsigned)ds->shm_perm.__key, (unsigned)s->key, s->id);
+        (void)snprintf(why, why_len, "its key is now 0x%08x, not 0x%08x: another segment took id %" PRId32,
+                       (unsigned)ds->shm_perm.__key, (unsigned)s->key, s->id);
         return false;
     }
     if ((int64_t)ds->shm_ctime != s->ctime || (uint64_t)ds->shm_segsz != s->size ||
         (int64_t)ds->shm_cpid != s->cpid) {
-        snprintf(why, why_len, "id %" PRId32 " now holds another segment (size, creator or change time differ)",
-                 s->id);
+        (void)snprintf(why, why_len, "id %" PRId32 " now holds another segment (size, creator or change time differ)",
+                       s->id);
         return false;
     }
     if ((int64_t)ds->shm_lpid != s->lpid || ds->shm_nattch != 0) {
-        snprintf(why, why_len, "attached since the scan (%lu attached now, last pid %ld)",
-                 (unsigned long)ds->shm_nattch, (long)ds->shm_lpid);
+        (void)snprintf(why, why_len, "attached since the scan (%lu attached now, last pid %ld)",
+                       (unsigned long)ds->shm_nattch, (long)ds->shm_lpid);
         return false;
     }
     if (ds->shm_perm.mode & SHM_DEST) {
-        snprintf(why, why_len, "already marked for destroy");
+        (void)snprintf(why, why_len, "already marked for destroy");
         return false;
     }
     return true;
@@ -96,10 +96,10 @@ enum orphans_outcome orphans_remove(const struct shmseg *s, bool dry_run, char *
 
     if (shmctl(s->id, IPC_STAT, &ds) < 0) {
         if (errno == EINVAL || errno == EIDRM) {
-            snprintf(why, why_len, "already removed");
+            (void)snprintf(why, why_len, "already removed");
             return ORPHAN_ALREADY_GONE;
         }
-        snprintf(why, why_len, "cannot read it again (IPC_STAT): %s", strerror(errno));
+        (void)snprintf(why, why_len, "cannot read it again (IPC_STAT): %s", strerror(errno));
         return ORPHAN_FAILED;
     }
     if (!still_same(s, &ds, why, why_len))
@@ -110,21 +110,21 @@ enum orphans_outcome orphans_remove(const struct shmseg *s, bool dry_run, char *
     now.atime = ds.shm_atime;
     now.dtime = ds.shm_dtime;
     if (!is_orphan(&now, orphans_pid_state(now.cpid, false, &now), orphans_pid_state(now.lpid, true, &now))) {
-        snprintf(why, why_len, "its creator or last user is alive again");
+        (void)snprintf(why, why_len, "its creator or last user is alive again");
         return ORPHAN_CHANGED;
     }
     if (dry_run) {
-        snprintf(why, why_len, "still an orphan on re-check");
+        (void)snprintf(why, why_len, "still an orphan on re-check");
         return ORPHAN_WOULD_REMOVE;
     }
     if (shmctl(s->id, IPC_RMID, NULL) < 0) {
         if (errno == EINVAL || errno == EIDRM) {
-            snprintf(why, why_len, "already removed");
+            (void)snprintf(why, why_len, "already removed");
             return ORPHAN_ALREADY_GONE;
         }
-        snprintf(why, why_len, "IPC_RMID failed: %s", strerror(errno));
+        (void)snprintf(why, why_len, "IPC_RMID failed: %s", strerror(errno));
         return ORPHAN_FAILED;
     }
-    snprintf(why, why_len, "still an orphan on re-check");
+    (void)snprintf(why, why_len, "still an orphan on re-check");
     return ORPHAN_REMOVED;
 }

@@ -11,7 +11,7 @@
 #include "sizes.h"
 #include "udiff.h"
 
-#define DROPIN_MAX_BYTES (1024 * 1024)
+#define DROPIN_MAX_BYTES ((size_t)1024 * 1024)
 
 static void add_warning(struct plan *plan, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void add_warning(struct plan *plan, const char *fmt, ...)
@@ -22,7 +22,7 @@ static void add_warning(struct plan *plan, const char *fmt, ...)
     if (plan->nwarnings >= max)
         return;
     va_start(ap, fmt);
-    vsnprintf(plan->warnings[plan->nwarnings++], sizeof(plan->warnings[0]), fmt, ap);
+    (void)vsnprintf(plan->warnings[plan->nwarnings++], sizeof(plan->warnings[0]), fmt, ap);
     va_end(ap);
 }
 

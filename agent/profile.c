@@ -208,7 +208,7 @@ static const char *event_tag(const yaml_event_t *ev)
 
 static int add_kid(struct reader *rd, struct ynode *parent, struct ynode *kid)
 {
-    struct ynode **kids = realloc(parent->kids, (parent->nkids + 1) * sizeof(*kids));
+    struct ynode **kids = realloc(parent->kids, (parent->nkids + 1) * sizeof(struct ynode *));
     if (!kids) {
         rd->oom = 1;
         ynode_free(kid);
@@ -479,7 +479,7 @@ static void parse_enum(struct walk *w, const char *key, const struct ynode *v,
         }
     for (size_t i = 0; i < count; i++) {
         size_t used = strlen(allowed);
-        snprintf(allowed + used, sizeof(allowed) - used, "%s%s", i ? ", " : "", names[i]);
+        (void)snprintf(allowed + used, sizeof(allowed) - used, "%s%s", i ? ", " : "", names[i]);
     }
     add_diag(w->rd, v->line, v->col, "'%s' must be one of %s, not '%s'", key, allowed, v->value);
 }
@@ -688,7 +688,7 @@ static void walk_mapping(struct walk *w, const char *where, const struct ynode *
             char allowed[160] = "";
             for (size_t j = 0; j < nkeys; j++) {
                 size_t used = strlen(allowed);
-                snprintf(allowed + used, sizeof(allowed) - used, "%s%s", j ? ", " : "", keys[j]);
+                (void)snprintf(allowed + used, sizeof(allowed) - used, "%s%s", j ? ", " : "", keys[j]);
             }
             if (*where)
                 add_diag(w->rd, k->line, k->col, "unknown key '%s' in '%s' (known: %s)", k->value,
@@ -737,7 +737,7 @@ static void handle_report(struct walk *w, const char *key, const struct ynode *v
     struct profile_report *r = &w->p->report;
     char full[64];
 
-    snprintf(full, sizeof(full), "report.%s", key);
+    (void)snprintf(full, sizeof(full), "report.%s", key);
     if (strcmp(key, "url") == 0) {
         if (expect_scalar(w, full, v))
             parse_url(w, v);
@@ -974,7 +974,7 @@ int profile_parse(const char *buf, size_t len, const char *file, struct profile_
     if (!yaml_parser_initialize(&rd.parser))
         return -ENOMEM;
     if (len > PROFILE_MAX_BYTES) {
-        add_diag(&rd, 1, 1, "file is larger than %d bytes (1 MiB); a profile is a few lines",
+        add_diag(&rd, 1, 1, "file is larger than %zu bytes (1 MiB); a profile is a few lines",
                  PROFILE_MAX_BYTES);
         r = -EINVAL;
         goto out;
@@ -1033,7 +1033,7 @@ int profile_load(const char *path, struct profile_diags *diags, struct profile *
 
     r = fsutil_read_file(path, PROFILE_MAX_BYTES, false, &buf, &len, &st);
     if (r == -EFBIG)
-        return profile_diags_add(diags, 1, 1, "file is larger than %d bytes (1 MiB); a profile is a few lines",
+        return profile_diags_add(diags, 1, 1, "file is larger than %zu bytes (1 MiB); a profile is a few lines",
                                  PROFILE_MAX_BYTES) < 0 ? -ENOMEM : -EINVAL;
     if (r < 0)
         return r;

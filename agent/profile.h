@@ -9,7 +9,7 @@
 
 #include "sizes.h"
 
-#define PROFILE_MAX_BYTES (1024 * 1024)
+#define PROFILE_MAX_BYTES ((size_t)1024 * 1024)
 #define PROFILE_DEFAULT_PATH "/etc/shmprov/profile.yaml"
 #define PROFILE_DEFAULT_DROPIN "/etc/sysctl.d/60-shmprov.conf"
 #define PROFILE_BUILTIN_NAME "<built-in default>"

@@ -104,8 +104,8 @@ json_object *report_data(const struct plan *plan, const struct conflicts *c, con
     json_object_object_add(d, "runtime_skipped",
                            out->runtime_skipped ? json_object_new_string(out->runtime_skip_reason) : NULL);
     if (out->error[0]) {
-        snprintf(error, sizeof(error), "%s%s%s", out->error, out->restored[0] ? "; restored: " : "",
-                 out->restored);
+        (void)snprintf(error, sizeof(error), "%s%s%s", out->error, out->restored[0] ? "; restored: " : "",
+                       out->restored);
         json_object_object_add(d, "error", json_object_new_string(error));
     } else {
         json_object_object_add(d, "error", NULL);
@@ -122,14 +122,14 @@ void report_source(const char *machine_id_path, char *buf, size_t len)
 
     if (fsutil_read_file(machine_id_path, 256, false, &id, &id_len, NULL) < 0 || id_len < 32 ||
         asprintf(&salted, "shmprov report source v1\n%.32s", id) < 0) {
-        snprintf(buf, len, "/shmprov/host/unknown");
+        (void)snprintf(buf, len, "/shmprov/host/unknown");
         free(id);
         return;
     }
     /* One-way, and specific to shmprov: the machine id itself, which other
      * software treats as a secret-ish stable identifier, never leaves. */
     hash_sha256_hex(salted, strlen(salted), hex);
-    snprintf(buf, len, "/shmprov/host/%.32s", hex);
+    (void)snprintf(buf, len, "/shmprov/host/%.32s", hex);
     free(salted);
     free(id);
 }
@@ -142,9 +142,9 @@ static int new_uuid(char out[REPORT_ID_LEN + 1])
         return -EIO;
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    snprintf(out, REPORT_ID_LEN + 1,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
-             b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    (void)snprintf(out, REPORT_ID_LEN + 1,
+                   "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
+                   b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
     return 0;
 }
 
@@ -166,7 +166,7 @@ int report_event(json_object *data, char **ret_json, char ret_id[REPORT_ID_LEN +
     report_source("/etc/machine-id", source, sizeof(source));
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    (void)strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm); /* 20 bytes of 32 until the year 10000 */
 
     json_object_object_add(ev, "specversion", json_object_new_string("1.0"));
     json_object_object_add(ev, "id", json_object_new_string(id));

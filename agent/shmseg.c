@@ -162,6 +162,6 @@ void shmseg_perms_text(unsigned mode, char buf[10])
     static const char letters[] = "rwxrwxrwx";
 
     for (int i = 0; i < 9; i++)
-        buf[i] = mode & (0400u >> i) ? letters[i] : '-';
+        buf[i] = (char)((mode & (0400u >> i)) ? letters[i] : '-');
     buf[9] = '\0';
 }

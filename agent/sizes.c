@@ -150,9 +150,9 @@ void sizes_format_human(uint64_t bytes, char *buf, size_t len)
         i++;
     }
     if (rem == 0 && (i == 0 || bytes % ((uint64_t)1 << (10 * i)) == 0)) {
-        snprintf(buf, len, "%" PRIu64 " %s", whole, names[i]);
+        (void)snprintf(buf, len, "%" PRIu64 " %s", whole, names[i]);
         return;
     }
     /* One decimal, truncated: an upper limit should never read larger than it is. */
-    snprintf(buf, len, "%" PRIu64 ".%" PRIu64 " %s", whole, rem * 10 / 1024, names[i]);
+    (void)snprintf(buf, len, "%" PRIu64 ".%" PRIu64 " %s", whole, rem * 10 / 1024, names[i]);
 }

@@ -323,6 +323,7 @@ static int scan(const struct spool *s, struct spool_entry **ret, size_t *ret_cou
         uint64_t seq;
 
         errno = 0;
+        // cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc 2.24); this DIR is not shared
         de = readdir(d);
         if (!de) {
             if (errno != 0) {
@@ -518,7 +519,10 @@ int spool_put(struct spool *s, const char *event_id, const char *json, size_t le
         }
         seq = newest + 1;
     }
-    snprintf(name, sizeof(name), "%0*" PRIu64 "-%s" SUFFIX, SEQ_DIGITS, seq, event_id);
+    if ((size_t)snprintf(name, sizeof(name), "%0*" PRIu64 "-%s" SUFFIX, SEQ_DIGITS, seq, event_id) >= sizeof(name)) {
+        r = -ENAMETOOLONG;
+        goto out;
+    }
     r = join(s, name, path, sizeof(path));
     if (r < 0)
         goto out;

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 /* Files larger than this are never written and, when found, skipped. */
-#define SPOOL_MAX_EVENT_BYTES (1024u * 1024u)
+#define SPOOL_MAX_EVENT_BYTES ((size_t)1024 * 1024)
 
 /* Name of the drop counter inside the spool directory. */
 #define SPOOL_DROPPED_FILE "dropped.count"

@@ -69,39 +69,40 @@ static void overcommit_meaning(const struct host_facts *h, char *buf, size_t len
 
     switch (h->overcommit_memory) {
     case 0:
-        snprintf(buf, len, "a new segment is refused (ENOMEM) only when it is larger than RAM + swap; "
-                           "its memory is allocated when first touched");
+        (void)snprintf(buf, len, "a new segment is refused (ENOMEM) only when it is larger than RAM + swap; "
+                                 "its memory is allocated when first touched");
         break;
     case 1:
-        snprintf(buf, len, "a new segment is never refused for lack of memory; memory is allocated when "
-                           "first touched, and the OOM killer acts if it runs out");
+        (void)snprintf(buf, len, "a new segment is never refused for lack of memory; memory is allocated when "
+                                 "first touched, and the OOM killer acts if it runs out");
         break;
     case 2:
         if (!h->commit_known) {
-            snprintf(buf, len, "every new segment is charged in full against CommitLimit (SHM_NORESERVE "
-                               "is ignored): one larger than what is left fails with ENOMEM");
+            (void)snprintf(buf, len, "every new segment is charged in full against CommitLimit (SHM_NORESERVE "
+                                     "is ignored): one larger than what is left fails with ENOMEM");
             break;
         }
         sizes_format_human(h->commit_limit_bytes, limit, sizeof(limit));
         sizes_format_human(h->committed_bytes < h->commit_limit_bytes
                                ? h->commit_limit_bytes - h->committed_bytes : 0, avail, sizeof(avail));
-        snprintf(buf, len, "every new segment is charged in full against CommitLimit %s (SHM_NORESERVE "
-                           "is ignored); %s is left, so a larger segment fails with ENOMEM even within "
-                           "the limits", limit, avail);
+        (void)snprintf(buf, len, "every new segment is charged in full against CommitLimit %s (SHM_NORESERVE "
+                                 "is ignored); %s is left, so a larger segment fails with ENOMEM even within "
+                                 "the limits", limit, avail);
         break;
     default:
-        snprintf(buf, len, "unknown (/proc/sys/vm/overcommit_memory unreadable)");
+        (void)snprintf(buf, len, "unknown (/proc/sys/vm/overcommit_memory unreadable)");
     }
 }
 
 static const char *owner_name(uint32_t uid, char *buf, size_t len)
 {
+    // cppcheck-suppress getpwuidCalled ; shmprov is single-threaded: nothing else uses getpwuid()'s static buffer
     struct passwd *pw = getpwuid((uid_t)uid);
 
     if (pw && pw->pw_name)
-        snprintf(buf, len, "%s", pw->pw_name);
+        (void)snprintf(buf, len, "%s", pw->pw_name);
     else
-        snprintf(buf, len, "%" PRIu32, uid);
+        (void)snprintf(buf, len, "%" PRIu32, uid);
     return buf;
 }
 
@@ -109,7 +110,7 @@ static const char *owner_name(uint32_t uid, char *buf, size_t len)
 static void pages_human(uint64_t pages, uint64_t page_size, char *buf, size_t len)
 {
     if (page_size && pages > UINT64_MAX / page_size)
-        snprintf(buf, len, "more than 16 EiB");
+        (void)snprintf(buf, len, "more than 16 EiB");
     else
         sizes_format_human(pages * page_size, buf, len);
 }
@@ -272,14 +273,14 @@ static void print_segment_row(FILE *out, const struct shmseg *seg, const struct 
     char owner[64], perms[10], state[128], creator[40], last[40];
 
     shmseg_perms_text(seg->mode, perms);
-    snprintf(creator, sizeof(creator), "%" PRId64 " %s", seg->cpid, orphans_pid_state_name(v->creator));
+    (void)snprintf(creator, sizeof(creator), "%" PRId64 " %s", seg->cpid, orphans_pid_state_name(v->creator));
     if (v->last == PID_NEVER)
-        snprintf(last, sizeof(last), "-");
+        (void)snprintf(last, sizeof(last), "-");
     else
-        snprintf(last, sizeof(last), "%" PRId64 " %s", seg->lpid, orphans_pid_state_name(v->last));
-    snprintf(state, sizeof(state), "%s%s%s", seg->mode & SHMSEG_MODE_DEST ? ", marked for destroy" : "",
-             seg->mode & SHMSEG_MODE_LOCKED ? ", locked" : "",
-             !v->candidate ? "" : v->persistent ? ", orphan candidate, persistent (kept)" : ", orphan candidate");
+        (void)snprintf(last, sizeof(last), "%" PRId64 " %s", seg->lpid, orphans_pid_state_name(v->last));
+    (void)snprintf(state, sizeof(state), "%s%s%s", seg->mode & SHMSEG_MODE_DEST ? ", marked for destroy" : "",
+                   seg->mode & SHMSEG_MODE_LOCKED ? ", locked" : "",
+                   !v->candidate ? "" : v->persistent ? ", orphan candidate, persistent (kept)" : ", orphan candidate");
     fprintf(out, "  0x%08x %10" PRId32 " %-10s %s %15" PRIu64 " %6" PRIu64 "  %-18s ", (unsigned)seg->key, seg->id,
             owner_name(seg->uid, owner, sizeof(owner)), perms, seg->size, seg->nattch, creator);
     if (state[0])
@@ -449,8 +450,8 @@ static json_object *json_segment(const struct shmseg *seg, const struct orphans_
     json_object *o = json_object_new_object();
     char key[16], owner[64], perms[8];
 
-    snprintf(key, sizeof(key), "0x%08x", (unsigned)seg->key);
-    snprintf(perms, sizeof(perms), "%03o", seg->mode & 0777);
+    (void)snprintf(key, sizeof(key), "0x%08x", (unsigned)seg->key);
+    (void)snprintf(perms, sizeof(perms), "%03o", seg->mode & 0777);
     json_object_object_add(o, "key", json_object_new_string(key));
     json_object_object_add(o, "id", json_object_new_int(seg->id));
     json_object_object_add(o, "owner", json_object_new_string(owner_name(seg->uid, owner, sizeof(owner))));
@@ -463,8 +464,8 @@ static json_object *json_segment(const struct shmseg *seg, const struct orphans_
     json_object_object_add(o, "creator", json_object_new_string(orphans_pid_state_name(v->creator)));
     json_object_object_add(o, "last_pid", json_object_new_int64(seg->lpid));
     json_object_object_add(o, "last", json_object_new_string(orphans_pid_state_name(v->last)));
-    json_object_object_add(o, "marked_for_destroy", json_object_new_boolean(seg->mode & SHMSEG_MODE_DEST));
-    json_object_object_add(o, "locked", json_object_new_boolean(seg->mode & SHMSEG_MODE_LOCKED));
+    json_object_object_add(o, "marked_for_destroy", json_object_new_boolean((seg->mode & SHMSEG_MODE_DEST) != 0));
+    json_object_object_add(o, "locked", json_object_new_boolean((seg->mode & SHMSEG_MODE_LOCKED) != 0));
     json_object_object_add(o, "rss_bytes", u64(seg->rss));
     json_object_object_add(o, "swap_bytes", u64(seg->swap));
     json_object_object_add(o, "ctime", json_object_new_int64(seg->ctime));

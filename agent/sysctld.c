@@ -697,7 +697,7 @@ static void read_and_parse(struct analyser *an, const char *path, const char *re
     /* real has no symbolic links left, so a link here now is a race. */
     r = fsutil_read_file(host, SYSCTLD_FILE_MAX_BYTES, true, &buf, &len, NULL);
     if (r == -EFBIG) {
-        add_warning(an, "%s: larger than %d bytes, not analysed", path, SYSCTLD_FILE_MAX_BYTES);
+        add_warning(an, "%s: larger than %zu bytes, not analysed", path, SYSCTLD_FILE_MAX_BYTES);
         an->a->incomplete = true;
         goto out;
     }
@@ -877,6 +877,7 @@ static void list_directory(struct analyser *an, const char *shown, const char *r
         goto out;
     }
     fd = -1;
+    // cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc 2.24); this DIR is not shared
     for (errno = 0; (de = readdir(d)) && !an->oom; errno = 0) {
         /* A pending removal: the file will not be there. */
         if (is_pending_dir(an, real) && strcmp(de->d_name, an->pending.name) == 0 &&
@@ -911,7 +912,7 @@ static void list_files(struct analyser *an)
 
     for (size_t i = 0; dirs[i] && !an->oom; i++) {
         char real[PATH_MAX];
-        struct stat st;
+        struct stat st = { 0 }; /* resolve_in_root() fills it in only when it returns 0 */
         bool dup = false;
         int r;
 
@@ -954,7 +955,7 @@ static void copy_value(char ret[SYSCTLD_VALUE_MAX], const char *value)
         n = SYSCTLD_VALUE_MAX - 4;
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)value[i];
-        ret[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+        ret[i] = (char)(c < 0x20 || c == 0x7f ? '?' : c);
     }
     if (value && strlen(value) >= SYSCTLD_VALUE_MAX) {
         memcpy(ret + i, "...", 3);

@@ -28,7 +28,7 @@ enum sysctld_rules { SYSCTLD_SYSTEMD, SYSCTLD_PROCPS };
 #define SYSCTLD_MAX_WARNINGS 16
 #define SYSCTLD_KEY_MAX 64
 #define SYSCTLD_VALUE_MAX 64
-#define SYSCTLD_FILE_MAX_BYTES (1024 * 1024)
+#define SYSCTLD_FILE_MAX_BYTES ((size_t)1024 * 1024)
 /* Paths in results: sysctl.d paths are short, and a small result keeps the
  * analysis from touching hundreds of pages on every boot (longer paths are
  * cut, never overflowed). */

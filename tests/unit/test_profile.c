@@ -226,6 +226,7 @@ Test(profile, builtin_is_profiles_default_yaml)
 
     profile_diags_init(&d, PROFILE_BUILTIN_NAME);
     cr_assert_eq(profile_load_builtin(&d, &p), 0);
+    cr_assert_not_null(p);
     cr_assert_eq(fsutil_read_file(SHMPROV_SOURCE_DIR "/profiles/default.yaml", 1 << 20, true, &buf, &len, NULL), 0);
     hash_sha256_hex(buf, len, hex);
     cr_expect_str_eq(p->sha256_hex, hex, "the built-in default must be profiles/default.yaml byte for byte");

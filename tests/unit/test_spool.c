@@ -93,6 +93,7 @@ static void expect_ids(struct spool *s, const unsigned *want, size_t count)
 
     cr_assert_eq(spool_list(s, &e, &n), 0);
     cr_assert_eq(n, count, "listed %zu, want %zu", n, count);
+    cr_assert(count == 0 || e != NULL);
     for (size_t i = 0; i < count; i++) {
         cr_expect_str_eq(e[i].id, uuid(want[i]), "entry %zu", i);
         cr_expect_eq(e[i].error, 0);
@@ -364,6 +365,7 @@ Test(spool, symlinks_fifos_and_oversized_files_are_listed_unusable_and_kept)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     cr_expect_lt(t1.tv_sec - t0.tv_sec, 2, "a FIFO never blocks the listing");
     cr_assert_eq(n, 3);
+    cr_assert_not_null(e);
     cr_expect_str_eq(e[0].name, link_name);
     cr_expect_eq(e[0].error, -ELOOP);
     cr_expect_str_eq(e[1].name, fifo_name);
@@ -383,6 +385,7 @@ Test(spool, symlinks_fifos_and_oversized_files_are_listed_unusable_and_kept)
     cr_expect_eq(spool_dropped(s), 1);
     cr_assert_eq(spool_list(s, &e, &n), 0);
     cr_assert_eq(n, 4);
+    cr_assert_not_null(e);
     cr_expect_str_eq(e[3].id, uuid(5));
     cr_expect_eq(e[3].error, 0);
     free(e);
