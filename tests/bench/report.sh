@@ -25,12 +25,14 @@ start_collector "$work"
 trap 'kill $collector 2>/dev/null' EXIT
 printf 'version: 1\nhost: {ram_tier: small}\nreport:\n  url: http://127.0.0.1:%s/v1/events\n  timeout: 3\n' "$port" >"$work/p.yaml"
 chmod 0644 "$work/p.yaml"
-"$shmprov" --profile "$work/p.yaml" apply >/dev/null 2>&1
+"$shmprov" --profile "$work/p.yaml" apply >"$work/first.out" 2>&1 ||
+    { echo "report.sh: the first apply failed:" >&2; cat "$work/first.out" >&2; exit 1; }
 
 # plan linked with libcurl: the same objects, plus -lcurl kept although unused.
 gcc -o "$work/shmprov-with-libcurl" "$build/CMakeFiles/shmprov.dir/agent/main.c.o" "$build/libshmprov_core.a" \
     -Wl,--no-as-needed -lcurl -Wl,--as-needed -lyaml -ljson-c -lmd -ldl
-ldd "$work/shmprov-with-libcurl" | grep -q libcurl
+ldd "$work/shmprov-with-libcurl" | grep -q libcurl ||
+    { echo "report.sh: the libcurl-linked variant does not load libcurl" >&2; exit 1; }
 
 hyperfine -N --style basic --warmup 10 --runs "$runs" --export-json "$work/apply.json" \
     -n "apply --no-report" "$shmprov --profile $work/p.yaml apply --no-report" \
@@ -43,7 +45,8 @@ curl -sf -X POST -d '{"mode": "hang"}' "http://127.0.0.1:$port/_control" >/dev/n
 hang=()
 for _ in 1 2 3; do
     t0=$(date +%s%3N)
-    "$shmprov" --profile "$work/p.yaml" apply >/dev/null 2>&1
+    "$shmprov" --profile "$work/p.yaml" apply >"$work/first.out" 2>&1 ||
+    { echo "report.sh: the first apply failed:" >&2; cat "$work/first.out" >&2; exit 1; }
     hang+=($(($(date +%s%3N) - t0)))
 done
 
