@@ -159,14 +159,8 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
     }
 
     /* Decide everything that would stop us before touching anything. */
-    if (plan->dropin_read_errno == ELOOP) {
-        (void)snprintf(out->error, sizeof(out->error),
-                       "%s is a symbolic link; refusing to write through it (nothing changed)", out->dropin_path);
-        goto failed_untouched;
-    }
-    if (plan->dropin_read_errno != 0 && plan->dropin_read_errno != ENOENT) {
-        (void)snprintf(out->error, sizeof(out->error), "cannot read %s: %s (nothing changed)", out->dropin_path,
-                       strerror(plan->dropin_read_errno));
+    if (plan->dropin_problem[0]) {
+        (void)snprintf(out->error, sizeof(out->error), "%s (nothing changed)", plan->dropin_problem);
         goto failed_untouched;
     }
     if (o->root) {

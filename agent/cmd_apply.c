@@ -49,8 +49,9 @@ static void print_text(const struct plan *plan, const struct conflicts *c, const
         else if (out->keys[id].written && out->result != APPLY_FAILED)
             printf("  %s: %" PRIu64 " -> %" PRIu64 " (%s)\n", sizing_key_name(id), k->current,
                    out->keys[id].after, sizing_action_name(k->action));
-        else
-            printf("  %s: %" PRIu64 "%s\n", sizing_key_name(id), out->keys[id].after,
+        else /* refused before the kernel was read again: the plan's value */
+            printf("  %s: %" PRIu64 "%s\n", sizing_key_name(id),
+                   out->keys[id].after_known ? out->keys[id].after : k->current,
                    out->keys[id].written ? "" : " (unchanged)");
     }
     for (size_t i = 0; i < c->nwarnings; i++)

@@ -89,6 +89,8 @@ int cmd_plan(const struct cli_options *o)
         /* In JSON the refusal is inside the document; say it on stderr too. */
         for (unsigned i = 0; i < plan->sizing.nproblems; i++)
             log_error("apply would refuse: %s", plan->sizing.problems[i].text);
+        if (plan->dropin_problem[0])
+            log_error("apply would refuse: %s", plan->dropin_problem);
         conflicts_log(&conflicts, refuses);
     } else {
         r = plan_print_text(plan, stdout);

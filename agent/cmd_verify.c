@@ -64,7 +64,7 @@ static void check_dropin(const struct plan *plan, struct drift_list *l)
     else if (plan->dropin_read_errno == ELOOP)
         add(l, "dropin-symlink", "%s is a symbolic link, not shmprov's drop-in", plan->dropin_path);
     else if (plan->dropin_read_errno != 0)
-        add(l, "dropin-unreadable", "cannot read %s: %s", plan->dropin_path, strerror(plan->dropin_read_errno));
+        add(l, "dropin-unreadable", "%s", plan->dropin_problem);
     else if (plan->dropin_changed)
         add(l, "dropin-edited",
             "%s differs from what the profile gives (edited by hand, or the profile changed since the last apply)",

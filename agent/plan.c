@@ -68,10 +68,15 @@ static int read_current_dropin(struct plan *plan)
     plan->dropin_read_errno = r < 0 ? -r : 0;
     if (r == -ENOMEM)
         return r;
+    /* Not a warning: apply refuses these before touching anything, so
+     * plan must say it would (exit 1). */
     if (r == -ELOOP)
-        add_warning(plan, "%s is a symbolic link: apply refuses to write through it", plan->dropin_path);
+        (void)snprintf(plan->dropin_problem, sizeof(plan->dropin_problem),
+                       "%s is a symbolic link: apply refuses to write through it", plan->dropin_path);
     else if (r < 0 && r != -ENOENT)
-        add_warning(plan, "cannot read %s: %s", plan->dropin_path, fsutil_strerror(r));
+        (void)snprintf(plan->dropin_problem, sizeof(plan->dropin_problem),
+                       "%s: %s; apply refuses to replace it", plan->dropin_path,
+                       r == -EINVAL ? "not a regular file (a FIFO, a socket or a device)" : fsutil_strerror(r));
     return 0;
 }
 
@@ -147,5 +152,5 @@ int plan_exit_code(const struct plan *plan)
 
     for (unsigned i = 0; i < plan->sizing.nproblems; i++)
         code = plan->sizing.problems[i].in_profile ? 2 : (code ? code : 1);
-    return code;
+    return code == 0 && plan->dropin_problem[0] ? 1 : code;
 }

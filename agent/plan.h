@@ -23,6 +23,9 @@ struct plan {
     char *dropin_old;      /* NULL when absent or unreadable */
     size_t dropin_old_len;
     int dropin_read_errno; /* 0, ENOENT, ELOOP (a symlink), ... */
+    /* Why apply would refuse to replace what is at dropin_path (a symbolic
+     * link, a FIFO, a directory, unreadable), "" when it would not. */
+    char dropin_problem[4096 + 128];
     bool dropin_changed;
     char *dropin_diff; /* unified diff, "" when unchanged */
 

@@ -126,7 +126,9 @@ int plan_print_text(const struct plan *plan, FILE *out)
     for (unsigned i = 0; i < s->nproblems; i++)
         fprintf(out, "\n%s%s", s->problems[i].in_profile ? "" : "apply would refuse: ",
                 s->problems[i].text);
-    if (plan->nwarnings || s->nproblems)
+    if (plan->dropin_problem[0])
+        fprintf(out, "\napply would refuse: %s", plan->dropin_problem);
+    if (plan->nwarnings || s->nproblems || plan->dropin_problem[0])
         fputc('\n', out);
     return ferror(out) ? -EIO : 0;
 }
@@ -267,6 +269,8 @@ json_object *plan_to_json(const struct plan *plan)
     problems = json_object_new_array();
     for (unsigned i = 0; i < plan->sizing.nproblems; i++)
         json_object_array_add(problems, json_object_new_string(plan->sizing.problems[i].text));
+    if (plan->dropin_problem[0])
+        json_object_array_add(problems, json_object_new_string(plan->dropin_problem));
     json_object_object_add(doc, "problems", problems);
     return doc;
 }

@@ -367,11 +367,10 @@ fi
 baseline "$small"
 rm "$dropin"
 mkfifo "$dropin"
-KNOWN_BUG="drop-in path is a FIFO: plan exits 0" hcase "sysctld-dropin-is-a-fifo/plan" 1 "$dropin.*(not a regular file|FIFO)" "$shmprov" --profile "$small" plan
+hcase "sysctld-dropin-is-a-fifo/plan" 1 "$dropin.*(not a regular file|FIFO)" "$shmprov" --profile "$small" plan
 hcase "sysctld-dropin-is-a-fifo/verify" 3 "$dropin.*(not a regular file|FIFO)" "$shmprov" --profile "$small" verify
 hcase "sysctld-dropin-is-a-fifo/status" 0 "shmprov status" "$shmprov" --profile "$small" status
 # (and the running values it reports are the real ones, not 0)
-KNOWN_BUG="drop-in path is a FIFO: apply says Invalid argument and 0 (unchanged)" \
 NOT='kernel\.shm(max|all): 0 ' hcase "sysctld-dropin-is-a-fifo/apply" 1 "$dropin.*(not a regular file|FIFO)" \
     "$shmprov" --profile "$small" apply --no-report
 reset_host

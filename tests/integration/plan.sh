@@ -40,7 +40,8 @@ snapshot() {
 printf 'kernel.shmmax = 1\n' >"$work/real.conf"
 ln -s "$work/real.conf" "$dropin"
 "$shmprov" plan >"$work/link.txt" 2>/dev/null
-expect "symlink/warned" grep -q "^warning: $dropin is a symbolic link: apply refuses to write through it" "$work/link.txt"
+expect "symlink/exit-1-apply-would-refuse" test $? = 1
+expect "symlink/said" grep -q "^apply would refuse: $dropin is a symbolic link: apply refuses to write through it" "$work/link.txt"
 expect "symlink/target-untouched" test "$(cat "$work/real.conf")" = "kernel.shmmax = 1"
 rm "$dropin"
 
