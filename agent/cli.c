@@ -159,8 +159,8 @@ int cli_build_plan(const struct profile *profile, bool force, const char *root, 
         return EXIT_FAILURE_RUNTIME;
     }
     if (host.memtotal_bytes == 0 && profile->ram_tier == TIER_AUTO) {
-        log_error("cannot read MemTotal from /proc/meminfo, which 'ram_tier: auto' needs; "
-                  "set host.ram_tier in the profile");
+        log_error("cannot read MemTotal (%s), which 'ram_tier: auto' needs; set host.ram_tier in the profile",
+                  host.memtotal_error);
         return EXIT_FAILURE_RUNTIME;
     }
     r = plan_build(profile, &host, force, root, ret);

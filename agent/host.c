@@ -129,6 +129,7 @@ int host_read(struct host_facts *ret)
     char *buf = NULL;
     size_t len;
     long page = sysconf(_SC_PAGESIZE);
+    int r;
     uint64_t value;
 
     if (page <= 0)
@@ -137,10 +138,17 @@ int host_read(struct host_facts *ret)
     f.page_size = (uint64_t)page;
     f.overcommit_memory = -1;
 
-    if (proc_path("meminfo", path, sizeof(path)) == 0 &&
-        fsutil_read_file(path, PROC_FILE_MAX, false, &buf, &len, NULL) == 0) {
+    r = proc_path("meminfo", path, sizeof(path));
+    if (r == 0)
+        r = fsutil_read_file(path, PROC_FILE_MAX, false, &buf, &len, NULL);
+    if (r < 0)
+        (void)snprintf(f.memtotal_error, sizeof(f.memtotal_error), "%s: %s", path, fsutil_strerror(r));
+    if (r == 0) {
         if (host_parse_meminfo(buf, &value) == 0)
             f.memtotal_bytes = value;
+        else
+            (void)snprintf(f.memtotal_error, sizeof(f.memtotal_error),
+                           "%s: no line 'MemTotal: N kB' with N from 1 to 2^54", path);
         /* For vm.overcommit_memory = 2: what a new segment may still commit. */
         f.commit_known = host_parse_meminfo_field(buf, "CommitLimit", &f.commit_limit_bytes) == 0 &&
                          host_parse_meminfo_field(buf, "Committed_AS", &f.committed_bytes) == 0;

@@ -3,6 +3,7 @@
  * changes anything. The parsers are exported so they can be tested on
  * fixed input. */
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +12,7 @@
 
 struct host_facts {
     uint64_t memtotal_bytes; /* 0 when /proc/meminfo could not be read */
+    char memtotal_error[PATH_MAX + 96]; /* why, when memtotal_bytes is 0: "PATH: reason" */
     uint64_t page_size;
     struct sizing_current current; /* kernel.shmmax/shmall/shmmni now */
     bool usage_known;

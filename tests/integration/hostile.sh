@@ -391,8 +391,8 @@ withproc=(env "SHMPROV_TEST_PROC_DIR=$proc" "$shmprov")
 meminfo_rest=$(grep -v '^MemTotal:' /proc/meminfo)
 meminfo_case() { # CASE: the auto tier needs MemTotal; plan refuses, says which
     local c=$1
-    hcase "proc-meminfo-$c/plan" 1 "MemTotal" "${withproc[@]}" --profile "$work/auto.yaml" plan
-    hcase "proc-meminfo-$c/apply-dry-run" 1 "MemTotal" "${withproc[@]}" --profile "$work/auto.yaml" apply --dry-run
+    hcase "proc-meminfo-$c/plan" 1 "cannot read MemTotal \($proc/meminfo: " "${withproc[@]}" --profile "$work/auto.yaml" plan
+    hcase "proc-meminfo-$c/apply-dry-run" 1 "cannot read MemTotal \($proc/meminfo: " "${withproc[@]}" --profile "$work/auto.yaml" apply --dry-run
     hcase "proc-meminfo-$c/status" "0 1" "MemTotal|shmprov status" "${withproc[@]}" --profile "$work/auto.yaml" status
 }
 reset_host
