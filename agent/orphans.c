@@ -99,7 +99,8 @@ enum orphans_outcome orphans_remove(const struct shmseg *s, bool dry_run, char *
             (void)snprintf(why, why_len, "already removed");
             return ORPHAN_ALREADY_GONE;
         }
-        (void)snprintf(why, why_len, "cannot read it again (IPC_STAT): %s", strerror(errno));
+        (void)snprintf(why, why_len, "cannot read it again (IPC_STAT): %s%s", strerror(errno),
+                       errno == EACCES ? " (another user's segment: root needs CAP_IPC_OWNER to read it)" : "");
         return ORPHAN_FAILED;
     }
     if (!still_same(s, &ds, why, why_len))
@@ -122,7 +123,8 @@ enum orphans_outcome orphans_remove(const struct shmseg *s, bool dry_run, char *
             (void)snprintf(why, why_len, "already removed");
             return ORPHAN_ALREADY_GONE;
         }
-        (void)snprintf(why, why_len, "IPC_RMID failed: %s", strerror(errno));
+        (void)snprintf(why, why_len, "IPC_RMID failed: %s%s", strerror(errno),
+                       errno == EPERM ? " (another user's segment: root needs CAP_SYS_ADMIN to remove it)" : "");
         return ORPHAN_FAILED;
     }
     (void)snprintf(why, why_len, "still an orphan on re-check");

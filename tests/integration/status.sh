@@ -363,6 +363,30 @@ check("empty/namespace", d["namespace"]["ipc_initial"] is False and d["namespace
 '
 pycheck "$check_empty" "$work/empty.json" "$nsino"
 
+# ---- least privilege: what removing another user's orphan takes ---------------
+# Read it again needs CAP_IPC_OWNER, remove it CAP_SYS_ADMIN (the kernel's
+# rules for IPC_STAT and IPC_RMID): root without them fails clearly and
+# removes nothing; with exactly those two it succeeds. In a fresh IPC
+# namespace of its own, so the segments above are not involved.
+lp='
+set -u
+shmprov=$1 helper=$2 out=$3
+caps() { setpriv --bounding-set=-all$1 --inh-caps=-all --ambient-caps=-all --no-new-privs -- "$shmprov" status --remove-orphans >/dev/null 2>>"$out.$2"; echo $? >"$out.$2.rc"; ipcs -m | grep -c 0x00004343 >"$out.$2.left"; }
+setpriv --reuid=65534 --regid=65534 --clear-groups "$helper" create 0x4343 4096 >/dev/null
+caps "" none
+caps ",+ipc_owner" ipc_owner
+caps ",+ipc_owner,+sys_admin" both
+'
+unshare --ipc -- bash -c "$lp" lp "$shmprov" "$helper" "$work/lp"
+expect "least-privilege/no-caps-exit-1" test "$(cat "$work/lp.none.rc")" = 1
+expect "least-privilege/no-caps-says-CAP_IPC_OWNER" grep -q "cannot read it again (IPC_STAT): Permission denied (another user's segment: root needs CAP_IPC_OWNER to read it)" "$work/lp.none"
+expect "least-privilege/no-caps-removes-nothing" test "$(cat "$work/lp.none.left")" = 1
+expect "least-privilege/ipc_owner-only-exit-1" test "$(cat "$work/lp.ipc_owner.rc")" = 1
+expect "least-privilege/ipc_owner-only-says-CAP_SYS_ADMIN" grep -q "IPC_RMID failed: Operation not permitted (another user's segment: root needs CAP_SYS_ADMIN to remove it)" "$work/lp.ipc_owner"
+expect "least-privilege/ipc_owner-only-removes-nothing" test "$(cat "$work/lp.ipc_owner.left")" = 1
+expect "least-privilege/both-exit-0" test "$(cat "$work/lp.both.rc")" = 0
+expect "least-privilege/both-removed" test "$(cat "$work/lp.both.left")" = 0
+
 # ---- an unreadable segment table (SHMPROV_TEST_PROC_DIR) -----------------------
 # meminfo is the real one (ram_tier auto needs it); sysvipc/shm is broken.
 fake=$work/proc
