@@ -561,21 +561,21 @@ pids+=($!)
 for _ in $(seq 100); do grep -q '^listening on' "$work/redirector.out" 2>/dev/null && break; sleep 0.05; done
 rport=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/redirector.out")
 [ -n "$rport" ] || bad "hostile/redirector-started: $(cat "$work/redirector.out")"
-for code in 301 302 303 307 308; do
-    report_profile redirect "http://127.0.0.1:$rport/v1/events/$code" "$work/token"
+for redirect in 301 302 303 307 308; do
+    report_profile redirect "http://127.0.0.1:$rport/v1/events/$redirect" "$work/token"
     baseline "$work/redirect.yaml"
     : >"$work/redirector.jsonl"
     : >"$work/c2/log.jsonl"
-    WRITES=spool LIMIT=4500 hcase "http-redirect-$code-to-another-host/apply" 0 "HTTP $code.*redirect" \
+    WRITES=spool LIMIT=4500 hcase "http-redirect-$redirect-to-another-host/apply" 0 "HTTP $redirect.*redirect" \
         "$shmprov" --profile "$work/redirect.yaml" apply
     # (the collector logs a request before answering it, and a client that
     # followed would wait for that answer: nothing can arrive after apply)
-    expect "hostile/http-redirect-$code-to-another-host/target-received-nothing" \
+    expect "hostile/http-redirect-$redirect-to-another-host/target-received-nothing" \
         test "$(wc -l <"$work/c2/log.jsonl")" = 0 -a "$(curl -sf "http://127.0.0.1:$target_port/_stats" |
             "$py" -c 'import json,sys; print(json.load(sys.stdin)["total_requests"])')" = 0
-    expect "hostile/http-redirect-$code-to-another-host/one-attempt-then-spooled" \
+    expect "hostile/http-redirect-$redirect-to-another-host/one-attempt-then-spooled" \
         test "$(wc -l <"$work/redirector.jsonl") $(spooled)" = "1 1"
-    expect "hostile/http-redirect-$code-to-another-host/token-never-printed" token_not_printed
+    expect "hostile/http-redirect-$redirect-to-another-host/token-never-printed" token_not_printed
 done
 
 # Token files: a symbolic link into another user's file (mode 0600, so only
