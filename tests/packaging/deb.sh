@@ -2,7 +2,7 @@
 # The Debian package, checked with the real tools (run as root, by CI):
 #   1. builds the .deb with dpkg-buildpackage from a COPY of this tree (the
 #      checkout is left untouched);
-#   2. lintian --fail-on error,warning;
+#   2. lintian --fail-on error,warning; hardening-check on the binary it ships;
 #   3. in a minimal bookworm root made by debootstrap --variant=minbase:
 #      install, reinstall, run (--version, plan, validate), keep an edited
 #      conffile across a reinstall and an upgrade, remove, purge, and check
@@ -127,7 +127,7 @@ apt=(apt-get -o DPkg::Lock::Timeout=600)
 check "apt-get update" "${apt[@]}" update -qq
 check "install packaging tools" "${apt[@]}" install -y -qq --no-install-recommends \
     build-essential debhelper dpkg-dev fakeroot lintian debootstrap \
-    debian-archive-keyring util-linux xz-utils
+    debian-archive-keyring util-linux xz-utils devscripts
 check "install build dependencies (apt-get build-dep from debian/control)" \
     bash -c "cd '$WORK/src/shmprov' && ${apt[*]} build-dep -y -qq --no-install-recommends ./"
 require "tool installation"
@@ -156,6 +156,11 @@ for f in /usr/sbin/shmprov /usr/share/man/man8/shmprov.8.gz /etc/shmprov/profile
          /usr/share/doc/shmprov/copyright; do
     check "ships $f" grep -qx -- "$f" "$WORK/contents"
 done
+# The flags of debian/rules (dpkg-buildflags) and of CMakeLists.txt together:
+# the binary that ships must be as hardened as the one CI builds.
+dpkg-deb --fsys-tarfile "$DEB" | tar -xO ./usr/sbin/shmprov >"$WORK/shmprov.packaged"
+check "the packaged binary is hardened (PIE, stack protector, fortify, RELRO, bind-now)" \
+    "$SRC/tests/static/hardening.sh" "$WORK/shmprov.packaged"
 check "/etc/shmprov/profile.yaml is a conffile" \
     grep -qx /etc/shmprov/profile.yaml "$WORK/control/conffiles"
 check "Depends names libcurl4 (dlopen()ed, invisible to shlibdeps)" \

@@ -63,7 +63,7 @@ fingerprint() {
 }
 
 step "build tools (apt-get)"
-need=(rpm cmake gcc make pkg-config libyaml-dev libjson-c-dev libmd-dev)
+need=(rpm cmake gcc make pkg-config libyaml-dev libjson-c-dev libmd-dev cpio devscripts)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
@@ -169,6 +169,12 @@ check "rpmbuild printed no warnings" [ ! -s "$work/warnings" ] || sed 's/^/   /'
 rpmfile=$(find "$top/RPMS" -name "shmprov-$ver-*.rpm" ! -name '*debug*' | head -1)
 [ -n "$rpmfile" ] || die "no shmprov-$ver-*.rpm under $top/RPMS"
 echo "   ${rpmfile#"$top"/}: $(stat -c %s "$rpmfile") bytes"
+# The spec's %optflags and CMakeLists.txt's flags together: the binary that
+# ships must be as hardened as the one CI builds.
+mkdir -p "$work/unpacked"
+(cd "$work/unpacked" && rpm2cpio "$rpmfile" | cpio -idm --quiet)
+check "the packaged binary is hardened (PIE, stack protector, fortify, RELRO, bind-now)" \
+    "$src/tests/static/hardening.sh" "$work/unpacked$(rpm --eval '%{_sbindir}')/shmprov"
 
 step "rpm -qpl, -qpc, -qpR, --scripts"
 # Where things go, from the macros the spec uses (same fallback for %_unitdir).
