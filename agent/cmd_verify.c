@@ -50,7 +50,7 @@ static void check_runtime(const struct plan *plan, struct drift_list *l)
             continue;
         if (!k->current_known)
             add(l, "runtime", "%s: cannot read the running value", sizing_key_name(id));
-        else if (raise_only ? k->current < k->derived : k->current != k->derived)
+        else if (!plan_key_in_sync(plan, (enum sizing_key_id)id))
             add(l, "runtime", "%s: the running kernel has %" PRIu64 ", the profile wants %s%" PRIu64,
                 sizing_key_name(id), k->current, raise_only ? "at least " : "", k->derived);
     }

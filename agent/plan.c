@@ -146,6 +146,15 @@ void plan_free(struct plan *plan)
     free(plan);
 }
 
+bool plan_key_in_sync(const struct plan *plan, enum sizing_key_id key)
+{
+    const struct sizing_key *k = &plan->sizing.keys[key];
+
+    if (!k->managed || !k->current_known)
+        return false;
+    return plan->profile->policy == POLICY_RAISE_ONLY ? k->current >= k->derived : k->current == k->derived;
+}
+
 int plan_exit_code(const struct plan *plan)
 {
     int code = 0;

@@ -45,6 +45,11 @@ void plan_free(struct plan *plan);
  * the host's state makes apply refuse. */
 int plan_exit_code(const struct plan *plan);
 
+/* Whether the running value of a managed key is what the profile asks for
+ * (policy-aware: raise-only accepts more); false when the key is not
+ * managed or its value could not be read. verify and status both ask. */
+bool plan_key_in_sync(const struct plan *plan, enum sizing_key_id key);
+
 int plan_print_text(const struct plan *plan, FILE *out);
 /* The plan as one JSON object (the caller may add to it, then frees it
  * with json_object_put), or NULL on ENOMEM. */

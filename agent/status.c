@@ -70,15 +70,6 @@ static void read_kernel_usage(struct status_kernel_usage *k)
     k->swap_pages = info.shm_swp;
 }
 
-bool status_key_matches(const struct plan *plan, enum sizing_key_id key)
-{
-    const struct sizing_key *k = &plan->sizing.keys[key];
-
-    if (!k->managed || !k->current_known)
-        return false;
-    return plan->profile->policy == POLICY_RAISE_ONLY ? k->current >= k->derived : k->current == k->derived;
-}
-
 static void compute_headroom(struct status *s)
 {
     const struct host_facts *h = &s->plan->host;

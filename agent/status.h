@@ -60,9 +60,5 @@ struct status {
 int status_gather(const struct plan *plan, struct status **ret);
 void status_free(struct status *s);
 
-/* Whether the running value of key matches what the profile asks for
- * (policy-aware: raise-only accepts more). */
-bool status_key_matches(const struct plan *plan, enum sizing_key_id key);
-
 int status_print_text(const struct status *s, bool with_segments, FILE *out);
 json_object *status_to_json(const struct status *s);

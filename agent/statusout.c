@@ -179,7 +179,7 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
 
     if (!k->managed)
         fputs("      profile: does not set it\n", out);
-    else if (status_key_matches(plan, key))
+    else if (plan_key_in_sync(plan, key))
         fprintf(out, "      profile: wants %s%" PRIu64 ": matches\n",
                 plan->profile->policy == POLICY_RAISE_ONLY ? "at least " : "", k->derived);
     else
@@ -389,7 +389,7 @@ static json_object *json_limits(const struct status *s)
         json_object_object_add(prof, "managed", json_object_new_boolean(k->managed));
         json_object_object_add(prof, "wants", u64_if(k->managed, k->derived));
         json_object_object_add(prof, "matches",
-                               k->managed ? json_object_new_boolean(status_key_matches(plan, (enum sizing_key_id)key))
+                               k->managed ? json_object_new_boolean(plan_key_in_sync(plan, (enum sizing_key_id)key))
                                           : NULL);
         json_object_object_add(l, "profile", prof);
         json_object_object_add(o, sizing_key_name((enum sizing_key_id)key), l);
