@@ -91,6 +91,7 @@ static int check(const struct plan *plan, const char *root, bool as_written, str
         if (r < 0)
             return r;
         carry_warnings(&c, a);
+        c.uncertain[rules] = a->incomplete || a->blocked;
         for (int id = 0; id < KEY_COUNT; id++) {
             const struct sizing_key *k = &plan->sizing.keys[id];
             const struct sysctld_key_report *rep = &a->keys[id];
@@ -101,6 +102,9 @@ static int check(const struct plan *plan, const char *root, bool as_written, str
                 _Static_assert(sizeof(w->path) >= sizeof(rep->winner.path), "winner path would be truncated");
                 (void)snprintf(w->path, sizeof(w->path), "%s", rep->winner.path);
                 w->line = rep->winner.line;
+                _Static_assert(sizeof(w->value) >= sizeof(rep->winner.value), "winner value would be truncated");
+                (void)snprintf(w->value, sizeof(w->value), "%s", rep->winner.value);
+                w->glob = rep->winner.glob;
             }
             /* Only keys the drop-in sets can be taken from it; a missing
              * drop-in is verify's own finding, not a conflict. */

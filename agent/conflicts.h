@@ -23,6 +23,8 @@ struct winner {
     bool known;
     char path[SYSCTLD_PATH_MAX];
     unsigned line;
+    char value[SYSCTLD_VALUE_MAX]; /* as written */
+    bool glob;                     /* set by a pattern matching the key */
 };
 
 struct conflicts {
@@ -30,6 +32,9 @@ struct conflicts {
     struct conflict items[CONFLICTS_MAX];
     /* Who sets each key last at boot, per rules, once apply has written. */
     struct winner winners[KEY_COUNT][2];
+    /* Per rules: a file could not be analysed, or would hang the tool; the
+     * winners above may then be wrong. */
+    bool uncertain[2];
     size_t nwarnings;
     char warnings[CONFLICTS_MAX_WARNINGS][SYSCTLD_WARNING_MAX + 64];
 };

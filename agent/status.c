@@ -109,7 +109,6 @@ static int classify_segments(struct status *s)
 
 int status_gather(const struct plan *plan, struct status **ret)
 {
-    static const char *const keys[KEY_COUNT] = { "kernel.shmmax", "kernel.shmall", "kernel.shmmni" };
     struct status *s = calloc(1, sizeof(*s));
     int r;
 
@@ -130,11 +129,10 @@ int status_gather(const struct plan *plan, struct status **ret)
     compute_headroom(s);
 
     /* A failed analysis only loses the "at boot" lines, never the rest. */
-    for (int rules = SYSCTLD_SYSTEMD; rules <= SYSCTLD_PROCPS; rules++) {
-        r = sysctld_analyse("/", (enum sysctld_rules)rules, keys, KEY_COUNT, &s->boot[rules]);
-        if (r == -ENOMEM)
-            goto fail;
-    }
+    r = conflicts_check_on_disk(plan, &s->boot);
+    if (r == -ENOMEM)
+        goto fail;
+    s->boot_known = r == 0;
     *ret = s;
     return 0;
 fail:
@@ -148,7 +146,5 @@ void status_free(struct status *s)
         return;
     free(s->segments);
     free(s->verdicts);
-    sysctld_analysis_free(s->boot[SYSCTLD_SYSTEMD]);
-    sysctld_analysis_free(s->boot[SYSCTLD_PROCPS]);
     free(s);
 }

@@ -11,10 +11,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "conflicts.h"
 #include "orphans.h"
 #include "plan.h"
 #include "shmseg.h"
-#include "sysctld.h"
 
 /* The initial namespaces' fixed inode numbers (include/linux/proc_ns.h). */
 #define STATUS_INITIAL_IPC_NS_INO UINT64_C(0xEFFFFFFF)
@@ -51,9 +51,10 @@ struct status {
     bool headroom_known;
     uint64_t headroom_bytes;
     enum sizing_key_id headroom_limited_by;
-    /* Who sets each key at boot, under systemd-sysctl's and procps' rules;
-     * NULL when the analysis failed. */
-    struct sysctld_analysis *boot[2];
+    /* Who sets each key at boot, under systemd-sysctl's and procps' rules:
+     * the analysis verify makes (boot_known false when it failed). */
+    bool boot_known;
+    struct conflicts boot;
 };
 
 /* Reads everything for plan's profile and host. Returns 0, or -ENOMEM. */

@@ -32,17 +32,17 @@ static const char *unit_of(enum sizing_key_id key)
 enum boot_source { BOOT_UNKNOWN, BOOT_KERNEL_DEFAULT, BOOT_DROPIN, BOOT_OTHER_FILE };
 
 static enum boot_source boot_source(const struct status *s, enum sysctld_rules rules, enum sizing_key_id key,
-                                    const struct sysctld_assignment **ret_winner)
+                                    const struct winner **ret_winner)
 {
-    const struct sysctld_analysis *a = s->boot[rules];
+    const struct winner *w = &s->boot.winners[key][rules];
 
     *ret_winner = NULL;
-    if (!a || a->incomplete || a->blocked)
+    if (!s->boot_known || s->boot.uncertain[rules])
         return BOOT_UNKNOWN;
-    if (!a->keys[key].found)
+    if (!w->known)
         return BOOT_KERNEL_DEFAULT;
-    *ret_winner = &a->keys[key].winner;
-    return strcmp(a->keys[key].winner.path, s->plan->dropin_path) == 0 ? BOOT_DROPIN : BOOT_OTHER_FILE;
+    *ret_winner = w;
+    return strcmp(w->path, s->plan->dropin_path) == 0 ? BOOT_DROPIN : BOOT_OTHER_FILE;
 }
 
 static const char *boot_source_name(enum boot_source b)
@@ -127,7 +127,7 @@ static void print_percent(FILE *out, uint64_t used, uint64_t limit)
         fprintf(out, "%.1f %%", p);
 }
 
-static void print_boot_line(FILE *out, const char *label, enum boot_source b, const struct sysctld_assignment *w)
+static void print_boot_line(FILE *out, const char *label, enum boot_source b, const struct winner *w)
 {
     fprintf(out, "      at boot%s: ", label);
     switch (b) {
@@ -149,7 +149,7 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
     const struct plan *plan = s->plan;
     const struct host_facts *h = &plan->host;
     const struct sizing_key *k = &plan->sizing.keys[key];
-    const struct sysctld_assignment *w[2];
+    const struct winner *w[2];
     enum boot_source b[2];
     char human[32];
 
@@ -356,7 +356,7 @@ static json_object *json_boot(const struct status *s, enum sizing_key_id key)
     json_object *o = json_object_new_object();
 
     for (int r = 0; r < 2; r++) {
-        const struct sysctld_assignment *w;
+        const struct winner *w;
         enum boot_source b = boot_source(s, (enum sysctld_rules)r, key, &w);
         json_object *src = json_object_new_object();
 
