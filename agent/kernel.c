@@ -5,6 +5,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -67,4 +70,19 @@ int kernel_write_limit(enum sizing_key_id id, uint64_t value, uint64_t *ret_seen
     if (ret_seen)
         *ret_seen = seen;
     return seen == value ? 0 : -EIO;
+}
+
+int kernel_read_shm_usage(struct kernel_shm_usage *ret)
+{
+    struct shm_info info;
+
+    memset(&info, 0, sizeof(info));
+    /* SHM_INFO fills a struct shm_info through the shmid_ds pointer. */
+    if (shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info) < 0)
+        return -errno;
+    ret->segments = info.used_ids > 0 ? (uint64_t)info.used_ids : 0;
+    ret->pages = info.shm_tot;
+    ret->rss_pages = info.shm_rss;
+    ret->swap_pages = info.shm_swp;
+    return 0;
 }

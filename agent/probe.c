@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernel.h"
 #include "sizing.h"
 
 /* IPC_CREAT is implied by IPC_PRIVATE but stated for the reader.
@@ -54,11 +55,6 @@ enum child_exit {
     CHILD_DETACH_INHERITED = 12,
     CHILD_MISMATCH = 13,
     CHILD_DETACH = 14,
-};
-
-struct usage {
-    uint64_t pages; /* shm_tot */
-    uint64_t ids;   /* used_ids */
 };
 
 /* Result of one create-and-remove attempt. */
@@ -108,27 +104,11 @@ uint64_t probe_headroom(const struct probe_limits *limits, uint64_t shm_tot_page
 
 /* The kernel's own test in newseg(): a free id, and shm_tot plus the
  * segment's whole pages not above shmall. */
-static bool fits(const struct probe_limits *l, const struct usage *u, uint64_t bytes)
+static bool fits(const struct probe_limits *l, const struct kernel_shm_usage *u, uint64_t bytes)
 {
-    if (u->ids >= l->shmmni || u->pages > l->shmall)
+    if (u->segments >= l->shmmni || u->pages > l->shmall)
         return false;
     return pages_for(bytes, l->page_size) <= l->shmall - u->pages;
-}
-
-/* SHM_INFO is the kernel's own summary of this IPC namespace: shm_tot is the
- * very counter newseg() checks against shmall and used_ids the one checked
- * against shmmni, so the decisions below use the kernel's numbers, not a
- * sum over /proc/sysvipc/shm that could disagree with them. */
-static int read_usage(struct usage *ret)
-{
-    struct shm_info info;
-
-    memset(&info, 0, sizeof(info));
-    if (shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info) < 0)
-        return -errno;
-    ret->pages = info.shm_tot;
-    ret->ids = info.used_ids > 0 ? (uint64_t)info.used_ids : 0;
-    return 0;
 }
 
 static void step_set(struct probe_step *step, enum probe_step_status status, int err, const char *fmt, ...)
@@ -199,13 +179,13 @@ static void step_leaked(struct probe_step *step, const struct attempt *a, uint64
              a->shmid, size, strerror(a->remove_err), a->shmid);
 }
 
-static void step_no_room(struct probe_step *step, const struct probe_limits *l, const struct usage *u,
+static void step_no_room(struct probe_step *step, const struct probe_limits *l, const struct kernel_shm_usage *u,
                          uint64_t size, int err)
 {
     step_set(step, PROBE_SKIPPED, err,
              "no room for %" PRIu64 " bytes now: %" PRIu64 " of %" PRIu64 " pages and %" PRIu64 " of %" PRIu64
              " segments in use; the largest segment that fits now is %" PRIu64 " bytes",
-             size, u->pages, l->shmall, u->ids, l->shmmni, probe_headroom(l, u->pages, u->ids));
+             size, u->pages, l->shmall, u->segments, l->shmmni, probe_headroom(l, u->pages, u->segments));
 }
 
 /* Step 1. One byte more than shmmax must be refused with EINVAL: newseg()
@@ -262,16 +242,16 @@ static int step_acceptance(const struct probe_limits *l, struct probe_result *re
 {
     struct probe_step *step = &res->acceptance;
     struct attempt a;
-    struct usage u = { 0 };
+    struct kernel_shm_usage u = { 0 };
     bool room;
     int r;
 
-    r = read_usage(&u);
+    r = kernel_read_shm_usage(&u);
     if (r < 0)
         return r;
     res->shm_tot_pages = u.pages;
-    res->segments = u.ids;
-    res->headroom_bytes = probe_headroom(l, u.pages, u.ids);
+    res->segments = u.segments;
+    res->headroom_bytes = probe_headroom(l, u.pages, u.segments);
 
     if (!probe_shmmax_testable(l->shmmax)) {
         step_set(step, PROBE_SKIPPED, 0,
@@ -294,12 +274,12 @@ static int step_acceptance(const struct probe_limits *l, struct probe_result *re
      * request: when the kernel's answer disagrees with the look, look again
      * before blaming the limits. */
     if ((a.created && !room) || (!a.created && a.create_err == ENOSPC && room)) {
-        r = read_usage(&u);
+        r = kernel_read_shm_usage(&u);
         if (r < 0)
             return r;
         res->shm_tot_pages = u.pages;
-        res->segments = u.ids;
-        res->headroom_bytes = probe_headroom(l, u.pages, u.ids);
+        res->segments = u.segments;
+        res->headroom_bytes = probe_headroom(l, u.pages, u.segments);
         room = fits(l, &u, l->shmmax);
     }
 
@@ -313,7 +293,7 @@ static int step_acceptance(const struct probe_limits *l, struct probe_result *re
                  "a segment of %" PRIu64 " bytes was created (and removed) although %" PRIu64 " of %" PRIu64
                  " pages and %" PRIu64 " of %" PRIu64 " segments are in use: kernel.shmall or kernel.shmmni in"
                  " effect is higher",
-                 l->shmmax, u.pages, l->shmall, u.ids, l->shmmni);
+                 l->shmmax, u.pages, l->shmall, u.segments, l->shmmni);
     else if (a.create_err == EINVAL)
         step_set(step, PROBE_FAILED, EINVAL,
                  "%" PRIu64 " bytes refused with EINVAL: kernel.shmmax in effect is below %" PRIu64, l->shmmax,
@@ -322,7 +302,7 @@ static int step_acceptance(const struct probe_limits *l, struct probe_result *re
         step_set(step, PROBE_FAILED, ENOSPC,
                  "%" PRIu64 " bytes refused with ENOSPC although %" PRIu64 " of %" PRIu64 " pages and %" PRIu64
                  " of %" PRIu64 " segments are in use: kernel.shmall or kernel.shmmni in effect is lower",
-                 l->shmmax, u.pages, l->shmall, u.ids, l->shmmni);
+                 l->shmmax, u.pages, l->shmall, u.segments, l->shmmni);
     else if (a.create_err == ENOSPC || (a.create_err == ENOMEM && l->overcommit_memory == 2 && !room))
         step_no_room(step, l, &u, l->shmmax, a.create_err);
     else if (a.create_err == ENOMEM && l->overcommit_memory == 2)
@@ -561,7 +541,7 @@ static void judge_child(struct probe_step *step, void *seg, size_t size, const s
 static int step_round_trip(const struct probe_limits *l, struct probe_step *step)
 {
     struct rt_header hdr;
-    struct usage u = { 0 };
+    struct kernel_shm_usage u = { 0 };
     sigset_t saved;
     unsigned char *seg = (void *)-1;
     uint64_t size64 = l->shmmax < l->page_size ? l->shmmax : l->page_size;
@@ -577,7 +557,7 @@ static int step_round_trip(const struct probe_limits *l, struct probe_step *step
         return 0;
     }
     size = (size_t)size64;
-    r = read_usage(&u);
+    r = kernel_read_shm_usage(&u);
     if (r < 0)
         return r;
     if (!fits(l, &u, size)) {
@@ -604,7 +584,7 @@ static int step_round_trip(const struct probe_limits *l, struct probe_step *step
     }
     signals_restore(&saved);
 
-    if (create_err == ENOSPC && read_usage(&u) == 0 && !fits(l, &u, size)) {
+    if (create_err == ENOSPC && kernel_read_shm_usage(&u) == 0 && !fits(l, &u, size)) {
         step_no_room(step, l, &u, size, ENOSPC);
         r = 0;
         goto out;

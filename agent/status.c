@@ -3,8 +3,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ipc.h>
-#include <sys/shm.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,28 +53,13 @@ static void read_namespace(struct status_namespace *ns)
     detect_container(ns);
 }
 
-static void read_kernel_usage(struct status_kernel_usage *k)
-{
-    struct shm_info info;
-
-    memset(k, 0, sizeof(*k));
-    /* SHM_INFO fills a struct shm_info through the shmid_ds pointer. */
-    if (shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info) < 0)
-        return;
-    k->known = true;
-    k->segments = (uint64_t)info.used_ids;
-    k->pages = info.shm_tot;
-    k->rss_pages = info.shm_rss;
-    k->swap_pages = info.shm_swp;
-}
-
 static void compute_headroom(struct status *s)
 {
     const struct host_facts *h = &s->plan->host;
-    uint64_t segments = s->kernel.known ? s->kernel.segments : h->usage.segments;
-    uint64_t pages = s->kernel.known ? s->kernel.pages : h->usage.pages;
+    uint64_t segments = s->kernel_known ? s->kernel.segments : h->usage.segments;
+    uint64_t pages = s->kernel_known ? s->kernel.pages : h->usage.pages;
 
-    s->headroom_known = (s->kernel.known || h->usage_known) && h->current.known[KEY_SHMMAX] &&
+    s->headroom_known = (s->kernel_known || h->usage_known) && h->current.known[KEY_SHMMAX] &&
                         h->current.known[KEY_SHMALL] && h->current.known[KEY_SHMMNI];
     if (s->headroom_known)
         s->headroom_bytes = sizing_headroom(h->current.value[KEY_SHMMAX], h->current.value[KEY_SHMALL],
@@ -116,7 +99,7 @@ int status_gather(const struct plan *plan, struct status **ret)
         return -ENOMEM;
     s->plan = plan;
     read_namespace(&s->ns);
-    read_kernel_usage(&s->kernel);
+    s->kernel_known = kernel_read_shm_usage(&s->kernel) == 0;
 
     r = host_read_segments(&s->segments);
     if (r < 0) {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "conflicts.h"
+#include "kernel.h"
 #include "orphans.h"
 #include "plan.h"
 #include "shmseg.h"
@@ -30,19 +31,11 @@ struct status_namespace {
     char container_buf[64];
 };
 
-/* The kernel's own counters (shmctl SHM_INFO): the numbers newseg()
- * checks. */
-struct status_kernel_usage {
-    bool known;
-    uint64_t segments; /* used_ids */
-    uint64_t pages;    /* shm_tot */
-    uint64_t rss_pages, swap_pages;
-};
-
 struct status {
     const struct plan *plan; /* profile, host facts (limits, overcommit), drop-in path */
     struct status_namespace ns;
-    struct status_kernel_usage kernel;
+    bool kernel_known;
+    struct kernel_shm_usage kernel; /* the kernel's counters (SHM_INFO) */
     struct shmseg_table *segments; /* NULL when /proc/sysvipc/shm could not be read */
     int segments_errno;
     struct orphans_verdict *verdicts; /* one per segment */

@@ -193,15 +193,15 @@ static void print_usage(FILE *out, const struct status *s)
     const struct host_facts *h = &s->plan->host;
     uint64_t shmmni = h->current.value[KEY_SHMMNI], shmall = h->current.value[KEY_SHMALL],
              shmmax = h->current.value[KEY_SHMMAX];
-    uint64_t segments = s->kernel.known ? s->kernel.segments : h->usage.segments;
-    uint64_t pages = s->kernel.known ? s->kernel.pages : h->usage.pages;
+    uint64_t segments = s->kernel_known ? s->kernel.segments : h->usage.segments;
+    uint64_t pages = s->kernel_known ? s->kernel.pages : h->usage.pages;
     char human[32];
 
-    if (!s->kernel.known && !s->segments) {
+    if (!s->kernel_known && !s->segments) {
         fputs("\nUsage: unknown (neither shmctl(SHM_INFO) nor /proc/sysvipc/shm could be read)\n", out);
         return;
     }
-    fprintf(out, "\nUsage (%s)\n", s->kernel.known ? "the kernel's counters, shmctl SHM_INFO" : "/proc/sysvipc/shm");
+    fprintf(out, "\nUsage (%s)\n", s->kernel_known ? "the kernel's counters, shmctl SHM_INFO" : "/proc/sysvipc/shm");
     fprintf(out, "  segments      %" PRIu64 " of %" PRIu64 " (kernel.shmmni), ", segments, shmmni);
     print_percent(out, segments, shmmni);
     if (s->segments) {
@@ -213,7 +213,7 @@ static void print_usage(FILE *out, const struct status *s)
     }
     print_percent(out, pages, shmall);
     fputc('\n', out);
-    if (s->kernel.known)
+    if (s->kernel_known)
         fprintf(out, "  resident      %" PRIu64 " pages, swapped %" PRIu64 " pages\n", s->kernel.rss_pages,
                 s->kernel.swap_pages);
     if (!s->segments) {
@@ -402,16 +402,16 @@ static json_object *json_usage(const struct status *s)
     const struct host_facts *h = &s->plan->host;
     json_object *o;
 
-    if (!s->kernel.known && !s->segments)
+    if (!s->kernel_known && !s->segments)
         return NULL;
     o = json_object_new_object();
-    json_object_object_add(o, "source", json_object_new_string(s->kernel.known ? "SHM_INFO" : "/proc/sysvipc/shm"));
-    json_object_object_add(o, "segments", u64(s->kernel.known ? s->kernel.segments : h->usage.segments));
-    json_object_object_add(o, "pages", u64(s->kernel.known ? s->kernel.pages : h->usage.pages));
+    json_object_object_add(o, "source", json_object_new_string(s->kernel_known ? "SHM_INFO" : "/proc/sysvipc/shm"));
+    json_object_object_add(o, "segments", u64(s->kernel_known ? s->kernel.segments : h->usage.segments));
+    json_object_object_add(o, "pages", u64(s->kernel_known ? s->kernel.pages : h->usage.pages));
     json_object_object_add(o, "bytes", u64_if(s->segments != NULL, s->bytes));
     json_object_object_add(o, "largest_segment", u64_if(s->segments != NULL, s->largest));
-    json_object_object_add(o, "rss_pages", u64_if(s->kernel.known, s->kernel.rss_pages));
-    json_object_object_add(o, "swap_pages", u64_if(s->kernel.known, s->kernel.swap_pages));
+    json_object_object_add(o, "rss_pages", u64_if(s->kernel_known, s->kernel.rss_pages));
+    json_object_object_add(o, "swap_pages", u64_if(s->kernel_known, s->kernel.swap_pages));
     return o;
 }
 
