@@ -20,7 +20,7 @@ int fsutil_read_file(const char *path, size_t max, bool nofollow, char **ret_buf
     size_t len = 0, cap;
     int fd, r;
 
-    fd = open(path, flags);
+    fd = TEMP_FAILURE_RETRY(open(path, flags));
     if (fd < 0)
         return -errno;
     if (fstat(fd, &st) < 0) {
@@ -124,7 +124,7 @@ static int open_parent(const char *path, int *ret_dirfd, char *name, size_t name
     }
     *base = '\0';
     dir = copy[0] ? copy : "/";
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    fd = TEMP_FAILURE_RETRY(open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (fd < 0) {
         r = -errno;
         goto out;
@@ -154,10 +154,18 @@ static int write_all(int fd, const void *data, size_t len)
 
 int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 {
+    return fsutil_write_atomic_renamed(path, data, len, mode, NULL);
+}
+
+int fsutil_write_atomic_renamed(const char *path, const void *data, size_t len, mode_t mode, bool *ret_renamed)
+{
     char name[256], temp[300];
     struct stat st;
     int dirfd = -1, fd = -1, r;
     bool created = false;
+
+    if (ret_renamed)
+        *ret_renamed = false;
 
     r = open_parent(path, &dirfd, name, sizeof(name));
     if (r < 0)
@@ -185,7 +193,7 @@ int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t m
             r = -ENAMETOOLONG;
             goto out;
         }
-        fd = openat(dirfd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        fd = TEMP_FAILURE_RETRY(openat(dirfd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
         if (fd < 0 && errno != EEXIST) {
             r = -errno;
             goto out;
@@ -200,23 +208,27 @@ int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t m
     r = write_all(fd, data, len);
     if (r < 0)
         goto out;
-    if (fchmod(fd, mode) < 0 || fsync(fd) < 0) {
+    if (TEMP_FAILURE_RETRY(fchmod(fd, mode)) < 0 || TEMP_FAILURE_RETRY(fsync(fd)) < 0) {
         r = -errno;
         goto out;
     }
-    if (close(fd) < 0) {
+    /* Never retried: on Linux the descriptor is gone even when close()
+     * fails, and a retry could close another thread's new one. */
+    if (close(fd) < 0 && errno != EINTR) {
         fd = -1;
         r = -errno;
         goto out;
     }
     fd = -1;
-    if (renameat(dirfd, temp, dirfd, name) < 0) {
+    if (TEMP_FAILURE_RETRY(renameat(dirfd, temp, dirfd, name)) < 0) {
         r = -errno;
         goto out;
     }
     created = false;
+    if (ret_renamed)
+        *ret_renamed = true;
     /* The rename is durable only once the directory is on disk. */
-    if (fsync(dirfd) < 0) {
+    if (TEMP_FAILURE_RETRY(fsync(dirfd)) < 0) {
         r = -errno;
         goto out;
     }
@@ -225,7 +237,7 @@ out:
     if (fd >= 0)
         close(fd);
     if (created)
-        unlinkat(dirfd, temp, 0);
+        (void)TEMP_FAILURE_RETRY(unlinkat(dirfd, temp, 0));
     if (dirfd >= 0)
         close(dirfd);
     return r;
@@ -248,7 +260,7 @@ int fsutil_remove_durable(const char *path)
         r = S_ISLNK(st.st_mode) ? -ELOOP : -EEXIST;
         goto out;
     }
-    if (unlinkat(dirfd, name, 0) < 0 || fsync(dirfd) < 0) {
+    if (TEMP_FAILURE_RETRY(unlinkat(dirfd, name, 0)) < 0 || TEMP_FAILURE_RETRY(fsync(dirfd)) < 0) {
         r = -errno;
         goto out;
     }
@@ -277,7 +289,7 @@ int fsutil_remove_stale_temps_at(int dirfd, const char *name, unsigned min_age_s
         return -errno;
     dir = fdopendir(fd);
     if (!dir) {
-        int r = -errno;
+        int r = -errno; /* before close() can change it */
         close(fd);
         return r;
     }
@@ -291,11 +303,11 @@ int fsutil_remove_stale_temps_at(int dirfd, const char *name, unsigned min_age_s
             continue;
         if (min_age_s && now - st.st_mtime < (time_t)min_age_s)
             continue;
-        if (unlinkat(dirfd, de->d_name, 0) == 0)
+        if (TEMP_FAILURE_RETRY(unlinkat(dirfd, de->d_name, 0)) == 0)
             removed++;
     }
     if (removed > 0)
-        fsync(dirfd);
+        (void)TEMP_FAILURE_RETRY(fsync(dirfd));
     closedir(dir);
     return removed;
 }
@@ -324,7 +336,7 @@ int fsutil_mkdir_parents(const char *path)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(copy, 0755) < 0 && errno != EEXIST) {
+        if (TEMP_FAILURE_RETRY(mkdir(copy, 0755)) < 0 && errno != EEXIST) {
             r = -errno;
             break;
         }
