@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fsutil.h"
 #include "kernel.h"
@@ -27,39 +28,101 @@ static void append(char *buf, size_t size, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Puts back the drop-in exactly as it was: its old bytes, or its absence. */
+/* Puts back the drop-in exactly as it was: its old bytes, or its absence.
+ * A failed directory fsync after the rename or the unlink still leaves the
+ * old state in place: said, but not counted as a failure to restore. */
 static void restore_dropin(const struct plan *plan, struct apply_outcome *out)
 {
+    const char *sep = out->restored[0] ? "; " : "";
+    bool renamed = false;
+    struct stat st;
     int r;
 
-    if (plan->dropin_old)
-        r = fsutil_write_atomic(out->dropin_path, plan->dropin_old, plan->dropin_old_len, 0644);
+    if (plan->dropin_old) {
+        r = fsutil_write_atomic_renamed(out->dropin_path, plan->dropin_old, plan->dropin_old_len, 0644, &renamed);
+        if (r < 0 && renamed)
+            append(out->restored, sizeof(out->restored),
+                   "%sdrop-in %s restored to its previous bytes (but its directory could not be synced: %s)", sep,
+                   out->dropin_path, strerror(-r));
+        else if (r < 0)
+            append(out->restored, sizeof(out->restored),
+                   "%sdrop-in %s NOT restored: %s; it holds the new bytes (%zu bytes)", sep, out->dropin_path,
+                   strerror(-r), plan->dropin_new_len);
+        else
+            append(out->restored, sizeof(out->restored), "%sdrop-in %s restored to its previous bytes", sep,
+                   out->dropin_path);
+        return;
+    }
+    r = fsutil_remove_durable(out->dropin_path);
+    if (r < 0 && r != -ENOENT && lstat(out->dropin_path, &st) < 0 && errno == ENOENT)
+        append(out->restored, sizeof(out->restored),
+               "%sdrop-in %s removed (it did not exist; but its directory could not be synced: %s)", sep,
+               out->dropin_path, strerror(-r));
+    else if (r < 0 && r != -ENOENT)
+        append(out->restored, sizeof(out->restored),
+               "%sdrop-in %s NOT removed (it did not exist before): %s; it holds the new bytes", sep,
+               out->dropin_path, strerror(-r));
     else
-        r = fsutil_remove_durable(out->dropin_path);
-    if (r < 0 && !(r == -ENOENT && !plan->dropin_old))
-        append(out->restored, sizeof(out->restored), "%sdrop-in %s NOT restored: %s",
-               out->restored[0] ? "; " : "", out->dropin_path, strerror(-r));
-    else
-        append(out->restored, sizeof(out->restored), "%sdrop-in %s %s", out->restored[0] ? "; " : "",
-               out->dropin_path, plan->dropin_old ? "restored to its previous bytes" : "removed (it did not exist)");
+        append(out->restored, sizeof(out->restored), "%sdrop-in %s removed (it did not exist)", sep,
+               out->dropin_path);
 }
 
-/* Writes back the values the kernel had before, for every key touched. */
+/* Writes value and reads it back: 0, or a negative errno with *ret_seen
+ * and *ret_seen_known telling what the kernel holds as far as known. */
+static int write_and_confirm(enum sizing_key_id id, uint64_t value, uint64_t *ret_seen, bool *ret_seen_known,
+                             char *why, size_t why_len)
+{
+    int r = kernel_write_limit(id, value);
+
+    if (r < 0) {
+        (void)snprintf(why, why_len, "cannot write %" PRIu64 " to %s: %s", value, kernel_limit_path(id),
+                       strerror(-r));
+        *ret_seen_known = kernel_read_limit(id, ret_seen) == 0;
+        return r;
+    }
+    r = kernel_read_limit(id, ret_seen);
+    *ret_seen_known = r == 0;
+    if (r < 0) {
+        (void)snprintf(why, why_len, "wrote %" PRIu64 " to %s but cannot read it back: %s", value,
+                       kernel_limit_path(id), strerror(-r));
+        return r;
+    }
+    if (*ret_seen != value) {
+        (void)snprintf(why, why_len, "wrote %" PRIu64 " to %s but the kernel reports %" PRIu64, value,
+                       kernel_limit_path(id), *ret_seen);
+        return -ERANGE;
+    }
+    return 0;
+}
+
+/* Writes back the values the kernel had before, for every key touched.
+ * Only values that were read are ever written (apply refuses to start
+ * otherwise). A rollback is worth a second attempt: the fault that failed
+ * the step before may have been a passing one. */
 static void restore_runtime(const struct plan *plan, struct apply_outcome *out)
 {
     for (int id = 0; id < KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
+        const char *sep = out->restored[0] ? "; " : "";
+        char why[256];
+        uint64_t seen = 0;
+        bool seen_known = false;
         int r;
 
-        if (!out->keys[id].written)
+        if (!out->keys[id].written || !k->current_known)
             continue;
-        r = kernel_write_limit(id, k->current, NULL);
+        r = write_and_confirm(id, k->current, &seen, &seen_known, why, sizeof(why));
         if (r < 0)
-            append(out->restored, sizeof(out->restored), "%s%s NOT restored to %" PRIu64 ": %s",
-                   out->restored[0] ? "; " : "", sizing_key_name(id), k->current, strerror(-r));
+            r = write_and_confirm(id, k->current, &seen, &seen_known, why, sizeof(why));
+        if (r < 0 && seen_known)
+            append(out->restored, sizeof(out->restored), "%s%s NOT restored to %" PRIu64 " (%s); it holds %" PRIu64,
+                   sep, sizing_key_name(id), k->current, why, seen);
+        else if (r < 0)
+            append(out->restored, sizeof(out->restored), "%s%s NOT restored to %" PRIu64 " (%s); its value is unknown",
+                   sep, sizing_key_name(id), k->current, why);
         else
-            append(out->restored, sizeof(out->restored), "%s%s restored to %" PRIu64,
-                   out->restored[0] ? "; " : "", sizing_key_name(id), k->current);
+            append(out->restored, sizeof(out->restored), "%s%s restored to %" PRIu64, sep, sizing_key_name(id),
+                   k->current);
     }
 }
 
@@ -68,31 +131,26 @@ static int write_runtime(const struct plan *plan, struct apply_outcome *out)
     for (int id = 0; id < KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         uint64_t seen = 0;
+        bool seen_known = false;
         int r;
 
         if (!k->managed || (k->current_known && k->current == k->target))
             continue;
         out->keys[id].written = true; /* even a failed write may have landed */
-        r = kernel_write_limit(id, k->target, &seen);
-        if (r == -EIO) {
-            (void)snprintf(out->error, sizeof(out->error),
-                           "%s: wrote %" PRIu64 " but the kernel reports %" PRIu64, kernel_limit_path(id),
-                           k->target, seen);
+        r = write_and_confirm(id, k->target, &seen, &seen_known, out->error, sizeof(out->error));
+        if (r < 0)
             return r;
-        }
-        if (r < 0) {
-            (void)snprintf(out->error, sizeof(out->error), "cannot write %" PRIu64 " to %s: %s", k->target,
-                           kernel_limit_path(id), strerror(-r));
-            return r;
-        }
     }
     return 0;
 }
 
 static void read_after(struct apply_outcome *out)
 {
-    for (int id = 0; id < KEY_COUNT; id++)
-        out->keys[id].after_known = kernel_read_limit(id, &out->keys[id].after) == 0;
+    for (int id = 0; id < KEY_COUNT; id++) {
+        int r = kernel_read_limit(id, &out->keys[id].after);
+        out->keys[id].after_known = r == 0;
+        out->keys[id].after_error = r;
+    }
 }
 
 /* Every value written was read back at once; read all again before the
@@ -104,9 +162,31 @@ static int check_after(const struct plan *plan, struct apply_outcome *out)
         const struct sizing_key *k = &plan->sizing.keys[id];
         if (!k->managed || (out->keys[id].after_known && out->keys[id].after == k->target))
             continue;
+        if (!out->keys[id].after_known) {
+            (void)snprintf(out->error, sizeof(out->error), "cannot read %s back before the test allocation: %s",
+                           kernel_limit_path(id), strerror(-out->keys[id].after_error));
+            return out->keys[id].after_error;
+        }
         (void)snprintf(out->error, sizeof(out->error),
                        "%s: the kernel reports %" PRIu64 " instead of %" PRIu64 " (another process changing it?)",
                        kernel_limit_path(id), out->keys[id].after, k->target);
+        return -ERANGE;
+    }
+    return 0;
+}
+
+/* Rollback writes back only what was read: a key whose value is unknown
+ * would have nothing (or 0) to go back to. */
+static int check_current_known(const struct plan *plan, struct apply_outcome *out)
+{
+    for (int id = 0; id < KEY_COUNT; id++) {
+        const struct sizing_key *k = &plan->sizing.keys[id];
+        if (!k->managed || k->current_known)
+            continue;
+        (void)snprintf(out->error, sizeof(out->error),
+                       "cannot read %s: %s; refusing to change a limit whose value could not be put back "
+                       "(nothing changed)",
+                       kernel_limit_path(id), strerror(-plan->host.current.error[id]));
         return -EIO;
     }
     return 0;
@@ -179,6 +259,9 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
         goto failed_untouched;
     }
 
+    if (!out->runtime_skipped && check_current_known(plan, out) < 0)
+        goto failed_untouched;
+
     /* Leftovers of a run killed between create and rename. */
     if (o->root && (r = fsutil_mkdir_parents(out->dropin_path)) < 0) {
         (void)snprintf(out->error, sizeof(out->error), "cannot create the directory of %s: %s", out->dropin_path,
@@ -191,10 +274,20 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
                  out->dropin_path);
 
     if (plan->dropin_changed) {
-        r = fsutil_write_atomic(out->dropin_path, plan->dropin_new, plan->dropin_new_len, 0644);
+        bool renamed = false;
+
+        r = fsutil_write_atomic_renamed(out->dropin_path, plan->dropin_new, plan->dropin_new_len, 0644, &renamed);
+        if (r < 0 && renamed) {
+            /* The new file is in place but may not survive a crash: undo
+             * it like any other change rather than half-succeed. */
+            out->dropin_written = true;
+            (void)snprintf(out->error, sizeof(out->error), "wrote %s but cannot sync its directory: %s",
+                           out->dropin_path, strerror(-r));
+            goto rollback;
+        }
         if (r < 0) {
-            (void)snprintf(out->error, sizeof(out->error), "cannot write %s: %s%s", out->dropin_path, strerror(-r),
-                           r == -ELOOP ? " (a symbolic link: refused)" : "");
+            (void)snprintf(out->error, sizeof(out->error), "cannot write %s: %s%s (not written)", out->dropin_path,
+                           strerror(-r), r == -ELOOP ? " (a symbolic link: refused)" : "");
             goto failed_untouched;
         }
         out->dropin_written = true;

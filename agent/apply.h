@@ -1,5 +1,5 @@
 #pragma once
-/* Apply as a transaction (SPEC §6): write the drop-in, write the running
+/* Apply as a transaction: write the drop-in, write the running
  * kernel's limits, read them back, prove them with the probe — and on any
  * failure put back the previous runtime values and the previous drop-in
  * bytes (or its absence). The caller holds the lock and has already
@@ -22,6 +22,7 @@ enum apply_result { APPLY_UNCHANGED, APPLY_CHANGED, APPLY_FAILED, APPLY_NOT_APPL
 struct apply_key_outcome {
     bool written;      /* a value was written to /proc */
     bool after_known;
+    int after_error;   /* when not after_known: the read's negative errno */
     uint64_t after;    /* what the kernel reports at the end */
 };
 

@@ -39,7 +39,10 @@ static void print_text(const struct plan *plan, const struct conflicts *c, const
         return;
     }
     printf("  drop-in %s: %s\n", out->dropin_path,
-           out->dropin_written ? "written" : plan->dropin_changed ? "not written" : "unchanged");
+           out->dropin_written && out->result == APPLY_FAILED ? "written, then put back (see restored)"
+           : out->dropin_written                             ? "written"
+           : plan->dropin_changed                            ? "not written"
+                                                             : "unchanged");
     for (int id = 0; id < KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         if (!k->managed)
@@ -49,6 +52,8 @@ static void print_text(const struct plan *plan, const struct conflicts *c, const
         else if (out->keys[id].written && out->result != APPLY_FAILED)
             printf("  %s: %" PRIu64 " -> %" PRIu64 " (%s)\n", sizing_key_name(id), k->current,
                    out->keys[id].after, sizing_action_name(k->action));
+        else if (!out->keys[id].after_known && !k->current_known)
+            printf("  %s: unknown (cannot be read)\n", sizing_key_name(id));
         else /* refused before the kernel was read again: the plan's value */
             printf("  %s: %" PRIu64 "%s\n", sizing_key_name(id),
                    out->keys[id].after_known ? out->keys[id].after : k->current,

@@ -113,8 +113,9 @@ const char *host_runtime_write_reason(int err)
     case EROFS:
         return "/proc/sys is read-only here (a container?): runtime limits are not applicable here";
     case EACCES:
+        return "Permission denied: only root can change kernel limits";
     case EPERM:
-        return "only root can change kernel limits";
+        return "Operation not permitted: only root can change kernel limits";
     default:
         return strerror(err);
     }
@@ -156,8 +157,10 @@ int host_read(struct host_facts *ret)
         buf = NULL;
     }
 
-    for (int id = 0; id < KEY_COUNT; id++)
-        f.current.known[id] = kernel_read_limit(id, &f.current.value[id]) == 0;
+    for (int id = 0; id < KEY_COUNT; id++) {
+        f.current.error[id] = kernel_read_limit(id, &f.current.value[id]);
+        f.current.known[id] = f.current.error[id] == 0;
+    }
 
     if (host_read_segments(&segments) == 0) {
         f.usage_known = shmseg_usage(segments, f.page_size, &f.usage) == 0;
@@ -168,7 +171,7 @@ int host_read(struct host_facts *ret)
         f.overcommit_memory = (int)value;
 
     /* access() reports EROFS for a read-only mount even to root. */
-    f.runtime_write_errno = access(kernel_limit_path(KEY_SHMMAX), W_OK) == 0 ? 0 : errno;
+    f.runtime_write_errno = TEMP_FAILURE_RETRY(access(kernel_limit_path(KEY_SHMMAX), W_OK)) == 0 ? 0 : errno;
 
     if (gethostname(f.hostname, sizeof(f.hostname) - 1) < 0)
         (void)snprintf(f.hostname, sizeof(f.hostname), "unknown");

@@ -34,7 +34,7 @@ int kernel_read_uint(const char *path, uint64_t *ret)
     r = sizes_parse_uint(buf, &value, &why);
     free(buf);
     if (r < 0)
-        return -EIO;
+        return -EBADMSG; /* not a number: never mistaken for a read error */
     *ret = value;
     return 0;
 }
@@ -44,32 +44,25 @@ int kernel_read_limit(enum sizing_key_id id, uint64_t *ret)
     return kernel_read_uint(paths[id], ret);
 }
 
-int kernel_write_limit(enum sizing_key_id id, uint64_t value, uint64_t *ret_seen)
+int kernel_write_limit(enum sizing_key_id id, uint64_t value)
 {
     char text[32];
-    uint64_t seen;
     ssize_t written;
     int fd, n, r;
 
     n = snprintf(text, sizeof(text), "%" PRIu64 "\n", value);
     /* O_TRUNC is a no-op for procfs, and keeps a faked regular file honest. */
-    fd = open(paths[id], O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    fd = TEMP_FAILURE_RETRY(open(paths[id], O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
     if (fd < 0)
         return -errno;
-    /* procfs takes the value in one write; a short write is a failure. */
-    written = write(fd, text, (size_t)n);
+    /* procfs takes the value in one write, or none when interrupted before
+     * it ran; a short write is a failure. */
+    written = TEMP_FAILURE_RETRY(write(fd, text, (size_t)n));
     r = written == n ? 0 : written < 0 ? -errno : -EIO;
-    if (close(fd) < 0 && r == 0)
+    /* close() is never retried, and a procfs close has nothing to flush. */
+    if (close(fd) < 0 && r == 0 && errno != EINTR)
         r = -errno;
-    if (r < 0)
-        return r;
-
-    r = kernel_read_limit(id, &seen);
-    if (r < 0)
-        return r;
-    if (ret_seen)
-        *ret_seen = seen;
-    return seen == value ? 0 : -EIO;
+    return r;
 }
 
 int kernel_read_shm_usage(struct kernel_shm_usage *ret)

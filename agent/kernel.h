@@ -6,14 +6,15 @@
 
 #include "sizing.h"
 
-/* Writes value as plain decimal (the kernel reads "010" as octal), then
- * reads it back. Returns 0, -EIO when the read-back differs (*ret_seen holds
- * what the kernel reports; may be NULL), or the write's negative errno. */
-int kernel_write_limit(enum sizing_key_id id, uint64_t value, uint64_t *ret_seen);
+/* Writes value as plain decimal (the kernel reads "010" as octal).
+ * Returns 0 or the negative errno of the open or the write; the caller
+ * reads the value back with kernel_read_limit(). */
+int kernel_write_limit(enum sizing_key_id id, uint64_t value);
 
 int kernel_read_limit(enum sizing_key_id id, uint64_t *ret);
 
-/* Reads a procfs file holding one plain decimal number. */
+/* Reads a procfs file holding one plain decimal number: 0, the read's
+ * negative errno, or -EBADMSG when it holds no such number. */
 int kernel_read_uint(const char *path, uint64_t *ret);
 
 /* The kernel's own counters of the caller's IPC namespace, from

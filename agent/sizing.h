@@ -25,6 +25,7 @@ const char *sizing_action_name(enum sizing_action action);
 struct sizing_current {
     bool known[KEY_COUNT];
     uint64_t value[KEY_COUNT];
+    int error[KEY_COUNT]; /* when not known: the read's negative errno */
 };
 
 struct sizing_usage {

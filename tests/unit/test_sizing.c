@@ -129,7 +129,7 @@ Test(sizing, policies)
 {
     for (size_t i = 0; i < sizeof(policy_rows) / sizeof(policy_rows[0]); i++) {
         const struct policy_row *row = &policy_rows[i];
-        struct sizing_current cur = { { true, true, true }, { row->current_max, row->current_all, 4096 } };
+        struct sizing_current cur = { .known = { true, true, true }, .value = { row->current_max, row->current_all, 4096 } };
         struct sizing_result r;
         struct profile *p;
 
@@ -199,7 +199,7 @@ Test(sizing, guard_shmmni_below_segments)
 
 Test(sizing, raise_only_never_trips_the_guards_it_cannot_cause)
 {
-    struct sizing_current cur = { { true, true, true }, { DEFAULT, DEFAULT, 4096 } };
+    struct sizing_current cur = { .known = { true, true, true }, .value = { DEFAULT, DEFAULT, 4096 } };
     struct sizing_usage usage = { .segments = 1, .bytes = 6 * GiB, .pages = 1572864, .largest_segment = 6 * GiB };
     struct sizing_result r;
     struct profile *p;
@@ -233,7 +233,7 @@ Test(sizing, override_shmall_smaller_than_shmmax_is_a_profile_error)
 
 Test(sizing, shmmni_is_managed_only_when_set)
 {
-    struct sizing_current cur = { { true, true, true }, { DEFAULT, DEFAULT, 4096 } };
+    struct sizing_current cur = { .known = { true, true, true }, .value = { DEFAULT, DEFAULT, 4096 } };
     struct sizing_result r;
     struct profile *p;
 
