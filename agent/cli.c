@@ -111,10 +111,30 @@ static const struct command *find_command(const char *name)
     return NULL;
 }
 
+/* Exit 2 is for what the operator named or wrote: no such file, not a
+ * regular file, too large, a symlink loop. A failure of the machine while
+ * reading (EIO, EACCES, ENOSPC, ENOMEM, EMFILE...) is a run-time failure. */
+static bool profile_error_is_invalid(int r)
+{
+    switch (r) {
+    case -ENOENT:
+    case -ENOTDIR:
+    case -EISDIR:
+    case -EINVAL:
+    case -EFBIG:
+    case -ELOOP:
+    case -ENAMETOOLONG:
+        return true;
+    default:
+        return false;
+    }
+}
+
 int cli_load_profile(const struct cli_options *o, struct profile **ret, const char **ret_note)
 {
     struct profile_diags diags;
     const char *path = o->profile_path ? o->profile_path : PROFILE_DEFAULT_PATH;
+    bool invalid;
     int r;
 
     *ret_note = NULL;
@@ -129,12 +149,13 @@ int cli_load_profile(const struct cli_options *o, struct profile **ret, const ch
         profile_diags_free(&diags);
         return EXIT_OK;
     }
+    invalid = diags.count > 0 || profile_error_is_invalid(r);
     if (diags.count > 0)
         profile_diags_print(&diags);
     else
         log_error("cannot read profile '%s': %s", path, fsutil_strerror(r));
     profile_diags_free(&diags);
-    return r == -ENOMEM ? EXIT_FAILURE_RUNTIME : EXIT_USAGE;
+    return invalid ? EXIT_USAGE : EXIT_FAILURE_RUNTIME;
 }
 
 int cli_lock(const char *path, struct lock **ret)
@@ -312,17 +333,36 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
     return 1;
 }
 
+/* As coreutils' close_stdout: a result that never reached its reader (a
+ * full disk, a closed pipe, /dev/full) is a failure, not a success. */
+static int finish_stdout(int code)
+{
+    bool failed = ferror(stdout) != 0;
+    int err = EIO;
+
+    if (fflush(stdout) == EOF) {
+        failed = true;
+        err = errno;
+    }
+    if (!failed)
+        return code;
+    log_error("cannot write the result to standard output: %s", strerror(err));
+    return code == EXIT_OK ? EXIT_FAILURE_RUNTIME : code;
+}
+
 int cli_main(int argc, char **argv)
 {
     struct cli_options o = { .output = OUTPUT_TEXT };
     const struct command *cmd = NULL;
     int r = parse_argv(argc, argv, &o, &cmd);
 
-    if (r <= 0)
+    if (r < 0)
         return -r;
+    if (r == 0) /* --help, --version */
+        return finish_stdout(EXIT_OK);
     /* parse_argv() sets cmd whenever it returns > 0; the analyzer cannot
      * tell, as it does not follow usage_error() (variadic) to its return. */
     if (!cmd)
         return EXIT_USAGE;
-    return cmd->exec(&o);
+    return finish_stdout(cmd->exec(&o));
 }

@@ -186,4 +186,15 @@ if cmp -s "$work/before" "$work/after"; then ok "plan-changes-nothing"; else
     bad "plan-changes-nothing"
     diff -u "$work/before" "$work/after"
 fi
+# ---- a result that never reached its reader is a failure, not a success ----
+# (as coreutils' close_stdout: /dev/full stands for a full disk or a pipe
+# whose reader went away)
+for args in "plan" "plan --output json" "apply --no-report" "apply --no-report --output json" "verify" \
+    "verify --output json" "status" "status --output json" "--help" "--version"; do
+    # shellcheck disable=SC2086 # word splitting of args is the point
+    "$shmprov" --profile "$work/small.yaml" $args >/dev/full 2>"$work/full.err"
+    code=$?
+    expect "stdout-full/'$args'/exit-1" test "$code" = 1
+    expect "stdout-full/'$args'/says-why" grep -q "error: cannot write the result to standard output: No space left on device" "$work/full.err"
+done
 finish
