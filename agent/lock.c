@@ -38,7 +38,7 @@ static void ensure_parent(const char *path)
         return;
     memcpy(dir, path, (size_t)(slash - path));
     dir[slash - path] = '\0';
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+    if (TEMP_FAILURE_RETRY(mkdir(dir, 0755)) < 0 && errno != EEXIST)
         return; /* open() below reports the real problem */
 }
 
@@ -51,7 +51,7 @@ int lock_acquire(const char *path, unsigned timeout_ms, struct lock **ret, long 
     int fd, n;
 
     ensure_parent(path);
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644);
+    fd = TEMP_FAILURE_RETRY(open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644));
     if (fd < 0)
         return -errno;
     while (flock(fd, LOCK_EX | LOCK_NB) < 0) {

@@ -865,7 +865,7 @@ static void list_directory(struct analyser *an, const char *shown, const char *r
 
     if ((size_t)snprintf(host, sizeof(host), "%s%s", an->prefix, real) >= sizeof(host))
         goto out;
-    fd = open(host, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    fd = TEMP_FAILURE_RETRY(open(host, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
     if (fd < 0) {
         add_warning(an, "%s: cannot be opened (%s), not analysed", shown, strerror(errno));
         an->a->incomplete = true;
@@ -873,7 +873,9 @@ static void list_directory(struct analyser *an, const char *shown, const char *r
     }
     d = fdopendir(fd);
     if (!d) {
-        an->oom = true;
+        /* EMFILE, ENOMEM...: say which, as for any other unlistable one. */
+        add_warning(an, "%s: cannot be listed (%s), not analysed", shown, strerror(errno));
+        an->a->incomplete = true;
         goto out;
     }
     fd = -1;
