@@ -11,6 +11,7 @@
 #include "host.h"
 #include "lock.h"
 #include "log.h"
+#include "streams.h"
 #include "version.h"
 
 enum {
@@ -337,16 +338,11 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
  * full disk, a closed pipe, /dev/full) is a failure, not a success. */
 static int finish_stdout(int code)
 {
-    bool failed = ferror(stdout) != 0;
-    int err = EIO;
+    int r = streams_finish_stdout();
 
-    if (fflush(stdout) == EOF) {
-        failed = true;
-        err = errno;
-    }
-    if (!failed)
+    if (r == 0)
         return code;
-    log_error("cannot write the result to standard output: %s", strerror(err));
+    log_error("cannot write the result to standard output: %s", strerror(-r));
     return code == EXIT_OK ? EXIT_FAILURE_RUNTIME : code;
 }
 
@@ -354,7 +350,10 @@ int cli_main(int argc, char **argv)
 {
     struct cli_options o = { .output = OUTPUT_TEXT };
     const struct command *cmd = NULL;
-    int r = parse_argv(argc, argv, &o, &cmd);
+    int r;
+
+    streams_setup();
+    r = parse_argv(argc, argv, &o, &cmd);
 
     if (r < 0)
         return -r;
