@@ -86,8 +86,9 @@ static const char usage_text[] =
     "\n"
     "Exit status: 0 success (also \"nothing to change\", and \"runtime not applicable\n"
     "here\" where /proc/sys is read-only), 1 run-time failure (apply refused or\n"
-    "rolled back; plan: apply would refuse), 2 bad invocation or invalid profile\n"
-    "(nothing touched), 3 verify found drift.\n"
+    "rolled back, an I/O error, the result not written; plan: apply would\n"
+    "refuse), 2 bad invocation or invalid profile (nothing touched), 3 verify\n"
+    "found drift.\n"
     "\n"
     "Diagnostics go to stderr; stdout carries only the result.\n";
 
