@@ -15,8 +15,13 @@ static void add_warning(struct conflicts *c, const char *fmt, ...)
     if (c->nwarnings >= CONFLICTS_MAX_WARNINGS)
         return;
     va_start(ap, fmt);
-    (void)vsnprintf(c->warnings[c->nwarnings++], sizeof(c->warnings[0]), fmt, ap);
+    (void)vsnprintf(c->warnings[c->nwarnings], sizeof(c->warnings[0]), fmt, ap);
     va_end(ap);
+    /* Both rule sets read mostly the same files: say each note once. */
+    for (size_t i = 0; i < c->nwarnings; i++)
+        if (strcmp(c->warnings[i], c->warnings[c->nwarnings]) == 0)
+            return;
+    c->nwarnings++;
 }
 
 static void add_conflict(struct conflicts *c, enum sizing_key_id key, const struct sysctld_analysis *a,
@@ -69,8 +74,9 @@ static void carry_warnings(struct conflicts *c, const struct sysctld_analysis *a
     if (a->incomplete)
         add_warning(c, "a file %s reads could not be analysed: the boot-order check may be wrong",
                     sysctld_rules_name(a->rules));
-    /* Both rule sets read mostly the same files: one set's notes suffice. */
-    for (size_t i = 0; a->rules == SYSCTLD_SYSTEMD && i < a->nwarnings; i++)
+    /* A file may fail to read for one rule set only (an I/O error in
+     * between): each set's notes are carried, repeats dropped. */
+    for (size_t i = 0; i < a->nwarnings; i++)
         add_warning(c, "%s", a->warnings[i].text);
 }
 
