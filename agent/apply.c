@@ -205,6 +205,7 @@ static int run_probe(const struct plan *plan, bool changed, struct apply_outcome
         .page_size = plan->host.page_size,
         .overcommit_memory = plan->host.overcommit_memory,
         .skip_round_trip = !changed,
+        .key_persistent = probe_key_persistent(plan->profile->persistent_keys, plan->profile->npersistent_keys),
     };
     int r = probe_run(&limits, &out->probe);
 

@@ -39,6 +39,12 @@ struct apply_outcome {
     /* When result is APPLY_FAILED: what failed, and what was put back. */
     char error[4096 + 512];
     char restored[2 * 4096 + 512];
+    /* Probe segments a killed shmprov left behind (probe.h), handled right
+     * before the probe: how many were found (each with its outcome in
+     * probe_leftovers) and how many of them were removed. */
+    int probe_leftovers_found;
+    int probe_leftovers_removed;
+    struct probe_leftover probe_leftovers[PROBE_LEFTOVERS_MAX];
 };
 
 const char *apply_result_name(enum apply_result r);

@@ -12,7 +12,7 @@
 #include "log.h"
 #include "status.h"
 
-static void log_removal(const struct shmseg *seg, enum orphans_outcome outcome, const char *why)
+static void log_removal(const struct shmseg *seg, const char *kind, enum orphans_outcome outcome, const char *why)
 {
     char what[160];
 
@@ -20,20 +20,24 @@ static void log_removal(const struct shmseg *seg, enum orphans_outcome outcome, 
                    seg->id, (unsigned)seg->key, seg->size, seg->cpid);
     switch (outcome) {
     case ORPHAN_REMOVED:
-        log_info("removed orphan %s: %s", what, why);
+        log_info("removed %s %s: %s", kind, what, why);
         break;
     case ORPHAN_WOULD_REMOVE:
-        log_info("would remove orphan %s (--dry-run): %s", what, why);
+        log_info("would remove %s %s (--dry-run): %s", kind, what, why);
         break;
     case ORPHAN_FAILED:
-        log_error("cannot remove orphan %s: %s", what, why);
+        log_error("cannot remove %s %s: %s", kind, what, why);
         break;
     default:
         log_info("left %s alone: %s", what, why);
     }
 }
 
-/* Returns the number of removals that failed. */
+/* Returns the number of removals that failed. A probe leftover (shmprov's
+ * own test segment, left by a killed run: probe.h) is removed too, under
+ * the same re-check and named as what it is: it is known to be ours and
+ * dead, and it may hold all of kernel.shmall. (Never persistent: status.c
+ * does not call a persistent key's segment a leftover.) */
 static unsigned remove_orphans(const struct status *s, bool dry_run, json_object *removals)
 {
     unsigned failed = 0;
@@ -42,23 +46,24 @@ static unsigned remove_orphans(const struct status *s, bool dry_run, json_object
         const struct shmseg *seg = &s->segments->items[i];
         const struct orphans_verdict *v = &s->verdicts[i];
         json_object *o;
-        const char *outcome;
+        const char *outcome, *kind = v->probe_leftover ? "probe leftover" : "orphan";
         char why[300];
 
-        if (!v->candidate)
+        if (!v->candidate && !v->probe_leftover)
             continue;
         if (v->persistent) {
             (void)snprintf(why, sizeof(why), "the profile marks key 0x%08x persistent", (unsigned)seg->key);
-            log_info("kept orphan segment id %" PRId32 ": %s", seg->id, why);
+            log_info("kept %s segment id %" PRId32 ": %s", kind, seg->id, why);
             outcome = "kept-persistent";
         } else {
             enum orphans_outcome r = orphans_remove(seg, dry_run, why, sizeof(why));
-            log_removal(seg, r, why);
+            log_removal(seg, kind, r, why);
             failed += r == ORPHAN_FAILED;
             outcome = orphans_outcome_name(r);
         }
         o = json_object_new_object();
         json_object_object_add(o, "id", json_object_new_int(seg->id));
+        json_object_object_add(o, "kind", json_object_new_string(v->probe_leftover ? "probe-leftover" : "orphan"));
         json_object_object_add(o, "outcome", json_object_new_string(outcome));
         json_object_object_add(o, "reason", json_object_new_string(why));
         json_object_array_add(removals, o);

@@ -6,19 +6,25 @@
 #include <json-c/json.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "conflicts.h"
 #include "host.h"
 #include "log.h"
 #include "plan.h"
+#include "probe.h"
 
 #define MAX_DRIFT 16
 
 struct drift {
-    const char *kind; /* runtime, dropin-missing, dropin-edited, dropin-symlink, overridden */
+    const char *kind; /* runtime, dropin-missing, dropin-edited, dropin-symlink, overridden, probe-leftover */
     char text[600];
+    bool has_segment; /* probe-leftover: which segment, for programs */
+    int32_t segment_id;
+    uint64_t bytes;
 };
 
 struct drift_list {
@@ -71,6 +77,40 @@ static void check_dropin(const struct plan *plan, struct drift_list *l)
             plan->dropin_path);
 }
 
+/* A test segment a killed shmprov left behind holds up to all of
+ * kernel.shmall while everything else looks in sync. Reported, never
+ * removed here: verify changes nothing. */
+static void check_probe_leftovers(const struct plan *plan, struct drift_list *l)
+{
+    struct probe_leftover found[PROBE_LEFTOVERS_MAX];
+    struct shmseg_table *t = NULL;
+    uint64_t page = plan->host.page_size ? plan->host.page_size : 1;
+    size_t n;
+    int r;
+
+    if (probe_key_persistent(plan->profile->persistent_keys, plan->profile->npersistent_keys))
+        return;
+    r = host_read_segments(&t);
+    if (r < 0) {
+        log_warn("cannot look for test segments a killed shmprov left behind: /proc/sysvipc/shm: %s",
+                 r == -EINVAL ? "not the table the kernel writes (malformed or cut short)" : strerror(-r));
+        return;
+    }
+    n = probe_find_leftovers(t, geteuid(), found, PROBE_LEFTOVERS_MAX);
+    free(t);
+    for (size_t i = 0; i < n && i < PROBE_LEFTOVERS_MAX && l->count < MAX_DRIFT; i++) {
+        const struct shmseg *s = &found[i].seg;
+
+        add(l, "probe-leftover",
+            "segment id %" PRId32 " (%" PRIu64 " bytes, key 0x%08x) is a test allocation a killed shmprov (pid %" PRId64
+            ") left behind; it holds %" PRIu64 " pages of kernel.shmall: 'shmprov apply' removes it",
+            s->id, s->size, (unsigned)s->key, s->cpid, s->size / page + (s->size % page != 0));
+        l->items[l->count - 1].has_segment = true;
+        l->items[l->count - 1].segment_id = s->id;
+        l->items[l->count - 1].bytes = s->size;
+    }
+}
+
 static void check_boot_order(const struct conflicts *c, struct drift_list *l)
 {
     for (size_t i = 0; i < c->nwarnings; i++)
@@ -104,6 +144,7 @@ int cmd_verify(const struct cli_options *o)
     check_runtime(plan, &drift);
     check_dropin(plan, &drift);
     check_boot_order(&conflicts, &drift);
+    check_probe_leftovers(plan, &drift);
 
     if (o->output == OUTPUT_JSON) {
         json_object *doc = json_object_new_object(), *items = json_object_new_array();
@@ -111,6 +152,10 @@ int cmd_verify(const struct cli_options *o)
             json_object *d = json_object_new_object();
             json_object_object_add(d, "kind", json_object_new_string(drift.items[i].kind));
             json_object_object_add(d, "message", json_object_new_string(drift.items[i].text));
+            if (drift.items[i].has_segment) {
+                json_object_object_add(d, "segment_id", json_object_new_int(drift.items[i].segment_id));
+                json_object_object_add(d, "bytes", json_object_new_uint64(drift.items[i].bytes));
+            }
             json_object_array_add(items, d);
         }
         json_object_object_add(doc, "command", json_object_new_string("verify"));

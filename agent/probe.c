@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/prctl.h>
@@ -17,14 +18,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "host.h"
 #include "kernel.h"
 #include "sizing.h"
 
-/* IPC_CREAT is implied by IPC_PRIVATE but stated for the reader.
- * SHM_NORESERVE keeps the kernel from committing swap for a segment that is
- * never touched, so proving a 64 GiB limit costs nothing (strict overcommit,
+/* IPC_EXCL: a segment that already holds SHMPROV_PROBE_KEY is never opened,
+ * whoever's it is (with IPC_PRIVATE it changes nothing). SHM_NORESERVE
+ * keeps the kernel from committing swap for a segment that is never
+ * touched, so proving a 64 GiB limit costs nothing (strict overcommit,
  * vm.overcommit_memory = 2, ignores it: see the acceptance). */
-#define PROBE_SHM_FLAGS (IPC_CREAT | 0600 | SHM_NORESERVE)
+#define PROBE_SHM_FLAGS (IPC_CREAT | IPC_EXCL | 0600 | SHM_NORESERVE)
+#define PROBE_SHM_PERMS 0600
 
 #define PATTERN_MAGIC "shmprov probe pattern"
 #define ACK_MAGIC "shmprov probe ack"
@@ -60,6 +64,7 @@ enum child_exit {
 /* Result of one create-and-remove attempt. */
 struct attempt {
     bool created;
+    bool keyed; /* under SHMPROV_PROBE_KEY, not IPC_PRIVATE */
     int create_err; /* errno of shmget when !created */
     int shmid;
     int remove_err; /* errno of IPC_RMID when created, 0 when removed */
@@ -68,6 +73,10 @@ struct attempt {
 /* Numbers the pattern of each round trip, so a stale segment's bytes can
  * never pass for this run's. */
 static uint64_t round_trips;
+
+/* For this probe_run(): whether SHMPROV_PROBE_KEY may be used, and
+ * whether another segment was found holding it (then IPC_PRIVATE). */
+static bool key_usable, key_taken;
 
 const char *probe_status_name(enum probe_step_status status)
 {
@@ -145,6 +154,24 @@ static void signals_restore(const sigset_t *saved)
     (void)sigprocmask(SIG_SETMASK, saved, NULL);
 }
 
+/* shmget under SHMPROV_PROBE_KEY; when another segment holds the key (the
+ * kernel answers EEXIST before it looks at the size), a private segment
+ * instead, so the step still tests the limits. Called with signals blocked. */
+static int create_segment(size_t size, bool *ret_keyed)
+{
+    int id;
+
+    *ret_keyed = false;
+    if (key_usable) {
+        id = shmget(SHMPROV_PROBE_KEY, size, PROBE_SHM_FLAGS);
+        *ret_keyed = id >= 0;
+        if (id >= 0 || errno != EEXIST)
+            return id;
+        key_taken = true;
+    }
+    return shmget(IPC_PRIVATE, size, PROBE_SHM_FLAGS);
+}
+
 /* Creates a segment of size bytes and removes it at once, never attaching
  * it: the upper bound and the acceptance only ask whether the kernel
  * accepts the size. Returns <0 only when signals could not be blocked. */
@@ -157,7 +184,7 @@ static int attempt_create(uint64_t size, struct attempt *ret)
     r = signals_block(&saved);
     if (r < 0)
         return r;
-    a.shmid = shmget(IPC_PRIVATE, (size_t)size, PROBE_SHM_FLAGS);
+    a.shmid = create_segment((size_t)size, &a.keyed);
     if (a.shmid < 0) {
         a.create_err = errno;
     } else {
@@ -171,12 +198,14 @@ static int attempt_create(uint64_t size, struct attempt *ret)
 }
 
 /* IPC_RMID on a segment we created cannot fail short of a kernel or LSM
- * surprise; if it does, the operator must know which id to remove. */
+ * surprise; if it does, the operator must know which id to remove. Under
+ * the probe's key it is a leftover once this process is gone. */
 static void step_leaked(struct probe_step *step, const struct attempt *a, uint64_t size)
 {
     step_set(step, PROBE_FAILED, a->remove_err,
-             "segment %d (%" PRIu64 " bytes) was created but could not be removed (%s): remove it with 'ipcrm -m %d'",
-             a->shmid, size, strerror(a->remove_err), a->shmid);
+             "segment %d (%" PRIu64 " bytes) was created but could not be removed (%s): %sremove it with 'ipcrm -m %d'",
+             a->shmid, size, strerror(a->remove_err),
+             a->keyed ? "the next 'shmprov apply' removes it, or " : "", a->shmid);
 }
 
 static void step_no_room(struct probe_step *step, const struct probe_limits *l, const struct kernel_shm_usage *u,
@@ -547,7 +576,7 @@ static int step_round_trip(const struct probe_limits *l, struct probe_step *step
     uint64_t size64 = l->shmmax < l->page_size ? l->shmmax : l->page_size;
     size_t size;
     int shmid = -1, create_err = 0, attach_err = 0, remove_err = 0, status = 0, r;
-    bool timed_out = false;
+    bool timed_out = false, keyed = false;
     pid_t agent = getpid(), pid;
 
     if (size64 < PROBE_ROUND_TRIP_MIN_BYTES) {
@@ -572,7 +601,7 @@ static int step_round_trip(const struct probe_limits *l, struct probe_step *step
     r = signals_block(&saved);
     if (r < 0)
         return r;
-    shmid = shmget(IPC_PRIVATE, size, PROBE_SHM_FLAGS);
+    shmid = create_segment(size, &keyed);
     if (shmid < 0) {
         create_err = errno;
     } else {
@@ -595,7 +624,7 @@ static int step_round_trip(const struct probe_limits *l, struct probe_step *step
         goto out;
     }
     if (remove_err) {
-        struct attempt a = { .created = true, .shmid = shmid, .remove_err = remove_err };
+        struct attempt a = { .created = true, .keyed = keyed, .shmid = shmid, .remove_err = remove_err };
         step_leaked(step, &a, size);
         r = 0;
         goto out;
@@ -650,6 +679,31 @@ out:
     return r;
 }
 
+/* Whose SHMPROV_PROBE_KEY is, from /proc/sysvipc/shm: readable whatever
+ * the segment's permissions, unlike IPC_STAT. */
+static void describe_key_holder(char *buf, size_t len)
+{
+    struct shmseg_table *t = NULL;
+    const struct shmseg *h = NULL;
+
+    if (host_read_segments(&t) == 0)
+        for (size_t i = 0; i < t->count && !h; i++)
+            if (t->items[i].key == SHMPROV_PROBE_KEY)
+                h = &t->items[i];
+    if (!h)
+        (void)snprintf(buf, len, "key 0x%08x was held by another segment (gone since): this probe used private "
+                       "segments instead", (unsigned)SHMPROV_PROBE_KEY);
+    else
+        (void)snprintf(buf, len, "key 0x%08x is held by segment %" PRId32 " (%" PRIu64 " bytes, uid %" PRIu32
+                       ", creator pid %" PRId64 " %s, %" PRIu64 " attached), %s: left alone; this probe used "
+                       "private segments instead", (unsigned)SHMPROV_PROBE_KEY, h->id, h->size, h->uid, h->cpid,
+                       orphans_pid_state_name(orphans_pid_state(h->cpid, false, h)), h->nattch,
+                       h->cpid == (int64_t)getpid() ? "this shmprov's own (its IPC_RMID failed)"
+                       : probe_is_leftover(h, geteuid()) ? "a killed shmprov's ('shmprov apply' removes it)"
+                                                         : "not shmprov's");
+    free(t);
+}
+
 int probe_run(const struct probe_limits *limits, struct probe_result *ret)
 {
     struct probe_result res;
@@ -665,6 +719,8 @@ int probe_run(const struct probe_limits *limits, struct probe_result *ret)
     step_set(&res.upper_bound, PROBE_FAILED, 0, "not run");
     step_set(&res.acceptance, PROBE_FAILED, 0, "not run");
     step_set(&res.round_trip, PROBE_FAILED, 0, "not run");
+    key_usable = !limits->key_persistent;
+    key_taken = false;
 
     r = step_upper_bound(limits, &res.upper_bound);
     if (r < 0)
@@ -684,6 +740,65 @@ int probe_run(const struct probe_limits *limits, struct probe_result *ret)
 
     res.passed = res.upper_bound.status != PROBE_FAILED && res.acceptance.status != PROBE_FAILED &&
                  res.round_trip.status != PROBE_FAILED;
+    if (key_taken)
+        describe_key_holder(res.key_note, sizeof(res.key_note));
     *ret = res;
     return 0;
+}
+
+/* ---- leftovers ------------------------------------------------------------ */
+
+bool probe_is_leftover(const struct shmseg *s, uid_t euid)
+{
+    struct orphans_verdict v;
+
+    /* Everything the probe sets when it creates one: its key, its mode,
+     * and the effective uid as owner and creator. */
+    if (s->key != SHMPROV_PROBE_KEY || (s->mode & 0777) != PROBE_SHM_PERMS || s->uid != (uint32_t)euid ||
+        s->cuid != (uint32_t)euid)
+        return false;
+    orphans_classify(s, NULL, 0, &v);
+    return v.candidate;
+}
+
+bool probe_key_persistent(const uint32_t *keys, size_t nkeys)
+{
+    for (size_t i = 0; i < nkeys; i++)
+        if (keys[i] == SHMPROV_PROBE_KEY)
+            return true;
+    return false;
+}
+
+size_t probe_find_leftovers(const struct shmseg_table *t, uid_t euid, struct probe_leftover *ret, size_t max)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < t->count; i++) {
+        if (!probe_is_leftover(&t->items[i], euid))
+            continue;
+        if (n < max)
+            ret[n] = (struct probe_leftover){ .seg = t->items[i], .outcome = ORPHAN_CHANGED };
+        n++;
+    }
+    return n;
+}
+
+int probe_remove_leftovers(struct probe_leftover *ret, size_t max)
+{
+    struct shmseg_table *t = NULL;
+    size_t n;
+    int r;
+
+    r = host_read_segments(&t);
+    if (r < 0)
+        return r;
+    n = probe_find_leftovers(t, geteuid(), ret, max);
+    free(t);
+    if (n > max)
+        n = max;
+    /* The same re-check status --remove-orphans makes: the id may hold
+     * another segment by now, or the segment may be attached again. */
+    for (size_t i = 0; i < n; i++)
+        ret[i].outcome = orphans_remove(&ret[i].seg, false, ret[i].why, sizeof(ret[i].why));
+    return (int)n;
 }

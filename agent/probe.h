@@ -6,10 +6,32 @@
  * costs no memory. No segment the probe creates survives it, even when the
  * agent is killed by any catchable signal: every create->IPC_RMID window
  * runs with all catchable signals blocked (SIGKILL cannot be blocked; that
- * window is a few syscalls long). */
+ * window is a few syscalls long, and what SIGKILL leaves there carries
+ * SHMPROV_PROBE_KEY, so the next apply finds it and removes it). */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+#include "orphans.h"
+#include "shmseg.h"
+
+/* The key of every segment the probe creates ("shmp" in ASCII), so one that
+ * outlives its shmprov (SIGKILL between shmget and IPC_RMID, or an IPC_RMID
+ * that failed) can be told from everybody else's and removed by the next
+ * apply. Created with IPC_CREAT | IPC_EXCL: the probe never opens a segment
+ * that already exists. IPC_RMID makes the key private at once, so the
+ * probe's successive segments never collide. When another segment holds the
+ * key, the probe uses IPC_PRIVATE segments instead and says whose the key
+ * is (probe_result.key_note): failing would let any local user who creates
+ * a segment with this key (no privilege needed) make every apply roll back,
+ * and the key's holder is never touched. */
+#define SHMPROV_PROBE_KEY 0x73686d70
+
+/* A key names one segment at a time, so there is at most one leftover;
+ * room for more only matters for a table faked by the tests. */
+#define PROBE_LEFTOVERS_MAX 4
 
 /* How long the round trip waits for its child before killing it. */
 #define PROBE_CHILD_TIMEOUT_MS 5000
@@ -29,6 +51,10 @@ struct probe_limits {
      * are still proven by the upper bound and the acceptance; a fork costs
      * milliseconds on some virtual machines, on every boot). */
     bool skip_round_trip;
+    /* The profile lists SHMPROV_PROBE_KEY as persistent (another program's,
+     * probe_key_persistent()): the probe then never uses it, only
+     * IPC_PRIVATE segments. */
+    bool key_persistent;
 };
 
 enum probe_step_status { PROBE_PASSED, PROBE_FAILED, PROBE_SKIPPED };
@@ -53,6 +79,17 @@ struct probe_result {
     uint64_t segments;
     uint64_t headroom_bytes; /* largest segment that fits now: probe_headroom() */
     bool passed;             /* no step FAILED (SKIPPED is not a failure) */
+    /* Empty, or why SHMPROV_PROBE_KEY could not be used and whose it is:
+     * the probe then used private segments (a warning, not a failure). */
+    char key_note[384];
+};
+
+/* A probe segment a killed shmprov left behind. */
+struct probe_leftover {
+    struct shmseg seg; /* its row of /proc/sysvipc/shm */
+    /* Filled by probe_remove_leftovers() only: */
+    enum orphans_outcome outcome;
+    char why[160];
 };
 
 /* Whether shmmax is a finite limit a request of shmmax + 1 bytes can test.
@@ -85,3 +122,27 @@ int probe_run(const struct probe_limits *limits, struct probe_result *ret);
 
 /* "passed", "failed", "skipped" (also the report's JSON values). */
 const char *probe_status_name(enum probe_step_status status);
+
+/* Whether row s of /proc/sysvipc/shm is a probe segment a killed shmprov
+ * left behind: key SHMPROV_PROBE_KEY, permissions 0600, owned and created by
+ * euid, and an orphan by orphans_classify() (nothing attached, not marked
+ * for destroy, its creator and last user gone from this pid namespace). A
+ * segment with the key that a live process holds, or another user's, is not
+ * one. Reads nothing but the liveness of the two pids. */
+bool probe_is_leftover(const struct shmseg *s, uid_t euid);
+
+/* Whether keys (a profile's segments.persistent_keys) name
+ * SHMPROV_PROBE_KEY: another program's segment that must outlive its
+ * creator then uses it, and nothing with the key is treated as a leftover. */
+bool probe_key_persistent(const uint32_t *keys, size_t nkeys);
+
+/* Copies the leftovers of table t (probe_is_leftover() for euid) into ret,
+ * at most max, and returns how many there are (possibly more than max). */
+size_t probe_find_leftovers(const struct shmseg_table *t, uid_t euid, struct probe_leftover *ret, size_t max);
+
+/* Reads /proc/sysvipc/shm and removes the leftovers of geteuid(), each only
+ * when orphans_remove()'s re-check with IPC_STAT right before IPC_RMID finds
+ * it unchanged and still an orphan. Fills ret[0..n) with the leftovers found
+ * (at most max) and the outcome of each; returns n, or a negative errno
+ * when the table cannot be read. Meant to run right before probe_run(). */
+int probe_remove_leftovers(struct probe_leftover *ret, size_t max);

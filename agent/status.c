@@ -8,6 +8,7 @@
 
 #include "fsutil.h"
 #include "host.h"
+#include "probe.h"
 
 static uint64_t ns_inode(const char *path, bool *ret_known)
 {
@@ -71,6 +72,7 @@ static int classify_segments(struct status *s)
 {
     const struct profile *p = s->plan->profile;
     const struct shmseg_table *t = s->segments;
+    uid_t euid = geteuid();
 
     s->verdicts = calloc(t->count ? t->count : 1, sizeof(*s->verdicts));
     if (!s->verdicts)
@@ -79,6 +81,14 @@ static int classify_segments(struct status *s)
         const struct shmseg *seg = &t->items[i];
 
         orphans_classify(seg, p->persistent_keys, p->npersistent_keys, &s->verdicts[i]);
+        /* shmprov's own leftover is shown as what it is, not as an orphan
+         * of unknown origin; unless the profile says the key is another
+         * program's (persistent). */
+        if (!s->verdicts[i].persistent && probe_is_leftover(seg, euid)) {
+            s->verdicts[i].probe_leftover = true;
+            s->verdicts[i].candidate = false;
+            s->nleftovers++;
+        }
         if (s->verdicts[i].candidate) {
             s->norphans++;
             s->npersistent_orphans += s->verdicts[i].persistent;

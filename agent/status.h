@@ -39,7 +39,8 @@ struct status {
     struct shmseg_table *segments; /* NULL when /proc/sysvipc/shm could not be read */
     int segments_errno;
     struct orphans_verdict *verdicts; /* one per segment */
-    size_t norphans, npersistent_orphans;
+    size_t norphans, npersistent_orphans; /* candidates, probe leftovers not included */
+    size_t nleftovers; /* probe segments a killed shmprov left (verdict.probe_leftover) */
     uint64_t bytes, largest; /* from the table */
     bool headroom_known;
     uint64_t headroom_bytes;

@@ -278,8 +278,9 @@ static void print_segment_row(FILE *out, const struct shmseg *seg, const struct 
         (void)snprintf(last, sizeof(last), "-");
     else
         (void)snprintf(last, sizeof(last), "%" PRId64 " %s", seg->lpid, orphans_pid_state_name(v->last));
-    (void)snprintf(state, sizeof(state), "%s%s%s", seg->mode & SHMSEG_MODE_DEST ? ", marked for destroy" : "",
+    (void)snprintf(state, sizeof(state), "%s%s%s%s", seg->mode & SHMSEG_MODE_DEST ? ", marked for destroy" : "",
                    seg->mode & SHMSEG_MODE_LOCKED ? ", locked" : "",
+                   v->probe_leftover ? ", probe leftover" : "",
                    !v->candidate ? "" : v->persistent ? ", orphan candidate, persistent (kept)" : ", orphan candidate");
     fprintf(out, "  0x%08x %10" PRId32 " %-10s %s %15" PRIu64 " %6" PRIu64 "  %-18s ", (unsigned)seg->key, seg->id,
             owner_name(seg->uid, owner, sizeof(owner)), perms, seg->size, seg->nattch, creator);
@@ -287,6 +288,33 @@ static void print_segment_row(FILE *out, const struct shmseg *seg, const struct 
         fprintf(out, "%-18s %s\n", last, state + 2); /* state starts with ", " */
     else
         fprintf(out, "%s\n", last);
+}
+
+/* Whole pages of kernel.shmall a segment holds. */
+static uint64_t pages_held(const struct status *s, uint64_t bytes)
+{
+    uint64_t page = s->plan->host.page_size;
+
+    return page ? bytes / page + (bytes % page != 0) : 0;
+}
+
+/* One line per test segment a killed shmprov left behind, and the fix. */
+static void print_leftovers(FILE *out, const struct status *s)
+{
+    const struct shmseg_table *t = s->segments;
+    char human[32];
+
+    for (size_t i = 0; i < t->count; i++) {
+        const struct shmseg *seg = &t->items[i];
+
+        if (!s->verdicts[i].probe_leftover)
+            continue;
+        sizes_format_human(seg->size, human, sizeof(human));
+        fprintf(out, "  probe leftover: a test segment of %" PRIu64 " bytes (%s), id %" PRId32 ", key 0x%08x, was left "
+                     "behind by a killed shmprov (pid %" PRId64 ", gone); it holds %" PRIu64 " pages of kernel.shmall. "
+                     "'shmprov apply' removes it (so does 'shmprov status --remove-orphans')\n",
+                seg->size, human, seg->id, (unsigned)seg->key, seg->cpid, pages_held(s, seg->size));
+    }
 }
 
 static void print_segments(FILE *out, const struct status *s, bool with_segments)
@@ -303,13 +331,17 @@ static void print_segments(FILE *out, const struct status *s, bool with_segments
     fprintf(out, "\nSegments: %zu; orphan candidates: %zu", t->count, s->norphans);
     if (s->npersistent_orphans)
         fprintf(out, " (%zu persistent by the profile, never removed)", s->npersistent_orphans);
+    if (s->nleftovers)
+        fprintf(out, "; probe leftovers: %zu", s->nleftovers);
     fputc('\n', out);
+    print_leftovers(out, s);
     for (size_t i = 0, listed = 0; i < t->count; i++) {
-        if (!with_segments && !s->verdicts[i].candidate)
+        if (!with_segments && !s->verdicts[i].candidate && !s->verdicts[i].probe_leftover)
             continue;
         /* Without --segments, a screenful of candidates, not thousands. */
         if (!with_segments && ++listed > STATUS_CANDIDATES_LISTED) {
-            fprintf(out, "  ... and %zu more orphan candidates\n", s->norphans - STATUS_CANDIDATES_LISTED);
+            fprintf(out, "  ... and %zu more orphan candidates\n",
+                    s->norphans + s->nleftovers - STATUS_CANDIDATES_LISTED);
             break;
         }
         if (!header) {
@@ -471,7 +503,34 @@ static json_object *json_segment(const struct shmseg *seg, const struct orphans_
     json_object_object_add(o, "ctime", json_object_new_int64(seg->ctime));
     json_object_object_add(o, "orphan_candidate", json_object_new_boolean(v->candidate));
     json_object_object_add(o, "persistent", json_object_new_boolean(v->persistent));
+    json_object_object_add(o, "probe_leftover", json_object_new_boolean(v->probe_leftover));
     return o;
+}
+
+/* The test segments a killed shmprov left behind; what 'shmprov apply'
+ * removes before it probes. */
+static json_object *json_leftovers(const struct status *s)
+{
+    json_object *a = json_object_new_array();
+    char key[16];
+
+    for (size_t i = 0; i < s->segments->count; i++) {
+        const struct shmseg *seg = &s->segments->items[i];
+        json_object *o;
+
+        if (!s->verdicts[i].probe_leftover)
+            continue;
+        o = json_object_new_object();
+        (void)snprintf(key, sizeof(key), "0x%08x", (unsigned)seg->key);
+        json_object_object_add(o, "id", json_object_new_int(seg->id));
+        json_object_object_add(o, "key", json_object_new_string(key));
+        json_object_object_add(o, "bytes", u64(seg->size));
+        json_object_object_add(o, "pages", u64(pages_held(s, seg->size)));
+        json_object_object_add(o, "creator_pid", json_object_new_int64(seg->cpid));
+        json_object_object_add(o, "ctime", json_object_new_int64(seg->ctime));
+        json_object_array_add(a, o);
+    }
+    return a;
 }
 
 json_object *status_to_json(const struct status *s)
@@ -506,5 +565,6 @@ json_object *status_to_json(const struct status *s)
     }
     json_object_object_add(doc, "segments", segs);
     json_object_object_add(doc, "orphan_candidates", u64_if(s->segments != NULL, s->norphans));
+    json_object_object_add(doc, "probe_leftovers", s->segments ? json_leftovers(s) : NULL);
     return doc;
 }

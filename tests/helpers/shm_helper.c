@@ -3,10 +3,11 @@
  * of `shmprov status` (tests/integration/status.sh). Never installed; run it
  * only inside a private IPC namespace.
  *
- *   shm_helper create KEY BYTES [--mode OCTAL] [--id N] [--attach] [--touch]
- *                    [--detach] [--lock] [--rmid] [--hold]
+ *   shm_helper create KEY BYTES [--mode OCTAL] [--id N] [--noreserve] [--attach]
+ *                    [--touch] [--detach] [--lock] [--rmid] [--hold]
  *       KEY is hex (0x1234) or "private". shmget(IPC_CREAT|IPC_EXCL|mode,
- *       default 0600); --id N first writes N to /proc/sys/kernel/shm_next_id
+ *       default 0600); --noreserve adds SHM_NORESERVE, as shmprov's probe
+ *       does (a segment of many GiB then costs nothing); --id N first writes N to /proc/sys/kernel/shm_next_id
  *       (per IPC namespace) so the segment gets id N; --attach shmat()s it,
  *       --touch then writes every page (so it is resident), --detach
  *       shmdt()s it, --lock applies SHM_LOCK, --rmid marks it for destroy
@@ -48,8 +49,8 @@ static void on_signal(int sig)
 
 static int usage(void)
 {
-    fputs("usage: shm_helper create KEY|private BYTES [--mode OCTAL] [--id N] [--attach] [--touch]\n"
-          "                         [--detach] [--lock] [--rmid] [--hold]\n"
+    fputs("usage: shm_helper create KEY|private BYTES [--mode OCTAL] [--id N] [--noreserve] [--attach]\n"
+          "                         [--touch] [--detach] [--lock] [--rmid] [--hold]\n"
           "       shm_helper attach ID [--detach] [--hold]\n"
           "       shm_helper info\n"
           "       shm_helper probe BYTES\n",
@@ -98,6 +99,7 @@ static int cmd_create(int argc, char **argv)
 {
     unsigned long long key = IPC_PRIVATE, bytes, mode = 0600, next_id = 0;
     bool attach = false, touch = false, detach = false, lock = false, rmid = false, keep = false, set_id = false;
+    int extra = 0;
     void *addr = NULL;
     int id;
 
@@ -116,6 +118,8 @@ static int cmd_create(int argc, char **argv)
             if (!parse_number(argv[++i], 10, 0x7fffffffULL, &next_id))
                 return usage();
             set_id = true;
+        } else if (strcmp(argv[i], "--noreserve") == 0) {
+            extra = SHM_NORESERVE;
         } else if (strcmp(argv[i], "--attach") == 0) {
             attach = true;
         } else if (strcmp(argv[i], "--touch") == 0) {
@@ -145,7 +149,7 @@ static int cmd_create(int argc, char **argv)
         if (fclose(f) != 0)
             return fail("/proc/sys/kernel/shm_next_id");
     }
-    id = shmget((key_t)(unsigned)key, (size_t)bytes, IPC_CREAT | IPC_EXCL | (int)mode);
+    id = shmget((key_t)(unsigned)key, (size_t)bytes, IPC_CREAT | IPC_EXCL | extra | (int)mode);
     if (id < 0)
         return fail("shmget");
     if (attach) {

@@ -436,5 +436,153 @@ expect_code "usage/status-force" 2 "$shmprov" status --force
 snapshot "$work/after-usage"
 expect "usage/changes-nothing" cmp -s "$work/after-fake" "$work/after-usage"
 
+# ---- a test segment a killed shmprov left behind (probe leftover) -------------
+# The bug: SIGKILL between the probe's shmget and its IPC_RMID left a segment
+# of shmmax bytes, all of shmall; the next apply said "unchanged", verify
+# exited 0, and a 1 MiB segment could not be created. strace kills shmprov
+# on entry to its first IPC_RMID (the acceptance's), before the kernel runs
+# it, exactly as a SIGKILL there would. From an empty namespace state.
 kill "${holders[@]}" 2>/dev/null
+wait 2>/dev/null
+holders=()
+ipcrm --all=shm
+printf '# (test) nothing here\n' >/etc/sysctl.conf
+D=18446744073692774399
+echo $D >/proc/sys/kernel/shmmax
+echo $D >/proc/sys/kernel/shmall
+echo 4096 >/proc/sys/kernel/shmmni
+install -m 0644 /dev/null "$work/db.yaml"
+printf 'version: 1\nhost: {ram_tier: small, workload: database}\n' >"$work/db.yaml"
+db=(--profile "$work/db.yaml")
+db_max=4294967296 db_all=$((4294967296 / page)) pkey=0x73686d70 pkey_dec=1936223600
+rows() { tail -n +2 /proc/sysvipc/shm; }
+# LeakSanitizer cannot run under ptrace (the sanitizer build).
+nolsan="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+ASAN_OPTIONS=$nolsan strace -qq -e trace=shmctl -o "$work/trace.log" "$shmprov" "${db[@]}" apply --no-report >/dev/null 2>&1
+nth=$(grep -n 'IPC_RMID' "$work/trace.log" | head -n 1 | cut -d: -f1)
+rm -f /etc/sysctl.d/60-shmprov.conf
+echo $D >/proc/sys/kernel/shmmax
+echo $D >/proc/sys/kernel/shmall
+expect "leftover/setup-clean" test -z "$(rows)" -a -n "$nth"
+ASAN_OPTIONS=$nolsan strace -qq -o /dev/null -e inject=shmctl:signal=KILL:when="${nth:-1}" \
+    "$shmprov" "${db[@]}" apply --no-report >/dev/null 2>&1
+expect "leftover/killed-at-ipc-rmid (exit $?)" test $? = 137
+read -r L_key L _ L_size L_cpid _ <<<"$(rows)"
+expect "leftover/one-segment-of-shmmax-left" test "$(rows | wc -l) $L_key $L_size" = "1 $pkey_dec $db_max"
+expect "leftover/limits-were-applied" test "$(cat /proc/sys/kernel/shmmax) $(cat /proc/sys/kernel/shmall)" = "$db_max $db_all"
+expect "leftover/the-symptom-1MiB-ENOSPC" test "$("$helper" probe 1048576)" = ENOSPC
+snapshot "$work/before-leftover"
+
+# verify: drift (exit 3), named with its id and size; nothing removed.
+"$shmprov" "${db[@]}" verify >"$work/lv.txt" 2>"$work/lv.err"
+expect "leftover/verify-exit-3" test $? = 3
+expect "leftover/verify-names-it" grep -q "^  probe-leftover: segment id $L ($db_max bytes, key $pkey) is a test allocation a killed shmprov (pid $L_cpid) left behind; it holds $db_all pages of kernel.shmall: 'shmprov apply' removes it$" "$work/lv.txt"
+expect "leftover/verify-only-that" test "$(grep -c '^  [a-z-]*: ' "$work/lv.txt")" = 1
+"$shmprov" "${db[@]}" --output json verify >"$work/lv.json" 2>/dev/null
+expect "leftover/verify-json-exit-3" test $? = 3
+pycheck '
+d = load(sys.argv[1])
+check("leftover/verify-json", d["result"] == "drift" and [(x["kind"], x["segment_id"], x["bytes"]) for x in d["drift"]]
+      == [("probe-leftover", int(sys.argv[2]), int(sys.argv[3]))], d["drift"])
+' "$work/lv.json" "$L" "$db_max"
+
+# status: said in words, listed as a probe leftover (not an orphan candidate).
+"$shmprov" "${db[@]}" status >"$work/ls.txt" 2>/dev/null
+expect "leftover/status-exit-0" test $? = 0
+expect "leftover/status-says-so" grep -q "^  probe leftover: a test segment of $db_max bytes (4 GiB), id $L, key $pkey, was left behind by a killed shmprov (pid $L_cpid, gone); it holds $db_all pages of kernel.shmall. 'shmprov apply' removes it" "$work/ls.txt"
+expect "leftover/status-count" grep -q "^Segments: 1; orphan candidates: 0; probe leftovers: 1$" "$work/ls.txt"
+"$shmprov" "${db[@]}" status --segments >"$work/ls-seg.txt" 2>/dev/null
+expect "leftover/segments-row-marked" grep -Eq "^  $pkey +$L +root +rw------- +$db_max +0  +$L_cpid gone +- +probe leftover$" "$work/ls-seg.txt"
+"$shmprov" "${db[@]}" --output json status --segments >"$work/ls.json" 2>/dev/null
+pycheck '
+d = load(sys.argv[1])
+L, size, cpid = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+check("leftover/status-json-field", [(x["id"], x["key"], x["bytes"], x["pages"], x["creator_pid"]) for x in d["probe_leftovers"]]
+      == [(L, "0x73686d70", size, int(sys.argv[5]), cpid)], d["probe_leftovers"])
+check("leftover/status-json-not-an-orphan", d["orphan_candidates"] == 0 and
+      [(s["probe_leftover"], s["orphan_candidate"]) for s in d["segments"]] == [(True, False)], d["segments"])
+' "$work/ls.json" "$L" "$db_max" "$L_cpid" "$db_all"
+"$shmprov" "${db[@]}" status --remove-orphans --dry-run >/dev/null 2>"$work/ls-dry.err"
+expect "leftover/remove-orphans-dry-run-names-it" grep -q "^shmprov: would remove probe leftover segment id $L (key $pkey, $db_max bytes, creator pid $L_cpid) (--dry-run): " "$work/ls-dry.err"
+snapshot "$work/after-leftover-looks"
+expect "leftover/verify-and-status-remove-nothing" cmp -s "$work/before-leftover" "$work/after-leftover-looks"
+
+# The next apply removes it first, says so, and proves shmmax for real.
+"$shmprov" "${db[@]}" apply --no-report >"$work/la.txt" 2>"$work/la.err"
+expect "leftover/apply-exit-0" test $? = 0
+expect "leftover/apply-says-removed" grep -q "^shmprov: removed test segment id $L (key $pkey, $db_max bytes) a killed shmprov (pid $L_cpid) left behind: still an orphan on re-check$" "$work/la.err"
+expect "leftover/apply-unchanged" grep -q "^shmprov apply: unchanged$" "$work/la.txt"
+expect "leftover/apply-acceptance-passed" grep -q "acceptance a segment of $db_max bytes was created and removed at once" "$work/la.txt"
+expect "leftover/none-left" test -z "$(rows)"
+expect "leftover/shmmax-fits-again" test "$("$helper" probe $db_max)" = ok
+expect_code "leftover/verify-in-sync-again" 0 "$shmprov" "${db[@]}" verify
+"$shmprov" "${db[@]}" apply --no-report >/dev/null 2>"$work/la2.err"
+expect "leftover/next-apply-says-nothing" not grep -q "test segment" "$work/la2.err"
+
+# The same key held by a live process that is not shmprov: never touched,
+# not drift; apply proves the limits with private segments and names it.
+hold "$work/K" create $pkey 4096 --hold || setup_failed "K"
+K=$(cat "$work/K") K_pid=$holder
+"$shmprov" "${db[@]}" apply --no-report >"$work/lk.txt" 2>"$work/lk.err"
+expect "foreign-key/apply-exit-0" test $? = 0
+expect "foreign-key/apply-names-holder" grep -q "^shmprov: warning: test allocation: key $pkey is held by segment $K (4096 bytes, uid 0, creator pid $K_pid alive, 0 attached), not shmprov's: left alone; this probe used private segments instead$" "$work/lk.err"
+expect "foreign-key/apply-removed-nothing" not grep -q "removed" "$work/lk.err"
+expect "foreign-key/still-there-alone" test "$(rows | awk '{print $1, $2, $5}')" = "$pkey_dec $K $K_pid"
+expect_code "foreign-key/verify-in-sync" 0 "$shmprov" "${db[@]}" verify
+expect "foreign-key/status-not-a-leftover" test "$("$shmprov" "${db[@]}" --output json status 2>/dev/null | "$py" -c 'import json,sys; d=json.load(sys.stdin); print(d["probe_leftovers"], [s["probe_leftover"] for s in d["segments"]])')" = "[] [False]"
+"$shmprov" "${db[@]}" status --remove-orphans >/dev/null 2>&1
+expect "foreign-key/remove-orphans-keeps-it" test "$(rows | awk '{print $2}')" = "$K"
+kill "$K_pid"
+wait "$K_pid" 2>/dev/null
+ipcrm -m "$K"
+# Another user's segment with the key, its creator gone: not ours either.
+setpriv --reuid=65534 --regid=65534 --clear-groups "$helper" create $pkey 4096 >"$work/N" || setup_failed "N"
+N=$(cat "$work/N")
+"$shmprov" "${db[@]}" apply --no-report >/dev/null 2>"$work/ln.err"
+expect "foreign-user/apply-exit-0" test $? = 0
+expect "foreign-user/left-alone" test "$(rows | awk '{print $2}')" = "$N"
+expect "foreign-user/apply-says-not-ours" grep -q "key $pkey is held by segment $N (4096 bytes, uid 65534, creator pid [0-9]* gone, 0 attached), not shmprov's" "$work/ln.err"
+expect_code "foreign-user/verify-in-sync" 0 "$shmprov" "${db[@]}" verify
+ipcrm -m "$N"
+# A profile listing the key as persistent (another program's segment meant
+# to outlive its creator): what would be a leftover is left alone by all.
+install -m 0644 "$work/db.yaml" "$work/dbp.yaml"
+printf 'segments:\n  persistent_keys: [0x73686d70]\n' >>"$work/dbp.yaml"
+Q=$("$helper" create $pkey 4096) || setup_failed "Q"
+leftover_ids() { "$shmprov" "$@" --output json status 2>/dev/null | "$py" -c 'import json,sys; print([x["id"] for x in json.load(sys.stdin)["probe_leftovers"]])'; }
+expect "persistent-key/a-leftover-by-the-plain-profile" test "$(leftover_ids "${db[@]}")" = "[$Q]"
+expect "persistent-key/not-one-by-this-profile" test "$(leftover_ids --profile "$work/dbp.yaml")" = "[]"
+"$shmprov" --profile "$work/dbp.yaml" apply --no-report >/dev/null 2>"$work/lq.err"
+expect "persistent-key/apply-exit-0" test $? = 0
+expect "persistent-key/apply-never-asks-for-the-key" not grep -q "$pkey" "$work/lq.err"
+expect_code "persistent-key/verify-in-sync" 0 "$shmprov" --profile "$work/dbp.yaml" verify
+"$shmprov" --profile "$work/dbp.yaml" status --remove-orphans >/dev/null 2>"$work/lq2.err"
+expect "persistent-key/remove-orphans-keeps-it" grep -q "^shmprov: kept orphan segment id $Q: the profile marks key $pkey persistent$" "$work/lq2.err"
+expect "persistent-key/left-alone" test "$(rows | awk '{print $2}')" = "$Q"
+ipcrm -m "$Q"
+
+# status --remove-orphans removes a leftover too, naming it as one.
+P=$("$helper" create $pkey $db_max --noreserve) || setup_failed "P"
+"$shmprov" "${db[@]}" --output json status --remove-orphans >"$work/lr.json" 2>"$work/lr.err"
+expect "leftover/remove-orphans-exit-0" test $? = 0
+expect "leftover/remove-orphans-logged" grep -q "^shmprov: removed probe leftover segment id $P (key $pkey, $db_max bytes, creator pid [0-9]*): still an orphan on re-check$" "$work/lr.err"
+expect "leftover/remove-orphans-gone" test -z "$(rows)"
+pycheck '
+d = load(sys.argv[1])
+check("leftover/remove-orphans-json", [(r["id"], r["kind"], r["outcome"]) for r in d["removals"]]
+      == [(int(sys.argv[2]), "probe-leftover", "removed")], d["removals"])
+' "$work/lr.json" "$P"
+
+# A leftover is removed before the plan: a killed run of a bigger profile
+# must not trip the guards of the next, smaller one ("shmmax below the
+# largest existing segment").
+echo $D >/proc/sys/kernel/shmmax
+echo $D >/proc/sys/kernel/shmall
+M=$("$helper" create $pkey $((2 * db_max)) --noreserve) || setup_failed "M"
+"$shmprov" "${db[@]}" apply --no-report >/dev/null 2>"$work/lg.err"
+expect "leftover/bigger-than-the-profile-apply-exit-0" test $? = 0
+expect "leftover/bigger-than-the-profile-removed-first" grep -q "^shmprov: removed test segment id $M " "$work/lg.err"
+expect "leftover/bigger-than-the-profile-no-refusal" not grep -q "refusing" "$work/lg.err"
+expect "leftover/bigger-than-the-profile-gone" test -z "$(rows)"
+
 finish

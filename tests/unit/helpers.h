@@ -1,7 +1,11 @@
 #pragma once
-/* Shared by the unit tests: parse a profile from an inline YAML string. */
+/* Shared by the unit tests: a profile from an inline YAML string, and the
+ * parent's half of a child that creates a segment. */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "profile.h"
 
@@ -18,4 +22,18 @@ static inline struct profile *parse_profile_or_die(const char *yaml)
                  diags.count ? diags.items[0].message : "(no message)");
     profile_diags_free(&diags);
     return p;
+}
+
+/* The parent's half of a child that creates a segment, writes its id (or
+ * -1) into the pipe fds and exits 0 only when it created one. */
+static inline int child_created_id(pid_t pid, int fds[2])
+{
+    int id = -1, status = 0;
+
+    close(fds[1]);
+    cr_assert_eq(read(fds[0], &id, sizeof(id)), (ssize_t)sizeof(id));
+    close(fds[0]);
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the creating child failed");
+    return id;
 }

@@ -17,6 +17,7 @@
 
 #include "host.h"
 #include "orphans.h"
+#include "helpers.h"
 
 static void enter_private_ipc(void)
 {
@@ -30,9 +31,8 @@ static void enter_private_ipc(void)
  * attach, the child attaches and detaches first (its pid becomes lpid). */
 static int create_by_dead_process(key_t key, size_t size, bool attach)
 {
-    int fds[2], id = -1;
+    int fds[2];
     pid_t pid;
-    int status;
 
     cr_assert_eq(pipe(fds), 0);
     pid = fork();
@@ -48,12 +48,7 @@ static int create_by_dead_process(key_t key, size_t size, bool attach)
             _exit(2);
         _exit(child_id >= 0 ? 0 : 1);
     }
-    close(fds[1]);
-    cr_assert_eq(read(fds[0], &id, sizeof(id)), (ssize_t)sizeof(id));
-    close(fds[0]);
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the creating child failed");
-    return id;
+    return child_created_id(pid, fds);
 }
 
 /* The row /proc/sysvipc/shm shows for id, as status scans it. */

@@ -9,17 +9,25 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
+#include <sys/prctl.h>
 #include <sys/shm.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "host.h"
 #include "probe.h"
 #include "sizing.h"
+#include "helpers.h"
 
 #define MiB (UINT64_C(1) << 20)
 #define GiB (UINT64_C(1) << 30)
@@ -268,6 +276,16 @@ Test(probe_pure, headroom)
                                   .page_size = rows[i].page };
         cr_expect_eq(probe_headroom(&l, rows[i].shm_tot, rows[i].segments), rows[i].headroom, "row %zu", i);
     }
+}
+
+Test(probe_pure, persistent_probe_key)
+{
+    static const uint32_t none[] = { 0x0052e2c1 }, listed[] = { 0x0052e2c1, SHMPROV_PROBE_KEY };
+
+    cr_expect_eq(SHMPROV_PROBE_KEY, 0x73686d70, "the documented key");
+    cr_expect_not(probe_key_persistent(NULL, 0));
+    cr_expect_not(probe_key_persistent(none, 1));
+    cr_expect(probe_key_persistent(listed, 2));
 }
 
 /* ---- against the kernel, in a private IPC namespace ----------------------- */
@@ -605,3 +623,350 @@ Test(probe, repeated_runs_leave_nothing)
     }
     leave_checks(NULL, 0);
 }
+
+/* ---- leftovers: what a killed shmprov leaves, and what is not one ---------- */
+
+/* A segment made by a child that exits at once (a creator that is gone),
+ * as a probe killed between shmget and IPC_RMID leaves it. uid: the owner
+ * the child switches to first, or -1 to stay root. */
+static int create_by_dead_process(key_t key, uint64_t bytes, int mode, int uid)
+{
+    int fds[2];
+    pid_t pid;
+
+    cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int child_id = -1;
+        if (uid < 0 || setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) == 0)
+            child_id = shmget(key, (size_t)bytes, IPC_CREAT | IPC_EXCL | SHM_NORESERVE | mode);
+        if (write(fds[1], &child_id, sizeof(child_id)) != sizeof(child_id))
+            _exit(2);
+        _exit(child_id >= 0 ? 0 : 1);
+    }
+    return child_created_id(pid, fds);
+}
+
+/* A live process that created a segment with key and holds on (never
+ * attached) until release_holder(). */
+struct holder {
+    pid_t pid;
+    int release_fd;
+    int id;
+};
+
+static struct holder hold_by_live_process(key_t key, uint64_t bytes)
+{
+    int ids[2], rel[2];
+    struct holder h = { .id = -1 };
+
+    cr_assert_eq(pipe2(ids, O_CLOEXEC), 0);
+    cr_assert_eq(pipe2(rel, O_CLOEXEC), 0);
+    h.pid = fork();
+    cr_assert_geq(h.pid, 0);
+    if (h.pid == 0) {
+        char c;
+        int id = shmget(key, (size_t)bytes, IPC_CREAT | IPC_EXCL | SHM_NORESERVE | 0600);
+        close(rel[1]);
+        if (write(ids[1], &id, sizeof(id)) != sizeof(id))
+            _exit(2);
+        _exit(read(rel[0], &c, 1) < 0 ? 3 : 0); /* until the test closes its end */
+    }
+    close(ids[1]);
+    close(rel[0]);
+    cr_assert_eq(read(ids[0], &h.id, sizeof(h.id)), (ssize_t)sizeof(h.id));
+    close(ids[0]);
+    cr_assert_geq(h.id, 0, "the holder could not create its segment");
+    h.release_fd = rel[1];
+    return h;
+}
+
+static void release_holder(struct holder *h)
+{
+    int status;
+
+    close(h->release_fd);
+    cr_assert_eq(waitpid(h->pid, &status, 0), h->pid);
+}
+
+static bool segment_exists(int id)
+{
+    struct shmid_ds ds;
+
+    return shmctl(id, IPC_STAT, &ds) == 0;
+}
+
+/* probe_find_leftovers() on the table as it is now, for this euid. */
+static size_t find_leftovers(struct probe_leftover *ret, size_t max)
+{
+    struct shmseg_table *t = NULL;
+    size_t n;
+
+    cr_assert_eq(host_read_segments(&t), 0);
+    n = probe_find_leftovers(t, geteuid(), ret, max);
+    free(t);
+    return n;
+}
+
+/* The bug: a probe killed at IPC_RMID left shmmax bytes, which is all of
+ * shmall. The probe alone only finds no room; removing the leftover first
+ * (what apply does) gives the room back, and the probe then passes and
+ * leaves nothing. */
+Test(probe_leftovers, dead_creators_segment_is_found_and_removed)
+{
+    const uint64_t shmmax = 2 * MiB, shmall = pages_of(shmmax);
+    struct probe_leftover found[PROBE_LEFTOVERS_MAX];
+    struct probe_result res;
+    struct probe_limits l;
+    int id;
+
+    enter_private_ipc();
+    set_limits(shmmax, shmall, 16);
+    l = limits_of(shmmax, shmall, 16);
+    id = create_by_dead_process(SHMPROV_PROBE_KEY, shmmax, 0600, -1);
+
+    cr_assert_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 1);
+    cr_expect_eq(found[0].seg.id, id);
+    cr_expect_eq(found[0].seg.size, shmmax);
+    cr_expect_eq(found[0].seg.key, SHMPROV_PROBE_KEY);
+
+    /* Left in place, it takes the whole of shmall, and the probe (which
+     * never removes anything itself) says whose the key is. */
+    run_probe(&l, &res);
+    expect_step(res.acceptance, PROBE_SKIPPED, ENOSPC);
+    cr_expect(strstr(res.key_note, "a killed shmprov's"), "%s", res.key_note);
+    cr_expect(segment_exists(id), "probe_run() removed a segment");
+
+    cr_assert_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 1);
+    cr_expect_eq(found[0].outcome, ORPHAN_REMOVED, "%s", found[0].why);
+    cr_expect_eq(found[0].seg.id, id);
+    cr_expect_not(segment_exists(id));
+    cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "nothing left to remove");
+
+    run_probe(&l, &res);
+    expect_step(res.upper_bound, PROBE_PASSED, EINVAL);
+    cr_expect_eq(res.acceptance.status, PROBE_PASSED, "%s", res.acceptance.detail);
+    expect_step(res.round_trip, PROBE_PASSED, 0);
+    cr_expect_str_eq(res.key_note, "");
+    leave_checks(NULL, 0);
+}
+
+/* The key held by a live process, first as its creator, then (creator gone)
+ * by a live attachment: not a leftover, never removed; the probe works
+ * around it with private segments, names the holder, and leaves nothing. */
+Test(probe_leftovers, live_holder_is_never_touched)
+{
+    struct probe_leftover found[PROBE_LEFTOVERS_MAX];
+    struct probe_result res;
+    struct probe_limits l;
+    struct holder h;
+    char pid_text[32];
+    void *p;
+    int id;
+
+    enter_private_ipc();
+    set_limits(2 * MiB, pages_of(8 * MiB), 16);
+    l = limits_of(2 * MiB, pages_of(8 * MiB), 16);
+
+    h = hold_by_live_process(SHMPROV_PROBE_KEY, 1 * MiB);
+    cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "a live creator's segment");
+    cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
+    cr_expect(segment_exists(h.id));
+    run_probe(&l, &res);
+    cr_expect(res.passed, "%s / %s / %s", res.upper_bound.detail, res.acceptance.detail, res.round_trip.detail);
+    expect_step(res.upper_bound, PROBE_PASSED, EINVAL);
+    (void)snprintf(pid_text, sizeof(pid_text), "creator pid %ld alive", (long)h.pid);
+    cr_expect(strstr(res.key_note, pid_text) && strstr(res.key_note, "not shmprov's"), "%s", res.key_note);
+    assert_only_segments(&h.id, 1);
+
+    /* Its creator gone but attached by this live process. */
+    p = shmat(h.id, NULL, SHM_RDONLY);
+    cr_assert_neq(p, (void *)-1);
+    release_holder(&h);
+    cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "attached by a live process");
+    cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
+    run_probe(&l, &res);
+    cr_expect(res.passed);
+    cr_expect(strstr(res.key_note, "1 attached"), "%s", res.key_note);
+    assert_only_segments(&h.id, 1);
+
+    /* Detached: the last user (this process) lives. */
+    cr_assert_eq(shmdt(p), 0);
+    cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
+    cr_expect(segment_exists(h.id));
+    id = h.id;
+    leave_checks(&id, 1);
+}
+
+/* Only the probe's key, mode and owner make a leftover: an orphan with any
+ * other key, an IPC_PRIVATE one, the probe's key with other permissions or
+ * another owner are all left alone. */
+Test(probe_leftovers, other_segments_are_never_touched)
+{
+    struct probe_leftover found[PROBE_LEFTOVERS_MAX];
+    int mine[3];
+
+    enter_private_ipc();
+    set_limits(2 * MiB, pages_of(64 * MiB), 16);
+    mine[0] = create_by_dead_process(0x5150, 1 * MiB, 0600, -1);
+    mine[1] = create_by_dead_process(IPC_PRIVATE, 1 * MiB, 0600, -1);
+    /* One key names one segment: the probe key's variants one at a time. */
+    mine[2] = create_by_dead_process(SHMPROV_PROBE_KEY, 1 * MiB, 0644, -1);
+    cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "mode 0644");
+    cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
+    assert_only_segments(mine, 3);
+    cr_assert_eq(shmctl(mine[2], IPC_RMID, NULL), 0);
+    mine[2] = create_by_dead_process(SHMPROV_PROBE_KEY, 1 * MiB, 0600, 65534);
+    cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "another user's");
+    cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
+    for (int i = 0; i < 3; i++)
+        cr_expect(segment_exists(mine[i]), "segment %d was removed", mine[i]);
+
+    /* Single rows, for what this test cannot make the kernel show (a
+     * creator in another pid namespace: pid 0). */
+    {
+        struct shmseg s = { .key = SHMPROV_PROBE_KEY, .id = 1, .mode = 0600, .size = 4096, .cpid = INT32_MAX,
+                            .uid = (uint32_t)geteuid(), .cuid = (uint32_t)geteuid() };
+        cr_expect(probe_is_leftover(&s, geteuid()), "a pid that cannot exist is gone");
+        cr_expect_not(probe_is_leftover(&s, geteuid() + 1), "not this euid's");
+        s.mode = 0600 | SHMSEG_MODE_DEST;
+        cr_expect_not(probe_is_leftover(&s, geteuid()));
+        s.mode = 0600;
+        s.nattch = 1;
+        cr_expect_not(probe_is_leftover(&s, geteuid()));
+        s.nattch = 0;
+        s.cuid = 65534;
+        cr_expect_not(probe_is_leftover(&s, geteuid()), "created by another user");
+        s.cuid = s.uid;
+        s.cpid = getpid();
+        cr_expect_not(probe_is_leftover(&s, geteuid()), "its creator lives");
+        s.cpid = 0;
+        cr_expect_not(probe_is_leftover(&s, geteuid()), "a creator in another pid namespace counts as alive");
+    }
+    leave_checks(mine, 3);
+}
+
+/* A profile that lists the key as persistent says it is another
+ * program's: the probe then never asks for it (no note about its holder),
+ * proves the limits with private segments and leaves the segment alone. */
+Test(probe_leftovers, persistent_key_is_never_used)
+{
+    struct probe_result res;
+    struct probe_limits l;
+    int id;
+
+    enter_private_ipc();
+    set_limits(2 * MiB, pages_of(8 * MiB), 16);
+    l = limits_of(2 * MiB, pages_of(8 * MiB), 16);
+    id = create_by_dead_process(SHMPROV_PROBE_KEY, 4096, 0600, -1);
+    run_probe(&l, &res);
+    cr_expect(res.passed);
+    cr_expect_neq(res.key_note[0], '\0', "without the flag the probe asks for the key and finds it taken");
+    l.key_persistent = true;
+    run_probe(&l, &res);
+    cr_expect(res.passed);
+    cr_expect_str_eq(res.key_note, "", "the key was asked for");
+    leave_checks(&id, 1);
+}
+
+/* Many probes in a row: the key was free each time, so every segment
+ * carried it, and none survives. */
+Test(probe_leftovers, probe_leaves_nothing_and_uses_the_key)
+{
+    struct probe_leftover found[PROBE_LEFTOVERS_MAX];
+    struct probe_limits l;
+
+    enter_private_ipc();
+    set_limits(2 * MiB, pages_of(8 * MiB), 16);
+    l = limits_of(2 * MiB, pages_of(8 * MiB), 16);
+    for (int i = 0; i < 20; i++) {
+        struct probe_result res;
+        run_probe(&l, &res);
+        cr_assert(res.passed);
+        cr_assert_str_eq(res.key_note, "", "run %d found the key taken", i);
+    }
+    cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
+    leave_checks(NULL, 0);
+}
+
+#if defined(__NR_shmctl) && (defined(__x86_64__) || defined(__aarch64__))
+#if defined(__x86_64__)
+#define TEST_AUDIT_ARCH AUDIT_ARCH_X86_64
+#else
+#define TEST_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+/* Makes every shmctl(IPC_RMID) of this process fail with EPERM (the "kernel
+ * or LSM surprise" the probe cannot rule out). IPC_64 masked off: some C
+ * libraries add it to cmd. */
+static int refuse_ipc_rmid(void)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TEST_AUDIT_ARCH, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_shmctl, 0, 4),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])), /* low half: little endian */
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, ~0x100u),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPC_RMID, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+        return -errno;
+    return 0;
+}
+
+/* IPC_RMID fails inside the probe: the step fails and names the segment, as
+ * before; the segment carries the key, so once that shmprov is gone it is a
+ * leftover the next apply removes. The probe runs in a child: the filter
+ * cannot be taken off again. */
+Test(probe_leftovers, failed_ipc_rmid_fails_the_probe_and_leaves_a_leftover)
+{
+    struct probe_leftover found[PROBE_LEFTOVERS_MAX];
+    struct probe_limits l;
+    struct probe_result res;
+    int fds[2], status;
+    char want[64];
+    pid_t pid;
+
+    enter_private_ipc();
+    set_limits(2 * MiB, pages_of(8 * MiB), 16);
+    l = limits_of(2 * MiB, pages_of(8 * MiB), 16);
+    l.skip_round_trip = true; /* one segment, the acceptance's */
+    cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int r = refuse_ipc_rmid();
+        if (r == 0)
+            r = probe_run(&l, &res);
+        if (r < 0 || write(fds[1], &res, sizeof(res)) != (ssize_t)sizeof(res))
+            _exit(1);
+        _exit(0);
+    }
+    close(fds[1]);
+    cr_assert_eq(read(fds[0], &res, sizeof(res)), (ssize_t)sizeof(res), "the probing child failed");
+    close(fds[0]);
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+
+    cr_expect_not(res.passed);
+    expect_step(res.acceptance, PROBE_FAILED, EPERM);
+    cr_log_info("acceptance: %s", res.acceptance.detail);
+    cr_assert_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 1, "the segment IPC_RMID could not remove");
+    (void)snprintf(want, sizeof(want), "segment %d (%" PRIu64 " bytes) was created but could not be removed",
+                   (int)found[0].seg.id, 2 * MiB);
+    cr_expect(strstr(res.acceptance.detail, want), "%s", res.acceptance.detail);
+    cr_expect(strstr(res.acceptance.detail, "the next 'shmprov apply' removes it"), "%s", res.acceptance.detail);
+    cr_expect_eq(found[0].seg.cpid, pid);
+    cr_expect_eq(found[0].seg.size, 2 * MiB);
+
+    cr_assert_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 1);
+    cr_expect_eq(found[0].outcome, ORPHAN_REMOVED, "%s", found[0].why);
+    leave_checks(NULL, 0);
+}
+#endif
