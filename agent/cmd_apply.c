@@ -98,15 +98,22 @@ static void send_report(const struct plan *plan, const struct conflicts *c, cons
     r = delivery_report(p, report_data(plan, c, out, duration_ms, 0), !defer, &sum);
     lock_release(spool_lock);
 
+    for (size_t i = 0; i < sizeof(sum.damaged) / sizeof(sum.damaged[0]); i++)
+        if (sum.damaged[i][0])
+            log_warn("%s", sum.damaged[i]);
+    /* LOST only when it is: neither spooled nor delivered. */
     if (r < 0)
         log_error("report LOST: %s", sum.error);
+    else if (sum.own_direct)
+        log_warn("report delivered directly (could not spool it: %s)", sum.spool_error);
     else if (defer)
         log_info("report kept in %s for a later run or 'shmprov flush' (%u waiting)",
                  plan->profile->report.spool_dir, sum.waiting);
     else if (sum.own_delivered && sum.waiting == 0)
         log_info("report delivered to %s", plan->profile->report.url);
     else if (sum.own_delivered)
-        log_warn("report delivered; %u older report(s) still waiting in %s", sum.waiting, plan->profile->report.spool_dir);
+        /* Not "older": this one stays too when its removal failed. */
+        log_warn("report delivered; %u report(s) still waiting in %s", sum.waiting, plan->profile->report.spool_dir);
     else
         log_warn("report not delivered, kept in %s (%u waiting): %s", plan->profile->report.spool_dir, sum.waiting,
                  sum.error);
@@ -131,6 +138,32 @@ static int check_root(const char *root)
     return 0;
 }
 
+/* A test segment a killed shmprov left behind holds shmmax bytes of
+ * shmall: it goes before anything is planned, or the plan's guards would
+ * count it as a segment in use and the probe would find no room. Not
+ * under --root (an image, not this host's kernel), and not when the
+ * profile says the probe's key is another program's. */
+static void remove_probe_leftovers(const struct profile *p, struct probe_leftover *found, int *ret_found)
+{
+    int n = 0;
+
+    if (!probe_key_persistent(p->persistent_keys, p->npersistent_keys))
+        n = probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX);
+    if (n < 0)
+        log_warn("cannot look for test segments a killed shmprov left behind: /proc/sysvipc/shm: %s", strerror(-n));
+    *ret_found = n > 0 ? n : 0;
+    for (int i = 0; i < *ret_found; i++) {
+        const struct probe_leftover *l = &found[i];
+
+        if (l->outcome == ORPHAN_REMOVED)
+            log_info("removed test segment id %" PRId32 " (key 0x%08x, %" PRIu64 " bytes) a killed shmprov (pid %"
+                     PRId64 ") left behind: %s", l->seg.id, (unsigned)l->seg.key, l->seg.size, l->seg.cpid, l->why);
+        else
+            log_warn("test segment id %" PRId32 " (%" PRIu64 " bytes) a killed shmprov left behind is still there: %s",
+                     l->seg.id, l->seg.size, l->why);
+    }
+}
+
 int cmd_apply(const struct cli_options *o)
 {
     struct profile *profile = NULL;
@@ -139,6 +172,8 @@ int cmd_apply(const struct cli_options *o)
     struct conflicts conflicts;
     struct apply_outcome out;
     struct apply_options opts = { .root = o->root, .no_verify = o->no_verify, .persist_only = o->persist_only };
+    struct probe_leftover leftovers[PROBE_LEFTOVERS_MAX];
+    int nleftovers = 0;
     const char *note = NULL;
     uint64_t start = now_ms();
     int code, r;
@@ -157,6 +192,9 @@ int cmd_apply(const struct cli_options *o)
         if (code != EXIT_OK)
             goto out;
     }
+
+    if (!o->root)
+        remove_probe_leftovers(profile, leftovers, &nleftovers);
 
     /* Read the state only once the lock is held: another apply may just
      * have changed it. */
@@ -193,11 +231,20 @@ int cmd_apply(const struct cli_options *o)
         conflicts_log(&conflicts, false);
 
     r = apply_run(plan, &opts, &out);
+    if (r == 0) {
+        out.probe_leftovers_found = nleftovers;
+        for (int i = 0; i < nleftovers; i++) {
+            out.probe_leftovers[i] = leftovers[i];
+            out.probe_leftovers_removed += leftovers[i].outcome == ORPHAN_REMOVED;
+        }
+    }
     if (r < 0) {
         log_error("apply failed: %s", strerror(-r));
         code = EXIT_FAILURE_RUNTIME;
         goto out;
     }
+    if (out.probe_ran && out.probe.key_note[0])
+        log_warn("test allocation: %s", out.probe.key_note);
     if (out.result == APPLY_FAILED) {
         log_error("%s", out.error);
         if (out.restored[0])

@@ -9,6 +9,20 @@
 #include "lock.h"
 #include "log.h"
 
+/* waiting is null when the spool could not be listed. */
+static void print_json(const struct delivery_summary *sum)
+{
+    json_object *doc = json_object_new_object();
+
+    json_object_object_add(doc, "command", json_object_new_string("flush"));
+    json_object_object_add(doc, "delivered", json_object_new_int((int)sum->delivered));
+    json_object_object_add(doc, "rejected", json_object_new_int((int)sum->rejected));
+    json_object_object_add(doc, "quarantined", json_object_new_int((int)sum->quarantined));
+    json_object_object_add(doc, "waiting", sum->waiting_unknown ? NULL : json_object_new_int((int)sum->waiting));
+    json_object_object_add(doc, "error", sum->error[0] ? json_object_new_string(sum->error) : NULL);
+    printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(doc);
+}
 
 int cmd_flush(const struct cli_options *o)
 {
@@ -31,21 +45,22 @@ int cmd_flush(const struct cli_options *o)
     if (code != EXIT_OK)
         goto out;
     r = delivery_flush(profile, &sum);
+    for (size_t i = 0; i < sizeof(sum.damaged) / sizeof(sum.damaged[0]); i++)
+        if (sum.damaged[i][0])
+            log_warn("%s", sum.damaged[i]);
     if (r < 0 || sum.error[0])
         log_warn("%s", sum.error[0] ? sum.error : strerror(-r));
-    if (o->output == OUTPUT_JSON) {
-        json_object *doc = json_object_new_object();
-        json_object_object_add(doc, "command", json_object_new_string("flush"));
-        json_object_object_add(doc, "delivered", json_object_new_int((int)sum.delivered));
-        json_object_object_add(doc, "rejected", json_object_new_int((int)sum.rejected));
-        json_object_object_add(doc, "waiting", json_object_new_int((int)sum.waiting));
-        json_object_object_add(doc, "error", sum.error[0] ? json_object_new_string(sum.error) : NULL);
-        printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-        json_object_put(doc);
-    } else
-        printf("shmprov flush: %u delivered, %u rejected, %u waiting in %s\n", sum.delivered, sum.rejected,
-               sum.waiting, profile->report.spool_dir);
-    code = r < 0 || sum.waiting > 0 ? EXIT_FAILURE_RUNTIME : EXIT_OK;
+    if (o->output == OUTPUT_JSON)
+        print_json(&sum);
+    else if (sum.waiting_unknown)
+        printf("shmprov flush: %u delivered, %u rejected, %u quarantined, unknown how many waiting in %s\n",
+               sum.delivered, sum.rejected, sum.quarantined, profile->report.spool_dir);
+    else
+        printf("shmprov flush: %u delivered, %u rejected, %u quarantined, %u waiting in %s\n", sum.delivered,
+               sum.rejected, sum.quarantined, sum.waiting, profile->report.spool_dir);
+    /* Quarantined events are out of the spool for good: only what is still
+     * waiting (or may be) is a failure. */
+    code = r < 0 || sum.waiting > 0 || sum.waiting_unknown ? EXIT_FAILURE_RUNTIME : EXIT_OK;
 out:
     lock_release(lock);
     profile_free(profile);

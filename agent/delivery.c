@@ -121,25 +121,141 @@ static enum http_outcome post(struct sender *snd, const char *type, const char *
     return res.outcome;
 }
 
-/* Sends one spooled event; removes it only after a 2xx. */
-static void send_one(struct sender *snd, struct spool *sp, const struct spool_entry *e)
-{
-    char *json = NULL;
-    size_t len;
-    long status = 0;
-    enum http_outcome o;
 
-    if (e->error || spool_read(sp, e, &json, &len) < 0) {
-        log_warn("spooled report %s/%s cannot be read; left in place", spool_path(sp), e->name);
+#define CE_STRUCTURED "application/cloudevents+json"
+#define CE_BATCH "application/cloudevents-batch+json"
+
+/* A spooled event read and checked, ready to send. */
+struct loaded {
+    const struct spool_entry *e;
+    char *text;
+    size_t len;
+    json_object *obj;
+};
+
+static void free_loaded(struct loaded *l)
+{
+    free(l->text);
+    json_object_put(l->obj);
+    l->text = NULL;
+    l->obj = NULL;
+}
+
+/* The whole file must be one JSON object: one cut short, or with anything
+ * after the object, is damaged. NULL with *why set, or with *why NULL when
+ * json-c ran out of memory (json-c 0.16 reports that as no error at all),
+ * which a later run may not. */
+static json_object *parse_event(const char *text, size_t len, const char **why)
+{
+    struct json_tokener *tok;
+    enum json_tokener_error err;
+    json_object *obj;
+    size_t end;
+
+    *why = NULL;
+    tok = json_tokener_new();
+    if (!tok)
+        return NULL;
+    obj = json_tokener_parse_ex(tok, text, (int)len); /* len <= SPOOL_MAX_EVENT_BYTES */
+    err = json_tokener_get_error(tok);
+    end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (!obj) {
+        if (err != json_tokener_success)
+            *why = "is not JSON (cut short or damaged)";
+        return NULL;
+    }
+    while (end < len && (text[end] == ' ' || text[end] == '\t' || text[end] == '\r' || text[end] == '\n'))
+        end++;
+    if (end < len)
+        *why = "is not JSON (something follows the event)";
+    else if (!json_object_is_type(obj, json_type_object))
+        *why = "is not a JSON object";
+    if (*why) {
+        json_object_put(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+/* Errors that will not go away by themselves: not a regular file, a
+ * symlink, too large, unreadable media. */
+static bool permanent(int r)
+{
+    return r == -EINVAL || r == -EISDIR || r == -ELOOP || r == -EFBIG || r == -EIO;
+}
+
+/* Moves an event that can never be sent out of the way, so no run tries
+ * it again, and says so. */
+static void quarantine(struct spool *sp, const struct spool_entry *e, const char *why,
+                       struct delivery_summary *sum)
+{
+    int sync_error = 0, r = spool_quarantine(sp, e, &sync_error);
+
+    if (r < 0) {
+        log_warn("spooled report %s/%s %s, and cannot be moved to %s/" SPOOL_QUARANTINE_DIR ": %s; left in place",
+                 spool_path(sp), e->name, why, spool_path(sp), strerror(-r));
         return;
     }
-    o = post(snd, "application/cloudevents+json", json, len, e->id, &status);
-    free(json);
+    sum->quarantined++;
+    log_warn("spooled report %s/%s %s: moved to %s/" SPOOL_QUARANTINE_DIR "/%s, never to be sent%s%s%s",
+             spool_path(sp), e->name, why, spool_path(sp), e->name,
+             sync_error ? " (syncing the directories failed: " : "", sync_error ? strerror(-sync_error) : "",
+             sync_error ? "; the move may not survive a crash)" : "");
+}
+
+/* Reads and checks one spooled event. 0: *l is ready. 1: nothing to send
+ * now: gone meanwhile, unreadable for now (left in place, warned), or
+ * damaged (quarantined). */
+static int load_event(struct spool *sp, const struct spool_entry *e, struct delivery_summary *sum, struct loaded *l)
+{
+    const char *why = NULL;
+    char unusable[128];
+    int r = e->error;
+
+    memset(l, 0, sizeof(*l));
+    l->e = e;
+    if (r == 0)
+        r = spool_read(sp, e, &l->text, &l->len);
+    if (r == 0) {
+        l->obj = parse_event(l->text, l->len, &why);
+        if (l->obj)
+            return 0;
+        r = why ? -EBADMSG : -ENOMEM;
+    }
+    free_loaded(l);
+    if (r == -ENOENT)
+        return 1;
+    if (!why && permanent(r)) {
+        (void)snprintf(unusable, sizeof(unusable), "cannot be used (%s)", fsutil_strerror(r));
+        why = unusable;
+    }
+    if (why)
+        quarantine(sp, e, why, sum);
+    else /* EINTR, ENOMEM, EMFILE, EACCES...: the next run may do better */
+        log_warn("spooled report %s/%s cannot be read now (%s); left in place for the next run", spool_path(sp),
+                 e->name, strerror(-r));
+    return 1;
+}
+
+static void remove_delivered(struct spool *sp, const struct spool_entry *e)
+{
+    int r = spool_remove(sp, e);
+
+    if (r < 0 && r != -ENOENT)
+        log_warn("report %s was delivered, but removing %s/%s from the spool failed (%s); if it is still there, "
+                 "it is sent again (same id)", e->id, spool_path(sp), e->name, strerror(-r));
+}
+
+/* Posts one loaded event; removes it only after a 2xx. */
+static void send_loaded(struct sender *snd, struct spool *sp, const struct loaded *l)
+{
+    long status = 0;
+    enum http_outcome o = post(snd, CE_STRUCTURED, l->text, l->len, l->e->id, &status);
+
     if (o == HTTP_DELIVERED) {
-        if (spool_remove(sp, e) < 0)
-            log_warn("report %s delivered but not removed from %s; the collector may see it twice", e->id,
-                     spool_path(sp));
         snd->sum->delivered++;
+        remove_delivered(sp, l->e);
     } else if (o == HTTP_REJECTED) {
         /* Kept: the operator decides, and nothing is deleted before a 2xx. */
         snd->sum->rejected++;
@@ -148,71 +264,120 @@ static void send_one(struct sender *snd, struct spool *sp, const struct spool_en
     }
 }
 
-/* One batch of up to DELIVERY_BATCH_MAX_EVENTS. Returns 1 when the
- * collector refused the batch as such (send them one by one), else 0. */
-static int send_batch(struct sender *snd, struct spool *sp, const struct spool_entry *e, size_t n)
+static void send_one(struct sender *snd, struct spool *sp, const struct spool_entry *e)
+{
+    struct loaded l;
+
+    if (load_event(sp, e, snd->sum, &l) != 0)
+        return;
+    send_loaded(snd, sp, &l);
+    free_loaded(&l);
+}
+
+/* One batch of the events in l. Returns 1 when the collector refused the
+ * batch as such (send them one by one), else 0. */
+static int send_batch(struct sender *snd, struct spool *sp, const struct loaded *l, size_t n)
 {
     json_object *batch = json_object_new_array();
     const char *body;
     long status = 0;
     enum http_outcome o;
-    size_t used = 0;
 
-    for (size_t i = 0; i < n; i++) {
-        char *json = NULL;
-        size_t len;
-        json_object *ev;
-
-        if (e[i].error || spool_read(sp, &e[i], &json, &len) < 0)
-            continue;
-        /* Parsed and re-serialised: the batch is built by the JSON library. */
-        ev = json_tokener_parse(json);
-        free(json);
-        if (!ev) {
-            log_warn("spooled report %s/%s is not JSON; left in place", spool_path(sp), e[i].name);
-            continue;
-        }
-        json_object_array_add(batch, ev);
-        used++;
-    }
-    if (used == 0) {
+    /* Built by the JSON library from the parsed events. */
+    for (size_t i = 0; batch && i < n; i++)
+        json_object_array_add(batch, json_object_get(l[i].obj));
+    body = batch ? json_object_to_json_string_ext(batch, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+                 : NULL;
+    if (!body) {
+        say(snd->sum, "cannot build a batch of reports: %s", strerror(ENOMEM));
         json_object_put(batch);
+        snd->network_down = true; /* nothing more this run */
         return 0;
     }
-    body = json_object_to_json_string_ext(batch, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    o = post(snd, "application/cloudevents-batch+json", body, strlen(body), NULL, &status);
+    o = post(snd, CE_BATCH, body, strlen(body), NULL, &status);
     json_object_put(batch);
     if (o == HTTP_DELIVERED) {
-        for (size_t i = 0; i < n; i++)
-            if (!e[i].error && spool_remove(sp, &e[i]) == 0)
-                snd->sum->delivered++;
+        /* Exactly what was in the body: nothing else is counted or removed. */
+        for (size_t i = 0; i < n; i++) {
+            snd->sum->delivered++;
+            remove_delivered(sp, l[i].e);
+        }
         return 0;
     }
     /* 400/404/405/413/415: this collector does not take batches. */
     if (o == HTTP_REJECTED && (status == 400 || status == 404 || status == 405 || status == 413 || status == 415))
         return 1;
     if (o == HTTP_REJECTED)
-        snd->sum->rejected += (unsigned)used;
+        snd->sum->rejected += (unsigned)n;
     else
         snd->network_down = true;
     return 0;
+}
+
+/* Up to one batch of entries: loaded (the damaged quarantined), then sent
+ * as a batch, or one by one once the collector has refused batches. */
+static void flush_chunk(struct sender *snd, struct spool *sp, const struct spool_entry *e, size_t n, bool *single)
+{
+    struct loaded l[DELIVERY_BATCH_MAX_EVENTS];
+    size_t used = 0;
+
+    for (size_t i = 0; i < n && i < DELIVERY_BATCH_MAX_EVENTS; i++)
+        if (load_event(sp, &e[i], snd->sum, &l[used]) == 0)
+            used++;
+    if (used > 0 && !*single && send_batch(snd, sp, l, used) == 1) {
+        log_info("the collector does not take batches; sending one event at a time");
+        *single = true;
+    }
+    for (size_t i = 0; *single && i < used && !snd->network_down; i++)
+        send_loaded(snd, sp, &l[i]);
+    for (size_t i = 0; i < used; i++)
+        free_loaded(&l[i]);
 }
 
 static void count_waiting(struct spool *sp, struct delivery_summary *sum)
 {
     struct spool_entry *e = NULL;
     size_t n = 0;
+    int r = spool_list(sp, &e, &n);
 
-    if (spool_list(sp, &e, &n) == 0)
-        sum->waiting = (unsigned)n;
+    if (r < 0) {
+        sum->waiting_unknown = true;
+        if (!sum->error[0])
+            say(sum, "cannot list the report spool '%s' to count what is waiting: %s", spool_path(sp), strerror(-r));
+        return;
+    }
+    sum->waiting = (unsigned)n;
     free(e);
 }
 
-static int open_spool(const struct profile *p, struct spool **ret, struct delivery_summary *sum)
+/* A counter file found damaged is no failure: it is rewritten, and the
+ * caller warns once. */
+static void note_damage(struct spool *sp, struct delivery_summary *sum)
+{
+    _Static_assert(sizeof(sum->damaged) / sizeof(sum->damaged[0]) == SPOOL_COUNTERS, "one line per counter");
+    for (int c = 0; c < SPOOL_COUNTERS; c++) {
+        int rewrite = 0, r = spool_counter_damaged(sp, (enum spool_counter)c, &rewrite);
+        char done[160];
+
+        if (r == 0)
+            continue;
+        if (rewrite)
+            (void)snprintf(done, sizeof(done), "it cannot be rewritten (%s)", strerror(-rewrite));
+        else
+            (void)snprintf(done, sizeof(done), "rewritten to count from 0");
+        (void)snprintf(sum->damaged[c], sizeof(sum->damaged[c]),
+                       "report spool counter %s/%s %s (%s): %s; the next delivered report says its count is unknown",
+                       spool_path(sp), spool_counter_file((enum spool_counter)c),
+                       r == -EBADMSG ? "is damaged" : "cannot be read", r == -EBADMSG ? "not a number" : fsutil_strerror(r),
+                       done);
+    }
+}
+
+static int open_spool(const struct profile *p, struct spool **ret, char *why, size_t why_len)
 {
     int r = spool_open(p->report.spool_dir, p->report.spool_max_events, DELIVERY_SPOOL_MAX_BYTES, ret);
     if (r < 0)
-        say(sum, "cannot open the report spool '%s': %s", p->report.spool_dir, strerror(-r));
+        (void)snprintf(why, why_len, "cannot open the report spool '%s': %s", p->report.spool_dir, strerror(-r));
     return r;
 }
 
@@ -243,7 +408,7 @@ void delivery_splay(const struct profile *p)
 
     if (p->report.splay_s == 0)
         return;
-    if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+    if (TEMP_FAILURE_RETRY(getrandom(&r, sizeof(r), 0)) != (ssize_t)sizeof(r))
         r = (uint32_t)getpid();
     ms = r % ((uint64_t)p->report.splay_s * 1000 + 1);
     ts.tv_sec = (time_t)(ms / 1000);
@@ -253,66 +418,137 @@ void delivery_splay(const struct profile *p)
         ;
 }
 
+/* What a report carries from the spool's counters, to be subtracted once
+ * it is delivered. */
+struct carried {
+    uint64_t count[SPOOL_COUNTERS];
+    bool unknown[SPOOL_COUNTERS];
+};
+
+static const char *const count_fields[SPOOL_COUNTERS] = { "reports_dropped", "reports_quarantined" };
+static const char *const unknown_fields[SPOOL_COUNTERS] = { "reports_dropped_unknown", "reports_quarantined_unknown" };
+
+static void add_counts(struct spool *sp, json_object *data, struct carried *c)
+{
+    for (int i = 0; i < SPOOL_COUNTERS; i++) {
+        c->count[i] = sp ? spool_count(sp, (enum spool_counter)i) : 0;
+        /* No spool, no counters: what they hold is unknown, not 0. */
+        c->unknown[i] = sp ? spool_count_unknown(sp, (enum spool_counter)i) : true;
+        json_object_object_add(data, count_fields[i], json_object_new_uint64(c->count[i]));
+        if (c->unknown[i])
+            json_object_object_add(data, unknown_fields[i], json_object_new_boolean(1));
+    }
+}
+
+/* The report that carried c was delivered: those are reported. */
+static void clear_carried(struct spool *sp, const struct carried *c)
+{
+    for (int i = 0; sp && i < SPOOL_COUNTERS; i++) {
+        int r;
+
+        if (c->count[i] == 0 && !c->unknown[i])
+            continue;
+        r = spool_clear_count(sp, (enum spool_counter)i, c->count[i], c->unknown[i]);
+        if (r < 0)
+            log_warn("cannot update %s/%s after a report carried it: %s; the next report counts those again",
+                     spool_path(sp), spool_counter_file((enum spool_counter)i), strerror(-r));
+    }
+}
+
+/* The spool could not take this run's event: one POST of it, or it is
+ * lost (returns spool_r). */
+static int send_unspooled(const struct profile *p, struct spool *sp, const char *json, const char *id, bool send,
+                          int spool_r, const struct carried *c, struct delivery_summary *sum)
+{
+    struct sender snd;
+    long status = 0;
+    int r = spool_r;
+
+    if (!send) {
+        say(sum, "%s; it was to be spooled only, not sent", sum->spool_error);
+        return r;
+    }
+    if (start_sender(p, &snd, sum) == 0 &&
+        post(&snd, CE_STRUCTURED, json, strlen(json), id, &status) == HTTP_DELIVERED) {
+        sum->own_delivered = sum->own_direct = true;
+        clear_carried(sp, c);
+        r = 0;
+    } else {
+        char why[sizeof(sum->error)];
+        (void)snprintf(why, sizeof(why), "%s", sum->error);
+        say(sum, "could not spool it (%s) and sending it directly failed: %s", sum->spool_error, why);
+    }
+    free_token(snd.token);
+    return r;
+}
+
+/* The event is spooled: send the spool, oldest first, this one last. */
+static void send_spool(const struct profile *p, struct spool *sp, const char *id, const struct carried *c,
+                       struct delivery_summary *sum)
+{
+    struct spool_entry *e = NULL;
+    struct sender snd;
+    size_t n = 0;
+    int r;
+
+    if (start_sender(p, &snd, sum) < 0)
+        goto out;
+    r = spool_list(sp, &e, &n);
+    if (r < 0) {
+        say(sum, "cannot list the report spool '%s': %s", spool_path(sp), strerror(-r));
+        goto out;
+    }
+    for (size_t i = 0; i < n && !snd.network_down; i++) {
+        unsigned before = sum->delivered;
+        send_one(&snd, sp, &e[i]);
+        if (strcmp(e[i].id, id) == 0 && sum->delivered > before)
+            sum->own_delivered = true;
+    }
+    /* What this report carried is reported: stop counting it. */
+    if (sum->own_delivered)
+        clear_carried(sp, c);
+out:
+    free(e);
+    free_token(snd.token);
+}
+
 int delivery_report(const struct profile *p, json_object *data, bool send, struct delivery_summary *ret)
 {
     struct delivery_summary sum = { 0 };
     struct spool *sp = NULL;
-    struct spool_entry *e = NULL;
-    struct sender snd = { 0 };
+    struct carried carried;
     char *json = NULL, id[REPORT_ID_LEN + 1];
-    uint64_t dropped;
-    size_t n = 0;
-    int r;
+    int spooled, sync_error = 0, r;
 
-    r = open_spool(p, &sp, &sum);
-    if (r < 0) {
-        json_object_put(data);
-        goto out;
-    }
-    dropped = spool_dropped(sp);
-    json_object_object_add(data, "reports_dropped", json_object_new_uint64(dropped));
+    spooled = open_spool(p, &sp, sum.spool_error, sizeof(sum.spool_error));
+    if (sp)
+        note_damage(sp, &sum);
+    add_counts(sp, data, &carried);
     r = report_event(data, &json, id);
     if (r < 0) {
         say(&sum, "cannot build the report: %s", strerror(-r));
         goto out;
     }
     /* Spooled before it is sent: a run killed mid-send loses nothing. */
-    r = spool_put(sp, id, json, strlen(json));
-    if (r < 0) {
-        say(&sum, "cannot spool the report in '%s': %s", spool_path(sp), strerror(-r));
-        goto out;
+    if (sp) {
+        spooled = spool_put(sp, id, json, strlen(json), &sync_error);
+        if (sync_error)
+            log_warn("report spooled in %s, but syncing the directory failed (%s): a crash may still lose it",
+                     spool_path(sp), strerror(-sync_error));
+        if (spooled < 0)
+            (void)snprintf(sum.spool_error, sizeof(sum.spool_error), "cannot write to the report spool '%s': %s",
+                           spool_path(sp), strerror(-spooled));
     }
-
-    if (!send) {
+    if (spooled < 0)
+        r = send_unspooled(p, sp, json, id, send, spooled, &carried, &sum);
+    else if (send)
+        send_spool(p, sp, id, &carried, &sum);
+    if (sp)
         count_waiting(sp, &sum);
-        r = 0;
-        goto out;
-    }
-    if (start_sender(p, &snd, &sum) < 0) {
-        count_waiting(sp, &sum);
-        r = 0;
-        goto out;
-    }
-    r = spool_list(sp, &e, &n);
-    if (r < 0) {
-        say(&sum, "cannot list the report spool '%s': %s", spool_path(sp), strerror(-r));
-        goto out;
-    }
-    for (size_t i = 0; i < n && !snd.network_down; i++) {
-        unsigned before = sum.delivered;
-        send_one(&snd, sp, &e[i]);
-        if (strcmp(e[i].id, id) == 0 && sum.delivered > before)
-            sum.own_delivered = true;
-    }
-    /* The drops this report carried are reported: stop counting them. */
-    if (sum.own_delivered && dropped > 0)
-        spool_clear_dropped(sp, dropped);
-    count_waiting(sp, &sum);
-    r = 0;
+    else
+        sum.waiting_unknown = true;
 out:
-    free(e);
     free(json);
-    free_token(snd.token);
     spool_close(sp);
     *ret = sum;
     return r;
@@ -328,27 +564,21 @@ int delivery_flush(const struct profile *p, struct delivery_summary *ret)
     bool single = false;
     int r;
 
-    r = open_spool(p, &sp, &sum);
-    if (r < 0)
+    r = open_spool(p, &sp, sum.error, sizeof(sum.error));
+    if (r < 0) {
+        sum.waiting_unknown = true;
         goto out;
+    }
+    note_damage(sp, &sum);
     r = spool_list(sp, &e, &n);
     if (r < 0) {
         say(&sum, "cannot list the report spool '%s': %s", spool_path(sp), strerror(-r));
+        sum.waiting_unknown = true;
         goto out;
     }
-    if (n > 0 && start_sender(p, &snd, &sum) == 0) {
-        for (size_t i = 0; i < n && !snd.network_down;) {
-            size_t chunk = n - i < DELIVERY_BATCH_MAX_EVENTS ? n - i : DELIVERY_BATCH_MAX_EVENTS;
-            if (!single && send_batch(&snd, sp, &e[i], chunk) == 1) {
-                log_info("the collector does not take batches; sending one event at a time");
-                single = true;
-                continue;
-            }
-            if (single)
-                send_one(&snd, sp, &e[i]), chunk = 1;
-            i += chunk;
-        }
-    }
+    if (n > 0 && start_sender(p, &snd, &sum) == 0)
+        for (size_t i = 0; i < n && !snd.network_down; i += DELIVERY_BATCH_MAX_EVENTS)
+            flush_chunk(&snd, sp, &e[i], n - i, &single);
     count_waiting(sp, &sum);
     r = 0;
 out:

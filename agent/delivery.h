@@ -1,9 +1,10 @@
 #pragma once
-/* Getting reports to the collector without ever losing one (SPEC §8): the
- * command layer's glue between the spool (files) and http (network), which
- * never include each other. An event is spooled BEFORE it is sent, so a
- * run killed mid-send leaves it for the next run; nothing leaves the spool
- * before a 2xx. */
+/* Getting reports to the collector without ever losing one: the command
+ * layer's glue between the spool (files) and http (network), which never
+ * include each other. An event is spooled BEFORE it is sent, so a run
+ * killed mid-send leaves it for the next run; nothing leaves the spool
+ * before a 2xx, except a damaged event, which is moved to the spool's
+ * quarantine directory and counted in the next report. */
 
 #include <json-c/json.h>
 #include <stdbool.h>
@@ -19,11 +20,18 @@
 #define DELIVERY_BATCH_MAX_EVENTS 100
 
 struct delivery_summary {
-    unsigned delivered; /* events that got a 2xx */
-    unsigned waiting;   /* events left in the spool */
-    unsigned rejected;  /* events the collector refused (kept in the spool) */
-    bool own_delivered; /* this run's event */
-    char error[512];    /* the last problem, for people; never holds the token */
+    unsigned delivered;   /* events in a body that got a 2xx */
+    unsigned waiting;     /* events left in the spool */
+    bool waiting_unknown; /* the spool could not be listed: waiting is 0 but unknown */
+    unsigned rejected;    /* events the collector refused (kept in the spool) */
+    unsigned quarantined; /* damaged events moved out of the spool, never to be sent */
+    bool own_delivered;   /* this run's event */
+    bool own_direct;      /* ...sent without the spool, which could not take it */
+    char spool_error[384]; /* why the spool could not take this run's event */
+    /* One line per counter file this run found damaged, for the caller to
+     * warn about once ("" when none). */
+    char damaged[2][384];
+    char error[512];      /* the last problem, for people; never holds the token */
 };
 
 /* Reads a bearer token: a regular file (a symlink is followed, its target
@@ -39,15 +47,20 @@ int delivery_read_token(const char *path, char **ret_token, char *why, size_t wh
 void delivery_splay(const struct profile *p);
 
 /* Reports one run: spools the event made from data (consumed; its
- * reports_dropped is set from the spool first); unless send is false (apply
- * --defer-report, at boot: never wait on the network), then sends every
- * spooled event oldest first, this one last, within one
- * deadline of report.timeout seconds. Returns 0 with *ret filled whatever
- * the network did; a negative errno when the event could not even be
- * spooled (then it is lost, and the caller says so). */
+ * reports_dropped and reports_quarantined, and their *_unknown flags, are
+ * set from the spool first); unless send is false (apply --defer-report,
+ * at boot: never wait on the network), then sends every spooled event
+ * oldest first, this one last, within one deadline of report.timeout
+ * seconds. When the spool cannot take the event and send is true, the
+ * event is sent directly, once (own_direct, spool_error says why).
+ * Returns 0 with *ret filled whatever the network did; a negative errno
+ * only when the event is lost: neither spooled nor delivered (error says
+ * why). */
 int delivery_report(const struct profile *p, json_object *data, bool send, struct delivery_summary *ret);
 
 /* `shmprov flush`: sends the spool now, oldest first, in batches
  * (application/cloudevents-batch+json), one by one where the collector
- * does not take batches. Same return convention. */
+ * does not take batches; damaged events are quarantined. Returns 0 with
+ * *ret filled, or a negative errno when the spool cannot be opened or
+ * listed. */
 int delivery_flush(const struct profile *p, struct delivery_summary *ret);

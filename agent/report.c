@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fsutil.h"
 #include "hash.h"
@@ -67,6 +68,27 @@ static json_object *keys_json(const struct plan *plan, const struct conflicts *c
     return a;
 }
 
+/* Test segments a killed shmprov left behind, removed before this run
+ * planned (whether or not its own probe ran). */
+static json_object *leftovers_json(const struct apply_outcome *out)
+{
+    json_object *a = json_object_new_array();
+
+    for (int i = 0; i < out->probe_leftovers_found && i < PROBE_LEFTOVERS_MAX; i++) {
+        const struct probe_leftover *l = &out->probe_leftovers[i];
+        json_object *o;
+
+        if (l->outcome != ORPHAN_REMOVED)
+            continue;
+        o = json_object_new_object();
+        json_object_object_add(o, "id", json_object_new_int(l->seg.id));
+        json_object_object_add(o, "bytes", json_object_new_uint64(l->seg.size));
+        json_object_object_add(o, "creator_pid", json_object_new_int64(l->seg.cpid));
+        json_object_array_add(a, o);
+    }
+    return a;
+}
+
 static json_object *probe_json(const struct apply_outcome *out)
 {
     json_object *o;
@@ -79,6 +101,7 @@ static json_object *probe_json(const struct apply_outcome *out)
     json_object_object_add(o, "acceptance", step_json(&out->probe.acceptance));
     json_object_object_add(o, "round_trip", step_json(&out->probe.round_trip));
     json_object_object_add(o, "headroom_bytes", json_object_new_uint64(out->probe.headroom_bytes));
+    json_object_object_add(o, "key_note", out->probe.key_note[0] ? json_object_new_string(out->probe.key_note) : NULL);
     return o;
 }
 
@@ -99,6 +122,7 @@ json_object *report_data(const struct plan *plan, const struct conflicts *c, con
     json_object_object_add(d, "dropin", dropin);
     json_object_object_add(d, "conflicts", conflicts_json(c));
     json_object_object_add(d, "probe", probe_json(out));
+    json_object_object_add(d, "probe_leftovers_removed", leftovers_json(out));
     json_object_object_add(d, "usage", plan_usage_json(&plan->host));
     json_object_object_add(d, "result", json_object_new_string(apply_result_name(out->result)));
     json_object_object_add(d, "runtime_skipped",
@@ -112,6 +136,9 @@ json_object *report_data(const struct plan *plan, const struct conflicts *c, con
     }
     json_object_object_add(d, "duration_ms", json_object_new_uint64(duration_ms));
     json_object_object_add(d, "reports_dropped", json_object_new_uint64(reports_dropped));
+    /* Set from the spool when the report is sent; here (apply --output
+     * json) there is no spool to count. */
+    json_object_object_add(d, "reports_quarantined", json_object_new_uint64(0));
     return d;
 }
 
@@ -137,8 +164,11 @@ void report_source(const char *machine_id_path, char *buf, size_t len)
 static int new_uuid(char out[REPORT_ID_LEN + 1])
 {
     unsigned char b[16];
+    ssize_t n = TEMP_FAILURE_RETRY(getrandom(b, sizeof(b), 0));
 
-    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+    if (n < 0)
+        return -errno;
+    if (n != (ssize_t)sizeof(b))
         return -EIO;
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */

@@ -1,5 +1,5 @@
 #pragma once
-/* The report of a run (SPEC §8): its data (schemas/report.schema.json) and
+/* The report of a run: its data (schemas/report.schema.json) and
  * the CloudEvents 1.0 envelope around it. Builds JSON with json-c only;
  * sending and spooling live elsewhere. */
 
@@ -13,7 +13,9 @@
 #define REPORT_EVENT_TYPE "dev.shmprov.run.v1"
 #define REPORT_ID_LEN 36
 
-/* The run as report data. Also what `apply --output json` prints. */
+/* The run as report data. Also what `apply --output json` prints.
+ * reports_quarantined is 0 here: delivery sets it, reports_dropped and the
+ * *_unknown flags from the spool. */
 json_object *report_data(const struct plan *plan, const struct conflicts *c, const struct apply_outcome *out,
                          uint64_t duration_ms, uint64_t reports_dropped);
 

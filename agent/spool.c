@@ -24,12 +24,28 @@
  * still at work. */
 #define STALE_TEMP_SECONDS 600
 
+struct counter {
+    uint64_t value;
+    bool unknown; /* value may be short until a delivered report says so */
+    int damage;   /* why spool_open() found the file unusable, or 0 */
+    int rewrite;  /* why it could not be rewritten then, or 0 */
+};
+
 struct spool {
     char *path;
     int dirfd;
     size_t max_count;
     uint64_t max_bytes;
-    uint64_t dropped;
+    struct counter counters[SPOOL_COUNTERS];
+};
+
+static const char *const counter_files[SPOOL_COUNTERS] = {
+    [SPOOL_COUNTER_DROPPED] = SPOOL_DROPPED_FILE,
+    [SPOOL_COUNTER_QUARANTINED] = SPOOL_QUARANTINED_FILE,
+};
+static const char *const unknown_files[SPOOL_COUNTERS] = {
+    [SPOOL_COUNTER_DROPPED] = SPOOL_DROPPED_FILE SPOOL_UNKNOWN_SUFFIX,
+    [SPOOL_COUNTER_QUARANTINED] = SPOOL_QUARANTINED_FILE SPOOL_UNKNOWN_SUFFIX,
 };
 
 static bool uuid_ok(const char *id)
@@ -90,26 +106,26 @@ static int make_dirs(char *path)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+        if (TEMP_FAILURE_RETRY(mkdir(path, 0700)) < 0 && errno != EEXIST) {
             int r = -errno;
             *p = '/';
             return r;
         }
         *p = '/';
     }
-    if (mkdir(path, 0700) < 0 && errno != EEXIST)
+    if (TEMP_FAILURE_RETRY(mkdir(path, 0700)) < 0 && errno != EEXIST)
         return -errno;
     return 0;
 }
 
-static int read_counter(const struct spool *s, uint64_t *ret)
+static int read_counter(const struct spool *s, enum spool_counter c, uint64_t *ret)
 {
     char path[PATH_MAX], *buf = NULL, *end;
     unsigned long long value;
     size_t len;
     int r;
 
-    r = join(s, SPOOL_DROPPED_FILE, path, sizeof(path));
+    r = join(s, counter_files[c], path, sizeof(path));
     if (r < 0)
         return r;
     r = fsutil_read_file(path, 64, true, &buf, &len, NULL);
@@ -137,31 +153,62 @@ out:
     return r;
 }
 
-static int write_counter(const struct spool *s, uint64_t value)
+static int write_counter(const struct spool *s, enum spool_counter c, uint64_t value)
 {
     char path[PATH_MAX], text[32];
     int r, n;
 
-    r = join(s, SPOOL_DROPPED_FILE, path, sizeof(path));
+    r = join(s, counter_files[c], path, sizeof(path));
     if (r < 0)
         return r;
     n = snprintf(text, sizeof(text), "%" PRIu64 "\n", value);
     return fsutil_write_atomic(path, text, (size_t)n, 0600);
 }
 
-/* A reader of its own: fdopendir() would take the directory fd. */
-static DIR *open_listing(const struct spool *s)
+/* A counter that cannot be read counts from 0 again, and its marker keeps
+ * "unknown" across runs until a delivered report has said so: a damaged
+ * file must cost a number, never the reports still to come. */
+static void load_counter(struct spool *s, enum spool_counter c)
 {
-    int fd = fcntl(s->dirfd, F_DUPFD_CLOEXEC, 0);
+    struct counter *k = &s->counters[c];
+    char path[PATH_MAX];
+    struct stat st;
+    int r = read_counter(s, c, &k->value);
+
+    if (r == 0) {
+        /* A marker we cannot see is taken as there: unknown is the safe side. */
+        if (TEMP_FAILURE_RETRY(fstatat(s->dirfd, unknown_files[c], &st, AT_SYMLINK_NOFOLLOW)) == 0 ||
+            errno != ENOENT)
+            k->unknown = true;
+        return;
+    }
+    k->damage = r;
+    k->value = 0;
+    k->unknown = true;
+    k->rewrite = join(s, unknown_files[c], path, sizeof(path));
+    if (k->rewrite == 0)
+        k->rewrite = fsutil_write_atomic(path, "", 0, 0600);
+    r = write_counter(s, c, 0);
+    if (k->rewrite == 0)
+        k->rewrite = r;
+}
+
+/* A reader of its own: fdopendir() would take the directory fd. NULL
+ * with *ret_error set to the errno of what failed. */
+static DIR *open_listing(const struct spool *s, int *ret_error)
+{
+    int fd = TEMP_FAILURE_RETRY(fcntl(s->dirfd, F_DUPFD_CLOEXEC, 0));
     DIR *d;
 
-    if (fd < 0)
+    if (fd < 0) {
+        *ret_error = -errno;
         return NULL;
-    d = fdopendir(fd);
+    }
+    while (!(d = fdopendir(fd)) && errno == EINTR)
+        ;
     if (!d) {
-        int saved = errno;
+        *ret_error = -errno; /* before close() can change it */
         close(fd);
-        errno = saved;
         return NULL;
     }
     /* A dup shares the offset: start from the top every time. */
@@ -169,10 +216,32 @@ static DIR *open_listing(const struct spool *s)
     return d;
 }
 
+/* The directory itself: ours, private, never through a symlink. */
+static int open_dir(struct spool *s)
+{
+    struct stat st;
+
+    s->dirfd = TEMP_FAILURE_RETRY(open(s->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (s->dirfd < 0) {
+        int r = -errno;
+        /* A symlink comes back as ELOOP, or as ENOTDIR next to O_DIRECTORY
+         * on some kernels: say which it was. */
+        if (r == -ENOTDIR && TEMP_FAILURE_RETRY(lstat(s->path, &st)) == 0 && S_ISLNK(st.st_mode))
+            r = -ELOOP;
+        return r;
+    }
+    if (TEMP_FAILURE_RETRY(fstat(s->dirfd, &st)) < 0)
+        return -errno;
+    /* Whoever can write here can plant events in our name or delete the
+     * ones waiting. */
+    if (st.st_uid != geteuid() || (st.st_mode & 0022))
+        return -EPERM;
+    return 0;
+}
+
 int spool_open(const char *dir, size_t max_count, uint64_t max_bytes, struct spool **ret)
 {
     struct spool *s = NULL;
-    struct stat st;
     size_t len;
     int r;
 
@@ -201,28 +270,11 @@ int spool_open(const char *dir, size_t max_count, uint64_t max_bytes, struct spo
     r = make_dirs(s->path);
     if (r < 0)
         goto out;
-    s->dirfd = open(s->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (s->dirfd < 0) {
-        r = -errno;
-        /* A symlink comes back as ELOOP, or as ENOTDIR next to O_DIRECTORY
-         * on some kernels: say which it was. */
-        if (r == -ENOTDIR && lstat(s->path, &st) == 0 && S_ISLNK(st.st_mode))
-            r = -ELOOP;
-        goto out;
-    }
-    if (fstat(s->dirfd, &st) < 0) {
-        r = -errno;
-        goto out;
-    }
-    /* Whoever can write here can plant events in our name or delete the
-     * ones waiting. */
-    if (st.st_uid != geteuid() || (st.st_mode & 0022)) {
-        r = -EPERM;
-        goto out;
-    }
-    r = read_counter(s, &s->dropped);
+    r = open_dir(s);
     if (r < 0)
         goto out;
+    for (int c = 0; c < SPOOL_COUNTERS; c++)
+        load_counter(s, (enum spool_counter)c);
     (void)fsutil_remove_stale_temps_at(s->dirfd, NULL, STALE_TEMP_SECONDS);
 
     *ret = s;
@@ -248,9 +300,33 @@ const char *spool_path(const struct spool *s)
     return s->path;
 }
 
+const char *spool_counter_file(enum spool_counter c)
+{
+    return c < SPOOL_COUNTERS ? counter_files[c] : "?";
+}
+
+uint64_t spool_count(const struct spool *s, enum spool_counter c)
+{
+    return s && c < SPOOL_COUNTERS ? s->counters[c].value : 0;
+}
+
+bool spool_count_unknown(const struct spool *s, enum spool_counter c)
+{
+    return s && c < SPOOL_COUNTERS && s->counters[c].unknown;
+}
+
+int spool_counter_damaged(const struct spool *s, enum spool_counter c, int *ret_rewrite_error)
+{
+    if (!s || c >= SPOOL_COUNTERS)
+        return -EINVAL;
+    if (ret_rewrite_error)
+        *ret_rewrite_error = s->counters[c].rewrite;
+    return s->counters[c].damage;
+}
+
 uint64_t spool_dropped(const struct spool *s)
 {
-    return s->dropped;
+    return spool_count(s, SPOOL_COUNTER_DROPPED);
 }
 
 static int compare_entries(const void *a, const void *b)
@@ -273,7 +349,7 @@ static int inspect(const struct spool *s, const char *name, struct spool_entry *
     memcpy(e->id, name + SEQ_DIGITS + 1, UUID_LEN);
     e->id[UUID_LEN] = '\0';
 
-    if (fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+    if (TEMP_FAILURE_RETRY(fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW)) < 0) {
         if (errno == ENOENT)
             return 1;
         e->error = -errno;
@@ -293,7 +369,7 @@ static int inspect(const struct spool *s, const char *name, struct spool_entry *
         return 0;
     }
     /* Readable now, or the caller hears why before it counts on it. */
-    fd = openat(s->dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    fd = TEMP_FAILURE_RETRY(openat(s->dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
     if (fd < 0) {
         if (errno == ENOENT)
             return 1;
@@ -301,6 +377,41 @@ static int inspect(const struct spool *s, const char *name, struct spool_entry *
         return 0;
     }
     close(fd);
+    return 0;
+}
+
+/* readdir() that retries an interrupted getdents (nothing was consumed).
+ * NULL with errno 0 at the end. */
+static struct dirent *next_entry(DIR *d)
+{
+    struct dirent *de;
+
+    do {
+        errno = 0;
+        // cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc 2.24); this DIR is not shared
+        de = readdir(d);
+    } while (!de && errno == EINTR);
+    return de;
+}
+
+/* Appends our entry named name unless it vanished; *newest follows the
+ * highest sequence seen. */
+static int add_entry(const struct spool *s, const char *name, uint64_t seq, struct spool_entry **entries,
+                     size_t *count, size_t *cap, uint64_t *newest)
+{
+    if (*count == *cap) {
+        size_t bigger_cap = *cap ? *cap * 2 : 16;
+        struct spool_entry *bigger = realloc(*entries, bigger_cap * sizeof(**entries));
+        if (!bigger)
+            return -ENOMEM;
+        *entries = bigger;
+        *cap = bigger_cap;
+    }
+    if (inspect(s, name, &(*entries)[*count]) == 1)
+        return 0;
+    if (seq > *newest)
+        *newest = seq;
+    (*count)++;
     return 0;
 }
 
@@ -314,42 +425,24 @@ static int scan(const struct spool *s, struct spool_entry **ret, size_t *ret_cou
     uint64_t newest = 0;
     struct dirent *de;
     DIR *d;
-    int r;
+    int r = 0;
 
-    d = open_listing(s);
+    d = open_listing(s, &r);
     if (!d)
-        return -errno;
-    for (;;) {
+        return r;
+    while ((de = next_entry(d))) {
         uint64_t seq;
 
-        errno = 0;
-        // cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc 2.24); this DIR is not shared
-        de = readdir(d);
-        if (!de) {
-            if (errno != 0) {
-                r = -errno;
-                goto out;
-            }
-            break;
-        }
         /* Dot files include fsutil_write_atomic()'s temporary files. */
         if (de->d_name[0] == '.' || !parse_name(de->d_name, &seq, NULL))
             continue;
-        if (count == cap) {
-            size_t bigger_cap = cap ? cap * 2 : 16;
-            struct spool_entry *bigger = realloc(entries, bigger_cap * sizeof(*entries));
-            if (!bigger) {
-                r = -ENOMEM;
-                goto out;
-            }
-            entries = bigger;
-            cap = bigger_cap;
-        }
-        if (inspect(s, de->d_name, &entries[count]) == 1)
-            continue;
-        if (seq > newest)
-            newest = seq;
-        count++;
+        r = add_entry(s, de->d_name, seq, &entries, &count, &cap, &newest);
+        if (r < 0)
+            goto out;
+    }
+    if (errno != 0) {
+        r = -errno;
+        goto out;
     }
     if (count > 0)
         qsort(entries, count, sizeof(*entries), compare_entries);
@@ -412,21 +505,118 @@ int spool_remove(struct spool *s, const struct spool_entry *e)
     return fsutil_remove_durable(path);
 }
 
-int spool_clear_dropped(struct spool *s, uint64_t reported)
+/* A file we failed to delete or move may be gone all the same (the unlink
+ * done, the sync of the directory failed): only one seen still in place
+ * is not counted, so a failure can over-count, never hide a loss. */
+static bool still_there(const struct spool *s, const char *name)
 {
+    struct stat st;
+
+    return TEMP_FAILURE_RETRY(fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW)) == 0;
+}
+
+/* The quarantine directory, made on demand: ours, private, never a
+ * symlink. */
+static int open_quarantine(const struct spool *s, int *ret_fd)
+{
+    struct stat st;
+    int fd;
+
+    if (TEMP_FAILURE_RETRY(mkdirat(s->dirfd, SPOOL_QUARANTINE_DIR, 0700)) < 0 && errno != EEXIST)
+        return -errno;
+    fd = TEMP_FAILURE_RETRY(openat(s->dirfd, SPOOL_QUARANTINE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (fd < 0)
+        return -errno;
+    if (TEMP_FAILURE_RETRY(fstat(fd, &st)) < 0) {
+        int r = -errno;
+        close(fd);
+        return r;
+    }
+    /* The same trust as the spool directory itself. */
+    if (st.st_uid != geteuid() || (st.st_mode & 0022)) {
+        close(fd);
+        return -EPERM;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+int spool_quarantine(struct spool *s, const struct spool_entry *e, int *ret_sync_error)
+{
+    struct counter *k;
+    uint64_t seq;
+    int qfd = -1, q, d, r;
+
+    if (ret_sync_error)
+        *ret_sync_error = 0;
+    if (!s || !e || !parse_name(e->name, &seq, NULL))
+        return -EINVAL;
+    k = &s->counters[SPOOL_COUNTER_QUARANTINED];
+    r = open_quarantine(s, &qfd);
+    if (r < 0)
+        return r;
+    /* Counted before it moves: not counted, not moved. */
+    r = write_counter(s, SPOOL_COUNTER_QUARANTINED, k->value + 1);
+    if (r < 0)
+        goto out;
+    if (TEMP_FAILURE_RETRY(renameat(s->dirfd, e->name, qfd, e->name)) < 0) {
+        r = -errno;
+        /* Still in place: the counter goes back, or stays one over. */
+        if (!still_there(s, e->name) || write_counter(s, SPOOL_COUNTER_QUARANTINED, k->value) < 0)
+            k->value++;
+        goto out;
+    }
+    k->value++;
+    /* Both directories, whatever the first one said: the new name and the
+     * old one's removal. */
+    q = TEMP_FAILURE_RETRY(fsync(qfd)) < 0 ? -errno : 0;
+    d = TEMP_FAILURE_RETRY(fsync(s->dirfd)) < 0 ? -errno : 0;
+    if (ret_sync_error)
+        *ret_sync_error = q ? q : d;
+    r = 0;
+out:
+    close(qfd);
+    return r;
+}
+
+static int remove_marker(const struct spool *s, enum spool_counter c)
+{
+    char path[PATH_MAX];
+    int r = join(s, unknown_files[c], path, sizeof(path));
+
+    if (r == 0)
+        r = fsutil_remove_durable(path);
+    return r == -ENOENT ? 0 : r;
+}
+
+int spool_clear_count(struct spool *s, enum spool_counter c, uint64_t reported, bool unknown_reported)
+{
+    struct counter *k;
     uint64_t left;
     int r;
 
-    if (!s)
+    if (!s || c >= SPOOL_COUNTERS)
         return -EINVAL;
-    if (reported == 0)
-        return 0;
-    left = s->dropped > reported ? s->dropped - reported : 0;
-    r = write_counter(s, left);
-    if (r < 0)
-        return r;
-    s->dropped = left;
+    k = &s->counters[c];
+    if (reported > 0) {
+        left = k->value > reported ? k->value - reported : 0;
+        r = write_counter(s, c, left);
+        if (r < 0)
+            return r;
+        k->value = left;
+    }
+    if (unknown_reported && k->unknown) {
+        r = remove_marker(s, c);
+        if (r < 0)
+            return r;
+        k->unknown = false;
+    }
     return 0;
+}
+
+int spool_clear_dropped(struct spool *s, uint64_t reported)
+{
+    return spool_clear_count(s, SPOOL_COUNTER_DROPPED, reported, false);
 }
 
 static uint64_t realtime_ns(void)
@@ -444,6 +634,7 @@ static uint64_t realtime_ns(void)
 static void enforce_bounds(struct spool *s, const struct spool_entry *entries, size_t count,
                            size_t new_len)
 {
+    struct counter *k = &s->counters[SPOOL_COUNTER_DROPPED];
     uint64_t total = new_len, victims = 0, removed = 0;
     size_t usable = 1, cut = 0;
     char path[PATH_MAX];
@@ -467,30 +658,50 @@ static void enforce_bounds(struct spool *s, const struct spool_entry *entries, s
 
     /* Counted before deleting: a crash in between over-counts, it never
      * hides a loss. No counter, no deletion. */
-    if (write_counter(s, s->dropped + victims) < 0)
+    if (write_counter(s, SPOOL_COUNTER_DROPPED, k->value + victims) < 0)
         return;
     for (size_t i = 0; i < cut; i++) {
-        if (entries[i].error != 0)
+        if (entries[i].error != 0 || join(s, entries[i].name, path, sizeof(path)) < 0)
             continue;
-        if (join(s, entries[i].name, path, sizeof(path)) == 0 && fsutil_remove_durable(path) == 0)
+        if (fsutil_remove_durable(path) == 0 || !still_there(s, entries[i].name))
             removed++;
     }
-    if (removed != victims && write_counter(s, s->dropped + removed) < 0) {
-        /* The counter says more than was dropped: an over-count, kept. */
-        s->dropped += victims;
+    /* Lowered only to what is gone: some victims are still here. */
+    if (removed != victims && write_counter(s, SPOOL_COUNTER_DROPPED, k->value + removed) < 0) {
+        k->value += victims; /* what the file says: an over-count, kept */
         return;
     }
-    s->dropped += removed;
+    k->value += removed;
 }
 
-int spool_put(struct spool *s, const char *event_id, const char *json, size_t len)
+/* The name of a new event, sorting after every one there (newest). */
+static int new_name(const char *event_id, uint64_t newest, char *name, size_t size)
+{
+    /* Wall-clock time orders events across runs; bumping past the newest
+     * keeps the order strict even when the clock went back (an RTC reset
+     * at boot, before NTP). */
+    uint64_t seq = realtime_ns();
+
+    if (seq <= newest) {
+        if (newest == UINT64_MAX)
+            return -EOVERFLOW;
+        seq = newest + 1;
+    }
+    if ((size_t)snprintf(name, size, "%0*" PRIu64 "-%s" SUFFIX, SEQ_DIGITS, seq, event_id) >= size)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+int spool_put(struct spool *s, const char *event_id, const char *json, size_t len, int *ret_sync_error)
 {
     struct spool_entry *entries = NULL;
     char name[NAME_LEN + 1], path[PATH_MAX];
     size_t count = 0;
-    uint64_t newest = 0, seq;
+    uint64_t newest = 0;
     int r;
 
+    if (ret_sync_error)
+        *ret_sync_error = 0;
     if (!s || !event_id || (!json && len > 0) || strlen(event_id) != UUID_LEN || !uuid_ok(event_id))
         return -EINVAL;
     if (len > SPOOL_MAX_EVENT_BYTES || len > s->max_bytes)
@@ -508,27 +719,19 @@ int spool_put(struct spool *s, const char *event_id, const char *json, size_t le
         }
     }
 
-    /* Wall-clock time orders events across runs; bumping past the newest
-     * keeps the order strict even when the clock went back (an RTC reset
-     * at boot, before NTP). */
-    seq = realtime_ns();
-    if (seq <= newest) {
-        if (newest == UINT64_MAX) {
-            r = -EOVERFLOW;
-            goto out;
-        }
-        seq = newest + 1;
-    }
-    if ((size_t)snprintf(name, sizeof(name), "%0*" PRIu64 "-%s" SUFFIX, SEQ_DIGITS, seq, event_id) >= sizeof(name)) {
-        r = -ENAMETOOLONG;
+    r = new_name(event_id, newest, name, sizeof(name));
+    if (r < 0)
         goto out;
-    }
     r = join(s, name, path, sizeof(path));
     if (r < 0)
         goto out;
     r = fsutil_write_atomic(path, json ? json : "", len, 0600);
-    if (r < 0)
+    /* The name is new: if it is there, only the sync of the directory
+     * after the rename failed. The event is spooled, if not durably. */
+    if (r < 0 && !still_there(s, name))
         goto out;
+    if (r < 0 && ret_sync_error)
+        *ret_sync_error = r;
 
     enforce_bounds(s, entries, count, len);
     r = 0;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,7 +83,7 @@ static void put_ok(struct spool *s, unsigned n, size_t len)
     cr_assert_lt(len, sizeof(body));
     memset(body, 'a' + (char)(n % 26), len);
     body[len] = '\0';
-    cr_assert_eq(spool_put(s, uuid(n), body, len), 0, "put %u", n);
+    cr_assert_eq(spool_put(s, uuid(n), body, len, NULL), 0, "put %u", n);
 }
 
 /* The ids listed, in order, as "n,n,n". */
@@ -112,9 +113,9 @@ Test(spool, put_list_read_oldest_first)
     char path[300];
 
     cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
-    cr_assert_eq(spool_put(s, uuid(1), "{\"n\":1}", 7), 0);
-    cr_assert_eq(spool_put(s, uuid(2), "{\"n\":2}", 7), 0);
-    cr_assert_eq(spool_put(s, uuid(3), "{\"n\":3}", 7), 0);
+    cr_assert_eq(spool_put(s, uuid(1), "{\"n\":1}", 7, NULL), 0);
+    cr_assert_eq(spool_put(s, uuid(2), "{\"n\":2}", 7, NULL), 0);
+    cr_assert_eq(spool_put(s, uuid(3), "{\"n\":3}", 7, NULL), 0);
     expect_ids(s, want, 3);
 
     cr_assert_eq(spool_list(s, &e, &n), 0);
@@ -215,7 +216,7 @@ Test(spool, byte_bound_drops_oldest_and_refuses_what_cannot_fit)
 
     /* Alone over the bound: refused, nothing dropped for it. */
     memset(big, 'x', sizeof(big));
-    cr_expect_eq(spool_put(s, uuid(9), big, 101), -EFBIG);
+    cr_expect_eq(spool_put(s, uuid(9), big, 101, NULL), -EFBIG);
     expect_ids(s, want, 2);
     cr_expect_eq(spool_dropped(s), 1);
 
@@ -235,8 +236,8 @@ Test(spool, event_over_the_size_cap_is_refused)
     cr_assert_not_null(big);
     memset(big, 'x', len);
     cr_assert_eq(spool_open(dir, 10, UINT64_MAX, &s), 0);
-    cr_expect_eq(spool_put(s, uuid(1), big, len), -EFBIG);
-    cr_expect_eq(spool_put(s, uuid(1), big, len - 1), 0);
+    cr_expect_eq(spool_put(s, uuid(1), big, len, NULL), -EFBIG);
+    cr_expect_eq(spool_put(s, uuid(1), big, len - 1, NULL), 0);
     spool_close(s);
     free(big);
 }
@@ -253,8 +254,8 @@ Test(spool, ids_must_be_lowercase_uuids)
 
     cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        cr_expect_eq(spool_put(s, bad[i], "{}", 2), -EINVAL, "%s", bad[i]);
-    cr_expect_eq(spool_put(s, NULL, "{}", 2), -EINVAL);
+        cr_expect_eq(spool_put(s, bad[i], "{}", 2, NULL), -EINVAL, "%s", bad[i]);
+    cr_expect_eq(spool_put(s, NULL, "{}", 2, NULL), -EINVAL);
     cr_expect_eq(count_names(dir), 0);
     spool_close(s);
 }
@@ -267,8 +268,8 @@ Test(spool, same_id_is_kept_once)
     size_t n, len;
 
     cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
-    cr_assert_eq(spool_put(s, uuid(1), "first", 5), 0);
-    cr_assert_eq(spool_put(s, uuid(1), "again", 5), 0);
+    cr_assert_eq(spool_put(s, uuid(1), "first", 5, NULL), 0);
+    cr_assert_eq(spool_put(s, uuid(1), "again", 5, NULL), 0);
     cr_assert_eq(spool_list(s, &e, &n), 0);
     cr_assert_eq(n, 1);
     cr_assert_eq(spool_read(s, &e[0], &json, &len), 0);
@@ -457,21 +458,266 @@ Test(spool, directory_is_made_private_and_must_be_trusted)
     spool_close(NULL);
 }
 
-Test(spool, damaged_counter_is_an_error_not_a_zero)
+static void expect_file(const char *name, const char *want)
 {
-    static const char *const bad[] = { "", "-1\n", " 1\n", "1x\n", "99999999999999999999999\n", "1\n\n" };
+    char *got = NULL;
+    size_t len;
+
+    cr_assert_eq(fsutil_read_file(path_of(name), 64, true, &got, &len, NULL), 0, "%s readable", name);
+    cr_expect_str_eq(got, want, "%s", name);
+    free(got);
+}
+
+Test(spool, damaged_counter_is_a_warning_and_makes_the_count_unknown)
+{
+    static const char *const bad[] = { "", "abc\n", "-1\n", " 1\n", "1x\n", "99999999999999999999999\n", "1\n\n",
+                                       "\x7f" "ELF\x01\xff" };
+    static const char *const files[] = { SPOOL_DROPPED_FILE, SPOOL_QUARANTINED_FILE };
+    static const char *const markers[] = { SPOOL_DROPPED_FILE SPOOL_UNKNOWN_SUFFIX,
+                                           SPOOL_QUARANTINED_FILE SPOOL_UNKNOWN_SUFFIX };
+    struct spool *s = NULL;
+    int rewrite = -1;
+
+    for (int c = 0; c < SPOOL_COUNTERS; c++) {
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            cr_assert_eq(fsutil_write_atomic(path_of(files[c]), bad[i], strlen(bad[i]), 0600), 0);
+            cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0, "%s \"%s\" does not fail the spool", files[c], bad[i]);
+            cr_expect_eq(spool_counter_damaged(s, (enum spool_counter)c, &rewrite), -EBADMSG, "\"%s\"", bad[i]);
+            cr_expect_eq(rewrite, 0);
+            cr_expect(spool_count_unknown(s, (enum spool_counter)c));
+            cr_expect_eq(spool_count(s, (enum spool_counter)c), 0);
+            cr_expect_eq(spool_counter_damaged(s, (enum spool_counter)(1 - c), NULL), 0, "the other one is fine");
+            cr_expect_not(spool_count_unknown(s, (enum spool_counter)(1 - c)));
+            spool_close(s);
+            expect_file(files[c], "0\n");
+            cr_expect_eq(access(path_of(markers[c]), F_OK), 0, "the marker keeps 'unknown'");
+        }
+        /* Rewritten: the next run finds no damage, yet the count stays
+         * unknown until a delivered report has said so. */
+        cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+        cr_expect_eq(spool_counter_damaged(s, (enum spool_counter)c, NULL), 0);
+        cr_expect(spool_count_unknown(s, (enum spool_counter)c));
+        cr_assert_eq(spool_clear_count(s, (enum spool_counter)c, 0, true), 0);
+        cr_expect_not(spool_count_unknown(s, (enum spool_counter)c));
+        spool_close(s);
+        cr_expect_neq(access(path_of(markers[c]), F_OK), 0);
+        cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+        cr_expect_not(spool_count_unknown(s, (enum spool_counter)c));
+        spool_close(s);
+    }
+}
+
+Test(spool, damaged_counter_still_counts_drops_from_zero)
+{
     struct spool *s = NULL;
 
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        cr_assert_eq(fsutil_write_atomic(path_of(SPOOL_DROPPED_FILE), bad[i], strlen(bad[i]), 0600), 0);
-        cr_expect_eq(spool_open(dir, 10, 1 << 20, &s), -EBADMSG, "counter \"%s\"", bad[i]);
-    }
+    cr_assert_eq(fsutil_write_atomic(path_of(SPOOL_DROPPED_FILE), "garbage", 7, 0600), 0);
+    cr_assert_eq(spool_open(dir, 1, 1 << 20, &s), 0);
+    put_ok(s, 1, 10);
+    put_ok(s, 2, 10);
+    cr_expect_eq(spool_dropped(s), 1);
+    cr_expect(spool_count_unknown(s, SPOOL_COUNTER_DROPPED));
+    spool_close(s);
+    expect_file(SPOOL_DROPPED_FILE, "1\n");
+}
+
+Test(spool, unreadable_counter_is_a_warning_too)
+{
+    struct spool *s = NULL;
+    int rewrite = 0;
+
+    /* A directory where the counter should be: unreadable, and in the way
+     * of the rewrite too. */
+    cr_assert_eq(mkdir(path_of(SPOOL_DROPPED_FILE), 0700), 0);
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_expect_eq(spool_counter_damaged(s, SPOOL_COUNTER_DROPPED, &rewrite), -EISDIR);
+    cr_expect_eq(rewrite, -EEXIST);
+    cr_expect(spool_count_unknown(s, SPOOL_COUNTER_DROPPED));
+    put_ok(s, 1, 10);
+    spool_close(s);
+}
+
+Test(spool, good_counter_is_read_and_cleared)
+{
+    struct spool *s = NULL;
+
     cr_assert_eq(fsutil_write_atomic(path_of(SPOOL_DROPPED_FILE), "42\n", 3, 0600), 0);
     cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_expect_eq(spool_counter_damaged(s, SPOOL_COUNTER_DROPPED, NULL), 0);
+    cr_expect_not(spool_count_unknown(s, SPOOL_COUNTER_DROPPED));
     cr_expect_eq(spool_dropped(s), 42);
     cr_expect_eq(spool_clear_dropped(s, 0), 0);
     cr_expect_eq(spool_clear_dropped(s, 100), 0, "more than counted clears to 0");
     cr_expect_eq(spool_dropped(s), 0);
+    spool_close(s);
+}
+
+/* Fault injection: this executable's unlinkat(), renameat() and fsync()
+ * take the place of libc's for the code under test. Once armed, the fsync
+ * that follows the unlink (or the rename into place) of an event fails, as
+ * a directory sync on a failing disk does: the change is made, the call
+ * says it failed. */
+static enum { SYNC_OK, SYNC_FAILS_AFTER_UNLINK, SYNC_FAILS_AFTER_RENAME } sync_fault;
+static int fail_next_sync;
+
+static int is_event(const char *name)
+{
+    size_t len = strlen(name);
+    return name[0] != '.' && len > 5 && strcmp(name + len - 5, ".json") == 0;
+}
+
+int unlinkat(int dirfd, const char *name, int flags)
+{
+    long r = syscall(SYS_unlinkat, dirfd, name, flags);
+
+    if (r == 0 && sync_fault == SYNC_FAILS_AFTER_UNLINK && is_event(name))
+        fail_next_sync = 1;
+    return (int)r;
+}
+
+int renameat(int olddirfd, const char *oldname, int newdirfd, const char *newname)
+{
+    long r = syscall(SYS_renameat2, olddirfd, oldname, newdirfd, newname, 0);
+
+    if (r == 0 && sync_fault == SYNC_FAILS_AFTER_RENAME && is_event(newname))
+        fail_next_sync = 1;
+    return (int)r;
+}
+
+int fsync(int fd)
+{
+    if (fail_next_sync) {
+        fail_next_sync = 0;
+        errno = EIO;
+        return -1;
+    }
+    return (int)syscall(SYS_fsync, fd);
+}
+
+Test(spool, a_drop_whose_sync_failed_is_still_counted)
+{
+    struct spool *s = NULL;
+    const unsigned want[] = { 2 };
+
+    cr_assert_eq(spool_open(dir, 1, 1 << 20, &s), 0);
+    put_ok(s, 1, 10);
+    sync_fault = SYNC_FAILS_AFTER_UNLINK;
+    put_ok(s, 2, 10); /* 1 is deleted, and the delete "fails" */
+    sync_fault = SYNC_OK;
+    expect_ids(s, want, 1);
+    cr_expect_eq(spool_dropped(s), 1, "a victim that is gone is dropped, whatever the call said");
+    spool_close(s);
+    expect_file(SPOOL_DROPPED_FILE, "1\n");
+}
+
+Test(spool, an_event_renamed_into_place_is_spooled_even_if_the_sync_failed)
+{
+    struct spool *s = NULL;
+    struct spool_entry *e = NULL;
+    const unsigned want[] = { 1 };
+    int sync_error = 0;
+    size_t n;
+
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    sync_fault = SYNC_FAILS_AFTER_RENAME;
+    cr_expect_eq(spool_put(s, uuid(1), "{}", 2, &sync_error), 0, "it is there: it will be sent");
+    sync_fault = SYNC_OK;
+    cr_expect_eq(sync_error, -EIO, "but the caller hears why it may not survive a crash");
+    expect_ids(s, want, 1);
+
+    /* The same for a move to quarantine: moved, counted, and said so. */
+    cr_assert_eq(spool_list(s, &e, &n), 0);
+    sync_fault = SYNC_FAILS_AFTER_RENAME;
+    cr_expect_eq(spool_quarantine(s, &e[0], &sync_error), 0);
+    sync_fault = SYNC_OK;
+    cr_expect_eq(sync_error, -EIO);
+    cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 1);
+    expect_ids(s, NULL, 0);
+    free(e);
+    spool_close(s);
+}
+
+/* An event as a killed writer without fsutil_write_atomic() would leave it. */
+static void plant(unsigned seq, unsigned n, const char *body, char *name, size_t size)
+{
+    snprintf(name, size, "%020u-%s.json", seq, uuid(n));
+    cr_assert_eq(fsutil_write_atomic(path_of(name), body, strlen(body), 0600), 0);
+}
+
+Test(spool, quarantine_moves_counts_and_stops_listing)
+{
+    struct spool *s = NULL;
+    struct spool_entry *e = NULL;
+    const unsigned want[] = { 2 };
+    char cut[128], good[128], moved[300];
+    int sync_error = -1;
+    struct stat st;
+    size_t n;
+
+    plant(1, 1, "{\"specversion\":\"1.0\",\"id\":\"", cut, sizeof(cut));
+    plant(2, 2, "{\"n\":2}", good, sizeof(good));
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_list(s, &e, &n), 0);
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(e[0].name, cut);
+    cr_assert_eq(spool_quarantine(s, &e[0], &sync_error), 0);
+    cr_expect_eq(sync_error, 0);
+    free(e);
+
+    snprintf(moved, sizeof(moved), SPOOL_QUARANTINE_DIR "/%s", cut);
+    cr_expect_neq(access(path_of(cut), F_OK), 0, "gone from the spool");
+    expect_file(moved, "{\"specversion\":\"1.0\",\"id\":\"");
+    cr_assert_eq(stat(path_of(SPOOL_QUARANTINE_DIR), &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0700);
+    cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 1);
+    expect_ids(s, want, 1);
+    spool_close(s);
+
+    /* The count outlives the run, the quarantined file is never listed,
+     * and only what a report carried is cleared. */
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 1);
+    expect_ids(s, want, 1);
+    cr_assert_eq(spool_list(s, &e, &n), 0);
+    cr_assert_eq(spool_quarantine(s, &e[0], NULL), 0);
+    free(e);
+    cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 2);
+    cr_assert_eq(spool_clear_count(s, SPOOL_COUNTER_QUARANTINED, 1, false), 0);
+    spool_close(s);
+    expect_file(SPOOL_QUARANTINED_FILE, "1\n");
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    expect_ids(s, NULL, 0);
+    cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 1);
+    spool_close(s);
+}
+
+Test(spool, quarantine_that_cannot_move_or_count_leaves_the_event_uncounted)
+{
+    struct spool *s = NULL;
+    struct spool_entry *e = NULL;
+    char name[128];
+    size_t n;
+
+    plant(1, 1, "{", name, sizeof(name));
+    /* A symlink as the quarantine directory: never followed. */
+    cr_assert_eq(mkdir(path_of("elsewhere"), 0700), 0);
+    cr_assert_eq(symlink(path_of("elsewhere"), path_of(SPOOL_QUARANTINE_DIR)), 0);
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_list(s, &e, &n), 0);
+    cr_assert_eq(n, 1);
+    cr_expect_lt(spool_quarantine(s, &e[0], NULL), 0);
+    cr_expect_eq(access(path_of(name), F_OK), 0, "left in place");
+    cr_expect_eq(count_names(path_of("elsewhere")), 0);
+    cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 0);
+    spool_close(s);
+    cr_assert_eq(unlink(path_of(SPOOL_QUARANTINE_DIR)), 0);
+
+    /* A counter that cannot be written: not counted, not moved. */
+    cr_assert_eq(mkdir(path_of(SPOOL_QUARANTINED_FILE), 0700), 0);
+    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_expect_lt(spool_quarantine(s, &e[0], NULL), 0);
+    cr_expect_eq(access(path_of(name), F_OK), 0, "left in place");
+    free(e);
     spool_close(s);
 }
 
@@ -510,7 +756,7 @@ Test(spool, full_disk_fails_cleanly)
     big = malloc(len);
     cr_assert_not_null(big);
     memset(big, 'x', len);
-    cr_expect_eq(spool_put(s, uuid(2), big, len), -ENOSPC);
+    cr_expect_eq(spool_put(s, uuid(2), big, len, NULL), -ENOSPC);
     expect_ids(s, want, 1);
     cr_expect_eq(count_temps(), 0, "no half-written file left");
     cr_expect_eq(spool_dropped(s), 0);
