@@ -46,9 +46,10 @@ static void add_conflict(struct conflicts *c, enum sizing_key_id key, const stru
     if (a->incomplete) {
         memset(&item->winner, 0, sizeof(item->winner));
         (void)snprintf(item->text, sizeof(item->text),
-                       "%s: %s reads a file shmprov could not analyse (named in the warnings), so which file "
-                       "sets it at boot is unknown",
-                       sizing_key_name(key), sysctld_rules_name(rules));
+                       "%s: %s reads a file shmprov could not analyse (%s), so which file sets it at boot is "
+                       "unknown",
+                       sizing_key_name(key), sysctld_rules_name(rules),
+                       a->incomplete_why[0] ? a->incomplete_why : "named in the warnings");
         return;
     }
     if (!rep->found) {

@@ -561,6 +561,17 @@ static void add_warning(struct analyser *an, const char *fmt, ...)
     a->nwarnings++;
 }
 
+/* The winners may be wrong now; the first reason (the warning just
+ * added) is kept for the one message that has to give it. */
+static void mark_incomplete(struct analyser *an)
+{
+    struct sysctld_analysis *a = an->a;
+
+    if (!a->incomplete && a->nwarnings > 0)
+        (void)snprintf(a->incomplete_why, sizeof(a->incomplete_why), "%s", a->warnings[a->nwarnings - 1].text);
+    a->incomplete = true;
+}
+
 /* Grows *items (of size each) to hold one more; false on ENOMEM. */
 static bool grow(void **items, size_t *cap, size_t n, size_t size)
 {
@@ -691,19 +702,19 @@ static void read_and_parse(struct analyser *an, const char *path, const char *re
 
     if ((size_t)snprintf(host, sizeof(host), "%s%s", an->prefix, real) >= sizeof(host)) {
         add_warning(an, "%s: path too long, not analysed", path);
-        an->a->incomplete = true;
+        mark_incomplete(an);
         goto out;
     }
     /* real has no symbolic links left, so a link here now is a race. */
     r = fsutil_read_file(host, SYSCTLD_FILE_MAX_BYTES, true, &buf, &len, NULL);
     if (r == -EFBIG) {
         add_warning(an, "%s: larger than %zu bytes, not analysed", path, SYSCTLD_FILE_MAX_BYTES);
-        an->a->incomplete = true;
+        mark_incomplete(an);
         goto out;
     }
     if (r < 0) {
         add_warning(an, "%s: cannot be read (%s), not analysed", path, fsutil_strerror(r));
-        an->a->incomplete = true;
+        mark_incomplete(an);
         goto out;
     }
     parse_buffer(an, path, buf, len, keys);
@@ -775,7 +786,7 @@ static void analyse_file(struct analyser *an, const struct conffile *f, const ch
         an->a->blocked = true;
     } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
         add_warning(an, "%s: is a device node, not analysed", f->path);
-        an->a->incomplete = true;
+        mark_incomplete(an);
     } else {
         add_warning(an, "%s: is not a regular file, skipped", f->path);
     }
@@ -868,14 +879,14 @@ static void list_directory(struct analyser *an, const char *shown, const char *r
     fd = TEMP_FAILURE_RETRY(open(host, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
     if (fd < 0) {
         add_warning(an, "%s: cannot be opened (%s), not analysed", shown, strerror(errno));
-        an->a->incomplete = true;
+        mark_incomplete(an);
         goto out;
     }
     d = fdopendir(fd);
     if (!d) {
         /* EMFILE, ENOMEM...: say which, as for any other unlistable one. */
         add_warning(an, "%s: cannot be listed (%s), not analysed", shown, strerror(errno));
-        an->a->incomplete = true;
+        mark_incomplete(an);
         goto out;
     }
     fd = -1;
@@ -889,7 +900,7 @@ static void list_directory(struct analyser *an, const char *shown, const char *r
     }
     if (errno != 0) {
         add_warning(an, "%s: cannot be listed (%s), not analysed", shown, strerror(errno));
-        an->a->incomplete = true;
+        mark_incomplete(an);
     }
     if (is_pending_dir(an, real) && an->pending.text)
         add_file(an, shown, real, an->pending.name);
@@ -927,7 +938,7 @@ static void list_files(struct analyser *an)
         }
         if (r < 0) {
             add_warning(an, "%s: cannot be resolved (%s), not analysed", dirs[i], strerror(-r));
-            an->a->incomplete = true;
+            mark_incomplete(an);
             continue;
         }
         if (!S_ISDIR(st.st_mode)) {
@@ -1098,7 +1109,7 @@ int sysctld_analyse_pending(const char *root, enum sysctld_rules rules, const ch
         resolve_in_root(an.prefix, SYSTEMD_CREDENTIAL, real, &st) == 0) {
         add_warning(&an, "%s: a sysctl.extra credential is applied after every file, not analysed",
                     SYSTEMD_CREDENTIAL);
-        an.a->incomplete = true;
+        mark_incomplete(&an);
     }
     if (an.oom) {
         r = -ENOMEM;

@@ -87,6 +87,7 @@ struct sysctld_analysis {
     struct sysctld_key_report keys[SYSCTLD_MAX_KEYS];
     bool blocked;    /* the tool would hang opening a file (a FIFO) and apply nothing at all */
     bool incomplete; /* a file the tool reads was not analysed: the winners may be wrong */
+    char incomplete_why[SYSCTLD_WARNING_MAX]; /* the first such file and why, when incomplete */
     size_t nwarnings, dropped_warnings;
     struct sysctld_warning warnings[SYSCTLD_MAX_WARNINGS];
 };
