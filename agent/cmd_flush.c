@@ -48,8 +48,17 @@ int cmd_flush(const struct cli_options *o)
     for (size_t i = 0; i < sizeof(sum.damaged) / sizeof(sum.damaged[0]); i++)
         if (sum.damaged[i][0])
             log_warn("%s", sum.damaged[i]);
-    if (r < 0 || sum.error[0])
-        log_warn("%s", sum.error[0] ? sum.error : strerror(-r));
+    /* Quarantined events are out of the spool for good: only what is still
+     * waiting (or may be) is a failure, and then it is said as one. */
+    code = r < 0 || sum.waiting > 0 || sum.waiting_unknown ? EXIT_FAILURE_RUNTIME : EXIT_OK;
+    if (code != EXIT_OK && sum.waiting_unknown)
+        log_error("reports may still be waiting in %s: %s", profile->report.spool_dir,
+                  sum.error[0] ? sum.error : strerror(-r));
+    else if (code != EXIT_OK)
+        log_error("%u report(s) still waiting in %s: %s", sum.waiting, profile->report.spool_dir,
+                  sum.error[0] ? sum.error : "the collector did not take them");
+    else if (sum.error[0])
+        log_warn("%s", sum.error);
     if (o->output == OUTPUT_JSON)
         print_json(&sum);
     else if (sum.waiting_unknown)
@@ -58,9 +67,6 @@ int cmd_flush(const struct cli_options *o)
     else
         printf("shmprov flush: %u delivered, %u rejected, %u quarantined, %u waiting in %s\n", sum.delivered,
                sum.rejected, sum.quarantined, sum.waiting, profile->report.spool_dir);
-    /* Quarantined events are out of the spool for good: only what is still
-     * waiting (or may be) is a failure. */
-    code = r < 0 || sum.waiting > 0 || sum.waiting_unknown ? EXIT_FAILURE_RUNTIME : EXIT_OK;
 out:
     lock_release(lock);
     profile_free(profile);

@@ -232,19 +232,23 @@ static int load_event(struct spool *sp, const struct spool_entry *e, struct deli
     }
     if (why)
         quarantine(sp, e, why, sum);
-    else /* EINTR, ENOMEM, EMFILE, EACCES...: the next run may do better */
-        log_warn("spooled report %s/%s cannot be read now (%s); left in place for the next run", spool_path(sp),
-                 e->name, strerror(-r));
+    else { /* EINTR, ENOMEM, EMFILE, EACCES...: the next run may do better */
+        say(sum, "spooled report %s/%s cannot be read now (%s); left in place for the next run", spool_path(sp),
+            e->name, strerror(-r));
+        log_warn("%s", sum->error);
+    }
     return 1;
 }
 
-static void remove_delivered(struct spool *sp, const struct spool_entry *e)
+static void remove_delivered(struct spool *sp, const struct spool_entry *e, struct delivery_summary *sum)
 {
     int r = spool_remove(sp, e);
 
-    if (r < 0 && r != -ENOENT)
-        log_warn("report %s was delivered, but removing %s/%s from the spool failed (%s); if it is still there, "
-                 "it is sent again (same id)", e->id, spool_path(sp), e->name, strerror(-r));
+    if (r < 0 && r != -ENOENT) {
+        say(sum, "report %s was delivered, but removing %s/%s from the spool failed (%s); if it is still there, "
+            "it is sent again (same id)", e->id, spool_path(sp), e->name, strerror(-r));
+        log_warn("%s", sum->error);
+    }
 }
 
 /* Posts one loaded event; removes it only after a 2xx. */
@@ -255,7 +259,7 @@ static void send_loaded(struct sender *snd, struct spool *sp, const struct loade
 
     if (o == HTTP_DELIVERED) {
         snd->sum->delivered++;
-        remove_delivered(sp, l->e);
+        remove_delivered(sp, l->e, snd->sum);
     } else if (o == HTTP_REJECTED) {
         /* Kept: the operator decides, and nothing is deleted before a 2xx. */
         snd->sum->rejected++;
@@ -300,7 +304,7 @@ static int send_batch(struct sender *snd, struct spool *sp, const struct loaded 
         /* Exactly what was in the body: nothing else is counted or removed. */
         for (size_t i = 0; i < n; i++) {
             snd->sum->delivered++;
-            remove_delivered(sp, l[i].e);
+            remove_delivered(sp, l[i].e, snd->sum);
         }
         return 0;
     }
@@ -482,31 +486,45 @@ static int send_unspooled(const struct profile *p, struct spool *sp, const char 
     return r;
 }
 
-/* The event is spooled: send the spool, oldest first, this one last. */
-static void send_spool(const struct profile *p, struct spool *sp, const char *id, const struct carried *c,
-                       struct delivery_summary *sum)
+/* The event is spooled: this run's event first, sent from memory (the
+ * deadline goes to what the operator waits for, and a fault reading its
+ * file back cannot cost it), then the backlog oldest first. */
+static void send_spool(const struct profile *p, struct spool *sp, const char *json, const char *id,
+                       const struct carried *c, struct delivery_summary *sum)
 {
     struct spool_entry *e = NULL;
     struct sender snd;
+    enum http_outcome o;
+    long status = 0;
     size_t n = 0;
     int r;
 
     if (start_sender(p, &snd, sum) < 0)
         goto out;
+    o = post(&snd, CE_STRUCTURED, json, strlen(json), id, &status);
+    if (o == HTTP_DELIVERED) {
+        sum->delivered++;
+        sum->own_delivered = true;
+        /* What this report carried is reported: stop counting it. */
+        clear_carried(sp, c);
+    } else if (o == HTTP_REJECTED) {
+        sum->rejected++;
+    } else {
+        snd.network_down = true;
+    }
     r = spool_list(sp, &e, &n);
     if (r < 0) {
         say(sum, "cannot list the report spool '%s': %s", spool_path(sp), strerror(-r));
         goto out;
     }
-    for (size_t i = 0; i < n && !snd.network_down; i++) {
-        unsigned before = sum->delivered;
-        send_one(&snd, sp, &e[i]);
-        if (strcmp(e[i].id, id) == 0 && sum->delivered > before)
-            sum->own_delivered = true;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(e[i].id, id) == 0) {
+            if (sum->own_delivered)
+                remove_delivered(sp, &e[i], sum);
+        } else if (!snd.network_down) {
+            send_one(&snd, sp, &e[i]);
+        }
     }
-    /* What this report carried is reported: stop counting it. */
-    if (sum->own_delivered)
-        clear_carried(sp, c);
 out:
     free(e);
     free_token(snd.token);
@@ -542,7 +560,7 @@ int delivery_report(const struct profile *p, json_object *data, bool send, struc
     if (spooled < 0)
         r = send_unspooled(p, sp, json, id, send, spooled, &carried, &sum);
     else if (send)
-        send_spool(p, sp, id, &carried, &sum);
+        send_spool(p, sp, json, id, &carried, &sum);
     if (sp)
         count_waiting(sp, &sum);
     else

@@ -216,19 +216,25 @@ for _ in 1 2 3 4; do apply tiny; done
 expect "bounded/keeps-two" test "$(spooled)" = 2
 expect "bounded/counts-dropped" test "$(cat "$spool/dropped.count" 2>/dev/null | tr -d '[:space:]')" = 2
 mode accept
-apply tiny
-last_dropped() { "$py" -c '
+# This run's event is sent first, then the backlog: the first request an
+# apply makes carries its own report.
+own_dropped() { "$py" -c '
 import json,sys
 recs=[json.loads(l) for l in open(sys.argv[1])]
-print(json.loads(recs[-1]["body"])["data"]["reports_dropped"])' "$work/log.jsonl"; }
-expect "bounded/next-report-carries-the-count" test "$(last_dropped)" = 2
+print(json.loads(recs[int(sys.argv[2])]["body"])["data"]["reports_dropped"])' "$work/log.jsonl" "$1"; }
+before=$(posts)
+apply tiny
+expect "bounded/next-report-carries-the-count" test "$(own_dropped "$before")" = 2
+expect "bounded/own-report-then-the-one-left" test "$(posts)" = $((before + 2))
 expect "bounded/all-delivered" test "$(spooled)" = 0
 # Spooling that report (before sending it) pushed out one more, which the
 # next report carries; then the count is back to 0.
+before=$(posts)
 apply tiny
-expect "bounded/the-next-drop-carried-next" test "$(last_dropped)" = 1
+expect "bounded/the-next-drop-carried-next" test "$(own_dropped "$before")" = 1
+before=$(posts)
 apply tiny
-expect "bounded/count-cleared-once-reported" test "$(last_dropped)" = 0
+expect "bounded/count-cleared-once-reported" test "$(own_dropped "$before")" = 0
 
 # ---- a damaged event in the spool: quarantined, counted, reported once;
 #      flush delivers and counts exactly what was in a 2xx body ----
