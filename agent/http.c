@@ -83,6 +83,10 @@ static bool load_libcurl(void)
     load_tried = true;
 
     dl = dlopen(library_name, RTLD_NOW | RTLD_LOCAL);
+    /* The loader does not retry a read or an open a signal interrupted
+     * (EINTR): one more try costs nothing when the library is missing. */
+    if (!dl)
+        dl = dlopen(library_name, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
         why = dlerror();
         (void)snprintf(load_error, sizeof(load_error), "libcurl could not be loaded: %s",
@@ -419,6 +423,7 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
         int r;
         curl_off_t retry_after = 0;
         long status = 0;
+        int perform_errno;
 
         left = req->deadline_ms > now ? req->deadline_ms - now : 0;
         if (left == 0) {
@@ -450,7 +455,9 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
         errbuf[0] = '\0';
         sink->bytes = 0;
         res->attempts++;
+        errno = 0;
         rc = curl.easy_perform(h);
+        perform_errno = errno;
         if (rc == CURLE_OUT_OF_MEMORY)
             return -ENOMEM;
         /* Not always 0 or 100..999: from an "HTTP/2 " status line
@@ -488,12 +495,19 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
             (void)snprintf(last, sizeof(last), "server answered HTTP %ld, not a valid status", status);
         } else if (status > 0) {
             (void)snprintf(last, sizeof(last), "server answered HTTP %ld", status);
+        } else if (rc == CURLE_BAD_FUNCTION_ARGUMENT) {
+            /* Every option was accepted before: during a transfer libcurl
+             * says this only when its wait on the socket (poll) failed,
+             * and passes on no errno of its own; the last one is the best
+             * clue there is. */
+            (void)snprintf(last, sizeof(last), "libcurl's wait on the connection failed (last error: %s)",
+                           perform_errno ? strerror(perform_errno) : "unknown");
         } else {
             scrub(errbuf, req->bearer_token);
             (void)snprintf(last, sizeof(last), "%.*s", (int)sizeof(last) - 1,
                            errbuf[0] ? errbuf : curl.easy_strerror(rc));
         }
-        if (status == 0 && !curl_error_retryable(rc)) {
+        if (status == 0 && !curl_error_retryable(rc) && rc != CURLE_BAD_FUNCTION_ARGUMENT) {
             res->outcome = HTTP_FAILED;
             (void)snprintf(res->error, sizeof(res->error), "%s", last);
             return 0;
