@@ -283,17 +283,23 @@ int fsutil_remove_stale_temps_at(int dirfd, const char *name, unsigned min_age_s
         sizeof(prefix))
         return -ENAMETOOLONG; /* cut short, it could match another file's temporaries */
     prefix_len = strlen(prefix);
-    /* fdopendir() takes the fd it is given: list through a duplicate. */
+    /* fdopendir() takes the fd it is given: list through a duplicate,
+     * from the top (it shares dirfd's offset; rewinddir() would fail
+     * unseen). */
     fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
+    if (lseek(fd, 0, SEEK_SET) < 0) {
+        int r = -errno;
+        close(fd);
+        return r;
+    }
     dir = fdopendir(fd);
     if (!dir) {
         int r = -errno; /* before close() can change it */
         close(fd);
         return r;
     }
-    rewinddir(dir);
     // cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc 2.24); this DIR is not shared
     while ((de = readdir(dir))) {
         struct stat st;

@@ -204,6 +204,13 @@ static DIR *open_listing(const struct spool *s, int *ret_error)
         *ret_error = -errno;
         return NULL;
     }
+    /* A dup shares the offset: start from the top every time, and know
+     * it (rewinddir() would fail unseen and list nothing). */
+    if (lseek(fd, 0, SEEK_SET) < 0) {
+        *ret_error = -errno;
+        close(fd);
+        return NULL;
+    }
     while (!(d = fdopendir(fd)) && errno == EINTR)
         ;
     if (!d) {
@@ -211,8 +218,6 @@ static DIR *open_listing(const struct spool *s, int *ret_error)
         close(fd);
         return NULL;
     }
-    /* A dup shares the offset: start from the top every time. */
-    rewinddir(d);
     return d;
 }
 
