@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "hash.h"
 #include "http.h"
 #include "log.h"
 #include "report.h"
@@ -278,10 +279,30 @@ static void send_one(struct sender *snd, struct spool *sp, const struct spool_en
     free_loaded(&l);
 }
 
+/* A batch's Idempotency-Key, the same for the same events in the same
+ * order: "batch-" and the hex SHA-256 of their ids, each followed by a
+ * newline. */
+static int batch_key(const struct loaded *l, size_t n, char ret[sizeof("batch-") + 64])
+{
+    char ids[DELIVERY_BATCH_MAX_EVENTS * (REPORT_ID_LEN + 1) + 1], hex[65];
+    size_t used = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(ids + used, sizeof(ids) - used, "%s\n", l[i].e->id);
+        if (w < 0 || (size_t)w >= sizeof(ids) - used)
+            return -ENAMETOOLONG;
+        used += (size_t)w;
+    }
+    hash_sha256_hex(ids, used, hex);
+    (void)snprintf(ret, sizeof("batch-") + 64, "batch-%s", hex);
+    return 0;
+}
+
 /* One batch of the events in l. Returns 1 when the collector refused the
  * batch as such (send them one by one), else 0. */
 static int send_batch(struct sender *snd, struct spool *sp, const struct loaded *l, size_t n)
 {
+    char key[sizeof("batch-") + 64];
     json_object *batch = json_object_new_array();
     const char *body;
     long status = 0;
@@ -298,7 +319,7 @@ static int send_batch(struct sender *snd, struct spool *sp, const struct loaded 
         snd->network_down = true; /* nothing more this run */
         return 0;
     }
-    o = post(snd, CE_BATCH, body, strlen(body), NULL, &status);
+    o = post(snd, CE_BATCH, body, strlen(body), batch_key(l, n, key) == 0 ? key : NULL, &status);
     json_object_put(batch);
     if (o == HTTP_DELIVERED) {
         /* Exactly what was in the body: nothing else is counted or removed. */
@@ -308,9 +329,12 @@ static int send_batch(struct sender *snd, struct spool *sp, const struct loaded 
         }
         return 0;
     }
-    /* 400/404/405/413/415: this collector does not take batches. */
-    if (o == HTTP_REJECTED && (status == 400 || status == 404 || status == 405 || status == 413 || status == 415))
+    /* 400/404/405/413/415: this collector does not take batches. That is
+     * not a failure to report: the events go one by one instead. */
+    if (o == HTTP_REJECTED && (status == 400 || status == 404 || status == 405 || status == 413 || status == 415)) {
+        snd->sum->error[0] = '\0';
         return 1;
+    }
     if (o == HTTP_REJECTED)
         snd->sum->rejected += (unsigned)n;
     else

@@ -321,8 +321,10 @@ static int build_headers(const struct http_request *req, struct curl_slist **ret
      * ignore it). */
     if (r == 0)
         r = append_header(&list, "Expect:");
+    /* The IETF Idempotency-Key header is a Structured Field string: in
+     * double quotes (http_post() refuses keys holding '"' or '\\'). */
     if (r == 0 && req->idempotency_key) {
-        (void)snprintf(line, sizeof(line), "Idempotency-Key: %s", req->idempotency_key);
+        (void)snprintf(line, sizeof(line), "Idempotency-Key: \"%s\"", req->idempotency_key);
         r = append_header(&list, line);
     }
     if (r == 0 && req->bearer_token) {
@@ -400,7 +402,8 @@ static bool request_ok(const struct http_request *req)
     if (req->user_agent && !header_value_ok(req->user_agent, true))
         return false;
     if (req->idempotency_key &&
-        (!header_value_ok(req->idempotency_key, false) || strlen(req->idempotency_key) > 256))
+        (!header_value_ok(req->idempotency_key, false) || strlen(req->idempotency_key) > 256 ||
+         strpbrk(req->idempotency_key, "\"\\")))
         return false;
     if (req->bearer_token &&
         (!header_value_ok(req->bearer_token, false) || strlen(req->bearer_token) > MAX_TOKEN_LEN ||

@@ -27,7 +27,9 @@ struct http_request {
     size_t body_len;
     /* NULL: no Authorization header. Never logged, never in errors. */
     const char *bearer_token;
-    /* NULL: none. Sent as Idempotency-Key (the event id). */
+    /* NULL: none. Sent as the Idempotency-Key header, a Structured Field
+     * string ("...", RFC 9651): at most 256 visible ASCII characters,
+     * never '"' or '\\' (http_post() refuses them). */
     const char *idempotency_key;
     /* NULL: system CA store / no client certificate. */
     const char *ca_file;

@@ -13,6 +13,9 @@ expect() {
     if "$@"; then ok "$name"; else bad "$name"; fi
 }
 
+# not COMMAND...: succeeds when the command fails (for expect).
+not() { ! "$@"; }
+
 # expect_code NAME CODE COMMAND...: exact exit code.
 expect_code() {
     local name=$1 want=$2 got

@@ -73,7 +73,7 @@ rec = json.loads(open(sys.argv[1]).readline())
 ev = json.loads(rec["body"])
 assert rec["content_type"] == "application/cloudevents+json", rec["content_type"]
 assert rec["authorization"] == "Bearer " + sys.argv[2], "bearer token"
-assert rec["idempotency_key"] == ev["id"], "Idempotency-Key is the event id"
+assert rec["idempotency_key"] == '"%s"' % ev["id"], "Idempotency-Key is the event id as a Structured Field string"
 assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", ev["id"]), ev["id"]
 assert ev["specversion"] == "1.0" and ev["type"] == "dev.shmprov.run.v1", ev
 machine_id = open("/etc/machine-id").read().strip()
@@ -202,11 +202,22 @@ expect "flush/exit-0" test $? = 0
 expect "flush/spool-empty" test "$(spooled)" = 0
 expect "flush/one-batch" test "$(stat "d['batch_posts'], d['distinct_ids'], d['duplicate_ids']")" = "1 3 0"
 expect "flush/batch-content-type" grep -q '"content_type": "application/cloudevents-batch+json"' "$work/log.jsonl"
+# A batch has its own Idempotency-Key, a Structured Field string derived
+# from its event ids: "batch-" + sha256 of each id and a newline, in order.
+"$py" - "$work/log.jsonl" >"$work/batchkey.out" 2>&1 <<'PY'
+import hashlib, json, sys
+rec = [json.loads(l) for l in open(sys.argv[1])][-1]
+ids = [e["id"] for e in json.loads(rec["body"])]
+want = '"batch-%s"' % hashlib.sha256("".join(i + "\n" for i in ids).encode()).hexdigest()
+assert rec["idempotency_key"] == want, (rec["idempotency_key"], want)
+PY
+expect "flush/batch-idempotency-key" test $? = 0
 mode 'status:415*1,accept'
 apply short --no-report
 for _ in 1 2; do "$shmprov" --profile "$work/refused.yaml" apply >/dev/null 2>&1; done
 "$shmprov" --profile "$work/ok.yaml" flush >"$work/flush2.out" 2>&1
 expect "flush/falls-back-one-by-one" test $? = 0 -a "$(spooled)" = 0 -a "$(stat "d['structured_posts']")" = 2
+expect "flush/no-415-warning-after-the-fallback" not grep -q "415" "$work/flush2.out"
 
 # ---- a bounded spool: the oldest are dropped, and the next report says how many ----
 profile tiny "$base/v1/events" 1 "  spool_max_events: 2\n"

@@ -82,7 +82,6 @@ hold() {
     echo "shm_helper $* did not start: $(cat "$out.err")" >&2
     return 1
 }
-not() { ! "$@"; }
 setup_failed() { bad "setup: $1"; finish; exit 1; }
 
 # snapshot FILE: the segments as ipcs sees them, plus the kernel's counters.

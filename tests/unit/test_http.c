@@ -262,7 +262,7 @@ Test(http, delivers_with_the_headers_and_body_on_the_wire)
 
     cr_expect_eq(strncmp(sv.first_request, "POST /v1/events HTTP/1.1\r\n", 26), 0, "%s", sv.first_request);
     cr_expect_not_null(strstr(sv.first_request, "\r\nAuthorization: Bearer " TOKEN "\r\n"));
-    cr_expect_not_null(strstr(sv.first_request, "\r\nIdempotency-Key: " EVENT_ID "\r\n"));
+    cr_expect_not_null(strstr(sv.first_request, "\r\nIdempotency-Key: \"" EVENT_ID "\"\r\n"));
     cr_expect_not_null(strstr(sv.first_request, "\r\nContent-Type: application/cloudevents+json\r\n"));
     cr_expect_not_null(strstr(sv.first_request, "\r\nUser-Agent: shmprov\r\n"));
     cr_expect_null(strcasestr(sv.first_request, "\r\nExpect:"), "no 100-continue round trip");
