@@ -59,6 +59,10 @@ static json_object *keys_json(const struct plan *plan, const struct conflicts *c
         json_object_object_add(o, "key", json_object_new_string(sizing_key_name(id)));
         json_object_object_add(o, "before", u64_or_null(k->current_known, k->current));
         json_object_object_add(o, "target", json_object_new_uint64(k->target));
+        /* raise-only may keep a higher running value: the size the profile
+         * asks for is shown beside it, with why the target differs. */
+        json_object_object_add(o, "derived", json_object_new_uint64(k->derived));
+        json_object_object_add(o, "source", json_object_new_string(k->source));
         json_object_object_add(o, "after", u64_or_null(out->keys[id].after_known && !out->runtime_skipped,
                                                        out->keys[id].after));
         json_object_object_add(o, "action", json_object_new_string(sizing_action_name(k->action)));
