@@ -208,6 +208,8 @@ int cmd_apply(const struct cli_options *o)
     }
     if (code != EXIT_OK)
         goto out;
+    if (plan->tier_warning[0])
+        log_warn("%s", plan->tier_warning);
     if (o->root && profile->ram_tier == TIER_AUTO)
         log_warn("--root with 'ram_tier: auto' sizes the image for THIS machine's MemTotal (%" PRIu64
                  " bytes); set host.ram_tier for images meant for other hosts",

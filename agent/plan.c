@@ -60,6 +60,28 @@ static void warn_lowering(struct plan *plan)
     }
 }
 
+/* A fixed tier names a RAM size; a host with much less usually means a
+ * fleet role was applied to the wrong host: say when the limits would let
+ * shared memory grow past all of this host's RAM. */
+static void warn_tier_fit(struct plan *plan)
+{
+    const struct sizing_result *s = &plan->sizing;
+    uint64_t pages = s->keys[KEY_SHMALL].derived, mem = plan->host.memtotal_bytes;
+    uint64_t bytes = pages > UINT64_MAX / s->page_size ? UINT64_MAX : pages * s->page_size;
+    char nominal[32], ram[32], reach[32];
+
+    if (s->tier_detected || mem == 0 || bytes <= mem)
+        return;
+    sizes_format_human(s->ram_bytes, nominal, sizeof(nominal));
+    sizes_format_human(mem, ram, sizeof(ram));
+    sizes_format_human(bytes, reach, sizeof(reach));
+    add_warning(plan,
+                "ram_tier: %s (%s nominal) on a host with %s of RAM lets shared memory reach %s, %.1f times its "
+                "RAM: is this profile meant for this host?",
+                profile_tier_name(s->tier), nominal, ram, reach, (double)bytes / (double)mem);
+    (void)snprintf(plan->tier_warning, sizeof(plan->tier_warning), "%s", plan->warnings[plan->nwarnings - 1]);
+}
+
 static int read_current_dropin(struct plan *plan)
 {
     int r = fsutil_read_file(plan->dropin_path, DROPIN_MAX_BYTES, true, &plan->dropin_old,
@@ -127,6 +149,7 @@ int plan_build(const struct profile *p, const struct host_facts *h, bool force, 
         goto fail;
 
     warn_lowering(plan);
+    warn_tier_fit(plan);
     if (!h->usage_known)
         add_warning(plan, "cannot read /proc/sysvipc/shm: existing segments are not checked");
     *ret = plan;

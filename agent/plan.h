@@ -30,7 +30,8 @@ struct plan {
     char *dropin_diff; /* unified diff, "" when unchanged */
 
     unsigned nwarnings;
-    char warnings[KEY_COUNT + 2][320];
+    char warnings[KEY_COUNT + 3][320];
+    char tier_warning[320]; /* the profile's tier does not fit this host's RAM; "" when it does */
 };
 
 /* Builds the plan: sizing from the profile and host facts, then the drop-in

@@ -72,6 +72,17 @@ static json_object *keys_json(const struct plan *plan, const struct conflicts *c
     return a;
 }
 
+/* What plan would warn about: every lowering, a tier that does not fit the
+ * host, usage that could not be read. */
+static json_object *warnings_json(const struct plan *plan)
+{
+    json_object *a = json_object_new_array();
+
+    for (unsigned i = 0; i < plan->nwarnings; i++)
+        json_object_array_add(a, json_object_new_string(plan->warnings[i]));
+    return a;
+}
+
 /* Test segments a killed shmprov left behind, removed before this run
  * planned (whether or not its own probe ran). */
 static json_object *leftovers_json(const struct apply_outcome *out)
@@ -128,6 +139,7 @@ json_object *report_data(const struct plan *plan, const struct conflicts *c, con
     json_object_object_add(d, "probe", probe_json(out));
     json_object_object_add(d, "probe_leftovers_removed", leftovers_json(out));
     json_object_object_add(d, "usage", plan_usage_json(&plan->host));
+    json_object_object_add(d, "warnings", warnings_json(plan));
     json_object_object_add(d, "result", json_object_new_string(apply_result_name(out->result)));
     json_object_object_add(d, "runtime_skipped",
                            out->runtime_skipped ? json_object_new_string(out->runtime_skip_reason) : NULL);

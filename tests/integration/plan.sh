@@ -197,4 +197,26 @@ for args in "plan" "plan --output json" "apply --no-report" "apply --no-report -
     expect "stdout-full/'$args'/exit-1" test "$code" = 1
     expect "stdout-full/'$args'/says-why" grep -q "error: cannot write the result to standard output: No space left on device" "$work/full.err"
 done
+# ---- a fixed tier that does not fit the host's RAM: warned, and reported ----
+# (a fake /proc/meminfo through the test-only SHMPROV_TEST_PROC_DIR)
+fakeproc=$work/fakeproc
+mkdir -p "$fakeproc/sysvipc"
+head -n 1 /proc/sysvipc/shm >"$fakeproc/sysvipc/shm"
+printf 'MemTotal:        8388608 kB\n' >"$fakeproc/meminfo"
+printf 'version: 1\nhost: {ram_tier: large, workload: bigdata}\n' >"$work/large.yaml"
+printf 'version: 1\nhost: {ram_tier: small}\n' >"$work/fits.yaml"
+chmod 0644 "$work/large.yaml" "$work/fits.yaml"
+tierwarn="ram_tier: large (128 GiB nominal) on a host with 8 GiB of RAM lets shared memory reach 96 GiB, 12.0 times its RAM: is this profile meant for this host?"
+SHMPROV_TEST_PROC_DIR=$fakeproc "$shmprov" --profile "$work/large.yaml" plan >"$work/tier.txt" 2>/dev/null
+expect "tier-fit/plan-warns" grep -qF "warning: $tierwarn" "$work/tier.txt"
+SHMPROV_TEST_PROC_DIR=$fakeproc "$shmprov" --profile "$work/large.yaml" --output json plan >"$work/tier.json" 2>/dev/null
+expect "tier-fit/plan-json" test "$(json "$work/tier.json" "[w for w in d['warnings'] if w.startswith('ram_tier')] == ['$tierwarn']")" = True
+mkdir -p "$work/image"
+SHMPROV_TEST_PROC_DIR=$fakeproc "$shmprov" --profile "$work/large.yaml" --output json apply --root "$work/image" \
+    >"$work/tier-apply.json" 2>"$work/tier-apply.err"
+expect "tier-fit/apply-warns-once" test "$(grep -cF "warning: $tierwarn" "$work/tier-apply.err")" = 1
+expect "tier-fit/apply-reports-it" test "$(json "$work/tier-apply.json" "'$tierwarn' in d['warnings']")" = True
+SHMPROV_TEST_PROC_DIR=$fakeproc "$shmprov" --profile "$work/fits.yaml" plan >"$work/fits.txt" 2>/dev/null
+expect "tier-fit/a-fitting-tier-is-not-warned" not grep -q "warning: ram_tier" "$work/fits.txt"
+
 finish
