@@ -252,6 +252,33 @@ static void remove_delivered(struct spool *sp, const struct spool_entry *e, stru
     }
 }
 
+/* What a collector answers for an event it will never take as it is: the
+ * same bytes would be refused again, forever. */
+static bool malformed(long status)
+{
+    return status == 400 || status == 413 || status == 415 || status == 422;
+}
+
+/* An event the collector refused as malformed leaves the spool after this
+ * one attempt, counted, so that it blocks nothing again; any other refusal
+ * (401, 403, 404...) is the configuration's, and the event stays. */
+static void rejected(struct spool *sp, const struct spool_entry *e, long status, struct delivery_summary *sum)
+{
+    int sync_error = 0, r;
+
+    sum->rejected++;
+    if (!malformed(status))
+        return;
+    r = spool_reject(sp, e, &sync_error);
+    if (r < 0)
+        log_warn("report %s was refused as malformed (HTTP %ld) and cannot be moved to %s/" SPOOL_REJECTED_DIR
+                 ": %s; left in place", e->id, status, spool_path(sp), strerror(-r));
+    else
+        log_warn("report %s was refused as malformed (HTTP %ld): moved to %s/" SPOOL_REJECTED_DIR "/%s, never to "
+                 "be sent again%s%s", e->id, status, spool_path(sp), e->name, sync_error ? ": " : "",
+                 sync_error ? strerror(-sync_error) : "");
+}
+
 /* Posts one loaded event; removes it only after a 2xx. */
 static void send_loaded(struct sender *snd, struct spool *sp, const struct loaded *l)
 {
@@ -262,8 +289,7 @@ static void send_loaded(struct sender *snd, struct spool *sp, const struct loade
         snd->sum->delivered++;
         remove_delivered(sp, l->e, snd->sum);
     } else if (o == HTTP_REJECTED) {
-        /* Kept: the operator decides, and nothing is deleted before a 2xx. */
-        snd->sum->rejected++;
+        rejected(sp, l->e, status, snd->sum);
     } else {
         snd->network_down = true;
     }
@@ -329,9 +355,10 @@ static int send_batch(struct sender *snd, struct spool *sp, const struct loaded 
         }
         return 0;
     }
-    /* 400/404/405/413/415: this collector does not take batches. That is
-     * not a failure to report: the events go one by one instead. */
-    if (o == HTTP_REJECTED && (status == 400 || status == 404 || status == 405 || status == 413 || status == 415)) {
+    /* 400/404/405/413/415: this collector does not take batches; 422: one
+     * of them is malformed. Not a failure to report: the events go one by
+     * one instead, which also finds the malformed one. */
+    if (o == HTTP_REJECTED && (malformed(status) || status == 404 || status == 405)) {
         snd->sum->error[0] = '\0';
         return 1;
     }
@@ -453,8 +480,10 @@ struct carried {
     bool unknown[SPOOL_COUNTERS];
 };
 
-static const char *const count_fields[SPOOL_COUNTERS] = { "reports_dropped", "reports_quarantined" };
-static const char *const unknown_fields[SPOOL_COUNTERS] = { "reports_dropped_unknown", "reports_quarantined_unknown" };
+static const char *const count_fields[SPOOL_COUNTERS] = { "reports_dropped", "reports_quarantined",
+                                                           "reports_rejected" };
+static const char *const unknown_fields[SPOOL_COUNTERS] = { "reports_dropped_unknown", "reports_quarantined_unknown",
+                                                            "reports_rejected_unknown" };
 
 static void add_counts(struct spool *sp, json_object *data, struct carried *c)
 {
@@ -531,9 +560,7 @@ static void send_spool(const struct profile *p, struct spool *sp, const char *js
         sum->own_delivered = true;
         /* What this report carried is reported: stop counting it. */
         clear_carried(sp, c);
-    } else if (o == HTTP_REJECTED) {
-        sum->rejected++;
-    } else {
+    } else if (o != HTTP_REJECTED) {
         snd.network_down = true;
     }
     r = spool_list(sp, &e, &n);
@@ -545,6 +572,8 @@ static void send_spool(const struct profile *p, struct spool *sp, const char *js
         if (strcmp(e[i].id, id) == 0) {
             if (sum->own_delivered)
                 remove_delivered(sp, &e[i], sum);
+            else if (o == HTTP_REJECTED)
+                rejected(sp, &e[i], status, sum);
         } else if (!snd.network_down) {
             send_one(&snd, sp, &e[i]);
         }

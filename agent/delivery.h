@@ -23,14 +23,16 @@ struct delivery_summary {
     unsigned delivered;   /* events in a body that got a 2xx */
     unsigned waiting;     /* events left in the spool */
     bool waiting_unknown; /* the spool could not be listed: waiting is 0 but unknown */
-    unsigned rejected;    /* events the collector refused (kept in the spool) */
+    unsigned rejected;    /* events the collector refused: kept in the spool (401, 403, 404...), or
+                           * moved to its rejected directory when refused as
+                           * malformed (400, 413, 415, 422), never sent again */
     unsigned quarantined; /* damaged events moved out of the spool, never to be sent */
     bool own_delivered;   /* this run's event */
     bool own_direct;      /* ...sent without the spool, which could not take it */
     char spool_error[384]; /* why the spool could not take this run's event */
     /* One line per counter file this run found damaged, for the caller to
      * warn about once ("" when none). */
-    char damaged[2][384];
+    char damaged[3][384];
     char error[512];      /* the last problem, for people; never holds the token */
 };
 

@@ -155,6 +155,7 @@ json_object *report_data(const struct plan *plan, const struct conflicts *c, con
     /* Set from the spool when the report is sent; here (apply --output
      * json) there is no spool to count. */
     json_object_object_add(d, "reports_quarantined", json_object_new_uint64(0));
+    json_object_object_add(d, "reports_rejected", json_object_new_uint64(0));
     return d;
 }
 

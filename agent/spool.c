@@ -42,10 +42,17 @@ struct spool {
 static const char *const counter_files[SPOOL_COUNTERS] = {
     [SPOOL_COUNTER_DROPPED] = SPOOL_DROPPED_FILE,
     [SPOOL_COUNTER_QUARANTINED] = SPOOL_QUARANTINED_FILE,
+    [SPOOL_COUNTER_REJECTED] = SPOOL_REJECTED_FILE,
 };
 static const char *const unknown_files[SPOOL_COUNTERS] = {
     [SPOOL_COUNTER_DROPPED] = SPOOL_DROPPED_FILE SPOOL_UNKNOWN_SUFFIX,
     [SPOOL_COUNTER_QUARANTINED] = SPOOL_QUARANTINED_FILE SPOOL_UNKNOWN_SUFFIX,
+    [SPOOL_COUNTER_REJECTED] = SPOOL_REJECTED_FILE SPOOL_UNKNOWN_SUFFIX,
+};
+/* Where an event set aside and counted in each counter goes. */
+static const char *const aside_dirs[SPOOL_COUNTERS] = {
+    [SPOOL_COUNTER_QUARANTINED] = SPOOL_QUARANTINE_DIR,
+    [SPOOL_COUNTER_REJECTED] = SPOOL_REJECTED_DIR,
 };
 
 static bool uuid_ok(const char *id)
@@ -520,16 +527,16 @@ static bool still_there(const struct spool *s, const char *name)
     return TEMP_FAILURE_RETRY(fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW)) == 0;
 }
 
-/* The quarantine directory, made on demand: ours, private, never a
+/* A set-aside directory, made on demand: ours, private, never a
  * symlink. */
-static int open_quarantine(const struct spool *s, int *ret_fd)
+static int open_aside(const struct spool *s, const char *dir, int *ret_fd)
 {
     struct stat st;
     int fd;
 
-    if (TEMP_FAILURE_RETRY(mkdirat(s->dirfd, SPOOL_QUARANTINE_DIR, 0700)) < 0 && errno != EEXIST)
+    if (TEMP_FAILURE_RETRY(mkdirat(s->dirfd, dir, 0700)) < 0 && errno != EEXIST)
         return -errno;
-    fd = TEMP_FAILURE_RETRY(openat(s->dirfd, SPOOL_QUARANTINE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    fd = TEMP_FAILURE_RETRY(openat(s->dirfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (fd < 0)
         return -errno;
     if (TEMP_FAILURE_RETRY(fstat(fd, &st)) < 0) {
@@ -546,7 +553,8 @@ static int open_quarantine(const struct spool *s, int *ret_fd)
     return 0;
 }
 
-int spool_quarantine(struct spool *s, const struct spool_entry *e, int *ret_sync_error)
+/* Moves an event out of the spool into the directory of counter c. */
+static int set_aside(struct spool *s, const struct spool_entry *e, enum spool_counter c, int *ret_sync_error)
 {
     struct counter *k;
     uint64_t seq;
@@ -556,18 +564,18 @@ int spool_quarantine(struct spool *s, const struct spool_entry *e, int *ret_sync
         *ret_sync_error = 0;
     if (!s || !e || !parse_name(e->name, &seq, NULL))
         return -EINVAL;
-    k = &s->counters[SPOOL_COUNTER_QUARANTINED];
-    r = open_quarantine(s, &qfd);
+    k = &s->counters[c];
+    r = open_aside(s, aside_dirs[c], &qfd);
     if (r < 0)
         return r;
     /* Counted before it moves: not counted, not moved. */
-    r = write_counter(s, SPOOL_COUNTER_QUARANTINED, k->value + 1);
+    r = write_counter(s, c, k->value + 1);
     if (r < 0)
         goto out;
     if (TEMP_FAILURE_RETRY(renameat(s->dirfd, e->name, qfd, e->name)) < 0) {
         r = -errno;
         /* Still in place: the counter goes back, or stays one over. */
-        if (!still_there(s, e->name) || write_counter(s, SPOOL_COUNTER_QUARANTINED, k->value) < 0)
+        if (!still_there(s, e->name) || write_counter(s, c, k->value) < 0)
             k->value++;
         goto out;
     }
@@ -582,6 +590,16 @@ int spool_quarantine(struct spool *s, const struct spool_entry *e, int *ret_sync
 out:
     close(qfd);
     return r;
+}
+
+int spool_quarantine(struct spool *s, const struct spool_entry *e, int *ret_sync_error)
+{
+    return set_aside(s, e, SPOOL_COUNTER_QUARANTINED, ret_sync_error);
+}
+
+int spool_reject(struct spool *s, const struct spool_entry *e, int *ret_sync_error)
+{
+    return set_aside(s, e, SPOOL_COUNTER_REJECTED, ret_sync_error);
 }
 
 static int remove_marker(const struct spool *s, enum spool_counter c)

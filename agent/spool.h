@@ -8,7 +8,9 @@
  * out the oldest ones, and how many were pushed out is kept in a counter
  * file ("dropped.count") until a delivered report has carried it. An event
  * file that can never be sent (damaged) is moved to the quarantine
- * directory and counted the same way ("quarantined.count"). Nothing else
+ * directory and counted the same way ("quarantined.count"), and one the
+ * collector refused as malformed to the rejected directory
+ * ("rejected.count"). Nothing else
  * deletes an event but spool_remove(), which the caller calls only after a
  * 2xx.
  *
@@ -26,6 +28,9 @@
 #define SPOOL_DROPPED_FILE "dropped.count"
 #define SPOOL_QUARANTINED_FILE "quarantined.count"
 #define SPOOL_QUARANTINE_DIR "quarantine"
+#define SPOOL_REJECTED_FILE "rejected.count"
+/* Events the collector refused as malformed (400, 413, 415, 422). */
+#define SPOOL_REJECTED_DIR "rejected"
 /* Next to a counter ("dropped.count.unknown"): the counter was found
  * damaged and counts only what happened since, until a delivered report
  * has said so. */
@@ -34,6 +39,7 @@
 enum spool_counter {
     SPOOL_COUNTER_DROPPED,     /* pushed out by the bounds */
     SPOOL_COUNTER_QUARANTINED, /* moved to the quarantine directory */
+    SPOOL_COUNTER_REJECTED,    /* moved to the rejected directory */
     SPOOL_COUNTERS
 };
 
@@ -93,6 +99,10 @@ int spool_remove(struct spool *s, const struct spool_entry *e);
  * synced (the move may not survive a crash). A negative errno: it is still
  * in place. */
 int spool_quarantine(struct spool *s, const struct spool_entry *e, int *ret_sync_error);
+
+/* The same for an event the collector refused as malformed: moved to
+ * SPOOL_REJECTED_DIR and counted in SPOOL_COUNTER_REJECTED. */
+int spool_reject(struct spool *s, const struct spool_entry *e, int *ret_sync_error);
 
 /* The counter's file name inside the spool directory. */
 const char *spool_counter_file(enum spool_counter c);

@@ -154,14 +154,35 @@ clear_spool
 apply short
 expect "429/too-long-gives-up-at-once (${took} ms)" test "$took" -le 3000 -a "$(spooled)" = 1 -a "$(posts)" = 1
 
-# ---- 400: never retried, kept, the error shown ----
-mode 'status:400'
+# ---- 401: never retried, kept (the configuration's fault), the error shown ----
+mode 'status:401'
 clear_spool
 apply ok
-expect "400/exit-0" test "$code" = 0
-expect "400/one-attempt" test "$(posts)" = 1
-expect "400/kept" test "$(spooled)" = 1
-expect "400/error-shown" grep -q "400" "$work/err"
+expect "401/exit-0" test "$code" = 0
+expect "401/one-attempt" test "$(posts)" = 1
+expect "401/kept" test "$(spooled)" = 1
+expect "401/error-shown" grep -q "401" "$work/err"
+
+# ---- a poison event (400, 413, 415, 422: malformed): one attempt, then
+#      rejected/, counted, reported, and flush no longer fails on it ----
+for status in 400 422; do
+    mode "status:$status"
+    clear_spool
+    apply ok
+    expect "$status/exit-0" test "$code" = 0
+    expect "$status/one-attempt" test "$(posts)" = 1
+    expect "$status/not-waiting" test "$(spooled)" = 0
+    expect "$status/moved-to-rejected" test "$(find "$spool/rejected" -name '*.json' | wc -l)" = 1
+    expect "$status/said-so" grep -q "refused as malformed (HTTP $status): moved to $spool/rejected/" "$work/err"
+    "$shmprov" --profile "$work/ok.yaml" flush >"$work/poison-flush.out" 2>&1
+    expect "$status/flush-exit-0" test $? = 0
+    expect "$status/never-sent-again" test "$(posts)" = 1
+    mode accept
+    apply ok
+    expect "$status/next-report-counts-it" test "$("$py" -c 'import json,sys; print(json.loads(json.loads(open(sys.argv[1]).readline())["body"])["data"]["reports_rejected"])' "$work/log.jsonl")" = 1
+    apply ok
+    expect "$status/then-cleared" test "$("$py" -c 'import json,sys; print(json.loads(json.loads(open(sys.argv[1]).readlines()[-1])["body"])["data"]["reports_rejected"])' "$work/log.jsonl")" = 0
+done
 
 # ---- slow, cut, redirect, a 10 MB body, an endless body ----
 mode 'slow:1.5'

@@ -472,9 +472,10 @@ Test(spool, damaged_counter_is_a_warning_and_makes_the_count_unknown)
 {
     static const char *const bad[] = { "", "abc\n", "-1\n", " 1\n", "1x\n", "99999999999999999999999\n", "1\n\n",
                                        "\x7f" "ELF\x01\xff" };
-    static const char *const files[] = { SPOOL_DROPPED_FILE, SPOOL_QUARANTINED_FILE };
+    static const char *const files[] = { SPOOL_DROPPED_FILE, SPOOL_QUARANTINED_FILE, SPOOL_REJECTED_FILE };
     static const char *const markers[] = { SPOOL_DROPPED_FILE SPOOL_UNKNOWN_SUFFIX,
-                                           SPOOL_QUARANTINED_FILE SPOOL_UNKNOWN_SUFFIX };
+                                           SPOOL_QUARANTINED_FILE SPOOL_UNKNOWN_SUFFIX,
+                                           SPOOL_REJECTED_FILE SPOOL_UNKNOWN_SUFFIX };
     struct spool *s = NULL;
     int rewrite = -1;
 
@@ -486,8 +487,9 @@ Test(spool, damaged_counter_is_a_warning_and_makes_the_count_unknown)
             cr_expect_eq(rewrite, 0);
             cr_expect(spool_count_unknown(s, (enum spool_counter)c));
             cr_expect_eq(spool_count(s, (enum spool_counter)c), 0);
-            cr_expect_eq(spool_counter_damaged(s, (enum spool_counter)(1 - c), NULL), 0, "the other one is fine");
-            cr_expect_not(spool_count_unknown(s, (enum spool_counter)(1 - c)));
+            cr_expect_eq(spool_counter_damaged(s, (enum spool_counter)((c + 1) % SPOOL_COUNTERS), NULL), 0,
+                         "the others are fine");
+            cr_expect_not(spool_count_unknown(s, (enum spool_counter)((c + 1) % SPOOL_COUNTERS)));
             spool_close(s);
             expect_file(files[c], "0\n");
             cr_expect_eq(access(path_of(markers[c]), F_OK), 0, "the marker keeps 'unknown'");
