@@ -28,7 +28,7 @@ static FILE *open_retrying(int fd, int mode)
     FILE *f = fopencookie((void *)(long)fd, "w", io);
 
     if (f && setvbuf(f, NULL, mode, BUFSIZ) != 0) {
-        fclose(f);
+        (void)fclose(f);
         return NULL;
     }
     return f;
