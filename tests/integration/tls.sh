@@ -70,9 +70,13 @@ run expired
 expect "expired/spooled" test "$code" = 0 -a "$(spooled)" = 1 -a "$(posts)" = 0
 expect "expired/says-expired" grep -qi "expired" "$work/expired.err"
 
+# nginx answers a missing client certificate with 400, which shmprov takes
+# as "malformed": the event is set aside in rejected/, counted and named,
+# never deleted (README: move it back once the certificate is fixed).
 run noclient
-expect "missing-client-cert/spooled" test "$code" = 0 -a "$(spooled)" = 1 -a "$(posts)" = 0
-expect "missing-client-cert/says-400" grep -q "400" "$work/noclient.err"
+expect "missing-client-cert/not-delivered" test "$code" = 0 -a "$(spooled)" = 0 -a "$(posts)" = 0
+expect "missing-client-cert/set-aside" test "$(find "$spool/rejected" -name '*.json' | wc -l)" = 1
+expect "missing-client-cert/says-400" grep -q "refused as malformed (HTTP 400): moved to $spool/rejected/" "$work/noclient.err"
 
 run systemca
 expect "verification-always-on/system-CAs-refuse-test-CA" test "$code" = 0 -a "$(spooled)" = 1 -a "$(posts)" = 0
