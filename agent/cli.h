@@ -1,5 +1,5 @@
 #pragma once
-/* The command line (SPEC §3): option parsing, the command table, and the
+/* The command line (README "Commands"): option parsing, the command table, and the
  * steps every command shares (choosing and loading the profile). */
 
 #include <stdbool.h>

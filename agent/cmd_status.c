@@ -1,4 +1,4 @@
-/* `shmprov status`: limits, usage, headroom and segments (SPEC §3). Changes
+/* `shmprov status`: limits, usage, headroom and segments (README "status"). Changes
  * nothing, except with --remove-orphans: each orphan candidate is re-checked
  * right before IPC_RMID and removed only when still unchanged and still an
  * orphan; one log line per decision. */

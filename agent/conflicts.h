@@ -1,5 +1,5 @@
 #pragma once
-/* Boot-order conflicts (SPEC §2): for each key shmprov's drop-in sets, does
+/* Boot-order conflicts (README "apply, a transaction", step 2): for each key shmprov's drop-in sets, does
  * another file win at boot, under systemd-sysctl's rules or under procps
  * `sysctl --system`'s? Built on sysctld's analysis of the directories. */
 

@@ -1,5 +1,5 @@
 #pragma once
-/* The text of shmprov's /etc/sysctl.d drop-in (SPEC §5). Deterministic:
+/* The text of shmprov's /etc/sysctl.d drop-in (README "The drop-in"). Deterministic:
  * the same profile and derivation give the same bytes, so an unchanged
  * apply writes nothing. No timestamps, no version number (an upgrade alone
  * must not rewrite every host's file). */

@@ -1,5 +1,5 @@
 #pragma once
-/* The probe (SPEC §7): proves with real shmget() calls that the running
+/* The probe (README "apply, a transaction", step 5): proves with real shmget() calls that the running
  * kernel enforces the limits apply has just written, in the agent's own IPC
  * namespace. Every shmget carries SHM_NORESERVE and no segment is ever
  * touched except the one-page round-trip segment, so probing a 64 GiB limit

@@ -1,5 +1,5 @@
 #pragma once
-/* The host profile (SPEC §4): a strict YAML parser on libyaml. Parsing takes
+/* The host profile (README "Profile reference"): a strict YAML parser on libyaml. Parsing takes
  * a buffer and a file name and does no I/O, so every rejection is testable
  * without root; profile_load() is the one I/O edge. */
 

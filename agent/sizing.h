@@ -1,5 +1,5 @@
 #pragma once
-/* The sizing guide as arithmetic (SPEC §1-§2). Pure: structs in, numbers
+/* The sizing guide as arithmetic (README "Sizing rules"). Pure: structs in, numbers
  * and reasons out; no I/O, no logging, no globals. */
 
 #include <stdbool.h>

@@ -1,6 +1,6 @@
 #pragma once
 /* Which file and line finally sets each kernel key shmprov manages at boot
- * (SPEC §2, "File precedence"): a drop-in that a later file overrides is a
+ * (README "apply, a transaction", step 2): a drop-in that a later file overrides is a
  * silent failure, so the command layer refuses or warns when the winner of
  * a key is not shmprov's own drop-in.
  *

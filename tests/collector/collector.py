@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Test collector for shmprov's report delivery (SPEC §8, issue 4).
+"""Test collector for shmprov's report delivery (README "Reports").
 
 A tiny HTTP/1.1 server, stdlib only, bound to 127.0.0.1 and nothing else.
 Every request it receives is recorded as one JSON line in the log file and

@@ -1,5 +1,5 @@
 /* The profile parser: any bytes are either a profile or a rejection that
- * says why (SPEC §4), never a crash, a leak or a silent failure. */
+ * says why (README "Profile reference"), never a crash, a leak or a silent failure. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>

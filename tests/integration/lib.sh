@@ -45,7 +45,7 @@ finish() {
 
 # Runs the calling script again inside a new IPC and mount namespace so the
 # real kernel code paths run against private limits and the host never
-# changes (SPEC §10). Inside: /etc, /var/lib and /run are overlays whose
+# changes. Inside: /etc, /var/lib and /run are overlays whose
 # writes go to a private tmpfs (so even creating /etc/shmprov leaves the host
 # alone), and tmpfs is mounted over every directory shmprov writes:
 # /etc/sysctl.d, /run/sysctl.d, /etc/shmprov, /var/lib/shmprov. Scratch files

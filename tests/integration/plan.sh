@@ -47,7 +47,7 @@ rm "$dropin"
 
 snapshot "$work/before"
 
-# ---- the guide's numbers (SPEC §1) ----
+# ---- the guide's numbers (README "Sizing rules") ----
 expect_guide() { # NAME PROFILE SHMMAX SHMALL TIER
     local out="$work/$1.json"
     if ! "$shmprov" --profile "$2" plan --output json >"$out" 2>"$work/$1.err"; then

@@ -35,7 +35,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-MAX_PROFILE_BYTES = 1 << 20          # SPEC section 4: files over 1 MiB are refused
+MAX_PROFILE_BYTES = 1 << 20          # README "Profile reference": files over 1 MiB are refused
 INVALID_LIST = "schema-invalid.txt"
 PLAIN_DECIMAL = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
 INT_TAG = "tag:yaml.org,2002:int"
