@@ -27,8 +27,8 @@
  * keeps the kernel from committing swap for a segment that is never
  * touched, so proving a 64 GiB limit costs nothing (strict overcommit,
  * vm.overcommit_memory = 2, ignores it: see the acceptance). */
-#define PROBE_SHM_FLAGS (IPC_CREAT | IPC_EXCL | 0600 | SHM_NORESERVE)
 #define PROBE_SHM_PERMS 0600
+#define PROBE_SHM_FLAGS (IPC_CREAT | IPC_EXCL | PROBE_SHM_PERMS | SHM_NORESERVE)
 
 #define PATTERN_MAGIC "shmprov probe pattern"
 #define ACK_MAGIC "shmprov probe ack"
