@@ -1,6 +1,7 @@
 #include "delivery.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -186,23 +187,35 @@ static bool permanent(int r)
     return r == -EINVAL || r == -EISDIR || r == -ELOOP || r == -EFBIG || r == -EIO;
 }
 
+/* Moves an event that must never be sent again (a damaged one, or one the
+ * collector refused as malformed) to the directory of counter c, and
+ * says so: what names the event and why. True when it moved. */
+static bool set_aside(struct spool *sp, const struct spool_entry *e, enum spool_counter c, const char *what)
+{
+    const char *dir = c == SPOOL_COUNTER_REJECTED ? SPOOL_REJECTED_DIR : SPOOL_QUARANTINE_DIR;
+    int sync_error = 0;
+    int r = c == SPOOL_COUNTER_REJECTED ? spool_reject(sp, e, &sync_error) : spool_quarantine(sp, e, &sync_error);
+
+    if (r < 0) {
+        log_warn("%s, and cannot be moved to %s/%s: %s; left in place", what, spool_path(sp), dir, strerror(-r));
+        return false;
+    }
+    log_warn("%s: moved to %s/%s/%s, never to be sent%s%s%s", what, spool_path(sp), dir, e->name,
+             sync_error ? " (syncing the directories failed: " : "", sync_error ? strerror(-sync_error) : "",
+             sync_error ? "; the move may not survive a crash)" : "");
+    return true;
+}
+
 /* Moves an event that can never be sent out of the way, so no run tries
- * it again, and says so. */
+ * it again. */
 static void quarantine(struct spool *sp, const struct spool_entry *e, const char *why,
                        struct delivery_summary *sum)
 {
-    int sync_error = 0, r = spool_quarantine(sp, e, &sync_error);
+    char what[PATH_MAX + 256];
 
-    if (r < 0) {
-        log_warn("spooled report %s/%s %s, and cannot be moved to %s/" SPOOL_QUARANTINE_DIR ": %s; left in place",
-                 spool_path(sp), e->name, why, spool_path(sp), strerror(-r));
-        return;
-    }
-    sum->quarantined++;
-    log_warn("spooled report %s/%s %s: moved to %s/" SPOOL_QUARANTINE_DIR "/%s, never to be sent%s%s%s",
-             spool_path(sp), e->name, why, spool_path(sp), e->name,
-             sync_error ? " (syncing the directories failed: " : "", sync_error ? strerror(-sync_error) : "",
-             sync_error ? "; the move may not survive a crash)" : "");
+    (void)snprintf(what, sizeof(what), "spooled report %s/%s %s", spool_path(sp), e->name, why);
+    if (set_aside(sp, e, SPOOL_COUNTER_QUARANTINED, what))
+        sum->quarantined++;
 }
 
 /* Reads and checks one spooled event. 0: *l is ready. 1: nothing to send
@@ -264,19 +277,13 @@ static bool malformed(long status)
  * (401, 403, 404...) is the configuration's, and the event stays. */
 static void rejected(struct spool *sp, const struct spool_entry *e, long status, struct delivery_summary *sum)
 {
-    int sync_error = 0, r;
+    char what[160];
 
     sum->rejected++;
     if (!malformed(status))
         return;
-    r = spool_reject(sp, e, &sync_error);
-    if (r < 0)
-        log_warn("report %s was refused as malformed (HTTP %ld) and cannot be moved to %s/" SPOOL_REJECTED_DIR
-                 ": %s; left in place", e->id, status, spool_path(sp), strerror(-r));
-    else
-        log_warn("report %s was refused as malformed (HTTP %ld): moved to %s/" SPOOL_REJECTED_DIR "/%s, never to "
-                 "be sent again%s%s", e->id, status, spool_path(sp), e->name, sync_error ? ": " : "",
-                 sync_error ? strerror(-sync_error) : "");
+    (void)snprintf(what, sizeof(what), "report %s was refused as malformed (HTTP %ld)", e->id, status);
+    (void)set_aside(sp, e, SPOOL_COUNTER_REJECTED, what);
 }
 
 /* Posts one loaded event; removes it only after a 2xx. */
