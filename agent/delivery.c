@@ -86,9 +86,13 @@ static void free_token(char *token)
     }
 }
 
+/* Everything one run (or one flush) sends goes through one sender: one
+ * token read, one deadline, and one http session, so all its requests
+ * share one connection and one TLS handshake. */
 struct sender {
     const struct profile *p;
     char *token;
+    struct http_session *http;
     uint64_t deadline_ms;
     struct delivery_summary *sum;
     bool network_down; /* stop trying within this run */
@@ -112,7 +116,7 @@ static enum http_outcome post(struct sender *snd, const char *type, const char *
     };
     struct http_result res;
 
-    if (http_post(&req, &res) < 0) {
+    if (http_session_post(snd->http, &req, &res) < 0) {
         say(snd->sum, "cannot send to %s: invalid request", snd->p->report.url);
         return HTTP_FAILED;
     }
@@ -141,6 +145,54 @@ static void free_loaded(struct loaded *l)
     json_object_put(l->obj);
     l->text = NULL;
     l->obj = NULL;
+}
+
+/* What an event carries from the spool's counters (reports_dropped...),
+ * subtracted from them once the event is delivered, whichever run or
+ * flush delivers it. */
+struct carried {
+    uint64_t count[SPOOL_COUNTERS];
+    bool unknown[SPOOL_COUNTERS];
+};
+
+static const char *const count_fields[SPOOL_COUNTERS] = { "reports_dropped", "reports_quarantined",
+                                                           "reports_rejected" };
+static const char *const unknown_fields[SPOOL_COUNTERS] = { "reports_dropped_unknown", "reports_quarantined_unknown",
+                                                            "reports_rejected_unknown" };
+
+/* Read back from the event itself, as the collector reads it: a member
+ * missing, negative or not an integer carries nothing. */
+static void carried_of(json_object *event, struct carried *c)
+{
+    json_object *data = NULL, *v;
+
+    memset(c, 0, sizeof(*c));
+    if (!json_object_object_get_ex(event, "data", &data) || !json_object_is_type(data, json_type_object))
+        return;
+    for (int i = 0; i < SPOOL_COUNTERS; i++) {
+        if (json_object_object_get_ex(data, count_fields[i], &v) && json_object_is_type(v, json_type_int) &&
+            json_object_get_int64(v) > 0)
+            c->count[i] = json_object_get_uint64(v);
+        c->unknown[i] = json_object_object_get_ex(data, unknown_fields[i], &v) &&
+                        json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
+    }
+}
+
+/* An event that carried c was delivered and is out of the spool: those
+ * are reported. Floor 0 (spool_clear_count): a counter rewritten after
+ * damage may hold less than an older event carried. */
+static void clear_carried(struct spool *sp, const struct carried *c)
+{
+    for (int i = 0; sp && i < SPOOL_COUNTERS; i++) {
+        int r;
+
+        if (c->count[i] == 0 && !c->unknown[i])
+            continue;
+        r = spool_clear_count(sp, (enum spool_counter)i, c->count[i], c->unknown[i]);
+        if (r < 0)
+            log_warn("cannot update %s/%s after a report carried it: %s; the next report counts those again",
+                     spool_path(sp), spool_counter_file((enum spool_counter)i), strerror(-r));
+    }
 }
 
 /* The whole file must be one JSON object: one cut short, or with anything
@@ -254,7 +306,8 @@ static int load_event(struct spool *sp, const struct spool_entry *e, struct deli
     return 1;
 }
 
-static void remove_delivered(struct spool *sp, const struct spool_entry *e, struct delivery_summary *sum)
+/* True when the event is out of the spool for good. */
+static bool remove_delivered(struct spool *sp, const struct spool_entry *e, struct delivery_summary *sum)
 {
     int r = spool_remove(sp, e);
 
@@ -262,7 +315,21 @@ static void remove_delivered(struct spool *sp, const struct spool_entry *e, stru
         say(sum, "report %s was delivered, but removing %s/%s from the spool failed (%s); if it is still there, "
             "it is sent again (same id)", e->id, spool_path(sp), e->name, strerror(-r));
         log_warn("%s", sum->error);
+        return false;
     }
+    return true;
+}
+
+/* A 2xx for the event e, which carried c. Removed first, then subtracted:
+ * a crash in between leaves the counts for the next report to carry again
+ * (an over-count, never a loss); the other way round, the event sent again
+ * would subtract them twice. Not removed: not subtracted either, the event
+ * is sent again (same id) and subtracts them then. */
+static void delivered(struct spool *sp, const struct spool_entry *e, const struct carried *c,
+                      struct delivery_summary *sum)
+{
+    if (remove_delivered(sp, e, sum))
+        clear_carried(sp, c);
 }
 
 /* What a collector answers for an event it will never take as it is: the
@@ -293,8 +360,11 @@ static void send_loaded(struct sender *snd, struct spool *sp, const struct loade
     enum http_outcome o = post(snd, CE_STRUCTURED, l->text, l->len, l->e->id, &status);
 
     if (o == HTTP_DELIVERED) {
+        struct carried c;
+
         snd->sum->delivered++;
-        remove_delivered(sp, l->e, snd->sum);
+        carried_of(l->obj, &c);
+        delivered(sp, l->e, &c, snd->sum);
     } else if (o == HTTP_REJECTED) {
         rejected(sp, l->e, status, snd->sum);
     } else {
@@ -335,7 +405,7 @@ static int batch_key(const struct loaded *l, size_t n, char ret[sizeof("batch-")
  * batch as such (send them one by one), else 0. */
 static int send_batch(struct sender *snd, struct spool *sp, const struct loaded *l, size_t n)
 {
-    char key[sizeof("batch-") + 64];
+    char key[sizeof("batch-") + 64], before[sizeof(snd->sum->error)];
     json_object *batch = json_object_new_array();
     const char *body;
     long status = 0;
@@ -352,13 +422,17 @@ static int send_batch(struct sender *snd, struct spool *sp, const struct loaded 
         snd->network_down = true; /* nothing more this run */
         return 0;
     }
+    memcpy(before, snd->sum->error, sizeof(before));
     o = post(snd, CE_BATCH, body, strlen(body), batch_key(l, n, key) == 0 ? key : NULL, &status);
     json_object_put(batch);
     if (o == HTTP_DELIVERED) {
         /* Exactly what was in the body: nothing else is counted or removed. */
         for (size_t i = 0; i < n; i++) {
+            struct carried c;
+
             snd->sum->delivered++;
-            remove_delivered(sp, l[i].e, snd->sum);
+            carried_of(l[i].obj, &c);
+            delivered(sp, l[i].e, &c, snd->sum);
         }
         return 0;
     }
@@ -366,7 +440,9 @@ static int send_batch(struct sender *snd, struct spool *sp, const struct loaded 
      * of them is malformed. Not a failure to report: the events go one by
      * one instead, which also finds the malformed one. */
     if (o == HTTP_REJECTED && (malformed(status) || status == 404 || status == 405)) {
-        snd->sum->error[0] = '\0';
+        /* Only the refusal is forgotten, not a problem found before it
+         * (an event that cannot be read now). */
+        memcpy(snd->sum->error, before, sizeof(before));
         return 1;
     }
     if (o == HTTP_REJECTED)
@@ -443,6 +519,7 @@ static int open_spool(const struct profile *p, struct spool **ret, char *why, si
     return r;
 }
 
+/* stop_sender() is safe after a start_sender() that failed part way. */
 static int start_sender(const struct profile *p, struct sender *snd, struct delivery_summary *sum)
 {
     char why[512];
@@ -458,8 +535,21 @@ static int start_sender(const struct profile *p, struct sender *snd, struct deli
             return r;
         }
     }
+    r = http_session_open(&snd->http);
+    if (r < 0) {
+        say(sum, "cannot send to %s: %s", p->report.url, strerror(-r));
+        return r;
+    }
     snd->deadline_ms = http_now_ms() + (uint64_t)p->report.timeout_s * 1000;
     return 0;
+}
+
+static void stop_sender(struct sender *snd)
+{
+    http_session_close(snd->http);
+    snd->http = NULL;
+    free_token(snd->token);
+    snd->token = NULL;
 }
 
 void delivery_splay(const struct profile *p)
@@ -480,42 +570,88 @@ void delivery_splay(const struct profile *p)
         ;
 }
 
-/* What a report carries from the spool's counters, to be subtracted once
- * it is delivered. */
-struct carried {
-    uint64_t count[SPOOL_COUNTERS];
-    bool unknown[SPOOL_COUNTERS];
-};
+/* Failures reading a spooled event that say what the file is, and will
+ * say it again: such an event is quarantined, never delivered. */
+static bool never_delivered(int r)
+{
+    return r == -ELOOP || r == -EINVAL || r == -EISDIR || r == -EFBIG;
+}
 
-static const char *const count_fields[SPOOL_COUNTERS] = { "reports_dropped", "reports_quarantined",
-                                                           "reports_rejected" };
-static const char *const unknown_fields[SPOOL_COUNTERS] = { "reports_dropped_unknown", "reports_quarantined_unknown",
-                                                            "reports_rejected_unknown" };
+static uint64_t add_saturated(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
 
+/* Adds what the spooled event e carries to *c. False when it cannot be
+ * read now, so what it carries is unknown. */
+static bool add_waiting(struct spool *sp, const struct spool_entry *e, struct carried *c)
+{
+    const char *why = NULL;
+    struct carried one;
+    json_object *obj;
+    char *text = NULL;
+    size_t len = 0;
+    int r = e->error;
+
+    if (r == 0)
+        r = spool_read(sp, e, &text, &len);
+    if (r == -ENOENT)
+        return true;
+    if (r < 0)
+        return never_delivered(r);
+    obj = parse_event(text, len, &why);
+    free(text);
+    if (!obj)
+        return why != NULL; /* damaged: never delivered; no why: out of memory */
+    carried_of(obj, &one);
+    json_object_put(obj);
+    for (int i = 0; i < SPOOL_COUNTERS; i++)
+        c->count[i] = add_saturated(c->count[i], one.count[i]);
+    return true;
+}
+
+/* What the events waiting in the spool carry, read only when a counter is
+ * not 0. False when one of them could not be read now (or the spool not
+ * listed): what they carry is unknown. */
+static bool waiting_carries(struct spool *sp, struct carried *ret)
+{
+    struct spool_entry *e = NULL;
+    size_t n = 0;
+    bool any = false, known = true;
+
+    memset(ret, 0, sizeof(*ret));
+    for (int i = 0; i < SPOOL_COUNTERS; i++)
+        any = any || spool_count(sp, (enum spool_counter)i) > 0;
+    if (!any)
+        return true;
+    if (spool_list(sp, &e, &n) < 0)
+        return false;
+    for (size_t i = 0; i < n && known; i++)
+        known = add_waiting(sp, &e[i], ret);
+    free(e);
+    return known;
+}
+
+/* Sets this run's report's counters. A counter counts what no delivered
+ * event has carried yet, but events still waiting in the spool may carry
+ * part of it already; this one carries only the rest, so that no count is
+ * in two events and the collector's sum over them never over-counts. When
+ * what the waiting events carry is unknown, this one carries nothing: the
+ * counts stay counted for a later event, never lost. */
 static void add_counts(struct spool *sp, json_object *data, struct carried *c)
 {
+    struct carried waiting;
+    bool known = sp && waiting_carries(sp, &waiting);
+
     for (int i = 0; i < SPOOL_COUNTERS; i++) {
-        c->count[i] = sp ? spool_count(sp, (enum spool_counter)i) : 0;
+        uint64_t n = sp ? spool_count(sp, (enum spool_counter)i) : 0;
+
+        c->count[i] = known && n > waiting.count[i] ? n - waiting.count[i] : 0;
         /* No spool, no counters: what they hold is unknown, not 0. */
         c->unknown[i] = sp ? spool_count_unknown(sp, (enum spool_counter)i) : true;
         json_object_object_add(data, count_fields[i], json_object_new_uint64(c->count[i]));
         if (c->unknown[i])
             json_object_object_add(data, unknown_fields[i], json_object_new_boolean(1));
-    }
-}
-
-/* The report that carried c was delivered: those are reported. */
-static void clear_carried(struct spool *sp, const struct carried *c)
-{
-    for (int i = 0; sp && i < SPOOL_COUNTERS; i++) {
-        int r;
-
-        if (c->count[i] == 0 && !c->unknown[i])
-            continue;
-        r = spool_clear_count(sp, (enum spool_counter)i, c->count[i], c->unknown[i]);
-        if (r < 0)
-            log_warn("cannot update %s/%s after a report carried it: %s; the next report counts those again",
-                     spool_path(sp), spool_counter_file((enum spool_counter)i), strerror(-r));
     }
 }
 
@@ -535,6 +671,7 @@ static int send_unspooled(const struct profile *p, struct spool *sp, const char 
     if (start_sender(p, &snd, sum) == 0 &&
         post(&snd, CE_STRUCTURED, json, strlen(json), id, &status) == HTTP_DELIVERED) {
         sum->own_delivered = sum->own_direct = true;
+        /* Never in the spool: nothing to remove first. */
         clear_carried(sp, c);
         r = 0;
     } else {
@@ -542,7 +679,7 @@ static int send_unspooled(const struct profile *p, struct spool *sp, const char 
         (void)snprintf(why, sizeof(why), "%s", sum->error);
         say(sum, "could not spool it (%s) and sending it directly failed: %s", sum->spool_error, why);
     }
-    free_token(snd.token);
+    stop_sender(&snd);
     return r;
 }
 
@@ -565,8 +702,6 @@ static void send_spool(const struct profile *p, struct spool *sp, const char *js
     if (o == HTTP_DELIVERED) {
         sum->delivered++;
         sum->own_delivered = true;
-        /* What this report carried is reported: stop counting it. */
-        clear_carried(sp, c);
     } else if (o != HTTP_REJECTED) {
         snd.network_down = true;
     }
@@ -577,8 +712,9 @@ static void send_spool(const struct profile *p, struct spool *sp, const char *js
     }
     for (size_t i = 0; i < n; i++) {
         if (strcmp(e[i].id, id) == 0) {
+            /* What it carried is reported once its file is gone. */
             if (sum->own_delivered)
-                remove_delivered(sp, &e[i], sum);
+                delivered(sp, &e[i], c, sum);
             else if (o == HTTP_REJECTED)
                 rejected(sp, &e[i], status, sum);
         } else if (!snd.network_down) {
@@ -587,7 +723,7 @@ static void send_spool(const struct profile *p, struct spool *sp, const char *js
     }
 out:
     free(e);
-    free_token(snd.token);
+    stop_sender(&snd);
 }
 
 int delivery_report(const struct profile *p, json_object *data, bool send, struct delivery_summary *ret)
@@ -661,7 +797,7 @@ int delivery_flush(const struct profile *p, struct delivery_summary *ret)
     r = 0;
 out:
     free(e);
-    free_token(snd.token);
+    stop_sender(&snd);
     spool_close(sp);
     *ret = sum;
     return r;

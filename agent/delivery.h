@@ -4,7 +4,22 @@
  * include each other. An event is spooled BEFORE it is sent, so a run
  * killed mid-send leaves it for the next run; nothing leaves the spool
  * before a 2xx, except a damaged event, which is moved to the spool's
- * quarantine directory and counted in the next report. */
+ * quarantine directory and counted in the next report.
+ *
+ * All the requests of one delivery_report() or one delivery_flush() go
+ * over one http session: one connection, one TLS handshake.
+ *
+ * The spool's counters (dropped, quarantined, rejected) are carried by
+ * events, each count by one event only: a new event carries what no event
+ * still waiting in the spool carries, and whichever run or flush delivers
+ * an event subtracts what it carried (its data's reports_* members) once
+ * its file is out of the spool. So the sum of reports_dropped over the
+ * events a collector takes is what was dropped: never more, except when a
+ * run dies between removing a delivered event and subtracting (the next
+ * event carries those again), and never less, a damaged counter aside
+ * (which the *_unknown flags say). An event sent again after a
+ * crash between its 2xx and its removal arrives twice under one id; the
+ * collector is to count an id once. */
 
 #include <json-c/json.h>
 #include <stdbool.h>
@@ -49,8 +64,10 @@ int delivery_read_token(const char *path, char **ret_token, char *why, size_t wh
 void delivery_splay(const struct profile *p);
 
 /* Reports one run: spools the event made from data (consumed; its
- * reports_dropped and reports_quarantined, and their *_unknown flags, are
- * set from the spool first); unless send is false (apply --defer-report,
+ * reports_dropped, reports_quarantined and reports_rejected are set from
+ * the spool's counters first, less what events waiting in the spool carry
+ * already, 0 when that cannot be read now; the *_unknown flags as the
+ * counters say); unless send is false (apply --defer-report,
  * at boot: never wait on the network), then sends every spooled event
  * oldest first, this one last, within one deadline of report.timeout
  * seconds. When the spool cannot take the event and send is true, the
@@ -62,7 +79,8 @@ int delivery_report(const struct profile *p, json_object *data, bool send, struc
 
 /* `shmprov flush`: sends the spool now, oldest first, in batches
  * (application/cloudevents-batch+json), one by one where the collector
- * does not take batches; damaged events are quarantined. Returns 0 with
+ * does not take batches; damaged events are quarantined. What delivered
+ * events carried is subtracted from the counters. Returns 0 with
  * *ret filled, or a negative errno when the spool cannot be opened or
  * listed. */
 int delivery_flush(const struct profile *p, struct delivery_summary *ret);

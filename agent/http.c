@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
@@ -34,6 +35,7 @@ struct curl_api {
     CURLcode (*easy_perform)(CURL *h);
     CURLcode (*easy_getinfo)(CURL *h, CURLINFO info, ...);
     void (*easy_cleanup)(CURL *h);
+    void (*easy_reset)(CURL *h);
     const char *(*easy_strerror)(CURLcode code);
     struct curl_slist *(*slist_append)(struct curl_slist *list, const char *s);
     void (*slist_free_all)(struct curl_slist *list);
@@ -49,6 +51,7 @@ static const struct {
     { "curl_easy_perform", offsetof(struct curl_api, easy_perform) },
     { "curl_easy_getinfo", offsetof(struct curl_api, easy_getinfo) },
     { "curl_easy_cleanup", offsetof(struct curl_api, easy_cleanup) },
+    { "curl_easy_reset", offsetof(struct curl_api, easy_reset) },
     { "curl_easy_strerror", offsetof(struct curl_api, easy_strerror) },
     { "curl_slist_append", offsetof(struct curl_api, slist_append) },
     { "curl_slist_free_all", offsetof(struct curl_api, slist_free_all) },
@@ -541,17 +544,72 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
     }
 }
 
-int http_post(const struct http_request *req, struct http_result *ret)
+/* One libcurl handle for the session: libcurl keeps its connections (and
+ * TLS sessions) in the handle, so reusing it is what reuses them. The
+ * error buffer and the sink live here because the handle points at them
+ * while a request runs. */
+struct http_session {
+    CURL *h; /* made on the first post, once libcurl is loaded */
+    struct sink sink;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+int http_session_open(struct http_session **ret)
 {
-    struct http_result res = { .outcome = HTTP_RETRY_LATER };
+    struct http_session *s;
+
+    if (!ret)
+        return -EINVAL;
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    *ret = s;
+    return 0;
+}
+
+void http_session_close(struct http_session *s)
+{
+    if (!s)
+        return;
+    /* Only a loaded libcurl made a handle. */
+    if (s->h)
+        curl.easy_cleanup(s->h);
+    free(s);
+}
+
+/* One request on the session's handle, from a clean slate: what the last
+ * request set (its token above all) must not carry over. Only -ENOMEM is
+ * an error; *res is filled otherwise. */
+static int session_request(struct http_session *s, const struct http_request *req, struct http_result *res)
+{
     struct curl_slist *headers = NULL;
-    struct sink sink = { 0 };
-    char errbuf[CURL_ERROR_SIZE] = "";
-    CURL *h = NULL;
     CURLcode rc;
     int r;
 
-    if (!request_ok(req) || !ret)
+    r = build_headers(req, &headers);
+    if (r < 0)
+        return r;
+    s->errbuf[0] = '\0';
+    rc = configure(s->h, req, headers, &s->sink, s->errbuf);
+    if (rc == CURLE_OK) {
+        r = send_with_retries(s->h, req, s->errbuf, &s->sink, res);
+    } else {
+        res->outcome = HTTP_FAILED;
+        (void)snprintf(res->error, sizeof(res->error), "libcurl refused an option: %s", curl.easy_strerror(rc));
+    }
+    /* Back to defaults (the connections stay): the handle must hold no
+     * pointer to the headers freed here or to the caller's body. */
+    curl.easy_reset(s->h);
+    free_headers(headers);
+    return r;
+}
+
+int http_session_post(struct http_session *s, const struct http_request *req, struct http_result *ret)
+{
+    struct http_result res = { .outcome = HTTP_RETRY_LATER };
+    int r;
+
+    if (!s || !request_ok(req) || !ret)
         return -EINVAL;
 
     if (!load_libcurl()) {
@@ -560,32 +618,30 @@ int http_post(const struct http_request *req, struct http_result *ret)
         *ret = res;
         return 0;
     }
-
-    h = curl.easy_init();
-    if (!h) {
-        r = -ENOMEM;
-        goto out;
+    if (!s->h) {
+        s->h = curl.easy_init();
+        if (!s->h)
+            return -ENOMEM;
     }
-    r = build_headers(req, &headers);
+    r = session_request(s, req, &res);
     if (r < 0)
-        goto out;
-    rc = configure(h, req, headers, &sink, errbuf);
-    if (rc == CURLE_OK) {
-        r = send_with_retries(h, req, errbuf, &sink, &res);
-        if (r < 0)
-            goto out;
-    } else {
-        res.outcome = HTTP_FAILED;
-        (void)snprintf(res.error, sizeof(res.error), "libcurl refused an option: %s",
-                       curl.easy_strerror(rc));
-    }
+        return r;
     scrub(res.error, req->bearer_token);
     *ret = res;
-    r = 0;
-out:
-    if (headers)
-        free_headers(headers);
-    if (h)
-        curl.easy_cleanup(h);
+    return 0;
+}
+
+int http_post(const struct http_request *req, struct http_result *ret)
+{
+    struct http_session *s = NULL;
+    int r;
+
+    if (!request_ok(req) || !ret)
+        return -EINVAL;
+    r = http_session_open(&s);
+    if (r < 0)
+        return r;
+    r = http_session_post(s, req, ret);
+    http_session_close(s);
     return r;
 }

@@ -1,9 +1,15 @@
 #pragma once
-/* One HTTP POST with bounded retries, on libcurl loaded at run time.
+/* HTTP POSTs with bounded retries, on libcurl loaded at run time.
  *
  * libcurl and the ~30 libraries it pulls in are dlopen()ed on the first
- * http_post() only, so commands that never report (plan, verify, validate,
+ * post only, so commands that never report (plan, verify, validate,
  * status) do not pay for loading them and the binary does not link them.
+ *
+ * A session (http_session_open) carries all the POSTs of one run or one
+ * flush on one libcurl handle, so they share one connection and one TLS
+ * handshake; a connection the server closed meanwhile is opened again by
+ * libcurl, unseen. Every request is configured afresh (nothing, the token
+ * least of all, carries over from the one before).
  *
  * Fixed policy, not options: TLS peer and host verification always on;
  * http and https only; redirects never followed (a 3xx is REJECTED, so the
@@ -60,13 +66,27 @@ struct http_result {
     char error[256];   /* for people, "" when delivered; never holds the token */
 };
 
-/* Posts req->body to req->url, retrying with exponential backoff and full
- * jitter (a random wait in [0, min(8 s, 250 ms * 2^n)]) on connection
- * errors, timeouts, 408, 429 and 5xx (and, as RFC 9110 asks, a status
- * outside 100..599, or a 1xx with no final status after it), waiting at
- * least as long as a Retry-After asks. Returns 0 with *ret filled whatever
- * the outcome; a negative errno only for bad arguments (-EINVAL: NULL
- * fields, a token or key with characters a header can't carry) or -ENOMEM. */
+struct http_session;
+
+/* A session for the requests of one run or one flush. Loads nothing:
+ * libcurl is loaded on its first post. Returns 0, or -ENOMEM. */
+int http_session_open(struct http_session **ret);
+
+/* Closes the session's connection. NULL is a no-op. */
+void http_session_close(struct http_session *s);
+
+/* Posts req->body to req->url on s's connection (opened when there is
+ * none, or none that is still alive), retrying with exponential backoff
+ * and full jitter (a random wait in [0, min(8 s, 250 ms * 2^n)]) on
+ * connection errors, timeouts, 408, 429 and 5xx (and, as RFC 9110 asks, a
+ * status outside 100..599, or a 1xx with no final status after it),
+ * waiting at least as long as a Retry-After asks. Returns 0 with *ret
+ * filled whatever the outcome; a negative errno only for bad arguments
+ * (-EINVAL: NULL session or fields, a token or key with characters a
+ * header can't carry) or -ENOMEM. */
+int http_session_post(struct http_session *s, const struct http_request *req, struct http_result *ret);
+
+/* http_session_post() on a session of its own, closed before it returns. */
 int http_post(const struct http_request *req, struct http_result *ret);
 
 /* The wait before the next attempt, in milliseconds, when left_ms remain
@@ -74,7 +94,7 @@ int http_post(const struct http_request *req, struct http_result *ret);
  * seconds when the answer asked for them, always leaving 100 ms for the
  * attempt itself. retry_after_s is what libcurl read from Retry-After
  * (CURLINFO_RETRY_AFTER: any value; <= 0 means none). Pure; the decision
- * http_post() takes after each retryable failure, exported for the tests
+ * a post takes after each retryable failure, exported for the tests
  * and the fuzz target. Returns 0 and sets *ret_wait_ms, -ETIME when no
  * attempt fits before the deadline any more, or -ERANGE when Retry-After
  * asks for a wait past it. */
@@ -88,7 +108,7 @@ uint64_t http_now_ms(void);
 const char *http_outcome_name(enum http_outcome outcome);
 
 /* For tests only: load soname instead of "libcurl.so.4" on the next
- * http_post() (NULL restores the default), so a missing libcurl can be
+ * post (NULL restores the default), so a missing libcurl can be
  * tested. A libcurl already loaded stays mapped (unloading it is unsafe);
  * only the next lookup changes. */
 void http_set_library_for_tests(const char *soname);

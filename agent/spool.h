@@ -6,7 +6,8 @@
  *
  * Bounded in count and bytes: an event that would exceed a bound pushes
  * out the oldest ones, and how many were pushed out is kept in a counter
- * file ("dropped.count") until a delivered report has carried it. An event
+ * file ("dropped.count") until a delivered report has carried it (the
+ * caller subtracts what each delivered event carried). An event
  * file that can never be sent (damaged) is moved to the quarantine
  * directory and counted the same way ("quarantined.count"), and one the
  * collector refused as malformed to the rejected directory
@@ -120,9 +121,10 @@ bool spool_count_unknown(const struct spool *s, enum spool_counter c);
  * or why it could not be rewritten then. */
 int spool_counter_damaged(const struct spool *s, enum spool_counter c, int *ret_rewrite_error);
 
-/* After a report carrying spool_count() == reported (and, when
- * unknown_reported, "unknown") was delivered: subtracts what it carried
- * (what was counted since stays counted) and persists the counter. */
+/* After a report carrying reported (and, when unknown_reported,
+ * "unknown") was delivered, this run's or an older one: subtracts what it
+ * carried, down to 0 at most (what was counted since stays counted), and
+ * persists the counter. */
 int spool_clear_count(struct spool *s, enum spool_counter c, uint64_t reported, bool unknown_reported);
 
 /* spool_count() and spool_clear_count() for SPOOL_COUNTER_DROPPED. */

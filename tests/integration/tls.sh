@@ -87,4 +87,39 @@ for p in wrongca expired noclient; do "$shmprov" --profile "$work/$p.yaml" apply
 : >"$work/log.jsonl"
 "$shmprov" --profile "$work/mtls.yaml" flush >"$work/flush.out" 2>&1
 expect "flush-over-mtls/delivers-what-failed" test $? = 0 -a "$(spooled)" = 0
+
+# ---- one TLS handshake per flush and per apply (issue 12): nginx logs
+#      each request's connection serial (conn=) and whether its TLS session
+#      was resumed (reused=r) or new (reused=.) ----
+access=$pki/nginx/access.log
+requests() { grep -c ' conn=' "$access"; }
+connections() { sed -n 's/.* conn=\([0-9]*\) .*/\1/p' "$access" | sort -u | wc -l; }
+full_handshakes() { grep -c ' reused=\.$' "$access"; }
+collector_mode() { curl -sf -X POST -d "{\"mode\": \"$1\", \"reset\": true}" "http://127.0.0.1:$upstream/_control" >/dev/null; }
+# A flush of 3 events that the collector takes one by one only (415 for
+# the batch): 1 + 3 requests.
+rm -rf "$spool"
+for _ in 1 2 3; do "$shmprov" --profile "$work/mtls.yaml" apply --defer-report >/dev/null 2>&1; done
+collector_mode 'status:415*1,accept'
+: >"$work/log.jsonl"
+: >"$access"
+"$shmprov" --profile "$work/mtls.yaml" flush >"$work/flush415.out" 2>&1
+code=$?
+expect "one-handshake/flush-415-delivered" test "$code" = 0 -a "$(spooled)" = 0
+expect "one-handshake/flush-415-batch-then-3 ($(requests) requests)" test "$(requests)" = 4 -a "$(posts)" = 4
+expect "one-handshake/flush-415-one-connection ($(connections))" test "$(connections)" = 1
+expect "one-handshake/flush-415-one-full-handshake ($(full_handshakes))" test "$(full_handshakes)" = 4
+expect "one-handshake/flush-415-no-warning" not grep -q -e 415 -e warning "$work/flush415.out"
+# An apply with 2 events waiting: its own, then the 2.
+rm -rf "$spool"
+for _ in 1 2; do "$shmprov" --profile "$work/mtls.yaml" apply --defer-report >/dev/null 2>&1; done
+collector_mode accept
+: >"$work/log.jsonl"
+: >"$access"
+"$shmprov" --profile "$work/mtls.yaml" apply >"$work/apply3.out" 2>&1
+code=$?
+expect "one-handshake/apply-delivered" test "$code" = 0 -a "$(spooled)" = 0
+expect "one-handshake/apply-own-and-2 ($(requests) requests)" test "$(requests)" = 3 -a "$(posts)" = 3
+expect "one-handshake/apply-one-connection ($(connections))" test "$(connections)" = 1
+expect "one-handshake/apply-one-full-handshake ($(full_handshakes))" test "$(full_handshakes)" = 3
 finish

@@ -18,7 +18,11 @@
 # never retried upstream, redirects passed through untouched, and with
 #   X-SSL-Client-Verify: SUCCESS|NONE|FAILED:...   X-SSL-Client-DN: ...
 #   X-Forwarded-Proto: https    X-Forwarded-Port: <listening port>
-# added, so the collector log shows what TLS saw.
+# added, so the collector log shows what TLS saw. Client connections are
+# kept alive (keepalive_timeout: nginx's default), whatever the collector
+# does with its own; DIR/nginx/access.log says which connection each
+# request came on (conn=, reqs=) and whether its TLS session was resumed
+# (reused=r) or new (reused=.).
 # nginx itself answers 400 when the client certificate is missing or not
 # signed by ca.pem (on the ports that require one).
 set -eu
@@ -79,10 +83,14 @@ http {
     default_type application/octet-stream;
     server_tokens off;
 
+    # conn: the connection's serial number, one per TCP connection and so
+    # one per TLS handshake; reqs: the request's number on it; reused: "r"
+    # when the handshake resumed a TLS session, "." for a full one.
     log_format tls '\$remote_addr:\$server_port [\$time_iso8601] "\$request" \$status '
                    '\$body_bytes_sent \$ssl_protocol client_verify=\$ssl_client_verify '
                    'client_dn="\$ssl_client_s_dn" upstream=\$upstream_status '
-                   'rt=\$request_time';
+                   'rt=\$request_time conn=\$connection reqs=\$connection_requests '
+                   'reused=\$ssl_session_reused';
     access_log $run/access.log tls;
 
     client_body_temp_path $run/tmp/body;

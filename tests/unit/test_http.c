@@ -1,5 +1,6 @@
 /* POST with retries, against a tiny server thread on 127.0.0.1 that plays
- * one canned answer per connection. Timing bounds are checked on
+ * one canned answer per connection (or, keep_alive, per request, on as
+ * few connections as the client uses). Timing bounds are checked on
  * CLOCK_MONOTONIC, the clock of the deadline. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -31,21 +32,31 @@ struct step {
     uint64_t body_bytes; /* 'x' bytes after the head; UINT64_MAX: endless */
 };
 
+#define MAX_KEPT_REQUESTS 8
+
 struct server {
     int fd;
     unsigned short port;
     const struct step *steps;
     size_t nsteps;
+    bool keep_alive; /* read the next request on the same connection */
     atomic_uint connections;
+    atomic_uint requests;
     atomic_bool stop;
     pthread_t thread;
     char first_request[8192];
     size_t first_len;
+    /* The first requests, each with the connection it came on (1-based). */
+    char request[MAX_KEPT_REQUESTS][4096];
+    unsigned request_connection[MAX_KEPT_REQUESTS];
 };
 
 #define OK_202 "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 #define ERR_500 "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 #define ERR_503 "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+/* The same answers leaving the connection open, as a collector does. */
+#define KEEP_202 "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+#define KEEP_500 "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
 
 /* Waits until fd is readable; false once the test says stop. */
 static bool wait_readable(struct server *sv, int fd)
@@ -131,6 +142,22 @@ static void play(struct server *sv, int fd, const struct step *st)
     }
 }
 
+static void keep_request(struct server *sv, const char *request, size_t len, unsigned connection)
+{
+    unsigned n = atomic_fetch_add(&sv->requests, 1);
+
+    if (n == 0) {
+        memcpy(sv->first_request, request, len + 1);
+        sv->first_len = len;
+    }
+    if (n < MAX_KEPT_REQUESTS) {
+        size_t kept = len < sizeof(sv->request[n]) ? len : sizeof(sv->request[n]) - 1;
+        memcpy(sv->request[n], request, kept);
+        sv->request[n][kept] = '\0';
+        sv->request_connection[n] = connection;
+    }
+}
+
 static void *serve(void *arg)
 {
     struct server *sv = arg;
@@ -139,7 +166,7 @@ static void *serve(void *arg)
     while (!atomic_load(&sv->stop)) {
         char request[8192];
         size_t len;
-        unsigned n;
+        unsigned connection;
         int c;
 
         if (!wait_readable(sv, sv->fd))
@@ -147,21 +174,26 @@ static void *serve(void *arg)
         c = accept4(sv->fd, NULL, NULL, SOCK_CLOEXEC);
         if (c < 0)
             continue;
-        n = atomic_fetch_add(&sv->connections, 1);
+        connection = atomic_fetch_add(&sv->connections, 1) + 1;
         len = read_request(sv, c, request, sizeof(request));
-        if (n == 0) {
-            memcpy(sv->first_request, request, len + 1);
-            sv->first_len = len;
-        }
-        /* Past the script: close at once (the client sees nothing). */
-        if (next < sv->nsteps)
+        for (;;) {
+            keep_request(sv, request, len, connection);
+            /* Past the script: close at once (the client sees nothing). */
+            if (next >= sv->nsteps)
+                break;
             play(sv, c, &sv->steps[next++]);
+            if (!sv->keep_alive)
+                break;
+            len = read_request(sv, c, request, sizeof(request));
+            if (len == 0)
+                break; /* the client closed it */
+        }
         close(c);
     }
     return NULL;
 }
 
-static void server_start(struct server *sv, const struct step *steps, size_t nsteps)
+static void server_start_with(struct server *sv, const struct step *steps, size_t nsteps, bool keep_alive)
 {
     struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t addr_len = sizeof(addr);
@@ -169,6 +201,7 @@ static void server_start(struct server *sv, const struct step *steps, size_t nst
     memset(sv, 0, sizeof(*sv));
     sv->steps = steps;
     sv->nsteps = nsteps;
+    sv->keep_alive = keep_alive;
     sv->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     cr_assert_geq(sv->fd, 0);
     cr_assert_eq(bind(sv->fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
@@ -176,6 +209,11 @@ static void server_start(struct server *sv, const struct step *steps, size_t nst
     cr_assert_eq(getsockname(sv->fd, (struct sockaddr *)&addr, &addr_len), 0);
     sv->port = ntohs(addr.sin_port);
     cr_assert_eq(pthread_create(&sv->thread, NULL, serve, sv), 0);
+}
+
+static void server_start(struct server *sv, const struct step *steps, size_t nsteps)
+{
+    server_start_with(sv, steps, nsteps, false);
 }
 
 static void server_stop(struct server *sv)
@@ -647,6 +685,141 @@ Test(http, bad_arguments)
     cr_expect_eq(http_post(&req, &res), -EINVAL);
 }
 
+/* ---- sessions: one connection for a run's requests ----------------------- */
+
+/* Posts req on s; the outcome must be delivered in one attempt. */
+static void post_delivered(struct http_session *s, const struct http_request *req)
+{
+    struct http_result res;
+
+    cr_assert_eq(http_session_post(s, req, &res), 0);
+    cr_expect_eq(res.outcome, HTTP_DELIVERED, "%s", res.error);
+    cr_expect_eq(res.attempts, 1);
+    expect_no_token(&res);
+}
+
+Test(http, a_session_carries_every_request_on_one_connection)
+{
+    static const struct step steps[] = { { KEEP_202, 0, 0 }, { KEEP_202, 0, 0 }, { KEEP_202, 0, 0 } };
+    static const char *const keys[] = { EVENT_ID, "7d2e4b6f-9e8c-4d3b-8f1a-2b3c4d5e6f70", "batch-0123abcd" };
+    struct http_session *s = NULL;
+    struct http_request req;
+    struct server sv;
+
+    server_start_with(&sv, steps, 3, true);
+    cr_assert_eq(http_session_open(&s), 0);
+    for (int i = 0; i < 3; i++) {
+        req = request_to(sv.port, 5000);
+        req.idempotency_key = keys[i];
+        /* Nothing carries over from the request before: not the token. */
+        if (i == 1)
+            req.bearer_token = NULL;
+        post_delivered(s, &req);
+    }
+    http_session_close(s);
+    server_stop(&sv);
+    cr_expect_eq(atomic_load(&sv.connections), 1, "one connection (one handshake) for the session");
+    cr_expect_eq(atomic_load(&sv.requests), 3);
+    for (int i = 0; i < 3; i++) {
+        char want[128];
+
+        snprintf(want, sizeof(want), "\r\nIdempotency-Key: \"%s\"\r\n", keys[i]);
+        cr_expect_eq(sv.request_connection[i], 1);
+        cr_expect_not_null(strstr(sv.request[i], want), "request %d: %s", i, sv.request[i]);
+        cr_expect_eq(strstr(sv.request[i], "\r\nAuthorization: Bearer " TOKEN "\r\n") != NULL, i != 1,
+                     "request %d: %s", i, sv.request[i]);
+    }
+}
+
+Test(http, a_session_retries_on_its_connection)
+{
+    static const struct step steps[] = { { KEEP_500, 0, 0 }, { KEEP_202, 0, 0 } };
+    struct http_session *s = NULL;
+    struct http_request req;
+    struct http_result res;
+    struct server sv;
+
+    server_start_with(&sv, steps, 2, true);
+    cr_assert_eq(http_session_open(&s), 0);
+    req = request_to(sv.port, 5000);
+    cr_assert_eq(http_session_post(s, &req, &res), 0);
+    http_session_close(s);
+    server_stop(&sv);
+    cr_expect_eq(res.outcome, HTTP_DELIVERED, "%s", res.error);
+    cr_expect_eq(res.attempts, 2);
+    cr_expect_eq(atomic_load(&sv.connections), 1);
+}
+
+/* A server that closes the connection after each answer, saying so or
+ * not: the next request opens a new one, unseen by the caller. */
+Test(http, a_session_reopens_a_connection_the_server_closed)
+{
+    static const struct step said[] = { { OK_202, 0, 0 }, { OK_202, 0, 0 } };
+    static const struct step unsaid[] = { { KEEP_202, 0, 0 }, { KEEP_202, 0, 0 } };
+    const struct step *scripts[] = { said, unsaid };
+
+    for (int i = 0; i < 2; i++) {
+        struct http_session *s = NULL;
+        struct http_request req;
+        struct server sv;
+
+        server_start(&sv, scripts[i], 2);
+        cr_assert_eq(http_session_open(&s), 0);
+        req = request_to(sv.port, 5000);
+        post_delivered(s, &req);
+        usleep(50 * 1000);
+        post_delivered(s, &req);
+        http_session_close(s);
+        server_stop(&sv);
+        cr_expect_eq(atomic_load(&sv.connections), 2, "script %d", i);
+        cr_expect_eq(atomic_load(&sv.requests), 2, "script %d", i);
+    }
+}
+
+Test(http, a_session_keeps_the_policy_on_every_request)
+{
+    static const struct step elsewhere_steps[] = { { KEEP_202, 0, 0 } };
+    struct step steps[2];
+    struct server sv, elsewhere;
+    struct http_session *s = NULL;
+    struct http_request req;
+    struct http_result res;
+    char head[256];
+
+    server_start(&elsewhere, elsewhere_steps, 1);
+    snprintf(head, sizeof(head),
+             "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%u/steal\r\n"
+             "Content-Length: 0\r\n\r\n", elsewhere.port);
+    steps[0] = (struct step){ KEEP_202, 0, 0 };
+    steps[1] = (struct step){ head, 0, 0 };
+    server_start_with(&sv, steps, 2, true);
+    cr_assert_eq(http_session_open(&s), 0);
+    req = request_to(sv.port, 5000);
+    post_delivered(s, &req);
+    cr_assert_eq(http_session_post(s, &req, &res), 0);
+    http_session_close(s);
+    server_stop(&sv);
+    server_stop(&elsewhere);
+    cr_expect_eq(res.outcome, HTTP_REJECTED, "the second request follows no redirect either");
+    cr_expect_eq(atomic_load(&elsewhere.connections), 0, "the token went elsewhere");
+    cr_expect_eq(atomic_load(&sv.connections), 1);
+}
+
+Test(http, session_bad_arguments)
+{
+    struct http_request req = request_to(unused_port(), 1000);
+    struct http_session *s = NULL;
+    struct http_result res;
+
+    cr_expect_eq(http_session_open(NULL), -EINVAL);
+    cr_expect_eq(http_session_post(NULL, &req, &res), -EINVAL);
+    cr_assert_eq(http_session_open(&s), 0);
+    req.bearer_token = "tok\r\nX-Evil: 1";
+    cr_expect_eq(http_session_post(s, &req, &res), -EINVAL);
+    http_session_close(s);
+    http_session_close(NULL);
+}
+
 /* The wait after a retryable failure, from what libcurl read of
  * Retry-After: every value a curl_off_t can hold must give a wait inside
  * the budget (left - 100 ms) or a refusal, never a wrapped short wait. */
@@ -723,9 +896,13 @@ Test(http, libcurl_is_loaded_on_the_first_post_only)
     struct http_request req;
     struct http_result res;
 
+    struct http_session *s = NULL;
+
     cr_assert_not(libcurl_mapped(), "libcurl is linked or loaded before any report");
     (void)http_now_ms();
-    cr_assert_not(libcurl_mapped());
+    cr_assert_eq(http_session_open(&s), 0);
+    http_session_close(s);
+    cr_assert_not(libcurl_mapped(), "opening a session loads nothing");
     RUN(steps, 5000, req, res);
     cr_expect_eq(res.outcome, HTTP_DELIVERED);
     cr_expect(libcurl_mapped());
