@@ -846,8 +846,182 @@ bool profile_key_is_persistent(const struct profile *p, uint32_t key)
     return false;
 }
 
+/* ---- labels ------------------------------------------------------------ */
+
+/* At most 40 bytes of s, for a message: cut on a character boundary and
+ * with control characters (C0, DEL, C1) shown as '?', since a label can be
+ * anything YAML escapes allow and messages go to a terminal. */
+static void excerpt(const char *s, char out[48])
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s), cut = n > 40 ? 40 : n;
+
+    while (cut > 0 && cut < n && (u[cut] & 0xc0) == 0x80)
+        cut--;
+    for (size_t i = 0; i < cut; i++) {
+        bool c1 = (u[i] == 0xc2 && i + 1 < n && u[i + 1] <= 0x9f) ||
+                  (i > 0 && u[i - 1] == 0xc2 && u[i] >= 0x80 && u[i] <= 0x9f);
+        out[i] = s[i];
+        if (u[i] < 0x20 || u[i] == 0x7f || c1)
+            out[i] = '?';
+    }
+    (void)snprintf(out + cut, 48 - cut, "%s", cut < n ? "..." : "");
+}
+
+/* Why name is not a label name (^[a-z][a-z0-9_.-]{0,62}$), or NULL. Names
+ * are lowercase so that 'Role' and 'role' cannot be two labels that a
+ * collector then merges or keeps apart depending on its own rules. */
+static const char *label_name_problem(const char *name, char why[48])
+{
+    size_t n = strlen(name), ok;
+
+    if (n == 0)
+        return "it is empty";
+    if (n > PROFILE_LABEL_NAME_MAX)
+        return "it is longer than 63 characters";
+    if (strpbrk(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+        return "label names are lowercase";
+    if (name[0] < 'a' || name[0] > 'z')
+        return "it must start with a letter";
+    ok = strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_.-");
+    if (ok == n)
+        return NULL;
+    if ((unsigned char)name[ok] > ' ' && (unsigned char)name[ok] < 0x7f)
+        (void)snprintf(why, 48, "'%c' is not allowed", name[ok]);
+    else if ((unsigned char)name[ok] == ' ')
+        (void)snprintf(why, 48, "a space is not allowed");
+    else
+        (void)snprintf(why, 48, "%s is not allowed",
+                       (unsigned char)name[ok] < 0x80 ? "a control character" : "a non-ASCII character");
+    return why;
+}
+
+/* The name of the label at kids[i] of map: a plain word, once, valid. */
+static bool label_name_ok(struct walk *w, const struct ynode *map, size_t i)
+{
+    const struct ynode *k = map->kids[i];
+    const char *why;
+    char shown[48], buf[48];
+
+    if (k->poisoned)
+        return false;
+    if (k->type != Y_SCALAR) {
+        add_diag(w->rd, k->line, k->col, "a label name must be a word, not %s", type_name(k));
+        return false;
+    }
+    excerpt(k->value, shown);
+    for (size_t j = 0; j < i; j += 2)
+        if (map->kids[j]->type == Y_SCALAR && strcmp(map->kids[j]->value, k->value) == 0) {
+            add_diag(w->rd, k->line, k->col, "duplicate key 'labels.%s' (first at line %u)", shown,
+                     map->kids[j]->line);
+            return false;
+        }
+    why = label_name_problem(k->value, buf);
+    if (why)
+        add_diag(w->rd, k->line, k->col,
+                 "label name '%s' is not valid: %s (a lowercase letter, then up to 62 lowercase "
+                 "letters, digits, '_', '.' or '-')",
+                 shown, why);
+    return why == NULL;
+}
+
+/* The first control character (C0, DEL or C1) in s as a code point, 0 when
+ * there is none, -1 when s is not UTF-8 (libyaml never produces that; a
+ * report must never carry it, so it is checked here too). */
+static long first_control(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t left = strlen(s);
+
+    while (left > 0) {
+        size_t n = utf8_sequence_length(u, left);
+        if (n == 0)
+            return -1;
+        if (n == 1 && (u[0] < 0x20 || u[0] == 0x7f))
+            return u[0];
+        if (n == 2 && u[0] == 0xc2 && u[1] <= 0x9f)
+            return u[1];
+        u += n;
+        left -= n;
+    }
+    return 0;
+}
+
+/* A label value is any scalar, taken as its text: an operator who writes
+ * `rack: 12` or `pci: yes` means those characters. YAML's null is the
+ * exception: `role:` or `role: ~` is a forgotten value, not the text "~". */
+static bool label_value_ok(struct walk *w, const char *name, const struct ynode *v)
+{
+    static const char *const nulls[] = { "~", "null", "Null", "NULL" };
+    char shown[48];
+    long control;
+
+    if (v->poisoned)
+        return false;
+    excerpt(name, shown);
+    if (v->type != Y_SCALAR) {
+        add_diag(w->rd, v->line, v->col, "'labels.%s' must be a string, not %s", shown, type_name(v));
+        return false;
+    }
+    if (v->plain && v->value[0] == '\0') {
+        add_diag(w->rd, v->line, v->col, "'labels.%s' has no value; write '' for an empty one", shown);
+        return false;
+    }
+    for (size_t i = 0; v->plain && i < sizeof(nulls) / sizeof(nulls[0]); i++)
+        if (strcmp(v->value, nulls[i]) == 0) {
+            add_diag(w->rd, v->line, v->col,
+                     "'labels.%s' must be a string, not YAML null ('%s'); quote it to mean the text", shown,
+                     v->value);
+            return false;
+        }
+    if (strlen(v->value) > PROFILE_LABEL_VALUE_MAX) {
+        add_diag(w->rd, v->line, v->col, "'labels.%s' is %zu bytes long; a label value is at most %d bytes",
+                 shown, strlen(v->value), PROFILE_LABEL_VALUE_MAX);
+        return false;
+    }
+    control = first_control(v->value);
+    if (control < 0)
+        add_diag(w->rd, v->line, v->col, "'labels.%s' is not valid UTF-8", shown);
+    else if (control > 0)
+        add_diag(w->rd, v->line, v->col, "'labels.%s' must not contain control characters (U+%04lX)", shown,
+                 control);
+    return control == 0;
+}
+
+static void parse_labels(struct walk *w, const struct ynode *v)
+{
+    struct profile *p = w->p;
+
+    if (v->poisoned)
+        return;
+    if (v->type != Y_MAPPING) {
+        add_diag(w->rd, v->line, v->col, "'labels' must be a mapping of names to values (role: database), not %s",
+                 type_name(v));
+        return;
+    }
+    for (size_t i = 0; i + 1 < v->nkids; i += 2) {
+        const struct ynode *k = v->kids[i], *value = v->kids[i + 1];
+        bool name_ok, value_ok;
+
+        if (i / 2 == PROFILE_LABELS_MAX)
+            add_diag(w->rd, k->line, k->col, "'labels' has %zu entries; at most %d are allowed", v->nkids / 2,
+                     PROFILE_LABELS_MAX);
+        if (k->poisoned)
+            continue; /* already reported (alias, anchor, tag) */
+        name_ok = label_name_ok(w, v, i);
+        /* Checked even under a bad name: every error of a file at once. */
+        value_ok = label_value_ok(w, k->type == Y_SCALAR ? k->value : "?", value);
+        if (!name_ok || !value_ok || p->nlabels == PROFILE_LABELS_MAX)
+            continue;
+        memcpy(p->labels[p->nlabels].name, k->value, strlen(k->value) + 1);
+        memcpy(p->labels[p->nlabels].value, value->value, strlen(value->value) + 1);
+        p->labels[p->nlabels].mark = (struct profile_mark){ k->line, k->col };
+        p->nlabels++;
+    }
+}
+
 static const char *const top_keys[] = { "version", "host", "policy", "limits", "dropin", "conflicts", "report",
-                                        "segments" };
+                                        "segments", "labels" };
 static const char *const segments_keys[] = { "persistent_keys" };
 static const char *const conflicts_names[] = { "refuse", "warn" };
 static const char *const host_keys[] = { "ram_tier", "workload" };
@@ -885,6 +1059,8 @@ static void handle_top(struct walk *w, const char *key, const struct ynode *v)
     } else if (strcmp(key, "segments") == 0) {
         if (expect_mapping(w, "segments", v))
             walk_mapping(w, "segments", v, segments_keys, COUNT(segments_keys), handle_segments);
+    } else if (strcmp(key, "labels") == 0) {
+        parse_labels(w, v);
     } else {
         if (expect_mapping(w, "report", v))
             walk_mapping(w, "report", v, report_keys, COUNT(report_keys), handle_report);

@@ -15,6 +15,9 @@
 #define PROFILE_BUILTIN_NAME "<built-in default>"
 #define PROFILE_SHMMNI_MAX 32768
 #define PROFILE_PERSISTENT_KEYS_MAX 64
+#define PROFILE_LABELS_MAX 16
+#define PROFILE_LABEL_NAME_MAX 63   /* bytes; ^[a-z][a-z0-9_.-]{0,62}$ */
+#define PROFILE_LABEL_VALUE_MAX 256 /* bytes of UTF-8 */
 
 enum ram_tier { TIER_AUTO, TIER_SMALL, TIER_MEDIUM, TIER_LARGE };
 enum workload { WORKLOAD_GENERAL, WORKLOAD_DATABASE, WORKLOAD_BIGDATA };
@@ -48,6 +51,14 @@ struct profile_report {
     unsigned spool_max_events; /* undelivered events kept before the oldest are dropped */
 };
 
+/* An operator label (labels:), carried in every report. The value is the
+ * scalar's text as written: `tier: 2` is "2", `legacy: yes` is "yes". */
+struct profile_label {
+    char name[PROFILE_LABEL_NAME_MAX + 1];
+    char value[PROFILE_LABEL_VALUE_MAX + 1]; /* valid UTF-8, no control characters, may be "" */
+    struct profile_mark mark;               /* of the name */
+};
+
 struct profile {
     char *path;           /* as given (for messages), or PROFILE_BUILTIN_NAME */
     char *canonical_path; /* absolute, for the drop-in header; same as path when built in */
@@ -67,6 +78,9 @@ struct profile {
      * creators; `status --remove-orphans` never removes them. */
     uint32_t persistent_keys[PROFILE_PERSISTENT_KEYS_MAX];
     size_t npersistent_keys;
+    /* labels: in file order, names unique. */
+    struct profile_label labels[PROFILE_LABELS_MAX];
+    unsigned nlabels;
 };
 
 /* Whether the profile marks segments with this key as persistent. */

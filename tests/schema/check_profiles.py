@@ -18,7 +18,8 @@ Checks, each counted once in the final "N passed, N failed" line:
     schema, plus a strict pass for what PyYAML silently tolerates but shmprov
     rejects (duplicate keys, anchors/aliases, explicit tags, YAML 1.1 integer
     spellings such as 010 / 0x10 / 1_000 / 1:20, floats such as 20.0 that
-    JSON Schema counts as integers, non-UTF-8, files over 1 MiB);
+    JSON Schema counts as integers, non-UTF-8, files over 1 MiB; label
+    values are exempt from the number checks, shmprov takes them as text);
   * every file listed in DIR2/schema-invalid.txt (schema only, no strict pass).
 
 Exit status: 0 when every check passes, 1 when any fails, 2 on bad usage.
@@ -47,6 +48,7 @@ FLOAT_TAG = "tag:yaml.org,2002:float"
 # an error whose instance path is `path` (so the document is rejected for the
 # intended reason, not by accident).  ("accept", label, yaml): the schema must
 # accept it.  ("strict", label, yaml): the strict YAML pass must reject it.
+# ("strict-ok", label, yaml): the strict YAML pass must accept it.
 # --------------------------------------------------------------------------
 FULL_PROFILE = """\
 version: 1
@@ -117,6 +119,21 @@ SELF_CHECKS = [
     ("reject", "report timeout 301", "version: 1\nreport:\n  timeout: 301\n", ("report", "timeout")),
     ("reject", "report timeout quoted", "version: 1\nreport:\n  timeout: \"20\"\n", ("report", "timeout")),
     ("reject", "report spool_dir relative", "version: 1\nreport:\n  spool_dir: spool\n", ("report", "spool_dir")),
+    ("reject", "labels is a list", "version: 1\nlabels: [role, db]\n", ("labels",)),
+    ("reject", "labels: with no value (null)", "version: 1\nlabels:\n", ("labels",)),
+    ("reject", "label name uppercase", "version: 1\nlabels:\n  Role: db\n", ("labels",)),
+    ("reject", "label name with '/'", "version: 1\nlabels:\n  app/name: db\n", ("labels",)),
+    ("reject", "label name of 64 characters", "version: 1\nlabels:\n  " + "a" * 64 + ": x\n", ("labels",)),
+    ("reject", "label name with a trailing newline", "version: 1\nlabels:\n  \"role\\n\": db\n", ("labels",)),
+    ("reject", "17 labels", "version: 1\nlabels:\n" + "".join(f"  l{i}: v\n" for i in range(17)), ("labels",)),
+    ("reject", "label value a list", "version: 1\nlabels:\n  env: [prod]\n", ("labels", "env")),
+    ("reject", "label value a mapping", "version: 1\nlabels:\n  env: {a: b}\n", ("labels", "env")),
+    ("reject", "label value missing (null)", "version: 1\nlabels:\n  env:\n", ("labels", "env")),
+    ("reject", "label value ~", "version: 1\nlabels:\n  env: ~\n", ("labels", "env")),
+    ("reject", "label value of 257 characters", "version: 1\nlabels:\n  env: " + "x" * 257 + "\n", ("labels", "env")),
+    ("reject", "label value with a tab", "version: 1\nlabels:\n  env: \"a\\tb\"\n", ("labels", "env")),
+    ("reject", "label value with a newline", "version: 1\nlabels:\n  env: |\n    prod\n", ("labels", "env")),
+    ("reject", "label value with a C1 control", "version: 1\nlabels:\n  env: \"a\\x85\"\n", ("labels", "env")),
     # --- must be accepted by the schema -----------------------------------
     ("accept", "minimal (version only)", "version: 1\n"),
     ("accept", "every key set", FULL_PROFILE),
@@ -131,6 +148,13 @@ SELF_CHECKS = [
      "version: 1\nlimits:\n  shmmax: 512M\n  shmall: 1 TiB\n  shmmni: 1\n"),
     ("accept", "report url http://, timeout 1",
      "version: 1\nreport:\n  url: http://127.0.0.1:8080/events\n  timeout: 1\n"),
+    ("accept", "labels: strings, plain scalars, empty value",
+     "version: 1\nlabels:\n  role: database\n  environment: \"prod\"\n  rack: 12\n  pci: yes\n"
+     "  schema_version: 1.10\n  note: ''\n  owner.team_a-b: Zürich\n"),
+    ("accept", "labels: empty mapping", "version: 1\nlabels: {}\n"),
+    ("accept", "16 labels, 63-character name, 256-character value",
+     "version: 1\nlabels:\n  z" + "a" * 62 + ": " + "é" * 256 + "\n"
+     + "".join(f"  l{i}: v\n" for i in range(15))),
     # --- must be rejected by the strict YAML pass -------------------------
     ("strict", "duplicate key", "version: 1\npolicy: enforce\npolicy: raise-only\n"),
     ("strict", "anchor and alias", "version: 1\nhost: &h {workload: general}\nx: *h\n"),
@@ -139,6 +163,13 @@ SELF_CHECKS = [
     ("strict", "integer with underscore", "version: 1\nlimits:\n  shmall: 1_048_576\n"),
     ("strict", "float 20.0 as timeout", "version: 1\nreport:\n  timeout: 20.0\n"),
     ("strict", "explicit tag !!int on a quoted value", "version: 1\nlimits:\n  shmmni: !!int \"4096\"\n"),
+    ("strict", "duplicate label", "version: 1\nlabels:\n  role: a\n  role: b\n"),
+    ("strict", "float outside labels", "version: 1\nreport:\n  timeout: 1.5\nlabels:\n  v: 1.5\n"),
+    # --- must be accepted by the strict YAML pass -------------------------
+    # Label values are taken as the text written, so YAML 1.1 number
+    # spellings and floats there are not mistakes.
+    ("strict-ok", "label values 010, 0x10, 1_000, 1.10",
+     "version: 1\nlabels:\n  a: 010\n  b: 0x10\n  c: 1_000\n  d: 1.10\n"),
 ]
 
 
@@ -236,7 +267,7 @@ def strict_problems(text):
     except yaml.YAMLError:
         return problems       # safe_load reports the syntax error itself
 
-    def walk(node):
+    def walk(node, as_text=False):
         if isinstance(node, yaml.MappingNode):
             seen = {}
             for k, v in node.value:
@@ -250,11 +281,12 @@ def strict_problems(text):
                 else:
                     seen[k.value] = m
                 walk(k)
-                walk(v)
+                # shmprov takes a label value as the text written: 010 is "010".
+                walk(v, as_text=as_text or (node is root and isinstance(k, yaml.ScalarNode) and k.value == "labels"))
         elif isinstance(node, yaml.SequenceNode):
             for item in node.value:
                 walk(item)
-        elif isinstance(node, yaml.ScalarNode) and node.style is None:
+        elif isinstance(node, yaml.ScalarNode) and node.style is None and not as_text:
             m = node.start_mark
             if node.tag == INT_TAG and not PLAIN_DECIMAL.match(node.value):
                 problems.append((m.line + 1, m.column + 1,
@@ -372,6 +404,12 @@ def run_self_checks(validator, tally):
                 tally.ok(name, f"{probs[0][0]}:{probs[0][1]}: {probs[0][2]}")
             else:
                 tally.fail(name, [f"strict pass accepted {text!r}"])
+        elif kind == "strict-ok":
+            probs = strict_problems(text)
+            if probs:
+                tally.fail(name, [f"{ln}:{col}: {msg}" for ln, col, msg in probs])
+            else:
+                tally.ok(name)
 
 
 def main(argv):

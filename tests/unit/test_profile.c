@@ -128,7 +128,7 @@ Test(profile, billion_laughs_is_refused_without_expanding)
     cr_assert_eq(d.count, 5);
     cr_expect_eq(d.items[0].line, 2);
     cr_expect_eq(d.items[0].col, 1);
-    cr_expect_str_eq(d.items[0].message, "unknown key 'a' (known: version, host, policy, limits, dropin, conflicts, report, segments)");
+    cr_expect_str_eq(d.items[0].message, "unknown key 'a' (known: version, host, policy, limits, dropin, conflicts, report, segments, labels)");
     cr_expect_eq(d.items[1].line, 2);
     cr_expect_eq(d.items[1].col, 4);
     cr_expect_str_eq(d.items[1].message, "YAML anchors (&name) are not allowed in a profile");
@@ -322,4 +322,212 @@ Test(profile, persistent_keys_errors)
     cr_expect_str_eq(d.items[0].message,
                      "'segments.persistent_keys' must be a list of keys such as [0x0052e2c1], not a scalar");
     profile_diags_free(&d);
+}
+
+/* ---- labels ------------------------------------------------------------ */
+
+/* Parses yaml, which must fail, and checks its messages in order; "L:C "
+ * before a message pins its position too. */
+static void expect_errors(const char *yaml, const char *const *want, size_t nwant)
+{
+    struct profile_diags d;
+    struct profile *p = NULL;
+
+    profile_diags_init(&d, "x.yaml");
+    cr_assert_eq(profile_parse(yaml, strlen(yaml), "x.yaml", &d, &p), -EINVAL);
+    cr_expect_null(p);
+    for (size_t i = 0; i < d.count && i < nwant; i++) {
+        char got[1024];
+        snprintf(got, sizeof(got), "%u:%u %s", d.items[i].line, d.items[i].col, d.items[i].message);
+        cr_expect_str_eq(got, want[i]);
+    }
+    cr_expect_eq(d.count, nwant, "%zu messages, expected %zu", d.count, nwant);
+    profile_diags_free(&d);
+}
+
+Test(profile, labels_are_kept_as_written)
+{
+    struct profile *p = parse_profile_or_die("version: 1\n"
+                                             "labels:\n"
+                                             "  role: database\n"
+                                             "  environment: \"prod\"\n"
+                                             "  cluster: 'eu-west.pg-main'\n"
+                                             "  rack: 12\n"
+                                             "  pci: yes\n"
+                                             "  schema_version: 1.10\n"
+                                             "  mode: 010\n"
+                                             "  since: 2024-01-01\n"
+                                             "  city: Zürich\n"
+                                             "  note: ''\n"
+                                             "  owner.team_a-b: \"a \\\"quoted\\\" word\"\n");
+    static const char *const want[][2] = {
+        { "role", "database" }, { "environment", "prod" }, { "cluster", "eu-west.pg-main" },
+        { "rack", "12" },       { "pci", "yes" },          { "schema_version", "1.10" },
+        { "mode", "010" },      { "since", "2024-01-01" }, { "city", "Zürich" },
+        { "note", "" },         { "owner.team_a-b", "a \"quoted\" word" },
+    };
+
+    cr_assert_eq(p->nlabels, sizeof(want) / sizeof(want[0]));
+    for (unsigned i = 0; i < p->nlabels; i++) {
+        cr_expect_str_eq(p->labels[i].name, want[i][0]);
+        cr_expect_str_eq(p->labels[i].value, want[i][1]);
+        cr_expect_eq(p->labels[i].mark.line, 3 + i);
+        cr_expect_eq(p->labels[i].mark.col, 3);
+    }
+    profile_free(p);
+
+    p = parse_profile_or_die("{version: 1, labels: {role: web, tier: 2}}");
+    cr_assert_eq(p->nlabels, 2);
+    cr_expect_str_eq(p->labels[1].value, "2");
+    profile_free(p);
+}
+
+Test(profile, labels_absent_or_empty)
+{
+    struct profile *p = parse_profile_or_die("version: 1\n");
+
+    cr_expect_eq(p->nlabels, 0);
+    profile_free(p);
+    p = parse_profile_or_die("version: 1\nlabels: {}\n");
+    cr_expect_eq(p->nlabels, 0);
+    profile_free(p);
+}
+
+Test(profile, labels_at_their_limits)
+{
+    char yaml[8192], name[64], value[512] = "";
+    size_t used;
+    struct profile *p;
+
+    /* 16 labels, a 63-character name, a 256-byte value of 2-byte characters. */
+    memset(name, 'n', 63);
+    name[0] = 'z';
+    name[63] = '\0';
+    for (int i = 0; i < 128; i++)
+        strcat(value, "\xc3\xa9");
+    used = (size_t)snprintf(yaml, sizeof(yaml), "version: 1\nlabels:\n  %s: %s\n", name, value);
+    for (int i = 1; i < PROFILE_LABELS_MAX; i++)
+        used += (size_t)snprintf(yaml + used, sizeof(yaml) - used, "  l%d: v\n", i);
+    p = parse_profile_or_die(yaml);
+    cr_expect_eq(p->nlabels, PROFILE_LABELS_MAX);
+    cr_expect_str_eq(p->labels[0].name, name);
+    cr_expect_eq(strlen(p->labels[0].value), 256);
+    cr_expect_str_eq(p->labels[0].value, value);
+    profile_free(p);
+}
+
+Test(profile, labels_too_many)
+{
+    char yaml[1024];
+    size_t used = (size_t)snprintf(yaml, sizeof(yaml), "version: 1\nlabels:\n");
+    static const char *const want[] = { "19:3 'labels' has 18 entries; at most 16 are allowed" };
+
+    for (int i = 0; i < 18; i++)
+        used += (size_t)snprintf(yaml + used, sizeof(yaml) - used, "  l%d: v\n", i);
+    expect_errors(yaml, want, 1);
+}
+
+Test(profile, labels_errors)
+{
+    static const char yaml[] = "version: 1\n"
+                               "labels:\n"
+                               "  Role: database\n"
+                               "  9lives: x\n"
+                               "  a b: x\n"
+                               "  \"\": x\n"
+                               "  env: [prod]\n"
+                               "  site: {eu: 1}\n"
+                               "  owner:\n"
+                               "  team: ~\n"
+                               "  shift: null\n"
+                               "  env: again\n"
+                               "  ? [a]\n"
+                               "  : x\n"
+                               "  x: \"tab\\there\"\n"
+                               "  y: \"nl\\n\"\n"
+                               "  z: \"del\\x7f\"\n"
+                               "  w: \"c1\\u0085\"\n"
+                               "  v: |\n"
+                               "    block\n";
+    static const char *const want[] = {
+        "3:3 label name 'Role' is not valid: label names are lowercase (a lowercase letter, then up to 62 "
+        "lowercase letters, digits, '_', '.' or '-')",
+        "4:3 label name '9lives' is not valid: it must start with a letter (a lowercase letter, then up to 62 "
+        "lowercase letters, digits, '_', '.' or '-')",
+        "5:3 label name 'a b' is not valid: a space is not allowed (a lowercase "
+        "letter, then up to 62 lowercase letters, digits, '_', '.' or '-')",
+        "6:3 label name '' is not valid: it is empty (a lowercase letter, then up to 62 lowercase letters, "
+        "digits, '_', '.' or '-')",
+        "7:8 'labels.env' must be a string, not a list",
+        "8:9 'labels.site' must be a string, not a mapping",
+        "9:9 'labels.owner' has no value; write '' for an empty one",
+        "10:9 'labels.team' must be a string, not YAML null ('~'); quote it to mean the text",
+        "11:10 'labels.shift' must be a string, not YAML null ('null'); quote it to mean the text",
+        "12:3 duplicate key 'labels.env' (first at line 7)",
+        "13:5 a label name must be a word, not a list",
+        "15:6 'labels.x' must not contain control characters (U+0009)",
+        "16:6 'labels.y' must not contain control characters (U+000A)",
+        "17:6 'labels.z' must not contain control characters (U+007F)",
+        "18:6 'labels.w' must not contain control characters (U+0085)",
+        "19:6 'labels.v' must not contain control characters (U+000A)",
+    };
+
+    expect_errors(yaml, want, sizeof(want) / sizeof(want[0]));
+}
+
+Test(profile, labels_long_names_and_values)
+{
+    char yaml[1024], name[80], value[300];
+    const char *want[2];
+    char want0[256], want1[256];
+
+    memset(name, 'a', 64);
+    name[64] = '\0';
+    memset(value, 'v', 257);
+    value[257] = '\0';
+    snprintf(yaml, sizeof(yaml), "version: 1\nlabels:\n  %s: x\n  ok: %s\n", name, value);
+    snprintf(want0, sizeof(want0),
+             "3:3 label name '%.40s...' is not valid: it is longer than 63 characters (a lowercase letter, then "
+             "up to 62 lowercase letters, digits, '_', '.' or '-')",
+             name);
+    snprintf(want1, sizeof(want1), "4:7 'labels.ok' is 257 bytes long; a label value is at most 256 bytes");
+    want[0] = want0;
+    want[1] = want1;
+    expect_errors(yaml, want, 2);
+}
+
+Test(profile, labels_messages_never_echo_control_characters)
+{
+    static const char *const want[] = {
+        "3:3 label name 'a?b' is not valid: a control character is not allowed (a lowercase "
+        "letter, then up to 62 lowercase letters, digits, '_', '.' or '-')",
+        "3:13 'labels.a?b' must not contain control characters (U+001B)",
+        "4:3 label name 'c?\?' is not valid: a non-ASCII character is not allowed (a lowercase "
+        "letter, then up to 62 lowercase letters, digits, '_', '.' or '-')",
+    };
+
+    expect_errors("version: 1\nlabels:\n  \"a\\x01b\": \"\\e[31m\"\n  \"c\\u009b\": x\n", want, 3);
+}
+
+Test(profile, labels_must_be_a_mapping)
+{
+    static const char *const list[] = { "2:9 'labels' must be a mapping of names to values (role: database), not a list" };
+    static const char *const scalar[] = {
+        "2:9 'labels' must be a mapping of names to values (role: database), not a scalar"
+    };
+    static const char *const empty[] = { "2:8 'labels' must be a mapping of names to values (role: database), not empty" };
+
+    expect_errors("version: 1\nlabels: [role, db]\n", list, 1);
+    expect_errors("version: 1\nlabels: role=db\n", scalar, 1);
+    expect_errors("version: 1\nlabels:\n", empty, 1);
+}
+
+Test(profile, labels_change_the_profile_sha256)
+{
+    struct profile *a = parse_profile_or_die("version: 1\nlabels: {role: db}\n");
+    struct profile *b = parse_profile_or_die("version: 1\nlabels: {role: web}\n");
+
+    cr_expect_str_neq(a->sha256_hex, b->sha256_hex);
+    profile_free(a);
+    profile_free(b);
 }

@@ -1,0 +1,477 @@
+/* The host's identity for reports: the os-release parser on fixed text, the
+ * CloudEvents source on scratch files, the FQDN rules in a private UTS
+ * namespace where one can be had. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "hash.h"
+#include "identity.h"
+
+/* ---- os-release ------------------------------------------------------- */
+
+static int value_of(const char *text, const char *key, char *buf, size_t len)
+{
+    return identity_os_release_value(text, key, buf, len);
+}
+
+Test(os_release, debian_as_shipped)
+{
+    static const char text[] = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"
+                               "NAME=\"Debian GNU/Linux\"\n"
+                               "VERSION_ID=\"12\"\n"
+                               "VERSION=\"12 (bookworm)\"\n"
+                               "VERSION_CODENAME=bookworm\n"
+                               "ID=debian\n"
+                               "HOME_URL=\"https://www.debian.org/\"\n";
+    char id[64], version[64];
+
+    cr_expect_eq(identity_parse_os_release(text, id, sizeof(id), version, sizeof(version)), 2);
+    cr_expect_str_eq(id, "debian");
+    cr_expect_str_eq(version, "12");
+}
+
+Test(os_release, quotes_single_double_and_joined)
+{
+    char buf[64];
+
+    cr_expect_eq(value_of("ID='fedora'\n", "ID", buf, sizeof(buf)), 0);
+    cr_expect_str_eq(buf, "fedora");
+    cr_expect_eq(value_of("ID=\"ub\"'un'tu\n", "ID", buf, sizeof(buf)), 0);
+    cr_expect_str_eq(buf, "ubuntu");
+    /* Inside '...' a backslash and a " are themselves. */
+    cr_expect_eq(value_of("ID='a\\b\"c'\n", "ID", buf, sizeof(buf)), 0);
+    cr_expect_str_eq(buf, "a\\b\"c");
+    cr_expect_eq(value_of("NAME=\"Red Hat Enterprise Linux\"\n", "NAME", buf, sizeof(buf)), 0);
+    cr_expect_str_eq(buf, "Red Hat Enterprise Linux");
+}
+
+Test(os_release, backslash_escapes)
+{
+    char buf[64];
+
+    /* In "...": \" \\ \$ \` are the character; \q stays two characters. */
+    cr_expect_eq(value_of("ID=\"a\\\"b\\\\c\\$d\\`e\\qf\"\n", "ID", buf, sizeof(buf)), 0);
+    cr_expect_str_eq(buf, "a\"b\\c$d`e\\qf");
+    /* Unquoted, a backslash makes the next character literal. */
+    cr_expect_eq(value_of("ID=a\\ b\\#c\n", "ID", buf, sizeof(buf)), 0);
+    cr_expect_str_eq(buf, "a b#c");
+    /* A backslash-newline joins the lines, quoted or not. */
+    cr_expect_eq(value_of("ID=\"ab\\\ncd\"\n", "ID", buf, sizeof(buf)), 0);
+    cr_expect_str_eq(buf, "abcd");
+    cr_expect_eq(value_of("ID=ab\\\ncd\n", "ID", buf, sizeof(buf)), 0);
+    cr_expect_str_eq(buf, "abcd");
+}
+
+Test(os_release, comments_blank_lines_and_indentation)
+{
+    static const char text[] = "# ID=commented\n"
+                               "\n"
+                               "   \t\n"
+                               "  ID=opensuse-leap   # the distribution\n"
+                               "VERSION_ID=\"15.5\"\t# a comment after a quote\n";
+    char id[64], version[64];
+
+    cr_expect_eq(identity_parse_os_release(text, id, sizeof(id), version, sizeof(version)), 2);
+    cr_expect_str_eq(id, "opensuse-leap");
+    cr_expect_str_eq(version, "15.5");
+    /* A '#' starts a comment only at the start of a word. */
+    cr_expect_eq(value_of("ID=a#b\n", "ID", id, sizeof(id)), 0);
+    cr_expect_str_eq(id, "a#b");
+    cr_expect_eq(value_of("ID=\"15.5\"#b\n", "ID", id, sizeof(id)), 0);
+    cr_expect_str_eq(id, "15.5#b");
+    cr_expect_eq(value_of("ID=#b\n", "ID", id, sizeof(id)), 0);
+    cr_expect_str_eq(id, "#b");
+}
+
+Test(os_release, missing_keys_and_empty_values)
+{
+    char id[64] = "x", version[64] = "x";
+
+    cr_expect_eq(identity_parse_os_release("NAME=Linux\n", id, sizeof(id), version, sizeof(version)), 0);
+    cr_expect_str_eq(id, "");
+    cr_expect_str_eq(version, "");
+    cr_expect_eq(value_of("", "ID", id, sizeof(id)), -ENOENT);
+    cr_expect_eq(value_of("ID=\n", "ID", id, sizeof(id)), -EINVAL);
+    cr_expect_eq(value_of("ID=\"\"\n", "ID", id, sizeof(id)), -EINVAL);
+    /* Rolling releases (Arch) have no VERSION_ID: unknown, not an error. */
+    cr_expect_eq(identity_parse_os_release("ID=arch\nBUILD_ID=rolling\n", id, sizeof(id), version, sizeof(version)), 1);
+    cr_expect_str_eq(id, "arch");
+    cr_expect_str_eq(version, "");
+    /* A prefix or suffix of the key is another key. */
+    cr_expect_eq(value_of("ID_LIKE=debian\nXID=1\n", "ID", id, sizeof(id)), -ENOENT);
+}
+
+Test(os_release, last_assignment_wins)
+{
+    char buf[64];
+
+    cr_expect_eq(value_of("ID=first\nID=second\n", "ID", buf, sizeof(buf)), 0);
+    cr_expect_str_eq(buf, "second");
+    /* ... even when the last is unusable: the shell would use it. */
+    cr_expect_eq(value_of("ID=first\nID=\"a\tb\"\n", "ID", buf, sizeof(buf)), -EINVAL);
+    cr_expect_str_eq(buf, "");
+    /* A line that is not an assignment changes nothing. */
+    cr_expect_eq(value_of("ID=first\nID=two words\n", "ID", buf, sizeof(buf)), 0);
+    cr_expect_str_eq(buf, "first");
+}
+
+Test(os_release, garbage_is_skipped)
+{
+    static const char text[] = "this is not an assignment\n"
+                               "=value\n"
+                               "1ID=digit-first\n"
+                               "ID =spaced\n"
+                               "export ID=exported\n"
+                               "ID-X=dash\n"
+                               "\xff\xfe\x01\x02 binary\n"
+                               "ID=\"unclosed\n";
+    char buf[64];
+
+    cr_expect_eq(value_of(text, "ID", buf, sizeof(buf)), -ENOENT);
+    cr_expect_str_eq(buf, "");
+    cr_expect_eq(value_of("junk\nID=ok\n\"dangling quote\nVERSION_ID=1\n", "ID", buf, sizeof(buf)), 0);
+    cr_expect_str_eq(buf, "ok");
+    cr_expect_eq(value_of("junk\nID=ok\n\"dangling quote\nVERSION_ID=1\n", "VERSION_ID", buf, sizeof(buf)), 0);
+    cr_expect_str_eq(buf, "1");
+}
+
+Test(os_release, quoted_newline_is_not_a_new_line)
+{
+    char buf[64];
+
+    /* As in the shell: ID=evil is inside PRETTY_NAME's quotes. */
+    cr_expect_eq(value_of("PRETTY_NAME=\"a\nID=evil\"\nID=good\n", "ID", buf, sizeof(buf)), 0);
+    cr_expect_str_eq(buf, "good");
+    cr_expect_eq(value_of("X='a\nID=evil\n'\n", "ID", buf, sizeof(buf)), -ENOENT);
+    /* A value that holds a newline is refused, not cut. */
+    cr_expect_eq(value_of("ID=\"two\nlines\"\n", "ID", buf, sizeof(buf)), -EINVAL);
+    /* An unclosed quote swallows the rest of the file. */
+    cr_expect_eq(value_of("X=\"open\nID=inside\n", "ID", buf, sizeof(buf)), -ENOENT);
+}
+
+Test(os_release, long_lines)
+{
+    size_t junk = 100 * 1024;
+    char *text = malloc(junk + 256), buf[64];
+    char value[80];
+
+    cr_assert_not_null(text);
+    memset(text, 'x', junk);
+    strcpy(text + junk, "\nID=after-a-long-line\n");
+    cr_expect_eq(value_of(text, "ID", buf, sizeof(buf)), 0);
+    cr_expect_str_eq(buf, "after-a-long-line");
+
+    /* 63 characters fit in 64 bytes; 64 do not, and are not cut. */
+    memset(value, 'a', 63);
+    value[63] = '\0';
+    snprintf(text, junk, "VERSION_ID=%s\n", value);
+    cr_expect_eq(value_of(text, "VERSION_ID", buf, sizeof(buf)), 0);
+    cr_expect_eq(strlen(buf), 63);
+    snprintf(text, junk, "VERSION_ID=\"%sb\"\n", value);
+    cr_expect_eq(value_of(text, "VERSION_ID", buf, sizeof(buf)), -E2BIG);
+    cr_expect_str_eq(buf, "");
+
+    memset(text, 'y', junk);
+    memcpy(text, "ID=", 3);
+    text[junk] = '\0';
+    cr_expect_eq(value_of(text, "ID", buf, sizeof(buf)), -E2BIG);
+    free(text);
+}
+
+/* ---- identity_read: arch and os-release -------------------------------- */
+
+static char scratch[64];
+
+static void make_scratch(void)
+{
+    snprintf(scratch, sizeof(scratch), "/tmp/shmprov-identity.XXXXXX");
+    cr_assert_not_null(mkdtemp(scratch));
+    umask(022);
+}
+
+static void remove_scratch(void)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "chmod -R u+w %s; rm -rf %s", scratch, scratch);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static char *in_scratch(const char *name)
+{
+    static char buf[4][256];
+    static int next;
+    char *p = buf[next++ % 4];
+    snprintf(p, 256, "%s/%s", scratch, name);
+    return p;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0);
+}
+
+TestSuite(identity, .init = make_scratch, .fini = remove_scratch);
+
+Test(identity, read_uses_the_test_os_release_and_uname)
+{
+    struct host_identity h;
+    struct utsname uts;
+
+    write_file(in_scratch("os-release"), "ID=\"rhel\"\nVERSION_ID='9.4'\n");
+    cr_assert_eq(setenv("SHMPROV_TEST_OS_RELEASE", in_scratch("os-release"), 1), 0);
+    cr_assert_eq(identity_read(&h, false), 0);
+    cr_expect_str_eq(h.os_id, "rhel");
+    cr_expect_str_eq(h.os_version_id, "9.4");
+    cr_assert_eq(uname(&uts), 0);
+    cr_expect_str_eq(h.arch, uts.machine);
+    cr_expect(!h.fqdn_known || strchr(h.fqdn, '.'), "an FQDN has a dot: '%s'", h.fqdn);
+
+    /* The override names the only file read: no fallback to the host's. */
+    cr_assert_eq(setenv("SHMPROV_TEST_OS_RELEASE", in_scratch("missing"), 1), 0);
+    cr_assert_eq(identity_read(&h, false), 0);
+    cr_expect_str_eq(h.os_id, "");
+    cr_expect_str_eq(h.os_version_id, "");
+}
+
+/* ---- FQDN --------------------------------------------------------------- */
+
+Test(fqdn, plausible_names)
+{
+    cr_expect(identity_fqdn_plausible("db1.example.net"));
+    cr_expect(identity_fqdn_plausible("a.b"));
+    cr_expect(identity_fqdn_plausible("xn--bcher-kva.example"));
+    cr_expect_not(identity_fqdn_plausible("db1"));
+    cr_expect_not(identity_fqdn_plausible(""));
+    cr_expect_not(identity_fqdn_plausible(".example.net"));
+    cr_expect_not(identity_fqdn_plausible("db1."));
+    cr_expect_not(identity_fqdn_plausible("localhost"));
+    cr_expect_not(identity_fqdn_plausible("localhost.localdomain"));
+    cr_expect_not(identity_fqdn_plausible("db1.localdomain"));
+    cr_expect_not(identity_fqdn_plausible("db1.localhost"));
+    cr_expect_not(identity_fqdn_plausible("db 1.example.net"));
+    cr_expect_not(identity_fqdn_plausible("db1.example.net\n"));
+    cr_expect_not(identity_fqdn_plausible("caf\xc3\xa9.example.net"));
+}
+
+/* A node name of our choosing needs a UTS namespace of our own (root, or
+ * user namespaces); each Criterion test runs in its own process. */
+static void set_nodename(const char *name)
+{
+    if (unshare(CLONE_NEWUTS) < 0)
+        cr_skip_test("no private UTS namespace here (%s)", strerror(errno));
+    cr_assert_eq(sethostname(name, strlen(name)), 0);
+}
+
+Test(fqdn, nodename_with_a_dot_is_the_fqdn)
+{
+    struct host_identity h;
+
+    set_nodename("db1.example.net");
+    cr_assert_eq(identity_read(&h, false), 0);
+    cr_expect(h.fqdn_known);
+    cr_expect_str_eq(h.fqdn, "db1.example.net");
+}
+
+Test(fqdn, short_nodename_without_resolving_is_unknown)
+{
+    struct host_identity h;
+
+    set_nodename("db1-shmprov-test");
+    cr_assert_eq(identity_read(&h, false), 0);
+    cr_expect_not(h.fqdn_known);
+    cr_expect_str_eq(h.fqdn, "");
+}
+
+Test(fqdn, localdomain_is_unknown)
+{
+    struct host_identity h;
+
+    set_nodename("localhost.localdomain");
+    cr_assert_eq(identity_read(&h, false), 0);
+    cr_expect_not(h.fqdn_known);
+    /* Resolving "localhost" gives "localhost": still unknown. */
+    set_nodename("localhost");
+    cr_assert_eq(identity_read(&h, true), 0);
+    cr_expect_not(h.fqdn_known);
+}
+
+/* ---- the source --------------------------------------------------------- */
+
+/* sha256("shmprov report source v1\n0123456789abcdef0123456789abcdef"),
+ * first 32 hex digits: what the v1 report_source() gave for this id. */
+#define PINNED_ID "0123456789abcdef0123456789abcdef"
+#define PINNED_SOURCE "urn:shmprov:host:e62a278505e017d12313639640d91b9a"
+
+static void expect_source_form(const char *s)
+{
+    cr_expect_eq(strlen(s), IDENTITY_SOURCE_LEN, "'%s'", s);
+    cr_expect_eq(strncmp(s, "urn:shmprov:host:", 17), 0, "'%s'", s);
+    cr_expect_eq(strspn(s + 17, "0123456789abcdef"), 32, "'%s'", s);
+}
+
+Test(identity, machine_id_gives_the_v1_hash)
+{
+    char source[IDENTITY_SOURCE_LEN + 1];
+    struct stat st;
+
+    write_file(in_scratch("machine-id"), PINNED_ID "\n");
+    cr_expect_eq(identity_source(in_scratch("machine-id"), in_scratch("state"), source, sizeof(source)),
+                 IDENTITY_FROM_MACHINE_ID);
+    cr_expect_str_eq(source, PINNED_SOURCE);
+    cr_expect_eq(stat(in_scratch("state"), &st), -1, "the state directory is not touched");
+
+    write_file(in_scratch("machine-id"), PINNED_ID); /* no newline */
+    cr_expect_eq(identity_source(in_scratch("machine-id"), in_scratch("state"), source, sizeof(source)), 0);
+    cr_expect_str_eq(source, PINNED_SOURCE);
+}
+
+Test(identity, unusable_machine_ids_fall_back)
+{
+    static const char *const bad[] = { "", "uninitialized\n", "00000000000000000000000000000000\n",
+                                       "0123456789ABCDEF0123456789ABCDEF\n", "0123456789abcdef0123456789abcde\n",
+                                       PINNED_ID "0\n", PINNED_ID "\n\n" };
+    char source[IDENTITY_SOURCE_LEN + 1];
+
+    write_file(in_scratch("host-id"), PINNED_ID "\n");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        write_file(in_scratch("machine-id"), bad[i]);
+        cr_expect_eq(identity_source(in_scratch("machine-id"), scratch, source, sizeof(source)),
+                     IDENTITY_FROM_HOST_ID, "machine-id '%s'", bad[i]);
+        /* host-id is hashed exactly as a machine id would be. */
+        cr_expect_str_eq(source, PINNED_SOURCE);
+    }
+}
+
+Test(identity, host_id_is_created_once)
+{
+    char first[IDENTITY_SOURCE_LEN + 1], second[IDENTITY_SOURCE_LEN + 1], *buf = NULL, salted[64], hex[65];
+    char *state = in_scratch("var/lib/shmprov"), *path = in_scratch("var/lib/shmprov/host-id"), cmd[320];
+    size_t len;
+    struct stat st;
+
+    cr_assert_eq(identity_source(in_scratch("no-machine-id"), state, first, sizeof(first)), IDENTITY_FROM_HOST_ID);
+    expect_source_form(first);
+    cr_assert_eq(stat(state, &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0755);
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect(S_ISREG(st.st_mode));
+    cr_expect_eq(st.st_mode & 07777, 0644);
+    cr_assert_eq(fsutil_read_file(path, 256, true, &buf, &len, NULL), 0);
+    cr_expect_eq(len, 33);
+    cr_expect_eq(strspn(buf, "0123456789abcdef"), 32);
+    cr_expect_eq(buf[32], '\n');
+    snprintf(salted, sizeof(salted), "shmprov report source v1\n%.32s", buf);
+    hash_sha256_hex(salted, strlen(salted), hex);
+    cr_expect_eq(strncmp(first + 17, hex, 32), 0, "the source is the hash of host-id, not host-id");
+    cr_expect_neq(strncmp(first + 17, buf, 32), 0);
+
+    cr_assert_eq(identity_source(in_scratch("no-machine-id"), state, second, sizeof(second)), IDENTITY_FROM_HOST_ID);
+    cr_expect_str_eq(second, first);
+    /* Only host-id is left: no staging or temporary file. */
+    snprintf(cmd, sizeof(cmd), "test \"$(ls -A %s)\" = host-id", state);
+    cr_expect_eq(system(cmd), 0, "%s holds more than host-id", state);
+    free(buf);
+}
+
+Test(identity, racing_first_runs_agree)
+{
+    enum { RUNS = 8 };
+    int fds[RUNS][2];
+    pid_t pids[RUNS];
+    char want[IDENTITY_SOURCE_LEN + 1] = "";
+
+    for (int i = 0; i < RUNS; i++) {
+        cr_assert_eq(pipe(fds[i]), 0);
+        pids[i] = fork();
+        cr_assert_geq(pids[i], 0);
+        if (pids[i] == 0) {
+            char s[IDENTITY_SOURCE_LEN + 1];
+            int r = identity_source(NULL, in_scratch("state"), s, sizeof(s));
+            _exit(r == IDENTITY_FROM_HOST_ID && write(fds[i][1], s, sizeof(s)) == (ssize_t)sizeof(s) ? 0 : 1);
+        }
+        close(fds[i][1]);
+    }
+    for (int i = 0; i < RUNS; i++) {
+        char got[IDENTITY_SOURCE_LEN + 1];
+        int status;
+        cr_assert_eq(read(fds[i][0], got, sizeof(got)), (ssize_t)sizeof(got));
+        close(fds[i][0]);
+        cr_assert_eq(waitpid(pids[i], &status, 0), pids[i]);
+        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        if (!want[0])
+            memcpy(want, got, sizeof(got));
+        cr_expect_str_eq(got, want, "run %d saw another host id", i);
+    }
+}
+
+Test(identity, unusable_host_id_is_left_alone)
+{
+    char source[IDENTITY_SOURCE_LEN + 1], *buf = NULL;
+    size_t len;
+
+    write_file(in_scratch("host-id"), "not an id\n");
+    cr_expect_eq(identity_source(NULL, scratch, source, sizeof(source)), -EINVAL);
+    expect_source_form(source);
+    cr_assert_eq(fsutil_read_file(in_scratch("host-id"), 256, true, &buf, &len, NULL), 0);
+    cr_expect_str_eq(buf, "not an id\n");
+    free(buf);
+
+    /* Never through a symlink. */
+    cr_assert_eq(unlink(in_scratch("host-id")), 0);
+    write_file(in_scratch("elsewhere"), PINNED_ID "\n");
+    cr_assert_eq(symlink(in_scratch("elsewhere"), in_scratch("host-id")), 0);
+    cr_expect_eq(identity_source(NULL, scratch, source, sizeof(source)), -ELOOP);
+    cr_expect_str_neq(source, PINNED_SOURCE);
+}
+
+static void expect_per_run_ids(const char *state, int want_rc)
+{
+    char a[IDENTITY_SOURCE_LEN + 1], b[IDENTITY_SOURCE_LEN + 1];
+    int r;
+
+    r = identity_source(in_scratch("no-machine-id"), state, a, sizeof(a));
+    cr_expect_lt(r, 0);
+    if (want_rc)
+        cr_expect_eq(r, want_rc, "%s", strerror(-r));
+    cr_expect_lt(identity_source(in_scratch("no-machine-id"), state, b, sizeof(b)), 0);
+    expect_source_form(a);
+    expect_source_form(b);
+    cr_expect_str_neq(a, b, "a per-run id must differ between runs, never a shared one");
+}
+
+Test(identity, unwritable_state_dir_gives_a_per_run_id)
+{
+    /* Below a regular file no directory can be made, even by root. */
+    write_file(in_scratch("file"), "");
+    expect_per_run_ids(in_scratch("file/state"), -ENOTDIR);
+    expect_per_run_ids("", -EINVAL);
+    expect_per_run_ids(NULL, -EINVAL);
+
+    /* A read-only directory stops only those who are not root. */
+    if (geteuid() != 0) {
+        cr_assert_eq(mkdir(in_scratch("ro"), 0555), 0);
+        expect_per_run_ids(in_scratch("ro"), -EACCES);
+    }
+}
+
+Test(identity, buffer_too_small)
+{
+    char small[IDENTITY_SOURCE_LEN] = "x";
+
+    write_file(in_scratch("machine-id"), PINNED_ID "\n");
+    cr_expect_eq(identity_source(in_scratch("machine-id"), scratch, small, sizeof(small)), -ENOBUFS);
+    cr_expect_str_eq(small, "");
+    cr_expect_eq(identity_source(in_scratch("machine-id"), scratch, NULL, 0), -ENOBUFS);
+}
