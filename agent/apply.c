@@ -40,6 +40,7 @@ static void restore_dropin(const struct plan *plan, struct apply_outcome *out)
 
     if (plan->dropin_old) {
         r = fsutil_write_atomic_renamed(out->dropin_path, plan->dropin_old, plan->dropin_old_len, 0644, &renamed);
+        out->dropin_restored = r >= 0 || renamed;
         if (r < 0 && renamed)
             append(out->restored, sizeof(out->restored),
                    "%sdrop-in %s restored to its previous bytes (but its directory could not be synced: %s)", sep,
@@ -51,29 +52,41 @@ static void restore_dropin(const struct plan *plan, struct apply_outcome *out)
         else
             append(out->restored, sizeof(out->restored), "%sdrop-in %s restored to its previous bytes", sep,
                    out->dropin_path);
+        out->rollback_incomplete |= !out->dropin_restored;
         return;
     }
     r = fsutil_remove_durable(out->dropin_path);
-    if (r < 0 && r != -ENOENT && lstat(out->dropin_path, &st) < 0 && errno == ENOENT)
+    out->dropin_restored = r >= 0 || r == -ENOENT || (lstat(out->dropin_path, &st) < 0 && errno == ENOENT);
+    if (r < 0 && r != -ENOENT && out->dropin_restored)
         append(out->restored, sizeof(out->restored),
                "%sdrop-in %s removed (it did not exist; but its directory could not be synced: %s)", sep,
                out->dropin_path, strerror(-r));
-    else if (r < 0 && r != -ENOENT)
+    else if (!out->dropin_restored)
         append(out->restored, sizeof(out->restored),
                "%sdrop-in %s NOT removed (it did not exist before): %s; it holds the new bytes", sep,
                out->dropin_path, strerror(-r));
     else
         append(out->restored, sizeof(out->restored), "%sdrop-in %s removed (it did not exist)", sep,
                out->dropin_path);
+    out->rollback_incomplete |= !out->dropin_restored;
+}
+
+static void set_error_code(struct apply_outcome *out, const char *code, const char *step)
+{
+    out->error_code = code;
+    out->error_step = step;
 }
 
 /* Writes value and reads it back: 0, or a negative errno with *ret_seen
- * and *ret_seen_known telling what the kernel holds as far as known. */
+ * and *ret_seen_known telling what the kernel holds as far as known, and
+ * *ret_written whether the write itself went through (the read-back is
+ * what failed). */
 static int write_and_confirm(enum sizing_key_id id, uint64_t value, uint64_t *ret_seen, bool *ret_seen_known,
-                             char *why, size_t why_len)
+                             bool *ret_written, char *why, size_t why_len)
 {
     int r = kernel_write_limit(id, value);
 
+    *ret_written = r >= 0;
     if (r < 0) {
         (void)snprintf(why, why_len, "cannot write %" PRIu64 " to %s: %s", value, kernel_limit_path(id),
                        strerror(-r));
@@ -106,14 +119,19 @@ static void restore_runtime(const struct plan *plan, struct apply_outcome *out)
         const char *sep = out->restored[0] ? "; " : "";
         char why[256];
         uint64_t seen = 0;
-        bool seen_known = false;
+        bool seen_known = false, wrote = false;
         int r;
 
         if (!out->keys[id].written || !k->current_known)
             continue;
-        r = write_and_confirm(id, k->current, &seen, &seen_known, why, sizeof(why));
+        r = write_and_confirm(id, k->current, &seen, &seen_known, &wrote, why, sizeof(why));
         if (r < 0)
-            r = write_and_confirm(id, k->current, &seen, &seen_known, why, sizeof(why));
+            r = write_and_confirm(id, k->current, &seen, &seen_known, &wrote, why, sizeof(why));
+        /* A write that failed may still leave the value it was to put
+         * back (it never changed): that is restored. */
+        if (r < 0 && seen_known && seen == k->current)
+            r = 0;
+        out->rollback_incomplete |= r < 0;
         if (r < 0 && seen_known)
             append(out->restored, sizeof(out->restored), "%s%s NOT restored to %" PRIu64 " (%s); it holds %" PRIu64,
                    sep, sizing_key_name(id), k->current, why, seen);
@@ -131,15 +149,17 @@ static int write_runtime(const struct plan *plan, struct apply_outcome *out)
     for (int id = 0; id < KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         uint64_t seen = 0;
-        bool seen_known = false;
+        bool seen_known = false, wrote = false;
         int r;
 
         if (!k->managed || (k->current_known && k->current == k->target))
             continue;
         out->keys[id].written = true; /* even a failed write may have landed */
-        r = write_and_confirm(id, k->target, &seen, &seen_known, out->error, sizeof(out->error));
-        if (r < 0)
+        r = write_and_confirm(id, k->target, &seen, &seen_known, &wrote, out->error, sizeof(out->error));
+        if (r < 0) {
+            set_error_code(out, wrote ? APPLY_ERR_READBACK : APPLY_ERR_KERNEL_WRITE, "runtime");
             return r;
+        }
     }
     return 0;
 }
@@ -192,6 +212,7 @@ static int check_current_known(const struct plan *plan, struct apply_outcome *ou
     return 0;
 }
 
+
 static int run_probe(const struct plan *plan, bool changed, struct apply_outcome *out)
 {
     /* The probe proves the values apply meant to set, not whatever the
@@ -242,6 +263,7 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
     /* Decide everything that would stop us before touching anything. */
     if (plan->dropin_problem[0]) {
         (void)snprintf(out->error, sizeof(out->error), "%s (nothing changed)", plan->dropin_problem);
+        set_error_code(out, APPLY_ERR_IO, "dropin");
         goto failed_untouched;
     }
     if (o->root) {
@@ -257,16 +279,20 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
     } else if (plan->host.runtime_write_errno != 0 && runtime_changes) {
         (void)snprintf(out->error, sizeof(out->error), "cannot change the running kernel: %s (nothing changed)",
                        host_runtime_write_reason(plan->host.runtime_write_errno));
+        set_error_code(out, APPLY_ERR_PERMISSION, "runtime");
         goto failed_untouched;
     }
 
-    if (!out->runtime_skipped && check_current_known(plan, out) < 0)
+    if (!out->runtime_skipped && check_current_known(plan, out) < 0) {
+        set_error_code(out, APPLY_ERR_HOST_UNREADABLE, "runtime");
         goto failed_untouched;
+    }
 
     /* Leftovers of a run killed between create and rename. */
     if (o->root && (r = fsutil_mkdir_parents(out->dropin_path)) < 0) {
         (void)snprintf(out->error, sizeof(out->error), "cannot create the directory of %s: %s", out->dropin_path,
                        strerror(-r));
+        set_error_code(out, APPLY_ERR_IO, "dropin");
         goto failed_untouched;
     }
     out->stale_temps_removed = fsutil_remove_stale_temps(out->dropin_path);
@@ -284,11 +310,13 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
             out->dropin_written = true;
             (void)snprintf(out->error, sizeof(out->error), "wrote %s but cannot sync its directory: %s",
                            out->dropin_path, strerror(-r));
+            set_error_code(out, APPLY_ERR_IO, "dropin");
             goto rollback;
         }
         if (r < 0) {
             (void)snprintf(out->error, sizeof(out->error), "cannot write %s: %s%s (not written)", out->dropin_path,
                            strerror(-r), r == -ELOOP ? " (a symbolic link: refused)" : "");
+            set_error_code(out, APPLY_ERR_IO, "dropin");
             goto failed_untouched;
         }
         out->dropin_written = true;
@@ -299,15 +327,22 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
         return 0;
     }
 
-    if (write_runtime(plan, out) < 0 || check_after(plan, out) < 0)
+    if (write_runtime(plan, out) < 0)
         goto rollback;
-    if (!o->no_verify && run_probe(plan, out->dropin_written || runtime_changes, out) < 0)
+    if (check_after(plan, out) < 0) {
+        set_error_code(out, APPLY_ERR_READBACK, "runtime");
         goto rollback;
+    }
+    if (!o->no_verify && run_probe(plan, out->dropin_written || runtime_changes, out) < 0) {
+        set_error_code(out, APPLY_ERR_PROBE, "probe");
+        goto rollback;
+    }
 
     out->result = out->dropin_written || runtime_changes ? APPLY_CHANGED : APPLY_UNCHANGED;
     return 0;
 
 rollback:
+    out->rollback_ran = true;
     restore_runtime(plan, out);
     if (out->dropin_written)
         restore_dropin(plan, out);

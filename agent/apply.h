@@ -19,6 +19,14 @@ struct apply_options {
 
 enum apply_result { APPLY_UNCHANGED, APPLY_CHANGED, APPLY_FAILED, APPLY_NOT_APPLICABLE };
 
+/* The error codes of a failed run (README "Reports": a stable set). */
+#define APPLY_ERR_IO "io"                         /* the drop-in could not be written or synced */
+#define APPLY_ERR_PERMISSION "permission"         /* not allowed to change the running kernel */
+#define APPLY_ERR_HOST_UNREADABLE "host-unreadable" /* a fact apply needs could not be read */
+#define APPLY_ERR_KERNEL_WRITE "kernel-write"     /* writing /proc/sys/kernel/shm* failed */
+#define APPLY_ERR_READBACK "readback"             /* the kernel holds another value than written */
+#define APPLY_ERR_PROBE "probe-failed"            /* the test allocation failed or could not run */
+
 struct apply_key_outcome {
     bool written;      /* a value was written to /proc */
     bool after_known;
@@ -36,8 +44,15 @@ struct apply_outcome {
     const char *runtime_skip_reason;
     bool probe_ran;
     struct probe_result probe;
-    /* When result is APPLY_FAILED: what failed, and what was put back. */
+    /* When result is APPLY_FAILED: what failed (a stable code and the step
+     * it failed in, for programs; the text, for people), and what was put
+     * back. */
+    const char *error_code; /* APPLY_ERR_* */
+    const char *error_step; /* "dropin", "runtime", "probe" */
     char error[4096 + 512];
+    bool rollback_ran;
+    bool rollback_incomplete; /* something could NOT be put back: restored says what */
+    bool dropin_restored;     /* the drop-in this run wrote is back as it was */
     char restored[2 * 4096 + 512];
     /* Probe segments a killed shmprov left behind (probe.h), handled right
      * before the probe: how many were found (each with its outcome in

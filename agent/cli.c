@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@ enum {
     OPT_FORCE = 1 << 1,
     OPT_APPLY_ONLY = 1 << 2, /* --no-report, --no-verify, --root, --persist-only */
     OPT_STATUS_ONLY = 1 << 3, /* --segments, --remove-orphans */
+    OPT_REPORT = 1 << 4,      /* --report */
 };
 
 struct command {
@@ -30,8 +32,8 @@ struct command {
 
 static const struct command commands[] = {
     { "plan", OPT_FORCE, 0, cmd_plan },
-    { "apply", OPT_DRY_RUN | OPT_FORCE | OPT_APPLY_ONLY, 0, cmd_apply },
-    { "verify", 0, 0, cmd_verify },
+    { "apply", OPT_DRY_RUN | OPT_FORCE | OPT_APPLY_ONLY | OPT_REPORT, 0, cmd_apply },
+    { "verify", OPT_REPORT, 0, cmd_verify },
     { "validate", 0, -1, cmd_validate },
     { "flush", 0, 0, cmd_flush },
     { "status", OPT_DRY_RUN | OPT_STATUS_ONLY, 0, cmd_status },
@@ -48,6 +50,7 @@ static const char usage_text[] =
     "  apply                write the drop-in, set the running kernel, prove it with a\n"
     "                       test allocation; on any failure put everything back\n"
     "    --dry-run          exactly plan\n"
+    "    --report           with --dry-run: report it too (result dry-run)\n"
     "    --root DIR         write the drop-in under DIR only (image builds); the\n"
     "                       running kernel and the test allocation are skipped\n"
     "    --no-verify        skip the test allocation\n"
@@ -60,6 +63,7 @@ static const char usage_text[] =
     "    --force            allow limits below what existing segments use\n"
     "  verify               compare the running kernel, the drop-in and the boot order\n"
     "                       with the profile; changes nothing; exit 3 on drift\n"
+    "    --report           report the result (in-sync or drift) as apply does\n"
     "  validate [FILE...]   check profiles (default: the profile plan would use);\n"
     "                       no side effects\n"
     "  flush                send spooled reports now (exit 1 while some are waiting)\n"
@@ -160,35 +164,59 @@ int cli_load_profile(const struct cli_options *o, struct profile **ret, const ch
     return invalid ? EXIT_USAGE : EXIT_FAILURE_RUNTIME;
 }
 
-int cli_lock(const char *path, struct lock **ret)
+int cli_lock(const char *path, struct lock **ret, char *why, size_t why_len)
 {
+    char text[PATH_MAX + 128];
     long holder = 0;
     int r = lock_acquire(path, LOCK_WAIT_MS, ret, &holder);
 
     if (r == -EWOULDBLOCK)
-        log_error("another shmprov (pid %ld) holds %s; gave up after %d s", holder, path, LOCK_WAIT_MS / 1000);
+        (void)snprintf(text, sizeof(text), "another shmprov (pid %ld) holds %s; gave up after %d s", holder, path,
+                       LOCK_WAIT_MS / 1000);
     else if (r < 0)
-        log_error("cannot lock %s: %s", path, strerror(-r));
-    return r < 0 ? EXIT_FAILURE_RUNTIME : EXIT_OK;
+        (void)snprintf(text, sizeof(text), "cannot lock %s: %s", path, strerror(-r));
+    if (r < 0) {
+        log_error("%s", text);
+        if (why)
+            (void)snprintf(why, why_len, "%s", text);
+    }
+    return r;
 }
 
-int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret)
+/* Logs a reason, and keeps it for the report when asked to. */
+static void say_error(char *why, size_t why_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say_error(char *why, size_t why_len, const char *fmt, ...)
+{
+    char text[PATH_MAX + 256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    log_error("%s", text);
+    if (why)
+        (void)snprintf(why, why_len, "%s", text);
+}
+
+int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret, char *why,
+                   size_t why_len)
 {
     struct host_facts host;
     int r = host_read(&host);
 
     if (r < 0) {
-        log_error("cannot read the page size of this kernel: %s", strerror(-r));
+        say_error(why, why_len, "cannot read the page size of this kernel: %s", strerror(-r));
         return EXIT_FAILURE_RUNTIME;
     }
     if (host.memtotal_bytes == 0 && profile->ram_tier == TIER_AUTO) {
-        log_error("cannot read MemTotal (%s), which 'ram_tier: auto' needs; set host.ram_tier in the profile",
+        say_error(why, why_len,
+                  "cannot read MemTotal (%s), which 'ram_tier: auto' needs; set host.ram_tier in the profile",
                   host.memtotal_error);
         return EXIT_FAILURE_RUNTIME;
     }
     r = plan_build(profile, &host, force, root, ret);
     if (r < 0) {
-        log_error("cannot build the plan: %s", strerror(-r));
+        say_error(why, why_len, "cannot build the plan: %s", strerror(-r));
         return EXIT_FAILURE_RUNTIME;
     }
     /* A profile that contradicts itself is invalid wherever it is used. */
@@ -217,6 +245,7 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
         ARG_DEFER_REPORT,
         ARG_SEGMENTS,
         ARG_REMOVE_ORPHANS,
+        ARG_REPORT,
     };
     static const struct option options[] = {
         { "profile", required_argument, NULL, 'p' },
@@ -234,6 +263,7 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
         { "persist-only", no_argument, NULL, ARG_PERSIST_ONLY },
         { "segments", no_argument, NULL, ARG_SEGMENTS },
         { "remove-orphans", no_argument, NULL, ARG_REMOVE_ORPHANS },
+        { "report", no_argument, NULL, ARG_REPORT },
         {},
     };
     unsigned used = 0;
@@ -304,6 +334,10 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
             o->remove_orphans = true;
             used |= OPT_STATUS_ONLY;
             break;
+        case ARG_REPORT:
+            o->report = true;
+            used |= OPT_REPORT;
+            break;
         case ':':
             return -usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
@@ -325,6 +359,12 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
     if (used & OPT_APPLY_ONLY & ~cmd->options)
         return -usage_error("--no-report, --defer-report, --no-verify, --root and --persist-only are options of "
                             "'apply', not of '%s'", cmd->name);
+    if (used & OPT_REPORT & ~cmd->options)
+        return -usage_error("--report is an option of 'verify' and 'apply --dry-run', not of '%s'", cmd->name);
+    if (cmd->exec == cmd_apply && o->report && !o->dry_run)
+        return -usage_error("'apply --report' needs --dry-run: apply reports every run");
+    if (o->report && o->no_report)
+        return -usage_error("--report and --no-report contradict each other");
     if (used & OPT_FORCE & ~cmd->options)
         return -usage_error("--force is an option of 'plan' and 'apply', not of '%s'", cmd->name);
     o->args = argv + optind + 1;

@@ -22,6 +22,7 @@ struct cli_options {
     bool dry_run;
     bool force;
     bool no_report;
+    bool report;       /* verify --report, apply --dry-run --report */
     bool defer_report; /* spool the report, send it later (boot) */
     bool no_verify;
     bool persist_only;
@@ -42,13 +43,16 @@ int cli_load_profile(const struct cli_options *o, struct profile **ret, const ch
 
 struct lock;
 /* Takes the lock at path (waiting LOCK_WAIT_MS at most), naming the holder
- * when it cannot. Returns an exit code. */
-int cli_lock(const char *path, struct lock **ret);
+ * when it cannot (also in why, when not NULL). Returns 0, -EWOULDBLOCK when
+ * another shmprov held it all that time, or another negative errno. */
+int cli_lock(const char *path, struct lock **ret, char *why, size_t why_len);
 
 /* Reads the host and builds the plan for profile (plan, apply and verify
  * all start so). Reports problems itself; returns an exit code, and the
- * plan only with EXIT_OK. A profile that contradicts itself is EXIT_USAGE. */
-int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret);
+ * plan only with EXIT_OK. A profile that contradicts itself is EXIT_USAGE.
+ * why (may be NULL) gets the reason of an EXIT_FAILURE_RUNTIME. */
+int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret, char *why,
+                   size_t why_len);
 
 int cmd_plan(const struct cli_options *o);
 int cmd_apply(const struct cli_options *o);

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -14,8 +15,11 @@
 #include "delivery.h"
 #include "host.h"
 #include "lock.h"
-#include "report.h"
+#include "jsonout.h"
+#include "lastapply.h"
 #include "log.h"
+#include "report.h"
+#include "runreport.h"
 
 
 static uint64_t now_ms(void)
@@ -74,51 +78,6 @@ static void print_text(const struct plan *plan, const struct conflicts *c, const
     }
 }
 
-/* A report that cannot be delivered is spooled, never an apply failure. */
-static void send_report(const struct plan *plan, const struct conflicts *c, const struct apply_outcome *out,
-                        uint64_t duration_ms, bool defer)
-{
-    const struct profile *p = plan->profile;
-    struct delivery_summary sum;
-    struct lock *spool_lock = NULL;
-    long holder = 0;
-    int r;
-
-    if (!defer)
-        delivery_splay(p);
-    /* Another shmprov delivering holds the spool at most its network
-     * deadline; wait that long. Failing that, only spool the event (its
-     * file is written atomically under a unique name): never lose it. */
-    r = lock_acquire(LOCK_SPOOL_PATH, p->report.timeout_s * 1000u + LOCK_WAIT_MS, &spool_lock, &holder);
-    if (r < 0) {
-        log_warn("cannot lock %s (%s%ld): keeping the report for a later run", LOCK_SPOOL_PATH,
-                 r == -EWOULDBLOCK ? "held by pid " : strerror(-r), r == -EWOULDBLOCK ? holder : 0L);
-        defer = true;
-    }
-    r = delivery_report(p, report_data(plan, c, out, duration_ms, 0), !defer, &sum);
-    lock_release(spool_lock);
-
-    for (size_t i = 0; i < sizeof(sum.damaged) / sizeof(sum.damaged[0]); i++)
-        if (sum.damaged[i][0])
-            log_warn("%s", sum.damaged[i]);
-    /* LOST only when it is: neither spooled nor delivered. */
-    if (r < 0)
-        log_error("report LOST: %s", sum.error);
-    else if (sum.own_direct)
-        log_warn("report delivered directly (could not spool it: %s)", sum.spool_error);
-    else if (defer)
-        log_info("report kept in %s for a later run or 'shmprov flush' (%u waiting)",
-                 plan->profile->report.spool_dir, sum.waiting);
-    else if (sum.own_delivered && sum.waiting == 0)
-        log_info("report delivered to %s", plan->profile->report.url);
-    else if (sum.own_delivered)
-        /* Not "older": this one stays too when its removal failed. */
-        log_warn("report delivered; %u report(s) still waiting in %s", sum.waiting, plan->profile->report.spool_dir);
-    else
-        log_warn("report not delivered, kept in %s (%u waiting): %s", plan->profile->report.spool_dir, sum.waiting,
-                 sum.error);
-}
-
 static int check_root(const char *root)
 {
     struct stat st;
@@ -164,115 +123,239 @@ static void remove_probe_leftovers(const struct profile *p, struct probe_leftove
     }
 }
 
+/* Everything one apply collects on its way, for its output and its report. */
+struct apply_run {
+    const struct cli_options *o;
+    struct profile *profile;
+    struct plan *plan;
+    struct lock *lock;
+    struct conflicts conflicts;
+    bool conflicts_known;
+    struct apply_outcome out;
+    bool out_known;
+    struct report_error error;
+    bool refused;
+    bool profile_invalid; /* contradicts itself: exit 2, said already, no report */
+    struct report_drift_list drift;
+    uint64_t start_ms;
+};
+
+static void refuse(struct apply_run *run, const char *code, const char *step)
+{
+    run->refused = true;
+    run->error.code = code;
+    run->error.step = step;
+}
+
+/* Guards (existing segments): refuse, unless --force. */
+static bool refused_by_guards(struct apply_run *run)
+{
+    const struct sizing_result *s = &run->plan->sizing;
+    size_t used = 0;
+
+    for (unsigned i = 0; i < s->nproblems; i++) {
+        log_error("refusing to apply: %s (--force overrides; nothing changed)", s->problems[i].text);
+        used += (size_t)snprintf(run->error.message + used, used < sizeof(run->error.message)
+                                 ? sizeof(run->error.message) - used : 0, "%s%s", i ? "; " : "", s->problems[i].text);
+        if (used >= sizeof(run->error.message))
+            used = sizeof(run->error.message) - 1;
+    }
+    if (s->nproblems)
+        refuse(run, REPORT_ERR_SEGMENTS_IN_USE, "guard");
+    return s->nproblems > 0;
+}
+
+/* Boot-order conflicts: refuse, unless the profile says warn. */
+static bool refused_by_conflicts(struct apply_run *run)
+{
+    struct conflicts *c = &run->conflicts;
+    int r = conflicts_check(run->plan, run->o->root, c);
+
+    if (r < 0) {
+        (void)snprintf(run->error.message, sizeof(run->error.message), "cannot analyse the sysctl.d directories: %s",
+                       strerror(-r));
+        log_error("%s", run->error.message);
+        refuse(run, REPORT_ERR_IO, "conflicts");
+        return true;
+    }
+    run->conflicts_known = true;
+    if (c->count > 0 && !run->profile->conflicts_warn_only) {
+        conflicts_log(c, true);
+        log_error("refusing to apply: another file would override %s at boot (nothing changed; "
+                  "'conflicts: warn' in the profile downgrades this to a warning)",
+                  run->plan->dropin_path);
+        (void)snprintf(run->error.message, sizeof(run->error.message), "%s", c->items[0].text);
+        refuse(run, REPORT_ERR_CONFLICT, "conflicts");
+        return true;
+    }
+    if (c->count > 0)
+        conflicts_log(c, false);
+    return false;
+}
+
+static void log_outcome(const struct apply_outcome *out)
+{
+    if (out->probe_ran && out->probe.key_note[0])
+        log_warn("test allocation: %s", out->probe.key_note);
+    if (out->result == APPLY_FAILED) {
+        log_error("%s", out->error);
+        if (out->restored[0])
+            log_error("restored: %s", out->restored);
+    } else if (out->result == APPLY_NOT_APPLICABLE) {
+        log_warn("runtime not applicable here: %s; nothing changed", out->runtime_skip_reason);
+    }
+}
+
+static void run_transaction(struct apply_run *run, const struct probe_leftover *leftovers, int nleftovers)
+{
+    struct apply_options opts = { .root = run->o->root, .no_verify = run->o->no_verify,
+                                  .persist_only = run->o->persist_only };
+    struct apply_outcome *out = &run->out;
+    int r = apply_run(run->plan, &opts, out);
+
+    if (r < 0) {
+        (void)snprintf(run->error.message, sizeof(run->error.message), "apply failed: %s", strerror(-r));
+        log_error("%s", run->error.message);
+        run->error.code = REPORT_ERR_IO;
+        run->error.step = "runtime";
+        return;
+    }
+    run->out_known = true;
+    out->probe_leftovers_found = nleftovers;
+    for (int i = 0; i < nleftovers; i++) {
+        out->probe_leftovers[i] = leftovers[i];
+        out->probe_leftovers_removed += leftovers[i].outcome == ORPHAN_REMOVED;
+    }
+    log_outcome(out);
+    /* After a rollback the report shows who wins each key now, not who
+     * would have. */
+    if (out->result == APPLY_FAILED && !run->o->root)
+        run->conflicts_known = conflicts_check_on_disk(run->plan, &run->conflicts) == 0;
+    if ((out->result == APPLY_CHANGED || out->result == APPLY_UNCHANGED) && !run->o->root)
+        lastapply_record(run->plan, out);
+}
+
+/* Plans, refuses, or runs the transaction; run says which. */
+static void decide_and_apply(struct apply_run *run)
+{
+    struct probe_leftover leftovers[PROBE_LEFTOVERS_MAX];
+    int nleftovers = 0, code;
+
+    /* An image root belongs to its build; only the live system is shared. */
+    code = run->o->root ? 0 : cli_lock(LOCK_DEFAULT_PATH, &run->lock, run->error.message,
+                                       sizeof(run->error.message));
+    if (code < 0) {
+        refuse(run, code == -EWOULDBLOCK ? REPORT_ERR_LOCK_TIMEOUT : REPORT_ERR_IO, "lock");
+        return;
+    }
+    if (!run->o->root)
+        remove_probe_leftovers(run->profile, leftovers, &nleftovers);
+    /* Read the state only once the lock is held: another apply may just
+     * have changed it. */
+    code = cli_build_plan(run->profile, run->o->force, run->o->root, &run->plan, run->error.message,
+                          sizeof(run->error.message));
+    run->profile_invalid = code == EXIT_USAGE;
+    if (code != EXIT_OK) {
+        refuse(run, REPORT_ERR_HOST_UNREADABLE, "plan");
+        return;
+    }
+    if (refused_by_guards(run))
+        return;
+    if (run->plan->tier_warning[0])
+        log_warn("%s", run->plan->tier_warning);
+    if (run->o->root && run->profile->ram_tier == TIER_AUTO)
+        log_warn("--root with 'ram_tier: auto' sizes the image for THIS machine's MemTotal (%" PRIu64
+                 " bytes); set host.ram_tier for images meant for other hosts",
+                 run->plan->host.memtotal_bytes);
+    if (refused_by_conflicts(run))
+        return;
+    if (!run->o->root)
+        lastapply_drift(run->plan, &run->drift);
+    run_transaction(run, leftovers, nleftovers);
+}
+
+static const char *result_word(const struct apply_run *run)
+{
+    if (run->refused)
+        return "refused";
+    return run->out_known ? report_apply_result(&run->out) : "failed";
+}
+
+static json_object *run_report(const struct apply_run *run)
+{
+    struct report_run rr = {
+        .command = "apply",
+        .result = result_word(run),
+        .profile = run->profile,
+        .plan = run->plan,
+        .conflicts = run->conflicts_known ? &run->conflicts : NULL,
+        .out = run->out_known ? &run->out : NULL,
+        .error = run->error.code ? &run->error : NULL,
+        .drift = &run->drift,
+        .corrective_change = run->drift.count > 0 && run->out_known && run->out.result == APPLY_CHANGED,
+        .duration_ms = now_ms() - run->start_ms,
+    };
+
+    lastapply_sha256_on_disk(run->out_known ? run->out.dropin_path
+                             : run->plan    ? run->plan->dropin_path
+                                            : run->profile->dropin,
+                             rr.dropin_sha256_on_disk);
+    return report_data(&rr);
+}
+
+static void say_result(const struct apply_run *run)
+{
+    if (run->o->output == OUTPUT_JSON) {
+        /* The very document a report carries as its data. */
+        json_object *data = run_report(run);
+        printf("%s\n", jsonout_text(data, true));
+        json_object_put(data);
+    } else if (run->out_known) {
+        print_text(run->plan, &run->conflicts, &run->out);
+    } else {
+        printf("shmprov apply: %s\n  %s: %s\n", result_word(run), run->error.code, run->error.message);
+    }
+}
+
 int cmd_apply(const struct cli_options *o)
 {
-    struct profile *profile = NULL;
-    struct plan *plan = NULL;
-    struct lock *lock = NULL;
-    struct conflicts conflicts;
-    struct apply_outcome out;
-    struct apply_options opts = { .root = o->root, .no_verify = o->no_verify, .persist_only = o->persist_only };
-    struct probe_leftover leftovers[PROBE_LEFTOVERS_MAX];
-    int nleftovers = 0;
+    struct apply_run *run;
     const char *note = NULL;
-    uint64_t start = now_ms();
-    int code, r;
+    int code;
 
     if (o->dry_run)
         return cmd_plan(o);
     if (o->root && check_root(o->root) < 0)
         return EXIT_USAGE;
-    code = cli_load_profile(o, &profile, &note);
-    if (code != EXIT_OK)
-        return code;
-
-    /* An image root belongs to its build; only the live system is shared. */
-    if (!o->root) {
-        code = cli_lock(LOCK_DEFAULT_PATH, &lock);
-        if (code != EXIT_OK)
-            goto out;
-    }
-
-    if (!o->root)
-        remove_probe_leftovers(profile, leftovers, &nleftovers);
-
-    /* Read the state only once the lock is held: another apply may just
-     * have changed it. */
-    code = cli_build_plan(profile, o->force, o->root, &plan);
+    run = calloc(1, sizeof(*run));
+    if (!run)
+        return EXIT_FAILURE_RUNTIME;
+    run->o = o;
+    run->start_ms = now_ms();
+    code = cli_load_profile(o, &run->profile, &note);
     if (code != EXIT_OK)
         goto out;
-    /* Guards (existing segments): refuse, unless --force. */
-    for (unsigned i = 0; i < plan->sizing.nproblems; i++) {
-        log_error("refusing to apply: %s (--force overrides; nothing changed)", plan->sizing.problems[i].text);
-        code = EXIT_FAILURE_RUNTIME;
-    }
-    if (code != EXIT_OK)
-        goto out;
-    if (plan->tier_warning[0])
-        log_warn("%s", plan->tier_warning);
-    if (o->root && profile->ram_tier == TIER_AUTO)
-        log_warn("--root with 'ram_tier: auto' sizes the image for THIS machine's MemTotal (%" PRIu64
-                 " bytes); set host.ram_tier for images meant for other hosts",
-                 plan->host.memtotal_bytes);
-
-    r = conflicts_check(plan, o->root, &conflicts);
-    if (r < 0) {
-        log_error("cannot analyse the sysctl.d directories: %s", strerror(-r));
-        code = EXIT_FAILURE_RUNTIME;
+    decide_and_apply(run);
+    /* A profile that contradicts itself was said already: exit 2, and no
+     * report of a run that never was one. */
+    if (run->profile_invalid) {
+        code = EXIT_USAGE;
         goto out;
     }
-    if (conflicts.count > 0 && !profile->conflicts_warn_only) {
-        conflicts_log(&conflicts, true);
-        log_error("refusing to apply: another file would override %s at boot (nothing changed; "
-                  "'conflicts: warn' in the profile downgrades this to a warning)",
-                  plan->dropin_path);
-        code = EXIT_FAILURE_RUNTIME;
-        goto out;
-    }
-    if (conflicts.count > 0)
-        conflicts_log(&conflicts, false);
-
-    r = apply_run(plan, &opts, &out);
-    if (r == 0) {
-        out.probe_leftovers_found = nleftovers;
-        for (int i = 0; i < nleftovers; i++) {
-            out.probe_leftovers[i] = leftovers[i];
-            out.probe_leftovers_removed += leftovers[i].outcome == ORPHAN_REMOVED;
-        }
-    }
-    if (r < 0) {
-        log_error("apply failed: %s", strerror(-r));
-        code = EXIT_FAILURE_RUNTIME;
-        goto out;
-    }
-    if (out.probe_ran && out.probe.key_note[0])
-        log_warn("test allocation: %s", out.probe.key_note);
-    if (out.result == APPLY_FAILED) {
-        log_error("%s", out.error);
-        if (out.restored[0])
-            log_error("restored: %s", out.restored);
-    } else if (out.result == APPLY_NOT_APPLICABLE) {
-        log_warn("runtime not applicable here: %s; nothing changed", out.runtime_skip_reason);
-    }
-    if (o->output == OUTPUT_JSON) {
-        /* The very document a report carries as its data. */
-        json_object *data = report_data(plan, &conflicts, &out, now_ms() - start, 0);
-        printf("%s\n", json_object_to_json_string_ext(data, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-        json_object_put(data);
-    } else
-        print_text(plan, &conflicts, &out);
+    code = run->out_known && run->out.result != APPLY_FAILED ? EXIT_OK : EXIT_FAILURE_RUNTIME;
+    say_result(run);
     /* The kernel and the drop-in are done: let the next apply in before
      * waiting on the network (the spool has its own lock). */
-    lock_release(lock);
-    lock = NULL;
-    if (profile->report.url && !o->no_report && o->root)
+    lock_release(run->lock);
+    run->lock = NULL;
+    if (run->profile->report.url && !o->no_report && o->root)
         log_info("--root: no report (the image is not a host)");
-    else if (profile->report.url && !o->no_report)
-        send_report(plan, &conflicts, &out, now_ms() - start, o->defer_report);
-    code = out.result == APPLY_FAILED ? EXIT_FAILURE_RUNTIME : EXIT_OK;
+    else if (run->profile->report.url && !o->no_report)
+        runreport_send(run->profile, run_report(run), o->defer_report);
 out:
-    lock_release(lock);
-    plan_free(plan);
-    profile_free(profile);
+    lock_release(run->lock);
+    plan_free(run->plan);
+    profile_free(run->profile);
+    free(run);
     return code;
 }

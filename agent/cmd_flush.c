@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "delivery.h"
+#include "jsonout.h"
 #include "lock.h"
 #include "log.h"
 
@@ -19,8 +20,8 @@ static void print_json(const struct delivery_summary *sum)
     json_object_object_add(doc, "rejected", json_object_new_int((int)sum->rejected));
     json_object_object_add(doc, "quarantined", json_object_new_int((int)sum->quarantined));
     json_object_object_add(doc, "waiting", sum->waiting_unknown ? NULL : json_object_new_int((int)sum->waiting));
-    json_object_object_add(doc, "error", sum->error[0] ? json_object_new_string(sum->error) : NULL);
-    printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_object_add(doc, "error", sum->error[0] ? jsonout_string(sum->error) : NULL);
+    printf("%s\n", jsonout_text(doc, true));
     json_object_put(doc);
 }
 
@@ -41,9 +42,10 @@ int cmd_flush(const struct cli_options *o)
         goto out;
     }
     /* The spool belongs to one shmprov at a time. */
-    code = cli_lock(LOCK_SPOOL_PATH, &lock);
-    if (code != EXIT_OK)
+    if (cli_lock(LOCK_SPOOL_PATH, &lock, NULL, 0) < 0) {
+        code = EXIT_FAILURE_RUNTIME;
         goto out;
+    }
     r = delivery_flush(profile, &sum);
     for (size_t i = 0; i < sizeof(sum.damaged) / sizeof(sum.damaged[0]); i++)
         if (sum.damaged[i][0])

@@ -7,7 +7,11 @@
 #include "cli.h"
 #include "conflicts.h"
 #include "log.h"
+#include "jsonout.h"
+#include "lastapply.h"
 #include "plan.h"
+#include "report.h"
+#include "runreport.h"
 
 static void print_boot_order(const struct plan *plan, const struct conflicts *c, bool refuses)
 {
@@ -42,6 +46,22 @@ static json_object *boot_order_json(const struct plan *plan, const struct confli
     return o;
 }
 
+/* apply --dry-run --report: what apply would do, as a report whose result
+ * is dry-run (the keys' "after" is the running value: nothing changed). */
+static void report_dry_run(const struct plan *plan, const struct conflicts *c)
+{
+    struct report_run rr = {
+        .command = "apply", .result = "dry-run", .profile = plan->profile, .plan = plan, .conflicts = c,
+    };
+
+    if (!plan->profile->report.url) {
+        log_warn("--report: the profile sets no report.url; nothing sent");
+        return;
+    }
+    lastapply_sha256_on_disk(plan->dropin_path, rr.dropin_sha256_on_disk);
+    runreport_send(plan->profile, report_data(&rr), false);
+}
+
 int cmd_plan(const struct cli_options *o)
 {
     struct profile *profile = NULL;
@@ -55,7 +75,7 @@ int cmd_plan(const struct cli_options *o)
     if (code != EXIT_OK)
         return code;
 
-    code = cli_build_plan(profile, o->force, NULL, &plan);
+    code = cli_build_plan(profile, o->force, NULL, &plan, NULL, 0);
     if (code != EXIT_OK)
         goto out;
     plan->profile_note = note;
@@ -80,9 +100,8 @@ int cmd_plan(const struct cli_options *o)
         /* The boot-order analysis's notes (odd files in sysctl.d) too. */
         for (size_t i = 0; i < conflicts.nwarnings; i++)
             json_object_array_add(json_object_object_get(doc, "warnings"),
-                                  json_object_new_string(conflicts.warnings[i]));
-        r = printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
-                                                                   JSON_C_TO_STRING_NOSLASHESCAPE)) < 0 ? -EIO : 0;
+                                  jsonout_string(conflicts.warnings[i]));
+        r = printf("%s\n", jsonout_text(doc, true)) < 0 ? -EIO : 0;
         json_object_put(doc);
         for (unsigned i = 0; i < plan->nwarnings; i++)
             log_warn("%s", plan->warnings[i]);
@@ -96,6 +115,8 @@ int cmd_plan(const struct cli_options *o)
         r = plan_print_text(plan, stdout);
         print_boot_order(plan, &conflicts, refuses);
     }
+    if (o->report)
+        report_dry_run(plan, &conflicts);
     code = r < 0 ? EXIT_FAILURE_RUNTIME : plan_exit_code(plan);
     if (code == EXIT_OK && refuses)
         code = EXIT_FAILURE_RUNTIME;

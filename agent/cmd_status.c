@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "jsonout.h"
 #include "log.h"
 #include "status.h"
 
@@ -65,7 +66,7 @@ static unsigned remove_orphans(const struct status *s, bool dry_run, json_object
         json_object_object_add(o, "id", json_object_new_int(seg->id));
         json_object_object_add(o, "kind", json_object_new_string(v->probe_leftover ? "probe-leftover" : "orphan"));
         json_object_object_add(o, "outcome", json_object_new_string(outcome));
-        json_object_object_add(o, "reason", json_object_new_string(why));
+        json_object_object_add(o, "reason", jsonout_string(why));
         json_object_array_add(removals, o);
     }
     return failed;
@@ -84,7 +85,7 @@ int cmd_status(const struct cli_options *o)
     code = cli_load_profile(o, &profile, &note);
     if (code != EXIT_OK)
         return code;
-    code = cli_build_plan(profile, true, NULL, &plan);
+    code = cli_build_plan(profile, true, NULL, &plan, NULL, 0);
     if (code != EXIT_OK)
         goto out;
     plan->profile_note = note;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "jsonout.h"
 #include "fsutil.h"
 #include "host.h"
 #include "log.h"
@@ -59,10 +60,10 @@ static int validate_one(const char *path, const struct host_facts *h, json_objec
             json_object *e = json_object_new_object();
             json_object_object_add(e, "line", json_object_new_int((int)diags.items[i].line));
             json_object_object_add(e, "column", json_object_new_int((int)diags.items[i].col));
-            json_object_object_add(e, "message", json_object_new_string(diags.items[i].message));
+            json_object_object_add(e, "message", jsonout_string(diags.items[i].message));
             json_object_array_add(errors, e);
         }
-        json_object_object_add(o, "path", json_object_new_string(path));
+        json_object_object_add(o, "path", jsonout_string(path));
         json_object_object_add(o, "valid", json_object_new_boolean(ok));
         json_object_object_add(o, "errors", errors);
         json_object_array_add(results, o);

@@ -15,72 +15,89 @@
 #include "host.h"
 #include "log.h"
 #include "plan.h"
+#include "hash.h"
+#include "jsonout.h"
+#include "lastapply.h"
 #include "probe.h"
+#include "report.h"
+#include "runreport.h"
 
-#define MAX_DRIFT 16
-
-struct drift {
-    const char *kind; /* runtime, dropin-missing, dropin-edited, dropin-symlink, overridden, probe-leftover */
-    char text[600];
-    bool has_segment; /* probe-leftover: which segment, for programs */
-    int32_t segment_id;
-    uint64_t bytes;
-};
-
-struct drift_list {
-    unsigned count;
-    struct drift items[MAX_DRIFT];
-};
-
-static void add(struct drift_list *l, const char *kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void add(struct drift_list *l, const char *kind, const char *fmt, ...)
+/* Adds one discrepancy; its message is printf-formatted. Quietly full
+ * at REPORT_DRIFT_MAX: the first ones are the ones a person reads. */
+static struct report_drift *add(struct report_drift_list *l, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static struct report_drift *add(struct report_drift_list *l, const char *kind, const char *fmt, ...)
 {
+    struct report_drift *d;
     va_list ap;
 
-    if (l->count >= MAX_DRIFT)
-        return;
-    l->items[l->count].kind = kind;
+    if (l->count >= REPORT_DRIFT_MAX)
+        return NULL;
+    d = &l->items[l->count++];
+    memset(d, 0, sizeof(*d));
+    d->kind = kind;
     va_start(ap, fmt);
-    (void)vsnprintf(l->items[l->count].text, sizeof(l->items[0].text), fmt, ap);
+    (void)vsnprintf(d->message, sizeof(d->message), fmt, ap);
     va_end(ap);
-    l->count++;
+    return d;
 }
 
-static void check_runtime(const struct plan *plan, struct drift_list *l)
+static void check_runtime(const struct plan *plan, struct report_drift_list *l)
 {
     bool raise_only = plan->profile->policy == POLICY_RAISE_ONLY;
 
     for (int id = 0; id < KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
+        struct report_drift *d = NULL;
+
         if (!k->managed)
             continue;
         if (!k->current_known)
-            add(l, "runtime", "%s: cannot read the running value", sizing_key_name(id));
+            d = add(l, "runtime", "%s: cannot read the running value", sizing_key_name(id));
         else if (!plan_key_in_sync(plan, (enum sizing_key_id)id))
-            add(l, "runtime", "%s: the running kernel has %" PRIu64 ", the profile wants %s%" PRIu64,
-                sizing_key_name(id), k->current, raise_only ? "at least " : "", k->derived);
+            d = add(l, "runtime", "%s: the running kernel has %" PRIu64 ", the profile wants %s%" PRIu64,
+                    sizing_key_name(id), k->current, raise_only ? "at least " : "", k->derived);
+        if (!d)
+            continue;
+        d->key = sizing_key_name(id);
+        (void)snprintf(d->expected, sizeof(d->expected), "%s%" PRIu64, raise_only ? ">=" : "", k->derived);
+        if (k->current_known)
+            (void)snprintf(d->found, sizeof(d->found), "%" PRIu64, k->current);
     }
 }
 
-static void check_dropin(const struct plan *plan, struct drift_list *l)
+static void check_dropin(const struct plan *plan, struct report_drift_list *l)
 {
+    struct report_drift *d;
+
     if (plan->dropin_read_errno == ENOENT)
-        add(l, "dropin-missing", "%s does not exist: the limits are not persisted for the next boot",
-            plan->dropin_path);
+        d = add(l, "dropin-missing", "%s does not exist: the limits are not persisted for the next boot",
+                plan->dropin_path);
     else if (plan->dropin_read_errno == ELOOP)
-        add(l, "dropin-symlink", "%s is a symbolic link, not shmprov's drop-in", plan->dropin_path);
+        d = add(l, "dropin-symlink", "%s is a symbolic link, not shmprov's drop-in", plan->dropin_path);
     else if (plan->dropin_read_errno != 0)
-        add(l, "dropin-unreadable", "%s", plan->dropin_problem);
+        d = add(l, "dropin-unreadable", "%s", plan->dropin_problem);
     else if (plan->dropin_changed)
-        add(l, "dropin-edited",
-            "%s differs from what the profile gives (edited by hand, or the profile changed since the last apply)",
-            plan->dropin_path);
+        d = add(l, "dropin-edited",
+                "%s differs from what the profile gives (edited by hand, or the profile changed since the last "
+                "apply)", plan->dropin_path);
+    else
+        return;
+    if (!d)
+        return;
+    (void)snprintf(d->file, sizeof(d->file), "%s", plan->dropin_path);
+    hash_sha256_hex(plan->dropin_new, plan->dropin_new_len, d->expected + 7);
+    memcpy(d->expected, "sha256:", 7);
+    if (plan->dropin_old) {
+        hash_sha256_hex(plan->dropin_old, plan->dropin_old_len, d->found + 7);
+        memcpy(d->found, "sha256:", 7);
+    }
 }
 
 /* A test segment a killed shmprov left behind holds up to all of
  * kernel.shmall while everything else looks in sync. Reported, never
  * removed here: verify changes nothing. */
-static void check_probe_leftovers(const struct plan *plan, struct drift_list *l)
+static void check_probe_leftovers(const struct plan *plan, struct report_drift_list *l)
 {
     struct probe_leftover found[PROBE_LEFTOVERS_MAX];
     struct shmseg_table *t = NULL;
@@ -98,25 +115,45 @@ static void check_probe_leftovers(const struct plan *plan, struct drift_list *l)
     }
     n = probe_find_leftovers(t, geteuid(), found, PROBE_LEFTOVERS_MAX);
     free(t);
-    for (size_t i = 0; i < n && i < PROBE_LEFTOVERS_MAX && l->count < MAX_DRIFT; i++) {
+    for (size_t i = 0; i < n && i < PROBE_LEFTOVERS_MAX; i++) {
         const struct shmseg *s = &found[i].seg;
-
-        add(l, "probe-leftover",
+        struct report_drift *d = add(l, "probe-leftover",
             "segment id %" PRId32 " (%" PRIu64 " bytes, key 0x%08x) is a test allocation a killed shmprov (pid %" PRId64
             ") left behind; it holds %" PRIu64 " pages of kernel.shmall: 'shmprov apply' removes it",
             s->id, s->size, (unsigned)s->key, s->cpid, s->size / page + (s->size % page != 0));
-        l->items[l->count - 1].has_segment = true;
-        l->items[l->count - 1].segment_id = s->id;
-        l->items[l->count - 1].bytes = s->size;
+
+        if (d)
+            (void)snprintf(d->found, sizeof(d->found), "segment %" PRId32 ", %" PRIu64 " bytes", s->id, s->size);
     }
 }
 
-static void check_boot_order(const struct conflicts *c, struct drift_list *l)
+static void check_boot_order(const struct conflicts *c, struct report_drift_list *l)
 {
     for (size_t i = 0; i < c->nwarnings; i++)
         log_warn("%s", c->warnings[i]);
-    for (size_t i = 0; i < c->count; i++)
-        add(l, "overridden", "%s", c->items[i].text);
+    for (size_t i = 0; i < c->count; i++) {
+        struct report_drift *d = add(l, "overridden", "%s", c->items[i].text);
+
+        if (!d)
+            continue;
+        d->key = sizing_key_name(c->items[i].key);
+        (void)snprintf(d->file, sizeof(d->file), "%s", c->items[i].winner.path);
+        (void)snprintf(d->found, sizeof(d->found), "%.71s", c->items[i].winner.value);
+    }
+}
+
+static void print_text(const struct plan *plan, const struct report_drift_list *drift)
+{
+    if (drift->count == 0) {
+        printf("shmprov verify: in sync with %s (running kernel, %s, boot order)\n", plan->profile->path,
+               plan->dropin_path);
+        return;
+    }
+    printf("shmprov verify: drift from %s\n", plan->profile->path);
+    for (unsigned i = 0; i < drift->count; i++)
+        printf("  %s: %s\n", drift->items[i].kind, drift->items[i].message);
+    if (plan->dropin_read_errno == 0 && plan->dropin_changed)
+        fputs(plan->dropin_diff, stdout);
 }
 
 int cmd_verify(const struct cli_options *o)
@@ -124,14 +161,16 @@ int cmd_verify(const struct cli_options *o)
     struct profile *profile = NULL;
     struct plan *plan = NULL;
     struct conflicts conflicts;
-    struct drift_list drift = { 0 };
+    struct report_drift_list *drift = calloc(1, sizeof(*drift));
     const char *note = NULL;
     int code, r;
 
+    if (!drift)
+        return EXIT_FAILURE_RUNTIME;
     code = cli_load_profile(o, &profile, &note);
     if (code != EXIT_OK)
-        return code;
-    code = cli_build_plan(profile, true, NULL, &plan);
+        goto out;
+    code = cli_build_plan(profile, true, NULL, &plan, NULL, 0);
     if (code != EXIT_OK)
         goto out;
     r = conflicts_check_on_disk(plan, &conflicts);
@@ -141,43 +180,32 @@ int cmd_verify(const struct cli_options *o)
         goto out;
     }
 
-    check_runtime(plan, &drift);
-    check_dropin(plan, &drift);
-    check_boot_order(&conflicts, &drift);
-    check_probe_leftovers(plan, &drift);
+    check_runtime(plan, drift);
+    check_dropin(plan, drift);
+    check_boot_order(&conflicts, drift);
+    check_probe_leftovers(plan, drift);
 
+    struct report_run rr = {
+        .command = "verify", .result = drift->count ? "drift" : "in-sync", .profile = profile, .plan = plan,
+        .conflicts = &conflicts, .drift = drift,
+    };
+    lastapply_sha256_on_disk(plan->dropin_path, rr.dropin_sha256_on_disk);
     if (o->output == OUTPUT_JSON) {
-        json_object *doc = json_object_new_object(), *items = json_object_new_array();
-        for (unsigned i = 0; i < drift.count; i++) {
-            json_object *d = json_object_new_object();
-            json_object_object_add(d, "kind", json_object_new_string(drift.items[i].kind));
-            json_object_object_add(d, "message", json_object_new_string(drift.items[i].text));
-            if (drift.items[i].has_segment) {
-                json_object_object_add(d, "segment_id", json_object_new_int(drift.items[i].segment_id));
-                json_object_object_add(d, "bytes", json_object_new_uint64(drift.items[i].bytes));
-            }
-            json_object_array_add(items, d);
-        }
-        json_object_object_add(doc, "command", json_object_new_string("verify"));
-        json_object_object_add(doc, "profile", json_object_new_string(profile->path));
-        json_object_object_add(doc, "result", json_object_new_string(drift.count ? "drift" : "in-sync"));
-        json_object_object_add(doc, "drift", items);
-        json_object_object_add(doc, "conflicts", conflicts_json(&conflicts));
-        printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        /* The same document verify --report sends. */
+        json_object *doc = report_data(&rr);
+        printf("%s\n", jsonout_text(doc, true));
         json_object_put(doc);
-    } else if (drift.count == 0) {
-        printf("shmprov verify: in sync with %s (running kernel, %s, boot order)\n", profile->path,
-               plan->dropin_path);
     } else {
-        printf("shmprov verify: drift from %s\n", profile->path);
-        for (unsigned i = 0; i < drift.count; i++)
-            printf("  %s: %s\n", drift.items[i].kind, drift.items[i].text);
-        if (plan->dropin_read_errno == 0 && plan->dropin_changed)
-            fputs(plan->dropin_diff, stdout);
+        print_text(plan, drift);
     }
-    code = drift.count ? EXIT_DRIFT : EXIT_OK;
+    if (o->report && profile->report.url)
+        runreport_send(profile, report_data(&rr), false);
+    else if (o->report)
+        log_warn("--report: the profile sets no report.url; nothing sent");
+    code = drift->count ? EXIT_DRIFT : EXIT_OK;
 out:
     plan_free(plan);
     profile_free(profile);
+    free(drift);
     return code;
 }

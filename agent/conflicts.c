@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "jsonout.h"
 #include "log.h"
 
 static void add_warning(struct conflicts *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -159,10 +160,10 @@ json_object *conflicts_json(const struct conflicts *c)
         json_object *o = json_object_new_object();
         json_object_object_add(o, "key", json_object_new_string(sizing_key_name(item->key)));
         json_object_object_add(o, "rules", json_object_new_string(sysctld_rules_name(item->rules)));
-        json_object_object_add(o, "file", json_object_new_string(item->winner.path));
+        json_object_object_add(o, "file", jsonout_string(item->winner.path));
         json_object_object_add(o, "line", json_object_new_int((int)item->winner.line));
-        json_object_object_add(o, "value", item->winner.line ? json_object_new_string(item->winner.value) : NULL);
-        json_object_object_add(o, "message", json_object_new_string(item->text));
+        json_object_object_add(o, "value", item->winner.line ? jsonout_string(item->winner.value) : NULL);
+        json_object_object_add(o, "message", jsonout_string(item->text));
         json_object_array_add(a, o);
     }
     return a;
@@ -176,7 +177,7 @@ json_object *conflicts_winner_json(const struct conflicts *c, enum sizing_key_id
         const struct winner *w = &c->winners[key][rules];
         char text[SYSCTLD_PATH_MAX + 16]; /* a path (NUL included) and ":" and a 10-digit line */
         (void)snprintf(text, sizeof(text), "%s:%u", w->path, w->line);
-        json_object_object_add(o, sysctld_rules_name(rules), w->known ? json_object_new_string(text) : NULL);
+        json_object_object_add(o, sysctld_rules_name(rules), w->known ? jsonout_string(text) : NULL);
     }
     return o;
 }

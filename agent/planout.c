@@ -4,6 +4,9 @@
 #include <json-c/json.h>
 #include <string.h>
 
+#include "identity.h"
+#include "jsonobj.h"
+#include "jsonout.h"
 #include "plan.h"
 #include "sizes.h"
 #include "version.h"
@@ -136,39 +139,27 @@ int plan_print_text(const struct plan *plan, FILE *out)
 /* ---- JSON ------------------------------------------------------------- */
 
 /* json-c keeps uint64 exact; the kernel's default exceeds INT64_MAX. */
-static json_object *u64(uint64_t v) { return json_object_new_uint64(v); }
-
-static json_object *str_or_null(const char *s) { return s ? json_object_new_string(s) : NULL; }
-
+/* The profile as every document shows it, and why this one was chosen. */
 static json_object *json_profile(const struct plan *plan)
 {
-    const struct profile *p = plan->profile;
-    json_object *o = json_object_new_object();
+    json_object *o = jsonobj_profile(plan->profile, true, plan->sizing.tier);
 
-    json_object_object_add(o, "path", json_object_new_string(p->path));
-    json_object_object_add(o, "builtin", json_object_new_boolean(p->builtin));
-    json_object_object_add(o, "note", str_or_null(plan->profile_note));
-    json_object_object_add(o, "sha256", json_object_new_string(p->sha256_hex));
-    json_object_object_add(o, "ram_tier", json_object_new_string(profile_tier_name(p->ram_tier)));
-    json_object_object_add(o, "workload", json_object_new_string(profile_workload_name(p->workload)));
-    json_object_object_add(o, "policy", json_object_new_string(profile_policy_name(p->policy)));
+    json_object_object_add(o, "note", jsonout_string(plan->profile_note));
     return o;
 }
 
-static json_object *json_host(const struct host_facts *h)
+/* Whether apply may change the running kernel here, and the overcommit
+ * mode the test allocation runs under. */
+static json_object *json_runtime(const struct host_facts *h)
 {
     json_object *o = json_object_new_object();
 
-    json_object_object_add(o, "hostname", json_object_new_string(h->hostname));
-    json_object_object_add(o, "kernel", json_object_new_string(h->kernel_release));
-    json_object_object_add(o, "page_size", u64(h->page_size));
-    json_object_object_add(o, "memtotal_bytes", u64(h->memtotal_bytes));
+    json_object_object_add(o, "writable", json_object_new_boolean(h->runtime_write_errno == 0));
+    json_object_object_add(o, "note", h->runtime_write_errno ? jsonout_string(host_runtime_write_reason(
+                                                                   h->runtime_write_errno))
+                                                             : NULL);
     json_object_object_add(o, "overcommit_memory",
                            h->overcommit_memory >= 0 ? json_object_new_int(h->overcommit_memory) : NULL);
-    json_object_object_add(o, "runtime_writable", json_object_new_boolean(h->runtime_write_errno == 0));
-    json_object_object_add(o, "runtime_note",
-                           h->runtime_write_errno ? json_object_new_string(host_runtime_write_reason(h->runtime_write_errno))
-                                                  : NULL);
     return o;
 }
 
@@ -178,14 +169,14 @@ static json_object *json_derivation(const struct sizing_result *s)
 
     json_object_object_add(o, "tier", json_object_new_string(profile_tier_name(s->tier)));
     json_object_object_add(o, "tier_detected", json_object_new_boolean(s->tier_detected));
-    json_object_object_add(o, "ram_bytes", u64(s->ram_bytes));
+    jsonout_add_u64(o, "ram_bytes", true, s->ram_bytes);
     json_object_object_add(o, "shmmax_percent_of_ram",
                            s->shmmax_overridden ? NULL : json_object_new_int((int)s->fraction_pct));
-    json_object_object_add(o, "page_size", u64(s->page_size));
+    jsonout_add_u64(o, "page_size", true, s->page_size);
     return o;
 }
 
-static json_object *json_changes(const struct sizing_result *s)
+static json_object *json_keys(const struct sizing_result *s)
 {
     json_object *a = json_object_new_array();
 
@@ -195,13 +186,7 @@ static json_object *json_changes(const struct sizing_result *s)
 
         if (!k->managed)
             continue;
-        o = json_object_new_object();
-        json_object_object_add(o, "key", json_object_new_string(sizing_key_name(id)));
-        json_object_object_add(o, "current", k->current_known ? u64(k->current) : NULL);
-        json_object_object_add(o, "derived", u64(k->derived));
-        json_object_object_add(o, "target", u64(k->target));
-        json_object_object_add(o, "action", json_object_new_string(sizing_action_name(k->action)));
-        json_object_object_add(o, "source", json_object_new_string(k->source));
+        o = jsonobj_key((enum sizing_key_id)id, k);
         json_object_object_add(o, "persisted", json_object_new_boolean(k->persist));
         json_object_array_add(a, o);
     }
@@ -215,17 +200,17 @@ json_object *plan_usage_json(const struct host_facts *h)
     if (!h->usage_known)
         return NULL;
     o = json_object_new_object();
-    json_object_object_add(o, "segments", u64(h->usage.segments));
-    json_object_object_add(o, "bytes", u64(h->usage.bytes));
-    json_object_object_add(o, "pages", u64(h->usage.pages));
-    json_object_object_add(o, "largest_segment", u64(h->usage.largest_segment));
+    jsonout_add_u64(o, "segments", true, h->usage.segments);
+    jsonout_add_u64(o, "bytes", true, h->usage.bytes);
+    jsonout_add_u64(o, "pages", true, h->usage.pages);
+    jsonout_add_u64(o, "largest_segment", true, h->usage.largest_segment);
     /* Under the limits in force when this was read (for apply: before it). */
     if (h->current.known[KEY_SHMMAX] && h->current.known[KEY_SHMALL] && h->current.known[KEY_SHMMNI]) {
         enum sizing_key_id by;
         uint64_t headroom = sizing_headroom(h->current.value[KEY_SHMMAX], h->current.value[KEY_SHMALL],
                                             h->current.value[KEY_SHMMNI], h->page_size, h->usage.pages,
                                             h->usage.segments, &by);
-        json_object_object_add(o, "headroom_bytes", u64(headroom));
+        jsonout_add_u64(o, "headroom_bytes", true, headroom);
         json_object_object_add(o, "headroom_limited_by", json_object_new_string(sizing_key_name(by)));
     } else {
         json_object_object_add(o, "headroom_bytes", NULL);
@@ -238,39 +223,42 @@ static json_object *json_dropin(const struct plan *plan)
 {
     json_object *o = json_object_new_object();
 
-    json_object_object_add(o, "path", json_object_new_string(plan->dropin_path));
+    json_object_object_add(o, "path", jsonout_string(plan->dropin_path));
     json_object_object_add(o, "exists", json_object_new_boolean(plan->dropin_read_errno != ENOENT));
     json_object_object_add(o, "changed", json_object_new_boolean(plan->dropin_changed));
-    json_object_object_add(o, "diff", json_object_new_string(plan->dropin_diff));
-    json_object_object_add(o, "content",
-                           json_object_new_string_len(plan->dropin_new, (int)plan->dropin_new_len));
+    json_object_object_add(o, "diff", jsonout_string(plan->dropin_diff));
+    json_object_object_add(o, "content", jsonout_string_len(plan->dropin_new, plan->dropin_new_len));
     return o;
 }
 
 json_object *plan_to_json(const struct plan *plan)
 {
     json_object *doc = json_object_new_object(), *warnings, *problems;
+    struct host_identity id;
 
     if (!doc)
         return NULL;
     json_object_object_add(doc, "command", json_object_new_string("plan"));
     json_object_object_add(doc, "agent_version", json_object_new_string(SHMPROV_VERSION));
     json_object_object_add(doc, "profile", json_profile(plan));
-    json_object_object_add(doc, "host", json_host(&plan->host));
+    json_object_object_add(doc, "labels", jsonobj_labels(plan->profile));
+    identity_read(&id, false);
+    json_object_object_add(doc, "host", jsonobj_host(&plan->host, &id));
+    json_object_object_add(doc, "runtime", json_runtime(&plan->host));
     json_object_object_add(doc, "derivation", json_derivation(&plan->sizing));
-    json_object_object_add(doc, "changes", json_changes(&plan->sizing));
+    json_object_object_add(doc, "keys", json_keys(&plan->sizing));
     json_object_object_add(doc, "usage", plan_usage_json(&plan->host));
     json_object_object_add(doc, "dropin", json_dropin(plan));
 
     warnings = json_object_new_array();
     for (unsigned i = 0; i < plan->nwarnings; i++)
-        json_object_array_add(warnings, json_object_new_string(plan->warnings[i]));
+        json_object_array_add(warnings, jsonout_string(plan->warnings[i]));
     json_object_object_add(doc, "warnings", warnings);
     problems = json_object_new_array();
     for (unsigned i = 0; i < plan->sizing.nproblems; i++)
-        json_object_array_add(problems, json_object_new_string(plan->sizing.problems[i].text));
+        json_object_array_add(problems, jsonout_string(plan->sizing.problems[i].text));
     if (plan->dropin_problem[0])
-        json_object_array_add(problems, json_object_new_string(plan->dropin_problem));
+        json_object_array_add(problems, jsonout_string(plan->dropin_problem));
     json_object_object_add(doc, "problems", problems);
     return doc;
 }

@@ -10,76 +10,58 @@
 
 #include "fsutil.h"
 #include "hash.h"
+#include "identity.h"
+#include "jsonobj.h"
+#include "jsonout.h"
+#include "log.h"
+#include "state.h"
 #include "version.h"
-
-static json_object *u64_or_null(bool known, uint64_t v) { return known ? json_object_new_uint64(v) : NULL; }
 
 static json_object *step_json(const struct probe_step *s)
 {
     json_object *o = json_object_new_object();
+
     json_object_object_add(o, "status", json_object_new_string(probe_status_name(s->status)));
     json_object_object_add(o, "errno", s->err ? json_object_new_int(s->err) : NULL);
-    json_object_object_add(o, "detail", json_object_new_string(s->detail));
+    json_object_object_add(o, "detail", jsonout_string(s->detail));
     return o;
 }
 
-static json_object *host_json(const struct host_facts *h)
+/* A key's value when the run ended: read back after apply (or after its
+ * rollback); the running value, untouched, when apply did not run. */
+static void add_after(json_object *o, const struct sizing_key *k, const struct apply_outcome *out, int id)
 {
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "hostname", json_object_new_string(h->hostname));
-    json_object_object_add(o, "kernel", json_object_new_string(h->kernel_release));
-    json_object_object_add(o, "page_size", json_object_new_uint64(h->page_size));
-    json_object_object_add(o, "memtotal_bytes", json_object_new_uint64(h->memtotal_bytes));
-    return o;
+    if (!out)
+        jsonout_add_u64(o, "after", k->current_known, k->current);
+    else
+        jsonout_add_u64(o, "after", out->keys[id].after_known && !out->runtime_skipped, out->keys[id].after);
 }
 
-static json_object *profile_json(const struct plan *plan)
-{
-    const struct profile *p = plan->profile;
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "path", json_object_new_string(p->path));
-    json_object_object_add(o, "sha256", json_object_new_string(p->sha256_hex));
-    json_object_object_add(o, "tier", json_object_new_string(profile_tier_name(plan->sizing.tier)));
-    json_object_object_add(o, "workload", json_object_new_string(profile_workload_name(p->workload)));
-    json_object_object_add(o, "policy", json_object_new_string(profile_policy_name(p->policy)));
-    return o;
-}
-
-static json_object *keys_json(const struct plan *plan, const struct conflicts *c, const struct apply_outcome *out)
+static json_object *keys_json(const struct report_run *run)
 {
     json_object *a = json_object_new_array();
 
-    for (int id = 0; id < KEY_COUNT; id++) {
-        const struct sizing_key *k = &plan->sizing.keys[id];
+    for (int id = 0; run->plan && id < KEY_COUNT; id++) {
+        const struct sizing_key *k = &run->plan->sizing.keys[id];
         json_object *o;
 
         if (!k->managed)
             continue;
-        o = json_object_new_object();
-        json_object_object_add(o, "key", json_object_new_string(sizing_key_name(id)));
-        json_object_object_add(o, "before", u64_or_null(k->current_known, k->current));
-        json_object_object_add(o, "target", json_object_new_uint64(k->target));
-        /* raise-only may keep a higher running value: the size the profile
-         * asks for is shown beside it, with why the target differs. */
-        json_object_object_add(o, "derived", json_object_new_uint64(k->derived));
-        json_object_object_add(o, "source", json_object_new_string(k->source));
-        json_object_object_add(o, "after", u64_or_null(out->keys[id].after_known && !out->runtime_skipped,
-                                                       out->keys[id].after));
-        json_object_object_add(o, "action", json_object_new_string(sizing_action_name(k->action)));
-        json_object_object_add(o, "winning_file", conflicts_winner_json(c, id));
+        o = jsonobj_key((enum sizing_key_id)id, k);
+        add_after(o, k, run->out, id);
+        json_object_object_add(o, "winning_file",
+                               run->conflicts ? conflicts_winner_json(run->conflicts, (enum sizing_key_id)id) : NULL);
         json_object_array_add(a, o);
     }
     return a;
 }
 
-/* What plan would warn about: every lowering, a tier that does not fit the
- * host, usage that could not be read. */
-static json_object *warnings_json(const struct plan *plan)
+static json_object *strings_json(const char (*items)[320], unsigned n)
 {
     json_object *a = json_object_new_array();
 
-    for (unsigned i = 0; i < plan->nwarnings; i++)
-        json_object_array_add(a, json_object_new_string(plan->warnings[i]));
+    for (unsigned i = 0; i < n; i++)
+        json_object_array_add(a, jsonout_string(items[i]));
     return a;
 }
 
@@ -89,7 +71,7 @@ static json_object *leftovers_json(const struct apply_outcome *out)
 {
     json_object *a = json_object_new_array();
 
-    for (int i = 0; i < out->probe_leftovers_found && i < PROBE_LEFTOVERS_MAX; i++) {
+    for (int i = 0; out && i < out->probe_leftovers_found && i < PROBE_LEFTOVERS_MAX; i++) {
         const struct probe_leftover *l = &out->probe_leftovers[i];
         json_object *o;
 
@@ -97,7 +79,7 @@ static json_object *leftovers_json(const struct apply_outcome *out)
             continue;
         o = json_object_new_object();
         json_object_object_add(o, "id", json_object_new_int(l->seg.id));
-        json_object_object_add(o, "bytes", json_object_new_uint64(l->seg.size));
+        jsonout_add_u64(o, "bytes", true, l->seg.size);
         json_object_object_add(o, "creator_pid", json_object_new_int64(l->seg.cpid));
         json_object_array_add(a, o);
     }
@@ -108,74 +90,152 @@ static json_object *probe_json(const struct apply_outcome *out)
 {
     json_object *o;
 
-    if (!out->probe_ran)
+    if (!out || !out->probe_ran)
         return NULL;
     o = json_object_new_object();
     json_object_object_add(o, "passed", json_object_new_boolean(out->probe.passed));
     json_object_object_add(o, "upper_bound", step_json(&out->probe.upper_bound));
     json_object_object_add(o, "acceptance", step_json(&out->probe.acceptance));
     json_object_object_add(o, "round_trip", step_json(&out->probe.round_trip));
-    json_object_object_add(o, "headroom_bytes", json_object_new_uint64(out->probe.headroom_bytes));
-    json_object_object_add(o, "key_note", out->probe.key_note[0] ? json_object_new_string(out->probe.key_note) : NULL);
+    jsonout_add_u64(o, "headroom_bytes", true, out->probe.headroom_bytes);
+    json_object_object_add(o, "key_note", out->probe.key_note[0] ? jsonout_string(out->probe.key_note) : NULL);
     return o;
 }
 
-json_object *report_data(const struct plan *plan, const struct conflicts *c, const struct apply_outcome *out,
-                         uint64_t duration_ms, uint64_t reports_dropped)
+/* Whether the drop-in is left changed: written, and not put back. */
+static json_object *dropin_json(const struct report_run *run)
 {
-    json_object *d = json_object_new_object(), *dropin = json_object_new_object();
-    char sha[65], error[sizeof(out->error) + sizeof(out->restored) + 16];
+    const struct apply_outcome *out = run->out;
+    json_object *o = json_object_new_object();
+    char sha[65];
 
-    hash_sha256_hex(plan->dropin_new, plan->dropin_new_len, sha);
-    json_object_object_add(d, "agent_version", json_object_new_string(SHMPROV_VERSION));
-    json_object_object_add(d, "host", host_json(&plan->host));
-    json_object_object_add(d, "profile", profile_json(plan));
-    json_object_object_add(d, "keys", keys_json(plan, c, out));
-    json_object_object_add(dropin, "path", json_object_new_string(out->dropin_path));
-    json_object_object_add(dropin, "changed", json_object_new_boolean(out->dropin_written));
-    json_object_object_add(dropin, "sha256", json_object_new_string(sha));
-    json_object_object_add(d, "dropin", dropin);
-    json_object_object_add(d, "conflicts", conflicts_json(c));
+    json_object_object_add(o, "path", jsonout_string(out ? out->dropin_path
+                                                   : run->plan ? run->plan->dropin_path : run->profile->dropin));
+    json_object_object_add(o, "changed", json_object_new_boolean(out && out->dropin_written &&
+                                                                 !(out->rollback_ran && out->dropin_restored)));
+    if (run->plan)
+        hash_sha256_hex(run->plan->dropin_new, run->plan->dropin_new_len, sha);
+    json_object_object_add(o, "sha256", run->plan ? json_object_new_string(sha) : NULL);
+    json_object_object_add(o, "sha256_on_disk", run->dropin_sha256_on_disk[0]
+                                                    ? json_object_new_string(run->dropin_sha256_on_disk) : NULL);
+    return o;
+}
+
+static json_object *error_json(const struct report_run *run)
+{
+    json_object *o;
+    const char *code = run->error ? run->error->code : run->out ? run->out->error_code : NULL;
+
+    if (!code)
+        return NULL;
+    o = json_object_new_object();
+    json_object_object_add(o, "code", json_object_new_string(code));
+    json_object_object_add(o, "message", jsonout_string(run->error ? run->error->message : run->out->error));
+    json_object_object_add(o, "step", json_object_new_string(run->error ? run->error->step : run->out->error_step));
+    return o;
+}
+
+static json_object *rollback_json(const struct apply_outcome *out)
+{
+    json_object *o;
+
+    if (!out || !out->rollback_ran)
+        return NULL;
+    o = json_object_new_object();
+    json_object_object_add(o, "complete", json_object_new_boolean(!out->rollback_incomplete));
+    json_object_object_add(o, "message", jsonout_string(out->restored));
+    return o;
+}
+
+static json_object *drift_json(const struct report_drift_list *l)
+{
+    json_object *a = json_object_new_array();
+
+    for (unsigned i = 0; l && i < l->count; i++) {
+        const struct report_drift *d = &l->items[i];
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "kind", json_object_new_string(d->kind));
+        json_object_object_add(o, "key", d->key ? json_object_new_string(d->key) : NULL);
+        json_object_object_add(o, "file", d->file[0] ? jsonout_string(d->file) : NULL);
+        json_object_object_add(o, "expected", d->expected[0] ? json_object_new_string(d->expected) : NULL);
+        json_object_object_add(o, "found", d->found[0] ? json_object_new_string(d->found) : NULL);
+        json_object_object_add(o, "message", jsonout_string(d->message));
+        json_object_array_add(a, o);
+    }
+    return a;
+}
+
+/* What the run knew about the host and who it is: the plan's facts, or
+ * read now for a run that stopped before it had any. */
+static void add_host(json_object *d, const struct report_run *run)
+{
+    const struct host_facts *h = run->host ? run->host : run->plan ? &run->plan->host : NULL;
+    struct host_facts *read = NULL;
+    struct host_identity id;
+
+    if (!h && (read = calloc(1, sizeof(*read))) && host_read(read) == 0)
+        h = read;
+    identity_read(&id, true);
+    json_object_object_add(d, "host", h ? jsonobj_host(h, &id) : NULL);
+    json_object_object_add(d, "usage", h ? plan_usage_json(h) : NULL);
+    free(read);
+}
+
+static void add_apply_parts(json_object *d, const struct report_run *run)
+{
+    const struct apply_outcome *out = run->out;
+
+    json_object_object_add(d, "keys", keys_json(run));
+    json_object_object_add(d, "dropin", dropin_json(run));
+    json_object_object_add(d, "conflicts", run->conflicts ? conflicts_json(run->conflicts) : json_object_new_array());
     json_object_object_add(d, "probe", probe_json(out));
     json_object_object_add(d, "probe_leftovers_removed", leftovers_json(out));
-    json_object_object_add(d, "usage", plan_usage_json(&plan->host));
-    json_object_object_add(d, "warnings", warnings_json(plan));
-    json_object_object_add(d, "result", json_object_new_string(apply_result_name(out->result)));
+    json_object_object_add(d, "warnings", run->plan ? strings_json(run->plan->warnings, run->plan->nwarnings)
+                                                    : json_object_new_array());
     json_object_object_add(d, "runtime_skipped",
-                           out->runtime_skipped ? json_object_new_string(out->runtime_skip_reason) : NULL);
-    if (out->error[0]) {
-        (void)snprintf(error, sizeof(error), "%s%s%s", out->error, out->restored[0] ? "; restored: " : "",
-                       out->restored);
-        json_object_object_add(d, "error", json_object_new_string(error));
-    } else {
-        json_object_object_add(d, "error", NULL);
-    }
-    json_object_object_add(d, "duration_ms", json_object_new_uint64(duration_ms));
-    json_object_object_add(d, "reports_dropped", json_object_new_uint64(reports_dropped));
-    /* Set from the spool when the report is sent; here (apply --output
-     * json) there is no spool to count. */
+                           out && out->runtime_skipped ? jsonout_string(out->runtime_skip_reason) : NULL);
+}
+
+json_object *report_data(const struct report_run *run)
+{
+    json_object *d = json_object_new_object();
+    bool tier_known = run->plan != NULL;
+
+    json_object_object_add(d, "agent_version", json_object_new_string(SHMPROV_VERSION));
+    json_object_object_add(d, "command", json_object_new_string(run->command));
+    json_object_object_add(d, "result", json_object_new_string(run->result));
+    json_object_object_add(d, "corrective_change", json_object_new_boolean(run->corrective_change));
+    json_object_object_add(d, "drift", drift_json(run->drift));
+    json_object_object_add(d, "error", error_json(run));
+    json_object_object_add(d, "rollback", rollback_json(run->out));
+    add_host(d, run);
+    json_object_object_add(d, "profile", jsonobj_profile(run->profile, tier_known,
+                                                         tier_known ? run->plan->sizing.tier : TIER_AUTO));
+    json_object_object_add(d, "labels", jsonobj_labels(run->profile));
+    add_apply_parts(d, run);
+    jsonout_add_u64(d, "duration_ms", true, run->duration_ms);
+    /* Set from the spool when the report is sent; here (--output json)
+     * there is no spool to count. */
+    json_object_object_add(d, "reports_dropped", json_object_new_uint64(0));
     json_object_object_add(d, "reports_quarantined", json_object_new_uint64(0));
     json_object_object_add(d, "reports_rejected", json_object_new_uint64(0));
     return d;
 }
 
-void report_source(const char *machine_id_path, char *buf, size_t len)
+const char *report_apply_result(const struct apply_outcome *out)
 {
-    char *id = NULL, *salted = NULL, hex[65];
-    size_t id_len;
-
-    if (fsutil_read_file(machine_id_path, 256, false, &id, &id_len, NULL) < 0 || id_len < 32 ||
-        asprintf(&salted, "shmprov report source v1\n%.32s", id) < 0) {
-        (void)snprintf(buf, len, "/shmprov/host/unknown");
-        free(id);
-        return;
+    switch (out->result) {
+    case APPLY_CHANGED:
+        return "changed";
+    case APPLY_UNCHANGED:
+        return "unchanged";
+    case APPLY_NOT_APPLICABLE:
+        return "not-applicable";
+    case APPLY_FAILED:
+        break;
     }
-    /* One-way, and specific to shmprov: the machine id itself, which other
-     * software treats as a secret-ish stable identifier, never leaves. */
-    hash_sha256_hex(salted, strlen(salted), hex);
-    (void)snprintf(buf, len, "/shmprov/host/%.32s", hex);
-    free(salted);
-    free(id);
+    return "failed";
 }
 
 static int new_uuid(char out[REPORT_ID_LEN + 1])
@@ -195,12 +255,41 @@ static int new_uuid(char out[REPORT_ID_LEN + 1])
     return 0;
 }
 
+/* RFC 3339 in UTC to the microsecond: events of one flush are ordered
+ * by time too, not only by sequence. */
+static void format_time(char when[64])
+{
+    struct timespec ts;
+    struct tm tm;
+    char seconds[24];
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    (void)strftime(seconds, sizeof(seconds), "%Y-%m-%dT%H:%M:%S", &tm); /* 19 bytes until the year 10000 */
+    (void)snprintf(when, 64, "%s.%06uZ", seconds, (unsigned)(ts.tv_nsec / 1000) % 1000000u);
+}
+
+/* The CloudEvents sequence extension: a string whose lexicographic order
+ * is the events' order, so 20 zero-padded digits. */
+static void add_sequence(json_object *ev)
+{
+    uint64_t seq = 0;
+    char text[24];
+    int r = state_next_sequence(STATE_DIR, &seq);
+
+    if (r < 0) {
+        log_warn("cannot number the report in %s/%s: %s; sent without a sequence", STATE_DIR, STATE_FILE,
+                 strerror(-r));
+        return;
+    }
+    (void)snprintf(text, sizeof(text), "%020llu", (unsigned long long)seq);
+    json_object_object_add(ev, "sequence", json_object_new_string(text));
+}
+
 int report_event(json_object *data, char **ret_json, char ret_id[REPORT_ID_LEN + 1])
 {
     json_object *ev = json_object_new_object();
-    char id[REPORT_ID_LEN + 1], source[64], when[32];
-    struct timespec ts;
-    struct tm tm;
+    char id[REPORT_ID_LEN + 1], source[96], when[64];
     char *text;
     int r;
 
@@ -210,21 +299,25 @@ int report_event(json_object *data, char **ret_json, char ret_id[REPORT_ID_LEN +
         json_object_put(ev);
         return r;
     }
-    report_source("/etc/machine-id", source, sizeof(source));
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    (void)strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm); /* 20 bytes of 32 until the year 10000 */
+    /* A failure here still gives a per-run source, never a shared one. */
+    r = identity_source(IDENTITY_MACHINE_ID_PATH, STATE_DIR, source, sizeof(source));
+    if (r < 0)
+        log_warn("no usable %s and cannot keep a host id in %s/%s: %s; this report's source is random, "
+                 "so the collector sees a new host", IDENTITY_MACHINE_ID_PATH, STATE_DIR, IDENTITY_HOST_ID_NAME,
+                 strerror(-r));
+    format_time(when);
 
     json_object_object_add(ev, "specversion", json_object_new_string("1.0"));
     json_object_object_add(ev, "id", json_object_new_string(id));
     json_object_object_add(ev, "source", json_object_new_string(source));
     json_object_object_add(ev, "type", json_object_new_string(REPORT_EVENT_TYPE));
     json_object_object_add(ev, "time", json_object_new_string(when));
+    add_sequence(ev);
     json_object_object_add(ev, "datacontenttype", json_object_new_string("application/json"));
-    json_object_object_add(ev, "dataschema", json_object_new_string("https://shmprov.dev/schemas/report.schema.json"));
+    json_object_object_add(ev, "dataschema", json_object_new_string(REPORT_DATASCHEMA));
     json_object_object_add(ev, "data", data);
 
-    text = strdup(json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    text = strdup(jsonout_text(ev, false));
     json_object_put(ev);
     if (!text)
         return -ENOMEM;

@@ -8,6 +8,9 @@
 #include <string.h>
 
 #include "host.h"
+#include "identity.h"
+#include "jsonobj.h"
+#include "jsonout.h"
 #include "sizes.h"
 #include "status.h"
 #include "version.h"
@@ -379,10 +382,6 @@ int status_print_text(const struct status *s, bool with_segments, FILE *out)
 
 /* ---- JSON ------------------------------------------------------------------ */
 
-static json_object *u64(uint64_t v) { return json_object_new_uint64(v); }
-
-static json_object *u64_if(bool known, uint64_t v) { return known ? u64(v) : NULL; }
-
 static json_object *json_boot(const struct status *s, enum sizing_key_id key)
 {
     json_object *o = json_object_new_object();
@@ -392,10 +391,10 @@ static json_object *json_boot(const struct status *s, enum sizing_key_id key)
         enum boot_source b = boot_source(s, (enum sysctld_rules)r, key, &w);
         json_object *src = json_object_new_object();
 
-        json_object_object_add(src, "source", json_object_new_string(boot_source_name(b)));
-        json_object_object_add(src, "file", w ? json_object_new_string(w->path) : NULL);
-        json_object_object_add(src, "line", w ? u64(w->line) : NULL);
-        json_object_object_add(src, "value", w ? json_object_new_string(w->value) : NULL);
+        json_object_object_add(src, "source", jsonout_string(boot_source_name(b)));
+        json_object_object_add(src, "file", w ? jsonout_string(w->path) : NULL);
+        json_object_object_add(src, "line", w ? json_object_new_uint64(w->line) : NULL);
+        json_object_object_add(src, "value", w ? jsonout_string(w->value) : NULL);
         json_object_object_add(o, rules_names[r], src);
     }
     return o;
@@ -412,14 +411,14 @@ static json_object *json_limits(const struct status *s)
         bool known = h->current.known[key];
         json_object *l = json_object_new_object(), *prof = json_object_new_object();
 
-        json_object_object_add(l, "value", u64_if(known, h->current.value[key]));
-        json_object_object_add(l, "unit", json_object_new_string(unit_of((enum sizing_key_id)key)));
+        jsonout_add_u64(l, "value", known, h->current.value[key]);
+        json_object_object_add(l, "unit", jsonout_string(unit_of((enum sizing_key_id)key)));
         json_object_object_add(l, "kernel_default",
                                json_object_new_boolean(known && is_kernel_default((enum sizing_key_id)key,
                                                                                   h->current.value[key])));
         json_object_object_add(l, "boot", json_boot(s, (enum sizing_key_id)key));
         json_object_object_add(prof, "managed", json_object_new_boolean(k->managed));
-        json_object_object_add(prof, "wants", u64_if(k->managed, k->derived));
+        jsonout_add_u64(prof, "wants", k->managed, k->derived);
         json_object_object_add(prof, "matches",
                                k->managed ? json_object_new_boolean(plan_key_in_sync(plan, (enum sizing_key_id)key))
                                           : NULL);
@@ -437,13 +436,13 @@ static json_object *json_usage(const struct status *s)
     if (!s->kernel_known && !s->segments)
         return NULL;
     o = json_object_new_object();
-    json_object_object_add(o, "source", json_object_new_string(s->kernel_known ? "SHM_INFO" : "/proc/sysvipc/shm"));
-    json_object_object_add(o, "segments", u64(s->kernel_known ? s->kernel.segments : h->usage.segments));
-    json_object_object_add(o, "pages", u64(s->kernel_known ? s->kernel.pages : h->usage.pages));
-    json_object_object_add(o, "bytes", u64_if(s->segments != NULL, s->bytes));
-    json_object_object_add(o, "largest_segment", u64_if(s->segments != NULL, s->largest));
-    json_object_object_add(o, "rss_pages", u64_if(s->kernel_known, s->kernel.rss_pages));
-    json_object_object_add(o, "swap_pages", u64_if(s->kernel_known, s->kernel.swap_pages));
+    json_object_object_add(o, "source", jsonout_string(s->kernel_known ? "SHM_INFO" : "/proc/sysvipc/shm"));
+    jsonout_add_u64(o, "segments", true, s->kernel_known ? s->kernel.segments : h->usage.segments);
+    jsonout_add_u64(o, "pages", true, s->kernel_known ? s->kernel.pages : h->usage.pages);
+    jsonout_add_u64(o, "bytes", s->segments != NULL, s->bytes);
+    jsonout_add_u64(o, "largest_segment", s->segments != NULL, s->largest);
+    jsonout_add_u64(o, "rss_pages", s->kernel_known, s->kernel.rss_pages);
+    jsonout_add_u64(o, "swap_pages", s->kernel_known, s->kernel.swap_pages);
     return o;
 }
 
@@ -452,14 +451,14 @@ static json_object *json_namespace(const struct status *s)
     const struct status_namespace *ns = &s->ns;
     json_object *o = json_object_new_object();
 
-    json_object_object_add(o, "ipc_inode", u64_if(ns->ipc_known, ns->ipc_ino));
+    jsonout_add_u64(o, "ipc_inode", ns->ipc_known, ns->ipc_ino);
     json_object_object_add(o, "ipc_initial", ns->ipc_known ? json_object_new_boolean(ns->ipc_initial) : NULL);
     json_object_object_add(o, "pid_initial", json_object_new_boolean(ns->pid_initial));
     json_object_object_add(o, "user_initial", json_object_new_boolean(ns->user_initial));
-    json_object_object_add(o, "container", ns->container ? json_object_new_string(ns->container) : NULL);
+    json_object_object_add(o, "container", ns->container ? jsonout_string(ns->container) : NULL);
     json_object_object_add(o, "runtime_writable", json_object_new_boolean(s->plan->host.runtime_write_errno == 0));
     json_object_object_add(o, "runtime_reason",
-                           json_object_new_string(host_runtime_write_reason(s->plan->host.runtime_write_errno)));
+                           jsonout_string(host_runtime_write_reason(s->plan->host.runtime_write_errno)));
     return o;
 }
 
@@ -470,10 +469,10 @@ static json_object *json_overcommit(const struct host_facts *h)
 
     overcommit_meaning(h, meaning, sizeof(meaning));
     json_object_object_add(o, "mode", h->overcommit_memory >= 0 ? json_object_new_int(h->overcommit_memory) : NULL);
-    json_object_object_add(o, "name", json_object_new_string(overcommit_name(h->overcommit_memory)));
-    json_object_object_add(o, "meaning", json_object_new_string(meaning));
-    json_object_object_add(o, "commit_limit_bytes", u64_if(h->commit_known, h->commit_limit_bytes));
-    json_object_object_add(o, "committed_bytes", u64_if(h->commit_known, h->committed_bytes));
+    json_object_object_add(o, "name", jsonout_string(overcommit_name(h->overcommit_memory)));
+    json_object_object_add(o, "meaning", jsonout_string(meaning));
+    jsonout_add_u64(o, "commit_limit_bytes", h->commit_known, h->commit_limit_bytes);
+    jsonout_add_u64(o, "committed_bytes", h->commit_known, h->committed_bytes);
     return o;
 }
 
@@ -484,22 +483,22 @@ static json_object *json_segment(const struct shmseg *seg, const struct orphans_
 
     (void)snprintf(key, sizeof(key), "0x%08x", (unsigned)seg->key);
     (void)snprintf(perms, sizeof(perms), "%03o", seg->mode & 0777);
-    json_object_object_add(o, "key", json_object_new_string(key));
+    json_object_object_add(o, "key", jsonout_string(key));
     json_object_object_add(o, "id", json_object_new_int(seg->id));
-    json_object_object_add(o, "owner", json_object_new_string(owner_name(seg->uid, owner, sizeof(owner))));
-    json_object_object_add(o, "uid", u64(seg->uid));
-    json_object_object_add(o, "gid", u64(seg->gid));
-    json_object_object_add(o, "perms", json_object_new_string(perms));
-    json_object_object_add(o, "bytes", u64(seg->size));
-    json_object_object_add(o, "nattch", u64(seg->nattch));
+    json_object_object_add(o, "owner", jsonout_string(owner_name(seg->uid, owner, sizeof(owner))));
+    jsonout_add_u64(o, "uid", true, seg->uid);
+    jsonout_add_u64(o, "gid", true, seg->gid);
+    json_object_object_add(o, "perms", jsonout_string(perms));
+    jsonout_add_u64(o, "bytes", true, seg->size);
+    jsonout_add_u64(o, "nattch", true, seg->nattch);
     json_object_object_add(o, "creator_pid", json_object_new_int64(seg->cpid));
-    json_object_object_add(o, "creator", json_object_new_string(orphans_pid_state_name(v->creator)));
+    json_object_object_add(o, "creator", jsonout_string(orphans_pid_state_name(v->creator)));
     json_object_object_add(o, "last_pid", json_object_new_int64(seg->lpid));
-    json_object_object_add(o, "last", json_object_new_string(orphans_pid_state_name(v->last)));
+    json_object_object_add(o, "last", jsonout_string(orphans_pid_state_name(v->last)));
     json_object_object_add(o, "marked_for_destroy", json_object_new_boolean((seg->mode & SHMSEG_MODE_DEST) != 0));
     json_object_object_add(o, "locked", json_object_new_boolean((seg->mode & SHMSEG_MODE_LOCKED) != 0));
-    json_object_object_add(o, "rss_bytes", u64(seg->rss));
-    json_object_object_add(o, "swap_bytes", u64(seg->swap));
+    jsonout_add_u64(o, "rss_bytes", true, seg->rss);
+    jsonout_add_u64(o, "swap_bytes", true, seg->swap);
     json_object_object_add(o, "ctime", json_object_new_int64(seg->ctime));
     json_object_object_add(o, "orphan_candidate", json_object_new_boolean(v->candidate));
     json_object_object_add(o, "persistent", json_object_new_boolean(v->persistent));
@@ -523,9 +522,9 @@ static json_object *json_leftovers(const struct status *s)
         o = json_object_new_object();
         (void)snprintf(key, sizeof(key), "0x%08x", (unsigned)seg->key);
         json_object_object_add(o, "id", json_object_new_int(seg->id));
-        json_object_object_add(o, "key", json_object_new_string(key));
-        json_object_object_add(o, "bytes", u64(seg->size));
-        json_object_object_add(o, "pages", u64(pages_held(s, seg->size)));
+        json_object_object_add(o, "key", jsonout_string(key));
+        jsonout_add_u64(o, "bytes", true, seg->size);
+        jsonout_add_u64(o, "pages", true, pages_held(s, seg->size));
         json_object_object_add(o, "creator_pid", json_object_new_int64(seg->cpid));
         json_object_object_add(o, "ctime", json_object_new_int64(seg->ctime));
         json_object_array_add(a, o);
@@ -537,24 +536,24 @@ json_object *status_to_json(const struct status *s)
 {
     const struct plan *plan = s->plan;
     const struct host_facts *h = &plan->host;
-    json_object *doc = json_object_new_object(), *host = json_object_new_object(), *headroom = NULL, *segs = NULL;
+    json_object *doc = json_object_new_object(), *profile, *headroom = NULL, *segs = NULL;
+    struct host_identity id;
 
     json_object_object_add(doc, "command", json_object_new_string("status"));
-    json_object_object_add(doc, "version", json_object_new_string(SHMPROV_VERSION));
-    json_object_object_add(doc, "profile", json_object_new_string(plan->profile->path));
-    json_object_object_add(doc, "profile_note", plan->profile_note ? json_object_new_string(plan->profile_note) : NULL);
-    json_object_object_add(host, "hostname", json_object_new_string(h->hostname));
-    json_object_object_add(host, "kernel", json_object_new_string(h->kernel_release));
-    json_object_object_add(host, "page_size", u64(h->page_size));
-    json_object_object_add(host, "memtotal_bytes", u64_if(h->memtotal_bytes != 0, h->memtotal_bytes));
-    json_object_object_add(doc, "host", host);
+    json_object_object_add(doc, "agent_version", json_object_new_string(SHMPROV_VERSION));
+    profile = jsonobj_profile(plan->profile, true, plan->sizing.tier);
+    json_object_object_add(profile, "note", jsonout_string(plan->profile_note));
+    json_object_object_add(doc, "profile", profile);
+    json_object_object_add(doc, "labels", jsonobj_labels(plan->profile));
+    identity_read(&id, false);
+    json_object_object_add(doc, "host", jsonobj_host(h, &id));
     json_object_object_add(doc, "namespace", json_namespace(s));
     json_object_object_add(doc, "limits", json_limits(s));
     json_object_object_add(doc, "usage", json_usage(s));
     if (s->headroom_known) {
         headroom = json_object_new_object();
-        json_object_object_add(headroom, "bytes", u64(s->headroom_bytes));
-        json_object_object_add(headroom, "limited_by", json_object_new_string(sizing_key_name(s->headroom_limited_by)));
+        jsonout_add_u64(headroom, "bytes", true, s->headroom_bytes);
+        json_object_object_add(headroom, "limited_by", jsonout_string(sizing_key_name(s->headroom_limited_by)));
     }
     json_object_object_add(doc, "headroom", headroom);
     json_object_object_add(doc, "overcommit", json_overcommit(h));
@@ -564,7 +563,7 @@ json_object *status_to_json(const struct status *s)
             json_object_array_add(segs, json_segment(&s->segments->items[i], &s->verdicts[i]));
     }
     json_object_object_add(doc, "segments", segs);
-    json_object_object_add(doc, "orphan_candidates", u64_if(s->segments != NULL, s->norphans));
+    jsonout_add_u64(doc, "orphan_candidates", s->segments != NULL, s->norphans);
     json_object_object_add(doc, "probe_leftovers", s->segments ? json_leftovers(s) : NULL);
     return doc;
 }

@@ -3,7 +3,7 @@
 # drop-in removed and the kernel's defaults back before each run) and an
 # unchanged run, against `sysctl -p` of the same drop-in — all in one private
 # IPC + mount namespace (tests/integration/lib.sh), so the host is never
-# touched. Goals (issue "apply for real"): unchanged within 1.5x and changing
+# touched. Goals: unchanged within 1.5x and changing
 # within 3x of sysctl -p's median wall time; peak RSS under 4 MiB. Prints the
 # figures and whether each goal is met; a measurement, it does not fail.
 # Usage: tests/bench/apply.sh [SHMPROV]   (RUNS=N to change the run count)

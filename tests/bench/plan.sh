@@ -1,7 +1,7 @@
 #!/bin/bash
 # Benchmark: `shmprov plan` (built-in default profile, text output) against
 # `sysctl kernel.shmmax kernel.shmall kernel.shmmni` in the same run, on the
-# same machine. Goals (issue "the core"): plan's median wall time within 2x
+# same machine. Goals: plan's median wall time within 2x
 # of that sysctl call, peak RSS under 4 MiB. Prints the figures and whether
 # each goal is met; it is a measurement, so it does not fail the build.
 # Usage: tests/bench/plan.sh [SHMPROV]   (RUNS=N to change the run count)

@@ -869,9 +869,11 @@ class Worker:
                         bad("report-lost-untrue", "stderr says 'report LOST' but event %s exists"
                             % ", ".join(sorted(new)))
                 elif not new:
-                    # An apply refused before its transaction (lock, plan,
-                    # boot-order check) reports nothing: only one that
-                    # reached its result must have sent or spooled it.
+                    # Every apply that loaded its profile reports, refusals
+                    # (lock, plan, guard, boot order) included, and says its
+                    # result on stdout ("shmprov apply: refused"); only one
+                    # that never got that far (the profile unreadable) has
+                    # nothing to report.
                     if reached_result(res.out, err):
                         bad("report-missing", "apply exited %d without an event and without 'report LOST'" % rc)
                 else:
@@ -931,7 +933,8 @@ STDOUT_FAILED = "cannot write the result to standard output"
 
 
 def reached_result(out, err):
-    """Whether apply got as far as its result (and so to its report)."""
+    """Whether apply got as far as its result, refused included (and so
+    to its report)."""
     return re.search(r"^shmprov apply: ", out, re.M) is not None or STDOUT_FAILED in err
 
 

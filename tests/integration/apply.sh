@@ -236,7 +236,7 @@ expect "9/raise-only-exit-0" test $? = 0
 expect "9/raise-only-kernel-unchanged" test "$(runtime)" = "$DEFAULT $DEFAULT 4096"
 expect "9/raise-only-no-key-in-dropin" test -z "$(grep '^kernel\.' "$dropin")"
 # The report shows the size the profile asks for beside the kept target.
-expect "9/raise-only-derived-beside-target" test "$(json "$work/a9.json" "[(k['key'], k['derived'], k['target'], k['source']) for k in d['keys']][0]")" = "('kernel.shmmax', $small_max, $DEFAULT, 'kept (raise-only)')"
+expect "9/raise-only-derived-beside-target" test "$(json "$work/a9.json" "[(k['key'], k['derived'], k['target'], k['target_decimal'], k['source']) for k in d['keys']][0]")" = "('kernel.shmmax', $small_max, None, '$DEFAULT', 'kept (raise-only)')"
 reset
 "$shmprov" --profile "$work/small.yaml" plan >"$work/p9.txt" 2>/dev/null
 expect "9/plan-says-lower" grep -q "^warning: kernel.shmmax would be lowered from $DEFAULT" "$work/p9.txt"

@@ -418,7 +418,10 @@ hcase "proc-meminfo-memtotal-max/plan" 0 "RAM +18446744073709550592 bytes" \
 # RAM = (2^54 - 1) KiB; shmmax = half of it, down to a page; shmall = shmmax / page.
 want=$("$py" -c 'import sys; p = int(sys.argv[1]); r = (2**54 - 1) * 1024; m = r // 2 // p * p; print("large", r, m, m // p)' "$page")
 expect "hostile/proc-meminfo-memtotal-max/sane-result" test "$(json "$work/max.json" \
-    "d['derivation']['tier'], d['derivation']['ram_bytes'], d['changes'][0]['target'], d['changes'][1]['target']")" = "$want"
+    "d['derivation']['tier'], d['derivation']['ram_bytes_decimal'], d['keys'][0]['target_decimal'], d['keys'][1]['target']")" = "$want"
+# Above 2^53-1 a number is null, its exact value a decimal string beside it.
+expect "hostile/proc-meminfo-memtotal-max/no-number-above-2^53" test "$(json "$work/max.json" \
+    "d['derivation']['ram_bytes'], d['keys'][0]['target']")" = "None None"
 hcase "proc-meminfo-memtotal-max/status" 0 "shmprov status" "${withproc[@]}" --profile "$work/auto.yaml" status
 # A MemTotal of 1 kB: half of it is less than a page, said in words.
 printf 'MemTotal:              1 kB\n%s\n' "$meminfo_rest" >"$proc/meminfo"

@@ -55,7 +55,7 @@ expect_guide() { # NAME PROFILE SHMMAX SHMALL TIER
         return
     fi
     local got
-    got=$(json "$out" "'%d %d %s' % (d['changes'][0]['target'], d['changes'][1]['target'], d['derivation']['tier'])")
+    got=$(json "$out" "'%d %d %s' % (d['keys'][0]['target'], d['keys'][1]['target'], d['derivation']['tier'])")
     if [ "$got" = "$3 $4 $5" ]; then ok "numbers/$1 ($got)"; else bad "numbers/$1: got '$got', expected '$3 $4 $5'"; fi
 }
 half=$((memtotal / 2 / page * page))
@@ -68,9 +68,9 @@ expect_guide postgresql "$work/postgresql.yaml" "$half" $((half / page)) "$tier"
 expect_guide bigdata "$work/bigdata.yaml" "$threequarters" $((threequarters / page)) "$tier"
 expect_guide default "$work/default.yaml" "$half" $((half / page)) "$tier"
 if [ "$page" = 4096 ]; then
-    expect "numbers/guide-table-4k" test "$(json "$work/small.json" "d['changes'][1]['target']")" = 1048576 -a \
-        "$(json "$work/medium.json" "d['changes'][1]['target']")" = 4194304 -a \
-        "$(json "$work/large.json" "d['changes'][1]['target']")" = 16777216
+    expect "numbers/guide-table-4k" test "$(json "$work/small.json" "d['keys'][1]['target']")" = 1048576 -a \
+        "$(json "$work/medium.json" "d['keys'][1]['target']")" = 4194304 -a \
+        "$(json "$work/large.json" "d['keys'][1]['target']")" = 16777216
 fi
 
 # ---- the built-in default (no /etc/shmprov/profile.yaml) ----
@@ -108,7 +108,7 @@ expect "lower/action" grep -Eq "^  kernel.shmmax +18446744073692774399 +$half +l
 printf 'version: 1\npolicy: raise-only\n' >"$work/raise.yaml"
 chmod 0644 "$work/raise.yaml"
 "$shmprov" --profile "$work/raise.yaml" plan --output json >"$work/raise.json" 2>/dev/null
-expect "raise-only/keeps-default" test "$(json "$work/raise.json" "d['changes'][0]['action'], d['changes'][0]['target'], d['changes'][0]['persisted']")" = "keep 18446744073692774399 False"
+expect "raise-only/keeps-default" test "$(json "$work/raise.json" "d['keys'][0]['action'], d['keys'][0]['target'], d['keys'][0]['target_decimal'], d['keys'][0]['persisted']")" = "keep None 18446744073692774399 False"
 expect "raise-only/no-warning" test "$(json "$work/raise.json" "len(d['warnings'])")" = 0
 expect "raise-only/dropin-comment" grep -q "^# kernel.shmmax: not set (raise-only" <<<"$(json "$work/raise.json" "d['dropin']['content']")"
 echo 123456789 >/proc/sys/kernel/shmmax
@@ -157,9 +157,9 @@ rm -f "$work/seg-id"
 mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys
 "$shmprov" plan >"$work/ro.txt" 2>/dev/null
 expect "container/read-only-proc-sys" grep -q "^  note: apply cannot change the running kernel here: /proc/sys is read-only here (a container?): runtime limits are not applicable here" "$work/ro.txt"
-expect "container/json" test "$("$shmprov" plan --output json 2>/dev/null | "$py" -c 'import json,sys; print(json.load(sys.stdin)["host"]["runtime_writable"])')" = False
+expect "container/json" test "$("$shmprov" plan --output json 2>/dev/null | "$py" -c 'import json,sys; print(json.load(sys.stdin)["runtime"]["writable"])')" = False
 umount /proc/sys
-expect "container/writable-again" test "$("$shmprov" plan --output json 2>/dev/null | "$py" -c 'import json,sys; print(json.load(sys.stdin)["host"]["runtime_writable"])')" = True
+expect "container/writable-again" test "$("$shmprov" plan --output json 2>/dev/null | "$py" -c 'import json,sys; print(json.load(sys.stdin)["runtime"]["writable"])')" = True
 
 # ---- CLI contract ----
 expect_code "cli/help" 0 "$shmprov" --help

@@ -75,10 +75,11 @@ assert rec["content_type"] == "application/cloudevents+json", rec["content_type"
 assert rec["authorization"] == "Bearer " + sys.argv[2], "bearer token"
 assert rec["idempotency_key"] == '"%s"' % ev["id"], "Idempotency-Key is the event id as a Structured Field string"
 assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", ev["id"]), ev["id"]
-assert ev["specversion"] == "1.0" and ev["type"] == "dev.shmprov.run.v1", ev
+assert ev["specversion"] == "1.0" and ev["type"] == "dev.shmprov.run.v2", ev
 machine_id = open("/etc/machine-id").read().strip()
-assert ev["source"].startswith("/shmprov/host/") and machine_id not in json.dumps(ev), "raw machine-id leaked"
-assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", ev["time"]), ev["time"]
+assert re.fullmatch(r"urn:shmprov:host:[0-9a-f]{32}", ev["source"]) and machine_id not in json.dumps(ev), "raw machine-id leaked"
+assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", ev["time"]), ev["time"]
+assert re.fullmatch(r"\d{20}", ev["sequence"]), ev.get("sequence")
 assert ev["data"]["result"] == "changed", ev["data"]["result"]
 open(sys.argv[1] + ".event", "w").write(rec["body"])
 print("ok")
@@ -256,7 +257,10 @@ recs=[json.loads(l) for l in open(sys.argv[1])]
 print(json.loads(recs[int(sys.argv[2])]["body"])["data"]["reports_dropped"])' "$work/log.jsonl" "$1"; }
 before=$(posts)
 apply tiny
-expect "bounded/next-report-carries-the-count" test "$(own_dropped "$before")" = 2
+# Of the 2 dropped, the report left waiting (made after the first drop)
+# carries 1 already: this one carries the other, so that the collector's
+# sum over the reports it takes counts each drop once.
+expect "bounded/next-report-carries-the-count" test "$(own_dropped "$before") $(own_dropped $((before + 1)))" = "1 1"
 expect "bounded/own-report-then-the-one-left" test "$(posts)" = $((before + 2))
 expect "bounded/all-delivered" test "$(spooled)" = 0
 # Spooling that report (before sending it) pushed out one more, which the
@@ -416,6 +420,150 @@ expect "token/event-kept" test "$(spooled)" = 1
 expect "token/nothing-sent" test "$(posts)" = 0
 expect "token/never-printed" test -z "$(grep -F "$token" "$work/err" "$work/out")"
 chmod 0600 "$work/token"
+
+# ==== delivery: one connection per run and per flush, this
+#      run's event first, a key on every request, counts carried once ====
+# The collector logs each request's client address: one address, one
+# connection.
+conns() { "$py" -c 'import json,sys; print(len({json.loads(l)["client"] for l in open(sys.argv[1]) if l.strip()}))' "$work/log.jsonl"; }
+# Every request in the log carries its Idempotency-Key: "<id>" for one
+# event, "batch-<sha256 of each id and a newline>" for a batch.
+keys_ok() {
+    "$py" - "$work/log.jsonl" <<'PY'
+import hashlib, json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert recs, "no request"
+for n, r in enumerate(recs):
+    if r["kind"] == "batch":
+        want = "batch-" + hashlib.sha256("".join(i + "\n" for i in r["ids"]).encode()).hexdigest()
+    else:
+        assert r["kind"] == "structured" and len(r["ids"]) == 1, (n, r["kind"], r["ids"])
+        want = r["ids"][0]
+    assert r["idempotency_key"] == '"%s"' % want, (n, r["idempotency_key"], want)
+PY
+}
+spooled_ids() { ls "$spool" | sed -n 's/^[0-9]\{20\}-\(.*\)\.json$/\1/p' | tr '\n' ' '; } # oldest first
+logged_ids() { "$py" -c 'import json,sys; [print(" ".join(json.loads(l)["ids"])) for l in open(sys.argv[1]) if l.strip()]' "$work/log.jsonl"; }
+# The id of the first request is none of the ids that were waiting before.
+own_first() { local own; own=$(logged_ids | head -n 1); [ -n "$own" ] && [ "${backlog/$own/}" = "$backlog" ]; }
+# carried FIELD: the sum of data.FIELD over the distinct events the
+# collector answered with a 2xx (single or in a batch), and their number.
+carried() {
+    "$py" - "$work/log.jsonl" "$1" <<'PY'
+import json, sys
+seen = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if (r["response"]["status"] or 0) // 100 != 2:
+        continue
+    body = json.loads(r["body"])
+    for ev in body if isinstance(body, list) else [body]:
+        seen[ev["id"]] = ev["data"].get(sys.argv[2], 0)
+print(sum(seen.values()), len(seen))
+PY
+}
+counter() { cat "$spool/$1.count" 2>/dev/null | tr -d '[:space:]'; }
+
+# ---- apply: this run's event and the backlog on one connection ----
+mode accept
+clear_spool
+for _ in 1 2; do apply ok --defer-report; done
+backlog=$(spooled_ids)
+apply ok
+expect "session/apply-delivers-own-and-backlog" test "$code" = 0 -a "$(spooled)" = 0 -a "$(posts)" = 3
+expect "session/apply-one-connection ($(conns))" test "$(conns)" = 1
+expect "session/apply-own-first" own_first
+expect "session/apply-then-the-backlog-oldest-first" test "$(logged_ids | tail -n +2 | tr '\n' ' ')" = "$backlog"
+expect "keys/apply-own-and-backlog" keys_ok
+
+# ---- flush: a batch refused with 415, then one by one, one connection,
+#      and no 415 warning once the events are in ----
+mode accept
+clear_spool
+for _ in 1 2 3; do apply ok --defer-report; done
+backlog=$(spooled_ids)
+mode 'status:415*1,accept'
+"$shmprov" --profile "$work/ok.yaml" --output json flush >"$work/fallback.json" 2>"$work/fallback.err"
+code=$?
+expect "session/flush-415-exit-0-all-delivered" test "$code" = 0 -a "$(spooled)" = 0
+expect "session/flush-415-batch-then-one-by-one" test "$(stat "d['batch_posts'], d['structured_posts'], d['distinct_ids_accepted']")" = "1 3 3"
+expect "session/flush-415-one-connection ($(conns))" test "$(conns)" = 1
+expect "session/flush-415-oldest-first" test "$(logged_ids | tail -n +2 | tr '\n' ' ')" = "$backlog"
+expect "keys/flush-batch-and-fallback" keys_ok
+expect "fallback/no-415-warning ($(tr '\n' ' ' <"$work/fallback.err"))" test -z "$(grep -e 415 -e warning "$work/fallback.err")"
+expect "fallback/json-says-3-delivered-no-error" test "$("$py" -c '
+import json,sys; d=json.load(open(sys.argv[1])); print(d["delivered"], d["waiting"], d["error"])' "$work/fallback.json")" = "3 0 None"
+
+# ---- the spool cannot take the event: the direct send has its key too ----
+mode accept
+clear_spool
+mkdir -p "$spool"
+mount -t tmpfs -o ro,size=1m,mode=0700 shmprov-ro-spool "$spool"
+apply ok
+umount "$spool"
+expect "keys/direct-send" test "$(posts)" = 1 -a -n "$(grep -F 'report delivered directly' "$work/err")"
+expect "keys/direct-send-has-its-key" keys_ok
+
+# ---- a slow collector: this run's event goes first, the backlog gets
+#      what is left of the deadline (3 s: 1.2 s each, the third is cut) ----
+mode accept
+clear_spool
+for _ in 1 2; do apply short --defer-report; done
+backlog=$(spooled_ids)
+mode 'slow:1.2'
+apply short
+expect "slow-backlog/exit-0-within-deadline+1s (${took} ms)" test "$code" = 0 -a "$took" -le 4000
+expect "slow-backlog/own-delivered" grep -q "report delivered" "$work/err"
+expect "slow-backlog/own-first ($(logged_ids | head -n 1))" own_first
+expect "slow-backlog/then-the-oldest ($(logged_ids | tr '\n' ' '))" test "$(logged_ids | sed -n 2p)" = "${backlog%% *}"
+expect "slow-backlog/the-newest-still-waiting" test "$(spooled_ids)" = "$(echo "$backlog" | cut -d' ' -f2) " -a "$(posts)" = 3
+expect "keys/slow-backlog" keys_ok
+
+# ---- each count is carried by one delivered event: the sum over the
+#      events the collector took is what was dropped, quarantined,
+#      rejected; the counter goes back to 0 whoever delivers the events ----
+# flush: 5 deferred reports in a spool of 2 (3 dropped, and the 2 left
+# carry part of the count), flushed, then 2 applies: 7 reports.
+mode accept
+clear_spool
+for _ in 1 2 3 4 5; do apply tiny --defer-report; done
+"$shmprov" --profile "$work/tiny.yaml" flush >/dev/null 2>&1
+for _ in 1 2; do apply tiny; done
+read -r sum took_in <<<"$(carried reports_dropped)"
+expect "counted-once/flush: ${sum} reported for $((7 - took_in)) dropped" test "$took_in" = 4 -a "$sum" = 3
+expect "counted-once/flush: counter back to 0" test "$(counter dropped)" = 0
+# The same delivered as an apply's backlog (one more dropped there): 8.
+mode accept
+clear_spool
+for _ in 1 2 3 4 5; do apply tiny --defer-report; done
+for _ in 1 2 3; do apply tiny; done
+read -r sum took_in <<<"$(carried reports_dropped)"
+expect "counted-once/backlog: ${sum} reported for $((8 - took_in)) dropped" test "$took_in" = 4 -a "$sum" = 4
+expect "counted-once/backlog: counter back to 0" test "$(counter dropped)" = 0
+# Quarantined: one damaged event, counted while two reports wait.
+profile quick "$base/v1/events" 1
+mode 'status:401'
+clear_spool
+apply quick --defer-report
+printf 'garbage' >"$spool/00000000000000000001-0000abcf-0000-4000-8000-00000000abcf.json"
+"$shmprov" --profile "$work/quick.yaml" flush >/dev/null 2>&1
+for _ in 1 2; do apply quick --defer-report; done
+mode accept
+"$shmprov" --profile "$work/quick.yaml" flush >/dev/null 2>&1
+apply quick
+read -r sum took_in <<<"$(carried reports_quarantined)"
+expect "counted-once/quarantined: ${sum} reported for 1 quarantined" test "$took_in" = 4 -a "$sum" = 1 -a "$(find "$spool/quarantine" -type f | wc -l)" = 1
+expect "counted-once/quarantined: counter back to 0" test "$(counter quarantined)" = 0
+# Rejected: this run's event refused as malformed while two reports wait.
+mode 'status:422'
+clear_spool
+apply quick
+for _ in 1 2; do apply quick --defer-report; done
+mode accept
+for _ in 1 2; do apply quick; done
+read -r sum took_in <<<"$(carried reports_rejected)"
+expect "counted-once/rejected: ${sum} reported for 1 rejected" test "$took_in" = 4 -a "$sum" = 1 -a "$(find "$spool/rejected" -type f | wc -l)" = 1
+expect "counted-once/rejected: counter back to 0" test "$(counter rejected)" = 0
 
 # ---- libcurl is loaded only when a report is sent ----
 expect "dlopen/not-linked" test -z "$(ldd "$shmprov" | grep libcurl)"

@@ -354,8 +354,11 @@ d = load(sys.argv[1])
 default = 18446744073692774399
 check("empty/no-segments", d["segments"] == [] and d["usage"]["segments"] == 0 and d["usage"]["pages"] == 0
       and d["usage"]["bytes"] == 0 and d["orphan_candidates"] == 0, (d["segments"], d["usage"]))
-check("empty/headroom-is-shmmax", d["headroom"] == {"bytes": default, "limited_by": "kernel.shmmax"}, d["headroom"])
-check("empty/kernel-defaults", [d["limits"][k]["value"] for k in ("kernel.shmmax", "kernel.shmall", "kernel.shmmni")]
+# Above 2^53-1 a number is null, its exact decimal text in "<name>_decimal".
+check("empty/headroom-is-shmmax", d["headroom"] == {"bytes": None, "bytes_decimal": str(default),
+                                                    "limited_by": "kernel.shmmax"}, d["headroom"])
+check("empty/kernel-defaults", [d["limits"][k]["value"] or int(d["limits"][k]["value_decimal"])
+                                for k in ("kernel.shmmax", "kernel.shmall", "kernel.shmmni")]
       == [default, default, 4096] and all(l["kernel_default"] for l in d["limits"].values()), d["limits"])
 check("empty/namespace", d["namespace"]["ipc_initial"] is False and d["namespace"]["ipc_inode"] != int(sys.argv[2]),
       d["namespace"])
@@ -481,8 +484,8 @@ expect "leftover/verify-only-that" test "$(grep -c '^  [a-z-]*: ' "$work/lv.txt"
 expect "leftover/verify-json-exit-3" test $? = 3
 pycheck '
 d = load(sys.argv[1])
-check("leftover/verify-json", d["result"] == "drift" and [(x["kind"], x["segment_id"], x["bytes"]) for x in d["drift"]]
-      == [("probe-leftover", int(sys.argv[2]), int(sys.argv[3]))], d["drift"])
+check("leftover/verify-json", d["result"] == "drift" and [(x["kind"], x["found"]) for x in d["drift"]]
+      == [("probe-leftover", "segment %s, %s bytes" % (sys.argv[2], sys.argv[3]))], d["drift"])
 ' "$work/lv.json" "$L" "$db_max"
 
 # status: said in words, listed as a probe leftover (not an orphan candidate).

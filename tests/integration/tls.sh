@@ -88,7 +88,7 @@ for p in wrongca expired noclient; do "$shmprov" --profile "$work/$p.yaml" apply
 "$shmprov" --profile "$work/mtls.yaml" flush >"$work/flush.out" 2>&1
 expect "flush-over-mtls/delivers-what-failed" test $? = 0 -a "$(spooled)" = 0
 
-# ---- one TLS handshake per flush and per apply (issue 12): nginx logs
+# ---- one TLS handshake per flush and per apply: nginx logs
 #      each request's connection serial (conn=) and whether its TLS session
 #      was resumed (reused=r) or new (reused=.) ----
 access=$pki/nginx/access.log

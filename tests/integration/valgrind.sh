@@ -118,7 +118,7 @@ for f in "$src"/profiles/*.yaml; do
     vg "plan-$p-text" 0 --profile "$work/$p.yaml" plan
     expect "valgrind/plan-$p-text/planned" grep -q "^  kernel.shmmax " "$work/plan-$p-text.out"
     vg "plan-$p-json" 0 --profile "$work/$p.yaml" plan --output json
-    expect "valgrind/plan-$p-json/one-document" test "$(json "$work/plan-$p-json.out" "d['changes'][0]['key']")" = kernel.shmmax
+    expect "valgrind/plan-$p-json/one-document" test "$(json "$work/plan-$p-json.out" "d['keys'][0]['key']")" = kernel.shmmax
 done
 
 # ---- apply ----

@@ -1,0 +1,59 @@
+#include "jsonobj.h"
+
+#include "jsonout.h"
+
+static json_object *known_string(bool known, const char *s)
+{
+    return known && s[0] ? jsonout_string(s) : NULL;
+}
+
+json_object *jsonobj_host(const struct host_facts *h, const struct host_identity *id)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "hostname", jsonout_string(h->hostname));
+    json_object_object_add(o, "fqdn", known_string(id && id->fqdn_known, id ? id->fqdn : ""));
+    json_object_object_add(o, "kernel", jsonout_string(h->kernel_release));
+    json_object_object_add(o, "arch", known_string(id != NULL, id ? id->arch : ""));
+    json_object_object_add(o, "os_id", known_string(id != NULL, id ? id->os_id : ""));
+    json_object_object_add(o, "os_version_id", known_string(id != NULL, id ? id->os_version_id : ""));
+    jsonout_add_u64(o, "page_size", true, h->page_size);
+    jsonout_add_u64(o, "memtotal_bytes", true, h->memtotal_bytes);
+    return o;
+}
+
+json_object *jsonobj_profile(const struct profile *p, bool tier_known, enum ram_tier tier)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "path", jsonout_string(p->path));
+    json_object_object_add(o, "builtin", json_object_new_boolean(p->builtin));
+    json_object_object_add(o, "sha256", json_object_new_string(p->sha256_hex));
+    json_object_object_add(o, "ram_tier", json_object_new_string(profile_tier_name(p->ram_tier)));
+    json_object_object_add(o, "tier", tier_known ? json_object_new_string(profile_tier_name(tier)) : NULL);
+    json_object_object_add(o, "workload", json_object_new_string(profile_workload_name(p->workload)));
+    json_object_object_add(o, "policy", json_object_new_string(profile_policy_name(p->policy)));
+    return o;
+}
+
+json_object *jsonobj_labels(const struct profile *p)
+{
+    json_object *o = json_object_new_object();
+
+    for (unsigned i = 0; i < p->nlabels; i++)
+        json_object_object_add(o, p->labels[i].name, jsonout_string(p->labels[i].value));
+    return o;
+}
+
+json_object *jsonobj_key(enum sizing_key_id id, const struct sizing_key *k)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "key", json_object_new_string(sizing_key_name(id)));
+    jsonout_add_u64(o, "before", k->current_known, k->current);
+    jsonout_add_u64(o, "derived", true, k->derived);
+    jsonout_add_u64(o, "target", true, k->target);
+    json_object_object_add(o, "source", json_object_new_string(k->source));
+    json_object_object_add(o, "action", json_object_new_string(sizing_action_name(k->action)));
+    return o;
+}

@@ -1,0 +1,27 @@
+#pragma once
+/* The objects every JSON document shares (plan, status, verify, the
+ * report), built in one place so the same thing has the same shape and
+ * field names everywhere: the host, the profile, its labels, a key. */
+
+#include <json-c/json.h>
+#include <stdbool.h>
+
+#include "host.h"
+#include "identity.h"
+#include "profile.h"
+#include "sizing.h"
+
+/* {hostname, fqdn, kernel, arch, os_id, os_version_id, page_size,
+ * memtotal_bytes}; id may be NULL (then the identity fields are null). */
+json_object *jsonobj_host(const struct host_facts *h, const struct host_identity *id);
+
+/* {path, builtin, sha256, ram_tier, tier, workload, policy}: ram_tier as
+ * the profile says, tier as resolved (NULL tier_known: not resolved yet). */
+json_object *jsonobj_profile(const struct profile *p, bool tier_known, enum ram_tier tier);
+
+/* The profile's labels as an object of strings ({} when none). */
+json_object *jsonobj_labels(const struct profile *p);
+
+/* {key, before, derived, target, source, action} for a managed key; the
+ * caller adds what its document knows more. */
+json_object *jsonobj_key(enum sizing_key_id id, const struct sizing_key *k);

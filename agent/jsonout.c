@@ -1,0 +1,122 @@
+#include "jsonout.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when
+ * the byte at s does not start one: RFC 3629, so no overlong forms, no
+ * surrogates, nothing above U+10FFFF. */
+static size_t utf8_sequence(const unsigned char *s, size_t n)
+{
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        len = 2;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        len = 3;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        len = 4;
+    else
+        return 0;
+    /* The second byte's range is what rules out overlongs, surrogates and
+     * code points past U+10FFFF. */
+    if (s[0] == 0xe0)
+        lo = 0xa0;
+    else if (s[0] == 0xed)
+        hi = 0x9f;
+    else if (s[0] == 0xf0)
+        lo = 0x90;
+    else if (s[0] == 0xf4)
+        hi = 0x8f;
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return len;
+}
+
+static bool needs_escape(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_sequence(p + i, len - i);
+
+        if (n == 0 || p[i] == '\\')
+            return true;
+        i += n;
+    }
+    return false;
+}
+
+char *jsonout_escape(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    char *out = malloc(len * 4 + 1), *o = out; /* at worst every byte is \xHH */
+
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_sequence(p + i, len - i);
+
+        if (n == 0 || p[i] == '\\') {
+            o += sprintf(o, "\\x%02x", p[i]);
+            i++;
+        } else {
+            memcpy(o, p + i, n);
+            o += n;
+            i += n;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+json_object *jsonout_string_len(const char *s, size_t len)
+{
+    json_object *o;
+    char *escaped;
+
+    if (!s)
+        return NULL;
+    if (!needs_escape(s, len))
+        return json_object_new_string_len(s, (int)len);
+    escaped = jsonout_escape(s, len);
+    if (!escaped)
+        return NULL;
+    o = json_object_new_string(escaped);
+    free(escaped);
+    return o;
+}
+
+json_object *jsonout_string(const char *s)
+{
+    return s ? jsonout_string_len(s, strlen(s)) : NULL;
+}
+
+void jsonout_add_u64(json_object *o, const char *name, bool known, uint64_t v)
+{
+    char decimal_name[128], decimal[24];
+
+    if (known && v <= JSONOUT_MAX_SAFE_INTEGER) {
+        json_object_object_add(o, name, json_object_new_uint64(v));
+        return;
+    }
+    json_object_object_add(o, name, NULL);
+    if (!known)
+        return;
+    (void)snprintf(decimal_name, sizeof(decimal_name), "%s_decimal", name);
+    (void)snprintf(decimal, sizeof(decimal), "%llu", (unsigned long long)v);
+    json_object_object_add(o, decimal_name, json_object_new_string(decimal));
+}
+
+const char *jsonout_text(json_object *doc, bool pretty)
+{
+    return json_object_to_json_string_ext(doc, (pretty ? JSON_C_TO_STRING_PRETTY : JSON_C_TO_STRING_PLAIN) |
+                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
+}

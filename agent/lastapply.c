@@ -1,0 +1,108 @@
+#include "lastapply.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fsutil.h"
+#include "hash.h"
+#include "log.h"
+#include "state.h"
+
+void lastapply_sha256_on_disk(const char *path, char out[65])
+{
+    char *bytes = NULL;
+    size_t len = 0;
+
+    out[0] = '\0';
+    if (fsutil_read_file(path, (size_t)1024 * 1024, true, &bytes, &len, NULL) == 0)
+        hash_sha256_hex(bytes, len, out);
+    free(bytes);
+}
+
+static struct report_drift *next(struct report_drift_list *l)
+{
+    if (l->count >= REPORT_DRIFT_MAX)
+        return NULL;
+    memset(&l->items[l->count], 0, sizeof(l->items[0]));
+    return &l->items[l->count++];
+}
+
+static void runtime_drift(const struct plan *plan, const struct state_apply *last, struct report_drift_list *l)
+{
+    for (int id = 0; id < KEY_COUNT; id++) {
+        const struct sizing_key *k = &plan->sizing.keys[id];
+        struct report_drift *d;
+
+        if (!last->managed[id] || !k->current_known || k->current == last->value[id] || !(d = next(l)))
+            continue;
+        d->kind = "runtime";
+        d->key = sizing_key_name(id);
+        (void)snprintf(d->expected, sizeof(d->expected), "%" PRIu64, last->value[id]);
+        (void)snprintf(d->found, sizeof(d->found), "%" PRIu64, k->current);
+        (void)snprintf(d->message, sizeof(d->message), "%s was %" PRIu64 ", not the %" PRIu64 " shmprov set on %s",
+                       d->key, k->current, last->value[id], last->time);
+    }
+}
+
+static void dropin_drift(const struct plan *plan, const struct state_apply *last, struct report_drift_list *l)
+{
+    char sha[65] = "";
+    struct report_drift *d;
+
+    if (plan->dropin_old)
+        hash_sha256_hex(plan->dropin_old, plan->dropin_old_len, sha);
+    if (strcmp(sha, last->dropin_sha256) == 0 || !(d = next(l)))
+        return;
+    d->kind = plan->dropin_read_errno == ENOENT ? "dropin-missing"
+              : plan->dropin_read_errno == ELOOP ? "dropin-symlink"
+              : plan->dropin_read_errno != 0     ? "dropin-unreadable"
+                                                 : "dropin-edited";
+    (void)snprintf(d->file, sizeof(d->file), "%s", plan->dropin_path);
+    (void)snprintf(d->expected, sizeof(d->expected), "sha256:%s", last->dropin_sha256);
+    if (sha[0])
+        (void)snprintf(d->found, sizeof(d->found), "sha256:%s", sha);
+    /* The path is in d->file: the sentence stays short. */
+    (void)snprintf(d->message, sizeof(d->message), "the drop-in %s since shmprov wrote it on %s",
+                   strcmp(d->kind, "dropin-edited") == 0 ? "was edited"
+                   : plan->dropin_read_errno == ENOENT  ? "was removed"
+                                                        : "was replaced or made unreadable",
+                   last->time);
+}
+
+void lastapply_drift(const struct plan *plan, struct report_drift_list *ret)
+{
+    struct state s;
+
+    ret->count = 0;
+    if (state_load(STATE_DIR, &s) < 0 || !s.last_apply.known ||
+        strcmp(s.last_apply.dropin_path, plan->dropin_path) != 0)
+        return;
+    runtime_drift(plan, &s.last_apply, ret);
+    dropin_drift(plan, &s.last_apply, ret);
+}
+
+void lastapply_record(const struct plan *plan, const struct apply_outcome *out)
+{
+    struct state_apply a = { .known = true };
+    time_t now = time(NULL);
+    struct tm tm;
+    int r;
+
+    for (int id = 0; id < KEY_COUNT; id++) {
+        a.managed[id] = plan->sizing.keys[id].managed && out->keys[id].after_known;
+        a.value[id] = out->keys[id].after;
+    }
+    (void)snprintf(a.dropin_path, sizeof(a.dropin_path), "%s", plan->dropin_path);
+    hash_sha256_hex(plan->dropin_new, plan->dropin_new_len, a.dropin_sha256);
+    (void)snprintf(a.profile_sha256, sizeof(a.profile_sha256), "%s", plan->profile->sha256_hex);
+    gmtime_r(&now, &tm);
+    (void)strftime(a.time, sizeof(a.time), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    r = state_record_apply(STATE_DIR, &a);
+    if (r < 0)
+        log_warn("cannot record this apply in %s/%s: %s; the next report cannot say what drifted since",
+                 STATE_DIR, STATE_FILE, strerror(-r));
+}

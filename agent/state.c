@@ -1,0 +1,230 @@
+#include "state.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsutil.h"
+#include "lock.h"
+
+#define STATE_MAX_BYTES ((size_t)64 * 1024)
+#define STATE_LOCK_WAIT_MS 2000
+
+static void path_of(const char *dir, const char *name, char *buf, size_t len)
+{
+    (void)snprintf(buf, len, "%s/%s", dir, name);
+}
+
+/* Values are decimal strings: shmall can exceed what a JSON number holds
+ * exactly. */
+static bool read_u64(json_object *o, const char *name, uint64_t *ret)
+{
+    json_object *v;
+    const char *s;
+    char *end;
+
+    if (!json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, json_type_string))
+        return false;
+    s = json_object_get_string(v);
+    if (s[0] < '0' || s[0] > '9')
+        return false;
+    errno = 0;
+    *ret = strtoull(s, &end, 10);
+    return errno == 0 && *end == '\0';
+}
+
+static void read_text(json_object *o, const char *name, char *buf, size_t len)
+{
+    json_object *v;
+
+    if (json_object_object_get_ex(o, name, &v) && json_object_is_type(v, json_type_string))
+        (void)snprintf(buf, len, "%s", json_object_get_string(v));
+}
+
+static int parse_apply(json_object *o, struct state_apply *a)
+{
+    json_object *keys;
+
+    if (!json_object_object_get_ex(o, "keys", &keys) || !json_object_is_type(keys, json_type_object))
+        return -EBADMSG;
+    for (int id = 0; id < KEY_COUNT; id++)
+        a->managed[id] = read_u64(keys, sizing_key_name(id), &a->value[id]);
+    read_text(o, "dropin_path", a->dropin_path, sizeof(a->dropin_path));
+    read_text(o, "dropin_sha256", a->dropin_sha256, sizeof(a->dropin_sha256));
+    read_text(o, "profile_sha256", a->profile_sha256, sizeof(a->profile_sha256));
+    read_text(o, "time", a->time, sizeof(a->time));
+    a->known = a->dropin_path[0] != '\0';
+    return a->known ? 0 : -EBADMSG;
+}
+
+static int parse(const char *text, size_t len, struct state *ret)
+{
+    json_object *doc = json_tokener_parse(text), *apply;
+    int r = 0;
+
+    if (strlen(text) != len || !doc || !json_object_is_type(doc, json_type_object) ||
+        !read_u64(doc, "sequence", &ret->sequence))
+        r = -EBADMSG;
+    else if (json_object_object_get_ex(doc, "last_apply", &apply) && !json_object_is_type(apply, json_type_null))
+        r = parse_apply(apply, &ret->last_apply);
+    json_object_put(doc);
+    return r;
+}
+
+int state_load(const char *dir, struct state *ret)
+{
+    char path[PATH_MAX], *text = NULL;
+    size_t len = 0;
+    int r;
+
+    memset(ret, 0, sizeof(*ret));
+    path_of(dir, STATE_FILE, path, sizeof(path));
+    r = fsutil_read_file(path, STATE_MAX_BYTES, true, &text, &len, NULL);
+    if (r == -ENOENT)
+        return 0;
+    if (r == 0)
+        r = parse(text, len, ret);
+    free(text);
+    if (r < 0)
+        memset(ret, 0, sizeof(*ret));
+    return r;
+}
+
+static void add_u64(json_object *o, const char *name, uint64_t v)
+{
+    char text[24];
+
+    (void)snprintf(text, sizeof(text), "%llu", (unsigned long long)v);
+    json_object_object_add(o, name, json_object_new_string(text));
+}
+
+static json_object *apply_json(const struct state_apply *a)
+{
+    json_object *o, *keys;
+
+    if (!a->known)
+        return NULL;
+    o = json_object_new_object();
+    keys = json_object_new_object();
+    for (int id = 0; id < KEY_COUNT; id++)
+        if (a->managed[id])
+            add_u64(keys, sizing_key_name(id), a->value[id]);
+    json_object_object_add(o, "keys", keys);
+    json_object_object_add(o, "dropin_path", json_object_new_string(a->dropin_path));
+    json_object_object_add(o, "dropin_sha256", json_object_new_string(a->dropin_sha256));
+    json_object_object_add(o, "profile_sha256", json_object_new_string(a->profile_sha256));
+    json_object_object_add(o, "time", json_object_new_string(a->time));
+    return o;
+}
+
+static int save(const char *dir, const struct state *s)
+{
+    json_object *doc = json_object_new_object();
+    char path[PATH_MAX];
+    const char *text;
+    int r;
+
+    json_object_object_add(doc, "version", json_object_new_int(1));
+    add_u64(doc, "sequence", s->sequence);
+    json_object_object_add(doc, "last_apply", apply_json(&s->last_apply));
+    text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+    path_of(dir, STATE_FILE, path, sizeof(path));
+    r = fsutil_mkdir_parents(path);
+    /* A run killed while writing left its temporary: under the lock,
+     * nobody else is writing one now. */
+    if (r >= 0)
+        (void)fsutil_remove_stale_temps(path);
+    if (r >= 0)
+        r = fsutil_write_atomic(path, text, strlen(text), 0644);
+    json_object_put(doc);
+    return r;
+}
+
+/* Load, change, save under the lock; change returns false when there is
+ * nothing to save. A damaged file is kept for a person to look at, and
+ * replaced. */
+static int update(const char *dir, bool (*change)(struct state *, const void *), const void *arg, struct state *ret)
+{
+    char path[PATH_MAX], aside[PATH_MAX + 16];
+    struct lock *l = NULL;
+    long holder = 0;
+    int r;
+
+    r = fsutil_mkdir_parents(STATE_LOCK_PATH);
+    if (r >= 0)
+        r = lock_acquire(STATE_LOCK_PATH, STATE_LOCK_WAIT_MS, &l, &holder);
+    if (r < 0)
+        return r;
+    r = state_load(dir, ret);
+    if (r == -EBADMSG) {
+        path_of(dir, STATE_FILE, path, sizeof(path));
+        (void)snprintf(aside, sizeof(aside), "%s.damaged", path);
+        (void)rename(path, aside);
+    } else if (r < 0) {
+        lock_release(l);
+        return r;
+    }
+    r = change(ret, arg) || r == -EBADMSG ? save(dir, ret) : 0;
+    lock_release(l);
+    return r;
+}
+
+/* Whether a and b record the same apply, whenever it was: an apply that
+ * changes nothing writes nothing, at every boot and every drift check. */
+static bool same_apply(const struct state_apply *a, const struct state_apply *b)
+{
+    if (a->known != b->known || strcmp(a->dropin_path, b->dropin_path) != 0 ||
+        strcmp(a->dropin_sha256, b->dropin_sha256) != 0 || strcmp(a->profile_sha256, b->profile_sha256) != 0)
+        return false;
+    for (int id = 0; id < KEY_COUNT; id++)
+        if (a->managed[id] != b->managed[id] || (a->managed[id] && a->value[id] != b->value[id]))
+            return false;
+    return true;
+}
+
+static bool set_apply(struct state *s, const void *arg)
+{
+    const struct state_apply *a = arg;
+
+    if (same_apply(&s->last_apply, a))
+        return false;
+    s->last_apply = *a;
+    return true;
+}
+
+static bool bump_sequence(struct state *s, const void *arg)
+{
+    (void)arg;
+    s->sequence++;
+    return true;
+}
+
+int state_record_apply(const char *dir, const struct state_apply *a)
+{
+    struct state *s = malloc(sizeof(*s));
+    int r;
+
+    if (!s)
+        return -ENOMEM;
+    /* The common case (every boot, every drift check) without the lock:
+     * the file already says this. */
+    r = state_load(dir, s) == 0 && same_apply(&s->last_apply, a) ? 0 : update(dir, set_apply, a, s);
+    free(s);
+    return r;
+}
+
+int state_next_sequence(const char *dir, uint64_t *ret)
+{
+    struct state *s = malloc(sizeof(*s));
+    int r;
+
+    if (!s)
+        return -ENOMEM;
+    r = update(dir, bump_sequence, NULL, s);
+    *ret = r < 0 ? 0 : s->sequence;
+    free(s);
+    return r;
+}

@@ -1,0 +1,102 @@
+/* The state file: what the last apply set, and the event sequence. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "state.h"
+
+static char dir[] = "/tmp/shmprov-state-XXXXXX";
+
+static void make_dir(void)
+{
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+static void remove_dir(void)
+{
+    char cmd[128];
+
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static void write_state(const char *text)
+{
+    char path[128];
+    FILE *f;
+
+    (void)snprintf(path, sizeof(path), "%s/%s", dir, STATE_FILE);
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+Test(state, missing_file_is_nothing_remembered, .init = make_dir, .fini = remove_dir)
+{
+    struct state s;
+
+    cr_assert_eq(state_load(dir, &s), 0);
+    cr_assert_eq(s.sequence, 0);
+    cr_assert(!s.last_apply.known);
+}
+
+/* Needs /run/shmprov for the lock: root, as CI runs. */
+Test(state, sequence_counts_up_and_apply_round_trips, .init = make_dir, .fini = remove_dir)
+{
+    struct state_apply a = { .known = true, .managed = { true, true, false },
+                             .value = { UINT64_C(18446744073692774399), 4194304, 0 } };
+    struct state s;
+    uint64_t seq = 0;
+
+    cr_assert_eq(state_next_sequence(dir, &seq), 0);
+    cr_assert_eq(seq, 1);
+    cr_assert_eq(state_next_sequence(dir, &seq), 0);
+    cr_assert_eq(seq, 2);
+    strcpy(a.dropin_path, "/etc/sysctl.d/60-shmprov.conf");
+    memset(a.dropin_sha256, 'a', 64);
+    memset(a.profile_sha256, 'b', 64);
+    strcpy(a.time, "2026-12-05T10:00:00Z");
+    cr_assert_eq(state_record_apply(dir, &a), 0);
+    cr_assert_eq(state_load(dir, &s), 0);
+    cr_assert_eq(s.sequence, 2, "recording an apply keeps the sequence");
+    cr_assert(s.last_apply.known);
+    cr_assert(s.last_apply.managed[0] && s.last_apply.managed[1] && !s.last_apply.managed[2]);
+    cr_assert_eq(s.last_apply.value[0], UINT64_C(18446744073692774399), "exact above 2^53");
+    cr_assert_str_eq(s.last_apply.dropin_path, a.dropin_path);
+    cr_assert_str_eq(s.last_apply.dropin_sha256, a.dropin_sha256);
+    cr_assert_eq(state_next_sequence(dir, &seq), 0);
+    cr_assert_eq(seq, 3);
+    cr_assert_eq(state_load(dir, &s), 0);
+    cr_assert(s.last_apply.known, "numbering keeps the last apply");
+}
+
+Test(state, damaged_file_is_moved_aside_and_numbering_restarts, .init = make_dir, .fini = remove_dir)
+{
+    char aside[128];
+    struct state s;
+    uint64_t seq = 0;
+
+    write_state("{\"sequence\": 7, \"last_apply\": ");
+    cr_assert_eq(state_load(dir, &s), -EBADMSG);
+    cr_assert_eq(state_next_sequence(dir, &seq), 0);
+    cr_assert_eq(seq, 1);
+    (void)snprintf(aside, sizeof(aside), "%s/%s.damaged", dir, STATE_FILE);
+    cr_assert_eq(access(aside, F_OK), 0, "the damaged file is kept for a person");
+}
+
+Test(state, numbers_are_strings_never_json_numbers, .init = make_dir, .fini = remove_dir)
+{
+    struct state s;
+
+    write_state("{\"version\": 1, \"sequence\": 5}");
+    cr_assert_eq(state_load(dir, &s), -EBADMSG);
+    write_state("{\"version\": 1, \"sequence\": \"5\", \"last_apply\": null}");
+    cr_assert_eq(state_load(dir, &s), 0);
+    cr_assert_eq(s.sequence, 5);
+}
