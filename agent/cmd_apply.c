@@ -294,6 +294,7 @@ static json_object *run_report(const struct apply_run *run)
         .drift = &run->drift,
         .corrective_change = run->drift.count > 0 && run->out_known && run->out.result == APPLY_CHANGED,
         .duration_ms = now_ms() - run->start_ms,
+        .resolve_fqdn = run->profile->report.url && !run->o->no_report && !run->o->defer_report,
     };
 
     lastapply_sha256_on_disk(run->out_known ? run->out.dropin_path

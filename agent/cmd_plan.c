@@ -52,6 +52,7 @@ static void report_dry_run(const struct plan *plan, const struct conflicts *c)
 {
     struct report_run rr = {
         .command = "apply", .result = "dry-run", .profile = plan->profile, .plan = plan, .conflicts = c,
+        .resolve_fqdn = true,
     };
 
     if (!plan->profile->report.url) {

@@ -187,7 +187,7 @@ int cmd_verify(const struct cli_options *o)
 
     struct report_run rr = {
         .command = "verify", .result = drift->count ? "drift" : "in-sync", .profile = profile, .plan = plan,
-        .conflicts = &conflicts, .drift = drift,
+        .conflicts = &conflicts, .drift = drift, .resolve_fqdn = o->report,
     };
     lastapply_sha256_on_disk(plan->dropin_path, rr.dropin_sha256_on_disk);
     if (o->output == OUTPUT_JSON) {

@@ -176,7 +176,7 @@ static void add_host(json_object *d, const struct report_run *run)
 
     if (!h && (read = calloc(1, sizeof(*read))) && host_read(read) == 0)
         h = read;
-    identity_read(&id, true);
+    identity_read(&id, run->resolve_fqdn);
     json_object_object_add(d, "host", h ? jsonobj_host(h, &id) : NULL);
     json_object_object_add(d, "usage", h ? plan_usage_json(h) : NULL);
     free(read);

@@ -60,6 +60,10 @@ struct report_run {
     const struct report_error *error;
     const struct report_drift_list *drift;
     bool corrective_change; /* this apply put back what had drifted */
+    /* Ask the resolver for the FQDN: only for a report sent now. At boot
+     * (--defer-report) the network may not be up, and the boot unit
+     * allows no socket at all. */
+    bool resolve_fqdn;
     char dropin_sha256_on_disk[65]; /* "" when the drop-in is absent or unreadable */
     uint64_t duration_ms;
 };
