@@ -40,7 +40,7 @@ static const struct command commands[] = {
 };
 
 static const char usage_text[] =
-    "Usage: shmprov [--profile FILE] [--output text|json] [-q|-v] COMMAND [OPTIONS]\n"
+    "Usage: shmprov [--profile FILE] [--output text|json|prometheus] [-q|-v] COMMAND [OPTIONS]\n"
     "\n"
     "Sizes System V shared memory (kernel.shmmax, kernel.shmall) from a host profile.\n"
     "\n"
@@ -82,7 +82,9 @@ static const char usage_text[] =
     "  -p, --profile FILE   host profile (default " PROFILE_DEFAULT_PATH ";\n"
     "                       when it does not exist the built-in default profile is used:\n"
     "                       auto tier, general workload, policy enforce)\n"
-    "  -o, --output FORMAT  text (default) or json: one JSON document on stdout\n"
+    "  -o, --output FORMAT  text (default) or json: one JSON document on stdout;\n"
+    "                       prometheus (status only): the metrics in Prometheus' text\n"
+    "                       format, as metrics.textfile in the profile receives them\n"
     "  -q, --quiet          only errors on stderr\n"
     "  -v, --verbose        more detail on stderr\n"
     "  -h, --help           show this help\n"
@@ -283,8 +285,10 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
                 o->output = OUTPUT_TEXT;
             else if (strcmp(optarg, "json") == 0)
                 o->output = OUTPUT_JSON;
+            else if (strcmp(optarg, "prometheus") == 0)
+                o->output = OUTPUT_PROMETHEUS;
             else
-                return -usage_error("--output must be 'text' or 'json', not '%s'", optarg);
+                return -usage_error("--output must be 'text', 'json' or 'prometheus', not '%s'", optarg);
             break;
         case 'q':
             log_set_level(LOG_QUIET);
@@ -350,6 +354,11 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
     cmd = find_command(argv[optind]);
     if (!cmd)
         return -usage_error("unknown command '%s'", argv[optind]);
+    /* apply and verify write the metrics to metrics.textfile; their
+     * stdout is their result. */
+    if (o->output == OUTPUT_PROMETHEUS && cmd->exec != cmd_status)
+        return -usage_error("--output prometheus is for 'status' only, not '%s' (apply, verify and status write "
+                            "the metrics to the profile's metrics.textfile)", cmd->name);
     if (used & OPT_DRY_RUN & ~cmd->options)
         return -usage_error("--dry-run is an option of 'apply' and 'status', not of '%s'", cmd->name);
     if (used & OPT_STATUS_ONLY & ~cmd->options)

@@ -18,8 +18,10 @@
 #include "jsonout.h"
 #include "lastapply.h"
 #include "log.h"
+#include "metrics.h"
 #include "report.h"
 #include "runreport.h"
+#include "state.h"
 
 
 static uint64_t now_ms(void)
@@ -138,6 +140,8 @@ struct apply_run {
     bool profile_invalid; /* contradicts itself: exit 2, said already, no report */
     struct report_drift_list drift;
     uint64_t start_ms;
+    bool conflicts_on_disk; /* conflicts read from the disk again after a rollback */
+    struct state state;     /* as this run recorded it (lastapply_record) */
 };
 
 static void refuse(struct apply_run *run, const char *code, const char *step)
@@ -230,9 +234,7 @@ static void run_transaction(struct apply_run *run, const struct probe_leftover *
     /* After a rollback the report shows who wins each key now, not who
      * would have. */
     if (out->result == APPLY_FAILED && !run->o->root)
-        run->conflicts_known = conflicts_check_on_disk(run->plan, &run->conflicts) == 0;
-    if ((out->result == APPLY_CHANGED || out->result == APPLY_UNCHANGED) && !run->o->root)
-        lastapply_record(run->plan, out);
+        run->conflicts_known = run->conflicts_on_disk = conflicts_check_on_disk(run->plan, &run->conflicts) == 0;
 }
 
 /* Plans, refuses, or runs the transaction; run says which. */
@@ -318,6 +320,100 @@ static void say_result(const struct apply_run *run)
     }
 }
 
+/* One record per apply on the live system, whatever its result: the
+ * metrics alert on a failed or refused one, and on none for too long.
+ * Under the apply lock, so records follow the order of the applies. */
+static void record_run(struct apply_run *run)
+{
+    struct state_run r = { .known = true, .end = (uint64_t)time(NULL), .duration_ms = now_ms() - run->start_ms,
+                           .probe_passed = -1 };
+    bool success = run->out_known && (run->out.result == APPLY_CHANGED || run->out.result == APPLY_UNCHANGED);
+
+    (void)snprintf(r.result, sizeof(r.result), "%s", result_word(run));
+    if (run->out_known && run->out.probe_ran)
+        r.probe_passed = run->out.probe.passed;
+    lastapply_record(run->plan, success ? &run->out : NULL, &r, &run->state);
+}
+
+/* Whether the drop-in on disk holds the profile's bytes after this run:
+ * written or already so, or written and not put back by a rollback that
+ * could not; else as the plan found it. */
+static bool dropin_is_new(const struct apply_run *run, const struct plan *plan)
+{
+    const struct apply_outcome *out = &run->out;
+
+    if (run->out_known && (out->result == APPLY_CHANGED || out->result == APPLY_UNCHANGED))
+        return true;
+    if (run->out_known && out->dropin_written && !out->dropin_restored)
+        return true;
+    return plan->dropin_read_errno == 0 && !plan->dropin_changed;
+}
+
+/* conflicts_check() found the winners as they are with the new drop-in in
+ * place, which holds once it is; a rollback read them from the disk again.
+ * Otherwise (refused, not applicable) the disk is asked now. */
+static void boot_metrics(const struct apply_run *run, const struct plan *plan, bool dropin_new, struct metrics *m)
+{
+    struct conflicts *disk;
+
+    if (run->conflicts_known && (dropin_new || run->conflicts_on_disk)) {
+        metrics_set_boot(m, plan, &run->conflicts);
+        return;
+    }
+    disk = malloc(sizeof(*disk));
+    metrics_set_boot(m, plan, disk && conflicts_check_on_disk(plan, disk) == 0 ? disk : NULL);
+    free(disk);
+}
+
+/* The metrics after this apply, from what it knows; only the segment
+ * table is read again (the orphan candidates), and the plan only when the
+ * lock was never taken, so there is none. */
+static void fill_metrics(const struct apply_run *run, const struct plan *plan, struct metrics *m)
+{
+    struct shmseg_table *segments = NULL;
+    bool dropin_new = plan && dropin_is_new(run, plan);
+
+    metrics_init(m, run->profile, plan);
+    for (int id = 0; plan && run->out_known && id < KEY_COUNT; id++) {
+        const struct apply_key_outcome *k = &run->out.keys[id];
+
+        /* Read again after the change or the rollback; never read (nothing
+         * was touched): the plan's value stands. */
+        if (k->after_known || k->after_error)
+            metrics_set_running(m, (enum sizing_key_id)id, k->after_known, k->after);
+    }
+    if (plan) {
+        metrics_set_dropin(m, dropin_new);
+        boot_metrics(run, plan, dropin_new, m);
+    }
+    (void)host_read_segments(&segments);
+    metrics_count_segments(m, run->profile, segments);
+    free(segments);
+    metrics_set_state(m, &run->state);
+    metrics_read_spool(m, run->profile);
+}
+
+static void publish_metrics(const struct apply_run *run)
+{
+    struct metrics *m = malloc(sizeof(*m));
+    struct plan *own = NULL;
+    const struct plan *plan = run->plan;
+
+    if (!m) {
+        log_warn("cannot write the metrics to %s: %s", run->profile->metrics_textfile, strerror(ENOMEM));
+        return;
+    }
+    /* Refused at the lock: the other apply is done or nearly; these are
+     * the limits it leaves. */
+    if (!plan && run->error.step && strcmp(run->error.step, "lock") == 0 &&
+        cli_build_plan(run->profile, true, NULL, &own, NULL, 0) == EXIT_OK)
+        plan = own;
+    fill_metrics(run, plan, m);
+    metrics_publish(m, run->profile);
+    plan_free(own);
+    free(m);
+}
+
 int cmd_apply(const struct cli_options *o)
 {
     struct apply_run *run;
@@ -344,6 +440,8 @@ int cmd_apply(const struct cli_options *o)
         goto out;
     }
     code = run->out_known && run->out.result != APPLY_FAILED ? EXIT_OK : EXIT_FAILURE_RUNTIME;
+    if (!o->root)
+        record_run(run);
     say_result(run);
     /* The kernel and the drop-in are done: let the next apply in before
      * waiting on the network (the spool has its own lock). */
@@ -353,6 +451,9 @@ int cmd_apply(const struct cli_options *o)
         log_info("--root: no report (the image is not a host)");
     else if (run->profile->report.url && !o->no_report)
         runreport_send(run->profile, run_report(run), o->defer_report);
+    /* Last, so the spool's figures include this run's report. */
+    if (run->profile->metrics_textfile && !o->root)
+        publish_metrics(run);
 out:
     lock_release(run->lock);
     plan_free(run->plan);

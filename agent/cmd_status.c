@@ -6,11 +6,13 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "jsonout.h"
 #include "log.h"
+#include "metrics.h"
 #include "status.h"
 
 static void log_removal(const struct shmseg *seg, const char *kind, enum orphans_outcome outcome, const char *why)
@@ -34,15 +36,19 @@ static void log_removal(const struct shmseg *seg, const char *kind, enum orphans
     }
 }
 
-/* Returns the number of removals that failed. A probe leftover (shmprov's
- * own test segment, left by a killed run: probe.h) is removed too, under
- * the same re-check and named as what it is: it is known to be ours and
- * dead, and it may hold all of kernel.shmall. (Never persistent: status.c
- * does not call a persistent key's segment a leftover.) */
-static unsigned remove_orphans(const struct status *s, bool dry_run, json_object *removals)
-{
-    unsigned failed = 0;
+struct removals {
+    unsigned failed;
+    unsigned removed; /* really removed: not with --dry-run */
+};
 
+/* Counts the removals that failed, and those that happened. A probe
+ * leftover (shmprov's own test segment, left by a killed run: probe.h) is
+ * removed too, under the same re-check and named as what it is: it is
+ * known to be ours and dead, and it may hold all of kernel.shmall. (Never
+ * persistent: status.c does not call a persistent key's segment a
+ * leftover.) */
+static void remove_orphans(const struct status *s, bool dry_run, json_object *removals, struct removals *n)
+{
     for (size_t i = 0; s->segments && i < s->segments->count; i++) {
         const struct shmseg *seg = &s->segments->items[i];
         const struct orphans_verdict *v = &s->verdicts[i];
@@ -59,7 +65,8 @@ static unsigned remove_orphans(const struct status *s, bool dry_run, json_object
         } else {
             enum orphans_outcome r = orphans_remove(seg, dry_run, why, sizeof(why));
             log_removal(seg, kind, r, why);
-            failed += r == ORPHAN_FAILED;
+            n->failed += r == ORPHAN_FAILED;
+            n->removed += r == ORPHAN_REMOVED;
             outcome = orphans_outcome_name(r);
         }
         o = json_object_new_object();
@@ -69,7 +76,65 @@ static unsigned remove_orphans(const struct status *s, bool dry_run, json_object
         json_object_object_add(o, "reason", jsonout_string(why));
         json_object_array_add(removals, o);
     }
-    return failed;
+}
+
+/* The metrics of what status read: the kernel's counters for usage where
+ * it gave them, as the text does. */
+static void status_metrics(const struct status *s, struct metrics *m)
+{
+    const struct plan *plan = s->plan;
+
+    metrics_init(m, plan->profile, plan);
+    if (s->kernel_known) {
+        m->segments = (struct metrics_u64){ true, s->kernel.segments };
+        m->pages = (struct metrics_u64){ true, s->kernel.pages };
+    }
+    m->bytes = (struct metrics_u64){ s->segments != NULL, s->bytes };
+    m->largest = (struct metrics_u64){ s->segments != NULL, s->largest };
+    m->orphans = (struct metrics_u64){ s->segments != NULL, s->norphans - s->npersistent_orphans };
+    m->leftovers = (struct metrics_u64){ s->segments != NULL, s->nleftovers };
+    metrics_set_boot(m, plan, s->boot_known ? &s->boot : NULL);
+    metrics_set_state(m, NULL);
+    metrics_read_spool(m, plan->profile);
+}
+
+/* The metrics say how things are now: after removals, read again (the
+ * listing printed stays the one that was acted on). */
+static int gather_metrics(const struct status *s, const struct removals *removed, struct metrics *m)
+{
+    struct status *again = NULL;
+    int r;
+
+    if (!removed->removed) {
+        status_metrics(s, m);
+        return 0;
+    }
+    r = status_gather(s->plan, &again);
+    if (r < 0)
+        return r;
+    status_metrics(again, m);
+    status_free(again);
+    return 0;
+}
+
+/* Prints the result (and the removals' outcomes) in the chosen format. */
+static void print_status(const struct cli_options *o, const struct status *status, const struct metrics *m,
+                         json_object *removals)
+{
+    if (o->output == OUTPUT_PROMETHEUS) {
+        (void)metrics_render(m, stdout);
+    } else if (o->output == OUTPUT_JSON) {
+        json_object *doc = status_to_json(status);
+        if (removals)
+            json_object_object_add(doc, "removals", json_object_get(removals));
+        printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(doc);
+    } else {
+        status_print_text(status, o->segments, stdout);
+        if (removals)
+            printf("\nOrphan removal%s: %zu candidate(s), outcomes in the log lines on stderr\n",
+                   o->dry_run ? " (--dry-run: nothing removed)" : "", json_object_array_length(removals));
+    }
 }
 
 int cmd_status(const struct cli_options *o)
@@ -77,9 +142,10 @@ int cmd_status(const struct cli_options *o)
     struct profile *profile = NULL;
     struct plan *plan = NULL;
     struct status *status = NULL;
+    struct metrics *m = NULL;
     json_object *removals = NULL;
+    struct removals removed = { 0 };
     const char *note = NULL;
-    unsigned failed = 0;
     int code, r;
 
     code = cli_load_profile(o, &profile, &note);
@@ -90,8 +156,9 @@ int cmd_status(const struct cli_options *o)
         goto out;
     plan->profile_note = note;
     r = status_gather(plan, &status);
-    if (r < 0) {
-        log_error("cannot read the status: %s", strerror(-r));
+    m = malloc(sizeof(*m));
+    if (r < 0 || !m) {
+        log_error("cannot read the status: %s", strerror(r < 0 ? -r : ENOMEM));
         code = EXIT_FAILURE_RUNTIME;
         goto out;
     }
@@ -104,26 +171,23 @@ int cmd_status(const struct cli_options *o)
             log_error("cannot look for orphans: /proc/sysvipc/shm: %s",
                       status->segments_errno == EINVAL ? "not the table the kernel writes (malformed or cut short)"
                                                        : strerror(status->segments_errno));
-        failed = remove_orphans(status, o->dry_run, removals);
+        remove_orphans(status, o->dry_run, removals, &removed);
         if (!status->segments)
-            failed++;
+            removed.failed++;
     }
-
-    if (o->output == OUTPUT_JSON) {
-        json_object *doc = status_to_json(status);
-        if (removals)
-            json_object_object_add(doc, "removals", json_object_get(removals));
-        printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-        json_object_put(doc);
-    } else {
-        status_print_text(status, o->segments, stdout);
-        if (removals)
-            printf("\nOrphan removal%s: %zu candidate(s), outcomes in the log lines on stderr\n",
-                   o->dry_run ? " (--dry-run: nothing removed)" : "", json_object_array_length(removals));
+    /* Gathered only where they go: plain status reads no state file. */
+    if ((o->output == OUTPUT_PROMETHEUS || profile->metrics_textfile) && gather_metrics(status, &removed, m) < 0) {
+        log_error("cannot read the status: %s", strerror(ENOMEM));
+        code = EXIT_FAILURE_RUNTIME;
+        goto out;
     }
-    code = failed ? EXIT_FAILURE_RUNTIME : EXIT_OK;
+    print_status(o, status, m, removals);
+    if (profile->metrics_textfile)
+        metrics_publish(m, profile);
+    code = removed.failed ? EXIT_FAILURE_RUNTIME : EXIT_OK;
 out:
     json_object_put(removals);
+    free(m);
     status_free(status);
     plan_free(plan);
     profile_free(profile);

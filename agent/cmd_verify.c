@@ -18,6 +18,7 @@
 #include "hash.h"
 #include "jsonout.h"
 #include "lastapply.h"
+#include "metrics.h"
 #include "probe.h"
 #include "report.h"
 #include "runreport.h"
@@ -96,25 +97,23 @@ static void check_dropin(const struct plan *plan, struct report_drift_list *l)
 
 /* A test segment a killed shmprov left behind holds up to all of
  * kernel.shmall while everything else looks in sync. Reported, never
- * removed here: verify changes nothing. */
-static void check_probe_leftovers(const struct plan *plan, struct report_drift_list *l)
+ * removed here: verify changes nothing. t is the segment table (NULL when
+ * it could not be read: err says why). */
+static void check_probe_leftovers(const struct plan *plan, const struct shmseg_table *t, int err,
+                                  struct report_drift_list *l)
 {
     struct probe_leftover found[PROBE_LEFTOVERS_MAX];
-    struct shmseg_table *t = NULL;
     uint64_t page = plan->host.page_size ? plan->host.page_size : 1;
     size_t n;
-    int r;
 
     if (probe_key_persistent(plan->profile->persistent_keys, plan->profile->npersistent_keys))
         return;
-    r = host_read_segments(&t);
-    if (r < 0) {
+    if (!t) {
         log_warn("cannot look for test segments a killed shmprov left behind: /proc/sysvipc/shm: %s",
-                 r == -EINVAL ? "not the table the kernel writes (malformed or cut short)" : strerror(-r));
+                 err == -EINVAL ? "not the table the kernel writes (malformed or cut short)" : strerror(-err));
         return;
     }
     n = probe_find_leftovers(t, geteuid(), found, PROBE_LEFTOVERS_MAX);
-    free(t);
     for (size_t i = 0; i < n && i < PROBE_LEFTOVERS_MAX; i++) {
         const struct shmseg *s = &found[i].seg;
         struct report_drift *d = add(l, "probe-leftover",
@@ -156,14 +155,50 @@ static void print_text(const struct plan *plan, const struct report_drift_list *
         fputs(plan->dropin_diff, stdout);
 }
 
+/* The metrics of what verify found, for metrics.textfile: the same
+ * checks, as numbers. */
+static void publish_metrics(const struct plan *plan, const struct conflicts *c, const struct shmseg_table *t)
+{
+    struct metrics *m = malloc(sizeof(*m));
+
+    if (!m) {
+        log_warn("cannot write the metrics to %s: %s", plan->profile->metrics_textfile, strerror(ENOMEM));
+        return;
+    }
+    metrics_init(m, plan->profile, plan);
+    metrics_set_boot(m, plan, c);
+    metrics_count_segments(m, plan->profile, t);
+    metrics_set_state(m, NULL);
+    metrics_read_spool(m, plan->profile);
+    metrics_publish(m, plan->profile);
+    free(m);
+}
+
+static void say_result(const struct cli_options *o, const struct report_run *rr)
+{
+    if (o->output == OUTPUT_JSON) {
+        /* The same document verify --report sends. */
+        json_object *doc = report_data(rr);
+        printf("%s\n", jsonout_text(doc, true));
+        json_object_put(doc);
+    } else {
+        print_text(rr->plan, rr->drift);
+    }
+    if (o->report && rr->profile->report.url)
+        runreport_send(rr->profile, report_data(rr), false);
+    else if (o->report)
+        log_warn("--report: the profile sets no report.url; nothing sent");
+}
+
 int cmd_verify(const struct cli_options *o)
 {
     struct profile *profile = NULL;
     struct plan *plan = NULL;
     struct conflicts conflicts;
     struct report_drift_list *drift = calloc(1, sizeof(*drift));
+    struct shmseg_table *segments = NULL;
     const char *note = NULL;
-    int code, r;
+    int code, r, segments_err;
 
     if (!drift)
         return EXIT_FAILURE_RUNTIME;
@@ -180,30 +215,24 @@ int cmd_verify(const struct cli_options *o)
         goto out;
     }
 
+    /* One read of the segment table, for the leftovers and the metrics. */
+    segments_err = host_read_segments(&segments);
     check_runtime(plan, drift);
     check_dropin(plan, drift);
     check_boot_order(&conflicts, drift);
-    check_probe_leftovers(plan, drift);
+    check_probe_leftovers(plan, segments, segments_err, drift);
 
     struct report_run rr = {
         .command = "verify", .result = drift->count ? "drift" : "in-sync", .profile = profile, .plan = plan,
         .conflicts = &conflicts, .drift = drift, .resolve_fqdn = o->report,
     };
     lastapply_sha256_on_disk(plan->dropin_path, rr.dropin_sha256_on_disk);
-    if (o->output == OUTPUT_JSON) {
-        /* The same document verify --report sends. */
-        json_object *doc = report_data(&rr);
-        printf("%s\n", jsonout_text(doc, true));
-        json_object_put(doc);
-    } else {
-        print_text(plan, drift);
-    }
-    if (o->report && profile->report.url)
-        runreport_send(profile, report_data(&rr), false);
-    else if (o->report)
-        log_warn("--report: the profile sets no report.url; nothing sent");
+    say_result(o, &rr);
+    if (profile->metrics_textfile)
+        publish_metrics(plan, &conflicts, segments);
     code = drift->count ? EXIT_DRIFT : EXIT_OK;
 out:
+    free(segments);
     plan_free(plan);
     profile_free(profile);
     free(drift);

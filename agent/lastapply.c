@@ -85,24 +85,44 @@ void lastapply_drift(const struct plan *plan, struct report_drift_list *ret)
     dropin_drift(plan, &s.last_apply, ret);
 }
 
-void lastapply_record(const struct plan *plan, const struct apply_outcome *out)
+static void success_record(const struct plan *plan, const struct apply_outcome *out, time_t end,
+                           struct state_apply *a)
 {
-    struct state_apply a = { .known = true };
-    time_t now = time(NULL);
     struct tm tm;
+
+    memset(a, 0, sizeof(*a));
+    a->known = true;
+    for (int id = 0; id < KEY_COUNT; id++) {
+        a->managed[id] = plan->sizing.keys[id].managed && out->keys[id].after_known;
+        a->value[id] = out->keys[id].after;
+    }
+    (void)snprintf(a->dropin_path, sizeof(a->dropin_path), "%s", plan->dropin_path);
+    hash_sha256_hex(plan->dropin_new, plan->dropin_new_len, a->dropin_sha256);
+    (void)snprintf(a->profile_sha256, sizeof(a->profile_sha256), "%s", plan->profile->sha256_hex);
+    gmtime_r(&end, &tm);
+    (void)strftime(a->time, sizeof(a->time), "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void lastapply_record(const struct plan *plan, const struct apply_outcome *out, const struct state_run *run,
+                      struct state *ret)
+{
+    struct state_apply *a = NULL;
     int r;
 
-    for (int id = 0; id < KEY_COUNT; id++) {
-        a.managed[id] = plan->sizing.keys[id].managed && out->keys[id].after_known;
-        a.value[id] = out->keys[id].after;
+    if (out) {
+        a = malloc(sizeof(*a));
+        if (a)
+            success_record(plan, out, (time_t)run->end, a);
     }
-    (void)snprintf(a.dropin_path, sizeof(a.dropin_path), "%s", plan->dropin_path);
-    hash_sha256_hex(plan->dropin_new, plan->dropin_new_len, a.dropin_sha256);
-    (void)snprintf(a.profile_sha256, sizeof(a.profile_sha256), "%s", plan->profile->sha256_hex);
-    gmtime_r(&now, &tm);
-    (void)strftime(a.time, sizeof(a.time), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    r = state_record_apply(STATE_DIR, &a);
-    if (r < 0)
-        log_warn("cannot record this apply in %s/%s: %s; the next report cannot say what drifted since",
-                 STATE_DIR, STATE_FILE, strerror(-r));
+    r = out && !a ? -ENOMEM : state_record_run(STATE_DIR, run, a, ret);
+    free(a);
+    if (r == 0)
+        return;
+    log_warn("cannot record this apply in %s/%s: %s%s", STATE_DIR, STATE_FILE, strerror(-r),
+             out ? "; the next report cannot say what drifted since" : "");
+    (void)state_load(STATE_DIR, ret);
+    ret->last_run = *run;
+    ret->last_run.known = true;
+    if (out)
+        ret->last_success_end = run->end;
 }

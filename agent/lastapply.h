@@ -6,6 +6,7 @@
 #include "apply.h"
 #include "plan.h"
 #include "report.h"
+#include "state.h"
 
 /* The sha256 of the file at path as it stands (never through a symlink),
  * or "" when it is absent or unreadable. */
@@ -17,6 +18,11 @@ void lastapply_sha256_on_disk(const char *path, char out[65]);
  * another drop-in path. */
 void lastapply_drift(const struct plan *plan, struct report_drift_list *ret);
 
-/* Records a successful apply (changed or unchanged, on the live system)
- * in the state file; a failure to is a warning only. */
-void lastapply_record(const struct plan *plan, const struct apply_outcome *out);
+/* Records an apply on the live system in the state file, in one write:
+ * run (its result, end and duration) whatever the result, and for a
+ * successful one (out not NULL: changed or unchanged) what it set. A
+ * failure to is a warning only. *ret gets the state as recorded, or,
+ * when it could not be written, the file as it is with run laid over it:
+ * what the metrics of this run say either way. */
+void lastapply_record(const struct plan *plan, const struct apply_outcome *out, const struct state_run *run,
+                      struct state *ret);

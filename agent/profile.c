@@ -611,6 +611,39 @@ static void parse_dropin(struct walk *w, const struct ynode *v)
     free(path);
 }
 
+/* node_exporter's textfile collector reads only the "*.prom" files of its
+ * directory, so any other name would never be scraped; the name also
+ * leaves room for fsutil's temporary file beside it (PROFILE_TEXTFILE_*). */
+static void parse_textfile(struct walk *w, const struct ynode *v)
+{
+    static const char key[] = "metrics.textfile";
+    char *path = NULL;
+    const char *name;
+    size_t len;
+
+    if (!parse_path(w, key, v, &path))
+        return;
+    name = strrchr(path, '/'); /* never NULL: parse_path() wants a leading '/' */
+    name = name ? name + 1 : path;
+    len = strlen(name);
+    if (strlen(path) > PROFILE_TEXTFILE_MAX) {
+        add_diag(w->rd, v->line, v->col, "'%s' must be at most %d bytes long, not %zu", key, PROFILE_TEXTFILE_MAX,
+                 strlen(path));
+    } else if (len <= 5 || len > PROFILE_TEXTFILE_NAME_MAX || strcmp(name + len - 5, ".prom") != 0 ||
+               strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != len ||
+               name[0] == '.') {
+        add_diag(w->rd, v->line, v->col,
+                 "'%s' must name a '.prom' file (node_exporter's textfile collector reads nothing else): up to "
+                 "%d letters, digits, '.', '_' or '-', the first not a '.'; not '%s'",
+                 key, PROFILE_TEXTFILE_NAME_MAX, path);
+    } else {
+        free(w->p->metrics_textfile);
+        w->p->metrics_textfile = path;
+        path = NULL;
+    }
+    free(path);
+}
+
 /* The authority part ("host[:port]") of a URL after its scheme. A '@'
  * would make what looks like the host a user name (libcurl then connects
  * to what follows it), so user info is never accepted. */
@@ -1020,8 +1053,16 @@ static void parse_labels(struct walk *w, const struct ynode *v)
     }
 }
 
+/* metrics has one key: textfile. */
+static void handle_metrics(struct walk *w, const char *key, const struct ynode *v)
+{
+    (void)key;
+    parse_textfile(w, v);
+}
+
 static const char *const top_keys[] = { "version", "host", "policy", "limits", "dropin", "conflicts", "report",
-                                        "segments", "labels" };
+                                        "segments", "labels", "metrics" };
+static const char *const metrics_keys[] = { "textfile" };
 static const char *const segments_keys[] = { "persistent_keys" };
 static const char *const conflicts_names[] = { "refuse", "warn" };
 static const char *const host_keys[] = { "ram_tier", "workload" };
@@ -1061,6 +1102,9 @@ static void handle_top(struct walk *w, const char *key, const struct ynode *v)
             walk_mapping(w, "segments", v, segments_keys, COUNT(segments_keys), handle_segments);
     } else if (strcmp(key, "labels") == 0) {
         parse_labels(w, v);
+    } else if (strcmp(key, "metrics") == 0) {
+        if (expect_mapping(w, "metrics", v))
+            walk_mapping(w, "metrics", v, metrics_keys, COUNT(metrics_keys), handle_metrics);
     } else {
         if (expect_mapping(w, "report", v))
             walk_mapping(w, "report", v, report_keys, COUNT(report_keys), handle_report);
@@ -1117,6 +1161,7 @@ void profile_free(struct profile *p)
     free(p->report.client_cert);
     free(p->report.client_key);
     free(p->report.spool_dir);
+    free(p->metrics_textfile);
     free(p);
 }
 

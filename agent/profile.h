@@ -18,6 +18,11 @@
 #define PROFILE_LABELS_MAX 16
 #define PROFILE_LABEL_NAME_MAX 63   /* bytes; ^[a-z][a-z0-9_.-]{0,62}$ */
 #define PROFILE_LABEL_VALUE_MAX 256 /* bytes of UTF-8 */
+/* metrics.textfile: at most this many bytes, and a file name short enough
+ * for fsutil_write_atomic()'s temporary name beside it (".shmprov-tmp."
+ * + name + ".xxxxxxxx") to stay within NAME_MAX. */
+#define PROFILE_TEXTFILE_MAX 1024
+#define PROFILE_TEXTFILE_NAME_MAX 200
 
 enum ram_tier { TIER_AUTO, TIER_SMALL, TIER_MEDIUM, TIER_LARGE };
 enum workload { WORKLOAD_GENERAL, WORKLOAD_DATABASE, WORKLOAD_BIGDATA };
@@ -72,6 +77,9 @@ struct profile {
     struct profile_limit shmmni;
     char *dropin;
     bool conflicts_warn_only; /* conflicts: warn (default refuse) */
+    /* metrics.textfile: where apply, verify and status write their
+     * Prometheus metrics (metrics.h); NULL when not set. */
+    char *metrics_textfile;
     struct profile_report report;
     /* segments.persistent_keys: System V keys (as the kernel stores them,
      * the bits of a key_t) whose segments are meant to outlive their

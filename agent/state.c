@@ -60,9 +60,38 @@ static int parse_apply(json_object *o, struct state_apply *a)
     return a->known ? 0 : -EBADMSG;
 }
 
+/* The result words an apply can end with: the metrics carry the word as
+ * a label value, so nothing else read from the file may become one. */
+static const char *const run_results[] = { "changed", "unchanged", "refused", "failed", "not-applicable" };
+
+static bool result_known(const char *word)
+{
+    for (size_t i = 0; i < sizeof(run_results) / sizeof(run_results[0]); i++)
+        if (strcmp(word, run_results[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Leniently: a last run that cannot be read is only not known (the
+ * metrics leave it out); the drift record and the sequence still count. */
+static void parse_run(json_object *o, struct state_run *r)
+{
+    json_object *probe;
+
+    if (!json_object_is_type(o, json_type_object))
+        return;
+    read_text(o, "result", r->result, sizeof(r->result));
+    r->probe_passed = -1;
+    if (json_object_object_get_ex(o, "probe_passed", &probe) && json_object_is_type(probe, json_type_boolean))
+        r->probe_passed = json_object_get_boolean(probe) ? 1 : 0;
+    r->known = result_known(r->result) && read_u64(o, "end", &r->end) && read_u64(o, "duration_ms", &r->duration_ms);
+    if (!r->known)
+        memset(r, 0, sizeof(*r));
+}
+
 static int parse(const char *text, size_t len, struct state *ret)
 {
-    json_object *doc = json_tokener_parse(text), *apply;
+    json_object *doc = json_tokener_parse(text), *apply, *run;
     int r = 0;
 
     if (strlen(text) != len || !doc || !json_object_is_type(doc, json_type_object) ||
@@ -70,6 +99,10 @@ static int parse(const char *text, size_t len, struct state *ret)
         r = -EBADMSG;
     else if (json_object_object_get_ex(doc, "last_apply", &apply) && !json_object_is_type(apply, json_type_null))
         r = parse_apply(apply, &ret->last_apply);
+    if (r == 0 && json_object_object_get_ex(doc, "last_run", &run))
+        parse_run(run, &ret->last_run);
+    if (r == 0 && !read_u64(doc, "last_successful_apply_end", &ret->last_success_end))
+        ret->last_success_end = 0;
     json_object_put(doc);
     return r;
 }
@@ -120,6 +153,20 @@ static json_object *apply_json(const struct state_apply *a)
     return o;
 }
 
+static json_object *run_json(const struct state_run *r)
+{
+    json_object *o;
+
+    if (!r->known)
+        return NULL;
+    o = json_object_new_object();
+    json_object_object_add(o, "result", json_object_new_string(r->result));
+    add_u64(o, "end", r->end);
+    add_u64(o, "duration_ms", r->duration_ms);
+    json_object_object_add(o, "probe_passed", r->probe_passed < 0 ? NULL : json_object_new_boolean(r->probe_passed));
+    return o;
+}
+
 static int save(const char *dir, const struct state *s)
 {
     json_object *doc = json_object_new_object();
@@ -130,6 +177,9 @@ static int save(const char *dir, const struct state *s)
     json_object_object_add(doc, "version", json_object_new_int(1));
     add_u64(doc, "sequence", s->sequence);
     json_object_object_add(doc, "last_apply", apply_json(&s->last_apply));
+    json_object_object_add(doc, "last_run", run_json(&s->last_run));
+    if (s->last_success_end)
+        add_u64(doc, "last_successful_apply_end", s->last_success_end);
     text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
     path_of(dir, STATE_FILE, path, sizeof(path));
     r = fsutil_mkdir_parents(path);
@@ -173,7 +223,8 @@ static int update(const char *dir, bool (*change)(struct state *, const void *),
 }
 
 /* Whether a and b record the same apply, whenever it was: an apply that
- * changes nothing writes nothing, at every boot and every drift check. */
+ * changes nothing keeps the record, and its time stays that of the apply
+ * that set those values, which is what drift messages name. */
 static bool same_apply(const struct state_apply *a, const struct state_apply *b)
 {
     if (a->known != b->known || strcmp(a->dropin_path, b->dropin_path) != 0 ||
@@ -185,13 +236,24 @@ static bool same_apply(const struct state_apply *a, const struct state_apply *b)
     return true;
 }
 
-static bool set_apply(struct state *s, const void *arg)
-{
-    const struct state_apply *a = arg;
+struct run_record {
+    const struct state_run *run;
+    const struct state_apply *apply; /* NULL: the run was not a success */
+};
 
-    if (same_apply(&s->last_apply, a))
-        return false;
-    s->last_apply = *a;
+/* Always a change: every apply ends at its own time. The drift record
+ * keeps its time when it records the same apply (same_apply()). */
+static bool set_run(struct state *s, const void *arg)
+{
+    const struct run_record *rec = arg;
+
+    s->last_run = *rec->run;
+    s->last_run.known = true;
+    if (rec->apply) {
+        s->last_success_end = rec->run->end;
+        if (!same_apply(&s->last_apply, rec->apply))
+            s->last_apply = *rec->apply;
+    }
     return true;
 }
 
@@ -202,16 +264,17 @@ static bool bump_sequence(struct state *s, const void *arg)
     return true;
 }
 
-int state_record_apply(const char *dir, const struct state_apply *a)
+int state_record_run(const char *dir, const struct state_run *run, const struct state_apply *a, struct state *ret)
 {
+    struct run_record rec = { .run = run, .apply = a };
     struct state *s = malloc(sizeof(*s));
     int r;
 
     if (!s)
         return -ENOMEM;
-    /* The common case (every boot, every drift check) without the lock:
-     * the file already says this. */
-    r = state_load(dir, s) == 0 && same_apply(&s->last_apply, a) ? 0 : update(dir, set_apply, a, s);
+    r = update(dir, set_run, &rec, s);
+    if (r == 0 && ret)
+        *ret = *s;
     free(s);
     return r;
 }

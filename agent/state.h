@@ -1,10 +1,11 @@
 #pragma once
 /* What shmprov remembers between runs, in one small JSON file
  * (/var/lib/shmprov/state.json, written atomically): what the last
- * successful apply set, so the next run can say what drifted since, and
- * the host's event sequence number. Reading or writing it never decides
- * whether an apply happens; a missing or damaged file only means nothing
- * is remembered. */
+ * successful apply set, so the next run can say what drifted since; how
+ * the last apply of any result went and when the last successful one
+ * ended, for the metrics (metrics.h); and the host's event sequence
+ * number. Reading or writing it never decides whether an apply happens; a
+ * missing or damaged file only means nothing is remembered. */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -25,20 +26,34 @@ struct state_apply {
     char time[40];               /* RFC 3339 UTC */
 };
 
+/* The last apply, whatever its result: what a monitoring system alerts on
+ * (a failed or refused apply, or none for too long). */
+struct state_run {
+    bool known;               /* an apply was recorded */
+    char result[16];          /* "changed", "unchanged", "refused", "failed", "not-applicable" */
+    uint64_t end;             /* when it ended, unix seconds */
+    uint64_t duration_ms;
+    int probe_passed;         /* 1, 0, or -1: it ran no test allocation */
+};
+
 struct state {
     uint64_t sequence; /* of the last event numbered, 0 before the first */
     struct state_apply last_apply;
+    struct state_run last_run;
+    uint64_t last_success_end; /* unix seconds the last changed/unchanged apply ended, 0 before the first */
 };
 
 /* Reads dir/state.json into *ret (zeroed when absent). Returns 0, or a
  * negative errno (-EBADMSG when damaged) with *ret zeroed. */
 int state_load(const char *dir, struct state *ret);
 
-/* Replaces what is remembered about the last apply, under the state
- * lock; writes nothing when it records the same values, drop-in and
- * profile as before (its time then stays that of the apply that set
- * them). Returns 0 or a negative errno. */
-int state_record_apply(const char *dir, const struct state_apply *a);
+/* Records an apply in one write under the state lock: run as the last
+ * run, and, for a successful apply (a not NULL), run->end as the last
+ * success and a as what the last successful apply set, which replaces the
+ * record only when it differs in values, drop-in or profile (its time then
+ * stays that of the apply that set them). ret (may be NULL) gets the state
+ * as written. Returns 0 or a negative errno. */
+int state_record_run(const char *dir, const struct state_run *run, const struct state_apply *a, struct state *ret);
 
 /* The next event sequence number (1, 2, ...), kept under the state lock.
  * A damaged file is moved aside to state.json.damaged and numbering

@@ -55,7 +55,10 @@ private_sysctl_dirs() {
 # snapshot FILE [EXCLUDED_DIR]: the kernel limits, every entry (and the
 # sha256 of every file) of the directories shmprov may write, and the
 # segments (/proc/sysvipc/shm, what `ipcs -m` prints). Builtins and one find:
-# forks are most of this suite's time.
+# forks are most of this suite's time. Not the state file: every apply on
+# the live system records its result there, a refusal included (the
+# metrics' shmprov_last_apply), so it and the mtime of its directory change
+# by design; everything else in /var/lib/shmprov must not.
 snapshot() {
     local dirs=(/etc/sysctl.d /run/sysctl.d /etc/shmprov /var/lib/shmprov) d keep=() lines=()
     for d in "${dirs[@]}"; do [ "$d" = "${2:-}" ] || keep+=("$d"); done
@@ -64,7 +67,8 @@ snapshot() {
     done
     {
         printf '%s\n' "${lines[@]}"
-        find "${keep[@]}" -printf '%p %y %s %T@ %i %m %U\n' -type f -exec sha256sum {} + 2>&1
+        find "${keep[@]}" -path /var/lib/shmprov/state.json -prune -o -path /var/lib/shmprov -printf '%p %y\n' -o \
+            -printf '%p %y %s %T@ %i %m %U\n' -type f -exec sha256sum {} + 2>&1
     } >"$1"
 }
 same_files() { # A B: same text, without a process

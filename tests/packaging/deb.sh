@@ -153,9 +153,16 @@ for f in /usr/sbin/shmprov /usr/share/man/man8/shmprov.8.gz /etc/shmprov/profile
          /lib/systemd/system/shmprov.service /lib/systemd/system/shmprov-drift.service \
          /lib/systemd/system/shmprov-drift.timer /usr/share/shmprov/schemas/profile.schema.json \
          /usr/share/shmprov/schemas/report.schema.json /usr/share/shmprov/profiles/default.yaml \
+         /usr/share/shmprov/prometheus/shmprov.rules.yml /usr/share/shmprov/prometheus/shmprov.rules.test.yml \
          /usr/share/doc/shmprov/copyright; do
     check "ships $f" grep -qx -- "$f" "$WORK/contents"
 done
+# The alert rules as shipped: promtool's lint and their unit tests.
+mkdir -p "$WORK/prom" && dpkg-deb -x "$DEB" "$WORK/prom"
+check "the shipped rules pass promtool check rules" \
+    promtool check rules --lint=all --lint-fatal "$WORK/prom/usr/share/shmprov/prometheus/shmprov.rules.yml"
+check "the shipped rules pass their unit tests" \
+    promtool test rules "$WORK/prom/usr/share/shmprov/prometheus/shmprov.rules.test.yml"
 # The flags of debian/rules (dpkg-buildflags) and of CMakeLists.txt together:
 # the binary that ships must be as hardened as the one CI builds.
 dpkg-deb --fsys-tarfile "$DEB" | tar -xO ./usr/sbin/shmprov >"$WORK/shmprov.packaged"

@@ -186,11 +186,13 @@ sed 's/^/   /' "$work/files"
 expected=("$sbindir/shmprov" "$sysconfdir/shmprov" "$sysconfdir/shmprov/profile.yaml"
           "$datadir/shmprov" "$datadir/shmprov/profiles" "$datadir/shmprov/schemas"
           "$datadir/shmprov/schemas/profile.schema.json" "$datadir/shmprov/schemas/report.schema.json"
-          "$unitdir/shmprov.service" "$unitdir/shmprov-drift.service" "$unitdir/shmprov-drift.timer")
+          "$unitdir/shmprov.service" "$unitdir/shmprov-drift.service" "$unitdir/shmprov-drift.timer"
+          "$datadir/shmprov/prometheus" "$datadir/shmprov/prometheus/shmprov.rules.yml"
+          "$datadir/shmprov/prometheus/shmprov.rules.test.yml")
 for p in "$tree"/profiles/*.yaml; do expected+=("$datadir/shmprov/profiles/${p##*/}"); done
 missing_files=()
 for f in "${expected[@]}"; do grep -qxF "$f" "$work/files" || missing_files+=("$f"); done
-check "rpm -qpl lists the binary, conffile, profiles, schemas, units (${#expected[@]} paths)" \
+check "rpm -qpl lists the binary, conffile, profiles, schemas, alert rules, units (${#expected[@]} paths)" \
     [ "${#missing_files[@]}" -eq 0 ] || printf '   missing: %s\n' "${missing_files[@]}"
 man_re="^${mandir//./\\.}/man8/shmprov\.8(\.(gz|bz2|xz|zst))?$"
 check "rpm -qpl lists the man page shmprov(8)" grep -qE "$man_re" "$work/files"

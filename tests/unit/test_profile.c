@@ -128,7 +128,7 @@ Test(profile, billion_laughs_is_refused_without_expanding)
     cr_assert_eq(d.count, 5);
     cr_expect_eq(d.items[0].line, 2);
     cr_expect_eq(d.items[0].col, 1);
-    cr_expect_str_eq(d.items[0].message, "unknown key 'a' (known: version, host, policy, limits, dropin, conflicts, report, segments, labels)");
+    cr_expect_str_eq(d.items[0].message, "unknown key 'a' (known: version, host, policy, limits, dropin, conflicts, report, segments, labels, metrics)");
     cr_expect_eq(d.items[1].line, 2);
     cr_expect_eq(d.items[1].col, 4);
     cr_expect_str_eq(d.items[1].message, "YAML anchors (&name) are not allowed in a profile");
@@ -530,4 +530,60 @@ Test(profile, labels_change_the_profile_sha256)
     cr_expect_str_neq(a->sha256_hex, b->sha256_hex);
     profile_free(a);
     profile_free(b);
+}
+
+/* ---- metrics.textfile -------------------------------------------------- */
+
+Test(profile, metrics_textfile_is_kept_and_absent_by_default)
+{
+    struct profile *p = parse_profile_or_die("version: 1\n"
+                                             "metrics:\n"
+                                             "  textfile: /var/lib/prometheus/node-exporter/shmprov.prom\n");
+    struct profile *d = parse_profile_or_die("version: 1\n");
+
+    cr_expect_str_eq(p->metrics_textfile, "/var/lib/prometheus/node-exporter/shmprov.prom");
+    cr_expect_null(d->metrics_textfile);
+    profile_free(p);
+    profile_free(d);
+}
+
+Test(profile, metrics_textfile_errors)
+{
+    static const char prom_rule[] = "must name a '.prom' file (node_exporter's textfile collector reads nothing "
+                                    "else): up to 200 letters, digits, '.', '_' or '-', the first not a '.'; not ";
+    char not_prom[512], hidden[512], long_name[512], too_long[128];
+    const char *const relative[] = { "2:21 'metrics.textfile' must be an absolute path, not 'shmprov.prom'" };
+    const char *const dotdot[] = { "2:21 'metrics.textfile' must not contain '..'" };
+    const char *const space[] = { "2:21 'metrics.textfile' must not contain white space or control characters" };
+    const char *const unknown[] = { "2:11 unknown key 'directory' in 'metrics' (known: textfile)" };
+    const char *const scalar[] = { "2:10 'metrics' must be a mapping, not a scalar" };
+    const char *w1[] = { not_prom }, *w2[] = { hidden }, *w3[] = { long_name }, *w4[] = { too_long };
+    char yaml[2048], name[202];
+
+    expect_errors("version: 1\nmetrics: {textfile: shmprov.prom}\n", relative, 1);
+    expect_errors("version: 1\nmetrics: {textfile: /var/lib/../../etc/x.prom}\n", dotdot, 1);
+    expect_errors("version: 1\nmetrics: {textfile: \"/var/lib/a b.prom\"}\n", space, 1);
+    expect_errors("version: 1\nmetrics: {directory: /var/lib/prometheus}\n", unknown, 1);
+    expect_errors("version: 1\nmetrics: /x.prom\n", scalar, 1);
+    snprintf(not_prom, sizeof(not_prom), "2:21 'metrics.textfile' %s'/var/lib/shmprov.txt'", prom_rule);
+    expect_errors("version: 1\nmetrics: {textfile: /var/lib/shmprov.txt}\n", w1, 1);
+    snprintf(hidden, sizeof(hidden), "2:21 'metrics.textfile' %s'/var/lib/.prom'", prom_rule);
+    expect_errors("version: 1\nmetrics: {textfile: /var/lib/.prom}\n", w2, 1);
+    /* 201 bytes of name: one too many for the temporary file beside it. */
+    memset(name, 'a', 196);
+    memcpy(name + 196, ".prom", 6);
+    snprintf(long_name, sizeof(long_name), "2:21 'metrics.textfile' %s'/%s'", prom_rule, name);
+    snprintf(yaml, sizeof(yaml), "version: 1\nmetrics: {textfile: /%s}\n", name);
+    expect_errors(yaml, w3, 1);
+    name[195] = '\0';
+    strcat(name, ".prom");
+    snprintf(yaml, sizeof(yaml), "version: 1\nmetrics: {textfile: /%s}\n", name);
+    profile_free(parse_profile_or_die(yaml));
+    /* Whole path over 1024 bytes. */
+    strcpy(yaml, "version: 1\nmetrics: {textfile: ");
+    for (int i = 0; i < 120; i++)
+        strcat(yaml, "/abcdefgh");
+    strcat(yaml, "/s.prom}\n");
+    snprintf(too_long, sizeof(too_long), "2:21 'metrics.textfile' must be at most 1024 bytes long, not 1087");
+    expect_errors(yaml, w4, 1);
 }

@@ -1,0 +1,347 @@
+/* The Prometheus text: exposition format escaping, exact and float
+ * values, series left out when not known, the in-sync rules and the
+ * segment counts. tests/integration/metrics.sh runs the real commands and
+ * promtool. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "metrics.h"
+#include "probe.h"
+
+/* m rendered, as a malloc'd string. */
+static char *render(const struct metrics *m)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    cr_assert_not_null(f);
+    cr_assert_eq(metrics_render(m, f), 0);
+    cr_assert_eq(fclose(f), 0);
+    return text;
+}
+
+/* The line of text starting with prefix, or "" (copied into line). */
+static const char *line_of(const char *text, const char *prefix, char *line, size_t len)
+{
+    const char *p = text;
+
+    line[0] = '\0';
+    while (p && *p) {
+        if (strncmp(p, prefix, strlen(prefix)) == 0) {
+            size_t n = strcspn(p, "\n");
+            (void)snprintf(line, len, "%.*s", (int)(n < len ? n : len - 1), p);
+            break;
+        }
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return line;
+}
+
+static struct profile *small_profile(void)
+{
+    return parse_profile_or_die("version: 1\nhost: {ram_tier: small}\n");
+}
+
+Test(metrics, label_values_escape_backslash_quote_and_newline)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    cr_assert_not_null(f);
+    metrics_label_value(f, "a\\b\"c\nd\te");
+    cr_assert_eq(fclose(f), 0);
+    /* A tab is no problem for the format: only these three are escaped. */
+    cr_expect_str_eq(text, "a\\\\b\\\"c\\nd\te");
+    free(text);
+}
+
+Test(metrics, info_label_values_are_escaped_in_the_text)
+{
+    struct profile *p = small_profile();
+    struct metrics m;
+    char *text, line[512];
+
+    metrics_init(&m, p, NULL);
+    m.workload = "new\nline \"quoted\" back\\slash";
+    text = render(&m);
+    line_of(text, "shmprov_info{", line, sizeof(line));
+    cr_expect(strstr(line, ",workload=\"new\\nline \\\"quoted\\\" back\\\\slash\",") != NULL, "%s", line);
+    cr_expect(strstr(line, "tier=\"small\"") != NULL, "a fixed tier is known without a plan: %s", line);
+    free(text);
+    profile_free(p);
+}
+
+Test(metrics, nothing_known_gives_only_info)
+{
+    struct profile *p = parse_profile_or_die("version: 1\n");
+    struct metrics m;
+    char *text, line[512];
+    size_t lines = 0;
+
+    metrics_init(&m, p, NULL);
+    text = render(&m);
+    for (const char *c = text; *c; c++)
+        lines += *c == '\n';
+    cr_expect_eq(lines, 3, "# HELP, # TYPE and the one sample: %s", text);
+    line_of(text, "shmprov_info{", line, sizeof(line));
+    cr_expect(strstr(line, "tier=\"unknown\"") != NULL, "auto needs the plan to say: %s", line);
+    cr_expect(strstr(text, "# TYPE shmprov_info gauge\n") != NULL);
+    free(text);
+    profile_free(p);
+}
+
+Test(metrics, large_values_exact_and_shmall_bytes_as_a_float)
+{
+    struct profile *p = small_profile();
+    struct metrics m;
+    char *text, line[256];
+
+    metrics_init(&m, p, NULL);
+    m.page_size = 4096;
+    metrics_set_running(&m, KEY_SHMMAX, true, UINT64_C(18446744073692774399));
+    metrics_set_running(&m, KEY_SHMALL, true, UINT64_C(18446744073692774399));
+    metrics_set_running(&m, KEY_SHMMNI, true, 4096);
+    m.segments = (struct metrics_u64){ true, 0 };
+    m.pages = (struct metrics_u64){ true, 0 };
+    text = render(&m);
+    cr_expect_str_eq(line_of(text, "shmprov_limit_bytes{", line, sizeof(line)),
+                     "shmprov_limit_bytes{key=\"kernel.shmmax\",value=\"running\"} 18446744073692774399");
+    /* 18446744073692774399 x 4096 does not fit in 64 bits. */
+    cr_expect_str_eq(line_of(text, "shmprov_shmall_bytes ", line, sizeof(line)),
+                     "shmprov_shmall_bytes 7.5557863725845604e+22");
+    cr_expect_str_eq(line_of(text, "shmprov_headroom_bytes{", line, sizeof(line)),
+                     "shmprov_headroom_bytes{limited_by=\"kernel.shmmax\"} 18446744073692774399");
+    cr_expect_null(strstr(text, "value=\"profile\""), "not managed: no profile or derived series");
+    cr_expect_null(strstr(text, "shmprov_in_sync"), "not managed: no in_sync");
+    free(text);
+    profile_free(p);
+}
+
+Test(metrics, last_apply_one_series_and_duration_in_seconds)
+{
+    struct profile *p = small_profile();
+    struct metrics m;
+    struct state s = { .last_run = { .known = true, .result = "refused", .end = 1796464800, .duration_ms = 10001,
+                                     .probe_passed = -1 },
+                       .last_success_end = 1796460000 };
+    char *text, line[256];
+
+    metrics_init(&m, p, NULL);
+    metrics_set_state(&m, &s);
+    text = render(&m);
+    cr_expect_str_eq(line_of(text, "shmprov_last_apply{", line, sizeof(line)),
+                     "shmprov_last_apply{result=\"refused\"} 1");
+    cr_expect_str_eq(line_of(text, "shmprov_last_apply_timestamp_seconds ", line, sizeof(line)),
+                     "shmprov_last_apply_timestamp_seconds 1796464800");
+    cr_expect_str_eq(line_of(text, "shmprov_last_apply_duration_seconds ", line, sizeof(line)),
+                     "shmprov_last_apply_duration_seconds 10.001");
+    cr_expect_str_eq(line_of(text, "shmprov_last_successful_apply_timestamp_seconds ", line, sizeof(line)),
+                     "shmprov_last_successful_apply_timestamp_seconds 1796460000");
+    cr_expect_null(strstr(text, "shmprov_last_probe_passed"), "no test allocation ran: absent");
+    free(text);
+
+    s.last_run.duration_ms = 7;
+    s.last_run.probe_passed = 0;
+    metrics_set_state(&m, &s);
+    text = render(&m);
+    cr_expect_str_eq(line_of(text, "shmprov_last_apply_duration_seconds ", line, sizeof(line)),
+                     "shmprov_last_apply_duration_seconds 0.007");
+    cr_expect_str_eq(line_of(text, "shmprov_last_probe_passed ", line, sizeof(line)), "shmprov_last_probe_passed 0");
+    free(text);
+    profile_free(p);
+}
+
+Test(metrics, every_family_has_help_and_type_once_before_its_samples)
+{
+    struct profile *p = small_profile();
+    struct metrics m;
+    struct state s = { .last_run = { .known = true, .result = "changed", .end = 1, .duration_ms = 1,
+                                     .probe_passed = 1 },
+                       .last_success_end = 1 };
+    char *text, *save = NULL, last[128] = "";
+
+    metrics_init(&m, p, NULL);
+    m.keys[KEY_SHMMAX].managed = true;
+    metrics_set_running(&m, KEY_SHMMAX, true, 1);
+    metrics_set_dropin(&m, true);
+    m.segments = m.pages = m.bytes = m.largest = m.orphans = m.leftovers = (struct metrics_u64){ true, 0 };
+    m.waiting = m.dropped = m.quarantined = m.rejected = (struct metrics_u64){ true, 0 };
+    metrics_set_state(&m, &s);
+    text = render(&m);
+    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        char name[128], type[128];
+
+        if (sscanf(l, "# HELP %127s", name) == 1) {
+            cr_expect_str_neq(name, last, "%s: one # HELP per family", name);
+            l = strtok_r(NULL, "\n", &save);
+            cr_assert_not_null(l);
+            cr_expect_eq(sscanf(l, "# TYPE %127s gauge", type), 1, "%s", l);
+            cr_expect_str_eq(type, name);
+            (void)snprintf(last, sizeof(last), "%s", name);
+            continue;
+        }
+        /* A sample: of the family just declared. */
+        cr_expect_eq(strncmp(l, last, strlen(last)), 0, "%s is not of %s", l, last);
+        cr_expect(l[strlen(last)] == '{' || l[strlen(last)] == ' ', "%s", l);
+    }
+    free(text);
+    profile_free(p);
+}
+
+Test(metrics, in_sync_follows_the_policy_and_unknown_is_left_out)
+{
+    struct profile *p = parse_profile_or_die("version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n");
+    struct metrics m;
+    char *text, line[256];
+
+    metrics_init(&m, p, NULL);
+    m.keys[KEY_SHMMAX].managed = true;
+    m.keys[KEY_SHMMAX].derived = 100;
+    metrics_set_running(&m, KEY_SHMMAX, true, 200);
+    cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_RUNTIME], 1, "raise-only: more is in sync");
+    metrics_set_running(&m, KEY_SHMMAX, true, 99);
+    cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_RUNTIME], 0);
+    metrics_set_running(&m, KEY_SHMMAX, false, 0);
+    cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_RUNTIME], 0, "unreadable: drift, as verify says");
+    text = render(&m);
+    cr_expect_str_eq(line_of(text, "shmprov_in_sync{", line, sizeof(line)),
+                     "shmprov_in_sync{key=\"kernel.shmmax\",check=\"runtime\"} 0");
+    cr_expect_null(strstr(text, "check=\"dropin\""), "not known: left out, never a guessed 0");
+    cr_expect_null(strstr(text, "value=\"running\""), "unreadable: no running series");
+    free(text);
+    m.policy_id = POLICY_ENFORCE;
+    metrics_set_running(&m, KEY_SHMMAX, true, 200);
+    cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_RUNTIME], 0, "enforce: exactly");
+    profile_free(p);
+}
+
+Test(metrics, boot_is_shmprovs_dropin_winning_under_systemd_sysctl)
+{
+    struct profile *p = small_profile();
+    struct plan plan = { .profile = p };
+    struct conflicts *c = calloc(1, sizeof(*c));
+    struct metrics m;
+
+    cr_assert_not_null(c);
+    plan.sizing.keys[KEY_SHMMAX] = (struct sizing_key){ .managed = true, .persist = true };
+    plan.sizing.keys[KEY_SHMALL] = (struct sizing_key){ .managed = true, .persist = false }; /* kept (raise-only) */
+    metrics_init(&m, p, NULL);
+    m.keys[KEY_SHMMAX].managed = m.keys[KEY_SHMALL].managed = true;
+    metrics_set_boot(&m, &plan, NULL);
+    cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_BOOT], -1);
+
+    c->winners[KEY_SHMMAX][SYSCTLD_SYSTEMD].known = true;
+    strcpy(c->winners[KEY_SHMMAX][SYSCTLD_SYSTEMD].path, p->dropin);
+    metrics_set_boot(&m, &plan, c);
+    cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_BOOT], 1);
+    cr_expect_eq(m.keys[KEY_SHMALL].in_sync[METRICS_CHECK_BOOT], 1, "not in the drop-in: nothing to lose");
+    cr_expect_eq(m.keys[KEY_SHMMNI].in_sync[METRICS_CHECK_BOOT], -1, "not managed");
+    c->uncertain[SYSCTLD_SYSTEMD] = true;
+    metrics_set_boot(&m, &plan, c);
+    cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_BOOT], 0, "a file not analysed may win");
+    c->uncertain[SYSCTLD_SYSTEMD] = false;
+    strcpy(c->winners[KEY_SHMMAX][SYSCTLD_SYSTEMD].path, "/etc/sysctl.d/99-other.conf");
+    metrics_set_boot(&m, &plan, c);
+    cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_BOOT], 0);
+    free(c);
+    profile_free(p);
+}
+
+/* A pid that existed and is gone now. */
+static int64_t dead_pid(void)
+{
+    pid_t pid = fork();
+
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        _exit(0);
+    cr_assert_eq(waitpid(pid, NULL, 0), pid);
+    return pid;
+}
+
+Test(metrics, segments_counted_as_status_counts_them)
+{
+    struct profile *p = parse_profile_or_die("version: 1\nsegments:\n  persistent_keys: [0x0052e2c1]\n");
+    struct shmseg_table *t = calloc(1, sizeof(*t) + 4 * sizeof(struct shmseg));
+    uint32_t me = (uint32_t)geteuid();
+    int64_t gone = dead_pid();
+    struct metrics m;
+
+    cr_assert_not_null(t);
+    t->count = 4;
+    /* A probe leftover, an orphan, a persistent one, one in use by us. */
+    t->items[0] = (struct shmseg){ .key = SHMPROV_PROBE_KEY, .id = 1, .mode = 0600, .size = 4096, .cpid = gone,
+                                   .uid = me, .cuid = me };
+    t->items[1] = (struct shmseg){ .key = 0x1234, .id = 2, .mode = 0600, .size = 4096, .cpid = gone };
+    t->items[2] = (struct shmseg){ .key = 0x0052e2c1, .id = 3, .mode = 0600, .size = 4096, .cpid = gone };
+    t->items[3] = (struct shmseg){ .key = 0x5678, .id = 4, .mode = 0600, .size = 4096, .cpid = getpid(),
+                                   .nattch = 1 };
+    metrics_init(&m, p, NULL);
+    metrics_count_segments(&m, p, t);
+    cr_expect(m.orphans.known && m.leftovers.known);
+    cr_expect_eq(m.orphans.value, 1, "the leftover and the persistent one are not orphans of unknown origin");
+    cr_expect_eq(m.leftovers.value, 1);
+    metrics_count_segments(&m, p, NULL);
+    cr_expect(!m.orphans.known && !m.leftovers.known, "no table: not known, never 0");
+    free(t);
+    profile_free(p);
+}
+
+static void put(const char *dir, const char *name, const char *text)
+{
+    char path[256];
+    FILE *f;
+
+    (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0);
+}
+
+Test(metrics, spool_read_without_its_lock)
+{
+    char dir[] = "/tmp/shmprov-metrics-spool-XXXXXX", yaml[256], cmd[300];
+    struct profile *p, *none = small_profile();
+    struct metrics m;
+
+    cr_assert_not_null(mkdtemp(dir));
+    (void)snprintf(yaml, sizeof(yaml), "version: 1\nreport:\n  url: https://c.example.net/e\n  spool_dir: %s/spool\n",
+                   dir);
+    p = parse_profile_or_die(yaml);
+    metrics_init(&m, p, NULL);
+    metrics_read_spool(&m, p);
+    cr_expect(m.waiting.known && m.waiting.value == 0 && m.dropped.known && m.dropped.value == 0,
+              "no spool directory yet: nothing was ever spooled");
+
+    (void)snprintf(yaml, sizeof(yaml), "%s/spool", dir);
+    cr_assert_eq(mkdir(yaml, 0700), 0);
+    put(yaml, "00000000000000000001-0b8f7d7e-6f0e-4c55-9d8e-3f1e2a4b5c6d.json", "{}");
+    put(yaml, "00000000000000000002-1b8f7d7e-6f0e-4c55-9d8e-3f1e2a4b5c6d.json", "{}");
+    put(yaml, "notes.json", "{}"); /* not an event name: not counted */
+    put(yaml, "dropped.count", "3\n");
+    put(yaml, "quarantined.count", "three\n");
+    metrics_read_spool(&m, p);
+    cr_expect_eq(m.waiting.value, 2);
+    cr_expect(m.dropped.known && m.dropped.value == 3);
+    cr_expect(!m.quarantined.known, "a damaged counter: left out, not 0");
+    cr_expect(m.rejected.known && m.rejected.value == 0, "no file: nothing counted");
+
+    metrics_init(&m, none, NULL);
+    metrics_read_spool(&m, none);
+    cr_expect(!m.waiting.known && !m.dropped.known, "no report.url: no spool figures at all");
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+    profile_free(p);
+    profile_free(none);
+}
