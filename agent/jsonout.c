@@ -1,5 +1,6 @@
 #include "jsonout.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,15 +58,23 @@ static bool needs_escape(const char *s, size_t len)
 char *jsonout_escape(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
-    char *out = malloc(len * 4 + 1), *o = out; /* at worst every byte is \xHH */
+    char *out, *o;
 
+    if (len > (SIZE_MAX - 1) / 4)
+        return NULL;
+    out = o = malloc(len * 4 + 1); /* at worst every byte is \xHH */
     if (!out)
         return NULL;
     for (size_t i = 0; i < len;) {
         size_t n = utf8_sequence(p + i, len - i);
 
         if (n == 0 || p[i] == '\\') {
-            o += sprintf(o, "\\x%02x", p[i]);
+            static const char hex[] = "0123456789abcdef";
+
+            *o++ = '\\';
+            *o++ = 'x';
+            *o++ = hex[p[i] >> 4];
+            *o++ = hex[p[i] & 0xf];
             i++;
         } else {
             memcpy(o, p + i, n);
