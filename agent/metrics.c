@@ -1,6 +1,5 @@
 #include "metrics.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -14,7 +13,6 @@
 #include "log.h"
 #include "orphans.h"
 #include "probe.h"
-#include "sizes.h"
 #include "spool.h"
 #include "version.h"
 
@@ -60,8 +58,7 @@ void metrics_init(struct metrics *m, const struct profile *p, const struct plan 
     }
 }
 
-/* plan_key_in_sync()'s rule, on a value read after the plan (an apply's
- * read-back). An unreadable value is out of sync, as verify says. */
+/* An unreadable value is out of sync, as verify says. */
 void metrics_set_running(struct metrics *m, enum sizing_key_id key, bool known, uint64_t value)
 {
     struct metrics_key *k = &m->keys[key];
@@ -69,7 +66,7 @@ void metrics_set_running(struct metrics *m, enum sizing_key_id key, bool known, 
     k->running = (struct metrics_u64){ known, known ? value : 0 };
     if (k->managed)
         k->in_sync[METRICS_CHECK_RUNTIME] =
-            known && (m->policy_id == POLICY_RAISE_ONLY ? value >= k->derived : value == k->derived);
+            known && plan_value_in_sync(m->policy_id, k->derived, value);
 }
 
 void metrics_set_dropin(struct metrics *m, bool in_sync)
@@ -142,86 +139,19 @@ void metrics_set_state(struct metrics *m, const struct state *s)
     free(loaded);
 }
 
-/* ---- the spool, read without its lock -------------------------------------- */
-
-/* spool_open() creates the directory, rewrites damaged counters and
- * deletes stale temporaries: a writer's work, which needs the spool lock
- * that a delivery may hold for its whole network deadline. A gauge needs
- * none of it. Every file the spool writes is replaced whole by a rename
- * (fsutil_write_atomic), so each figure read here is one a writer left
- * complete; only the four may be from moments apart (a delivery between
- * two reads), which a gauge scraped every minute or so can take. */
-
-/* "<20 digits>-<36-character uuid>.json", as spool.c names an event:
- * counted by its name, without opening it. */
-static bool event_name(const char *name)
-{
-    size_t len = strlen(name);
-
-    return len == 20 + 1 + 36 + 5 && name[0] >= '0' && name[0] <= '9' && name[20] == '-' &&
-           strcmp(name + len - 5, ".json") == 0;
-}
-
-static struct metrics_u64 read_counter(const char *dir, const char *name)
-{
-    struct metrics_u64 v = { false, 0 };
-    char path[PATH_MAX], *text = NULL;
-    const char *why;
-    size_t len;
-    int r;
-
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
-        return v;
-    r = fsutil_read_file(path, 64, true, &text, &len, NULL);
-    if (r == -ENOENT) /* nothing counted yet */
-        return (struct metrics_u64){ true, 0 };
-    if (r == 0) {
-        text[strcspn(text, "\n")] = '\0';
-        v.known = sizes_parse_uint(text, &v.value, &why) == 0;
-    }
-    free(text);
-    return v;
-}
-
-/* The events in the spool directory; -ENOENT when there is none yet. */
-static int count_events(const char *dir, uint64_t *ret)
-{
-    int fd = TEMP_FAILURE_RETRY(open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    struct dirent *de;
-    DIR *d;
-
-    if (fd < 0)
-        return -errno;
-    d = fdopendir(fd);
-    if (!d) {
-        int r = -errno; /* before close() can change it */
-        close(fd);
-        return r;
-    }
-    *ret = 0;
-    // cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc 2.24); this DIR is not shared
-    while ((de = readdir(d)))
-        *ret += event_name(de->d_name);
-    closedir(d);
-    return 0;
-}
+/* ---- the spool ------------------------------------------------------------- */
 
 void metrics_read_spool(struct metrics *m, const struct profile *p)
 {
-    const char *dir = p->report.spool_dir;
-    uint64_t n = 0;
-    int r;
+    struct spool_figures f;
+    struct metrics_u64 *counts[SPOOL_COUNTERS] = { &m->dropped, &m->quarantined, &m->rejected };
 
     /* Without report.url nothing is spooled: no figures, not zeros. */
-    if (!p->report.url || !dir)
+    if (!p->report.url || !p->report.spool_dir || spool_peek(p->report.spool_dir, &f) < 0)
         return;
-    r = count_events(dir, &n);
-    if (r < 0 && r != -ENOENT) /* unreadable: nothing known */
-        return;
-    m->waiting = (struct metrics_u64){ true, n };
-    m->dropped = read_counter(dir, SPOOL_DROPPED_FILE);
-    m->quarantined = read_counter(dir, SPOOL_QUARANTINED_FILE);
-    m->rejected = read_counter(dir, SPOOL_REJECTED_FILE);
+    m->waiting = (struct metrics_u64){ true, f.waiting };
+    for (int c = 0; c < SPOOL_COUNTERS; c++)
+        *counts[c] = (struct metrics_u64){ f.count_known[c], f.count[c] };
 }
 
 /* ---- the text exposition format --------------------------------------------- */

@@ -86,7 +86,7 @@ void metrics_count_segments(struct metrics *m, const struct profile *p, const st
 /* The last apply from the state file (or s when not NULL). */
 void metrics_set_state(struct metrics *m, const struct state *s);
 
-/* The spool's figures, read without its lock (see metrics.c). */
+/* The spool's figures, read without its lock (spool_peek()). */
 void metrics_read_spool(struct metrics *m, const struct profile *p);
 
 /* The text exposition format, every family with # HELP and # TYPE, no

@@ -169,13 +169,16 @@ void plan_free(struct plan *plan)
     free(plan);
 }
 
+bool plan_value_in_sync(enum policy policy, uint64_t derived, uint64_t value)
+{
+    return policy == POLICY_RAISE_ONLY ? value >= derived : value == derived;
+}
+
 bool plan_key_in_sync(const struct plan *plan, enum sizing_key_id key)
 {
     const struct sizing_key *k = &plan->sizing.keys[key];
 
-    if (!k->managed || !k->current_known)
-        return false;
-    return plan->profile->policy == POLICY_RAISE_ONLY ? k->current >= k->derived : k->current == k->derived;
+    return k->managed && k->current_known && plan_value_in_sync(plan->profile->policy, k->derived, k->current);
 }
 
 int plan_exit_code(const struct plan *plan)

@@ -50,6 +50,8 @@ int plan_exit_code(const struct plan *plan);
  * (policy-aware: raise-only accepts more); false when the key is not
  * managed or its value could not be read. verify and status both ask. */
 bool plan_key_in_sync(const struct plan *plan, enum sizing_key_id key);
+/* The same rule for a value read at another time (an apply's read-back). */
+bool plan_value_in_sync(enum policy policy, uint64_t derived, uint64_t value);
 
 int plan_print_text(const struct plan *plan, FILE *out);
 /* The plan as one JSON object (the caller may add to it, then frees it

@@ -129,4 +129,20 @@ int spool_clear_count(struct spool *s, enum spool_counter c, uint64_t reported, 
 
 /* spool_count() and spool_clear_count() for SPOOL_COUNTER_DROPPED. */
 uint64_t spool_dropped(const struct spool *s);
+
+/* What the spool in dir holds, for gauges: read without the spool lock and
+ * without changing anything (spool_open() makes the directory, rewrites
+ * damaged counters and deletes stale temporaries: a writer's work, which
+ * needs the lock a delivery may hold for its whole network deadline).
+ * Every file the spool writes is replaced whole by a rename, so each
+ * figure is one a writer left complete; the figures may be from moments
+ * apart. A missing directory is an empty spool. Returns 0 (a damaged
+ * counter has count_known false), or a negative errno when the directory
+ * cannot be listed. */
+struct spool_figures {
+    uint64_t waiting; /* event files */
+    uint64_t count[SPOOL_COUNTERS];
+    bool count_known[SPOOL_COUNTERS];
+};
+int spool_peek(const char *dir, struct spool_figures *ret);
 int spool_clear_dropped(struct spool *s, uint64_t reported);
