@@ -86,7 +86,7 @@ static void check_dropin(const struct plan *plan, struct report_drift_list *l)
         return;
     if (!d)
         return;
-    (void)snprintf(d->file, sizeof(d->file), "%s", plan->dropin_path);
+    d->file = plan->dropin_path;
     hash_sha256_hex(plan->dropin_new, plan->dropin_new_len, d->expected + 7);
     memcpy(d->expected, "sha256:", 7);
     if (plan->dropin_old) {
@@ -136,7 +136,7 @@ static void check_boot_order(const struct conflicts *c, struct report_drift_list
         if (!d)
             continue;
         d->key = sizing_key_name(c->items[i].key);
-        (void)snprintf(d->file, sizeof(d->file), "%s", c->items[i].winner.path);
+        d->file = c->items[i].winner.path;
         (void)snprintf(d->found, sizeof(d->found), "%.71s", c->items[i].winner.value);
     }
 }

@@ -61,7 +61,7 @@ static void dropin_drift(const struct plan *plan, const struct state_apply *last
               : plan->dropin_read_errno == ELOOP ? "dropin-symlink"
               : plan->dropin_read_errno != 0     ? "dropin-unreadable"
                                                  : "dropin-edited";
-    (void)snprintf(d->file, sizeof(d->file), "%s", plan->dropin_path);
+    d->file = plan->dropin_path;
     (void)snprintf(d->expected, sizeof(d->expected), "sha256:%s", last->dropin_sha256);
     if (sha[0])
         (void)snprintf(d->found, sizeof(d->found), "sha256:%s", sha);

@@ -157,7 +157,7 @@ static json_object *drift_json(const struct report_drift_list *l)
 
         json_object_object_add(o, "kind", json_object_new_string(d->kind));
         json_object_object_add(o, "key", d->key ? json_object_new_string(d->key) : NULL);
-        json_object_object_add(o, "file", d->file[0] ? jsonout_string(d->file) : NULL);
+        json_object_object_add(o, "file", d->file ? jsonout_string(d->file) : NULL);
         json_object_object_add(o, "expected", d->expected[0] ? json_object_new_string(d->expected) : NULL);
         json_object_object_add(o, "found", d->found[0] ? json_object_new_string(d->found) : NULL);
         json_object_object_add(o, "message", jsonout_string(d->message));

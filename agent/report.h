@@ -36,7 +36,8 @@ struct report_drift {
     const char *kind; /* runtime, dropin-missing, dropin-edited, dropin-symlink, dropin-unreadable,
                          overridden, probe-leftover */
     const char *key;  /* the key it is about, or NULL */
-    char file[4096];  /* the file it is about, or "" */
+    const char *file; /* the file it is about, or NULL; borrowed from the plan or the
+                         conflicts, which outlive the list */
     char expected[72], found[72]; /* values or sha256s as text, "" when none */
     char message[600];
 };

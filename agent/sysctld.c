@@ -398,7 +398,7 @@ int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
 static int resolve_in_root(const char *prefix, const char *path, char ret[PATH_MAX],
                            struct stat *ret_st)
 {
-    char done[PATH_MAX] = "", todo[PATH_MAX], next[PATH_MAX], host[PATH_MAX], target[PATH_MAX];
+    char done[PATH_MAX], todo[PATH_MAX], next[PATH_MAX], host[PATH_MAX], target[PATH_MAX];
     struct stat st = { 0 };
     unsigned links = 0;
     bool missing = false;
@@ -407,6 +407,7 @@ static int resolve_in_root(const char *prefix, const char *path, char ret[PATH_M
 
     if ((size_t)snprintf(todo, sizeof(todo), "%s", path) >= sizeof(todo))
         return -ENAMETOOLONG;
+    done[0] = '\0';
     p = todo;
     for (;;) {
         const char *e;
@@ -747,6 +748,20 @@ static bool is_dev_null(const char *real, const struct stat *st)
     return st && S_ISCHR(st->st_mode) && st->st_rdev == makedev(1, 3);
 }
 
+/* An entry of a directory resolved already: only its own name can still
+ * be a link, so one lstat() decides, and only a link needs the walk. */
+static int resolve_entry(const struct analyser *an, const char *resolve, char real[PATH_MAX], struct stat *st)
+{
+    char host[PATH_MAX];
+
+    if ((size_t)snprintf(host, sizeof(host), "%s%s", an->prefix, resolve) < sizeof(host) && lstat(host, st) == 0 &&
+        !S_ISLNK(st->st_mode)) {
+        memcpy(real, resolve, strlen(resolve) + 1);
+        return 0;
+    }
+    return resolve_in_root(an->prefix, resolve, real, st);
+}
+
 /* One *.conf entry the tool will open, in boot order. */
 static void analyse_file(struct analyser *an, const struct conffile *f, const char *const *keys)
 {
@@ -756,7 +771,7 @@ static void analyse_file(struct analyser *an, const struct conffile *f, const ch
 
     if (parse_pending(an, f->path, f->resolve, keys))
         return;
-    r = resolve_in_root(an->prefix, f->resolve, real, &st);
+    r = resolve_entry(an, f->resolve, real, &st);
     if ((r == 0 || r == -ENOENT) && parse_pending(an, f->path, real, keys))
         return;
     /* A link to /dev/null is the documented way to mask a file. */
@@ -998,15 +1013,9 @@ static void fill_report(const struct analyser *an, const struct keystate *ks, co
 {
     bool exact_exists = false;
     const struct seen *winner = NULL;
-    size_t first;
 
     (void)snprintf(ret->key, sizeof(ret->key), "%s", key);
     ret->total = ks->nseen;
-    first = ks->nseen > SYSCTLD_MAX_ASSIGNMENTS ? ks->nseen - SYSCTLD_MAX_ASSIGNMENTS : 0;
-    ret->count = ks->nseen - first;
-    for (size_t i = first; i < ks->nseen; i++)
-        fill_assignment(an, &ks->seen[i], &ret->assignments[i - first]);
-
     for (size_t i = 0; i < ks->norder; i++)
         exact_exists = exact_exists || ks->seen[ks->order[i]].exact;
     for (size_t i = 0; i < ks->norder; i++) {

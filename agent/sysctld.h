@@ -24,7 +24,6 @@
 enum sysctld_rules { SYSCTLD_SYSTEMD, SYSCTLD_PROCPS };
 
 #define SYSCTLD_MAX_KEYS 3
-#define SYSCTLD_MAX_ASSIGNMENTS 16
 #define SYSCTLD_MAX_WARNINGS 16
 #define SYSCTLD_KEY_MAX 64
 #define SYSCTLD_VALUE_MAX 64
@@ -69,9 +68,7 @@ struct sysctld_assignment {
 
 struct sysctld_key_report {
     char key[SYSCTLD_KEY_MAX];     /* as given, e.g. "kernel.shmmax" */
-    size_t total;                  /* lines that name the key, in the order the tool reads them */
-    size_t count;                  /* of those kept below: the last SYSCTLD_MAX_ASSIGNMENTS */
-    struct sysctld_assignment assignments[SYSCTLD_MAX_ASSIGNMENTS];
+    size_t total;                  /* lines that name the key */
     bool found;                    /* false: the tool writes nothing to the key */
     struct sysctld_assignment winner; /* the line whose value the tool writes last */
 };
