@@ -103,6 +103,25 @@ static void success_record(const struct plan *plan, const struct apply_outcome *
     (void)strftime(a->time, sizeof(a->time), "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* Rewritten only when it changes: an unchanged apply reads it and stops. */
+static void write_dropin_record(const struct state_apply *a)
+{
+    char line[4096 + 80], *old = NULL;
+    size_t n, old_len = 0;
+    int r;
+
+    n = (size_t)snprintf(line, sizeof(line), "%s  %s\n", a->dropin_sha256, a->dropin_path);
+    if (n >= sizeof(line))
+        return;
+    r = fsutil_read_file(STATE_DIR "/" STATE_DROPIN_RECORD, sizeof(line), true, &old, &old_len, NULL);
+    if (r < 0 || old_len != n || memcmp(old, line, n) != 0)
+        r = fsutil_write_atomic(STATE_DIR "/" STATE_DROPIN_RECORD, line, n, 0644);
+    free(old);
+    if (r < 0)
+        log_warn("cannot write %s/%s: %s; a package purge will keep the drop-in", STATE_DIR, STATE_DROPIN_RECORD,
+                 strerror(-r));
+}
+
 void lastapply_record(const struct plan *plan, const struct apply_outcome *out, const struct state_run *run,
                       struct state *ret)
 {
@@ -115,6 +134,8 @@ void lastapply_record(const struct plan *plan, const struct apply_outcome *out, 
             success_record(plan, out, (time_t)run->end, a);
     }
     r = out && !a ? -ENOMEM : state_record_run(STATE_DIR, run, a, ret);
+    if (r == 0 && a)
+        write_dropin_record(a);
     free(a);
     if (r == 0)
         return;

@@ -15,6 +15,10 @@
 #define STATE_DIR "/var/lib/shmprov"
 #define STATE_FILE "state.json"
 #define STATE_LOCK_PATH "/run/shmprov/state.lock"
+/* "SHA256  PATH" of the drop-in the last successful apply left, in
+ * sha256sum --check format: what a package's purge checks, with the
+ * binary already gone, before it deletes the drop-in. */
+#define STATE_DROPIN_RECORD "dropin.sha256"
 
 struct state_apply {
     bool known;                  /* a successful apply was recorded */

@@ -51,6 +51,10 @@ expect "changed/exit-0" test "$code" = 0
 expect "changed/result" test "$(data "d['command'], d['result'], d['corrective_change'], d['drift'], d['error']")" = \
     "apply changed False [] None"
 expect "changed/state-file" test -s /var/lib/shmprov/state.json
+# What a package purge checks before it deletes the drop-in.
+record=/var/lib/shmprov/dropin.sha256
+expect "changed/dropin-record" test "$(cat "$record")" = \
+    "$(sha256sum /etc/sysctl.d/60-shmprov.conf)"
 run ok apply
 expect "unchanged/result" test "$(data "d['result'], d['dropin']['changed']")" = "unchanged False"
 expect "order/sequence-and-time" "$py" - "$work/log.jsonl" <<'PY'
@@ -69,7 +73,9 @@ expect "drift-runtime/what" test "$(data "[(x['kind'], x['key'], x['found']) for
     "[('runtime', 'kernel.shmmax', '1234567')]"
 dropin=/etc/sysctl.d/60-shmprov.conf
 echo "# edited by hand" >>"$dropin"
+expect "dropin-record/sees-the-edit" not sha256sum --check --status "$record"
 run ok apply
+expect "dropin-record/after-the-repair" sha256sum --check --status "$record"
 expect "drift-dropin/what" test "$(data "[(x['kind'], x['file']) for x in d['drift']], d['corrective_change']")" = \
     "[('dropin-edited', '$dropin')] True"
 run ok apply
