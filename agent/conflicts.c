@@ -50,7 +50,7 @@ static void add_conflict(struct conflicts *c, enum sizing_key_id key, const stru
                        "%s: %s reads a file shmprov could not analyse (%s), so which file sets it at boot is "
                        "unknown",
                        sizing_key_name(key), sysctld_rules_name(rules),
-                       a->incomplete_why[0] ? a->incomplete_why : "named in the warnings");
+                       a->incomplete_why ? a->incomplete_why : "named in the warnings");
         return;
     }
     if (!rep->found) {
@@ -79,7 +79,7 @@ static void carry_warnings(struct conflicts *c, const struct sysctld_analysis *a
     /* A file may fail to read for one rule set only (an I/O error in
      * between): each set's notes are carried, repeats dropped. */
     for (size_t i = 0; i < a->nwarnings; i++)
-        add_warning(c, "%s", a->warnings[i].text);
+        add_warning(c, "%s", a->warnings[i]);
 }
 
 /* as_written: the drop-in as apply is about to write it (its new text
@@ -89,17 +89,18 @@ static int check(const struct plan *plan, const char *root, bool as_written, str
     static const char *const keys[KEY_COUNT] = { "kernel.shmmax", "kernel.shmall", "kernel.shmmni" };
     const char *ours = plan->profile->dropin;
     struct conflicts *c = ret;
+    struct sysctld_analysis *both[SYSCTLD_RULE_SETS];
+    int r = as_written ? sysctld_analyse_both(root ? root : "/", keys, KEY_COUNT, ours, plan->dropin_new,
+                                              plan->dropin_new_len, both)
+                       : sysctld_analyse_both(root ? root : "/", keys, KEY_COUNT, NULL, NULL, 0, both);
 
+    if (r < 0)
+        return r;
     /* Filled in place: a copy would double the 24 KiB touched on every
      * apply. On failure the caller treats *ret as unknown. */
     memset(c, 0, sizeof(*c));
-    for (int rules = SYSCTLD_SYSTEMD; rules <= SYSCTLD_PROCPS; rules++) {
-        struct sysctld_analysis *a = NULL;
-        int r = as_written ? sysctld_analyse_pending(root ? root : "/", rules, keys, KEY_COUNT, ours,
-                                                     plan->dropin_new, plan->dropin_new_len, &a)
-                           : sysctld_analyse(root ? root : "/", rules, keys, KEY_COUNT, &a);
-        if (r < 0)
-            return r;
+    for (int rules = SYSCTLD_SYSTEMD; rules < SYSCTLD_RULE_SETS; rules++) {
+        struct sysctld_analysis *a = both[rules];
         carry_warnings(c, a);
         c->uncertain[rules] = a->incomplete || a->blocked;
         for (int id = 0; id < KEY_COUNT; id++) {

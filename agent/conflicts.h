@@ -31,10 +31,10 @@ struct conflicts {
     size_t count;
     struct conflict items[CONFLICTS_MAX];
     /* Who sets each key last at boot, per rules, once apply has written. */
-    struct winner winners[KEY_COUNT][2];
+    struct winner winners[KEY_COUNT][SYSCTLD_RULE_SETS];
     /* Per rules: a file could not be analysed, or would hang the tool; the
      * winners above may then be wrong. */
-    bool uncertain[2];
+    bool uncertain[SYSCTLD_RULE_SETS];
     size_t nwarnings;
     char warnings[CONFLICTS_MAX_WARNINGS][SYSCTLD_WARNING_MAX + 64];
 };

@@ -387,6 +387,182 @@ int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
     return 0;
 }
 
+/* Grows *items (of size each) to hold one more; false on ENOMEM. */
+static bool grow(void **items, size_t *cap, size_t n, size_t size)
+{
+    void *bigger;
+    size_t ncap;
+
+    if (n < *cap)
+        return true;
+    ncap = *cap ? *cap * 2 : 8;
+    bigger = realloc(*items, ncap * size);
+    if (!bigger)
+        return false;
+    *items = bigger;
+    *cap = ncap;
+    return true;
+}
+
+/* ---- the disk, looked at once -------------------------------------------
+ * A boot-order check reads one tree under both tools' rules, and they read
+ * mostly the same directories and files. Every lstat(), readlink(),
+ * directory listing and file read goes through a memo, so a second
+ * analysis of the same tree answers from memory (sysctld_analyse_both). */
+enum look { LOOK_LSTAT, LOOK_READLINK, LOOK_LIST, LOOK_READ };
+
+struct looked {
+    enum look kind;
+    char *path;     /* on the host */
+    int r;          /* 0 or a negative errno; LIST: why the listing stopped */
+    bool opened;    /* LIST: the directory could be opened, */
+    bool listed;    /*   and its entries read (maybe not all: see r) */
+    mode_t mode;    /* LSTAT: all the analysis needs of struct stat */
+    dev_t rdev;
+    char *data;     /* READLINK: the target; LIST: the names, each NUL-terminated; READ: the bytes */
+    size_t len;
+};
+
+struct memo {
+    struct looked *items;
+    size_t n, cap;
+};
+
+/* The entry for kind and path, and whether it was there already; NULL on
+ * ENOMEM. */
+static struct looked *memo_entry(struct memo *m, enum look kind, const char *path, bool *ret_found)
+{
+    struct looked *l;
+
+    for (size_t i = 0; i < m->n; i++)
+        if (m->items[i].kind == kind && strcmp(m->items[i].path, path) == 0) {
+            *ret_found = true;
+            return &m->items[i];
+        }
+    *ret_found = false;
+    if (!grow((void **)&m->items, &m->cap, m->n, sizeof(*m->items)))
+        return NULL;
+    l = &m->items[m->n];
+    *l = (struct looked){ .kind = kind, .path = strdup(path) };
+    if (!l->path)
+        return NULL;
+    m->n++;
+    return l;
+}
+
+static void memo_free(struct memo *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->items[i].path);
+        free(m->items[i].data);
+    }
+    free(m->items);
+}
+
+/* Sets only st_mode and st_rdev of *ret, all the analysis reads. */
+static int memo_lstat(struct memo *m, const char *path, struct stat *ret)
+{
+    bool found;
+    struct looked *l = memo_entry(m, LOOK_LSTAT, path, &found);
+    struct stat st;
+
+    if (!l)
+        return -ENOMEM;
+    if (!found) {
+        l->r = lstat(path, &st) < 0 ? -errno : 0;
+        l->mode = l->r == 0 ? st.st_mode : 0;
+        l->rdev = l->r == 0 ? st.st_rdev : 0;
+    }
+    memset(ret, 0, sizeof(*ret));
+    ret->st_mode = l->mode;
+    ret->st_rdev = l->rdev;
+    return l->r;
+}
+
+/* *ret: the link's target, owned by the memo. */
+static int memo_readlink(struct memo *m, const char *path, const char **ret)
+{
+    char target[PATH_MAX];
+    bool found;
+    struct looked *l = memo_entry(m, LOOK_READLINK, path, &found);
+    ssize_t n;
+
+    if (!l)
+        return -ENOMEM;
+    if (!found) {
+        n = readlink(path, target, sizeof(target) - 1);
+        l->r = n < 0 ? -errno : (size_t)n >= sizeof(target) - 1 ? -ENAMETOOLONG : 0;
+        if (l->r == 0 && !(l->data = strndup(target, (size_t)n)))
+            l->r = -ENOMEM;
+    }
+    *ret = l->data;
+    return l->r;
+}
+
+/* Reads the names of directory l->path into l->data. */
+static void list_into(struct looked *l)
+{
+    size_t cap = 0;
+    struct dirent *de;
+    DIR *d;
+    int fd = TEMP_FAILURE_RETRY(open(l->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+
+    if (fd < 0) {
+        l->r = -errno;
+        return;
+    }
+    l->opened = true;
+    d = fdopendir(fd);
+    if (!d) {
+        l->r = -errno; /* EMFILE, ENOMEM...: said as for any other unlistable one */
+        close(fd);
+        return;
+    }
+    l->listed = true;
+    // cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc 2.24); this DIR is not shared
+    for (errno = 0; (de = readdir(d)); errno = 0) {
+        size_t n = strlen(de->d_name) + 1;
+
+        while (l->len + n > cap)
+            if (!grow((void **)&l->data, &cap, cap, 256)) {
+                closedir(d);
+                l->r = -ENOMEM;
+                return;
+            }
+        memcpy(l->data + l->len, de->d_name, n);
+        l->len += n;
+    }
+    l->r = -errno;
+    closedir(d);
+}
+
+/* The entry of directory path: its names, and why the listing stopped
+ * (names read before an error are kept). NULL on ENOMEM. */
+static const struct looked *memo_list(struct memo *m, const char *path)
+{
+    bool found;
+    struct looked *l = memo_entry(m, LOOK_LIST, path, &found);
+
+    if (l && !found)
+        list_into(l);
+    return l;
+}
+
+/* *ret: the file's bytes, owned by the memo. */
+static int memo_read(struct memo *m, const char *path, const char **ret, size_t *ret_len)
+{
+    bool found;
+    struct looked *l = memo_entry(m, LOOK_READ, path, &found);
+
+    if (!l)
+        return -ENOMEM;
+    if (!found)
+        l->r = fsutil_read_file(path, SYSCTLD_FILE_MAX_BYTES, true, &l->data, &l->len, NULL);
+    *ret = l->data;
+    *ret_len = l->len;
+    return l->r;
+}
+
 /* ---- paths inside root --------------------------------------------------
  * Resolves path as the target system would see it, as if chroot()ed into
  * root: symbolic links followed, absolute targets taken inside root, ".."
@@ -395,10 +571,11 @@ int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
  * component is missing, returns -ENOENT and still sets ret to the path being
  * looked for, so that a link to /dev/null in an image without /dev is still
  * recognised as a mask. */
-static int resolve_in_root(const char *prefix, const char *path, char ret[PATH_MAX],
+static int resolve_in_root(struct memo *m, const char *prefix, const char *path, char ret[PATH_MAX],
                            struct stat *ret_st)
 {
-    char done[PATH_MAX], todo[PATH_MAX], next[PATH_MAX], host[PATH_MAX], target[PATH_MAX];
+    char done[PATH_MAX], todo[PATH_MAX], next[PATH_MAX], host[PATH_MAX];
+    const char *target;
     struct stat st = { 0 };
     unsigned links = 0;
     bool missing = false;
@@ -412,7 +589,7 @@ static int resolve_in_root(const char *prefix, const char *path, char ret[PATH_M
     for (;;) {
         const char *e;
         size_t n;
-        ssize_t tl;
+        int r;
 
         while (*p == '/')
             p++;
@@ -445,9 +622,10 @@ static int resolve_in_root(const char *prefix, const char *path, char ret[PATH_M
 
         if ((size_t)snprintf(host, sizeof(host), "%s%s", prefix, done) >= sizeof(host))
             return -ENAMETOOLONG;
-        if (lstat(host, &st) < 0) {
-            if (errno != ENOENT)
-                return -errno;
+        r = memo_lstat(m, host, &st);
+        if (r < 0) {
+            if (r != -ENOENT)
+                return r;
             missing = true;
             continue;
         }
@@ -461,12 +639,9 @@ static int resolve_in_root(const char *prefix, const char *path, char ret[PATH_M
         }
         if (++links > MAX_SYMLINKS)
             return -ELOOP;
-        tl = readlink(host, target, sizeof(target) - 1);
-        if (tl < 0)
-            return -errno;
-        if ((size_t)tl >= sizeof(target) - 1)
-            return -ENAMETOOLONG;
-        target[tl] = '\0';
+        r = memo_readlink(m, host, &target);
+        if (r < 0)
+            return r;
         /* The link's own component is replaced by its target. */
         if (target[0] == '/') {
             done[0] = '\0';
@@ -543,6 +718,7 @@ struct analyser {
     struct conffile *files;
     size_t nfiles, capfiles;
     struct pending pending;
+    struct memo *memo;
     bool oom;
 };
 
@@ -550,6 +726,7 @@ static void add_warning(struct analyser *an, const char *fmt, ...) __attribute__
 static void add_warning(struct analyser *an, const char *fmt, ...)
 {
     struct sysctld_analysis *a = an->a;
+    char text[SYSCTLD_WARNING_MAX];
     va_list ap;
 
     if (a->nwarnings >= SYSCTLD_MAX_WARNINGS) {
@@ -557,9 +734,13 @@ static void add_warning(struct analyser *an, const char *fmt, ...)
         return;
     }
     va_start(ap, fmt);
-    (void)vsnprintf(a->warnings[a->nwarnings].text, sizeof(a->warnings[0].text), fmt, ap);
+    (void)vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    a->nwarnings++;
+    a->warnings[a->nwarnings] = strdup(text);
+    if (a->warnings[a->nwarnings])
+        a->nwarnings++;
+    else
+        an->oom = true;
 }
 
 /* The winners may be wrong now; the first reason (the warning just
@@ -569,26 +750,10 @@ static void mark_incomplete(struct analyser *an)
     struct sysctld_analysis *a = an->a;
 
     if (!a->incomplete && a->nwarnings > 0)
-        (void)snprintf(a->incomplete_why, sizeof(a->incomplete_why), "%s", a->warnings[a->nwarnings - 1].text);
+        a->incomplete_why = a->warnings[a->nwarnings - 1];
     a->incomplete = true;
 }
 
-/* Grows *items (of size each) to hold one more; false on ENOMEM. */
-static bool grow(void **items, size_t *cap, size_t n, size_t size)
-{
-    void *bigger;
-    size_t ncap;
-
-    if (n < *cap)
-        return true;
-    ncap = *cap ? *cap * 2 : 8;
-    bigger = realloc(*items, ncap * size);
-    if (!bigger)
-        return false;
-    *items = bigger;
-    *cap = ncap;
-    return true;
-}
 
 static bool same_value(const char *a, const char *b)
 {
@@ -697,30 +862,26 @@ static void read_and_parse(struct analyser *an, const char *path, const char *re
                            const char *const *keys)
 {
     char host[PATH_MAX];
-    char *buf = NULL;
-    size_t len = 0;
+    const char *buf;
+    size_t len;
     int r;
 
     if ((size_t)snprintf(host, sizeof(host), "%s%s", an->prefix, real) >= sizeof(host)) {
         add_warning(an, "%s: path too long, not analysed", path);
         mark_incomplete(an);
-        goto out;
+        return;
     }
     /* real has no symbolic links left, so a link here now is a race. */
-    r = fsutil_read_file(host, SYSCTLD_FILE_MAX_BYTES, true, &buf, &len, NULL);
+    r = memo_read(an->memo, host, &buf, &len);
     if (r == -EFBIG) {
         add_warning(an, "%s: larger than %zu bytes, not analysed", path, SYSCTLD_FILE_MAX_BYTES);
         mark_incomplete(an);
-        goto out;
-    }
-    if (r < 0) {
+    } else if (r < 0) {
         add_warning(an, "%s: cannot be read (%s), not analysed", path, fsutil_strerror(r));
         mark_incomplete(an);
-        goto out;
+    } else {
+        parse_buffer(an, path, buf, len, keys);
     }
-    parse_buffer(an, path, buf, len, keys);
-out:
-    free(buf);
 }
 
 static bool is_pending_file(const struct analyser *an, const char *real)
@@ -754,12 +915,12 @@ static int resolve_entry(const struct analyser *an, const char *resolve, char re
 {
     char host[PATH_MAX];
 
-    if ((size_t)snprintf(host, sizeof(host), "%s%s", an->prefix, resolve) < sizeof(host) && lstat(host, st) == 0 &&
-        !S_ISLNK(st->st_mode)) {
+    if ((size_t)snprintf(host, sizeof(host), "%s%s", an->prefix, resolve) < sizeof(host) &&
+        memo_lstat(an->memo, host, st) == 0 && !S_ISLNK(st->st_mode)) {
         memcpy(real, resolve, strlen(resolve) + 1);
         return 0;
     }
-    return resolve_in_root(an->prefix, resolve, real, st);
+    return resolve_in_root(an->memo, an->prefix, resolve, real, st);
 }
 
 /* One *.conf entry the tool will open, in boot order. */
@@ -815,7 +976,7 @@ static void analyse_last_file(struct analyser *an, const char *const *keys)
     struct stat st;
     int r;
 
-    r = resolve_in_root(an->prefix, PROCPS_LAST_FILE, real, &st);
+    r = resolve_in_root(an->memo, an->prefix, PROCPS_LAST_FILE, real, &st);
     if ((r == 0 || r == -ENOENT) && parse_pending(an, PROCPS_LAST_FILE, real, keys))
         return;
     if (r < 0)
@@ -885,45 +1046,28 @@ static bool is_pending_dir(const struct analyser *an, const char *real)
 static void list_directory(struct analyser *an, const char *shown, const char *real)
 {
     char host[PATH_MAX];
-    struct dirent *de;
-    DIR *d = NULL;
-    int fd = -1;
+    const struct looked *l;
 
     if ((size_t)snprintf(host, sizeof(host), "%s%s", an->prefix, real) >= sizeof(host))
-        goto out;
-    fd = TEMP_FAILURE_RETRY(open(host, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
-    if (fd < 0) {
-        add_warning(an, "%s: cannot be opened (%s), not analysed", shown, strerror(errno));
-        mark_incomplete(an);
-        goto out;
+        return;
+    l = memo_list(an->memo, host);
+    if (!l) {
+        an->oom = true;
+        return;
     }
-    d = fdopendir(fd);
-    if (!d) {
-        /* EMFILE, ENOMEM...: say which, as for any other unlistable one. */
-        add_warning(an, "%s: cannot be listed (%s), not analysed", shown, strerror(errno));
-        mark_incomplete(an);
-        goto out;
-    }
-    fd = -1;
-    // cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc 2.24); this DIR is not shared
-    for (errno = 0; (de = readdir(d)) && !an->oom; errno = 0) {
+    for (const char *name = l->data; name && name < l->data + l->len && !an->oom; name += strlen(name) + 1) {
         /* A pending removal: the file will not be there. */
-        if (is_pending_dir(an, real) && strcmp(de->d_name, an->pending.name) == 0 &&
-            !an->pending.text)
+        if (is_pending_dir(an, real) && strcmp(name, an->pending.name) == 0 && !an->pending.text)
             continue;
-        add_file(an, shown, real, de->d_name);
+        add_file(an, shown, real, name);
     }
-    if (errno != 0) {
-        add_warning(an, "%s: cannot be listed (%s), not analysed", shown, strerror(errno));
+    if (l->r < 0) {
+        add_warning(an, "%s: cannot be %s (%s), not analysed", shown, l->opened ? "listed" : "opened",
+                    strerror(-l->r));
         mark_incomplete(an);
     }
-    if (is_pending_dir(an, real) && an->pending.text)
+    if (l->listed && is_pending_dir(an, real) && an->pending.text)
         add_file(an, shown, real, an->pending.name);
-out:
-    if (d)
-        closedir(d);
-    if (fd >= 0)
-        close(fd);
 }
 
 static int compare_files(const void *x, const void *y)
@@ -944,7 +1088,7 @@ static void list_files(struct analyser *an)
         bool dup = false;
         int r;
 
-        r = resolve_in_root(an->prefix, dirs[i], real, &st);
+        r = resolve_in_root(an->memo, an->prefix, dirs[i], real, &st);
         if (r == -ENOENT) {
             /* A drop-in about to be written creates its directory. */
             if (is_pending_dir(an, real) && an->pending.text)
@@ -1048,7 +1192,7 @@ static int set_pending(struct analyser *an, const char *path, const char *text, 
         return -ENAMETOOLONG;
     memcpy(dir, path, n);
     dir[n] = '\0';
-    r = resolve_in_root(an->prefix, dir, an->pending.dir, &st);
+    r = resolve_in_root(an->memo, an->prefix, dir, an->pending.dir, &st);
     if (r < 0 && r != -ENOENT)
         return r;
     if (join(an->pending.real, an->pending.dir, slash + 1) < 0)
@@ -1066,11 +1210,11 @@ int sysctld_analyse(const char *root, enum sysctld_rules rules, const char *cons
     return sysctld_analyse_pending(root, rules, keys, nkeys, NULL, NULL, 0, ret);
 }
 
-int sysctld_analyse_pending(const char *root, enum sysctld_rules rules, const char *const *keys,
-                            size_t nkeys, const char *pending_path, const char *pending_text,
-                            size_t pending_len, struct sysctld_analysis **ret)
+static int analyse(const char *root, enum sysctld_rules rules, const char *const *keys, size_t nkeys,
+                   const char *pending_path, const char *pending_text, size_t pending_len, struct memo *memo,
+                   struct sysctld_analysis **ret)
 {
-    struct analyser an = { .rules = rules, .nkeys = nkeys };
+    struct analyser an = { .rules = rules, .nkeys = nkeys, .memo = memo };
     char canon[SYSCTLD_KEY_MAX], real[PATH_MAX];
     struct stat st;
     size_t n;
@@ -1115,7 +1259,7 @@ int sysctld_analyse_pending(const char *root, enum sysctld_rules rules, const ch
     if (rules == SYSCTLD_PROCPS && !an.oom)
         analyse_last_file(&an, keys);
     if (rules == SYSCTLD_SYSTEMD && !an.oom &&
-        resolve_in_root(an.prefix, SYSTEMD_CREDENTIAL, real, &st) == 0) {
+        resolve_in_root(an.memo, an.prefix, SYSTEMD_CREDENTIAL, real, &st) == 0) {
         add_warning(&an, "%s: a sysctl.extra credential is applied after every file, not analysed",
                     SYSTEMD_CREDENTIAL);
         mark_incomplete(&an);
@@ -1148,11 +1292,45 @@ out:
         free(an.files[i].resolve);
     }
     free(an.files);
-    free(an.a);
+    sysctld_analysis_free(an.a);
     return r;
 }
 
 void sysctld_analysis_free(struct sysctld_analysis *a)
 {
+    for (size_t i = 0; a && i < a->nwarnings; i++)
+        free(a->warnings[i]);
     free(a);
+}
+
+int sysctld_analyse_pending(const char *root, enum sysctld_rules rules, const char *const *keys,
+                            size_t nkeys, const char *pending_path, const char *pending_text,
+                            size_t pending_len, struct sysctld_analysis **ret)
+{
+    struct memo memo = { 0 };
+    int r = analyse(root, rules, keys, nkeys, pending_path, pending_text, pending_len, &memo, ret);
+
+    memo_free(&memo);
+    return r;
+}
+
+int sysctld_analyse_both(const char *root, const char *const *keys, size_t nkeys, const char *pending_path,
+                         const char *pending_text, size_t pending_len,
+                         struct sysctld_analysis *ret[SYSCTLD_RULE_SETS])
+{
+    struct memo memo = { 0 };
+    int r = 0;
+
+    for (int rules = 0; rules < SYSCTLD_RULE_SETS; rules++)
+        ret[rules] = NULL;
+    for (int rules = 0; rules < SYSCTLD_RULE_SETS && r == 0; rules++)
+        r = analyse(root, (enum sysctld_rules)rules, keys, nkeys, pending_path, pending_text, pending_len, &memo,
+                    &ret[rules]);
+    memo_free(&memo);
+    if (r < 0)
+        for (int rules = 0; rules < SYSCTLD_RULE_SETS; rules++) {
+            sysctld_analysis_free(ret[rules]);
+            ret[rules] = NULL;
+        }
+    return r;
 }

@@ -22,6 +22,7 @@
 #include <stddef.h>
 
 enum sysctld_rules { SYSCTLD_SYSTEMD, SYSCTLD_PROCPS };
+#define SYSCTLD_RULE_SETS 2
 
 #define SYSCTLD_MAX_KEYS 3
 #define SYSCTLD_MAX_WARNINGS 16
@@ -73,10 +74,6 @@ struct sysctld_key_report {
     struct sysctld_assignment winner; /* the line whose value the tool writes last */
 };
 
-struct sysctld_warning {
-    char text[SYSCTLD_WARNING_MAX]; /* "PATH: why" or "PATH:LINE: why" */
-};
-
 /* About 45 KiB, hence allocated by sysctld_analyse(). */
 struct sysctld_analysis {
     enum sysctld_rules rules;
@@ -84,9 +81,9 @@ struct sysctld_analysis {
     struct sysctld_key_report keys[SYSCTLD_MAX_KEYS];
     bool blocked;    /* the tool would hang opening a file (a FIFO) and apply nothing at all */
     bool incomplete; /* a file the tool reads was not analysed: the winners may be wrong */
-    char incomplete_why[SYSCTLD_WARNING_MAX]; /* the first such file and why, when incomplete */
+    const char *incomplete_why; /* the first such file and why, when incomplete (one of warnings[]) */
     size_t nwarnings, dropped_warnings;
-    struct sysctld_warning warnings[SYSCTLD_MAX_WARNINGS];
+    char *warnings[SYSCTLD_MAX_WARNINGS]; /* "PATH: why" or "PATH:LINE: why", each < SYSCTLD_WARNING_MAX */
 };
 
 /* Scans the configuration under root ("/" for the live system, an image root
@@ -106,6 +103,14 @@ int sysctld_analyse(const char *root, enum sysctld_rules rules, const char *cons
 int sysctld_analyse_pending(const char *root, enum sysctld_rules rules, const char *const *keys,
                             size_t nkeys, const char *pending_path, const char *pending_text,
                             size_t pending_len, struct sysctld_analysis **ret);
+
+/* Both rule sets (ret[SYSCTLD_SYSTEMD], ret[SYSCTLD_PROCPS]), each as
+ * sysctld_analyse_pending() gives it, with every directory listed and every
+ * file read once for both; pending_path may be NULL (the disk as it is). On
+ * error both are NULL. */
+int sysctld_analyse_both(const char *root, const char *const *keys, size_t nkeys, const char *pending_path,
+                         const char *pending_text, size_t pending_len,
+                         struct sysctld_analysis *ret[SYSCTLD_RULE_SETS]);
 
 /* sysctld_analysis_free(NULL) is a no-op. */
 void sysctld_analysis_free(struct sysctld_analysis *a);

@@ -81,7 +81,7 @@ static void analyse(enum sysctld_rules rules, const char *text, size_t len,
     if (r != 0 || !a || a->nkeys != NKEYS || a->nwarnings > SYSCTLD_MAX_WARNINGS)
         abort();
     for (size_t i = 0; i < a->nwarnings; i++)
-        check_string(a->warnings[i].text, sizeof(a->warnings[i].text));
+        check_string(a->warnings[i], SYSCTLD_WARNING_MAX);
     for (size_t k = 0; k < NKEYS; k++) {
         const struct sysctld_key_report *kr = &a->keys[k];
 
