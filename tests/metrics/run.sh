@@ -206,15 +206,15 @@ grep -E '^(node_textfile_scrape_error|shmprov_in_sync|shmprov_limit_bytes|shmpro
 
 # ---- a real Prometheus: the rules fire ShmprovDrift for this instance -------
 # The rules are a copy of packaging/prometheus/shmprov.rules.yml with
-# ShmprovDrift's `for: 1h` shortened to `for: 0s` (nothing else changed), so
-# that the alert fires within seconds instead of an hour.
-awk '/- alert: ShmprovDrift$/ {d = 1} d && /^ *for: 1h$/ {sub(/1h/, "0s"); d = 0} {print}' "$rules" >"$work/rules.yml"
-expect "rules copy: exactly ShmprovDrift's for: 1h -> 0s" "$py" -c '
+# ShmprovDrift's `for: 75m` shortened to `for: 0s` (nothing else changed), so
+# that the alert fires within seconds instead of 75 minutes.
+awk '/- alert: ShmprovDrift$/ {d = 1} d && /^ *for: 75m$/ {sub(/75m/, "0s"); d = 0} {print}' "$rules" >"$work/rules.yml"
+expect "rules copy: exactly ShmprovDrift's for: 75m -> 0s" "$py" -c '
 import sys, yaml
 a, b = (yaml.safe_load(open(f))["groups"][0]["rules"] for f in sys.argv[1:])
 diff = [(x, y) for x, y in zip(a, b) if x != y]
 sys.exit(0 if len(a) == len(b) == 8 and diff == [(a[0], dict(a[0], **{"for": "0s"}))]
-         and a[0]["alert"] == "ShmprovDrift" and a[0]["for"] == "1h" else 1)' "$rules" "$work/rules.yml"
+         and a[0]["alert"] == "ShmprovDrift" and a[0]["for"] == "75m" else 1)' "$rules" "$work/rules.yml"
 "$promtool" check rules "$work/rules.yml" >/dev/null 2>&1 || bad "promtool check rules on the copy"
 cat >"$work/prometheus.yml" <<EOF
 global:
