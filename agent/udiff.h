@@ -5,11 +5,15 @@
 
 #include <stddef.h>
 
-/* Drop-ins are a few dozen lines; the cap bounds the work and memory a
- * hostile or runaway file can cost. */
+/* Drop-ins are a few dozen lines; the caps bound the work and memory a
+ * hostile or runaway file can cost: lines per side, and cells of the table
+ * that compares the lines between the common head and tail (2 bytes each). */
 #define UDIFF_MAX_LINES 4096
+#define UDIFF_MAX_CELLS ((size_t)1 << 20)
 
-/* Renders a unified diff of old -> new in GNU `diff -u` format: 3 lines of
+/* Renders a unified diff of old -> new in GNU `diff -u` format (the same
+ * bytes for the drop-in changes the tests pin; a longest common subsequence
+ * of lines, not GNU's minimal-diff heuristics): 3 lines of
  * context, hunks closer than 7 unchanged lines merged, hunk headers
  * `@@ -a,b +c,d @@` (`-a` when b is 1, `-a,0` naming the line before an
  * empty range), and "\ No newline at end of file" after a last line that
@@ -25,7 +29,8 @@
  * the texts have the same lines. On failure returns a negative errno and
  * leaves *ret_text untouched: -EINVAL for a NULL new_text, new_label or
  * ret_text (or old_label with a non-NULL old_text), -E2BIG when either side
- * has more than UDIFF_MAX_LINES lines, -ENOMEM. */
+ * has more than UDIFF_MAX_LINES lines or the lines that differ need more
+ * than UDIFF_MAX_CELLS cells, -ENOMEM. */
 int udiff_render(const char *old_text, size_t old_len,
                  const char *new_text, size_t new_len,
                  const char *old_label, const char *new_label,

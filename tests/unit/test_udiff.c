@@ -429,6 +429,32 @@ Test(udiff, refuses_too_many_lines)
     free(ok);
 }
 
+Test(udiff, refuses_a_change_too_large_to_compare)
+{
+    size_t old_len, new_len = 0;
+    /* 1100 lines that all differ: a 1101 x 1101 table, over the cap. */
+    char *old_text = make_lines(1100, 0, NULL, &old_len);
+    char *new_text = malloc(old_len * 2);
+    char sentinel = 0;
+    char *text = &sentinel;
+    size_t len = 0;
+
+    cr_assert(new_text);
+    for (int i = 1; i <= 1100; i++)
+        len += (size_t)sprintf(new_text + len, "x%d\n", i);
+    cr_expect_eq(udiff_render(old_text, old_len, new_text, len, "a", "b", &text), -E2BIG);
+    cr_expect_eq(text, &sentinel, "ret_text was written on failure");
+    free(new_text);
+    /* One changed line among as many: only it is compared, after the common
+     * head and tail. */
+    new_text = make_lines(1100, 550, NULL, &new_len);
+    cr_assert_eq(udiff_render(old_text, old_len, new_text, new_len, "a", "b", &text), 0);
+    cr_expect(strstr(text, "@@ -547,7 +547,7 @@\n 547\n 548\n 549\n-550\n+changed\n") != NULL, "%s", text);
+    free(text);
+    free(new_text);
+    free(old_text);
+}
+
 struct invalid_case {
     const char *name;
     const char *old;
