@@ -21,6 +21,7 @@ struct line {
 struct op {
     char kind;
     size_t a, b;
+    const struct line *line; /* the line shown */
 };
 
 /* Splits text into lines; -E2BIG past UDIFF_MAX_LINES. */
@@ -85,18 +86,22 @@ static int edit_script(const struct line *old, size_t n, const struct line *new,
                        : AT(i + 1, j) >= AT(i, j + 1)       ? AT(i + 1, j)
                                                             : AT(i, j + 1);
     for (i = 0; i < head; i++)
-        ops[k++] = (struct op){ ' ', i, i };
+        ops[k++] = (struct op){ ' ', i, i, &old[i] };
     for (i = 0, j = 0; i < rows || j < cols;) {
-        if (i < rows && j < cols && same(&old[head + i], &new[head + j]))
-            ops[k++] = (struct op){ ' ', head + i++, head + j++ };
-        else if (i < rows && (j == cols || AT(i + 1, j) >= AT(i, j + 1)))
-            ops[k++] = (struct op){ '-', head + i++, head + j };
-        else
-            ops[k++] = (struct op){ '+', head + i, head + j++ };
+        if (i < rows && j < cols && same(&old[head + i], &new[head + j])) {
+            ops[k++] = (struct op){ ' ', head + i, head + j, &old[head + i] };
+            i++, j++;
+        } else if (i < rows && (j == cols || AT(i + 1, j) >= AT(i, j + 1))) {
+            ops[k++] = (struct op){ '-', head + i, head + j, &old[head + i] };
+            i++;
+        } else {
+            ops[k++] = (struct op){ '+', head + i, head + j, &new[head + j] };
+            j++;
+        }
     }
 #undef AT
     for (i = 0; i < tail; i++)
-        ops[k++] = (struct op){ ' ', n - tail + i, m - tail + i };
+        ops[k++] = (struct op){ ' ', n - tail + i, m - tail + i, &old[n - tail + i] };
     free(lcs);
     *ret_nops = k;
     return 0;
@@ -105,7 +110,7 @@ static int edit_script(const struct line *old, size_t n, const struct line *new,
 static void put_line(FILE *out, char kind, const struct line *l)
 {
     fputc(kind, out);
-    fwrite(l->text, 1, l->len, out);
+    (void)fwrite(l->text, 1, l->len, out); /* errors are sticky: fclose() reports them */
     if (l->len == 0 || l->text[l->len - 1] != '\n')
         fputs("\n\\ No newline at end of file\n", out);
 }
@@ -120,8 +125,7 @@ static void put_range(FILE *out, char sign, size_t start, size_t count)
         fprintf(out, "%c%zu,%zu", sign, count ? start + 1 : start, count);
 }
 
-static void put_hunk(FILE *out, const struct op *ops, size_t from, size_t to, const struct line *old,
-                     const struct line *new)
+static void put_hunk(FILE *out, const struct op *ops, size_t from, size_t to)
 {
     size_t dels = 0, ins = 0;
 
@@ -135,11 +139,11 @@ static void put_hunk(FILE *out, const struct op *ops, size_t from, size_t to, co
     put_range(out, '+', ops[from].b, ins);
     fputs(" @@\n", out);
     for (size_t k = from; k < to; k++)
-        put_line(out, ops[k].kind, ops[k].kind == '+' ? &new[ops[k].b] : &old[ops[k].a]);
+        put_line(out, ops[k].kind, ops[k].line);
 }
 
 /* Every hunk: changes with their context, merged when close. */
-static void put_hunks(FILE *out, const struct op *ops, size_t nops, const struct line *old, const struct line *new)
+static void put_hunks(FILE *out, const struct op *ops, size_t nops)
 {
     for (size_t k = 0; k < nops;) {
         size_t first, last;
@@ -153,7 +157,7 @@ static void put_hunks(FILE *out, const struct op *ops, size_t nops, const struct
             if (ops[k].kind != ' ')
                 last = k;
         k = last + 1 + CONTEXT < nops ? last + 1 + CONTEXT : nops;
-        put_hunk(out, ops, first > CONTEXT ? first - CONTEXT : 0, k, old, new);
+        put_hunk(out, ops, first > CONTEXT ? first - CONTEXT : 0, k);
     }
 }
 
@@ -174,7 +178,7 @@ static int render(const struct line *old, size_t n, const struct line *new, size
     if (r == 0) {
         if (changed) {
             fprintf(out, "--- %s\n+++ %s\n", old_label, new_label);
-            put_hunks(out, ops, nops, old, new);
+            put_hunks(out, ops, nops);
         }
         if (fclose(out) != 0)
             r = -ENOMEM;
