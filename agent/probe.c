@@ -2,19 +2,15 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
-#include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,49 +26,15 @@
 #define PROBE_SHM_PERMS 0600
 #define PROBE_SHM_FLAGS (IPC_CREAT | IPC_EXCL | PROBE_SHM_PERMS | SHM_NORESERVE)
 
-#define PATTERN_MAGIC "shmprov probe pattern"
-#define ACK_MAGIC "shmprov probe ack"
-
-/* What the agent writes at the start of the round-trip segment. Only 8-byte
- * members, so there is no padding and the struct compares with memcmp. */
-struct rt_header {
-    char magic[24];
-    uint64_t counter; /* which round trip of this process */
-    uint64_t seed;    /* of the bytes that fill the rest of the segment */
-    uint64_t size;
-    int64_t pid; /* the agent's */
-};
-
-/* What the child writes back at the end of the segment. */
-struct rt_ack {
-    char magic[24];
-    uint64_t counter; /* copied from the header the child verified */
-    int64_t pid;      /* the child's own */
-    int64_t err;      /* errno of the child's failing call, 0 on success */
-};
-
-/* How far the round-trip child got: its exit status. */
-enum child_exit {
-    CHILD_OK = 0,
-    CHILD_SETUP = 10,
-    CHILD_ATTACH = 11,
-    CHILD_DETACH_INHERITED = 12,
-    CHILD_MISMATCH = 13,
-    CHILD_DETACH = 14,
-};
-
 /* Result of one create-and-remove attempt. */
 struct attempt {
     bool created;
     bool keyed; /* under SHMPROV_PROBE_KEY, not IPC_PRIVATE */
     int create_err; /* errno of shmget when !created */
     int shmid;
+    int attach_err; /* the round trip's: errno of shmat, 0 when attached */
     int remove_err; /* errno of IPC_RMID when created, 0 when removed */
 };
-
-/* Numbers the pattern of each round trip, so a stale segment's bytes can
- * never pass for this run's. */
-static uint64_t round_trips;
 
 /* For this probe_run(): whether SHMPROV_PROBE_KEY may be used, and
  * whether another segment was found holding it (then IPC_PRIVATE). */
@@ -352,331 +314,89 @@ static int step_acceptance(const struct probe_limits *l, struct probe_result *re
 
 /* ---- step 3: round trip ------------------------------------------------- */
 
-static uint64_t xorshift64(uint64_t *state)
+/* Writes a pattern that differs from byte to byte and from run to run
+ * (seed), and reads it back; false at the first byte that differs. */
+static bool write_and_read_back(volatile unsigned char *seg, size_t size, unsigned seed)
 {
-    uint64_t x = *state;
-
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    return x;
-}
-
-/* The acknowledgement sits at the end of the segment, 8-byte aligned. */
-static size_t ack_offset(size_t size)
-{
-    return (size - sizeof(struct rt_ack)) & ~(size_t)7;
-}
-
-static struct rt_ack *ack_of(void *seg, size_t size)
-{
-    return (struct rt_ack *)(void *)((unsigned char *)seg + ack_offset(size));
-}
-
-/* Header, then pseudo-random bytes up to the acknowledgement, so every byte
- * of the page is checked, not only a string at its start. */
-static void pattern_write(unsigned char *seg, size_t size, const struct rt_header *hdr)
-{
-    uint64_t state = hdr->seed;
-    size_t end = ack_offset(size);
-
-    memcpy(seg, hdr, sizeof(*hdr));
-    for (size_t i = sizeof(*hdr); i < end; i++)
-        seg[i] = (unsigned char)xorshift64(&state);
-    memset(seg + end, 0, size - end);
-}
-
-static bool pattern_matches(const unsigned char *seg, size_t size, const struct rt_header *hdr)
-{
-    uint64_t state = hdr->seed;
-    size_t end = ack_offset(size);
-
-    if (memcmp(seg, hdr, sizeof(*hdr)) != 0)
-        return false;
-    for (size_t i = sizeof(*hdr); i < end; i++)
-        if (seg[i] != (unsigned char)xorshift64(&state))
+    for (size_t i = 0; i < size; i++)
+        seg[i] = (unsigned char)(i * 131u + seed);
+    for (size_t i = 0; i < size; i++)
+        if (seg[i] != (unsigned char)(i * 131u + seed))
             return false;
     return true;
 }
 
-/* Runs in the forked child, which only makes system calls and compares
- * memory until _exit(): the agent's state (stdio, handlers, other threads'
- * locks) is not safe to touch after fork(). expect is the child's copy of
- * what the agent wrote, so nothing read from the segment is trusted. */
-static int child_main(int shmid, void *inherited, size_t size, const struct rt_header *expect, pid_t agent)
+/* Creates, attaches and at once marks for removal the round-trip segment:
+ * after IPC_RMID it lives exactly as long as it is attached, so the
+ * detach, or this process's death even by SIGKILL, destroys it. */
+static int create_attached(size_t size, struct attempt *a, unsigned char **ret_seg)
 {
-    unsigned char *own;
-    struct rt_ack *ack;
-
-    /* If the agent dies, so must the child: while it is attached, the
-     * segment (already marked for removal) lives on. */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != agent)
-        return CHILD_SETUP;
-
-    /* fork() copied the agent's attachment; the proof is that a second,
-     * independent shmat of the same id, on a segment already marked for
-     * removal (Linux allows it while it is still attached), sees the
-     * agent's bytes. The inherited mapping is still there to report
-     * through if that fails. */
-    own = shmat(shmid, NULL, 0);
-    if (own == (void *)-1) {
-        ack_of(inherited, size)->err = errno;
-        return CHILD_ATTACH;
-    }
-    if (shmdt(inherited) < 0) {
-        ack_of(own, size)->err = errno;
-        return CHILD_DETACH_INHERITED;
-    }
-    if (!pattern_matches(own, size, expect))
-        return CHILD_MISMATCH;
-
-    ack = ack_of(own, size);
-    memcpy(ack->magic, ACK_MAGIC, sizeof(ACK_MAGIC));
-    ack->counter = expect->counter;
-    ack->pid = getpid();
-    ack->err = 0;
-    if (shmdt(own) < 0)
-        return CHILD_DETACH;
-    return CHILD_OK;
-}
-
-static const char *child_exit_text(int code)
-{
-    switch (code) {
-    case CHILD_SETUP:
-        return "could not tie its life to the agent's (prctl PR_SET_PDEATHSIG)";
-    case CHILD_ATTACH:
-        return "could not attach the segment itself";
-    case CHILD_DETACH_INHERITED:
-        return "could not detach the attachment fork() gave it";
-    case CHILD_MISMATCH:
-        return "read bytes that differ from the agent's pattern";
-    case CHILD_DETACH:
-        return "could not detach the segment";
-    default:
-        return "exited with an unknown status";
-    }
-}
-
-static uint64_t monotonic_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Sleeps until the child exits or timeout_ms pass: a pidfd becomes
- * readable when its process exits (Linux 5.3), so no polling delay and no
- * signal state is touched. Returns 0 either way; -ENOSYS without pidfds. */
-static int wait_exit_pidfd(pid_t pid, unsigned timeout_ms)
-{
-#ifdef SYS_pidfd_open
-    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-    struct pollfd p;
-
-    if (fd < 0)
-        return -errno;
-    p = (struct pollfd){ .fd = fd, .events = POLLIN };
-    while (poll(&p, 1, (int)timeout_ms) < 0 && errno == EINTR)
-        ;
-    close(fd);
-    return 0;
-#else
-    (void)pid;
-    (void)timeout_ms;
-    return -ENOSYS;
-#endif
-}
-
-/* Waits for the child at most timeout_ms, then kills it. A pidfd when the
- * kernel has them; else polling with WNOHANG rather than alarm() or a
- * SIGCHLD handler, which would take over process-wide signal state the rest
- * of the agent may use. The child does a few system calls, so polls start
- * at 0.1 ms and never sleep over 1.6 ms. */
-static int wait_child(pid_t pid, unsigned timeout_ms, int *ret_status, bool *ret_timed_out)
-{
-    struct timespec pause = { .tv_sec = 0, .tv_nsec = 100000 };
-    uint64_t deadline = monotonic_ns() + (uint64_t)timeout_ms * 1000000u;
-    bool timed_out = false;
-    int status = 0;
-
-    (void)wait_exit_pidfd(pid, timeout_ms); /* then reap (or poll) below */
-    for (;;) {
-        pid_t w = waitpid(pid, &status, timed_out ? 0 : WNOHANG);
-
-        if (w == pid)
-            break;
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (monotonic_ns() >= deadline) {
-            /* SIGKILL ends the child and with it its attachment; the
-             * blocking wait that follows then returns at once. */
-            (void)kill(pid, SIGKILL);
-            timed_out = true;
-            continue;
-        }
-        (void)nanosleep(&pause, NULL);
-        if (pause.tv_nsec < 1000000)
-            pause.tv_nsec *= 2;
-    }
-    *ret_status = status;
-    *ret_timed_out = timed_out;
-    return 0;
-}
-
-/* Checks what the child reported: its exit status and, on success, the
- * acknowledgement it wrote into the segment for this very round trip. */
-static void judge_child(struct probe_step *step, void *seg, size_t size, const struct rt_header *hdr, pid_t pid,
-                        int status, bool timed_out)
-{
-    const struct rt_ack *ack = ack_of(seg, size);
-    int code;
-
-    if (timed_out) {
-        step_set(step, PROBE_FAILED, ETIMEDOUT, "the child did not finish within %u ms and was killed",
-                 (unsigned)PROBE_CHILD_TIMEOUT_MS);
-        return;
-    }
-    if (WIFSIGNALED(status)) {
-        step_set(step, PROBE_FAILED, 0, "the child was killed by signal %d (%s)", WTERMSIG(status),
-                 strsignal(WTERMSIG(status)));
-        return;
-    }
-    code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    if (code != CHILD_OK) {
-        int err = (int)ack->err;
-        step_set(step, PROBE_FAILED, err, "the child %s%s%s", child_exit_text(code), err ? ": " : "",
-                 err ? strerror(err) : "");
-        return;
-    }
-    if (memcmp(ack->magic, ACK_MAGIC, sizeof(ACK_MAGIC)) != 0 || ack->counter != hdr->counter ||
-        ack->pid != (int64_t)pid) {
-        step_set(step, PROBE_FAILED, 0, "the child exited successfully but its acknowledgement is not in the segment");
-        return;
-    }
-    step_set(step, PROBE_PASSED, 0,
-             "child %ld attached the segment (already marked for removal) itself, verified the agent's %zu bytes"
-             " and acknowledged",
-             (long)pid, size);
-}
-
-/* Step 3, the sizing guide's usage example: one page written by the agent
- * and read back by another process through its own attachment. */
-static int step_round_trip(const struct probe_limits *l, struct probe_step *step)
-{
-    struct rt_header hdr;
-    struct kernel_shm_usage u = { 0 };
     sigset_t saved;
-    unsigned char *seg = (void *)-1;
-    uint64_t size64 = l->shmmax < l->page_size ? l->shmmax : l->page_size;
-    size_t size;
-    int shmid = -1, create_err = 0, attach_err = 0, remove_err = 0, status = 0, r;
-    bool timed_out = false, keyed = false;
-    pid_t agent = getpid(), pid;
+    int r = signals_block(&saved);
 
-    if (size64 < PROBE_ROUND_TRIP_MIN_BYTES) {
-        step_set(step, PROBE_SKIPPED, 0,
-                 "kernel.shmmax %" PRIu64 " is below the %d bytes the round trip needs", l->shmmax,
-                 PROBE_ROUND_TRIP_MIN_BYTES);
-        return 0;
-    }
-    size = (size_t)size64;
-    r = kernel_read_shm_usage(&u);
     if (r < 0)
         return r;
+    *ret_seg = (void *)-1;
+    a->shmid = create_segment(size, &a->keyed);
+    if (a->shmid < 0) {
+        a->create_err = errno;
+    } else {
+        a->created = true;
+        *ret_seg = shmat(a->shmid, NULL, 0);
+        a->attach_err = *ret_seg == (void *)-1 ? errno : 0;
+        if (shmctl(a->shmid, IPC_RMID, NULL) < 0)
+            a->remove_err = errno;
+    }
+    signals_restore(&saved);
+    return 0;
+}
+
+/* Step 3, the sizing guide's usage example: a page (or shmmax, when that
+ * is smaller) attached, written, read back and detached in this process.
+ * No limit governs it; it proves the segment is memory that works. */
+static int step_round_trip(const struct probe_limits *l, struct probe_step *step)
+{
+    struct kernel_shm_usage u = { 0 };
+    struct attempt a = { .shmid = -1 };
+    uint64_t size = l->shmmax < l->page_size ? l->shmmax : l->page_size;
+    unsigned char *seg;
+    int r = kernel_read_shm_usage(&u);
+
+    if (r < 0)
+        return r;
+    if (size == 0) {
+        step_set(step, PROBE_SKIPPED, 0, "kernel.shmmax is 0: no segment can be created");
+        return 0;
+    }
     if (!fits(l, &u, size)) {
         step_no_room(step, l, &u, size, 0);
         return 0;
     }
     step->bytes = size;
-
-    /* Attach before IPC_RMID: a segment marked for removal with no
-     * attachment is destroyed at once. After IPC_RMID the segment lives
-     * exactly as long as some process is attached to it. */
-    r = signals_block(&saved);
+    r = create_attached((size_t)size, &a, &seg);
     if (r < 0)
         return r;
-    shmid = create_segment(size, &keyed);
-    if (shmid < 0) {
-        create_err = errno;
-    } else {
-        seg = shmat(shmid, NULL, 0);
-        if (seg == (void *)-1)
-            attach_err = errno;
-        if (shmctl(shmid, IPC_RMID, NULL) < 0)
-            remove_err = errno;
-    }
-    signals_restore(&saved);
-
-    if (create_err == ENOSPC && kernel_read_shm_usage(&u) == 0 && !fits(l, &u, size)) {
+    if (a.create_err == ENOSPC && kernel_read_shm_usage(&u) == 0 && !fits(l, &u, size))
         step_no_room(step, l, &u, size, ENOSPC);
-        r = 0;
-        goto out;
-    }
-    if (create_err) {
-        step_set(step, PROBE_FAILED, create_err, "shmget of %zu bytes failed: %s", size, strerror(create_err));
-        r = 0;
-        goto out;
-    }
-    if (remove_err) {
-        struct attempt a = { .created = true, .keyed = keyed, .shmid = shmid, .remove_err = remove_err };
+    else if (a.create_err)
+        step_set(step, PROBE_FAILED, a.create_err, "shmget of %" PRIu64 " bytes failed: %s", size,
+                 strerror(a.create_err));
+    else if (a.remove_err)
         step_leaked(step, &a, size);
-        r = 0;
-        goto out;
-    }
-    if (attach_err) {
-        step_set(step, PROBE_FAILED, attach_err, "shmat of segment %d failed: %s", shmid, strerror(attach_err));
-        r = 0;
-        goto out;
-    }
-
-    memset(&hdr, 0, sizeof(hdr));
-    memcpy(hdr.magic, PATTERN_MAGIC, sizeof(PATTERN_MAGIC));
-    hdr.counter = ++round_trips;
-    hdr.pid = agent;
-    hdr.size = size;
-    hdr.seed = (monotonic_ns() ^ ((uint64_t)hdr.pid << 32) ^ hdr.counter) | 1; /* xorshift needs non-zero */
-    pattern_write(seg, size, &hdr);
-
-    /* The child starts with every catchable signal blocked and keeps them
-     * so: it must never run the agent's signal handlers. The agent's own
-     * mask is restored right after fork(). */
-    r = signals_block(&saved);
-    if (r < 0)
-        goto out;
-    pid = fork();
-    if (pid == 0)
-        _exit(child_main(shmid, seg, size, &hdr, agent));
-    if (pid < 0)
-        create_err = errno;
-    signals_restore(&saved);
-    if (pid < 0) {
-        step_set(step, PROBE_FAILED, create_err, "fork failed: %s", strerror(create_err));
-        r = 0;
-        goto out;
-    }
-
-    r = wait_child(pid, PROBE_CHILD_TIMEOUT_MS, &status, &timed_out);
-    if (r < 0) {
-        step_set(step, PROBE_FAILED, -r, "cannot wait for the child %ld: %s (is SIGCHLD ignored?)", (long)pid,
-                 strerror(-r));
-        r = 0;
-        goto out;
-    }
-    judge_child(step, seg, size, &hdr, pid, status, timed_out);
-    r = 0;
-out:
+    else if (a.attach_err)
+        step_set(step, PROBE_FAILED, a.attach_err, "shmat of segment %d failed: %s", a.shmid, strerror(a.attach_err));
+    else if (!write_and_read_back(seg, (size_t)size, (unsigned)getpid() ^ (unsigned)time(NULL)))
+        step_set(step, PROBE_FAILED, 0, "segment %d did not read back the %" PRIu64 " bytes written to it", a.shmid,
+                 size);
+    else
+        step_set(step, PROBE_PASSED, 0, "attached a %" PRIu64 "-byte segment, wrote it, read it back and detached",
+                 size);
     /* The last detach destroys the segment, already marked for removal. */
     if (seg != (void *)-1 && shmdt(seg) < 0 && step->status == PROBE_PASSED) {
         int err = errno;
-        step_set(step, PROBE_FAILED, err, "shmdt of segment %d failed: %s", shmid, strerror(err));
+        step_set(step, PROBE_FAILED, err, "shmdt of segment %d failed: %s", a.shmid, strerror(err));
     }
-    return r;
+    return 0;
 }
 
 /* Whose SHMPROV_PROBE_KEY is, from /proc/sysvipc/shm: readable whatever
@@ -730,8 +450,8 @@ int probe_run(const struct probe_limits *limits, struct probe_result *ret)
         return r;
     if (limits->skip_round_trip) {
         step_set(&res.round_trip, PROBE_SKIPPED, 0,
-                 "not needed: nothing changed since it last passed (it proves attaching and sharing, "
-                 "which no limit affects, at the cost of a fork)");
+                 "not needed: nothing changed since it last passed (it proves the segment is usable "
+                 "memory, which no limit affects)");
     } else {
         r = step_round_trip(limits, &res.round_trip);
         if (r < 0)

@@ -33,13 +33,6 @@
  * room for more only matters for a table faked by the tests. */
 #define PROBE_LEFTOVERS_MAX 4
 
-/* How long the round trip waits for its child before killing it. */
-#define PROBE_CHILD_TIMEOUT_MS 5000
-
-/* The round-trip segment is one page, or shmmax when that is smaller; below
- * this many bytes the pattern and the acknowledgement do not fit. */
-#define PROBE_ROUND_TRIP_MIN_BYTES 256
-
 /* The limits the kernel should be enforcing now (what apply wrote). */
 struct probe_limits {
     uint64_t shmmax;       /* bytes */
@@ -47,9 +40,9 @@ struct probe_limits {
     uint64_t shmmni;       /* segments */
     uint64_t page_size;    /* must be the running kernel's */
     int overcommit_memory; /* vm.overcommit_memory, -1 when unknown */
-    /* Skip the forked round trip (apply when it changed nothing: the limits
-     * are still proven by the upper bound and the acceptance; a fork costs
-     * milliseconds on some virtual machines, on every boot). */
+    /* Skip the round trip (apply when it changed nothing: the limits are
+     * still proven by the upper bound and the acceptance, and the round
+     * trip tests none). */
     bool skip_round_trip;
     /* The profile lists SHMPROV_PROBE_KEY as persistent (another program's,
      * probe_key_persistent()): the probe then never uses it, only
@@ -65,7 +58,7 @@ struct probe_step {
      * was made. Not only for failures: the upper bound passes with EINVAL,
      * the acceptance passes with ENOMEM under vm.overcommit_memory = 2 and
      * is skipped with ENOSPC when usage leaves no room (it still asks: see
-     * probe.c), and a round-trip child that hangs is ETIMEDOUT. */
+     * probe.c). */
     int err;
     uint64_t bytes; /* size of the segment requested, 0 when none was */
     char detail[256]; /* one sentence for people; why it passed/failed/was skipped */
@@ -112,12 +105,8 @@ uint64_t probe_headroom(const struct probe_limits *limits, uint64_t shm_tot_page
  * returned whether or not ret->passed. A negative errno means the probe
  * could not be run at all and *ret is untouched: -EINVAL for unusable
  * limits (page_size not the running kernel's), or the errno of
- * shmctl(SHM_INFO) or sigprocmask. A failed fork() is a failed round
- * trip, not an error, so the other steps' results still reach the report.
- * Never attaches anything but the
- * round-trip segment; forks once (the round-trip child) and waits for it at
- * most PROBE_CHILD_TIMEOUT_MS, so SIGCHLD must not be ignored nor reaped by
- * a handler meanwhile (the round trip would fail: no exit status). */
+ * shmctl(SHM_INFO) or sigprocmask. Never attaches anything but the
+ * round-trip segment, in this process. */
 int probe_run(const struct probe_limits *limits, struct probe_result *ret);
 
 /* "passed", "failed", "skipped" (also the report's JSON values). */

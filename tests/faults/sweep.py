@@ -12,9 +12,9 @@ fits the call, the scenario is run again from the same start state with
 invariants of README.md are checked.
 
 Only the main process is traced (no -f): strace's when=N counts the
-occurrences of a system call per process, so tracing the probe's forked
-child (or a libcurl thread) would interleave another process's calls and
-make the numbers depend on scheduling. The forked child runs untraced.
+occurrences of a system call per process, so tracing a libcurl thread
+would interleave another thread's calls and make the numbers depend on
+scheduling.
 
 Everything that runs shmprov or writes kernel limits runs in a worker: a
 copy of this script started with `unshare --ipc --mount`, which mounts
@@ -586,7 +586,7 @@ class Worker:
     def strace_argv(self, sc, trace, syscall=None, occ=None, fault=None, base=None, discover=False):
         # No -f: only the main process is traced, so when=N counts that one
         # process's calls and the numbers found by discovery stay the same
-        # from run to run (the probe's forked child runs untraced).
+        # from run to run (a libcurl thread runs untraced).
         argv = ["strace", "-qq", "-o", trace]
         if discover:
             traced = list(SWEPT)
