@@ -39,11 +39,15 @@ static void restore_dropin(const struct plan *plan, struct apply_outcome *out)
     int r;
 
     if (plan->dropin_old) {
-        r = fsutil_write_atomic_renamed(out->dropin_path, plan->dropin_old, plan->dropin_old_len, 0644, &renamed);
+        r = fsutil_write_atomic_renamed(out->dropin_path, plan->dropin_old, plan->dropin_old_len,
+                                        (mode_t)plan->dropin_old_mode, &renamed);
         out->dropin_restored = r >= 0 || renamed;
         if (r < 0 && renamed)
             append(out->restored, sizeof(out->restored),
                    "%sdrop-in %s restored to its previous bytes (but its directory could not be synced: %s)", sep,
+                   out->dropin_path, strerror(-r));
+        else if (r < 0 && !plan->dropin_new)
+            append(out->restored, sizeof(out->restored), "%sdrop-in %s NOT restored: %s; it is deleted", sep,
                    out->dropin_path, strerror(-r));
         else if (r < 0)
             append(out->restored, sizeof(out->restored),
@@ -213,16 +217,25 @@ static int check_current_known(const struct plan *plan, struct apply_outcome *ou
 }
 
 
+/* The probe proves the values apply meant to set, not whatever the kernel
+ * holds by now; a key the plan leaves alone is proven as read back. */
+static uint64_t probe_limit(const struct plan *plan, const struct apply_outcome *out, enum sizing_key_id id)
+{
+    const struct sizing_key *k = &plan->sizing.keys[id];
+
+    if (k->managed)
+        return k->target;
+    if (out->keys[id].after_known)
+        return out->keys[id].after;
+    return id == KEY_SHMMNI ? SIZING_SHMMNI_DEFAULT : SIZING_KERNEL_DEFAULT;
+}
+
 static int run_probe(const struct plan *plan, bool changed, struct apply_outcome *out)
 {
-    /* The probe proves the values apply meant to set, not whatever the
-     * kernel holds by now. */
-    const struct sizing_key *mni = &plan->sizing.keys[KEY_SHMMNI];
     struct probe_limits limits = {
-        .shmmax = plan->sizing.keys[KEY_SHMMAX].target,
-        .shmall = plan->sizing.keys[KEY_SHMALL].target,
-        .shmmni = mni->managed ? mni->target : out->keys[KEY_SHMMNI].after_known ? out->keys[KEY_SHMMNI].after
-                                                                              : SIZING_SHMMNI_DEFAULT,
+        .shmmax = probe_limit(plan, out, KEY_SHMMAX),
+        .shmall = probe_limit(plan, out, KEY_SHMALL),
+        .shmmni = probe_limit(plan, out, KEY_SHMMNI),
         .page_size = plan->host.page_size,
         .overcommit_memory = plan->host.overcommit_memory,
         .skip_round_trip = !changed,
@@ -242,6 +255,98 @@ static int run_probe(const struct plan *plan, bool changed, struct apply_outcome
         (void)snprintf(out->error, sizeof(out->error), "test allocation failed: %s", failed->detail);
         return -EPROTO;
     }
+    return 0;
+}
+
+/* Whether the running kernel is touched: skipped under --root and
+ * --keep-runtime, and where /proc/sys is read-only (then, unless the
+ * drop-in is to change anyway, there is nothing to do: returns 1). -1:
+ * refused, not allowed to change it. */
+static int decide_runtime(const struct plan *plan, const struct apply_options *o, bool runtime_changes,
+                          struct apply_outcome *out)
+{
+    if (o->root) {
+        out->runtime_skipped = true;
+        out->runtime_skip_reason = plan->dropin_new
+                                       ? "--root: the drop-in is written under the root only; the running kernel is not touched"
+                                       : "--root: the drop-in is deleted under the root only; the running kernel is not touched";
+    } else if (o->keep_runtime) {
+        out->runtime_skipped = true;
+        out->runtime_skip_reason = "--keep-runtime: the drop-in is deleted; the running kernel is not touched";
+    } else if (plan->host.runtime_write_errno == EROFS) {
+        out->runtime_skipped = true;
+        out->runtime_skip_reason = host_runtime_write_reason(EROFS);
+        if (!o->persist_only) {
+            out->result = APPLY_NOT_APPLICABLE;
+            return 1;
+        }
+    } else if (plan->host.runtime_write_errno != 0 && runtime_changes) {
+        (void)snprintf(out->error, sizeof(out->error), "cannot change the running kernel: %s (nothing changed)",
+                       host_runtime_write_reason(plan->host.runtime_write_errno));
+        set_error_code(out, APPLY_ERR_PERMISSION, "runtime");
+        return -1;
+    }
+    return 0;
+}
+
+/* A removal plan (no new text) deletes the drop-in; any other plan writes
+ * it when its bytes differ. Returns 0, 1 when the change is in place but
+ * not durable (its directory could not be synced: undone like any other
+ * change rather than half-succeed), or -1 when nothing changed. */
+static int change_dropin(const struct plan *plan, struct apply_outcome *out)
+{
+    bool renamed = false;
+    struct stat st;
+    int r;
+
+    if (!plan->dropin_changed)
+        return 0;
+    if (!plan->dropin_new) {
+        r = fsutil_remove_durable(out->dropin_path);
+        renamed = r < 0 && lstat(out->dropin_path, &st) < 0 && errno == ENOENT;
+    } else {
+        r = fsutil_write_atomic_renamed(out->dropin_path, plan->dropin_new, plan->dropin_new_len, 0644, &renamed);
+    }
+    out->dropin_written = r >= 0 || renamed;
+    if (r >= 0)
+        return 0;
+    set_error_code(out, APPLY_ERR_IO, "dropin");
+    if (renamed)
+        (void)snprintf(out->error, sizeof(out->error), "%s %s but cannot sync its directory: %s",
+                       plan->dropin_new ? "wrote" : "deleted", out->dropin_path, strerror(-r));
+    else
+        (void)snprintf(out->error, sizeof(out->error), "cannot %s %s: %s%s (not %s)",
+                       plan->dropin_new ? "write" : "delete", out->dropin_path, strerror(-r),
+                       r == -ELOOP ? " (a symbolic link: refused)" : "", plan->dropin_new ? "written" : "deleted");
+    return renamed ? 1 : -1;
+}
+
+static void roll_back(const struct plan *plan, struct apply_outcome *out)
+{
+    out->rollback_ran = true;
+    restore_runtime(plan, out);
+    if (out->dropin_written)
+        restore_dropin(plan, out);
+    read_after(out);
+    out->result = APPLY_FAILED;
+}
+
+/* The drop-in's directory under an image root may not exist yet; the
+ * temporary files of a run killed between create and rename go. */
+static int prepare_dropin_dir(const struct plan *plan, const struct apply_options *o, struct apply_outcome *out)
+{
+    int r;
+
+    if (o->root && plan->dropin_new && (r = fsutil_mkdir_parents(out->dropin_path)) < 0) {
+        (void)snprintf(out->error, sizeof(out->error), "cannot create the directory of %s: %s", out->dropin_path,
+                       strerror(-r));
+        set_error_code(out, APPLY_ERR_IO, "dropin");
+        return r;
+    }
+    out->stale_temps_removed = fsutil_remove_stale_temps(out->dropin_path);
+    if (out->stale_temps_removed > 0)
+        log_info("removed %d temporary file(s) a killed run left next to %s", out->stale_temps_removed,
+                 out->dropin_path);
     return 0;
 }
 
@@ -266,61 +371,24 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
         set_error_code(out, APPLY_ERR_IO, "dropin");
         goto failed_untouched;
     }
-    if (o->root) {
-        out->runtime_skipped = true;
-        out->runtime_skip_reason = "--root: the drop-in is written under the root only; the running kernel is not touched";
-    } else if (plan->host.runtime_write_errno == EROFS) {
-        out->runtime_skipped = true;
-        out->runtime_skip_reason = host_runtime_write_reason(EROFS);
-        if (!o->persist_only) {
-            out->result = APPLY_NOT_APPLICABLE;
-            return 0;
-        }
-    } else if (plan->host.runtime_write_errno != 0 && runtime_changes) {
-        (void)snprintf(out->error, sizeof(out->error), "cannot change the running kernel: %s (nothing changed)",
-                       host_runtime_write_reason(plan->host.runtime_write_errno));
-        set_error_code(out, APPLY_ERR_PERMISSION, "runtime");
+    r = decide_runtime(plan, o, runtime_changes, out);
+    if (r > 0)
+        return 0; /* not applicable here: nothing to do */
+    if (r < 0)
         goto failed_untouched;
-    }
 
     if (!out->runtime_skipped && check_current_known(plan, out) < 0) {
         set_error_code(out, APPLY_ERR_HOST_UNREADABLE, "runtime");
         goto failed_untouched;
     }
-
-    /* Leftovers of a run killed between create and rename. */
-    if (o->root && (r = fsutil_mkdir_parents(out->dropin_path)) < 0) {
-        (void)snprintf(out->error, sizeof(out->error), "cannot create the directory of %s: %s", out->dropin_path,
-                       strerror(-r));
-        set_error_code(out, APPLY_ERR_IO, "dropin");
+    if (prepare_dropin_dir(plan, o, out) < 0)
         goto failed_untouched;
-    }
-    out->stale_temps_removed = fsutil_remove_stale_temps(out->dropin_path);
-    if (out->stale_temps_removed > 0)
-        log_info("removed %d temporary file(s) a killed run left next to %s", out->stale_temps_removed,
-                 out->dropin_path);
 
-    if (plan->dropin_changed) {
-        bool renamed = false;
-
-        r = fsutil_write_atomic_renamed(out->dropin_path, plan->dropin_new, plan->dropin_new_len, 0644, &renamed);
-        if (r < 0 && renamed) {
-            /* The new file is in place but may not survive a crash: undo
-             * it like any other change rather than half-succeed. */
-            out->dropin_written = true;
-            (void)snprintf(out->error, sizeof(out->error), "wrote %s but cannot sync its directory: %s",
-                           out->dropin_path, strerror(-r));
-            set_error_code(out, APPLY_ERR_IO, "dropin");
-            goto rollback;
-        }
-        if (r < 0) {
-            (void)snprintf(out->error, sizeof(out->error), "cannot write %s: %s%s (not written)", out->dropin_path,
-                           strerror(-r), r == -ELOOP ? " (a symbolic link: refused)" : "");
-            set_error_code(out, APPLY_ERR_IO, "dropin");
-            goto failed_untouched;
-        }
-        out->dropin_written = true;
-    }
+    r = change_dropin(plan, out);
+    if (r < 0)
+        goto failed_untouched;
+    if (r > 0)
+        goto rollback;
 
     if (out->runtime_skipped) {
         out->result = out->dropin_written ? APPLY_CHANGED : APPLY_UNCHANGED;
@@ -342,12 +410,7 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
     return 0;
 
 rollback:
-    out->rollback_ran = true;
-    restore_runtime(plan, out);
-    if (out->dropin_written)
-        restore_dropin(plan, out);
-    read_after(out);
-    out->result = APPLY_FAILED;
+    roll_back(plan, out);
     return 0;
 
 failed_untouched:

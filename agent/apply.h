@@ -3,7 +3,9 @@
  * kernel's limits, read them back, prove them with the probe — and on any
  * failure put back the previous runtime values and the previous drop-in
  * bytes (or its absence). The caller holds the lock and has already
- * refused conflicts; this module changes things and undoes them. */
+ * refused conflicts; this module changes things and undoes them. A
+ * removal plan (removal.h: no new drop-in text, the boot values as
+ * targets) runs through the same steps: `shmprov remove`. */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -15,6 +17,7 @@ struct apply_options {
     const char *root; /* write the drop-in under this directory only; NULL: the live system */
     bool no_verify;   /* skip the probe */
     bool persist_only; /* /proc/sys read-only here: write the drop-in anyway */
+    bool keep_runtime; /* change the drop-in only, never the running kernel (remove --keep-runtime) */
 };
 
 enum apply_result { APPLY_UNCHANGED, APPLY_CHANGED, APPLY_FAILED, APPLY_NOT_APPLICABLE };
@@ -37,7 +40,7 @@ struct apply_key_outcome {
 struct apply_outcome {
     enum apply_result result;
     char dropin_path[4096]; /* where it was (or would be) written, root included */
-    bool dropin_written;
+    bool dropin_written; /* written, or for a removal plan deleted */
     int stale_temps_removed;
     struct apply_key_outcome keys[KEY_COUNT];
     bool runtime_skipped; /* --root, or not applicable here */

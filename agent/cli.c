@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
+#include "apply.h"
 #include "fsutil.h"
 #include "host.h"
 #include "lock.h"
@@ -18,9 +21,11 @@
 enum {
     OPT_DRY_RUN = 1 << 0,
     OPT_FORCE = 1 << 1,
-    OPT_APPLY_ONLY = 1 << 2, /* --no-report, --no-verify, --root, --persist-only */
+    OPT_TRANSACTION = 1 << 2, /* --no-report, --defer-report, --no-verify, --root: apply and remove */
     OPT_STATUS_ONLY = 1 << 3, /* --segments, --remove-orphans */
     OPT_REPORT = 1 << 4,      /* --report */
+    OPT_PERSIST_ONLY = 1 << 5, /* --persist-only: apply */
+    OPT_KEEP_RUNTIME = 1 << 6, /* --keep-runtime: remove */
 };
 
 struct command {
@@ -32,7 +37,8 @@ struct command {
 
 static const struct command commands[] = {
     { "plan", OPT_FORCE, 0, cmd_plan },
-    { "apply", OPT_DRY_RUN | OPT_FORCE | OPT_APPLY_ONLY | OPT_REPORT, 0, cmd_apply },
+    { "apply", OPT_DRY_RUN | OPT_FORCE | OPT_TRANSACTION | OPT_PERSIST_ONLY | OPT_REPORT, 0, cmd_apply },
+    { "remove", OPT_DRY_RUN | OPT_FORCE | OPT_TRANSACTION | OPT_KEEP_RUNTIME, 0, cmd_remove },
     { "verify", OPT_REPORT, 0, cmd_verify },
     { "validate", 0, -1, cmd_validate },
     { "flush", 0, 0, cmd_flush },
@@ -61,6 +67,19 @@ static const char usage_text[] =
     "    --defer-report     spool the report without sending it (at boot: never\n"
     "                       wait on the network; a later apply or flush sends it)\n"
     "    --force            allow limits below what existing segments use\n"
+    "  remove               the inverse of apply: delete the drop-in (only while it is\n"
+    "                       what shmprov wrote; with no profile, the one the last apply\n"
+    "                       recorded), set the running kernel to what boot gives without\n"
+    "                       it (the value of the file systemd-sysctl reads last, else the\n"
+    "                       kernel's default), prove it with a test allocation; on any\n"
+    "                       failure put everything back\n"
+    "    --dry-run          say what would be deleted and each key's value from -> to;\n"
+    "                       change nothing\n"
+    "    --keep-runtime     delete the drop-in only; the running kernel is not touched\n"
+    "    --force            delete a drop-in that is no longer what shmprov wrote (never\n"
+    "                       a symbolic link or anything but a regular file)\n"
+    "    --root DIR         delete the drop-in under DIR only (image builds)\n"
+    "    --no-verify, --no-report, --defer-report   as for apply\n"
     "  verify               compare the running kernel, the drop-in and the boot order\n"
     "                       with the profile; changes nothing; exit 3 on drift\n"
     "    --report           report the result (in-sync or drift) as apply does\n"
@@ -90,11 +109,11 @@ static const char usage_text[] =
     "  -h, --help           show this help\n"
     "  -V, --version        show the version\n"
     "\n"
-    "Exit status: 0 success (also \"nothing to change\", and \"runtime not applicable\n"
-    "here\" where /proc/sys is read-only), 1 run-time failure (apply refused or\n"
-    "rolled back, an I/O error, the result not written; plan: apply would\n"
-    "refuse), 2 bad invocation or invalid profile (nothing touched), 3 verify\n"
-    "found drift.\n"
+    "Exit status: 0 success (also \"nothing to change\", \"nothing to remove\" and\n"
+    "\"runtime not applicable here\" where /proc/sys is read-only), 1 run-time\n"
+    "failure (apply or remove refused or rolled back, an I/O error, the result not\n"
+    "written; plan: apply would refuse), 2 bad invocation or invalid profile\n"
+    "(nothing touched), 3 verify found drift.\n"
     "\n"
     "Diagnostics go to stderr; stdout carries only the result.\n";
 
@@ -166,6 +185,33 @@ int cli_load_profile(const struct cli_options *o, struct profile **ret, const ch
     return invalid ? EXIT_USAGE : EXIT_FAILURE_RUNTIME;
 }
 
+uint64_t cli_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int cli_check_root(const char *root)
+{
+    struct stat st;
+
+    if (root[0] != '/' || strcmp(root, "/") == 0) {
+        log_error("--root must be an absolute directory other than '/', not '%s'", root);
+        return -EINVAL;
+    }
+    if (stat(root, &st) < 0) {
+        log_error("--root '%s': %s", root, strerror(errno));
+        return -EINVAL;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        log_error("--root '%s': not a directory", root);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int cli_lock(const char *path, struct lock **ret, char *why, size_t why_len)
 {
     char text[PATH_MAX + 128];
@@ -233,6 +279,45 @@ int cli_build_plan(const struct profile *profile, bool force, const char *root, 
     return EXIT_OK;
 }
 
+static void log_outcome(const struct apply_outcome *out)
+{
+    if (out->probe_ran && out->probe.key_note[0])
+        log_warn("test allocation: %s", out->probe.key_note);
+    if (out->result == APPLY_FAILED) {
+        log_error("%s", out->error);
+        if (out->restored[0])
+            log_error("restored: %s", out->restored);
+    } else if (out->result == APPLY_NOT_APPLICABLE) {
+        log_warn("runtime not applicable here: %s; nothing changed", out->runtime_skip_reason);
+    }
+}
+
+bool cli_transaction(const char *command, const struct plan *plan, const struct apply_options *opts,
+                     struct apply_outcome *out, struct report_error *error)
+{
+    int r = apply_run(plan, opts, out);
+
+    if (r < 0) {
+        (void)snprintf(error->message, sizeof(error->message), "%s failed: %s", command, strerror(-r));
+        log_error("%s", error->message);
+        error->code = REPORT_ERR_IO;
+        error->step = "runtime";
+        return false;
+    }
+    log_outcome(out);
+    return true;
+}
+
+void cli_state_run(uint64_t start_ms, const char *result, const struct apply_outcome *out, struct state_run *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    ret->known = true;
+    ret->end = (uint64_t)time(NULL);
+    ret->duration_ms = cli_now_ms() - start_ms;
+    ret->probe_passed = out && out->probe_ran ? out->probe.passed : -1;
+    (void)snprintf(ret->result, sizeof(ret->result), "%s", result);
+}
+
 /* Returns <0 on a usage error already reported (as -exit code), 0 to exit
  * successfully now (--help, --version), >0 to run the command. */
 static int parse_argv(int argc, char **argv, struct cli_options *o, const struct command **ret_cmd)
@@ -248,6 +333,7 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
         ARG_SEGMENTS,
         ARG_REMOVE_ORPHANS,
         ARG_REPORT,
+        ARG_KEEP_RUNTIME,
     };
     static const struct option options[] = {
         { "profile", required_argument, NULL, 'p' },
@@ -266,6 +352,7 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
         { "segments", no_argument, NULL, ARG_SEGMENTS },
         { "remove-orphans", no_argument, NULL, ARG_REMOVE_ORPHANS },
         { "report", no_argument, NULL, ARG_REPORT },
+        { "keep-runtime", no_argument, NULL, ARG_KEEP_RUNTIME },
         {},
     };
     unsigned used = 0;
@@ -312,23 +399,27 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
             break;
         case ARG_NO_REPORT:
             o->no_report = true;
-            used |= OPT_APPLY_ONLY;
+            used |= OPT_TRANSACTION;
             break;
         case ARG_DEFER_REPORT:
             o->defer_report = true;
-            used |= OPT_APPLY_ONLY;
+            used |= OPT_TRANSACTION;
             break;
         case ARG_NO_VERIFY:
             o->no_verify = true;
-            used |= OPT_APPLY_ONLY;
+            used |= OPT_TRANSACTION;
             break;
         case ARG_PERSIST_ONLY:
             o->persist_only = true;
-            used |= OPT_APPLY_ONLY;
+            used |= OPT_PERSIST_ONLY;
+            break;
+        case ARG_KEEP_RUNTIME:
+            o->keep_runtime = true;
+            used |= OPT_KEEP_RUNTIME;
             break;
         case ARG_ROOT:
             o->root = optarg;
-            used |= OPT_APPLY_ONLY;
+            used |= OPT_TRANSACTION;
             break;
         case ARG_SEGMENTS:
             o->segments = true;
@@ -354,20 +445,25 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
     cmd = find_command(argv[optind]);
     if (!cmd)
         return -usage_error("unknown command '%s'", argv[optind]);
-    /* apply and verify write the metrics to metrics.textfile; their
-     * stdout is their result. */
+    /* apply, remove and verify write the metrics to metrics.textfile;
+     * their stdout is their result. */
     if (o->output == OUTPUT_PROMETHEUS && cmd->exec != cmd_status)
         return -usage_error("--output prometheus is for 'status' only, not '%s' (apply, verify and status write "
                             "the metrics to the profile's metrics.textfile)", cmd->name);
     if (used & OPT_DRY_RUN & ~cmd->options)
-        return -usage_error("--dry-run is an option of 'apply' and 'status', not of '%s'", cmd->name);
+        return -usage_error("--dry-run is an option of 'apply', 'remove' and 'status', not of '%s'", cmd->name);
     if (used & OPT_STATUS_ONLY & ~cmd->options)
         return -usage_error("--segments and --remove-orphans are options of 'status', not of '%s'", cmd->name);
     if (cmd->exec == cmd_status && o->dry_run && !o->remove_orphans)
         return -usage_error("'status --dry-run' needs --remove-orphans: status alone changes nothing");
-    if (used & OPT_APPLY_ONLY & ~cmd->options)
-        return -usage_error("--no-report, --defer-report, --no-verify, --root and --persist-only are options of "
-                            "'apply', not of '%s'", cmd->name);
+    if (used & OPT_TRANSACTION & ~cmd->options)
+        return -usage_error("--no-report, --defer-report, --no-verify and --root are options of 'apply' and "
+                            "'remove', not of '%s'", cmd->name);
+    if (used & OPT_PERSIST_ONLY & ~cmd->options)
+        return -usage_error("--persist-only is an option of 'apply', not of '%s'%s", cmd->name,
+                            cmd->exec == cmd_remove ? " (remove deletes the drop-in where /proc/sys is read-only)" : "");
+    if (used & OPT_KEEP_RUNTIME & ~cmd->options)
+        return -usage_error("--keep-runtime is an option of 'remove', not of '%s'", cmd->name);
     if (used & OPT_REPORT & ~cmd->options)
         return -usage_error("--report is an option of 'verify' and 'apply --dry-run', not of '%s'", cmd->name);
     if (cmd->exec == cmd_apply && o->report && !o->dry_run)
@@ -375,7 +471,7 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
     if (o->report && o->no_report)
         return -usage_error("--report and --no-report contradict each other");
     if (used & OPT_FORCE & ~cmd->options)
-        return -usage_error("--force is an option of 'plan' and 'apply', not of '%s'", cmd->name);
+        return -usage_error("--force is an option of 'plan', 'apply' and 'remove', not of '%s'", cmd->name);
     o->args = argv + optind + 1;
     o->nargs = argc - optind - 1;
     if (cmd->max_args >= 0 && o->nargs > cmd->max_args)

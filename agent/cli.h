@@ -3,9 +3,13 @@
  * steps every command shares (choosing and loading the profile). */
 
 #include <stdbool.h>
+#include <stdint.h>
 
+#include "apply.h"
 #include "plan.h"
 #include "profile.h"
+#include "report.h"
+#include "state.h"
 
 enum exit_code {
     EXIT_OK = 0,
@@ -27,7 +31,8 @@ struct cli_options {
     bool defer_report; /* spool the report, send it later (boot) */
     bool no_verify;
     bool persist_only;
-    const char *root; /* apply --root DIR */
+    bool keep_runtime; /* remove --keep-runtime */
+    const char *root; /* apply --root DIR, remove --root DIR */
     bool segments;       /* status --segments */
     bool remove_orphans; /* status --remove-orphans */
     char **args; /* positional arguments after the command */
@@ -42,6 +47,13 @@ int cli_main(int argc, char **argv);
  * code. */
 int cli_load_profile(const struct cli_options *o, struct profile **ret, const char **ret_note);
 
+/* CLOCK_MONOTONIC in milliseconds: how long a run took. */
+uint64_t cli_now_ms(void);
+
+/* --root DIR must be an absolute directory other than '/': says why not
+ * and returns -EINVAL, or 0. */
+int cli_check_root(const char *root);
+
 struct lock;
 /* Takes the lock at path (waiting LOCK_WAIT_MS at most), naming the holder
  * when it cannot (also in why, when not NULL). Returns 0, -EWOULDBLOCK when
@@ -55,9 +67,22 @@ int cli_lock(const char *path, struct lock **ret, char *why, size_t why_len);
 int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret, char *why,
                    size_t why_len);
 
+/* Runs the transaction (apply.c) for command ("apply", "remove") and logs
+ * its outcome once: a failure and what was restored, the probe's note on
+ * its key. Returns true with *out filled; false on an internal error,
+ * said, with *error set (io, step runtime). */
+bool cli_transaction(const char *command, const struct plan *plan, const struct apply_options *opts,
+                     struct apply_outcome *out, struct report_error *error);
+
+/* The state record (state.h) of a run that started at start_ms (cli_now_ms)
+ * and ends now with result; out (may be NULL) says whether its probe ran
+ * and passed. */
+void cli_state_run(uint64_t start_ms, const char *result, const struct apply_outcome *out, struct state_run *ret);
+
 int cmd_plan(const struct cli_options *o);
 int cmd_apply(const struct cli_options *o);
 int cmd_validate(const struct cli_options *o);
 int cmd_verify(const struct cli_options *o);
 int cmd_flush(const struct cli_options *o);
 int cmd_status(const struct cli_options *o);
+int cmd_remove(const struct cli_options *o);

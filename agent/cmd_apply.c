@@ -24,13 +24,6 @@
 #include "state.h"
 
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static const char *step_text(const struct probe_step *s)
 {
     return s->detail[0] ? s->detail : probe_status_name(s->status);
@@ -78,25 +71,6 @@ static void print_text(const struct plan *plan, const struct conflicts *c, const
         if (out->restored[0])
             printf("  restored: %s\n", out->restored);
     }
-}
-
-static int check_root(const char *root)
-{
-    struct stat st;
-
-    if (root[0] != '/' || strcmp(root, "/") == 0) {
-        log_error("--root must be an absolute directory other than '/', not '%s'", root);
-        return -EINVAL;
-    }
-    if (stat(root, &st) < 0) {
-        log_error("--root '%s': %s", root, strerror(errno));
-        return -EINVAL;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        log_error("--root '%s': not a directory", root);
-        return -EINVAL;
-    }
-    return 0;
 }
 
 /* A test segment a killed shmprov left behind holds shmmax bytes of
@@ -197,40 +171,20 @@ static bool refused_by_conflicts(struct apply_run *run)
     return false;
 }
 
-static void log_outcome(const struct apply_outcome *out)
-{
-    if (out->probe_ran && out->probe.key_note[0])
-        log_warn("test allocation: %s", out->probe.key_note);
-    if (out->result == APPLY_FAILED) {
-        log_error("%s", out->error);
-        if (out->restored[0])
-            log_error("restored: %s", out->restored);
-    } else if (out->result == APPLY_NOT_APPLICABLE) {
-        log_warn("runtime not applicable here: %s; nothing changed", out->runtime_skip_reason);
-    }
-}
-
 static void run_transaction(struct apply_run *run, const struct probe_leftover *leftovers, int nleftovers)
 {
     struct apply_options opts = { .root = run->o->root, .no_verify = run->o->no_verify,
                                   .persist_only = run->o->persist_only };
     struct apply_outcome *out = &run->out;
-    int r = apply_run(run->plan, &opts, out);
 
-    if (r < 0) {
-        (void)snprintf(run->error.message, sizeof(run->error.message), "apply failed: %s", strerror(-r));
-        log_error("%s", run->error.message);
-        run->error.code = REPORT_ERR_IO;
-        run->error.step = "runtime";
+    if (!cli_transaction("apply", run->plan, &opts, out, &run->error))
         return;
-    }
     run->out_known = true;
     out->probe_leftovers_found = nleftovers;
     for (int i = 0; i < nleftovers; i++) {
         out->probe_leftovers[i] = leftovers[i];
         out->probe_leftovers_removed += leftovers[i].outcome == ORPHAN_REMOVED;
     }
-    log_outcome(out);
     /* After a rollback the report shows who wins each key now, not who
      * would have. */
     if (out->result == APPLY_FAILED && !run->o->root)
@@ -295,7 +249,7 @@ static json_object *run_report(const struct apply_run *run)
         .error = run->error.code ? &run->error : NULL,
         .drift = &run->drift,
         .corrective_change = run->drift.count > 0 && run->out_known && run->out.result == APPLY_CHANGED,
-        .duration_ms = now_ms() - run->start_ms,
+        .duration_ms = cli_now_ms() - run->start_ms,
         .resolve_fqdn = run->profile->report.url && !run->o->no_report && !run->o->defer_report,
     };
 
@@ -325,13 +279,10 @@ static void say_result(const struct apply_run *run)
  * Under the apply lock, so records follow the order of the applies. */
 static void record_run(struct apply_run *run)
 {
-    struct state_run r = { .known = true, .end = (uint64_t)time(NULL), .duration_ms = now_ms() - run->start_ms,
-                           .probe_passed = -1 };
+    struct state_run r;
     bool success = run->out_known && (run->out.result == APPLY_CHANGED || run->out.result == APPLY_UNCHANGED);
 
-    (void)snprintf(r.result, sizeof(r.result), "%s", result_word(run));
-    if (run->out_known && run->out.probe_ran)
-        r.probe_passed = run->out.probe.passed;
+    cli_state_run(run->start_ms, result_word(run), run->out_known ? &run->out : NULL, &r);
     lastapply_record(run->plan, success ? &run->out : NULL, &r, &run->state);
 }
 
@@ -422,13 +373,13 @@ int cmd_apply(const struct cli_options *o)
 
     if (o->dry_run)
         return cmd_plan(o);
-    if (o->root && check_root(o->root) < 0)
+    if (o->root && cli_check_root(o->root) < 0)
         return EXIT_USAGE;
     run = calloc(1, sizeof(*run));
     if (!run)
         return EXIT_FAILURE_RUNTIME;
     run->o = o;
-    run->start_ms = now_ms();
+    run->start_ms = cli_now_ms();
     code = cli_load_profile(o, &run->profile, &note);
     if (code != EXIT_OK)
         goto out;

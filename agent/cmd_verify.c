@@ -155,25 +155,6 @@ static void print_text(const struct plan *plan, const struct report_drift_list *
         fputs(plan->dropin_diff, stdout);
 }
 
-/* The metrics of what verify found, for metrics.textfile: the same
- * checks, as numbers. */
-static void publish_metrics(const struct plan *plan, const struct conflicts *c, const struct shmseg_table *t)
-{
-    struct metrics *m = malloc(sizeof(*m));
-
-    if (!m) {
-        log_warn("cannot write the metrics to %s: %s", plan->profile->metrics_textfile, strerror(ENOMEM));
-        return;
-    }
-    metrics_init(m, plan->profile, plan);
-    metrics_set_boot(m, plan, c);
-    metrics_count_segments(m, plan->profile, t);
-    metrics_set_state(m, NULL);
-    metrics_read_spool(m, plan->profile);
-    metrics_publish(m, plan->profile);
-    free(m);
-}
-
 static void say_result(const struct cli_options *o, const struct report_run *rr)
 {
     if (o->output == OUTPUT_JSON) {
@@ -228,8 +209,9 @@ int cmd_verify(const struct cli_options *o)
     };
     lastapply_sha256_on_disk(plan->dropin_path, rr.dropin_sha256_on_disk);
     say_result(o, &rr);
+    /* The metrics of what verify found: the same checks, as numbers. */
     if (profile->metrics_textfile)
-        publish_metrics(plan, &conflicts, segments);
+        metrics_publish_plan(plan, &conflicts, segments, NULL);
     code = drift->count ? EXIT_DRIFT : EXIT_OK;
 out:
     free(segments);

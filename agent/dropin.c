@@ -15,7 +15,7 @@ int dropin_render(const struct profile *p, const struct sizing_result *s, char *
     if (!f)
         return -ENOMEM;
 
-    fprintf(f, "# Managed by shmprov. Do not edit: the next 'shmprov apply' overwrites this file.\n");
+    fputs(DROPIN_HEADER, f);
     fprintf(f, "# Change the profile instead, then run 'shmprov apply'.\n");
     fprintf(f, "# profile: %s\n", p->canonical_path);
     fprintf(f, "# profile sha256: %s\n", p->sha256_hex);

@@ -9,6 +9,10 @@
 #include "profile.h"
 #include "sizing.h"
 
+/* The first line of every drop-in shmprov writes: what `shmprov remove`
+ * looks for when no apply recorded the file's sha256. */
+#define DROPIN_HEADER "# Managed by shmprov. Do not edit: the next 'shmprov apply' overwrites this file.\n"
+
 /* Renders the drop-in for profile p and sizing result s. Returns 0 and a
  * malloc'd NUL-terminated text in *ret_text (length in *ret_len), or
  * -ENOMEM. */

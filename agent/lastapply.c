@@ -103,23 +103,73 @@ static void success_record(const struct plan *plan, const struct apply_outcome *
     (void)strftime(a->time, sizeof(a->time), "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+#define DROPIN_RECORD_PATH STATE_DIR "/" STATE_DROPIN_RECORD
+/* "SHA256  PATH\n": 64 hex digits, two spaces, a path. */
+#define DROPIN_RECORD_MAX (4096 + 80)
+
+/* The record apply leaves for a package purge, "" when there is none or
+ * it is not in sha256sum's format. */
+static void read_dropin_record(char path[4096], char sha[65])
+{
+    char *text = NULL;
+    size_t len = 0, plen;
+
+    path[0] = sha[0] = '\0';
+    if (fsutil_read_file(DROPIN_RECORD_PATH, DROPIN_RECORD_MAX, true, &text, &len, NULL) == 0 && len > 67 &&
+        strspn(text, "0123456789abcdef") == 64 && memcmp(text + 64, "  ", 2) == 0 && text[len - 1] == '\n') {
+        plen = len - 67;
+        if (plen < 4096 && memchr(text + 66, '\n', plen) == NULL) {
+            memcpy(sha, text, 64);
+            sha[64] = '\0';
+            memcpy(path, text + 66, plen);
+            path[plen] = '\0';
+        }
+    }
+    free(text);
+}
+
+int lastapply_recorded_dropin(char path[4096], char sha[65])
+{
+    struct state *s = malloc(sizeof(*s));
+
+    if (!s)
+        return -ENOMEM;
+    if (state_load(STATE_DIR, s) == 0 && s->last_apply.known) {
+        (void)snprintf(path, 4096, "%s", s->last_apply.dropin_path);
+        (void)snprintf(sha, 65, "%s", s->last_apply.dropin_sha256);
+    } else {
+        read_dropin_record(path, sha);
+    }
+    free(s);
+    return path[0] ? 0 : -ENOENT;
+}
+
 /* Rewritten only when it changes: an unchanged apply reads it and stops. */
 static void write_dropin_record(const struct state_apply *a)
 {
-    char line[4096 + 80], *old = NULL;
+    char line[DROPIN_RECORD_MAX], *old = NULL;
     size_t n, old_len = 0;
     int r;
 
     n = (size_t)snprintf(line, sizeof(line), "%s  %s\n", a->dropin_sha256, a->dropin_path);
     if (n >= sizeof(line))
         return;
-    r = fsutil_read_file(STATE_DIR "/" STATE_DROPIN_RECORD, sizeof(line), true, &old, &old_len, NULL);
+    r = fsutil_read_file(DROPIN_RECORD_PATH, sizeof(line), true, &old, &old_len, NULL);
     if (r < 0 || old_len != n || memcmp(old, line, n) != 0)
-        r = fsutil_write_atomic(STATE_DIR "/" STATE_DROPIN_RECORD, line, n, 0644);
+        r = fsutil_write_atomic(DROPIN_RECORD_PATH, line, n, 0644);
     free(old);
     if (r < 0)
         log_warn("cannot write %s/%s: %s; a package purge will keep the drop-in", STATE_DIR, STATE_DROPIN_RECORD,
                  strerror(-r));
+}
+
+/* The state file could not be written: what this run's metrics say is the
+ * file as it is, with run laid over it. */
+static void state_as_if_recorded(const struct state_run *run, struct state *ret)
+{
+    (void)state_load(STATE_DIR, ret);
+    ret->last_run = *run;
+    ret->last_run.known = true;
 }
 
 void lastapply_record(const struct plan *plan, const struct apply_outcome *out, const struct state_run *run,
@@ -141,9 +191,36 @@ void lastapply_record(const struct plan *plan, const struct apply_outcome *out, 
         return;
     log_warn("cannot record this apply in %s/%s: %s%s", STATE_DIR, STATE_FILE, strerror(-r),
              out ? "; the next report cannot say what drifted since" : "");
-    (void)state_load(STATE_DIR, ret);
-    ret->last_run = *run;
-    ret->last_run.known = true;
+    state_as_if_recorded(run, ret);
     if (out)
         ret->last_success_end = run->end;
+}
+
+/* The purge's record goes with the drop-in it names; one naming another
+ * drop-in (a later apply's) stays. */
+static void delete_dropin_record(const char *dropin_path)
+{
+    char path[4096], sha[65];
+    int r;
+
+    read_dropin_record(path, sha);
+    if (strcmp(path, dropin_path) != 0)
+        return;
+    r = fsutil_remove_durable(DROPIN_RECORD_PATH);
+    if (r < 0 && r != -ENOENT)
+        log_warn("cannot delete %s: %s; a package purge may still delete %s", DROPIN_RECORD_PATH, strerror(-r),
+                 dropin_path);
+}
+
+void lastapply_record_removal(const char *removed, const struct state_run *run, struct state *ret)
+{
+    int r = state_record_removal(STATE_DIR, run, removed, ret);
+
+    if (r == 0 && removed)
+        delete_dropin_record(removed);
+    if (r == 0)
+        return;
+    log_warn("cannot record this removal in %s/%s: %s%s", STATE_DIR, STATE_FILE, strerror(-r),
+             removed ? "; the next apply will report the removed drop-in as drift" : "");
+    state_as_if_recorded(run, ret);
 }

@@ -26,3 +26,14 @@ void lastapply_drift(const struct plan *plan, struct report_drift_list *ret);
  * what the metrics of this run say either way. */
 void lastapply_record(const struct plan *plan, const struct apply_outcome *out, const struct state_run *run,
                       struct state *ret);
+
+/* The drop-in the last successful apply left: its path and sha256, from
+ * the state file, or from dropin.sha256 when the state file has none.
+ * Returns 0, -ENOENT when neither records one, or -ENOMEM. */
+int lastapply_recorded_dropin(char path[4096], char sha[65]);
+
+/* Records a run of `shmprov remove` on the live system (state.h), whatever
+ * its result. removed (not NULL: the drop-in at that path is gone) also
+ * forgets the apply that left it and deletes dropin.sha256 when it names
+ * it. A failure to is a warning only; *ret as lastapply_record() says. */
+void lastapply_record_removal(const char *removed, const struct state_run *run, struct state *ret);

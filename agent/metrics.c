@@ -456,3 +456,21 @@ void metrics_publish(const struct metrics *m, const struct profile *p)
     else if (r < 0)
         log_warn("cannot write the metrics to %s: %s", path, strerror(-r));
 }
+
+void metrics_publish_plan(const struct plan *plan, const struct conflicts *c, const struct shmseg_table *t,
+                          const struct state *s)
+{
+    struct metrics *m = malloc(sizeof(*m));
+
+    if (!m) {
+        log_warn("cannot write the metrics to %s: %s", plan->profile->metrics_textfile, strerror(ENOMEM));
+        return;
+    }
+    metrics_init(m, plan->profile, plan);
+    metrics_set_boot(m, plan, c);
+    metrics_count_segments(m, plan->profile, t);
+    metrics_set_state(m, s);
+    metrics_read_spool(m, plan->profile);
+    metrics_publish(m, plan->profile);
+    free(m);
+}

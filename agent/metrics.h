@@ -104,3 +104,11 @@ void metrics_label_value(FILE *out, const char *value);
  * failure (a missing directory above all) is a warning naming the path
  * and why, never the command's failure. */
 void metrics_publish(const struct metrics *m, const struct profile *p);
+
+/* Fills the metrics of the host as it stands from plan (built now), the
+ * boot-order analysis of the disk c (NULL: not known), the segment table
+ * t (NULL: not known) and the state s (NULL: read the state file), then
+ * publishes them as metrics_publish() does: what verify, and remove after
+ * its transaction, write. */
+void metrics_publish_plan(const struct plan *plan, const struct conflicts *c, const struct shmseg_table *t,
+                          const struct state *s);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dropin.h"
 #include "fsutil.h"
@@ -84,10 +85,12 @@ static void warn_tier_fit(struct plan *plan)
 
 static int read_current_dropin(struct plan *plan)
 {
+    struct stat st;
     int r = fsutil_read_file(plan->dropin_path, DROPIN_MAX_BYTES, true, &plan->dropin_old,
-                             &plan->dropin_old_len, NULL);
+                             &plan->dropin_old_len, &st);
 
     plan->dropin_read_errno = r < 0 ? -r : 0;
+    plan->dropin_old_mode = r == 0 ? (unsigned)(st.st_mode & 07777) : 0644;
     if (r == -ENOMEM)
         return r;
     /* Not a warning: apply refuses these before touching anything, so

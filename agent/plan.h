@@ -18,10 +18,11 @@ struct plan {
     struct sizing_result sizing;
 
     char dropin_path[4096]; /* the drop-in on disk: the root prefix and the profile's path */
-    char *dropin_new;
+    char *dropin_new;      /* NULL in a removal plan (removal.h): the drop-in is to go */
     size_t dropin_new_len;
     char *dropin_old;      /* NULL when absent or unreadable */
     size_t dropin_old_len;
+    unsigned dropin_old_mode; /* its permission bits, which a rollback puts back */
     int dropin_read_errno; /* 0, ENOENT, ELOOP (a symlink), ... */
     /* Why apply would refuse to replace what is at dropin_path (a symbolic
      * link, a FIFO, a directory, unreadable), "" when it would not. */

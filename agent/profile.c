@@ -579,26 +579,37 @@ static const char *const sysctl_dirs[] = {
     "/lib/sysctl.d/",
 };
 
-static void parse_dropin(struct walk *w, const struct ynode *v)
+int profile_check_dropin_path(const char *path)
 {
-    char *path = NULL;
     const char *name = NULL;
     size_t len;
 
-    if (!parse_path(w, "dropin", v, &path))
-        return;
     for (size_t i = 0; i < sizeof(sysctl_dirs) / sizeof(sysctl_dirs[0]); i++)
         if (strncmp(path, sysctl_dirs[i], strlen(sysctl_dirs[i])) == 0)
             name = path + strlen(sysctl_dirs[i]);
-    len = name ? strlen(name) : 0;
-    if (!name) {
+    if (!name)
+        return -ENOTDIR;
+    len = strlen(name);
+    if (len <= 5 || strcmp(name + len - 5, ".conf") != 0 ||
+        strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != len || name[0] == '.')
+        return -EINVAL;
+    return 0;
+}
+
+static void parse_dropin(struct walk *w, const struct ynode *v)
+{
+    char *path = NULL;
+    int r;
+
+    if (!parse_path(w, "dropin", v, &path))
+        return;
+    r = profile_check_dropin_path(path);
+    if (r == -ENOTDIR) {
         add_diag(w->rd, v->line, v->col,
                  "'dropin' must be in /etc/sysctl.d, /run/sysctl.d, /usr/local/lib/sysctl.d, "
                  "/usr/lib/sysctl.d or /lib/sysctl.d (nothing else is read at boot), not '%s'",
                  path);
-    } else if (len <= 5 || strcmp(name + len - 5, ".conf") != 0 ||
-               strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != len ||
-               name[0] == '.') {
+    } else if (r < 0) {
         add_diag(w->rd, v->line, v->col,
                  "'dropin' must name a '.conf' file (systemd-sysctl and sysctl --system read "
                  "nothing else) of letters, digits, '.', '_' or '-', not '%s'",

@@ -94,6 +94,11 @@ struct profile {
 /* Whether the profile marks segments with this key as persistent. */
 bool profile_key_is_persistent(const struct profile *p, uint32_t key);
 
+/* Whether path may be a drop-in (the rule of the profile's 'dropin'): a
+ * '.conf' file of letters, digits, '.', '_' or '-' directly in a directory
+ * read at boot. 0, -ENOTDIR (another directory) or -EINVAL (the name). */
+int profile_check_dropin_path(const char *path);
+
 struct profile_diag {
     unsigned line, col; /* 1-based */
     char *message;

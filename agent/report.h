@@ -22,10 +22,14 @@
 #define REPORT_ERR_LOCK_TIMEOUT "lock-timeout"
 #define REPORT_ERR_HOST_UNREADABLE "host-unreadable"
 #define REPORT_ERR_IO "io"
+/* shmprov remove: the drop-in is not (or no longer) what shmprov wrote */
+#define REPORT_ERR_DROPIN_NOT_OWNED "dropin-not-owned"
+/* shmprov remove: what boot would set a key to cannot be known */
+#define REPORT_ERR_BOOT_VALUE_UNKNOWN "boot-value-unknown"
 
 struct report_error {
     const char *code;
-    const char *step; /* lock, plan, guard, conflicts, dropin, runtime, probe */
+    const char *step; /* lock, plan, guard, conflicts, ownership, boot-values, dropin, runtime, probe */
     char message[4096 + 512];
 };
 
@@ -51,8 +55,8 @@ struct report_drift_list {
  * profile are always set; the rest is NULL when the run stopped before
  * it existed (a lock timeout has no plan, a refusal no outcome). */
 struct report_run {
-    const char *command; /* "apply" or "verify" */
-    const char *result;  /* changed unchanged refused failed not-applicable in-sync drift dry-run */
+    const char *command; /* "apply", "verify" or "remove" */
+    const char *result;  /* changed unchanged refused failed not-applicable in-sync drift dry-run removed */
     const struct profile *profile;
     const struct host_facts *host; /* NULL: read for the report */
     const struct plan *plan;

@@ -2,13 +2,16 @@
 /* The sizing guide as arithmetic (README "Sizing rules"). Pure: structs in, numbers
  * and reasons out; no I/O, no logging, no globals. */
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "profile.h"
 
-/* Linux >= 3.16 default for shmmax and shmall: ULONG_MAX - 2^24. */
-#define SIZING_KERNEL_DEFAULT UINT64_C(18446744073692774399)
+/* The kernel's own defaults, what a key holds when no sysctl file sets it
+ * (include/uapi/linux/shm.h): SHMMAX and SHMALL are ULONG_MAX - (1UL << 24)
+ * since Linux 3.16 (18446744073692774399 on 64-bit), SHMMNI is 4096. */
+#define SIZING_KERNEL_DEFAULT ((uint64_t)(ULONG_MAX - (1UL << 24)))
 #define SIZING_SHMMNI_DEFAULT 4096
 
 #define SIZING_TIER_SMALL_RAM (UINT64_C(8) << 30)

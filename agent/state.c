@@ -60,9 +60,10 @@ static int parse_apply(json_object *o, struct state_apply *a)
     return a->known ? 0 : -EBADMSG;
 }
 
-/* The result words an apply can end with: the metrics carry the word as
- * a label value, so nothing else read from the file may become one. */
-static const char *const run_results[] = { "changed", "unchanged", "refused", "failed", "not-applicable" };
+/* The result words an apply or a remove can end with: the metrics carry
+ * the word as a label value, so nothing else read from the file may
+ * become one. */
+static const char *const run_results[] = { "changed", "unchanged", "refused", "failed", "not-applicable", "removed" };
 
 static bool result_known(const char *word)
 {
@@ -238,7 +239,8 @@ static bool same_apply(const struct state_apply *a, const struct state_apply *b)
 
 struct run_record {
     const struct state_run *run;
-    const struct state_apply *apply; /* NULL: the run was not a success */
+    const struct state_apply *apply; /* NULL: the run was not a successful apply */
+    const char *removed_dropin;      /* a removal: forget the apply that left this drop-in */
 };
 
 /* Always a change: every apply ends at its own time. The drift record
@@ -254,6 +256,8 @@ static bool set_run(struct state *s, const void *arg)
         if (!same_apply(&s->last_apply, rec->apply))
             s->last_apply = *rec->apply;
     }
+    if (rec->removed_dropin && strcmp(s->last_apply.dropin_path, rec->removed_dropin) == 0)
+        memset(&s->last_apply, 0, sizeof(s->last_apply));
     return true;
 }
 
@@ -264,19 +268,32 @@ static bool bump_sequence(struct state *s, const void *arg)
     return true;
 }
 
-int state_record_run(const char *dir, const struct state_run *run, const struct state_apply *a, struct state *ret)
+static int record(const char *dir, const struct run_record *rec, struct state *ret)
 {
-    struct run_record rec = { .run = run, .apply = a };
     struct state *s = malloc(sizeof(*s));
     int r;
 
     if (!s)
         return -ENOMEM;
-    r = update(dir, set_run, &rec, s);
+    r = update(dir, set_run, rec, s);
     if (r == 0 && ret)
         *ret = *s;
     free(s);
     return r;
+}
+
+int state_record_run(const char *dir, const struct state_run *run, const struct state_apply *a, struct state *ret)
+{
+    struct run_record rec = { .run = run, .apply = a };
+
+    return record(dir, &rec, ret);
+}
+
+int state_record_removal(const char *dir, const struct state_run *run, const char *dropin_path, struct state *ret)
+{
+    struct run_record rec = { .run = run, .removed_dropin = dropin_path };
+
+    return record(dir, &rec, ret);
 }
 
 int state_next_sequence(const char *dir, uint64_t *ret)

@@ -30,11 +30,11 @@ struct state_apply {
     char time[40];               /* RFC 3339 UTC */
 };
 
-/* The last apply, whatever its result: what a monitoring system alerts on
- * (a failed or refused apply, or none for too long). */
+/* The last apply (or remove), whatever its result: what a monitoring
+ * system alerts on (a failed or refused apply, or none for too long). */
 struct state_run {
     bool known;               /* an apply was recorded */
-    char result[16];          /* "changed", "unchanged", "refused", "failed", "not-applicable" */
+    char result[16];          /* "changed", "unchanged", "refused", "failed", "not-applicable", "removed" */
     uint64_t end;             /* when it ended, unix seconds */
     uint64_t duration_ms;
     int probe_passed;         /* 1, 0, or -1: it ran no test allocation */
@@ -58,6 +58,12 @@ int state_load(const char *dir, struct state *ret);
  * stays that of the apply that set them). ret (may be NULL) gets the state
  * as written. Returns 0 or a negative errno. */
 int state_record_run(const char *dir, const struct state_run *run, const struct state_apply *a, struct state *ret);
+
+/* Records a run of `shmprov remove` the same way, in one write: run as
+ * the last run; dropin_path (not NULL: the drop-in is gone) forgets the
+ * last successful apply when it left that drop-in, so the next apply does
+ * not take the removal for drift. Returns 0 or a negative errno. */
+int state_record_removal(const char *dir, const struct state_run *run, const char *dropin_path, struct state *ret);
 
 /* The next event sequence number (1, 2, ...), kept under the state lock.
  * A damaged file is moved aside to state.json.damaged and numbering

@@ -43,6 +43,9 @@
 --   refused         refused (nothing changed; data.error says why: a conflicting
 --                   sysctl file, segments in use, ...)
 --   not-applicable  not-applicable (read-only /proc/sys, e.g. a container)
+--   removed         removed, or unchanged from remove (nothing to remove):
+--                   shmprov's drop-in is gone and the kernel holds what boot
+--                   gives without it; the host no longer follows a profile
 --   unknown         only dry runs so far, or a result this query does not know
 --                   (a newer agent)
 --
@@ -72,7 +75,9 @@ WITH last_heard AS (         -- every host, and when it last said anything
            CASE l.data->>'result'
                WHEN 'changed' THEN
                    CASE WHEN (l.data->>'corrective_change')::boolean THEN 'corrected' ELSE 'in-sync' END
-               WHEN 'unchanged' THEN 'in-sync'
+               WHEN 'unchanged' THEN
+                   CASE WHEN l.data->>'command' = 'remove' THEN 'removed' ELSE 'in-sync' END
+               WHEN 'removed' THEN 'removed'
                WHEN 'in-sync' THEN 'in-sync'
                WHEN 'drift' THEN 'drifted'
                WHEN 'failed' THEN 'failed'
@@ -98,5 +103,5 @@ SELECT state,
        last_report
 FROM stated
 ORDER BY array_position(ARRAY['failed', 'refused', 'drifted', 'silent', 'unknown', 'corrected',
-                              'not-applicable', 'in-sync'], state),
+                              'not-applicable', 'removed', 'in-sync'], state),
          source;

@@ -166,12 +166,15 @@ FROM (VALUES
     ('seq-breaks-tie', '5 min',  '00000000000000000001', '{"result": "drift"}'),
     ('time-first',     '10 min', '00000000000000000009', '{"result": "in-sync"}'),
     ('time-first',     '5 min',  '00000000000000000002', '{"result": "failed"}'),
-    ('dry-run-only',   '5 min',  '00000000000000000001', '{"result": "dry-run"}')
+    ('dry-run-only',   '5 min',  '00000000000000000001', '{"result": "dry-run"}'),
+    ('removed',        '10 min', '00000000000000000001', '{"command": "apply", "result": "changed"}'),
+    ('removed',        '5 min',  '00000000000000000002', '{"command": "remove", "result": "removed"}'),
+    ('removed-twice',  '5 min',  '00000000000000000001', '{"command": "remove", "result": "unchanged"}')
 ) AS v(host, ago, seq, data);
 \i $src/schemas/latest-state.sql
 ROLLBACK;
 SQL
-want_states="corrected=corrected drifted-dryrun=drifted drifted=drifted dry-run-only=unknown failed=failed in-sync=in-sync not-applicable=not-applicable refused=refused seq-breaks-tie=in-sync silent=silent time-first=failed"
+want_states="corrected=corrected drifted-dryrun=drifted drifted=drifted dry-run-only=unknown failed=failed in-sync=in-sync not-applicable=not-applicable refused=refused removed-twice=removed removed=removed seq-breaks-tie=in-sync silent=silent time-first=failed"
 got_states=$("$py" -c '
 import csv, sys
 rows = [r for r in csv.DictReader(open(sys.argv[1])) if r.get("source", "").startswith("urn:test:")]

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Every run that decides something is visible to the collector (README
 # "Reports"): one event per apply result, refusals and failures included,
-# verify --report and apply --dry-run --report; drift against the state
+# verify --report, apply --dry-run --report and remove; drift against the state
 # file; the state left behind after a rollback; identity; the JSON number
 # and UTF-8 contracts. The real binary in a private IPC + mount (+ UTS)
 # namespace, reporting to the test collector on 127.0.0.1. Every body the
@@ -80,6 +80,24 @@ expect "drift-dropin/what" test "$(data "[(x['kind'], x['file']) for x in d['dri
     "[('dropin-edited', '$dropin')] True"
 run ok apply
 expect "drift/none-after-correction" test "$(data "d['result'], d['drift'], d['corrective_change']")" = "unchanged [] False"
+
+# ---- remove: refused (an edited drop-in, a boot value it cannot read), then removed ----
+echo "# edited by hand" >>"$dropin"
+run ok remove
+expect "remove-edited/refused" test "$code/$(data "d['command'], d['result'], d['error']['code'], d['error']['step']")" = \
+    "1/remove refused dropin-not-owned ownership"
+run ok apply
+printf 'kernel.shmmax = 1e9\n' >/etc/sysctl.d/10-sci.conf
+run ok remove
+expect "remove-boot-value/refused" test "$code/$(data "d['result'], d['error']['code'], d['error']['step']")" = \
+    "1/refused boot-value-unknown boot-values"
+rm /etc/sysctl.d/10-sci.conf
+run ok remove
+expect "remove/removed" test "$code/$(data "d['result'], d['dropin']['changed'], d['keys'][0]['source']")" = \
+    "0/removed True kernel default"
+expect "remove/dropin-and-record-gone" test ! -e "$dropin" -a ! -e "$record"
+run ok apply
+expect "remove/next-apply-no-drift" test "$(data "d['result'], d['drift']")" = "changed []"
 
 # ---- verify --report: in sync, then drift with each discrepancy ----
 run ok verify --report

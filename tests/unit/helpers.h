@@ -2,6 +2,8 @@
 /* Shared by the unit tests: a profile from an inline YAML string, and the
  * parent's half of a child that creates a segment. */
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -36,4 +38,18 @@ static inline int child_created_id(pid_t pid, int fds[2])
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the creating child failed");
     return id;
+}
+
+/* A scratch directory from a mkdtemp() template, and its removal. */
+static inline void scratch_dir_make(char *template)
+{
+    cr_assert_not_null(mkdtemp(template));
+}
+
+static inline void scratch_dir_remove(const char *dir)
+{
+    char cmd[256];
+
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
 }

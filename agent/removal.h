@@ -1,0 +1,87 @@
+#pragma once
+/* `shmprov remove` (README "shmprov remove"): the inverse of apply. A plan
+ * is turned into a removal plan: no new drop-in text (the file is to go),
+ * and as each key's target the value boot would give once the drop-in is
+ * gone, the winner of the key among the remaining files under
+ * systemd-sysctl's rules, else the kernel's default. apply.c then runs it
+ * as the same transaction (lock, rollback, probe). The choices are pure
+ * functions, tested without a file system; removal_prepare() is the one
+ * that reads the sysctl.d directories. Nothing here logs. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conflicts.h"
+#include "plan.h"
+#include "sizing.h"
+
+/* The source of a key's boot value when no file sets it. */
+#define REMOVAL_SOURCE_DEFAULT "kernel default"
+
+/* Whose the file at the drop-in path is. */
+enum removal_owner {
+    REMOVAL_ABSENT,         /* nothing there: nothing to delete */
+    REMOVAL_OWNED_RECORD,   /* its sha256 is the one the last apply recorded */
+    REMOVAL_OWNED_RENDERED, /* no record: shmprov's header and the profile's text now */
+    REMOVAL_EDITED,         /* a record, and another sha256: edited since */
+    REMOVAL_NOT_RENDERED,   /* no record, shmprov's header, but not the profile's text now */
+    REMOVAL_FOREIGN,        /* no record and no shmprov header */
+};
+
+struct removal_key {
+    bool managed;    /* the drop-in sets it: it goes back to its boot value */
+    bool boot_known; /* false: a file sets it to what cannot be read (problem says why) */
+    uint64_t boot;
+    char source[SYSCTLD_PATH_MAX + 16]; /* "PATH:LINE", or REMOVAL_SOURCE_DEFAULT */
+    char problem[SYSCTLD_PATH_MAX + SYSCTLD_VALUE_MAX + 160];
+};
+
+struct removal {
+    enum removal_owner owner;
+    struct removal_key keys[KEY_COUNT];
+    /* Who wins each key at boot once the drop-in is gone, under both
+     * tools' rules (the report's winning_file). */
+    struct conflicts boot;
+    char *rendered; /* what the profile renders now (the plan's new text), moved here */
+    size_t rendered_len;
+};
+
+/* Whose the drop-in bytes (NULL: absent) are: against recorded_sha256
+ * (NULL or "": no apply recorded this path), else against shmprov's
+ * header and rendered, the profile's text now. */
+enum removal_owner removal_judge_owner(const char *bytes, size_t len, const char *recorded_sha256,
+                                       const char *rendered, size_t rendered_len);
+
+/* One sentence: why the file is (or is not) shmprov's. */
+const char *removal_owner_text(enum removal_owner owner);
+
+/* true for the owners a removal may delete without --force. */
+bool removal_owned(enum removal_owner owner);
+
+/* Which keys a drop-in's text sets (an exclusion, "-key" alone, sets
+ * nothing), as systemd-sysctl reads it. */
+void removal_keys_set_by(const char *text, size_t len, bool ret[KEY_COUNT]);
+
+/* The boot value of key id once the drop-in is gone: the value of w, the
+ * winning line (w->known false: no file sets it, the kernel's default),
+ * read as apply reads values (plain decimal); uncertain: the analysis
+ * could not read every file, so it is unknown. Fills the boot fields of
+ * *ret; boot_known false with problem when unknown or unreadable. */
+void removal_boot_value(enum sizing_key_id id, const struct winner *w, bool uncertain, struct removal_key *ret);
+
+/* The kernel's default of key id (sizing.h). */
+uint64_t removal_kernel_default(enum sizing_key_id id);
+
+/* Turns plan (built from the profile, under root when not NULL) into the
+ * removal plan, in place: judges the drop-in against recorded_sha256
+ * (may be NULL), picks the keys it sets (the keys the profile manages
+ * when it is absent), works out their boot values and makes them the
+ * targets. Returns 0 and a removal to removal_free(), or a negative
+ * errno (the sysctl.d directories could not be analysed, -ENOMEM). */
+int removal_prepare(struct plan *plan, const char *root, const char *recorded_sha256, struct removal **ret);
+
+void removal_free(struct removal *r); /* NULL is a no-op */
+
+/* A key whose boot value is not known, or NULL when all are. */
+const struct removal_key *removal_unknown_key(const struct removal *r);
