@@ -6,7 +6,8 @@
 #   3. in a minimal bookworm root made by debootstrap --variant=minbase:
 #      install, reinstall, run (--version, plan, validate), keep an edited
 #      conffile across a reinstall and an upgrade, remove, purge, and check
-#      that purge leaves nothing of the package behind.
+#      that purge leaves nothing of the package behind, the drop-in shmprov
+#      wrote included (and an edited one, with a message).
 # The built package is never installed on this host, and no service is
 # started anywhere: the whole script runs in a private mount + IPC namespace
 # (mounts made for the chroot vanish with it; the chroot's /proc/sys is
@@ -179,6 +180,13 @@ check "postinst enables shmprov.service and shmprov-drift.timer" \
              grep -q \"deb-systemd-helper enable 'shmprov-drift.timer'\" '$WORK/control/postinst'"
 check "postinst does not enable shmprov-drift.service (the timer runs it)" \
     bash -c "! grep -q \"enable 'shmprov-drift.service'\" '$WORK/control/postinst'"
+# The unit files are loaded, not started, after install and upgrade, and
+# reloaded after removal.
+check "postinst reloads systemd (daemon-reload) after the units are enabled" \
+    bash -c "awk '/deb-systemd-helper enable/ { e = 1 } e && /systemctl --system daemon-reload/ { r = 1 }
+                  END { exit !r }' '$WORK/control/postinst'"
+check "postrm reloads systemd on remove" \
+    grep -q 'systemctl --system daemon-reload' "$WORK/control/postrm"
 # (debhelper's own snippets pass the action in a variable: any
 # deb-systemd-invoke but "stop" counts.)
 check "no maintainer script starts or restarts a unit" \
@@ -398,7 +406,25 @@ check "removing started no unit" no_starts
 # What shmprov itself leaves in its state directory: an undelivered report.
 mkdir -p "$ROOT/var/lib/shmprov/spool"
 echo '{}' >"$ROOT/var/lib/shmprov/spool/undelivered.json"
-check "dpkg --purge shmprov" inroot dpkg --purge shmprov </dev/null
+# And the drop-in an apply wrote, named with its sha256 in the record
+# (written here: the chroot's /proc/sys is read-only, so no apply there
+# writes one).
+made_sysctl_d=0
+[ -d "$ROOT/etc/sysctl.d" ] || { mkdir "$ROOT/etc/sysctl.d" && made_sysctl_d=1; }
+put_dropin() {
+    printf '# Managed by shmprov.\nkernel.shmmax = 4294967296\n' >"$ROOT/etc/sysctl.d/60-shmprov.conf"
+    echo "$(sha256sum <"$ROOT/etc/sysctl.d/60-shmprov.conf" | cut -d' ' -f1)  /etc/sysctl.d/60-shmprov.conf" \
+        >"$ROOT/var/lib/shmprov/dropin.sha256"
+}
+put_dropin
+inroot dpkg --purge shmprov </dev/null >"$LOGS/purge.txt" 2>&1
+rc=$?
+sed 's/^/    | /' "$LOGS/purge.txt"
+check "dpkg --purge shmprov" test "$rc" -eq 0
+check "purge: the drop-in shmprov wrote is gone" test ! -e "$ROOT/etc/sysctl.d/60-shmprov.conf"
+check "purge: it said so, naming the file" \
+    grep -q '^shmprov: removed /etc/sysctl.d/60-shmprov.conf' "$LOGS/purge.txt"
+[ "$made_sysctl_d" = 0 ] || rmdir "$ROOT/etc/sysctl.d"
 check "purge: dpkg no longer knows shmprov" \
     bash -c "! chroot '$ROOT' dpkg-query -W -f '\${Status}' shmprov 2>/dev/null | grep -q installed"
 left=$(while read -r p; do
@@ -420,6 +446,23 @@ snapshot >"$WORK/after.txt"
 check "purge: the root is as before the package (find, but /var/lib/dpkg, logs, caches)" \
     diff -u "$WORK/before.txt" "$WORK/after.txt"
 check "purge started no unit" no_starts
+
+# ---------------------------------------------------------------------------
+step "an edited drop-in survives purge"
+check "dpkg -i $(basename "$DEB")" inroot dpkg -i "$deb_in" </dev/null
+mkdir -p "$ROOT/etc/sysctl.d" "$ROOT/var/lib/shmprov"
+put_dropin
+echo '# kept by the operator' >>"$ROOT/etc/sysctl.d/60-shmprov.conf"
+inroot dpkg --purge shmprov </dev/null >"$LOGS/purge-edited.txt" 2>&1
+rc=$?
+sed 's/^/    | /' "$LOGS/purge-edited.txt"
+check "dpkg --purge shmprov" test "$rc" -eq 0
+check "purge: the edited drop-in is still there, as edited" \
+    grep -qx '# kept by the operator' "$ROOT/etc/sysctl.d/60-shmprov.conf"
+check "purge: its output names the file and says it was edited" \
+    grep -q '^shmprov: kept /etc/sysctl.d/60-shmprov.conf: edited since shmprov wrote it' "$LOGS/purge-edited.txt"
+check "purge: /var/lib/shmprov is gone" test ! -e "$ROOT/var/lib/shmprov"
+check "installing and purging started no unit" no_starts
 
 echo
 echo "--- policy-rc.d requests (all refused):"

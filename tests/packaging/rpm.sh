@@ -6,7 +6,9 @@
 # never written), checks the file list, the config files, the dependencies and
 # the scriptlets, installs the package into a scratch root with its own rpm
 # database (never the host's), verifies it with `rpm -V`, runs the installed
-# binary, checks that an edited profile survives a reinstall, and erases it.
+# binary, checks that an edited profile survives a reinstall, and erases it:
+# erase deletes the sysctl drop-in shmprov wrote (a reinstall does not), and
+# keeps one edited since, with a message.
 #
 # Usage: tests/packaging/rpm.sh        KEEP=1 keeps the work directory.
 set -uo pipefail
@@ -149,6 +151,8 @@ check "%postun: restarts nothing on upgrade (a restarted timer fires at once)" \
 check "the report-sending shmprov-drift.service is never started or restarted by a scriptlet" \
     bash -c '! grep -E "^SYSTEMD-(POST|POSTUN-RESTART) .*shmprov-drift\.service" "$1"' _ "$work/fedora.spec"
 check "Requires(post): systemd from %systemd_requires" grep -qx 'Requires(post): systemd' "$work/fedora.spec"
+check "%postun: the drop-in on erase only (\$1 -eq 0), after systemd_postun" \
+    bash -c 'awk "/^SYSTEMD-POSTUN /{s=1} s && /^if \\[ \"\\\$1\" -eq 0 \\]; then\$/{f=1} END{exit !f}" "$1"' _ <(section %postun)
 
 step "source tarball"
 top=$work/rpmbuild
@@ -234,12 +238,29 @@ done < <(sed -n 's/^\(lib[^(]*\.so[^(]*\)(.*64bit)$/\1/p' "$work/requires"; echo
 check "every soname required (and libcurl.so.4 for dlopen) is on the host" \
     [ "${#unresolved[@]}" -eq 0 ] || printf '   unresolved: %s\n' "${unresolved[@]}"
 rpm -qp --scripts "$rpmfile" >"$work/scripts"
-check "no scriptlets where the systemd macros are missing (Debian's rpm)" [ ! -s "$work/scripts" ] ||
-    sed 's/^/   /' "$work/scripts"
+# Without the systemd macros (Debian's rpm) the one scriptlet left is the
+# one that deletes the drop-in on erase; it calls no systemctl.
+check "where the systemd macros are missing, %postun is the only scriptlet, and it calls no systemctl" \
+    bash -c '[ "$(grep -c "^[a-z]* *scriptlet" "$1")" = 1 ] && grep -q "^postuninstall scriptlet" "$1" &&
+             ! grep -q systemctl "$1"' _ "$work/scripts" || sed 's/^/   /' "$work/scripts"
+check "rpm -qpR: Requires(postun) coreutils (sha256sum and rm, for the drop-in)" \
+    grep -qx 'coreutils' "$work/requires"
 
 step "install into a scratch root"
 root=$work/root
 mkdir -p "$root"
+# rpm runs %postun chrooted into the scratch root: it gets a /bin/sh (dash)
+# and the two tools the scriptlet calls, with their libraries, copied from
+# this host. They belong to no package; the checks after erase skip them.
+toolbox=()
+for t in /bin/sh /usr/bin/sha256sum /bin/rm; do
+    for f in "$t" $(ldd "$(readlink -f "$t")" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+        [ -e "$root$f" ] && continue
+        mkdir -p "$root$(dirname "$f")" && cp -L "$f" "$root$f" && toolbox+=(".$f")
+    done
+done
+mkdir -p "$root/var/tmp" "$root/tmp"
+echo "   scriptlet toolbox in the scratch root: ${toolbox[*]}"
 R=(rpm --root "$root" --dbpath /var/lib/rpm)
 I=("${R[@]}" "${force_debian[@]}" --nodeps)
 echo "   \$ ${R[*]} --initdb"
@@ -282,17 +303,41 @@ echo '# edited by the operator' >>"$conf"
 sed 's/^/   /' "$work/verify"
 check "rpm -V flags the edited profile as a changed config file, and nothing else" \
     [ "$(cat "$work/verify")" = "S.5....T.  c $sysconfdir/shmprov/profile.yaml" ]
+# A drop-in as "shmprov apply" leaves it, with its record.
+dropin=$root/etc/sysctl.d/60-shmprov.conf record=$root/var/lib/shmprov/dropin.sha256
+put_dropin() {
+    mkdir -p "$root/etc/sysctl.d" "$root/var/lib/shmprov"
+    printf '# Managed by shmprov.\nkernel.shmmax = 4294967296\n' >"$dropin"
+    echo "$(sha256sum <"$dropin" | cut -d' ' -f1)  /etc/sysctl.d/60-shmprov.conf" >"$record"
+}
+put_dropin
 "${I[@]}" -i --replacepkgs "$rpmfile" >"$work/install.log" 2>&1 || cat "$work/install.log"
 check "rpm -i --replacepkgs keeps the operator's edit (no .rpmnew)" \
     bash -c 'grep -q "^# edited by the operator" "$1" && [ ! -e "$1.rpmnew" ]' _ "$conf"
+check "a reinstall (%postun with \$1 = 1) leaves the drop-in and its record alone" \
+    test -f "$dropin" -a -f "$record"
 "${R[@]}" "${force_debian[@]}" -e shmprov >"$work/erase.log" 2>&1; rc=$?
 sed 's/^/   /' "$work/erase.log"
 check "rpm -e exits 0" [ "$rc" -eq 0 ]
-left=$(cd "$root" && find . \( -type f -o -type l \) ! -path './var/lib/rpm/*' ! -name profile.yaml.rpmsave)
+check "rpm -e deletes the drop-in shmprov wrote, and its record" test ! -e "$dropin" -a ! -e "$record"
+check "rpm -e says so, naming the file" grep -q '^shmprov: removed /etc/sysctl.d/60-shmprov.conf' "$work/erase.log"
+left=$(cd "$root" && find . \( -type f -o -type l \) ! -path './var/lib/rpm/*' ! -name profile.yaml.rpmsave |
+       grep -vxF -f <(printf '%s\n' "${toolbox[@]}"))
 [ -e "$root$datadir/shmprov" ] && left+=" .$datadir/shmprov/"
 check "rpm -e removes every file and directory the package owns" [ -z "$left" ] || echo "   left: $left"
 check "the edited profile is kept as profile.yaml.rpmsave" grep -q '^# edited by the operator' "$conf.rpmsave"
 check "rpm -q no longer finds shmprov" bash -c '! "$@" -q shmprov' _ "${R[@]}"
+
+step "an edited drop-in survives erase"
+"${I[@]}" -i "$rpmfile" >"$work/install.log" 2>&1 || cat "$work/install.log"
+put_dropin
+echo '# kept by the operator' >>"$dropin"
+"${R[@]}" "${force_debian[@]}" -e shmprov >"$work/erase.log" 2>&1; rc=$?
+sed 's/^/   /' "$work/erase.log"
+check "rpm -e exits 0" [ "$rc" -eq 0 ]
+check "the edited drop-in is still there, as edited" grep -qx '# kept by the operator' "$dropin"
+check "rpm -e names it and says it was edited" \
+    grep -q '^shmprov: kept /etc/sysctl.d/60-shmprov.conf: edited since shmprov wrote it' "$work/erase.log"
 
 step "the host is untouched"
 check "host rpm databases (${host_dbs[*]}) and the checkout's git status unchanged" [ "$(fingerprint)" = "$before" ]
