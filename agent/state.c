@@ -183,11 +183,11 @@ static int save(const char *dir, const struct state *s)
         add_u64(doc, "last_successful_apply_end", s->last_success_end);
     text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
     path_of(dir, STATE_FILE, path, sizeof(path));
-    r = fsutil_mkdir_parents(path);
     /* A run killed while writing left its temporary: under the lock,
-     * nobody else is writing one now. */
-    if (r >= 0)
-        (void)fsutil_remove_stale_temps(path);
+     * nobody else is writing one now. The directory is made only when it
+     * is missing: every apply writes here, and most find it. */
+    r = fsutil_remove_stale_temps(path);
+    r = r == -ENOENT ? fsutil_mkdir_parents(path) : 0;
     if (r >= 0)
         r = fsutil_write_atomic(path, text, strlen(text), 0644);
     json_object_put(doc);
@@ -204,9 +204,8 @@ static int update(const char *dir, bool (*change)(struct state *, const void *),
     long holder = 0;
     int r;
 
-    r = fsutil_mkdir_parents(STATE_LOCK_PATH);
-    if (r >= 0)
-        r = lock_acquire(STATE_LOCK_PATH, STATE_LOCK_WAIT_MS, &l, &holder);
+    /* lock_acquire() makes the lock's directory, /run/shmprov. */
+    r = lock_acquire(STATE_LOCK_PATH, STATE_LOCK_WAIT_MS, &l, &holder);
     if (r < 0)
         return r;
     r = state_load(dir, ret);
