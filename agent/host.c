@@ -12,6 +12,7 @@
 #include "kernel.h"
 #include "shmseg.h"
 #include "sizes.h"
+#include "testing.h"
 
 #define PROC_FILE_MAX ((size_t)4 * 1024 * 1024)
 /* 32768 segments (shmmni's maximum) take 5.6 MB in /proc/sysvipc/shm. */

@@ -1,7 +1,6 @@
 #pragma once
 /* Facts about the running host, read from /proc and sysconf. Reading never
- * changes anything. The parsers are exported so they can be tested on
- * fixed input. */
+ * changes anything. The parsers are declared in testing.h, for the tests. */
 
 #include <limits.h>
 #include <stdbool.h>
@@ -32,14 +31,8 @@ struct host_facts {
  * derived (no page size). */
 int host_read(struct host_facts *ret);
 
-/* "MemTotal:  24567892 kB" -> bytes (never 0). Returns 0 or -EINVAL. */
-int host_parse_meminfo(const char *text, uint64_t *ret_bytes);
-
 /* Any "NAME:  N kB" line of /proc/meminfo -> bytes. Returns 0 or -EINVAL. */
 int host_parse_meminfo_field(const char *text, const char *name, uint64_t *ret_bytes);
-
-/* Sums /proc/sysvipc/shm. Returns 0 or -EINVAL for a malformed table. */
-int host_parse_sysvipc_shm(const char *text, uint64_t page_size, struct sizing_usage *ret);
 
 struct shmseg_table;
 /* Reads every segment of this IPC namespace from /proc/sysvipc/shm (or

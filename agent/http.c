@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "testing.h"
+
 /* <curl/curl.h> is used for types and constants only: every libcurl
  * function is reached through the table below, filled by dlsym(). */
 

@@ -86,29 +86,8 @@ void http_session_close(struct http_session *s);
  * header can't carry) or -ENOMEM. */
 int http_session_post(struct http_session *s, const struct http_request *req, struct http_result *ret);
 
-/* http_session_post() on a session of its own, closed before it returns. */
-int http_post(const struct http_request *req, struct http_result *ret);
-
-/* The wait before the next attempt, in milliseconds, when left_ms remain
- * before the deadline: jitter_ms (the backoff draw), plus retry_after_s
- * seconds when the answer asked for them, always leaving 100 ms for the
- * attempt itself. retry_after_s is what libcurl read from Retry-After
- * (CURLINFO_RETRY_AFTER: any value; <= 0 means none). Pure; the decision
- * a post takes after each retryable failure, exported for the tests
- * and the fuzz target. Returns 0 and sets *ret_wait_ms, -ETIME when no
- * attempt fits before the deadline any more, or -ERANGE when Retry-After
- * asks for a wait past it. */
-int http_retry_wait(uint64_t left_ms, uint64_t jitter_ms, int64_t retry_after_s,
-                    uint64_t *ret_wait_ms);
-
 /* CLOCK_MONOTONIC in milliseconds, the clock of deadline_ms. */
 uint64_t http_now_ms(void);
 
 /* Human text for an outcome ("delivered", "retry later", ...). */
 const char *http_outcome_name(enum http_outcome outcome);
-
-/* For tests only: load soname instead of "libcurl.so.4" on the next
- * post (NULL restores the default), so a missing libcurl can be
- * tested. A libcurl already loaded stays mapped (unloading it is unsafe);
- * only the next lookup changes. */
-void http_set_library_for_tests(const char *soname);

@@ -16,6 +16,7 @@
 
 #include "fsutil.h"
 #include "hash.h"
+#include "testing.h"
 
 /* Part of the hashed input since v1: changing it would give every host a
  * new source, so it stays as it is even though reports are v2 now. */

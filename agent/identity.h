@@ -2,8 +2,8 @@
 /* Who this host is, for reports: the CloudEvents source that names it, and
  * the facts a fleet groups hosts by (FQDN, distribution, architecture).
  * Reading never changes anything except, once, the state directory's host
- * id (identity_source). The parsers are exported so they can be tested on
- * fixed input. */
+ * id (identity_source). The parsers are declared in testing.h, for the
+ * tests. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -62,23 +62,3 @@ struct host_identity {
  * dot. Names that only say "this machine" (localhost, *.localdomain) are
  * not an FQDN. Returns 0. */
 int identity_read(struct host_identity *ret, bool resolve_fqdn);
-
-/* Parses os-release text (NUL-terminated) as the shell would: KEY=value,
- * KEY="double quoted" (backslash escapes $ ` " \ and newline), KEY='single
- * quoted', concatenated parts, # comments and blank lines; lines that are
- * not an assignment are skipped, the last assignment of a key wins.
- * Copies ID and VERSION_ID into id and version_id (each "" when absent,
- * empty, longer than the buffer or holding control characters). Returns how
- * many of the two were found (0..2). */
-int identity_parse_os_release(const char *text, char *id, size_t id_len, char *version_id,
-                              size_t version_id_len);
-
-/* The value of the last valid assignment of key in os-release text.
- * Returns 0, -ENOENT (no such assignment), -E2BIG (longer than len - 1) or
- * -EINVAL (empty, or holds a control character). */
-int identity_os_release_value(const char *text, const char *key, char *buf, size_t len);
-
-/* Whether name is usable as this host's FQDN: it has a dot and is not one
- * of the names every machine has (localhost, localhost.localdomain,
- * *.localdomain, *.localhost), and holds only printable ASCII. */
-bool identity_fqdn_plausible(const char *name);

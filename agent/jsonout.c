@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testing.h"
+
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when
  * the byte at s does not start one: RFC 3629, so no overlong forms, no
  * surrogates, nothing above U+10FFFF. */

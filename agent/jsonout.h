@@ -29,10 +29,6 @@ json_object *jsonout_string_len(const char *s, size_t len);
  * name: null when !known. */
 void jsonout_add_u64(json_object *o, const char *name, bool known, uint64_t v);
 
-/* The escaped form of s[0..len) as a malloc'd NUL-terminated string, or
- * NULL without memory. Exported for the tests. */
-char *jsonout_escape(const char *s, size_t len);
-
 /* The document as text: pretty for people (--output json), plain for the
  * wire. The text lives as long as doc. */
 const char *jsonout_text(json_object *doc, bool pretty);

@@ -17,6 +17,7 @@
 #include "host.h"
 #include "kernel.h"
 #include "sizing.h"
+#include "testing.h"
 
 /* IPC_EXCL: a segment that already holds SHMPROV_PROBE_KEY is never opened,
  * whoever's it is (with IPC_PRIVATE it changes nothing). SHM_NORESERVE

@@ -85,21 +85,6 @@ struct probe_leftover {
     char why[160];
 };
 
-/* Whether shmmax is a finite limit a request of shmmax + 1 bytes can test.
- * False from min(SIZE_MAX, INT64_MAX) on: shmget takes a size_t, and the
- * kernel holds a segment as a tmpfs file whose size is a loff_t, refusing
- * sizes above MAX_LFS_FILESIZE (INT64_MAX on 64-bit) with EINVAL, the same
- * errno the shmmax check gives, so above it EINVAL proves nothing. The
- * kernel default 18446744073692774399 (ULONG_MAX - 2^24) is above it: the
- * upper bound and the acceptance are skipped for it, and say so. */
-bool probe_shmmax_testable(uint64_t shmmax);
-
-/* Largest segment that could be created now: 0 when every id is taken
- * (segments >= shmmni) or shm_tot_pages >= shmall, else
- * min(shmmax, (shmall - shm_tot_pages) * page_size), saturating. Pure. */
-uint64_t probe_headroom(const struct probe_limits *limits, uint64_t shm_tot_pages,
-                        uint64_t segments);
-
 /* Runs the three steps (upper bound, acceptance, round trip) and fills
  * *ret. A step that fails is reported in *ret, not the return value: 0 is
  * returned whether or not ret->passed. A negative errno means the probe

@@ -342,11 +342,6 @@ int spool_counter_damaged(const struct spool *s, enum spool_counter c, int *ret_
     return s->counters[c].damage;
 }
 
-uint64_t spool_dropped(const struct spool *s)
-{
-    return spool_count(s, SPOOL_COUNTER_DROPPED);
-}
-
 static int compare_entries(const void *a, const void *b)
 {
     /* Fixed-width sequence first: name order is age order. */
@@ -643,10 +638,6 @@ int spool_clear_count(struct spool *s, enum spool_counter c, uint64_t reported, 
     return 0;
 }
 
-int spool_clear_dropped(struct spool *s, uint64_t reported)
-{
-    return spool_clear_count(s, SPOOL_COUNTER_DROPPED, reported, false);
-}
 
 static uint64_t realtime_ns(void)
 {

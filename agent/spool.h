@@ -127,9 +127,6 @@ int spool_counter_damaged(const struct spool *s, enum spool_counter c, int *ret_
  * persists the counter. */
 int spool_clear_count(struct spool *s, enum spool_counter c, uint64_t reported, bool unknown_reported);
 
-/* spool_count() and spool_clear_count() for SPOOL_COUNTER_DROPPED. */
-uint64_t spool_dropped(const struct spool *s);
-
 /* What the spool in dir holds, for gauges: read without the spool lock and
  * without changing anything (spool_open() makes the directory, rewrites
  * damaged counters and deletes stale temporaries: a writer's work, which
@@ -145,4 +142,3 @@ struct spool_figures {
     bool count_known[SPOOL_COUNTERS];
 };
 int spool_peek(const char *dir, struct spool_figures *ret);
-int spool_clear_dropped(struct spool *s, uint64_t reported);

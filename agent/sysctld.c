@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "testing.h"
 
 /* What follows models two tools precisely, because a model that is only
  * nearly right would tell an operator that shmprov's drop-in wins when it
@@ -1202,12 +1203,6 @@ static int set_pending(struct analyser *an, const char *path, const char *text, 
     an->pending.text = text;
     an->pending.len = len;
     return 0;
-}
-
-int sysctld_analyse(const char *root, enum sysctld_rules rules, const char *const *keys,
-                    size_t nkeys, struct sysctld_analysis **ret)
-{
-    return sysctld_analyse_pending(root, rules, keys, nkeys, NULL, NULL, 0, ret);
 }
 
 static int analyse(const char *root, enum sysctld_rules rules, const char *const *keys, size_t nkeys,

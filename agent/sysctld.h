@@ -13,8 +13,8 @@
  *                   /lib/sysctl.d, then /etc/sysctl.conf read last.
  *
  * The line parser is pure (a buffer in, callbacks out, no allocation), so it
- * is tested and fuzzed without a file system; sysctld_analyse() is the one
- * I/O edge. Neither logs: problems in the files are returned as warnings for
+ * is tested and fuzzed without a file system; the analysis of a tree is the
+ * one I/O edge. Neither logs: problems in the files are returned as warnings for
  * the caller to report. */
 
 #include <limits.h>
@@ -74,7 +74,7 @@ struct sysctld_key_report {
     struct sysctld_assignment winner; /* the line whose value the tool writes last */
 };
 
-/* About 45 KiB, hence allocated by sysctld_analyse(). */
+/* About 45 KiB, hence allocated by the analysis. */
 struct sysctld_analysis {
     enum sysctld_rules rules;
     size_t nkeys;
@@ -87,27 +87,21 @@ struct sysctld_analysis {
 };
 
 /* Scans the configuration under root ("/" for the live system, an image root
- * for --root) as the tool would at boot and sets *ret for keys[]. Symbolic
- * links are resolved inside root, never on the host. Unreadable or odd files
- * are warnings, never errors. Returns 0, or a negative errno: -EINVAL for bad
- * arguments, -ENOENT/-ENOTDIR when root is not a directory, -ENOMEM. */
-int sysctld_analyse(const char *root, enum sysctld_rules rules, const char *const *keys,
-                    size_t nkeys, struct sysctld_analysis **ret);
-
-/* The same, as it will be once the file pending_path (absolute, on the
- * target system) holds pending_text (pending_len bytes), or is gone when
- * pending_text is NULL; the file on disk, if any, is not read, and its
- * directory need not exist. For checking a drop-in before writing it: its new
- * lines count, its old ones do not, and a same-named file in a directory read
- * first still hides it. A path the tool never reads simply never wins. */
-int sysctld_analyse_pending(const char *root, enum sysctld_rules rules, const char *const *keys,
-                            size_t nkeys, const char *pending_path, const char *pending_text,
-                            size_t pending_len, struct sysctld_analysis **ret);
-
-/* Both rule sets (ret[SYSCTLD_SYSTEMD], ret[SYSCTLD_PROCPS]), each as
- * sysctld_analyse_pending() gives it, with every directory listed and every
- * file read once for both; pending_path may be NULL (the disk as it is). On
- * error both are NULL. */
+ * for --root) as each tool would at boot and sets ret[SYSCTLD_SYSTEMD] and
+ * ret[SYSCTLD_PROCPS] for keys[], with every directory listed and every file
+ * read once for both. Symbolic links are resolved inside root, never on the
+ * host. Unreadable or odd files are warnings, never errors.
+ *
+ * pending_path (absolute, on the target system) may be NULL: the disk as it
+ * is. Otherwise the analysis is as it will be once that file holds
+ * pending_text (pending_len bytes), or is gone when pending_text is NULL; the
+ * file on disk, if any, is not read, and its directory need not exist. For
+ * checking a drop-in before writing it: its new lines count, its old ones do
+ * not, and a same-named file in a directory read first still hides it. A
+ * path the tool never reads simply never wins.
+ *
+ * Returns 0, or a negative errno with both NULL: -EINVAL for bad arguments,
+ * -ENOENT/-ENOTDIR when root is not a directory, -ENOMEM. */
 int sysctld_analyse_both(const char *root, const char *const *keys, size_t nkeys, const char *pending_path,
                          const char *pending_text, size_t pending_len,
                          struct sysctld_analysis *ret[SYSCTLD_RULE_SETS]);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "testing.h"
 
 #define TOKEN "tok-fuzz-3f9a7c-SECRET"
 #define BODY "{\"specversion\":\"1.0\",\"id\":\"fuzz\"}"

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "testing.h"
 
 #define MIN_ATTEMPT_MS 100u /* as in http.c */
 

@@ -9,6 +9,7 @@
 
 #include "host.h"
 #include "shmseg.h"
+#include "testing.h"
 
 static const uint64_t page_sizes[] = { 4096, 65536, 1, UINT64_MAX };
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "sysctld.h"
+#include "testing.h"
 
 #define DROPIN "/etc/sysctl.d/60-shmprov.conf"
 

@@ -1,15 +1,15 @@
 #!/bin/bash
 # Every bad profile in FIXTURES must be refused with exactly the messages in
 # its .expected file (@FILE@ stands for the profile's path), exit code 2, by
-# both `validate` and `plan` — and nothing on stdout from plan.
+# both `validate` and `plan` — and nothing on stdout from plan. Neither
+# writes anything, so this suite needs no private namespace (lib.sh).
 # Usage: bad_profiles.sh SHMPROV FIXTURES_DIR
 set -u
 shmprov=$1
 fixtures=$2
+. "$(dirname "$0")/lib.sh"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-pass=0
-fail=0
 
 check() { # NAME FILE EXPECTED MODE COMMAND...: compares stderr and exit code
     local name=$1 file=$2 expected=$3 mode=$4
@@ -19,18 +19,14 @@ check() { # NAME FILE EXPECTED MODE COMMAND...: compares stderr and exit code
     code=$?
     sed -e "s|@FILE@|$file|g" -e "s|@PAGE_SIZE@|$(getconf PAGE_SIZE)|g" "$expected" >"$work/want"
     if [ "$code" -ne 2 ]; then
-        echo "FAIL $name: exit $code, expected 2"
-        fail=$((fail + 1))
+        bad "$name: exit $code, expected 2"
     elif ! cmp -s "$work/want" "$err"; then
-        echo "FAIL $name: stderr differs"
+        bad "$name: stderr differs"
         diff -u "$work/want" "$err" | sed 's/^/    /'
-        fail=$((fail + 1))
     elif [ "$mode" = plan ] && [ -s "$out" ]; then
-        echo "FAIL $name: plan printed a plan for an invalid profile"
-        fail=$((fail + 1))
+        bad "$name: plan printed a plan for an invalid profile"
     else
-        echo "PASS $name"
-        pass=$((pass + 1))
+        ok "$name"
     fi
 }
 
@@ -38,8 +34,7 @@ for f in "$fixtures"/*.yaml; do
     name=$(basename "$f" .yaml)
     exp="$fixtures/$name.expected"
     if [ ! -f "$exp" ]; then
-        echo "FAIL $name: no $name.expected"
-        fail=$((fail + 1))
+        bad "$name: no $name.expected"
         continue
     fi
     # Profiles must not be writable by others when shmprov runs as root; the
@@ -74,5 +69,4 @@ check "plan/fifo" "$work/fifo.yaml" "$work/fifo.expected" plan timeout 5 "$shmpr
 printf "shmprov: error: cannot read profile '@FILE@': No such file or directory\n" >"$work/missing.expected"
 check "plan/missing" "$work/missing.yaml" "$work/missing.expected" plan "$shmprov" --profile "$work/missing.yaml" plan
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
+finish

@@ -18,10 +18,10 @@ spool=/var/lib/shmprov/spool
 free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 # Debian's nginx, never its service (tests/tls/find_nginx.sh).
-SHMPROV_NGINX=$("$src/tests/tls/find_nginx.sh") || { echo "FAIL no nginx"; echo "0 passed, 1 failed"; exit 1; }
+SHMPROV_NGINX=$("$src/tests/tls/find_nginx.sh") || { bad "no nginx"; finish; exit 1; }
 export SHMPROV_NGINX
 
-"$src/tests/tls/make_pki.sh" "$work/pki" >"$work/pki.out" 2>&1 || { echo "FAIL make_pki: $(cat "$work/pki.out")"; echo "0 passed, 1 failed"; exit 1; }
+"$src/tests/tls/make_pki.sh" "$work/pki" >"$work/pki.out" 2>&1 || { bad "make_pki: $(cat "$work/pki.out")"; finish; exit 1; }
 start_collector "$work" || { bad "collector started"; finish; exit 1; }
 upstream=$port
 https=$(free_port); expired=$(free_port); noclient=$(free_port)

@@ -2,6 +2,7 @@
 #include <errno.h>
 
 #include "host.h"
+#include "testing.h"
 
 Test(host, meminfo)
 {

@@ -4,11 +4,13 @@
  * CLOCK_MONOTONIC, the clock of the deadline. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,8 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "params.h"
+#include "testing.h"
 
 #define TOKEN "tok-3f9a7c-SECRET"
 #define EVENT_ID "6c1f3a5e-8d7b-4c2a-9e0f-1a2b3c4d5e6f"
@@ -51,9 +55,12 @@ struct server {
     unsigned request_connection[MAX_KEPT_REQUESTS];
 };
 
-#define OK_202 "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-#define ERR_500 "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-#define ERR_503 "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+/* A step: the head, sent at once with no body. */
+#define ANSWER(head) { head, 0, 0 }
+#define CLOSE "Content-Length: 0\r\nConnection: close\r\n\r\n"
+#define OK_202 "HTTP/1.1 202 Accepted\r\n" CLOSE
+#define ERR_500 "HTTP/1.1 500 Internal Server Error\r\n" CLOSE
+#define ERR_503 "HTTP/1.1 503 Service Unavailable\r\n" CLOSE
 /* The same answers leaving the connection open, as a collector does. */
 #define KEEP_202 "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
 #define KEEP_500 "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
@@ -241,7 +248,8 @@ static unsigned short unused_port(void)
 
 static char url_buf[128];
 
-static struct http_request request_to(unsigned short port, uint64_t timeout_ms)
+/* timeout_ms < 0: a deadline already past. */
+static struct http_request request_to(unsigned short port, int64_t timeout_ms)
 {
     snprintf(url_buf, sizeof(url_buf), "http://127.0.0.1:%u/v1/events", port);
     return (struct http_request){
@@ -251,7 +259,7 @@ static struct http_request request_to(unsigned short port, uint64_t timeout_ms)
         .body_len = strlen(BODY),
         .bearer_token = TOKEN,
         .idempotency_key = EVENT_ID,
-        .deadline_ms = http_now_ms() + timeout_ms,
+        .deadline_ms = http_now_ms() + (uint64_t)timeout_ms,
     };
 }
 
@@ -260,24 +268,18 @@ static void expect_no_token(const struct http_result *res)
     cr_expect_null(strcasestr(res->error, TOKEN), "error \"%s\" holds the token", res->error);
 }
 
-/* Serves steps, posts to the server, stops it; returns the time taken. */
-static uint64_t run_steps(struct server *sv, const struct step *steps, size_t nsteps,
-                          uint64_t timeout_ms, struct http_request *req, struct http_result *res)
+/* Serves steps, posts to the server with 5 s to go, stops it. */
+static void run_steps(struct server *sv, const struct step *steps, size_t nsteps, struct http_request *req,
+                      struct http_result *res)
 {
-    uint64_t start;
-
     server_start(sv, steps, nsteps);
-    *req = request_to(sv->port, timeout_ms);
-    start = http_now_ms();
+    *req = request_to(sv->port, 5000);
     cr_assert_eq(http_post(req, res), 0);
-    start = http_now_ms() - start;
     server_stop(sv);
     expect_no_token(res);
-    return start;
 }
 
-#define RUN(steps, timeout_ms, req, res) \
-    run_steps(&sv, steps, sizeof(steps) / sizeof(steps[0]), timeout_ms, &req, &res)
+#define RUN(steps, req, res) run_steps(&sv, steps, ELEMENTSOF(steps), &req, &res)
 
 TestSuite(http, .timeout = 30);
 
@@ -285,13 +287,13 @@ TestSuite(http, .timeout = 30);
 
 Test(http, delivers_with_the_headers_and_body_on_the_wire)
 {
-    static const struct step steps[] = { { OK_202, 0, 0 } };
+    static const struct step steps[] = { ANSWER(OK_202) };
     struct server sv;
     struct http_request req;
     struct http_result res;
     const char *body;
 
-    RUN(steps, 5000, req, res);
+    RUN(steps, req, res);
     cr_expect_eq(res.outcome, HTTP_DELIVERED);
     cr_expect_eq(res.status, 202);
     cr_expect_eq(res.attempts, 1);
@@ -311,7 +313,7 @@ Test(http, delivers_with_the_headers_and_body_on_the_wire)
 
 Test(http, no_token_no_authorization_header)
 {
-    static const struct step steps[] = { { OK_202, 0, 0 } };
+    static const struct step steps[] = { ANSWER(OK_202) };
     struct server sv;
     struct http_request req;
     struct http_result res;
@@ -329,198 +331,196 @@ Test(http, no_token_no_authorization_header)
     cr_expect_not_null(strstr(sv.first_request, "Content-Type: application/cloudevents-batch+json\r\n"));
 }
 
-Test(http, retries_a_500_after_a_jittered_wait)
-{
-    static const struct step steps[] = { { ERR_500, 0, 0 }, { OK_202, 0, 0 } };
-    struct server sv;
-    struct http_request req;
-    struct http_result res;
-    uint64_t elapsed;
-
-    elapsed = RUN(steps, 5000, req, res);
-    cr_expect_eq(res.outcome, HTTP_DELIVERED);
-    cr_expect_eq(res.attempts, 2);
-    cr_expect_eq(res.status, 202);
-    /* First wait: random in [0, 250 ms]. */
-    cr_expect_leq(elapsed, 250 + SLACK_MS, "took %llu ms", (unsigned long long)elapsed);
-}
-
-Test(http, backoff_grows_on_503_and_408)
-{
-    static const struct step steps[] = {
-        { ERR_503, 0, 0 },
-        { "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
-        { ERR_503, 0, 0 },
-        { OK_202, 0, 0 },
-    };
-    struct server sv;
-    struct http_request req;
-    struct http_result res;
-    uint64_t elapsed;
-
-    elapsed = RUN(steps, 10000, req, res);
-    cr_expect_eq(res.outcome, HTTP_DELIVERED);
-    cr_expect_eq(res.attempts, 4);
-    /* Waits within [0,250] + [0,500] + [0,1000]. */
-    cr_expect_leq(elapsed, 1750 + SLACK_MS, "took %llu ms", (unsigned long long)elapsed);
-}
-
-Test(http, honours_retry_after)
-{
-    static const struct step steps[] = {
-        { "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
-        { OK_202, 0, 0 },
-    };
-    struct server sv;
-    struct http_request req;
-    struct http_result res;
-    uint64_t elapsed;
-
-    elapsed = RUN(steps, 5000, req, res);
-    cr_expect_eq(res.outcome, HTTP_DELIVERED);
-    cr_expect_eq(res.attempts, 2);
-    cr_expect_geq(elapsed, 1000, "came back after %llu ms, before Retry-After", (unsigned long long)elapsed);
-    cr_expect_leq(elapsed, 1000 + 250 + SLACK_MS, "took %llu ms", (unsigned long long)elapsed);
-}
-
-Test(http, retry_after_past_the_deadline_gives_up_at_once)
-{
-    /* Ten years: must neither overflow into a short wait nor be slept. */
-    static const struct step steps[] = {
-        { "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 315360000\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
-        { OK_202, 0, 0 },
-    };
-    struct server sv;
-    struct http_request req;
-    struct http_result res;
-    uint64_t elapsed;
-
-    elapsed = RUN(steps, 3000, req, res);
-    cr_expect_eq(res.outcome, HTTP_RETRY_LATER);
-    cr_expect_eq(res.attempts, 1);
-    cr_expect_eq(res.status, 503);
-    cr_expect_not_null(strstr(res.error, "Retry-After"), "%s", res.error);
-    cr_expect_leq(elapsed, SLACK_MS, "took %llu ms", (unsigned long long)elapsed);
-}
-
-Test(http, absurd_retry_after_is_harmless)
-{
-    static const struct step steps[] = {
-        { "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 99999999999999999999999999\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
-        { "HTTP/1.1 429 Too Many Requests\r\nRetry-After: Wed, 21 Oct 2205 07:28:00 GMT\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
-        { "HTTP/1.1 429 Too Many Requests\r\nRetry-After: -5\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
-    };
-    struct server sv;
-    struct http_request req;
-    struct http_result res;
-    uint64_t elapsed;
-
-    elapsed = RUN(steps, 1500, req, res);
-    cr_expect_eq(res.outcome, HTTP_RETRY_LATER);
-    cr_expect_leq(elapsed, 1500 + SLACK_MS);
-}
-
 /* Loads libcurl with a first post, so that a short deadline afterwards
  * is spent on the answer rather than on loading the library. */
 static void warm_up(void)
 {
-    static const struct step steps[] = { { OK_202, 0, 0 } };
+    static const struct step steps[] = { ANSWER(OK_202) };
     struct server sv;
     struct http_request req;
     struct http_result res;
 
-    RUN(steps, 5000, req, res);
+    RUN(steps, req, res);
     cr_assert_eq(res.outcome, HTTP_DELIVERED, "%s", res.error);
 }
 
-Test(http, an_invalid_status_is_retried_like_a_5xx)
-{
+/* ---- one post against a script: what it ends with, and when ------------- */
+
+/* For attempts: at least n (AT_LEAST(0): any number). */
+#define AT_LEAST(n) (-(n) - 1)
+/* For status: any negative number. */
+#define NEGATIVE_STATUS LONG_MIN
+#define STEPS(...)                                 \
+    .steps = (const struct step[]){ __VA_ARGS__ }, \
+    .nsteps = sizeof((const struct step[]){ __VA_ARGS__ }) / sizeof(struct step)
+
+struct post_case {
+    const char *name;
+    const struct step *steps; /* none: nothing listens on the port */
+    size_t nsteps;
+    const char *url;    /* instead of the server's */
+    int64_t timeout_ms; /* the deadline, from when the request is made */
+    bool warm_up;       /* libcurl loaded first: a short deadline goes to the answer */
+    /* What the post must end with: */
+    enum http_outcome outcome;
+    int attempts;          /* exactly, or AT_LEAST(n) */
+    long status;           /* exactly, or NEGATIVE_STATUS */
+    const char *error;     /* exactly, when not NULL */
+    const char *error_has; /* somewhere in the error, when not NULL */
+    unsigned connections;  /* the server saw exactly these, when not 0 */
+    uint64_t min_ms, max_ms; /* from the request to the end (max_ms 0: no bound) */
+};
+
+static const struct post_case post_cases[] = {
+    /* First wait: random in [0, 250 ms]. */
+    { .name = "retries_a_500_after_a_jittered_wait", STEPS(ANSWER(ERR_500), ANSWER(OK_202)), .timeout_ms = 5000,
+      .outcome = HTTP_DELIVERED, .attempts = 2, .status = 202, .max_ms = 250 + SLACK_MS },
+    /* Waits within [0,250] + [0,500] + [0,1000]. */
+    { .name = "backoff_grows_on_503_and_408", .timeout_ms = 10000,
+      STEPS(ANSWER(ERR_503), ANSWER("HTTP/1.1 408 Request Timeout\r\n" CLOSE), ANSWER(ERR_503), ANSWER(OK_202)),
+      .outcome = HTTP_DELIVERED, .attempts = 4, .status = 202, .max_ms = 1750 + SLACK_MS },
+    /* Not back before Retry-After. */
+    { .name = "honours_retry_after", .timeout_ms = 5000,
+      STEPS(ANSWER("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n" CLOSE), ANSWER(OK_202)),
+      .outcome = HTTP_DELIVERED, .attempts = 2, .status = 202, .min_ms = 1000, .max_ms = 1000 + 250 + SLACK_MS },
+    /* Ten years: must neither overflow into a short wait nor be slept. */
+    { .name = "retry_after_past_the_deadline_gives_up_at_once", .timeout_ms = 3000,
+      STEPS(ANSWER("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 315360000\r\n" CLOSE), ANSWER(OK_202)),
+      .outcome = HTTP_RETRY_LATER, .attempts = 1, .status = 503, .error_has = "Retry-After", .max_ms = SLACK_MS },
+    { .name = "absurd_retry_after_is_harmless", .timeout_ms = 1500,
+      STEPS(ANSWER("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 99999999999999999999999999\r\n" CLOSE),
+            ANSWER("HTTP/1.1 429 Too Many Requests\r\nRetry-After: Wed, 21 Oct 2205 07:28:00 GMT\r\n" CLOSE),
+            ANSWER("HTTP/1.1 429 Too Many Requests\r\nRetry-After: -5\r\n" CLOSE)),
+      .outcome = HTTP_RETRY_LATER, .attempts = AT_LEAST(0), .status = 429, .max_ms = 1500 + SLACK_MS },
     /* RFC 9110 §15: a status outside 100..599 is handled as a 5xx; a 1xx
      * with the connection closed after it never said anything final. Both
      * found by tests/fuzz (fuzz_http_answer), which saw them rejected. */
-    static const struct step steps[] = {
-        { "HTTP/1.1 600 Six\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
-        { "HTTP/2 2000\r\n\r\n", 0, 0 },
-        { "HTTP/1.1 100 Continue\r\n\r\n", 0, 0 },
-        { "HTTP/2 -5\r\n\r\n", 0, 0 },
-        { OK_202, 0, 0 },
-    };
-    struct server sv;
-    struct http_request req;
-    struct http_result res;
-
-    RUN(steps, 10000, req, res);
-    cr_expect_eq(res.outcome, HTTP_DELIVERED, "%s", res.error);
-    cr_expect_eq(res.attempts, 5);
-    cr_expect_eq(res.status, 202);
-}
-
-Test(http, an_invalid_status_at_the_deadline_says_so)
-{
-    static const struct step steps[] = {
-        { "HTTP/1.1 999 Whatever\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 0, 0 },
-    };
-    struct server sv;
-    struct http_request req;
-    struct http_result res;
-
+    { .name = "an_invalid_status_is_retried_like_a_5xx", .timeout_ms = 10000,
+      STEPS(ANSWER("HTTP/1.1 600 Six\r\n" CLOSE), ANSWER("HTTP/2 2000\r\n\r\n"),
+            ANSWER("HTTP/1.1 100 Continue\r\n\r\n"), ANSWER("HTTP/2 -5\r\n\r\n"), ANSWER(OK_202)),
+      .outcome = HTTP_DELIVERED, .attempts = 5, .status = 202 },
     /* Under 100 ms: no time for a second attempt. */
-    warm_up();
-    RUN(steps, 80, req, res);
-    cr_expect_eq(res.outcome, HTTP_RETRY_LATER);
-    cr_expect_eq(res.status, 999);
-    cr_expect_str_eq(res.error, "gave up at the deadline after 1 attempts: server answered HTTP 999, not a valid status");
-}
-
-Test(http, a_negative_status_is_not_reported_as_no_error)
-{
+    { .name = "an_invalid_status_at_the_deadline_says_so", .timeout_ms = 80, .warm_up = true,
+      STEPS(ANSWER("HTTP/1.1 999 Whatever\r\n" CLOSE)),
+      .outcome = HTTP_RETRY_LATER, .attempts = 1, .status = 999,
+      .error = "gave up at the deadline after 1 attempts: server answered HTTP 999, not a valid status" },
     /* libcurl 7.88 wraps "HTTP/2 <digits>" past INT_MAX; this said
      * "gave up ...: No error" before. */
-    static const struct step steps[] = { { "HTTP/2 206666666666666666666666660\n", 0, 0 } };
-    struct server sv;
-    struct http_request req;
-    struct http_result res;
+    { .name = "a_negative_status_is_not_reported_as_no_error", .timeout_ms = 80, .warm_up = true,
+      STEPS(ANSWER("HTTP/2 206666666666666666666666660\n")),
+      .outcome = HTTP_RETRY_LATER, .attempts = 1, .status = NEGATIVE_STATUS,
+      .error = "gave up at the deadline after 1 attempts: server answered a status line that is not valid" },
+    { .name = "other_4xx_is_rejected_without_retry", .timeout_ms = 5000,
+      STEPS(ANSWER("HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\nConnection: close\r\n\r\nbad request"),
+            ANSWER(OK_202)),
+      .outcome = HTTP_REJECTED, .attempts = 1, .status = 400, .error = "server answered HTTP 400", .connections = 1 },
+    /* Delivered: the status line said 200. */
+    { .name = "a_huge_body_is_cut_not_read", .timeout_ms = 10000,
+      STEPS({ "HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\nConnection: close\r\n\r\n", 0, 10485760 }),
+      .outcome = HTTP_DELIVERED, .attempts = 1, .status = 200, .max_ms = 1000 },
+    { .name = "an_endless_error_body_is_cut_and_retried", .timeout_ms = 5000,
+      STEPS({ "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n", 0, UINT64_MAX }, ANSWER(OK_202)),
+      .outcome = HTTP_DELIVERED, .attempts = 2, .status = 202, .max_ms = 250 + 1000 },
+    { .name = "a_slow_answer_within_the_deadline_is_waited_for", .timeout_ms = 3000, STEPS({ OK_202, 800, 0 }),
+      .outcome = HTTP_DELIVERED, .attempts = 1, .status = 202, .min_ms = 800 },
+    /* Never answers: it ends at the deadline, give or take SLACK_MS. */
+    { .name = "a_hanging_server_ends_at_the_deadline", .timeout_ms = 1500, STEPS(ANSWER(NULL)),
+      .outcome = HTTP_RETRY_LATER, .attempts = 1, .status = 0, .error_has = "deadline",
+      .min_ms = 1500 - SLACK_MS, .max_ms = 1500 + SLACK_MS },
+    /* The first wait is at most 250 ms, so at least two attempts; the last
+     * wait is cut to leave one attempt just before the deadline. */
+    { .name = "refused_connections_are_retried_until_the_deadline", .timeout_ms = 2000,
+      .outcome = HTTP_RETRY_LATER, .attempts = AT_LEAST(2), .status = 0,
+      .min_ms = 2000 - 400, .max_ms = 2000 + SLACK_MS },
+    { .name = "a_past_deadline_sends_nothing", .timeout_ms = -1,
+      .outcome = HTTP_RETRY_LATER, .attempts = 0, .status = 0 },
+    /* Not retried. */
+    { .name = "only_http_and_https", .url = "ftp://127.0.0.1:1/x", .timeout_ms = 2000,
+      .outcome = HTTP_FAILED, .attempts = 1, .status = 0, .max_ms = SLACK_MS },
+    /* libcurl quotes the scheme it does not know (lowercased): here, the
+     * token. */
+    { .name = "the_token_never_reaches_an_error_message", .url = TOKEN "://127.0.0.1/", .timeout_ms = 2000,
+      .outcome = HTTP_FAILED, .attempts = AT_LEAST(0), .status = 0 },
+};
 
-    warm_up();
-    RUN(steps, 80, req, res);
-    cr_expect_eq(res.outcome, HTTP_RETRY_LATER);
-    cr_expect_lt(res.status, 0);
-    cr_expect_str_eq(res.error, "gave up at the deadline after 1 attempts: server answered a status line that is not valid");
+static void expect_post_case(const struct post_case *c, const struct http_result *res, uint64_t elapsed,
+                             unsigned connections)
+{
+    const char *n = c->name;
+
+    cr_expect_eq(res->outcome, c->outcome, "%s: %s: %s", n, http_outcome_name(res->outcome), res->error);
+    cr_expect_eq(res->error[0] == '\0', res->outcome == HTTP_DELIVERED, "%s: error \"%s\"", n, res->error);
+    expect_no_token(res);
+    if (c->attempts >= 0)
+        cr_expect_eq(res->attempts, (unsigned)c->attempts, "%s: %u attempts", n, res->attempts);
+    else
+        cr_expect_geq(res->attempts, (unsigned)(-c->attempts - 1), "%s: %u attempts", n, res->attempts);
+    if (c->status == NEGATIVE_STATUS)
+        cr_expect_lt(res->status, 0, "%s: status %ld", n, res->status);
+    else
+        cr_expect_eq(res->status, c->status, "%s: status %ld", n, res->status);
+    if (c->error)
+        cr_expect_str_eq(res->error, c->error, "%s", n);
+    if (c->error_has)
+        cr_expect_not_null(strstr(res->error, c->error_has), "%s: %s", n, res->error);
+    if (c->connections)
+        cr_expect_eq(connections, c->connections, "%s: %u connections", n, connections);
+    cr_expect_geq(elapsed, c->min_ms, "%s: took %llu ms", n, (unsigned long long)elapsed);
+    if (c->max_ms)
+        cr_expect_leq(elapsed, c->max_ms, "%s: took %llu ms", n, (unsigned long long)elapsed);
 }
 
-Test(http, other_4xx_is_rejected_without_retry)
+ParameterizedTestParameters(http, post)
 {
-    static const struct step steps[] = {
-        { "HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\nConnection: close\r\n\r\nbad request", 0, 0 },
-        { OK_202, 0, 0 },
-    };
-    struct server sv;
+    INDEXES(post_cases);
+}
+
+ParameterizedTest(size_t *i, http, post)
+{
+    const struct post_case *c = &post_cases[*i];
+    struct server sv = { .fd = -1 };
     struct http_request req;
     struct http_result res;
+    uint64_t elapsed;
 
-    RUN(steps, 5000, req, res);
-    cr_expect_eq(res.outcome, HTTP_REJECTED);
-    cr_expect_eq(res.status, 400);
-    cr_expect_eq(res.attempts, 1);
-    cr_expect_eq(atomic_load(&sv.connections), 1);
-    cr_expect_str_eq(res.error, "server answered HTTP 400");
+    if (c->warm_up)
+        warm_up();
+    if (c->nsteps > 0)
+        server_start(&sv, c->steps, c->nsteps);
+    req = request_to(c->nsteps > 0 ? sv.port : unused_port(), c->timeout_ms);
+    if (c->url)
+        req.url = c->url;
+    cr_assert_eq(http_post(&req, &res), 0);
+    /* From when the deadline was set, so that min_ms and max_ms bound the
+     * end against the deadline itself. */
+    elapsed = http_now_ms() - (req.deadline_ms - (uint64_t)c->timeout_ms);
+    if (c->nsteps > 0)
+        server_stop(&sv);
+    expect_post_case(c, &res, elapsed, atomic_load(&sv.connections));
+}
+
+/* Starts elsewhere, another server, and writes into head a redirect to it
+ * that closes the connection, or with keep, leaves it open. */
+static void start_elsewhere(struct server *elsewhere, char *head, size_t len, bool keep)
+{
+    static const struct step close_steps[] = { ANSWER(OK_202) }, keep_steps[] = { ANSWER(KEEP_202) };
+
+    server_start(elsewhere, keep ? keep_steps : close_steps, 1);
+    snprintf(head, len, "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%u/steal\r\n%s",
+             elsewhere->port, keep ? "Content-Length: 0\r\n\r\n" : CLOSE);
 }
 
 Test(http, redirect_is_rejected_and_not_followed)
 {
-    static const struct step elsewhere_steps[] = { { OK_202, 0, 0 } };
     struct step steps[1];
     struct server sv, elsewhere;
     struct http_request req;
     struct http_result res;
     char head[256];
 
-    server_start(&elsewhere, elsewhere_steps, 1);
-    snprintf(head, sizeof(head),
-             "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%u/steal\r\n"
-             "Content-Length: 0\r\nConnection: close\r\n\r\n", elsewhere.port);
+    start_elsewhere(&elsewhere, head, sizeof(head), false);
     steps[0] = (struct step){ head, 0, 0 };
-    RUN(steps, 5000, req, res);
+    RUN(steps, req, res);
     server_stop(&elsewhere);
     cr_expect_eq(res.outcome, HTTP_REJECTED);
     cr_expect_eq(res.status, 307);
@@ -529,160 +529,32 @@ Test(http, redirect_is_rejected_and_not_followed)
     cr_expect_not_null(strstr(res.error, "redirect"), "%s", res.error);
 }
 
-Test(http, a_huge_body_is_cut_not_read)
-{
-    static const struct step steps[] = {
-        { "HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\nConnection: close\r\n\r\n", 0, 10485760 },
-    };
-    struct server sv;
-    struct http_request req;
-    struct http_result res;
-    uint64_t elapsed;
-
-    elapsed = RUN(steps, 10000, req, res);
-    cr_expect_eq(res.outcome, HTTP_DELIVERED, "the status line said 200: %s", res.error);
-    cr_expect_eq(res.attempts, 1);
-    cr_expect_leq(elapsed, 1000, "took %llu ms", (unsigned long long)elapsed);
-}
-
-Test(http, an_endless_error_body_is_cut_and_retried)
-{
-    static const struct step steps[] = {
-        { "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n", 0, UINT64_MAX },
-        { OK_202, 0, 0 },
-    };
-    struct server sv;
-    struct http_request req;
-    struct http_result res;
-    uint64_t elapsed;
-
-    elapsed = RUN(steps, 5000, req, res);
-    cr_expect_eq(res.outcome, HTTP_DELIVERED);
-    cr_expect_eq(res.attempts, 2);
-    cr_expect_leq(elapsed, 250 + 1000, "took %llu ms", (unsigned long long)elapsed);
-}
-
-Test(http, a_slow_answer_within_the_deadline_is_waited_for)
-{
-    static const struct step steps[] = { { OK_202, 800, 0 } };
-    struct server sv;
-    struct http_request req;
-    struct http_result res;
-    uint64_t elapsed;
-
-    elapsed = RUN(steps, 3000, req, res);
-    cr_expect_eq(res.outcome, HTTP_DELIVERED);
-    cr_expect_eq(res.attempts, 1);
-    cr_expect_geq(elapsed, 800);
-}
-
-Test(http, a_hanging_server_ends_at_the_deadline)
-{
-    static const struct step steps[] = { { NULL, 0, 0 } };
-    struct server sv;
-    struct http_request req;
-    struct http_result res;
-    uint64_t elapsed, end;
-
-    elapsed = RUN(steps, 1500, req, res);
-    end = req.deadline_ms - 1500 + elapsed;
-    cr_expect_eq(res.outcome, HTTP_RETRY_LATER);
-    cr_expect_eq(res.attempts, 1);
-    cr_expect_eq(res.status, 0);
-    cr_expect_leq(end, req.deadline_ms + SLACK_MS, "ended %lld ms after the deadline",
-                  (long long)(end - req.deadline_ms));
-    cr_expect_geq(end + SLACK_MS, req.deadline_ms, "ended %lld ms before the deadline",
-                  (long long)(req.deadline_ms - end));
-    cr_expect_not_null(strstr(res.error, "deadline"), "%s", res.error);
-}
-
-Test(http, refused_connections_are_retried_until_the_deadline)
-{
-    struct http_request req = request_to(unused_port(), 2000);
-    struct http_result res;
-    uint64_t end;
-
-    cr_assert_eq(http_post(&req, &res), 0);
-    end = http_now_ms();
-    cr_expect_eq(res.outcome, HTTP_RETRY_LATER);
-    cr_expect_geq(res.attempts, 2, "first wait is at most 250 ms");
-    cr_expect_eq(res.status, 0);
-    cr_expect_leq(end, req.deadline_ms + SLACK_MS);
-    /* The last wait is cut to leave one attempt just before the deadline. */
-    cr_expect_geq(end + 400, req.deadline_ms, "gave up %lld ms early",
-                  (long long)(req.deadline_ms - end));
-    expect_no_token(&res);
-}
-
-Test(http, a_past_deadline_sends_nothing)
-{
-    struct http_request req = request_to(unused_port(), 0);
-    struct http_result res;
-
-    req.deadline_ms = http_now_ms() - 1;
-    cr_assert_eq(http_post(&req, &res), 0);
-    cr_expect_eq(res.outcome, HTTP_RETRY_LATER);
-    cr_expect_eq(res.attempts, 0);
-}
-
-Test(http, only_http_and_https)
-{
-    struct http_request req = request_to(unused_port(), 2000);
-    struct http_result res;
-    uint64_t start = http_now_ms();
-
-    req.url = "ftp://127.0.0.1:1/x";
-    cr_assert_eq(http_post(&req, &res), 0);
-    cr_expect_eq(res.outcome, HTTP_FAILED, "%s", res.error);
-    cr_expect_eq(res.attempts, 1);
-    cr_expect_leq(http_now_ms() - start, SLACK_MS, "not retried");
-}
-
-Test(http, the_token_never_reaches_an_error_message)
-{
-    /* libcurl quotes the scheme it does not know (lowercased): here, the
-     * token. */
-    struct http_request req = request_to(unused_port(), 2000);
-    struct http_result res;
-
-    req.url = TOKEN "://127.0.0.1/";
-    cr_assert_eq(http_post(&req, &res), 0);
-    cr_expect_eq(res.outcome, HTTP_FAILED);
-    cr_expect_str_not_empty(res.error);
-    expect_no_token(&res);
-}
-
 Test(http, bad_arguments)
 {
+    /* Each a field of a good request set to what http_post() refuses. */
+    static const struct {
+        size_t field;
+        const char *value;
+    } bad[] = {
+        { offsetof(struct http_request, url), NULL },
+        { offsetof(struct http_request, content_type), NULL },
+        { offsetof(struct http_request, body), NULL },
+        { offsetof(struct http_request, bearer_token), "tok\r\nX-Evil: 1" }, /* header injection */
+        { offsetof(struct http_request, bearer_token), "two words" },
+        { offsetof(struct http_request, bearer_token), "" },
+        { offsetof(struct http_request, idempotency_key), "id\n" },
+        { offsetof(struct http_request, content_type), "application/json\r\nX-Evil: 1" },
+    };
     struct http_request good = request_to(unused_port(), 1000), req;
     struct http_result res;
 
     cr_expect_eq(http_post(NULL, &res), -EINVAL);
     cr_expect_eq(http_post(&good, NULL), -EINVAL);
-    req = good;
-    req.url = NULL;
-    cr_expect_eq(http_post(&req, &res), -EINVAL);
-    req = good;
-    req.content_type = NULL;
-    cr_expect_eq(http_post(&req, &res), -EINVAL);
-    req = good;
-    req.body = NULL;
-    cr_expect_eq(http_post(&req, &res), -EINVAL);
-    req = good;
-    req.bearer_token = "tok\r\nX-Evil: 1";
-    cr_expect_eq(http_post(&req, &res), -EINVAL, "header injection through the token");
-    req = good;
-    req.bearer_token = "two words";
-    cr_expect_eq(http_post(&req, &res), -EINVAL);
-    req = good;
-    req.bearer_token = "";
-    cr_expect_eq(http_post(&req, &res), -EINVAL);
-    req = good;
-    req.idempotency_key = "id\n";
-    cr_expect_eq(http_post(&req, &res), -EINVAL);
-    req = good;
-    req.content_type = "application/json\r\nX-Evil: 1";
-    cr_expect_eq(http_post(&req, &res), -EINVAL);
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+        req = good;
+        *(const char **)((char *)&req + bad[i].field) = bad[i].value;
+        cr_expect_eq(http_post(&req, &res), -EINVAL, "bad argument %zu", i);
+    }
 }
 
 /* ---- sessions: one connection for a run's requests ----------------------- */
@@ -700,7 +572,7 @@ static void post_delivered(struct http_session *s, const struct http_request *re
 
 Test(http, a_session_carries_every_request_on_one_connection)
 {
-    static const struct step steps[] = { { KEEP_202, 0, 0 }, { KEEP_202, 0, 0 }, { KEEP_202, 0, 0 } };
+    static const struct step steps[] = { ANSWER(KEEP_202), ANSWER(KEEP_202), ANSWER(KEEP_202) };
     static const char *const keys[] = { EVENT_ID, "7d2e4b6f-9e8c-4d3b-8f1a-2b3c4d5e6f70", "batch-0123abcd" };
     struct http_session *s = NULL;
     struct http_request req;
@@ -733,7 +605,7 @@ Test(http, a_session_carries_every_request_on_one_connection)
 
 Test(http, a_session_retries_on_its_connection)
 {
-    static const struct step steps[] = { { KEEP_500, 0, 0 }, { KEEP_202, 0, 0 } };
+    static const struct step steps[] = { ANSWER(KEEP_500), ANSWER(KEEP_202) };
     struct http_session *s = NULL;
     struct http_request req;
     struct http_result res;
@@ -754,8 +626,8 @@ Test(http, a_session_retries_on_its_connection)
  * not: the next request opens a new one, unseen by the caller. */
 Test(http, a_session_reopens_a_connection_the_server_closed)
 {
-    static const struct step said[] = { { OK_202, 0, 0 }, { OK_202, 0, 0 } };
-    static const struct step unsaid[] = { { KEEP_202, 0, 0 }, { KEEP_202, 0, 0 } };
+    static const struct step said[] = { ANSWER(OK_202), ANSWER(OK_202) };
+    static const struct step unsaid[] = { ANSWER(KEEP_202), ANSWER(KEEP_202) };
     const struct step *scripts[] = { said, unsaid };
 
     for (int i = 0; i < 2; i++) {
@@ -778,7 +650,6 @@ Test(http, a_session_reopens_a_connection_the_server_closed)
 
 Test(http, a_session_keeps_the_policy_on_every_request)
 {
-    static const struct step elsewhere_steps[] = { { KEEP_202, 0, 0 } };
     struct step steps[2];
     struct server sv, elsewhere;
     struct http_session *s = NULL;
@@ -786,11 +657,8 @@ Test(http, a_session_keeps_the_policy_on_every_request)
     struct http_result res;
     char head[256];
 
-    server_start(&elsewhere, elsewhere_steps, 1);
-    snprintf(head, sizeof(head),
-             "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%u/steal\r\n"
-             "Content-Length: 0\r\n\r\n", elsewhere.port);
-    steps[0] = (struct step){ KEEP_202, 0, 0 };
+    start_elsewhere(&elsewhere, head, sizeof(head), true);
+    steps[0] = (struct step)ANSWER(KEEP_202);
     steps[1] = (struct step){ head, 0, 0 };
     server_start_with(&sv, steps, 2, true);
     cr_assert_eq(http_session_open(&s), 0);
@@ -891,7 +759,7 @@ static bool libcurl_mapped(void)
 
 Test(http, libcurl_is_loaded_on_the_first_post_only)
 {
-    static const struct step steps[] = { { OK_202, 0, 0 } };
+    static const struct step steps[] = { ANSWER(OK_202) };
     struct server sv;
     struct http_request req;
     struct http_result res;
@@ -903,14 +771,14 @@ Test(http, libcurl_is_loaded_on_the_first_post_only)
     cr_assert_eq(http_session_open(&s), 0);
     http_session_close(s);
     cr_assert_not(libcurl_mapped(), "opening a session loads nothing");
-    RUN(steps, 5000, req, res);
+    RUN(steps, req, res);
     cr_expect_eq(res.outcome, HTTP_DELIVERED);
     cr_expect(libcurl_mapped());
 }
 
 Test(http, missing_libcurl_is_reported_as_unavailable)
 {
-    static const struct step steps[] = { { OK_202, 0, 0 } };
+    static const struct step steps[] = { ANSWER(OK_202) };
     struct server sv;
     struct http_request req;
     struct http_result res;
@@ -931,6 +799,6 @@ Test(http, missing_libcurl_is_reported_as_unavailable)
     cr_expect_not_null(strstr(res.error, "curl_global_init"), "%s", res.error);
 
     http_set_library_for_tests(NULL);
-    RUN(steps, 5000, req, res);
+    RUN(steps, req, res);
     cr_expect_eq(res.outcome, HTTP_DELIVERED);
 }

@@ -1,9 +1,8 @@
 /* The host's identity for reports: the os-release parser on fixed text, the
  * CloudEvents source on scratch files, the FQDN rules in a private UTS
- * namespace where one can be had. */
+ * namespace (isolate.h: skipped when not root, failed when root cannot). */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,8 @@
 #include "fsutil.h"
 #include "hash.h"
 #include "identity.h"
+#include "isolate.h"
+#include "testing.h"
 
 /* ---- os-release ------------------------------------------------------- */
 
@@ -265,12 +266,10 @@ Test(fqdn, plausible_names)
     cr_expect_not(identity_fqdn_plausible("caf\xc3\xa9.example.net"));
 }
 
-/* A node name of our choosing needs a UTS namespace of our own (root, or
- * user namespaces); each Criterion test runs in its own process. */
+/* A node name of our choosing needs a UTS namespace of our own. */
 static void set_nodename(const char *name)
 {
-    if (unshare(CLONE_NEWUTS) < 0)
-        cr_skip_test("no private UTS namespace here (%s)", strerror(errno));
+    isolate(CLONE_NEWUTS, "sets a node name");
     cr_assert_eq(sethostname(name, strlen(name)), 0);
 }
 

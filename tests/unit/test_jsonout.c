@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "jsonout.h"
+#include "testing.h"
 
 struct escape_row {
     const char *in;

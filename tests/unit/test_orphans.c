@@ -1,11 +1,10 @@
 /* Orphan verdicts and the re-check before IPC_RMID, on the real kernel.
- * Each test moves into a private IPC namespace (unshare(CLONE_NEWIPC), root
- * in CI) first: the segments it makes never exist on the host. Never
- * skips: a test that cannot isolate itself must fail. */
+ * Each test moves into a private IPC namespace first (isolate.h: skipped
+ * when not root, failed when root cannot): the segments it makes never
+ * exist on the host. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,13 +17,11 @@
 #include "host.h"
 #include "orphans.h"
 #include "helpers.h"
+#include "isolate.h"
 
 static void enter_private_ipc(void)
 {
-    if (unshare(CLONE_NEWIPC) < 0)
-        cr_assert_fail("unshare(CLONE_NEWIPC) failed: %s. These tests create real SysV segments, which they "
-                       "may only do in a private IPC namespace: run them as root (CAP_SYS_ADMIN)",
-                       strerror(errno));
+    isolate(CLONE_NEWIPC, "creates real SysV segments");
 }
 
 /* A segment made by a child that exits at once: its creator is gone. With

@@ -1,6 +1,6 @@
 /* The probe against the real kernel. Every test that reaches shmget first
- * moves into a private IPC namespace (unshare(CLONE_NEWIPC), root in CI) and
- * sets that namespace's limits through /proc/sys/kernel, which changes
+ * moves into a private IPC namespace (isolate.h: skipped when not root,
+ * failed when root cannot) and sets that namespace's limits through /proc/sys/kernel, which changes
  * nothing outside it: each such test ends by checking, from the namespace it
  * left, that the outer kernel.shmmax is what it was, and that no segment the
  * probe made is left in /proc/sysvipc/shm. The pure helpers are tested
@@ -27,7 +27,9 @@
 #include "host.h"
 #include "probe.h"
 #include "sizing.h"
+#include "testing.h"
 #include "helpers.h"
+#include "isolate.h"
 
 #define MiB (UINT64_C(1) << 20)
 #define GiB (UINT64_C(1) << 30)
@@ -85,18 +87,13 @@ static void write_proc(const char *path, uint64_t value)
 }
 
 /* Leaves the host's IPC namespace for a private one, remembering the way
- * back so the end of the test can look at the outer limits. Never skips:
- * a probe test that cannot isolate itself must not run at all. */
+ * back so the end of the test can look at the outer limits. */
 static void enter_private_ipc(void)
 {
     read_text("/proc/sys/kernel/shmmax", outer_shmmax, sizeof(outer_shmmax));
     outer_ns_fd = open("/proc/self/ns/ipc", O_RDONLY | O_CLOEXEC);
     cr_assert_geq(outer_ns_fd, 0, "cannot open /proc/self/ns/ipc: %s", strerror(errno));
-    if (unshare(CLONE_NEWIPC) < 0)
-        cr_assert_fail("unshare(CLONE_NEWIPC) failed: %s. The probe tests create real SysV segments and change "
-                       "kernel.shm* limits, which they may only do in a private IPC namespace: run them as root "
-                       "(CAP_SYS_ADMIN)",
-                       strerror(errno));
+    isolate(CLONE_NEWIPC, "creates real SysV segments and changes kernel.shm* limits");
     cr_assert_eq(read_proc("/proc/sys/kernel/shmmax"), SIZING_KERNEL_DEFAULT, "a new IPC namespace starts with the defaults");
 }
 

@@ -2,7 +2,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 
 #include "fsutil.h"
 #include "spool.h"
+#include "isolate.h"
 
 static char dir[64];
 
@@ -39,6 +39,18 @@ static char *path_of(const char *name)
     char *p = buf[next++ % 4];
     snprintf(p, 256, "%s/%s", dir, name);
     return p;
+}
+
+/* The counter of events the bounds pushed out, and its clearing after a
+ * report carried it. */
+static uint64_t dropped(const struct spool *s)
+{
+    return spool_count(s, SPOOL_COUNTER_DROPPED);
+}
+
+static int clear_dropped(struct spool *s, uint64_t reported)
+{
+    return spool_clear_count(s, SPOOL_COUNTER_DROPPED, reported, false);
 }
 
 /* A distinct valid id per n. */
@@ -136,7 +148,7 @@ Test(spool, put_list_read_oldest_first)
     free(e);
 
     cr_expect_eq(count_temps(), 0, "no temporary file left behind");
-    cr_expect_eq(spool_dropped(s), 0);
+    cr_expect_eq(dropped(s), 0);
     spool_close(s);
 }
 
@@ -174,29 +186,29 @@ Test(spool, count_bound_drops_oldest_and_counts_them)
     for (unsigned i = 1; i <= 5; i++)
         put_ok(s, i, 20);
     expect_ids(s, want, 3);
-    cr_expect_eq(spool_dropped(s), 2);
+    cr_expect_eq(dropped(s), 2);
     spool_close(s);
 
     /* The counter outlives the run... */
     cr_assert_eq(spool_open(dir, 3, 1 << 20, &s), 0);
-    cr_expect_eq(spool_dropped(s), 2);
+    cr_expect_eq(dropped(s), 2);
     /* ...drops after the report was built stay counted... */
     put_ok(s, 6, 20);
     put_ok(s, 7, 20);
     expect_ids(s, want_after, 3);
-    cr_expect_eq(spool_dropped(s), 4);
-    cr_assert_eq(spool_clear_dropped(s, 2), 0);
-    cr_expect_eq(spool_dropped(s), 2);
+    cr_expect_eq(dropped(s), 4);
+    cr_assert_eq(clear_dropped(s, 2), 0);
+    cr_expect_eq(dropped(s), 2);
     spool_close(s);
 
     /* ...and what was reported is gone for good. */
     cr_assert_eq(spool_open(dir, 3, 1 << 20, &s), 0);
-    cr_expect_eq(spool_dropped(s), 2);
-    cr_assert_eq(spool_clear_dropped(s, 2), 0);
-    cr_expect_eq(spool_dropped(s), 0);
+    cr_expect_eq(dropped(s), 2);
+    cr_assert_eq(clear_dropped(s, 2), 0);
+    cr_expect_eq(dropped(s), 0);
     spool_close(s);
     cr_assert_eq(spool_open(dir, 3, 1 << 20, &s), 0);
-    cr_expect_eq(spool_dropped(s), 0);
+    cr_expect_eq(dropped(s), 0);
     spool_close(s);
 }
 
@@ -212,18 +224,18 @@ Test(spool, byte_bound_drops_oldest_and_refuses_what_cannot_fit)
     put_ok(s, 2, 40);
     put_ok(s, 3, 40); /* 120 > 100: 1 goes */
     expect_ids(s, want, 2);
-    cr_expect_eq(spool_dropped(s), 1);
+    cr_expect_eq(dropped(s), 1);
 
     /* Alone over the bound: refused, nothing dropped for it. */
     memset(big, 'x', sizeof(big));
     cr_expect_eq(spool_put(s, uuid(9), big, 101, NULL), -EFBIG);
     expect_ids(s, want, 2);
-    cr_expect_eq(spool_dropped(s), 1);
+    cr_expect_eq(dropped(s), 1);
 
     /* Exactly the bound: everything older goes. */
     put_ok(s, 4, 100);
     expect_ids(s, want_big, 1);
-    cr_expect_eq(spool_dropped(s), 3);
+    cr_expect_eq(dropped(s), 3);
     spool_close(s);
 }
 
@@ -334,7 +346,7 @@ Test(spool, foreign_and_temporary_files_are_ignored_and_kept)
     put_ok(s, 6, 10);
     put_ok(s, 7, 10);
     expect_ids(s, want, 1);
-    cr_expect_eq(spool_dropped(s), 1);
+    cr_expect_eq(dropped(s), 1);
     for (size_t i = 0; i < nforeign; i++)
         cr_expect_eq(access(path_of(foreign[i]), F_OK), 0, "%s kept", foreign[i]);
     spool_close(s);
@@ -383,7 +395,7 @@ Test(spool, symlinks_fifos_and_oversized_files_are_listed_unusable_and_kept)
      * a new event still sorts after them. */
     put_ok(s, 4, 10);
     put_ok(s, 5, 10);
-    cr_expect_eq(spool_dropped(s), 1);
+    cr_expect_eq(dropped(s), 1);
     cr_assert_eq(spool_list(s, &e, &n), 0);
     cr_assert_eq(n, 4);
     cr_assert_not_null(e);
@@ -517,7 +529,7 @@ Test(spool, damaged_counter_still_counts_drops_from_zero)
     cr_assert_eq(spool_open(dir, 1, 1 << 20, &s), 0);
     put_ok(s, 1, 10);
     put_ok(s, 2, 10);
-    cr_expect_eq(spool_dropped(s), 1);
+    cr_expect_eq(dropped(s), 1);
     cr_expect(spool_count_unknown(s, SPOOL_COUNTER_DROPPED));
     spool_close(s);
     expect_file(SPOOL_DROPPED_FILE, "1\n");
@@ -547,10 +559,10 @@ Test(spool, good_counter_is_read_and_cleared)
     cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
     cr_expect_eq(spool_counter_damaged(s, SPOOL_COUNTER_DROPPED, NULL), 0);
     cr_expect_not(spool_count_unknown(s, SPOOL_COUNTER_DROPPED));
-    cr_expect_eq(spool_dropped(s), 42);
-    cr_expect_eq(spool_clear_dropped(s, 0), 0);
-    cr_expect_eq(spool_clear_dropped(s, 100), 0, "more than counted clears to 0");
-    cr_expect_eq(spool_dropped(s), 0);
+    cr_expect_eq(dropped(s), 42);
+    cr_expect_eq(clear_dropped(s, 0), 0);
+    cr_expect_eq(clear_dropped(s, 100), 0, "more than counted clears to 0");
+    cr_expect_eq(dropped(s), 0);
     spool_close(s);
 }
 
@@ -607,7 +619,7 @@ Test(spool, a_drop_whose_sync_failed_is_still_counted)
     put_ok(s, 2, 10); /* 1 is deleted, and the delete "fails" */
     sync_fault = SYNC_OK;
     expect_ids(s, want, 1);
-    cr_expect_eq(spool_dropped(s), 1, "a victim that is gone is dropped, whatever the call said");
+    cr_expect_eq(dropped(s), 1, "a victim that is gone is dropped, whatever the call said");
     spool_close(s);
     expect_file(SPOOL_DROPPED_FILE, "1\n");
 }
@@ -740,7 +752,7 @@ Test(spool, stale_temporary_files_of_a_killed_run_are_removed)
 }
 
 /* ENOSPC for real: a 64 KiB tmpfs over the scratch directory, in a mount
- * namespace of this test's own process. Root only. */
+ * namespace of this test's own (isolate.h). */
 Test(spool, full_disk_fails_cleanly)
 {
     struct spool *s = NULL;
@@ -748,10 +760,8 @@ Test(spool, full_disk_fails_cleanly)
     size_t len = 100 * 1024;
     char *big;
 
-    if (geteuid() != 0 || unshare(CLONE_NEWNS) < 0 ||
-        mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-        mount("tmpfs", dir, "tmpfs", 0, "size=64k,mode=0700") < 0)
-        cr_skip_test("needs root and a private mount namespace");
+    isolate(CLONE_NEWNS, "fills a file system");
+    isolate_tmpfs(dir, "size=64k,mode=0700");
 
     cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
     put_ok(s, 1, 100);
@@ -761,7 +771,7 @@ Test(spool, full_disk_fails_cleanly)
     cr_expect_eq(spool_put(s, uuid(2), big, len, NULL), -ENOSPC);
     expect_ids(s, want, 1);
     cr_expect_eq(count_temps(), 0, "no half-written file left");
-    cr_expect_eq(spool_dropped(s), 0);
+    cr_expect_eq(dropped(s), 0);
     free(big);
     spool_close(s);
     umount2(dir, MNT_DETACH);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "isolate.h"
 #include "state.h"
 
 static char dir[] = "/tmp/shmprov-state-XXXXXX";
@@ -24,6 +25,16 @@ static void remove_dir(void)
 
     (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* state_next_sequence() and state_record_run() take STATE_LOCK_PATH: in a
+ * mount namespace of the test's own with a tmpfs over /run (isolate.h), so
+ * the host's /run stays as it was. */
+static void make_dir_and_run(void)
+{
+    isolate(CLONE_NEWNS, "takes the state lock in /run/shmprov");
+    isolate_tmpfs("/run", "size=1m,mode=0755");
+    make_dir();
 }
 
 static void write_state(const char *text)
@@ -47,8 +58,7 @@ Test(state, missing_file_is_nothing_remembered, .init = make_dir, .fini = remove
     cr_assert(!s.last_apply.known);
 }
 
-/* Needs /run/shmprov for the lock: root, as CI runs. */
-Test(state, sequence_counts_up_and_apply_round_trips, .init = make_dir, .fini = remove_dir)
+Test(state, sequence_counts_up_and_apply_round_trips, .init = make_dir_and_run, .fini = remove_dir)
 {
     struct state_apply a = { .known = true, .managed = { true, true, false },
                              .value = { UINT64_C(18446744073692774399), 4194304, 0 } };
@@ -79,7 +89,7 @@ Test(state, sequence_counts_up_and_apply_round_trips, .init = make_dir, .fini = 
     cr_assert(s.last_apply.known, "numbering keeps the last apply");
 }
 
-Test(state, damaged_file_is_moved_aside_and_numbering_restarts, .init = make_dir, .fini = remove_dir)
+Test(state, damaged_file_is_moved_aside_and_numbering_restarts, .init = make_dir_and_run, .fini = remove_dir)
 {
     char aside[128];
     struct state s;
@@ -104,8 +114,7 @@ Test(state, numbers_are_strings_never_json_numbers, .init = make_dir, .fini = re
     cr_assert_eq(s.sequence, 5);
 }
 
-/* Needs /run/shmprov for the lock: root, as CI runs. */
-Test(state, every_result_is_the_last_run_and_only_success_moves_last_success, .init = make_dir, .fini = remove_dir)
+Test(state, every_result_is_the_last_run_and_only_success_moves_last_success, .init = make_dir_and_run, .fini = remove_dir)
 {
     struct state_apply a = { .known = true, .managed = { true, true, false }, .value = { 4294967296, 1048576, 0 } };
     struct state_run ok = { .known = true, .result = "unchanged", .end = 1000, .duration_ms = 3, .probe_passed = 1 };

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "sysctld.h"
+#include "testing.h"
 
 /* The expectations below are what systemd-sysctl 252 and procps-ng 4.0.2
  * actually did with the same input, run in private IPC and mount
@@ -173,7 +174,7 @@ Test(sysctld_parse, rejects_bad_arguments)
     cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, NULL, 0, keys, 3, record_line, NULL, &r), 0);
 }
 
-/* ---- sysctld_analyse on trees built under a mkdtemp root -----------------
+/* ---- the analysis of trees built under a mkdtemp root --------------------
  * Never "/": nothing on the host is read, and no privileges are needed. */
 
 static char root[PATH_MAX];
@@ -235,9 +236,9 @@ static void put_link(const char *rel, const char *target)
 static struct sysctld_analysis *analyse(enum sysctld_rules rules)
 {
     struct sysctld_analysis *a = NULL;
-    int r = sysctld_analyse(root, rules, keys, 3, &a);
+    int r = sysctld_analyse_pending(root, rules, keys, 3, NULL, NULL, 0, &a);
 
-    cr_assert_eq(r, 0, "sysctld_analyse: %s", strerror(-r));
+    cr_assert_eq(r, 0, "sysctld_analyse_pending: %s", strerror(-r));
     cr_assert_not_null(a);
     return a;
 }
@@ -742,7 +743,7 @@ Test(sysctld_tree, root_with_trailing_slash)
 
     put("etc/sysctl.d/10-a.conf", "kernel.shmmax = 1\n");
     snprintf(slashed, sizeof(slashed), "%s/", root);
-    cr_assert_eq(sysctld_analyse(slashed, SYSCTLD_SYSTEMD, keys, 3, &a), 0);
+    cr_assert_eq(sysctld_analyse_pending(slashed, SYSCTLD_SYSTEMD, keys, 3, NULL, NULL, 0, &a), 0);
     expect_winner(a, 0, "/etc/sysctl.d/10-a.conf", 1, "1");
     sysctld_analysis_free(a);
 }
@@ -756,12 +757,12 @@ Test(sysctld_tree, errors_leave_the_output_alone)
 
     put("file", "x");
     snprintf(missing, sizeof(missing), "%s/missing", root);
-    cr_expect_eq(sysctld_analyse("relative/root", SYSCTLD_SYSTEMD, keys, 3, &a), -EINVAL);
-    cr_expect_eq(sysctld_analyse(missing, SYSCTLD_SYSTEMD, keys, 3, &a), -ENOENT);
-    cr_expect_eq(sysctld_analyse(at("file"), SYSCTLD_SYSTEMD, keys, 3, &a), -ENOTDIR);
-    cr_expect_eq(sysctld_analyse(root, SYSCTLD_SYSTEMD, bad_key, 1, &a), -EINVAL);
-    cr_expect_eq(sysctld_analyse(root, SYSCTLD_SYSTEMD, keys, 0, &a), -EINVAL);
-    cr_expect_eq(sysctld_analyse(root, (enum sysctld_rules)9, keys, 3, &a), -EINVAL);
+    cr_expect_eq(sysctld_analyse_pending("relative/root", SYSCTLD_SYSTEMD, keys, 3, NULL, NULL, 0, &a), -EINVAL);
+    cr_expect_eq(sysctld_analyse_pending(missing, SYSCTLD_SYSTEMD, keys, 3, NULL, NULL, 0, &a), -ENOENT);
+    cr_expect_eq(sysctld_analyse_pending(at("file"), SYSCTLD_SYSTEMD, keys, 3, NULL, NULL, 0, &a), -ENOTDIR);
+    cr_expect_eq(sysctld_analyse_pending(root, SYSCTLD_SYSTEMD, bad_key, 1, NULL, NULL, 0, &a), -EINVAL);
+    cr_expect_eq(sysctld_analyse_pending(root, SYSCTLD_SYSTEMD, keys, 0, NULL, NULL, 0, &a), -EINVAL);
+    cr_expect_eq(sysctld_analyse_pending(root, (enum sysctld_rules)9, keys, 3, NULL, NULL, 0, &a), -EINVAL);
     cr_expect_eq(a, &sentinel);
     sysctld_analysis_free(NULL);
 }

@@ -7,27 +7,14 @@
  * tool operators already know. The tests never run diff themselves. */
 
 #include <criterion/criterion.h>
-#include <criterion/parameterized.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "params.h"
 #include "udiff.h"
-
-#define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
-
-/* Criterion runs each parameterized test in a fresh process, where pointers
- * into the parent's tables would be meaningless, so the tests are given
- * indexes into the tables instead. */
-#define INDEXES(table)                                                                  \
-    do {                                                                                \
-        static size_t idx[ELEMENTSOF(table)];                                           \
-        for (size_t i = 0; i < ELEMENTSOF(idx); i++)                                    \
-            idx[i] = i;                                                                 \
-        return cr_make_param_array(size_t, idx, ELEMENTSOF(idx));                       \
-    } while (0)
 
 struct render_case {
     const char *name;
