@@ -86,14 +86,16 @@ static void carry_warnings(struct conflicts *c, const struct sysctld_analysis *a
  * counts, the file on disk does not); otherwise the disk as it is. */
 static int check(const struct plan *plan, const char *root, bool as_written, struct conflicts *ret)
 {
-    static const char *const keys[KEY_COUNT] = { "kernel.shmmax", "kernel.shmall", "kernel.shmmni" };
-    const char *ours = plan->profile->dropin;
+    const char *ours = plan->profile->dropin, *keys[KEY_COUNT];
     struct conflicts *c = ret;
     struct sysctld_analysis *both[SYSCTLD_RULE_SETS];
-    int r = as_written ? sysctld_analyse_both(root ? root : "/", keys, KEY_COUNT, ours, plan->dropin_new,
-                                              plan->dropin_new_len, both)
-                       : sysctld_analyse_both(root ? root : "/", keys, KEY_COUNT, NULL, NULL, 0, both);
+    int r;
 
+    for (int id = 0; id < KEY_COUNT; id++)
+        keys[id] = sizing_key_name((enum sizing_key_id)id);
+    r = as_written ? sysctld_analyse_both(root ? root : "/", keys, KEY_COUNT, ours, plan->dropin_new,
+                                          plan->dropin_new_len, both)
+                   : sysctld_analyse_both(root ? root : "/", keys, KEY_COUNT, NULL, NULL, 0, both);
     if (r < 0)
         return r;
     /* Filled in place: a copy would double the 24 KiB touched on every

@@ -331,23 +331,43 @@ int fsutil_remove_stale_temps(const char *path)
     return r;
 }
 
-int fsutil_mkdir_parents(const char *path)
+int fsutil_mkdir_p(const char *dir, mode_t mode)
 {
-    char *copy = strdup(path);
+    char *copy;
     int r = 0;
 
+    if (!dir[0])
+        return -EINVAL;
+    copy = strdup(dir);
     if (!copy)
         return -ENOMEM;
-    for (char *p = copy + 1; *p; p++) {
-        if (*p != '/')
+    for (char *p = copy + 1; r == 0; p++) {
+        char c = *p;
+
+        if (c != '/' && c != '\0')
             continue;
         *p = '\0';
-        if (TEMP_FAILURE_RETRY(mkdir(copy, 0755)) < 0 && errno != EEXIST) {
+        if (TEMP_FAILURE_RETRY(mkdir(copy, mode)) < 0 && errno != EEXIST)
             r = -errno;
+        *p = c;
+        if (c == '\0')
             break;
-        }
-        *p = '/';
     }
     free(copy);
+    return r;
+}
+
+int fsutil_mkdir_parents(const char *path)
+{
+    char *dir = strdup(path), *slash;
+    int r;
+
+    if (!dir)
+        return -ENOMEM;
+    slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    r = slash && dir[0] ? fsutil_mkdir_p(dir, 0755) : 0;
+    free(dir);
     return r;
 }

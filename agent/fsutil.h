@@ -51,5 +51,9 @@ int fsutil_remove_stale_temps(const char *path);
  * may belong to a writer still at work. */
 int fsutil_remove_stale_temps_at(int dirfd, const char *name, unsigned min_age_s);
 
-/* mkdir -p for the directory part of path, mode 0755 (image roots). */
+/* mkdir -p: dir and each missing parent, each created with mode; the
+ * existing ones are left as they are. */
+int fsutil_mkdir_p(const char *dir, mode_t mode);
+
+/* fsutil_mkdir_p() of the directory part of path, mode 0755. */
 int fsutil_mkdir_parents(const char *path);

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fsutil.h"
+
 struct lock {
     int fd;
 };
@@ -29,17 +31,9 @@ static long read_holder(int fd)
     return errno == 0 && end != buf && pid > 0 ? pid : 0;
 }
 
-static void ensure_parent(const char *path)
+static int open_lock_file(const char *path)
 {
-    char dir[256];
-    const char *slash = strrchr(path, '/');
-
-    if (!slash || (size_t)(slash - path) >= sizeof(dir))
-        return;
-    memcpy(dir, path, (size_t)(slash - path));
-    dir[slash - path] = '\0';
-    if (TEMP_FAILURE_RETRY(mkdir(dir, 0755)) < 0 && errno != EEXIST)
-        return; /* open() below reports the real problem */
+    return TEMP_FAILURE_RETRY(open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644));
 }
 
 int lock_acquire(const char *path, unsigned timeout_ms, struct lock **ret, long *ret_holder_pid)
@@ -50,8 +44,10 @@ int lock_acquire(const char *path, unsigned timeout_ms, struct lock **ret, long 
     unsigned waited = 0;
     int fd, n;
 
-    ensure_parent(path);
-    fd = TEMP_FAILURE_RETRY(open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644));
+    fd = open_lock_file(path);
+    /* Its directory (/run/shmprov, on a tmpfs) is made only when missing. */
+    if (fd < 0 && errno == ENOENT && fsutil_mkdir_parents(path) == 0)
+        fd = open_lock_file(path);
     if (fd < 0)
         return -errno;
     while (flock(fd, LOCK_EX | LOCK_NB) < 0) {

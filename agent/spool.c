@@ -105,26 +105,6 @@ static int join(const struct spool *s, const char *name, char *buf, size_t size)
     return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
-/* mkdir -p, 0700 for each directory it creates: the spool holds what a
- * host reports about itself. */
-static int make_dirs(char *path)
-{
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (TEMP_FAILURE_RETRY(mkdir(path, 0700)) < 0 && errno != EEXIST) {
-            int r = -errno;
-            *p = '/';
-            return r;
-        }
-        *p = '/';
-    }
-    if (TEMP_FAILURE_RETRY(mkdir(path, 0700)) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
 /* The counter c in the spool directory dir: 0 when absent, -EBADMSG when
  * it is not one number. */
 static int read_counter_in(const char *dir, enum spool_counter c, uint64_t *ret)
@@ -285,7 +265,9 @@ int spool_open(const char *dir, size_t max_count, uint64_t max_bytes, struct spo
         goto out;
     }
 
-    r = make_dirs(s->path);
+    /* 0700 for each directory made: the spool holds what a host reports
+     * about itself. */
+    r = fsutil_mkdir_p(s->path, 0700);
     if (r < 0)
         goto out;
     r = open_dir(s);

@@ -94,6 +94,23 @@ Test(fsutil, write_atomic_refuses_a_directory_and_a_missing_parent)
     cr_expect_eq(fsutil_write_atomic(path_of("missing/deeper/x.conf"), "x", 1, 0644), 0);
 }
 
+Test(fsutil, mkdir_p_makes_each_missing_directory_with_its_mode)
+{
+    struct stat st;
+    mode_t old = umask(0);
+
+    cr_expect_eq(fsutil_mkdir_p(path_of("p/q/r"), 0700), 0);
+    cr_expect_eq(fsutil_mkdir_p(path_of("p/q/r/"), 0700), 0, "an existing directory, trailing slash");
+    umask(old);
+    cr_assert_eq(stat(path_of("p/q/r"), &st), 0);
+    cr_expect(S_ISDIR(st.st_mode) && (st.st_mode & 07777) == 0700, "mode %o", st.st_mode & 07777);
+    cr_assert_eq(stat(path_of("p"), &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0700);
+    cr_expect_eq(fsutil_mkdir_p("", 0700), -EINVAL);
+    cr_expect_eq(close(open(path_of("p/file"), O_CREAT | O_WRONLY, 0600)), 0);
+    cr_expect_eq(fsutil_mkdir_p(path_of("p/file/sub"), 0700), -ENOTDIR);
+}
+
 Test(fsutil, stale_temps_are_removed_and_nothing_else)
 {
     char name[128];
