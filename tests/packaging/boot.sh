@@ -55,12 +55,10 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/shmprov-boot.XXXXXX")
 LOGS=$WORK/logs
 mkdir -p "$LOGS"
+. "$SRC/tests/packaging/steps.sh"
 host_ipc() { nsenter --ipc=/proc/self/fd/9 -- "$@"; }
 host_shm_before=$(host_ipc cat /proc/sys/kernel/shmmax /proc/sys/kernel/shmall /proc/sys/kernel/shmmni | tr '\n' ' ')
 
-passed=0 failed=0
-declare -a timings=()
-step_name="" step_start="" step_failed=0
 nspawn_pid="" cpid="" made_run_dirs=()
 
 cleanup() {
@@ -85,66 +83,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { echo "${EPOCHREALTIME/,/.}"; }
-step() {
-    end_step
-    step_name=$1
-    step_start=$(now)
-    step_failed=$failed
-    echo
-    echo "== $step_name"
-}
-end_step() {
-    [ -n "$step_name" ] || return 0
-    local t
-    t=$(awk -v a="$step_start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
-    timings+=("$(printf '%7s s  %s' "$t" "$step_name")")
-    echo "-- $step_name: ${t} s"
-    step_name=""
-}
-pass() { passed=$((passed + 1)); echo "PASS: $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL: $1"; }
-# check DESCRIPTION COMMAND...: the command's output goes to a log, shown on
-# failure.
-check() {
-    local desc=$1 log
-    shift
-    log=$LOGS/check-$((passed + failed + 1)).log
-    if "$@" >"$log" 2>&1; then
-        pass "$desc"
-    else
-        fail "$desc (exit $?)"
-        sed 's/^/    | /' "$log" | tail -40
-    fi
-}
-# expect DESCRIPTION GOT WANT: one equality, both sides shown on failure.
-expect() {
-    if [ "$2" = "$3" ]; then
-        pass "$1"
-    else
-        fail "$1"
-        echo "    | got:  $2"
-        echo "    | want: $3"
-    fi
-}
-finish() {
-    end_step
-    echo
-    echo "== time per step"
-    printf '%s\n' "${timings[@]}"
-    echo
-    echo "$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit $?
-}
-# A step that everything after it needs: stop here when a check of the
-# current step failed.
-require() {
-    if [ "$failed" -gt "$step_failed" ]; then
-        echo "cannot go on after: $1"
-        finish
-    fi
-}
 
 # ---------------------------------------------------------------------------
 step "tools (systemd-nspawn, debootstrap, dpkg-dev; debhelper to build)"
@@ -160,13 +98,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     check "apt-get install ${missing[*]}" "${apt[@]}" install "${missing[@]}"
 fi
 if [ -z "${DEB:-}" ]; then
-    # The copy first: apt-get build-dep reads the build dependencies from the
-    # packaging's own debian/control. Build directories, the VCS and any
-    # top-level debian/ are left out; uncommitted files are copied as they are.
-    mkdir -p "$WORK/src/shmprov"
-    tar -C "$SRC" --exclude=./.git --exclude=./build --exclude='./build-*' \
-        --exclude='./obj-*' --exclude=./debian -cf - . | tar -C "$WORK/src/shmprov" -xf -
-    cp -a "$WORK/src/shmprov/packaging/debian" "$WORK/src/shmprov/debian"
+    copy_source "$WORK/src/shmprov"
     if ! (cd "$WORK/src/shmprov" && dpkg-checkbuilddeps) >/dev/null 2>&1; then
         check "install build dependencies (apt-get build-dep from debian/control)" \
             bash -c "cd '$WORK/src/shmprov' && ${apt[*]} build-dep ./"

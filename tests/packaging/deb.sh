@@ -42,10 +42,7 @@ WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/shmprov-deb.XXXXXX")
 ROOT=$WORK/root
 LOGS=$WORK/logs
 mkdir -p "$LOGS"
-
-passed=0 failed=0
-declare -a timings=()
-step_name="" step_start="" step_failed=0
+. "$SRC/tests/packaging/steps.sh"
 
 cleanup() {
     # Unmount what was mounted in the chroot before deleting anything, and
@@ -63,66 +60,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { echo "${EPOCHREALTIME/,/.}"; }
-step() {
-    end_step
-    step_name=$1
-    step_start=$(now)
-    step_failed=$failed
-    echo
-    echo "== $step_name"
-}
-end_step() {
-    [ -n "$step_name" ] || return 0
-    local t
-    t=$(awk -v a="$step_start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
-    timings+=("$(printf '%7s s  %s' "$t" "$step_name")")
-    echo "-- $step_name: ${t} s"
-    step_name=""
-}
-pass() { passed=$((passed + 1)); echo "PASS: $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL: $1"; }
-# check DESCRIPTION COMMAND...: the command's output goes to a log, shown on
-# failure.
-check() {
-    local desc=$1 log
-    shift
-    log=$LOGS/check-$((passed + failed + 1)).log
-    if "$@" >"$log" 2>&1; then
-        pass "$desc"
-    else
-        fail "$desc (exit $?)"
-        sed 's/^/    | /' "$log" | tail -40
-    fi
-}
-finish() {
-    end_step
-    echo
-    echo "== time per step"
-    printf '%s\n' "${timings[@]}"
-    echo
-    echo "$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit $?
-}
-# A step that everything after it needs: stop here when a check of the
-# current step failed.
-require() {
-    if [ "$failed" -gt "$step_failed" ]; then
-        echo "cannot go on after: $1"
-        finish
-    fi
-}
-
 # ---------------------------------------------------------------------------
 step "tools (debhelper, lintian, debootstrap) and build dependencies"
-# The copy first: apt-get build-dep reads the build dependencies from the
-# packaging's own debian/control. Build directories, the VCS and any
-# top-level debian/ are left out; uncommitted files are copied as they are.
-mkdir -p "$WORK/src/shmprov"
-tar -C "$SRC" --exclude=./.git --exclude=./build --exclude='./build-*' \
-    --exclude='./obj-*' --exclude=./debian -cf - . | tar -C "$WORK/src/shmprov" -xf -
-cp -a "$WORK/src/shmprov/packaging/debian" "$WORK/src/shmprov/debian"
+copy_source "$WORK/src/shmprov"
 # Wait for the dpkg lock rather than fail when another apt runs.
 apt=(apt-get -o DPkg::Lock::Timeout=600)
 check "apt-get update" "${apt[@]}" update -qq
