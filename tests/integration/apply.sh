@@ -8,14 +8,7 @@ set -u
 shmprov=$1
 src=$2
 . "$src/tests/integration/lib.sh"
-enter_private_namespace "$@"
-
-py=/usr/bin/python3
-work=$(mktemp -d)
-page=$(getconf PAGE_SIZE)
-dropin=/etc/sysctl.d/60-shmprov.conf
-DEFAULT=18446744073692774399
-K=/proc/sys/kernel
+start_suite "$@"
 
 json() { "$py" -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 profile() { # NAME CONTENT: a profile root may use

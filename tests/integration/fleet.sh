@@ -12,10 +12,7 @@ shmprov=$1
 src=$2
 agents=${3:-200}
 . "$src/tests/integration/lib.sh"
-enter_private_namespace "$@"
-
-py=/usr/bin/python3
-work=$(mktemp -d)
+start_suite "$@"
 start_collector "$work" status:503 || { bad "collector started"; finish; exit 1; }
 trap 'kill $collector 2>/dev/null' EXIT
 stats() { curl -sf "http://127.0.0.1:$port/_stats" >"$work/stats.json"; }

@@ -18,15 +18,9 @@ set -u
 shmprov=$1
 src=$2
 . "$src/tests/integration/lib.sh"
-enter_private_namespace "$@"
+start_suite "$@"
 known_bugs=0
 
-py=/usr/bin/python3
-work=$(mktemp -d)
-page=$(getconf PAGE_SIZE)
-K=/proc/sys/kernel
-DEFAULT=18446744073692774399
-dropin=/etc/sysctl.d/60-shmprov.conf
 HARD_TIMEOUT=10 # seconds: a hang is killed here (and fails the LIMIT check)
 pids=()
 cleanup() {

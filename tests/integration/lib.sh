@@ -81,3 +81,18 @@ enter_private_namespace() {
     rmdir "$scratch"
     exit $rc
 }
+
+# start_suite "$@": how a suite starts. It enters the private namespaces
+# (enter_private_namespace), then sets the names the suites share: py, work
+# (a scratch directory inside the namespaces), K, dropin, DEFAULT (the
+# kernel's default shmmax and shmall) and page.
+# shellcheck disable=SC2034 # used by the suites that source this file
+start_suite() {
+    enter_private_namespace "$@"
+    py=/usr/bin/python3
+    work=$(mktemp -d)
+    K=/proc/sys/kernel
+    dropin=/etc/sysctl.d/60-shmprov.conf
+    DEFAULT=18446744073692774399
+    page=$(getconf PAGE_SIZE)
+}

@@ -11,15 +11,9 @@ set -u
 shmprov=$1
 src=$2
 . "$src/tests/integration/lib.sh"
-enter_private_namespace "$@"
-
-py=/usr/bin/python3
-work=$(mktemp -d)
+start_suite "$@"
 dir=/var/lib/prometheus/node-exporter
 tf=$dir/shmprov.prom
-dropin=/etc/sysctl.d/60-shmprov.conf
-K=/proc/sys/kernel
-DEFAULT=18446744073692774399
 mkdir -p "$dir"
 # Nothing of the host's own textfile directory shows through the overlay.
 rm -f "$dir"/*
@@ -49,7 +43,6 @@ reset() {
     echo $DEFAULT >$K/shmall
     echo 4096 >$K/shmmni
 }
-page=$(getconf PAGE_SIZE)
 
 # ---- changed: every family, the figures as the kernel has them ----
 reset

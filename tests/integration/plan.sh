@@ -7,14 +7,9 @@ set -u
 shmprov=$1
 src=$2
 . "$src/tests/integration/lib.sh"
-enter_private_namespace "$@"
-
-py=/usr/bin/python3
-work=$(mktemp -d)
+start_suite "$@"
 trap 'rm -rf "$work"' EXIT
-page=$(getconf PAGE_SIZE)
 memtotal=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024))
-dropin=/etc/sysctl.d/60-shmprov.conf
 
 # A profile root accepts: a private copy with safe modes.
 for f in "$src"/profiles/*.yaml; do install -m 0644 "$f" "$work/"; done

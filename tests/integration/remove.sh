@@ -8,16 +8,9 @@ set -u
 shmprov=$1
 src=$2
 . "$src/tests/integration/lib.sh"
-enter_private_namespace "$@"
-
-py=/usr/bin/python3
-work=$(mktemp -d)
-page=$(getconf PAGE_SIZE)
-dropin=/etc/sysctl.d/60-shmprov.conf
+start_suite "$@"
 record=/var/lib/shmprov/dropin.sha256
 state=/var/lib/shmprov/state.json
-DEFAULT=18446744073692774399
-K=/proc/sys/kernel
 # LeakSanitizer cannot run under ptrace: the straced runs go without it.
 nolsan="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 

@@ -8,10 +8,7 @@ set -u
 shmprov=$1
 src=$2
 . "$src/tests/integration/lib.sh"
-enter_private_namespace "$@"
-
-py=/usr/bin/python3
-work=$(mktemp -d)
+start_suite "$@"
 spool=/var/lib/shmprov/spool
 token=tok-$RANDOM$RANDOM-secret
 

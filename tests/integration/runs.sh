@@ -12,10 +12,7 @@ set -u
 shmprov=$1
 src=$2
 . "$src/tests/integration/lib.sh"
-enter_private_namespace "$@"
-
-py=/usr/bin/python3
-work=$(mktemp -d)
+start_suite "$@"
 start_collector "$work" || { bad "collector started"; finish; exit 1; }
 trap 'kill $collector 2>/dev/null' EXIT
 url=http://127.0.0.1:$port/v1/events
@@ -71,7 +68,6 @@ run ok apply
 expect "drift-runtime/changed-and-corrective" test "$(data "d['result'], d['corrective_change']")" = "changed True"
 expect "drift-runtime/what" test "$(data "[(x['kind'], x['key'], x['found']) for x in d['drift']]")" = \
     "[('runtime', 'kernel.shmmax', '1234567')]"
-dropin=/etc/sysctl.d/60-shmprov.conf
 echo "# edited by hand" >>"$dropin"
 expect "dropin-record/sees-the-edit" not sha256sum --check --status "$record"
 run ok apply
@@ -204,8 +200,7 @@ expect "failed/state-left-behind" test "$(data "d['keys'][0]['after'], d['dropin
 expect "failed/runtime-put-back" test "$(cat /proc/sys/kernel/shmmax)" = "$before"
 
 # ---- failed: each error code a failing apply has, and a rollback that could not finish ----
-K=/proc/sys/kernel
-defaults() { echo 18446744073692774399 >$K/shmmax; echo 18446744073692774399 >$K/shmall; rm -f "$dropin"; }
+defaults() { echo $DEFAULT >$K/shmmax; echo $DEFAULT >$K/shmall; rm -f "$dropin"; }
 defaults
 traced() { # STRACE-ARGS...: apply ok.yaml under strace, sets code
     ASAN_OPTIONS=$nolsan strace -o /dev/null "$@" "$shmprov" --profile "$work/ok.yaml" apply >"$work/out" 2>"$work/err"

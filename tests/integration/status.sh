@@ -10,10 +10,7 @@ shmprov=$1
 src=$2
 helper=$3
 . "$src/tests/integration/lib.sh"
-enter_private_namespace "$@"
-
-py=/usr/bin/python3
-work=$(mktemp -d)
+start_suite "$@"
 holders=()
 cleanup() {
     local p
@@ -22,7 +19,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-page=$(getconf PAGE_SIZE)
 
 # Known, non-default limits (this namespace's own; the host never changes).
 shmmax=123456789

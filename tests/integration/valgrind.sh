@@ -10,15 +10,9 @@ set -u
 shmprov=$1
 src=$2
 . "$src/tests/integration/lib.sh"
-enter_private_namespace "$@"
-
-py=/usr/bin/python3
-work=$(mktemp -d)
+start_suite "$@"
 logs=$work/vg
 mkdir -p "$logs"
-K=/proc/sys/kernel
-dropin=/etc/sysctl.d/60-shmprov.conf
-page=$(getconf PAGE_SIZE)
 collector=
 cleanup() {
     [ -z "$collector" ] || kill "$collector" 2>/dev/null
