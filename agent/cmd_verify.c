@@ -15,7 +15,6 @@
 #include "host.h"
 #include "log.h"
 #include "plan.h"
-#include "hash.h"
 #include "jsonout.h"
 #include "lastapply.h"
 #include "metrics.h"
@@ -87,12 +86,9 @@ static void check_dropin(const struct plan *plan, struct report_drift_list *l)
     if (!d)
         return;
     d->file = plan->dropin_path;
-    hash_sha256_hex(plan->dropin_new, plan->dropin_new_len, d->expected + 7);
-    memcpy(d->expected, "sha256:", 7);
-    if (plan->dropin_old) {
-        hash_sha256_hex(plan->dropin_old, plan->dropin_old_len, d->found + 7);
-        memcpy(d->found, "sha256:", 7);
-    }
+    (void)snprintf(d->expected, sizeof(d->expected), "sha256:%s", plan->dropin_new_sha256);
+    if (plan->dropin_old)
+        (void)snprintf(d->found, sizeof(d->found), "sha256:%s", plan->dropin_old_sha256);
 }
 
 /* A test segment a killed shmprov left behind holds up to all of

@@ -50,11 +50,9 @@ static void runtime_drift(const struct plan *plan, const struct state_apply *las
 
 static void dropin_drift(const struct plan *plan, const struct state_apply *last, struct report_drift_list *l)
 {
-    char sha[65] = "";
+    const char *sha = plan->dropin_old_sha256;
     struct report_drift *d;
 
-    if (plan->dropin_old)
-        hash_sha256_hex(plan->dropin_old, plan->dropin_old_len, sha);
     if (strcmp(sha, last->dropin_sha256) == 0 || !(d = next(l)))
         return;
     d->kind = plan->dropin_read_errno == ENOENT ? "dropin-missing"
@@ -97,7 +95,7 @@ static void success_record(const struct plan *plan, const struct apply_outcome *
         a->value[id] = out->keys[id].after;
     }
     (void)snprintf(a->dropin_path, sizeof(a->dropin_path), "%s", plan->dropin_path);
-    hash_sha256_hex(plan->dropin_new, plan->dropin_new_len, a->dropin_sha256);
+    memcpy(a->dropin_sha256, plan->dropin_new_sha256, sizeof(a->dropin_sha256));
     (void)snprintf(a->profile_sha256, sizeof(a->profile_sha256), "%s", plan->profile->sha256_hex);
     gmtime_r(&end, &tm);
     (void)strftime(a->time, sizeof(a->time), "%Y-%m-%dT%H:%M:%SZ", &tm);

@@ -9,6 +9,7 @@
 
 #include "dropin.h"
 #include "fsutil.h"
+#include "hash.h"
 #include "sizes.h"
 #include "udiff.h"
 
@@ -141,6 +142,11 @@ int plan_build(const struct profile *p, const struct host_facts *h, bool force, 
 
     plan->dropin_changed = !plan->dropin_old || plan->dropin_old_len != plan->dropin_new_len ||
                            memcmp(plan->dropin_old, plan->dropin_new, plan->dropin_new_len) != 0;
+    hash_sha256_hex(plan->dropin_new, plan->dropin_new_len, plan->dropin_new_sha256);
+    if (plan->dropin_old && !plan->dropin_changed)
+        memcpy(plan->dropin_old_sha256, plan->dropin_new_sha256, sizeof(plan->dropin_old_sha256));
+    else if (plan->dropin_old)
+        hash_sha256_hex(plan->dropin_old, plan->dropin_old_len, plan->dropin_old_sha256);
     r = udiff_render(plan->dropin_old, plan->dropin_old_len, plan->dropin_new, plan->dropin_new_len,
                      plan->dropin_old ? plan->dropin_path : "/dev/null", plan->dropin_path,
                      &plan->dropin_diff);

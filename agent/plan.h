@@ -28,6 +28,10 @@ struct plan {
      * link, a FIFO, a directory, unreadable), "" when it would not. */
     char dropin_problem[4096 + 128];
     bool dropin_changed;
+    /* Hashed once here for drift, the state record, verify and the report:
+     * of dropin_new ("" in a removal plan) and of dropin_old ("" when it
+     * is NULL). */
+    char dropin_new_sha256[65], dropin_old_sha256[65];
     char *dropin_diff; /* unified diff, "" when unchanged */
 
     unsigned nwarnings;

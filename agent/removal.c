@@ -184,6 +184,7 @@ int removal_prepare(struct plan *plan, const char *root, const char *recorded_sh
     r->rendered_len = plan->dropin_new_len;
     plan->dropin_new = NULL;
     plan->dropin_new_len = 0;
+    plan->dropin_new_sha256[0] = '\0';
     plan->dropin_changed = plan->dropin_old != NULL;
     r->owner = removal_judge_owner(plan->dropin_old, plan->dropin_old_len, recorded_sha256, r->rendered,
                                    r->rendered_len);

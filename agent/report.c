@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "fsutil.h"
-#include "hash.h"
 #include "identity.h"
 #include "jsonobj.h"
 #include "jsonout.h"
@@ -107,16 +106,14 @@ static json_object *dropin_json(const struct report_run *run)
 {
     const struct apply_outcome *out = run->out;
     json_object *o = json_object_new_object();
-    char sha[65];
 
     json_object_object_add(o, "path", jsonout_string(out ? out->dropin_path
                                                    : run->plan ? run->plan->dropin_path : run->profile->dropin));
     json_object_object_add(o, "changed", json_object_new_boolean(out && out->dropin_written &&
                                                                  !(out->rollback_ran && out->dropin_restored)));
     /* A removal plan gives no content: null, as before a plan exists. */
-    if (run->plan && run->plan->dropin_new)
-        hash_sha256_hex(run->plan->dropin_new, run->plan->dropin_new_len, sha);
-    json_object_object_add(o, "sha256", run->plan && run->plan->dropin_new ? json_object_new_string(sha) : NULL);
+    json_object_object_add(o, "sha256", run->plan && run->plan->dropin_new
+                                            ? json_object_new_string(run->plan->dropin_new_sha256) : NULL);
     json_object_object_add(o, "sha256_on_disk", run->dropin_sha256_on_disk[0]
                                                     ? json_object_new_string(run->dropin_sha256_on_disk) : NULL);
     return o;
