@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "apply.h"
+#include "clock.h"
 #include "fsutil.h"
 #include "host.h"
 #include "lock.h"
@@ -185,14 +186,6 @@ int cli_load_profile(const struct cli_options *o, struct profile **ret, const ch
     return invalid ? EXIT_USAGE : EXIT_FAILURE_RUNTIME;
 }
 
-uint64_t cli_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int cli_check_root(const char *root)
 {
     struct stat st;
@@ -313,7 +306,7 @@ void cli_state_run(uint64_t start_ms, const char *result, const struct apply_out
     memset(ret, 0, sizeof(*ret));
     ret->known = true;
     ret->end = (uint64_t)time(NULL);
-    ret->duration_ms = cli_now_ms() - start_ms;
+    ret->duration_ms = clock_monotonic_ms() - start_ms;
     ret->probe_passed = out && out->probe_ran ? out->probe.passed : -1;
     (void)snprintf(ret->result, sizeof(ret->result), "%s", result);
 }

@@ -48,7 +48,6 @@ int cli_main(int argc, char **argv);
 int cli_load_profile(const struct cli_options *o, struct profile **ret, const char **ret_note);
 
 /* CLOCK_MONOTONIC in milliseconds: how long a run took. */
-uint64_t cli_now_ms(void);
 
 /* --root DIR must be an absolute directory other than '/': says why not
  * and returns -EINVAL, or 0. */
@@ -74,7 +73,7 @@ int cli_build_plan(const struct profile *profile, bool force, const char *root, 
 bool cli_transaction(const char *command, const struct plan *plan, const struct apply_options *opts,
                      struct apply_outcome *out, struct report_error *error);
 
-/* The state record (state.h) of a run that started at start_ms (cli_now_ms)
+/* The state record (state.h) of a run that started at start_ms (clock_monotonic_ms)
  * and ends now with result; out (may be NULL) says whether its probe ran
  * and passed. */
 void cli_state_run(uint64_t start_ms, const char *result, const struct apply_outcome *out, struct state_run *ret);

@@ -11,6 +11,7 @@
 
 #include "apply.h"
 #include "cli.h"
+#include "clock.h"
 #include "conflicts.h"
 #include "delivery.h"
 #include "host.h"
@@ -249,7 +250,7 @@ static json_object *run_report(const struct apply_run *run)
         .error = run->error.code ? &run->error : NULL,
         .drift = &run->drift,
         .corrective_change = run->drift.count > 0 && run->out_known && run->out.result == APPLY_CHANGED,
-        .duration_ms = cli_now_ms() - run->start_ms,
+        .duration_ms = clock_monotonic_ms() - run->start_ms,
         .resolve_fqdn = run->profile->report.url && !run->o->no_report && !run->o->defer_report,
     };
 
@@ -379,7 +380,7 @@ int cmd_apply(const struct cli_options *o)
     if (!run)
         return EXIT_FAILURE_RUNTIME;
     run->o = o;
-    run->start_ms = cli_now_ms();
+    run->start_ms = clock_monotonic_ms();
     code = cli_load_profile(o, &run->profile, &note);
     if (code != EXIT_OK)
         goto out;

@@ -15,6 +15,7 @@
 
 #include "apply.h"
 #include "cli.h"
+#include "clock.h"
 #include "conflicts.h"
 #include "host.h"
 #include "jsonout.h"
@@ -217,7 +218,7 @@ static json_object *run_report(const struct remove_run *run)
         .conflicts = run->removal ? &run->removal->boot : NULL,
         .out = run->out_known ? &run->out : NULL,
         .error = run->error.code ? &run->error : NULL,
-        .duration_ms = cli_now_ms() - run->start_ms,
+        .duration_ms = clock_monotonic_ms() - run->start_ms,
         .resolve_fqdn = run->profile->report.url && !run->o->no_report && !run->o->defer_report,
     };
 
@@ -387,7 +388,7 @@ int cmd_remove(const struct cli_options *o)
     if (!run)
         return EXIT_FAILURE_RUNTIME;
     run->o = o;
-    run->start_ms = cli_now_ms();
+    run->start_ms = clock_monotonic_ms();
     code = load_profile(run);
     if (code != EXIT_OK)
         goto out;

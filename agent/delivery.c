@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fsutil.h"
 #include "hash.h"
 #include "http.h"
@@ -540,7 +541,7 @@ static int start_sender(const struct profile *p, struct sender *snd, struct deli
         say(sum, "cannot send to %s: %s", p->report.url, strerror(-r));
         return r;
     }
-    snd->deadline_ms = http_now_ms() + (uint64_t)p->report.timeout_s * 1000;
+    snd->deadline_ms = clock_monotonic_ms() + (uint64_t)p->report.timeout_s * 1000;
     return 0;
 }
 

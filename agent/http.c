@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "testing.h"
 
 /* <curl/curl.h> is used for types and constants only: every libcurl
@@ -115,14 +116,6 @@ static bool load_libcurl(void)
     curl = found;
     loaded = true;
     return true;
-}
-
-uint64_t http_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 const char *http_outcome_name(enum http_outcome outcome)
@@ -426,7 +419,7 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
     CURLcode rc;
 
     for (;;) {
-        uint64_t now = http_now_ms(), left, wait;
+        uint64_t now = clock_monotonic_ms(), left, wait;
         long attempt_ms;
         int r;
         curl_off_t retry_after = 0;
@@ -525,7 +518,7 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
          * deadline; if it cannot, stop now rather than sleep into it.
          * Retry-After is read by libcurl (delay-seconds or an HTTP date,
          * as seconds from now; 0 when absent or unreadable). */
-        now = http_now_ms();
+        now = clock_monotonic_ms();
         left = req->deadline_ms > now ? req->deadline_ms - now : 0;
         res->outcome = HTTP_RETRY_LATER;
         if (status <= 0 || curl.easy_getinfo(h, CURLINFO_RETRY_AFTER, &retry_after) != CURLE_OK)

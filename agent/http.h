@@ -43,7 +43,7 @@ struct http_request {
     const char *client_key;
     /* NULL: "shmprov". */
     const char *user_agent;
-    /* Absolute CLOCK_MONOTONIC milliseconds (http_now_ms() + timeout): no
+    /* Absolute CLOCK_MONOTONIC milliseconds (clock_monotonic_ms() + timeout): no
      * attempt and no wait between attempts goes past it. */
     uint64_t deadline_ms;
 };
@@ -87,7 +87,6 @@ void http_session_close(struct http_session *s);
 int http_session_post(struct http_session *s, const struct http_request *req, struct http_result *ret);
 
 /* CLOCK_MONOTONIC in milliseconds, the clock of deadline_ms. */
-uint64_t http_now_ms(void);
 
 /* Human text for an outcome ("delivered", "retry later", ...). */
 const char *http_outcome_name(enum http_outcome outcome);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "fsutil.h"
 #include "hash.h"
 #include "log.h"
@@ -86,8 +87,6 @@ void lastapply_drift(const struct plan *plan, struct report_drift_list *ret)
 static void success_record(const struct plan *plan, const struct apply_outcome *out, time_t end,
                            struct state_apply *a)
 {
-    struct tm tm;
-
     memset(a, 0, sizeof(*a));
     a->known = true;
     for (int id = 0; id < KEY_COUNT; id++) {
@@ -97,8 +96,7 @@ static void success_record(const struct plan *plan, const struct apply_outcome *
     (void)snprintf(a->dropin_path, sizeof(a->dropin_path), "%s", plan->dropin_path);
     memcpy(a->dropin_sha256, plan->dropin_new_sha256, sizeof(a->dropin_sha256));
     (void)snprintf(a->profile_sha256, sizeof(a->profile_sha256), "%s", plan->profile->sha256_hex);
-    gmtime_r(&end, &tm);
-    (void)strftime(a->time, sizeof(a->time), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    clock_format_utc((uint64_t)end * 1000000000u, false, a->time);
 }
 
 #define DROPIN_RECORD_PATH STATE_DIR "/" STATE_DROPIN_RECORD

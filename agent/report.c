@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fsutil.h"
 #include "identity.h"
 #include "jsonobj.h"
@@ -253,20 +254,6 @@ static int new_uuid(char out[REPORT_ID_LEN + 1])
     return 0;
 }
 
-/* RFC 3339 in UTC to the microsecond: events of one flush are ordered
- * by time too, not only by sequence. */
-static void format_time(char when[64])
-{
-    struct timespec ts;
-    struct tm tm;
-    char seconds[24];
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    (void)strftime(seconds, sizeof(seconds), "%Y-%m-%dT%H:%M:%S", &tm); /* 19 bytes until the year 10000 */
-    (void)snprintf(when, 64, "%s.%06uZ", seconds, (unsigned)(ts.tv_nsec / 1000) % 1000000u);
-}
-
 /* The CloudEvents sequence extension: a string whose lexicographic order
  * is the events' order, so 20 zero-padded digits. */
 static void add_sequence(json_object *ev)
@@ -303,7 +290,8 @@ int report_event(json_object *data, char **ret_json, char ret_id[REPORT_ID_LEN +
         log_warn("no usable %s and cannot keep a host id in %s/%s: %s; this report's source is random, "
                  "so the collector sees a new host", IDENTITY_MACHINE_ID_PATH, STATE_DIR, IDENTITY_HOST_ID_NAME,
                  strerror(-r));
-    format_time(when);
+    /* To the microsecond: events of one flush are ordered by time too, not only by sequence. */
+    clock_format_utc(clock_realtime_ns(), true, when);
 
     json_object_object_add(ev, "specversion", json_object_new_string("1.0"));
     json_object_object_add(ev, "id", json_object_new_string(id));

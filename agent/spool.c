@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fsutil.h"
 
 #define SEQ_DIGITS 20
@@ -621,15 +622,6 @@ int spool_clear_count(struct spool *s, enum spool_counter c, uint64_t reported, 
 }
 
 
-static uint64_t realtime_ns(void)
-{
-    struct timespec ts;
-
-    if (clock_gettime(CLOCK_REALTIME, &ts) < 0 || ts.tv_sec < 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Deletes the oldest usable events until the bounds hold with the one
  * just written (new_len bytes) counted in. Best effort: the new event is
  * already safe, and a spool left over its bound is trimmed next time. */
@@ -682,7 +674,7 @@ static int new_name(const char *event_id, uint64_t newest, char *name, size_t si
     /* Wall-clock time orders events across runs; bumping past the newest
      * keeps the order strict even when the clock went back (an RTC reset
      * at boot, before NTP). */
-    uint64_t seq = realtime_ns();
+    uint64_t seq = clock_realtime_ns();
 
     if (seq <= newest) {
         if (newest == UINT64_MAX)

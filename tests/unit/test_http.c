@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "http.h"
 #include "params.h"
 #include "testing.h"
@@ -259,7 +260,7 @@ static struct http_request request_to(unsigned short port, int64_t timeout_ms)
         .body_len = strlen(BODY),
         .bearer_token = TOKEN,
         .idempotency_key = EVENT_ID,
-        .deadline_ms = http_now_ms() + (uint64_t)timeout_ms,
+        .deadline_ms = clock_monotonic_ms() + (uint64_t)timeout_ms,
     };
 }
 
@@ -493,7 +494,7 @@ ParameterizedTest(size_t *i, http, post)
     cr_assert_eq(http_post(&req, &res), 0);
     /* From when the deadline was set, so that min_ms and max_ms bound the
      * end against the deadline itself. */
-    elapsed = http_now_ms() - (req.deadline_ms - (uint64_t)c->timeout_ms);
+    elapsed = clock_monotonic_ms() - (req.deadline_ms - (uint64_t)c->timeout_ms);
     if (c->nsteps > 0)
         server_stop(&sv);
     expect_post_case(c, &res, elapsed, atomic_load(&sv.connections));
@@ -767,7 +768,7 @@ Test(http, libcurl_is_loaded_on_the_first_post_only)
     struct http_session *s = NULL;
 
     cr_assert_not(libcurl_mapped(), "libcurl is linked or loaded before any report");
-    (void)http_now_ms();
+    (void)clock_monotonic_ms();
     cr_assert_eq(http_session_open(&s), 0);
     http_session_close(s);
     cr_assert_not(libcurl_mapped(), "opening a session loads nothing");
