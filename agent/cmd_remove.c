@@ -377,7 +377,7 @@ static void finish(struct remove_run *run)
         publish_metrics(run);
 }
 
-int cmd_remove(const struct cli_options *o)
+static int cmd_remove(const struct cli_options *o)
 {
     struct remove_run *run;
     int code;
@@ -406,3 +406,25 @@ out:
     free(run);
     return code;
 }
+
+const struct cli_command cmd_remove_entry = {
+    .name = "remove",
+    .help = "the inverse of apply: delete the drop-in (only while it is what shmprov wrote; with no profile, "
+            "the one the last apply recorded), set the running kernel to what boot gives without it (the value "
+            "of the file systemd-sysctl reads last, else the kernel's default), prove it with a test "
+            "allocation; on any failure put everything back",
+    .options = (const struct cli_option[]){
+        { "dry-run", NULL, CLI_FIELD(dry_run),
+          "say what would be deleted and each key's value from -> to; change nothing" },
+        { "keep-runtime", NULL, CLI_FIELD(keep_runtime),
+          "delete the drop-in only; the running kernel is not touched" },
+        { "force", NULL, CLI_FIELD(force), "delete a drop-in that is no longer what shmprov wrote (never a "
+                                           "symbolic link or anything but a regular file)" },
+        { "root", "DIR", CLI_FIELD(root), "delete the drop-in under DIR only (image builds)" },
+        { "no-verify", NULL, CLI_FIELD(no_verify), "as for apply" },
+        { "no-report", NULL, CLI_FIELD(no_report), "as for apply" },
+        { "defer-report", NULL, CLI_FIELD(defer_report), "as for apply" },
+        { NULL },
+    },
+    .exec = cmd_remove,
+};
