@@ -315,25 +315,6 @@ int cli_check_root(const char *root)
     return 0;
 }
 
-int cli_lock(const char *path, struct lock **ret, char *why, size_t why_len)
-{
-    char text[PATH_MAX + 128];
-    long holder = 0;
-    int r = lock_acquire(path, LOCK_WAIT_MS, ret, &holder);
-
-    if (r == -EWOULDBLOCK)
-        (void)snprintf(text, sizeof(text), "another shmprov (pid %ld) holds %s; gave up after %d s", holder, path,
-                       LOCK_WAIT_MS / 1000);
-    else if (r < 0)
-        (void)snprintf(text, sizeof(text), "cannot lock %s: %s", path, strerror(-r));
-    if (r < 0) {
-        log_error("%s", text);
-        if (why)
-            (void)snprintf(why, why_len, "%s", text);
-    }
-    return r;
-}
-
 /* Logs a reason, and keeps it for the report when asked to. */
 static void say_error(char *why, size_t why_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void say_error(char *why, size_t why_len, const char *fmt, ...)
@@ -347,6 +328,19 @@ static void say_error(char *why, size_t why_len, const char *fmt, ...)
     log_error("%s", text);
     if (why)
         (void)snprintf(why, why_len, "%s", text);
+}
+
+int cli_lock(const char *path, struct lock **ret, char *why, size_t why_len)
+{
+    long holder = 0;
+    int r = lock_acquire(path, LOCK_WAIT_MS, ret, &holder);
+
+    if (r == -EWOULDBLOCK)
+        say_error(why, why_len, "another shmprov (pid %ld) holds %s; gave up after %d s", holder, path,
+                  LOCK_WAIT_MS / 1000);
+    else if (r < 0)
+        say_error(why, why_len, "cannot lock %s: %s", path, strerror(-r));
+    return r;
 }
 
 int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret, char *why,
