@@ -116,8 +116,10 @@ static const struct cli_command *find_command(const char *name)
 static int refuse_option(const char *text, const struct cli_command *cmd)
 {
     /* Not "--name" alone: "-x", "--force=1" (no value to give), ... */
-    if (!cmd || strncmp(text, "--", 2) != 0 || strchr(text, '='))
+    if (strncmp(text, "--", 2) != 0 || strchr(text, '='))
         return cli_usage_error("unknown option '%s'", text);
+    if (!cmd)
+        return cli_usage_error("%s is not a global option: a command's options go after its name", text);
     return cli_usage_error("%s is not an option of '%s'", text, cmd->name);
 }
 
