@@ -46,17 +46,27 @@ struct cli_options {
 struct cli_option {
     const char *name; /* without the leading "--" */
     const char *arg;  /* its argument in the help ("DIR"); NULL: a flag */
-    size_t field;     /* CLI_FIELD(member) */
+    size_t field;     /* offsetof(struct cli_options, ...) */
     const char *help; /* one paragraph: --help wraps it */
 };
-#define CLI_FIELD(member) offsetof(struct cli_options, member)
+/* The rows of an option table, as git's OPT_BOOL and OPT_STRING. */
+#define CLI_FLAG(name, member, help) { name, NULL, offsetof(struct cli_options, member), help }
+#define CLI_VALUE(name, arg, member, help) { name, arg, offsetof(struct cli_options, member), help }
+/* The options of the transaction (apply.c) that apply and remove share. */
+#define CLI_TRANSACTION_OPTIONS \
+    CLI_FLAG("no-verify", no_verify, "skip the test allocation"), \
+    CLI_FLAG("no-report", no_report, \
+             "do not report this run (a report that cannot be delivered is spooled, never a failure)"), \
+    CLI_FLAG("defer-report", defer_report, \
+             "spool the report without sending it (at boot: never wait on the network; a later apply or " \
+             "flush sends it)")
 
 /* A command, as each cmd_*.c defines it: everything the parser and the
  * help know about it. The global options (--profile, --output, -q, -v,
  * --help, --version) are cli.c's and every command takes them. */
 struct cli_command {
     const char *name;
-    const char *args; /* its arguments in the help, any number ("[FILE...]"); NULL: none */
+    const char *args;                 /* its arguments in the help, any number ("[FILE...]"); NULL: none */
     const char *help;                 /* one paragraph, as an option's */
     const struct cli_option *options; /* ends with a NULL name */
     bool prometheus;                  /* takes --output prometheus */

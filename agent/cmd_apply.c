@@ -428,18 +428,14 @@ const struct cli_command cmd_apply_entry = {
     .help = "write the drop-in, set the running kernel, prove it with a test allocation; on any failure put "
             "everything back",
     .options = (const struct cli_option[]){
-        { "dry-run", NULL, CLI_FIELD(dry_run), "exactly plan" },
-        { "report", NULL, CLI_FIELD(report), "with --dry-run: report it too (result dry-run)" },
-        { "root", "DIR", CLI_FIELD(root), "write the drop-in under DIR only (image builds); the running kernel "
-                                          "and the test allocation are skipped" },
-        { "no-verify", NULL, CLI_FIELD(no_verify), "skip the test allocation" },
-        { "persist-only", NULL, CLI_FIELD(persist_only),
-          "where /proc/sys is read-only (a container), write the drop-in anyway" },
-        { "no-report", NULL, CLI_FIELD(no_report),
-          "do not report this run (a report that cannot be delivered is spooled, never a failure)" },
-        { "defer-report", NULL, CLI_FIELD(defer_report), "spool the report without sending it (at boot: never "
-                                                         "wait on the network; a later apply or flush sends it)" },
-        { "force", NULL, CLI_FIELD(force), "allow limits below what existing segments use" },
+        CLI_FLAG("dry-run", dry_run, "exactly plan"),
+        CLI_FLAG("report", report, "with --dry-run: report it too (result dry-run)"),
+        CLI_VALUE("root", "DIR", root,
+                  "write the drop-in under DIR only (image builds); the running kernel and the test allocation "
+                  "are skipped"),
+        CLI_FLAG("persist-only", persist_only, "where /proc/sys is read-only (a container), write the drop-in anyway"),
+        CLI_TRANSACTION_OPTIONS,
+        CLI_FLAG("force", force, "allow limits below what existing segments use"),
         { NULL },
     },
     .check = check_options,

@@ -131,7 +131,7 @@ const struct cli_command cmd_plan_entry = {
     .name = "plan",
     .help = "show the derived values and every change apply would make; changes nothing",
     .options = (const struct cli_option[]){
-        { "force", NULL, CLI_FIELD(force), "allow limits below what existing segments use" },
+        CLI_FLAG("force", force, "allow limits below what existing segments use"),
         { NULL },
     },
     .exec = cmd_plan,

@@ -414,16 +414,13 @@ const struct cli_command cmd_remove_entry = {
             "of the file systemd-sysctl reads last, else the kernel's default), prove it with a test "
             "allocation; on any failure put everything back",
     .options = (const struct cli_option[]){
-        { "dry-run", NULL, CLI_FIELD(dry_run),
-          "say what would be deleted and each key's value from -> to; change nothing" },
-        { "keep-runtime", NULL, CLI_FIELD(keep_runtime),
-          "delete the drop-in only; the running kernel is not touched" },
-        { "force", NULL, CLI_FIELD(force), "delete a drop-in that is no longer what shmprov wrote (never a "
-                                           "symbolic link or anything but a regular file)" },
-        { "root", "DIR", CLI_FIELD(root), "delete the drop-in under DIR only (image builds)" },
-        { "no-verify", NULL, CLI_FIELD(no_verify), "as for apply" },
-        { "no-report", NULL, CLI_FIELD(no_report), "as for apply" },
-        { "defer-report", NULL, CLI_FIELD(defer_report), "as for apply" },
+        CLI_FLAG("dry-run", dry_run, "say what would be deleted and each key's value from -> to; change nothing"),
+        CLI_FLAG("keep-runtime", keep_runtime, "delete the drop-in only; the running kernel is not touched"),
+        CLI_FLAG("force", force,
+                 "delete a drop-in that is no longer what shmprov wrote (never a symbolic link or anything but a "
+                 "regular file)"),
+        CLI_VALUE("root", "DIR", root, "delete the drop-in under DIR only (image builds)"),
+        CLI_TRANSACTION_OPTIONS,
         { NULL },
     },
     .exec = cmd_remove,

@@ -206,13 +206,14 @@ const struct cli_command cmd_status_entry = {
     .help = "limits (running, at boot, in the profile), page size, usage, headroom, overcommit, namespace, "
             "orphan candidates; changes nothing",
     .options = (const struct cli_option[]){
-        { "segments", NULL, CLI_FIELD(segments), "list every segment (key, id, owner, perms, size, attached, "
-                                                 "creator and last pid and whether they are alive)" },
-        { "remove-orphans", NULL, CLI_FIELD(remove_orphans),
-          "remove orphan candidates (nothing attached, creator and last user gone) that are unchanged on a "
-          "re-check right before removal; keys the profile lists in segments.persistent_keys are kept; a log "
-          "line per segment; exit 1 if one fails" },
-        { "dry-run", NULL, CLI_FIELD(dry_run), "with --remove-orphans: re-check, remove nothing" },
+        CLI_FLAG("segments", segments,
+                 "list every segment (key, id, owner, perms, size, attached, creator and last pid and whether "
+                 "they are alive)"),
+        CLI_FLAG("remove-orphans", remove_orphans,
+                 "remove orphan candidates (nothing attached, creator and last user gone) that are unchanged on a "
+                 "re-check right before removal; keys the profile lists in segments.persistent_keys are kept; a "
+                 "log line per segment; exit 1 if one fails"),
+        CLI_FLAG("dry-run", dry_run, "with --remove-orphans: re-check, remove nothing"),
         { NULL },
     },
     .prometheus = true,

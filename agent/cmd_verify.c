@@ -222,7 +222,7 @@ const struct cli_command cmd_verify_entry = {
     .help = "compare the running kernel, the drop-in and the boot order with the profile; changes nothing; "
             "exit 3 on drift",
     .options = (const struct cli_option[]){
-        { "report", NULL, CLI_FIELD(report), "report the result (in-sync or drift) as apply does" },
+        CLI_FLAG("report", report, "report the result (in-sync or drift) as apply does"),
         { NULL },
     },
     .exec = cmd_verify,
