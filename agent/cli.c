@@ -43,7 +43,8 @@ static const struct global_option {
 #define NGLOBALS (sizeof(globals) / sizeof(globals[0]))
 #define GLOBAL_LETTERS ":p:o:qvhV"
 
-/* getopt_long's value for a command's option: OPT_COMMAND + its index. */
+/* getopt_long's value for a command's option: OPT_COMMAND + its index
+ * (apply, the largest, has 8 options). */
 enum { OPT_COMMAND = 0x100, MAX_COMMAND_OPTIONS = 16 };
 
 /* parse_argv()'s "go on": anything else is the exit code. */
