@@ -19,107 +19,38 @@
 #include "streams.h"
 #include "version.h"
 
-enum {
-    OPT_DRY_RUN = 1 << 0,
-    OPT_FORCE = 1 << 1,
-    OPT_TRANSACTION = 1 << 2, /* --no-report, --defer-report, --no-verify, --root: apply and remove */
-    OPT_STATUS_ONLY = 1 << 3, /* --segments, --remove-orphans */
-    OPT_REPORT = 1 << 4,      /* --report */
-    OPT_PERSIST_ONLY = 1 << 5, /* --persist-only: apply */
-    OPT_KEEP_RUNTIME = 1 << 6, /* --keep-runtime: remove */
+/* In the order the help lists them. */
+static const struct cli_command *const commands[] = {
+    &cmd_plan_entry,     &cmd_apply_entry, &cmd_remove_entry, &cmd_verify_entry,
+    &cmd_validate_entry, &cmd_flush_entry, &cmd_status_entry,
 };
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
-struct command {
-    const char *name;
-    unsigned options; /* command-specific options it accepts */
-    int max_args;     /* -1: any number */
-    int (*exec)(const struct cli_options *o);
+/* The options every command takes, before or after its name. */
+static const struct global_option {
+    char letter;
+    const char *name, *arg, *help;
+} globals[] = {
+    { 'p', "profile", "FILE", "host profile (default " PROFILE_DEFAULT_PATH "; when it does not exist the built-in "
+                              "default profile is used: auto tier, general workload, policy enforce)" },
+    { 'o', "output", "FORMAT", "text (default) or json: one JSON document on stdout; prometheus (status only): the "
+                               "metrics in Prometheus' text format, as metrics.textfile in the profile receives them" },
+    { 'q', "quiet", NULL, "only errors on stderr" },
+    { 'v', "verbose", NULL, "more detail on stderr" },
+    { 'h', "help", NULL, "show this help" },
+    { 'V', "version", NULL, "show the version" },
 };
+#define NGLOBALS (sizeof(globals) / sizeof(globals[0]))
+#define GLOBAL_LETTERS ":p:o:qvhV"
 
-static const struct command commands[] = {
-    { "plan", OPT_FORCE, 0, cmd_plan },
-    { "apply", OPT_DRY_RUN | OPT_FORCE | OPT_TRANSACTION | OPT_PERSIST_ONLY | OPT_REPORT, 0, cmd_apply },
-    { "remove", OPT_DRY_RUN | OPT_FORCE | OPT_TRANSACTION | OPT_KEEP_RUNTIME, 0, cmd_remove },
-    { "verify", OPT_REPORT, 0, cmd_verify },
-    { "validate", 0, -1, cmd_validate },
-    { "flush", 0, 0, cmd_flush },
-    { "status", OPT_DRY_RUN | OPT_STATUS_ONLY, 0, cmd_status },
-};
+/* getopt_long's value for a command's option: OPT_COMMAND + its index
+ * (apply, the largest, has 8 options). */
+enum { OPT_COMMAND = 0x100, MAX_COMMAND_OPTIONS = 16 };
 
-static const char usage_text[] =
-    "Usage: shmprov [--profile FILE] [--output text|json|prometheus] [-q|-v] COMMAND [OPTIONS]\n"
-    "\n"
-    "Sizes System V shared memory (kernel.shmmax, kernel.shmall) from a host profile.\n"
-    "\n"
-    "Commands:\n"
-    "  plan                 show the derived values and every change apply would make;\n"
-    "                       changes nothing\n"
-    "  apply                write the drop-in, set the running kernel, prove it with a\n"
-    "                       test allocation; on any failure put everything back\n"
-    "    --dry-run          exactly plan\n"
-    "    --report           with --dry-run: report it too (result dry-run)\n"
-    "    --root DIR         write the drop-in under DIR only (image builds); the\n"
-    "                       running kernel and the test allocation are skipped\n"
-    "    --no-verify        skip the test allocation\n"
-    "    --persist-only     where /proc/sys is read-only (a container), write the\n"
-    "                       drop-in anyway\n"
-    "    --no-report        do not report this run (a report that cannot be\n"
-    "                       delivered is spooled, never a failure)\n"
-    "    --defer-report     spool the report without sending it (at boot: never\n"
-    "                       wait on the network; a later apply or flush sends it)\n"
-    "    --force            allow limits below what existing segments use\n"
-    "  remove               the inverse of apply: delete the drop-in (only while it is\n"
-    "                       what shmprov wrote; with no profile, the one the last apply\n"
-    "                       recorded), set the running kernel to what boot gives without\n"
-    "                       it (the value of the file systemd-sysctl reads last, else the\n"
-    "                       kernel's default), prove it with a test allocation; on any\n"
-    "                       failure put everything back\n"
-    "    --dry-run          say what would be deleted and each key's value from -> to;\n"
-    "                       change nothing\n"
-    "    --keep-runtime     delete the drop-in only; the running kernel is not touched\n"
-    "    --force            delete a drop-in that is no longer what shmprov wrote (never\n"
-    "                       a symbolic link or anything but a regular file)\n"
-    "    --root DIR         delete the drop-in under DIR only (image builds)\n"
-    "    --no-verify, --no-report, --defer-report   as for apply\n"
-    "  verify               compare the running kernel, the drop-in and the boot order\n"
-    "                       with the profile; changes nothing; exit 3 on drift\n"
-    "    --report           report the result (in-sync or drift) as apply does\n"
-    "  validate [FILE...]   check profiles (default: the profile plan would use);\n"
-    "                       no side effects\n"
-    "  flush                send spooled reports now (exit 1 while some are waiting)\n"
-    "  status               limits (running, at boot, in the profile), page size, usage,\n"
-    "                       headroom, overcommit, namespace, orphan candidates; changes\n"
-    "                       nothing\n"
-    "    --segments         list every segment (key, id, owner, perms, size, attached,\n"
-    "                       creator and last pid and whether they are alive)\n"
-    "    --remove-orphans   remove orphan candidates (nothing attached, creator and last\n"
-    "                       user gone) that are unchanged on a re-check right before\n"
-    "                       removal; keys the profile lists in segments.persistent_keys\n"
-    "                       are kept; a log line per segment; exit 1 if one fails\n"
-    "    --dry-run          with --remove-orphans: re-check, remove nothing\n"
-    "\n"
-    "Options:\n"
-    "  -p, --profile FILE   host profile (default " PROFILE_DEFAULT_PATH ";\n"
-    "                       when it does not exist the built-in default profile is used:\n"
-    "                       auto tier, general workload, policy enforce)\n"
-    "  -o, --output FORMAT  text (default) or json: one JSON document on stdout;\n"
-    "                       prometheus (status only): the metrics in Prometheus' text\n"
-    "                       format, as metrics.textfile in the profile receives them\n"
-    "  -q, --quiet          only errors on stderr\n"
-    "  -v, --verbose        more detail on stderr\n"
-    "  -h, --help           show this help\n"
-    "  -V, --version        show the version\n"
-    "\n"
-    "Exit status: 0 success (also \"nothing to change\", \"nothing to remove\" and\n"
-    "\"runtime not applicable here\" where /proc/sys is read-only), 1 run-time\n"
-    "failure (apply or remove refused or rolled back, an I/O error, the result not\n"
-    "written; plan: apply would refuse), 2 bad invocation or invalid profile\n"
-    "(nothing touched), 3 verify found drift.\n"
-    "\n"
-    "Diagnostics go to stderr; stdout carries only the result.\n";
+/* parse_argv()'s "go on": anything else is the exit code. */
+enum { CONTINUE = -1 };
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
+int cli_usage_error(const char *fmt, ...)
 {
     va_list ap;
 
@@ -131,12 +62,194 @@ static int usage_error(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-static const struct command *find_command(const char *name)
+/* One entry of the help: "<prefix><name> <arg>" at indent, then text from
+ * column 23, wrapped to 80 columns. */
+static void print_help_entry(int indent, const char *prefix, const char *name, const char *arg, const char *text)
 {
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (strcmp(commands[i].name, name) == 0)
-            return &commands[i];
+    char label[64];
+    int col, word;
+
+    (void)snprintf(label, sizeof(label), "%s%s%s%s", prefix, name, arg ? " " : "", arg ? arg : "");
+    col = printf("%*s%-*s", indent, "", 22 - indent, label);
+    for (; *text; text += word + (text[word] == ' ')) {
+        word = (int)strcspn(text, " ");
+        if (col + 1 + word > 80)
+            col = printf("\n%22s", "") - 1;
+        col += printf(" %.*s", word, text);
+    }
+    putchar('\n');
+}
+
+static void print_help(void)
+{
+    char prefix[8];
+
+    fputs("Usage: shmprov [--profile FILE] [--output text|json|prometheus] [-q|-v] COMMAND [OPTIONS]\n\n"
+          "Sizes System V shared memory (kernel.shmmax, kernel.shmall) from a host profile.\n\n"
+          "Commands:\n", stdout);
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        print_help_entry(2, "", commands[i]->name, commands[i]->args, commands[i]->help);
+        for (const struct cli_option *opt = commands[i]->options; opt && opt->name; opt++)
+            print_help_entry(4, "--", opt->name, opt->arg, opt->help);
+    }
+    fputs("\nOptions:\n", stdout);
+    for (size_t i = 0; i < NGLOBALS; i++) {
+        (void)snprintf(prefix, sizeof(prefix), "-%c, --", globals[i].letter);
+        print_help_entry(2, prefix, globals[i].name, globals[i].arg, globals[i].help);
+    }
+    fputs("\nExit status: 0 success (also \"nothing to change\", \"nothing to remove\" and\n"
+          "\"runtime not applicable here\" where /proc/sys is read-only), 1 run-time\n"
+          "failure (apply or remove refused or rolled back, an I/O error, the result not\n"
+          "written; plan: apply would refuse), 2 bad invocation or invalid profile\n"
+          "(nothing touched), 3 verify found drift.\n\n"
+          "Diagnostics go to stderr; stdout carries only the result.\n", stdout);
+}
+
+static const struct cli_command *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i]->name, name) == 0)
+            return commands[i];
     return NULL;
+}
+
+/* An option getopt_long refused, as given; cmd NULL before the command. */
+static int refuse_option(const char *text, const struct cli_command *cmd)
+{
+    /* Not "--name" alone: "-x", "--force=1" (no value to give), ... */
+    if (strncmp(text, "--", 2) != 0 || strchr(text, '='))
+        return cli_usage_error("unknown option '%s'", text);
+    if (!cmd)
+        return cli_usage_error("%s is not a global option: a command's options go after its name", text);
+    return cli_usage_error("%s is not an option of '%s'", text, cmd->name);
+}
+
+/* The global options, then cmd's (if any), for getopt_long. */
+static void long_options(const struct cli_command *cmd, struct option *ret)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < NGLOBALS; i++)
+        ret[n++] = (struct option){ globals[i].name, globals[i].arg ? required_argument : no_argument, NULL,
+                                    globals[i].letter };
+    for (int i = 0; cmd && cmd->options && cmd->options[i].name && i < MAX_COMMAND_OPTIONS; i++)
+        ret[n++] = (struct option){ cmd->options[i].name, cmd->options[i].arg ? required_argument : no_argument,
+                                    NULL, OPT_COMMAND + i };
+    ret[n] = (struct option){ 0 };
+}
+
+static int set_output(const char *format, struct cli_options *o)
+{
+    if (strcmp(format, "text") == 0)
+        o->output = OUTPUT_TEXT;
+    else if (strcmp(format, "json") == 0)
+        o->output = OUTPUT_JSON;
+    else if (strcmp(format, "prometheus") == 0)
+        o->output = OUTPUT_PROMETHEUS;
+    else
+        return cli_usage_error("--output must be 'text', 'json' or 'prometheus', not '%s'", format);
+    return CONTINUE;
+}
+
+/* Returns CONTINUE, or the exit code: --help and --version end the run
+ * here, successfully. */
+static int set_global(int letter, const char *arg, struct cli_options *o)
+{
+    switch (letter) {
+    case 'p':
+        if (arg[0] == '\0')
+            return cli_usage_error("--profile needs a file name");
+        o->profile_path = arg;
+        return CONTINUE;
+    case 'o':
+        return set_output(arg, o);
+    case 'q':
+        log_set_level(LOG_QUIET);
+        return CONTINUE;
+    case 'v':
+        log_set_level(LOG_VERBOSE);
+        return CONTINUE;
+    case 'h':
+        print_help();
+        return EXIT_OK;
+    default: /* 'V' */
+        printf("shmprov %s\n", SHMPROV_VERSION);
+        return EXIT_OK;
+    }
+}
+
+static void set_command_option(const struct cli_option *opt, const char *arg, struct cli_options *o)
+{
+    void *field = (char *)o + opt->field;
+
+    if (opt->arg)
+        *(const char **)field = arg;
+    else
+        *(bool *)field = true;
+}
+
+/* Parses the options in argv[1..] (argv[0] is the program or the
+ * command's name): before the command (cmd NULL) only the global ones, up
+ * to the first word; after it cmd's too, anywhere. Returns CONTINUE or the
+ * exit code. */
+static int parse_options(int argc, char **argv, const struct cli_command *cmd, struct cli_options *o)
+{
+    struct option longopts[NGLOBALS + MAX_COMMAND_OPTIONS + 1];
+    int c, r;
+
+    long_options(cmd, longopts);
+    optind = 0; /* from the start of this argv, as getopt_long has not seen it */
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, cmd ? GLOBAL_LETTERS : "+" GLOBAL_LETTERS, longopts, NULL)) != -1) {
+        if (c == ':')
+            return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
+        if (c == '?')
+            return refuse_option(argv[optind - 1], cmd);
+        if (c >= OPT_COMMAND) {
+            set_command_option(&cmd->options[c - OPT_COMMAND], optarg, o);
+        } else if ((r = set_global(c, optarg, o)) != CONTINUE) {
+            return r;
+        }
+    }
+    return CONTINUE;
+}
+
+/* What a command's option table cannot say: how many arguments it takes,
+ * whether --output prometheus, and which options go together. */
+static int check_command_line(const struct cli_command *cmd, const struct cli_options *o)
+{
+    if (!cmd->args && o->nargs > 0)
+        return cli_usage_error("unexpected argument '%s'", o->args[0]);
+    /* apply, remove and verify write the metrics to metrics.textfile;
+     * their stdout is their result. */
+    if (o->output == OUTPUT_PROMETHEUS && !cmd->prometheus)
+        return cli_usage_error("--output prometheus is for 'status' only, not '%s' (apply, verify and status write "
+                               "the metrics to the profile's metrics.textfile)", cmd->name);
+    if (cmd->check && cmd->check(o) != EXIT_OK)
+        return EXIT_USAGE;
+    return CONTINUE;
+}
+
+/* The global options, the command, its options and arguments. Returns
+ * CONTINUE with *ret_cmd to run, or the exit code. */
+static int parse_argv(int argc, char **argv, struct cli_options *o, const struct cli_command **ret_cmd)
+{
+    int first, r = parse_options(argc, argv, NULL, o);
+
+    if (r != CONTINUE)
+        return r;
+    if (optind >= argc)
+        return cli_usage_error("no command given");
+    first = optind;
+    *ret_cmd = find_command(argv[first]);
+    if (!*ret_cmd)
+        return cli_usage_error("unknown command '%s'", argv[first]);
+    r = parse_options(argc - first, argv + first, *ret_cmd, o);
+    if (r != CONTINUE)
+        return r;
+    o->args = argv + first + optind;
+    o->nargs = argc - first - optind;
+    return check_command_line(*ret_cmd, o);
 }
 
 /* Exit 2 is for what the operator named or wrote: no such file, not a
@@ -205,25 +318,6 @@ int cli_check_root(const char *root)
     return 0;
 }
 
-int cli_lock(const char *path, struct lock **ret, char *why, size_t why_len)
-{
-    char text[PATH_MAX + 128];
-    long holder = 0;
-    int r = lock_acquire(path, LOCK_WAIT_MS, ret, &holder);
-
-    if (r == -EWOULDBLOCK)
-        (void)snprintf(text, sizeof(text), "another shmprov (pid %ld) holds %s; gave up after %d s", holder, path,
-                       LOCK_WAIT_MS / 1000);
-    else if (r < 0)
-        (void)snprintf(text, sizeof(text), "cannot lock %s: %s", path, strerror(-r));
-    if (r < 0) {
-        log_error("%s", text);
-        if (why)
-            (void)snprintf(why, why_len, "%s", text);
-    }
-    return r;
-}
-
 /* Logs a reason, and keeps it for the report when asked to. */
 static void say_error(char *why, size_t why_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void say_error(char *why, size_t why_len, const char *fmt, ...)
@@ -237,6 +331,19 @@ static void say_error(char *why, size_t why_len, const char *fmt, ...)
     log_error("%s", text);
     if (why)
         (void)snprintf(why, why_len, "%s", text);
+}
+
+int cli_lock(const char *path, struct lock **ret, char *why, size_t why_len)
+{
+    long holder = 0;
+    int r = lock_acquire(path, LOCK_WAIT_MS, ret, &holder);
+
+    if (r == -EWOULDBLOCK)
+        say_error(why, why_len, "another shmprov (pid %ld) holds %s; gave up after %d s", holder, path,
+                  LOCK_WAIT_MS / 1000);
+    else if (r < 0)
+        say_error(why, why_len, "cannot lock %s: %s", path, strerror(-r));
+    return r;
 }
 
 int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret, char *why,
@@ -311,168 +418,6 @@ void cli_state_run(uint64_t start_ms, const char *result, const struct apply_out
     (void)snprintf(ret->result, sizeof(ret->result), "%s", result);
 }
 
-/* Returns <0 on a usage error already reported (as -exit code), 0 to exit
- * successfully now (--help, --version), >0 to run the command. */
-static int parse_argv(int argc, char **argv, struct cli_options *o, const struct command **ret_cmd)
-{
-    enum {
-        ARG_DRY_RUN = 0x100,
-        ARG_FORCE,
-        ARG_NO_REPORT,
-        ARG_NO_VERIFY,
-        ARG_ROOT,
-        ARG_PERSIST_ONLY,
-        ARG_DEFER_REPORT,
-        ARG_SEGMENTS,
-        ARG_REMOVE_ORPHANS,
-        ARG_REPORT,
-        ARG_KEEP_RUNTIME,
-    };
-    static const struct option options[] = {
-        { "profile", required_argument, NULL, 'p' },
-        { "output", required_argument, NULL, 'o' },
-        { "quiet", no_argument, NULL, 'q' },
-        { "verbose", no_argument, NULL, 'v' },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { "dry-run", no_argument, NULL, ARG_DRY_RUN },
-        { "force", no_argument, NULL, ARG_FORCE },
-        { "no-report", no_argument, NULL, ARG_NO_REPORT },
-        { "defer-report", no_argument, NULL, ARG_DEFER_REPORT },
-        { "no-verify", no_argument, NULL, ARG_NO_VERIFY },
-        { "root", required_argument, NULL, ARG_ROOT },
-        { "persist-only", no_argument, NULL, ARG_PERSIST_ONLY },
-        { "segments", no_argument, NULL, ARG_SEGMENTS },
-        { "remove-orphans", no_argument, NULL, ARG_REMOVE_ORPHANS },
-        { "report", no_argument, NULL, ARG_REPORT },
-        { "keep-runtime", no_argument, NULL, ARG_KEEP_RUNTIME },
-        {},
-    };
-    unsigned used = 0;
-    const struct command *cmd;
-    int c;
-
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":p:o:qvhV", options, NULL)) != -1) {
-        switch (c) {
-        case 'p':
-            if (optarg[0] == '\0')
-                return -usage_error("--profile needs a file name");
-            o->profile_path = optarg;
-            break;
-        case 'o':
-            if (strcmp(optarg, "text") == 0)
-                o->output = OUTPUT_TEXT;
-            else if (strcmp(optarg, "json") == 0)
-                o->output = OUTPUT_JSON;
-            else if (strcmp(optarg, "prometheus") == 0)
-                o->output = OUTPUT_PROMETHEUS;
-            else
-                return -usage_error("--output must be 'text', 'json' or 'prometheus', not '%s'", optarg);
-            break;
-        case 'q':
-            log_set_level(LOG_QUIET);
-            break;
-        case 'v':
-            log_set_level(LOG_VERBOSE);
-            break;
-        case 'h':
-            fputs(usage_text, stdout);
-            return 0;
-        case 'V':
-            printf("shmprov %s\n", SHMPROV_VERSION);
-            return 0;
-        case ARG_DRY_RUN:
-            o->dry_run = true;
-            used |= OPT_DRY_RUN;
-            break;
-        case ARG_FORCE:
-            o->force = true;
-            used |= OPT_FORCE;
-            break;
-        case ARG_NO_REPORT:
-            o->no_report = true;
-            used |= OPT_TRANSACTION;
-            break;
-        case ARG_DEFER_REPORT:
-            o->defer_report = true;
-            used |= OPT_TRANSACTION;
-            break;
-        case ARG_NO_VERIFY:
-            o->no_verify = true;
-            used |= OPT_TRANSACTION;
-            break;
-        case ARG_PERSIST_ONLY:
-            o->persist_only = true;
-            used |= OPT_PERSIST_ONLY;
-            break;
-        case ARG_KEEP_RUNTIME:
-            o->keep_runtime = true;
-            used |= OPT_KEEP_RUNTIME;
-            break;
-        case ARG_ROOT:
-            o->root = optarg;
-            used |= OPT_TRANSACTION;
-            break;
-        case ARG_SEGMENTS:
-            o->segments = true;
-            used |= OPT_STATUS_ONLY;
-            break;
-        case ARG_REMOVE_ORPHANS:
-            o->remove_orphans = true;
-            used |= OPT_STATUS_ONLY;
-            break;
-        case ARG_REPORT:
-            o->report = true;
-            used |= OPT_REPORT;
-            break;
-        case ':':
-            return -usage_error("option '%s' needs a value", argv[optind - 1]);
-        default:
-            return -usage_error("unknown option '%s'", argv[optind - 1]);
-        }
-    }
-
-    if (optind >= argc)
-        return -usage_error("no command given");
-    cmd = find_command(argv[optind]);
-    if (!cmd)
-        return -usage_error("unknown command '%s'", argv[optind]);
-    /* apply, remove and verify write the metrics to metrics.textfile;
-     * their stdout is their result. */
-    if (o->output == OUTPUT_PROMETHEUS && cmd->exec != cmd_status)
-        return -usage_error("--output prometheus is for 'status' only, not '%s' (apply, verify and status write "
-                            "the metrics to the profile's metrics.textfile)", cmd->name);
-    if (used & OPT_DRY_RUN & ~cmd->options)
-        return -usage_error("--dry-run is an option of 'apply', 'remove' and 'status', not of '%s'", cmd->name);
-    if (used & OPT_STATUS_ONLY & ~cmd->options)
-        return -usage_error("--segments and --remove-orphans are options of 'status', not of '%s'", cmd->name);
-    if (cmd->exec == cmd_status && o->dry_run && !o->remove_orphans)
-        return -usage_error("'status --dry-run' needs --remove-orphans: status alone changes nothing");
-    if (used & OPT_TRANSACTION & ~cmd->options)
-        return -usage_error("--no-report, --defer-report, --no-verify and --root are options of 'apply' and "
-                            "'remove', not of '%s'", cmd->name);
-    if (used & OPT_PERSIST_ONLY & ~cmd->options)
-        return -usage_error("--persist-only is an option of 'apply', not of '%s'%s", cmd->name,
-                            cmd->exec == cmd_remove ? " (remove deletes the drop-in where /proc/sys is read-only)" : "");
-    if (used & OPT_KEEP_RUNTIME & ~cmd->options)
-        return -usage_error("--keep-runtime is an option of 'remove', not of '%s'", cmd->name);
-    if (used & OPT_REPORT & ~cmd->options)
-        return -usage_error("--report is an option of 'verify' and 'apply --dry-run', not of '%s'", cmd->name);
-    if (cmd->exec == cmd_apply && o->report && !o->dry_run)
-        return -usage_error("'apply --report' needs --dry-run: apply reports every run");
-    if (o->report && o->no_report)
-        return -usage_error("--report and --no-report contradict each other");
-    if (used & OPT_FORCE & ~cmd->options)
-        return -usage_error("--force is an option of 'plan', 'apply' and 'remove', not of '%s'", cmd->name);
-    o->args = argv + optind + 1;
-    o->nargs = argc - optind - 1;
-    if (cmd->max_args >= 0 && o->nargs > cmd->max_args)
-        return -usage_error("unexpected argument '%s'", o->args[0]);
-    *ret_cmd = cmd;
-    return 1;
-}
-
 /* As coreutils' close_stdout: a result that never reached its reader (a
  * full disk, a closed pipe, /dev/full) is a failure, not a success. */
 static int finish_stdout(int code)
@@ -488,19 +433,13 @@ static int finish_stdout(int code)
 int cli_main(int argc, char **argv)
 {
     struct cli_options o = { .output = OUTPUT_TEXT };
-    const struct command *cmd = NULL;
+    const struct cli_command *cmd = NULL;
     int r;
 
     streams_setup();
     r = parse_argv(argc, argv, &o, &cmd);
-
-    if (r < 0)
-        return -r;
-    if (r == 0) /* --help, --version */
-        return finish_stdout(EXIT_OK);
-    /* parse_argv() sets cmd whenever it returns > 0; the analyzer cannot
-     * tell, as it does not follow usage_error() (variadic) to its return. */
-    if (!cmd)
-        return EXIT_USAGE;
-    return finish_stdout(cmd->exec(&o));
+    if (r == CONTINUE && cmd)
+        return finish_stdout(cmd->exec(&o));
+    /* --help and --version wrote to stdout; a usage error did not. */
+    return r == EXIT_OK ? finish_stdout(EXIT_OK) : EXIT_USAGE;
 }

@@ -3,6 +3,7 @@
  * steps every command shares (choosing and loading the profile). */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "apply.h"
@@ -39,6 +40,47 @@ struct cli_options {
     int nargs;
 };
 
+/* A long option of one command. Its value lands in struct cli_options at
+ * field: a bool set to true for a flag, a const char * for one that takes
+ * an argument. */
+struct cli_option {
+    const char *name; /* without the leading "--" */
+    const char *arg;  /* its argument in the help ("DIR"); NULL: a flag */
+    size_t field;     /* offsetof(struct cli_options, ...) */
+    const char *help; /* one paragraph: --help wraps it */
+};
+/* The rows of an option table, as git's OPT_BOOL and OPT_STRING. */
+#define CLI_FLAG(name, member, help) { name, NULL, offsetof(struct cli_options, member), help }
+#define CLI_VALUE(name, arg, member, help) { name, arg, offsetof(struct cli_options, member), help }
+/* The options of the transaction (apply.c) that apply and remove share. */
+#define CLI_TRANSACTION_OPTIONS \
+    CLI_FLAG("no-verify", no_verify, "skip the test allocation"), \
+    CLI_FLAG("no-report", no_report, \
+             "do not report this run (a report that cannot be delivered is spooled, never a failure)"), \
+    CLI_FLAG("defer-report", defer_report, \
+             "spool the report without sending it (at boot: never wait on the network; a later apply or " \
+             "flush sends it)")
+
+/* A command, as each cmd_*.c defines it: everything the parser and the
+ * help know about it. The global options (--profile, --output, -q, -v,
+ * --help, --version) are cli.c's and every command takes them. */
+struct cli_command {
+    const char *name;
+    const char *args;                 /* its arguments in the help, any number ("[FILE...]"); NULL: none */
+    const char *help;                 /* one paragraph, as an option's */
+    const struct cli_option *options; /* ends with a NULL name */
+    bool prometheus;                  /* takes --output prometheus */
+    /* Refuses combinations of options (with cli_usage_error); NULL: none. */
+    int (*check)(const struct cli_options *o);
+    int (*exec)(const struct cli_options *o);
+};
+
+extern const struct cli_command cmd_plan_entry, cmd_apply_entry, cmd_remove_entry, cmd_verify_entry,
+    cmd_validate_entry, cmd_flush_entry, cmd_status_entry;
+
+/* Says "shmprov: <message> (see 'shmprov --help')"; returns EXIT_USAGE. */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Runs shmprov; returns the process exit code. */
 int cli_main(int argc, char **argv);
 
@@ -46,8 +88,6 @@ int cli_main(int argc, char **argv);
  * says so in *ret_note). Prints diagnostics itself. Returns 0 or an exit
  * code. */
 int cli_load_profile(const struct cli_options *o, struct profile **ret, const char **ret_note);
-
-/* CLOCK_MONOTONIC in milliseconds: how long a run took. */
 
 /* --root DIR must be an absolute directory other than '/': says why not
  * and returns -EINVAL, or 0. */
@@ -78,10 +118,5 @@ bool cli_transaction(const char *command, const struct plan *plan, const struct 
  * and passed. */
 void cli_state_run(uint64_t start_ms, const char *result, const struct apply_outcome *out, struct state_run *ret);
 
+/* plan, and apply --dry-run */
 int cmd_plan(const struct cli_options *o);
-int cmd_apply(const struct cli_options *o);
-int cmd_validate(const struct cli_options *o);
-int cmd_verify(const struct cli_options *o);
-int cmd_flush(const struct cli_options *o);
-int cmd_status(const struct cli_options *o);
-int cmd_remove(const struct cli_options *o);

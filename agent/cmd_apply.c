@@ -366,7 +366,7 @@ static void publish_metrics(const struct apply_run *run)
     free(m);
 }
 
-int cmd_apply(const struct cli_options *o)
+static int cmd_apply(const struct cli_options *o)
 {
     struct apply_run *run;
     const char *note = NULL;
@@ -413,3 +413,31 @@ out:
     free(run);
     return code;
 }
+
+static int check_options(const struct cli_options *o)
+{
+    if (o->report && !o->dry_run)
+        return cli_usage_error("'apply --report' needs --dry-run: apply reports every run");
+    if (o->report && o->no_report)
+        return cli_usage_error("--report and --no-report contradict each other");
+    return EXIT_OK;
+}
+
+const struct cli_command cmd_apply_entry = {
+    .name = "apply",
+    .help = "write the drop-in, set the running kernel, prove it with a test allocation; on any failure put "
+            "everything back",
+    .options = (const struct cli_option[]){
+        CLI_FLAG("dry-run", dry_run, "exactly plan"),
+        CLI_FLAG("report", report, "with --dry-run: report it too (result dry-run)"),
+        CLI_VALUE("root", "DIR", root,
+                  "write the drop-in under DIR only (image builds); the running kernel and the test allocation "
+                  "are skipped"),
+        CLI_FLAG("persist-only", persist_only, "where /proc/sys is read-only (a container), write the drop-in anyway"),
+        CLI_TRANSACTION_OPTIONS,
+        CLI_FLAG("force", force, "allow limits below what existing segments use"),
+        { NULL },
+    },
+    .check = check_options,
+    .exec = cmd_apply,
+};

@@ -25,7 +25,7 @@ static void print_json(const struct delivery_summary *sum)
     json_object_put(doc);
 }
 
-int cmd_flush(const struct cli_options *o)
+static int cmd_flush(const struct cli_options *o)
 {
     struct profile *profile = NULL;
     struct lock *lock = NULL;
@@ -74,3 +74,9 @@ out:
     profile_free(profile);
     return code;
 }
+
+const struct cli_command cmd_flush_entry = {
+    .name = "flush",
+    .help = "send spooled reports now (exit 1 while some are waiting)",
+    .exec = cmd_flush,
+};

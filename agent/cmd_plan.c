@@ -126,3 +126,13 @@ out:
     profile_free(profile);
     return code;
 }
+
+const struct cli_command cmd_plan_entry = {
+    .name = "plan",
+    .help = "show the derived values and every change apply would make; changes nothing",
+    .options = (const struct cli_option[]){
+        CLI_FLAG("force", force, "allow limits below what existing segments use"),
+        { NULL },
+    },
+    .exec = cmd_plan,
+};

@@ -377,7 +377,7 @@ static void finish(struct remove_run *run)
         publish_metrics(run);
 }
 
-int cmd_remove(const struct cli_options *o)
+static int cmd_remove(const struct cli_options *o)
 {
     struct remove_run *run;
     int code;
@@ -406,3 +406,22 @@ out:
     free(run);
     return code;
 }
+
+const struct cli_command cmd_remove_entry = {
+    .name = "remove",
+    .help = "the inverse of apply: delete the drop-in (only while it is what shmprov wrote; with no profile, "
+            "the one the last apply recorded), set the running kernel to what boot gives without it (the value "
+            "of the file systemd-sysctl reads last, else the kernel's default), prove it with a test "
+            "allocation; on any failure put everything back",
+    .options = (const struct cli_option[]){
+        CLI_FLAG("dry-run", dry_run, "say what would be deleted and each key's value from -> to; change nothing"),
+        CLI_FLAG("keep-runtime", keep_runtime, "delete the drop-in only; the running kernel is not touched"),
+        CLI_FLAG("force", force,
+                 "delete a drop-in that is no longer what shmprov wrote (never a symbolic link or anything but a "
+                 "regular file)"),
+        CLI_VALUE("root", "DIR", root, "delete the drop-in under DIR only (image builds)"),
+        CLI_TRANSACTION_OPTIONS,
+        { NULL },
+    },
+    .exec = cmd_remove,
+};

@@ -137,7 +137,7 @@ static void print_status(const struct cli_options *o, const struct status *statu
     }
 }
 
-int cmd_status(const struct cli_options *o)
+static int cmd_status(const struct cli_options *o)
 {
     struct profile *profile = NULL;
     struct plan *plan = NULL;
@@ -193,3 +193,30 @@ out:
     profile_free(profile);
     return code;
 }
+
+static int check_options(const struct cli_options *o)
+{
+    if (o->dry_run && !o->remove_orphans)
+        return cli_usage_error("'status --dry-run' needs --remove-orphans: status alone changes nothing");
+    return EXIT_OK;
+}
+
+const struct cli_command cmd_status_entry = {
+    .name = "status",
+    .help = "limits (running, at boot, in the profile), page size, usage, headroom, overcommit, namespace, "
+            "orphan candidates; changes nothing",
+    .options = (const struct cli_option[]){
+        CLI_FLAG("segments", segments,
+                 "list every segment (key, id, owner, perms, size, attached, creator and last pid and whether "
+                 "they are alive)"),
+        CLI_FLAG("remove-orphans", remove_orphans,
+                 "remove orphan candidates (nothing attached, creator and last user gone) that are unchanged on a "
+                 "re-check right before removal; keys the profile lists in segments.persistent_keys are kept; a "
+                 "log line per segment; exit 1 if one fails"),
+        CLI_FLAG("dry-run", dry_run, "with --remove-orphans: re-check, remove nothing"),
+        { NULL },
+    },
+    .prometheus = true,
+    .check = check_options,
+    .exec = cmd_status,
+};

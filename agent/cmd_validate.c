@@ -76,7 +76,7 @@ static int validate_one(const char *path, const struct host_facts *h, json_objec
     return ok ? 0 : -EINVAL;
 }
 
-int cmd_validate(const struct cli_options *o)
+static int cmd_validate(const struct cli_options *o)
 {
     const char *implicit = o->profile_path ? o->profile_path : PROFILE_DEFAULT_PATH;
     json_object *doc = NULL, *results = NULL;
@@ -112,3 +112,10 @@ int cmd_validate(const struct cli_options *o)
     }
     return all_ok ? EXIT_OK : EXIT_USAGE;
 }
+
+const struct cli_command cmd_validate_entry = {
+    .name = "validate",
+    .args = "[FILE...]",
+    .help = "check profiles (default: the profile plan would use); no side effects",
+    .exec = cmd_validate,
+};

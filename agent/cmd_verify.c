@@ -167,7 +167,7 @@ static void say_result(const struct cli_options *o, const struct report_run *rr)
         log_warn("--report: the profile sets no report.url; nothing sent");
 }
 
-int cmd_verify(const struct cli_options *o)
+static int cmd_verify(const struct cli_options *o)
 {
     struct profile *profile = NULL;
     struct plan *plan = NULL;
@@ -216,3 +216,14 @@ out:
     free(drift);
     return code;
 }
+
+const struct cli_command cmd_verify_entry = {
+    .name = "verify",
+    .help = "compare the running kernel, the drop-in and the boot order with the profile; changes nothing; "
+            "exit 3 on drift",
+    .options = (const struct cli_option[]){
+        CLI_FLAG("report", report, "report the result (in-sync or drift) as apply does"),
+        { NULL },
+    },
+    .exec = cmd_verify,
+};
