@@ -52,15 +52,19 @@ say() { echo "== $arch: $*"; }
 
 # --- tools and the target's libraries --------------------------------------
 apt=(apt-get -o DPkg::Lock::Timeout=600 -y -qq --no-install-recommends)
-need=(cmake pkg-config cpio gzip python3 python3-jsonschema qemu-system-ppc qemu-system-misc
+need=(cmake pkg-config cpio gzip file binutils python3 python3-jsonschema qemu-system-ppc qemu-system-misc
     "gcc-$triple" "libc6-dev-$arch-cross" "libyaml-dev:$arch" "libjson-c-dev:$arch" "libmd-dev:$arch")
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
 done
-if [ "${#missing[@]}" -gt 0 ] || ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
-    say "installing ${missing[*]}"
+# (grep reads the whole list: with -q it could stop dpkg with SIGPIPE.)
+if ! dpkg --print-foreign-architectures | grep -x "$arch" >/dev/null; then
+    say "dpkg --add-architecture $arch"
     dpkg --add-architecture "$arch"
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing ${missing[*]}"
     # A foreign index caught mid-sync must not stop the run: apt-get
     # install below fails by itself if what it needs is not there.
     "${apt[@]}" update || echo "warning: apt-get update reported errors (above); going on"
