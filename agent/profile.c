@@ -10,6 +10,7 @@
 
 #include "fsutil.h"
 #include "hash.h"
+#include "testing.h"
 
 #define MAX_DEPTH 8
 #define MAX_DIAGS 100
