@@ -105,7 +105,7 @@ struct profile_diag {
 struct profile_diags {
     char *file;
     struct profile_diag *items;
-    size_t count, cap;
+    size_t count;
 };
 
 void profile_diags_init(struct profile_diags *d, const char *file);
