@@ -277,10 +277,8 @@ static struct ynode *start_node(struct reader *rd, const yaml_event_t *ev, unsig
         add_diag(rd, line, col, "NUL character in a value");
         break;
     case YAML_MAPPING_START_EVENT:
-        node->type = Y_MAPPING;
-        return node;
     case YAML_SEQUENCE_START_EVENT:
-        node->type = Y_SEQUENCE;
+        node->type = ev->type == YAML_MAPPING_START_EVENT ? Y_MAPPING : Y_SEQUENCE;
         return node;
     default:
         add_diag(rd, line, col, "unexpected YAML structure");
@@ -878,7 +876,8 @@ static void excerpt(const char *s, char out[48])
  * collector then merges or keeps apart depending on its own rules. */
 static const char *label_name_problem(const char *name, char why[48])
 {
-    size_t n = strlen(name), ok;
+    size_t n = strlen(name);
+    unsigned char c;
 
     if (n == 0)
         return "it is empty";
@@ -888,16 +887,14 @@ static const char *label_name_problem(const char *name, char why[48])
         return "label names are lowercase";
     if (name[0] < 'a' || name[0] > 'z')
         return "it must start with a letter";
-    ok = strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_.-");
-    if (ok == n)
+    c = (unsigned char)name[strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_.-")];
+    if (c == '\0')
         return NULL;
-    if ((unsigned char)name[ok] > ' ' && (unsigned char)name[ok] < 0x7f)
-        (void)snprintf(why, 48, "'%c' is not allowed", name[ok]);
-    else if ((unsigned char)name[ok] == ' ')
-        (void)snprintf(why, 48, "a space is not allowed");
-    else
-        (void)snprintf(why, 48, "%s is not allowed",
-                       (unsigned char)name[ok] < 0x80 ? "a control character" : "a non-ASCII character");
+    if (c == ' ')
+        return "a space is not allowed";
+    if (c < 0x20 || c >= 0x7f)
+        return c < 0x80 ? "a control character is not allowed" : "a non-ASCII character is not allowed";
+    (void)snprintf(why, 48, "'%c' is not allowed", c);
     return why;
 }
 
@@ -908,8 +905,6 @@ static bool label_name_ok(struct reader *rd, const struct ynode *map, size_t i)
     const char *why;
     char shown[48], buf[48];
 
-    if (k->poisoned)
-        return false;
     if (k->type != Y_SCALAR) {
         add_diag(rd, k->line, k->col, "a label name must be a word, not %s", type_name(k));
         return false;
@@ -928,24 +923,16 @@ static bool label_name_ok(struct reader *rd, const struct ynode *map, size_t i)
     return why == NULL;
 }
 
-/* The first control character (C0, DEL or C1) in s as a code point, 0 when
- * there is none, -1 when s is not UTF-8 (libyaml never produces that; a
- * report must never carry it, so it is checked here too). */
-static long first_control(const char *s)
+/* The first control character (C0, DEL or C1) in s as a code point, or 0.
+ * s is UTF-8: the file was checked, and libyaml refuses escapes of
+ * surrogates or past U+10FFFF; so 0xc2 only ever leads a sequence. */
+static unsigned first_control(const char *s)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t left = strlen(s);
-
-    while (left > 0) {
-        size_t n = utf8_sequence_length(u, left);
-        if (n == 0)
-            return -1;
-        if (n == 1 && (u[0] < 0x20 || u[0] == 0x7f))
-            return u[0];
-        if (n == 2 && u[0] == 0xc2 && u[1] <= 0x9f)
+    for (const unsigned char *u = (const unsigned char *)s; *u; u++) {
+        if (*u < 0x20 || *u == 0x7f)
+            return *u;
+        if (*u == 0xc2 && u[1] >= 0x80 && u[1] <= 0x9f)
             return u[1];
-        u += n;
-        left -= n;
     }
     return 0;
 }
@@ -957,7 +944,7 @@ static bool label_value_ok(struct reader *rd, const char *name, const struct yno
 {
     static const char *const nulls[] = { "~", "null", "Null", "NULL" };
     char shown[48];
-    long control;
+    unsigned control;
 
     if (v->poisoned)
         return false;
@@ -983,10 +970,8 @@ static bool label_value_ok(struct reader *rd, const char *name, const struct yno
         return false;
     }
     control = first_control(v->value);
-    if (control < 0)
-        add_diag(rd, v->line, v->col, "'labels.%s' is not valid UTF-8", shown);
-    else if (control > 0)
-        add_diag(rd, v->line, v->col, "'labels.%s' must not contain control characters (U+%04lX)", shown,
+    if (control)
+        add_diag(rd, v->line, v->col, "'labels.%s' must not contain control characters (U+%04X)", shown,
                  control);
     return control == 0;
 }
@@ -1017,7 +1002,6 @@ static bool parse_labels(struct reader *rd, const struct key_rule *rule, const s
             continue;
         memcpy(p->labels[p->nlabels].name, k->value, strlen(k->value) + 1);
         memcpy(p->labels[p->nlabels].value, value->value, strlen(value->value) + 1);
-        p->labels[p->nlabels].mark = (struct profile_mark){ k->line, k->col };
         p->nlabels++;
     }
     return true;

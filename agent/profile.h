@@ -61,7 +61,6 @@ struct profile_report {
 struct profile_label {
     char name[PROFILE_LABEL_NAME_MAX + 1];
     char value[PROFILE_LABEL_VALUE_MAX + 1]; /* valid UTF-8, no control characters, may be "" */
-    struct profile_mark mark;               /* of the name */
 };
 
 struct profile {
