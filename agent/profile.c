@@ -1187,17 +1187,15 @@ static struct profile *profile_new(const char *file)
 static struct ynode *read_profile(struct reader *rd, const char *buf, size_t len)
 {
     struct ynode *root;
+    size_t bom;
 
     if (check_encoding(rd, buf, len) < 0)
         return NULL;
     /* Editors on some systems start UTF-8 files with a byte-order mark;
      * skip it rather than let it shift every column of the first line. */
-    rd->buf = buf;
-    rd->len = len;
-    if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) {
-        rd->buf += 3;
-        rd->len -= 3;
-    }
+    bom = len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+    rd->buf = buf + bom;
+    rd->len = len - bom;
     yaml_parser_set_input_string(&rd->parser, (const unsigned char *)rd->buf, rd->len);
     yaml_parser_set_encoding(&rd->parser, YAML_UTF8_ENCODING);
     hash_sha256_hex(buf, len, rd->p->sha256_hex);

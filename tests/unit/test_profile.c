@@ -393,7 +393,7 @@ Test(profile, labels_are_kept_as_written)
 
 Test(profile, labels_at_their_limits)
 {
-    char yaml[8192], name[64], value[512] = "";
+    char yaml[1024], name[64], value[512] = "";
     size_t used;
     struct profile *p;
 
