@@ -307,7 +307,7 @@ static int read_kids(struct reader *rd, struct ynode *node, unsigned depth)
         kid = read_node(rd, &ev, depth + 1);
         if (!kid)
             return -EINVAL;
-        kids = realloc(node->kids, (node->nkids + 1) * sizeof(*kids));
+        kids = realloc(node->kids, (node->nkids + 1) * sizeof(struct ynode *));
         if (!kids) {
             rd->oom = 1;
             ynode_free(kid);
