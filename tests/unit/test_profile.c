@@ -294,8 +294,6 @@ Test(profile, builtin_is_profiles_default_yaml)
     hash_sha256_hex(buf, len, hex);
     cr_expect_str_eq(p->sha256_hex, hex, "the built-in default must be profiles/default.yaml byte for byte");
     cr_expect(p->builtin);
-    cr_expect_eq(p->ram_tier, TIER_AUTO);
-    cr_expect_eq(p->workload, WORKLOAD_GENERAL);
     cr_expect_eq(p->policy, POLICY_ENFORCE);
     free(buf);
     profile_free(p);
@@ -304,25 +302,30 @@ Test(profile, builtin_is_profiles_default_yaml)
 
 Test(profile, example_profiles_parse)
 {
-    static const char *const names[] = { "default", "small", "medium", "large", "postgresql", "bigdata" };
-    static const enum workload workloads[] = { WORKLOAD_GENERAL, WORKLOAD_GENERAL, WORKLOAD_GENERAL,
-                                               WORKLOAD_GENERAL, WORKLOAD_DATABASE, WORKLOAD_BIGDATA };
-    static const enum ram_tier tiers[] = { TIER_AUTO, TIER_SMALL, TIER_MEDIUM, TIER_LARGE, TIER_AUTO, TIER_AUTO };
+    static const struct {
+        const char *name;
+        enum ram_tier tier;
+        enum workload workload;
+    } examples[] = {
+        { "default", TIER_AUTO, WORKLOAD_GENERAL },     { "small", TIER_SMALL, WORKLOAD_GENERAL },
+        { "medium", TIER_MEDIUM, WORKLOAD_GENERAL },    { "large", TIER_LARGE, WORKLOAD_GENERAL },
+        { "postgresql", TIER_AUTO, WORKLOAD_DATABASE }, { "bigdata", TIER_AUTO, WORKLOAD_BIGDATA },
+    };
 
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    for (size_t i = 0; i < ELEMENTSOF(examples); i++) {
         char path[512], *buf = NULL;
         size_t len;
         struct profile_diags d;
         struct profile *p = NULL;
 
-        snprintf(path, sizeof(path), "%s/profiles/%s.yaml", SHMPROV_SOURCE_DIR, names[i]);
+        snprintf(path, sizeof(path), "%s/profiles/%s.yaml", SHMPROV_SOURCE_DIR, examples[i].name);
         cr_assert_eq(fsutil_read_file(path, 1 << 20, true, &buf, &len, NULL), 0, "%s", path);
         profile_diags_init(&d, path);
         cr_expect_eq(profile_parse(buf, len, path, &d, &p), 0, "%s: %s", path,
                      d.count ? d.items[0].message : "");
         if (p) {
-            cr_expect_eq(p->workload, workloads[i], "%s", names[i]);
-            cr_expect_eq(p->ram_tier, tiers[i], "%s", names[i]);
+            cr_expect_eq(p->workload, examples[i].workload, "%s", path);
+            cr_expect_eq(p->ram_tier, examples[i].tier, "%s", path);
         }
         profile_free(p);
         profile_diags_free(&d);
