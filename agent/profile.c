@@ -427,12 +427,12 @@ static int check_encoding(struct reader *rd, const char *buf, size_t len)
 }
 
 /* ---- schema ------------------------------------------------------------
- * One row a key, as systemd's conf-parser has them: the key with its
- * section ("report.timeout"), the parser that reads its value, where in
- * struct profile the value lands, and the bounds the parser checks. Unknown
- * and duplicate keys are refused once, in walk_mapping(). A value found
- * wrong is reported and the whole profile thrown away, so a parser may
- * write its field before it has checked everything. */
+ * One row a key (rules[] below): the key with its section
+ * ("report.timeout"), the parser that reads its value, where in struct
+ * profile the value lands, and the bounds the parser checks. Unknown and
+ * duplicate keys are refused once, in walk_mapping(). A value found wrong
+ * is reported and the whole profile thrown away, so a parser may write its
+ * field before it has checked everything. */
 
 struct key_rule;
 typedef bool (*key_parser)(struct reader *rd, const struct key_rule *k, const struct ynode *v);
