@@ -2,17 +2,21 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <yaml.h>
 
+#include "cleanup.h"
 #include "fsutil.h"
 #include "hash.h"
+#include "testing.h"
 
 #define MAX_DEPTH 8
 #define MAX_DIAGS 100
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 extern const unsigned char shmprov_default_profile[];
 extern const size_t shmprov_default_profile_len;
@@ -22,6 +26,7 @@ extern const size_t shmprov_default_profile_len;
 static const char *const tier_names[] = { "auto", "small", "medium", "large" };
 static const char *const workload_names[] = { "general", "database", "bigdata" };
 static const char *const policy_names[] = { "enforce", "raise-only" };
+static const char *const conflicts_names[] = { "refuse", "warn" };
 
 const char *profile_tier_name(enum ram_tier tier) { return tier_names[tier]; }
 const char *profile_workload_name(enum workload workload) { return workload_names[workload]; }
@@ -44,29 +49,33 @@ void profile_diags_free(struct profile_diags *d)
     memset(d, 0, sizeof(*d));
 }
 
-int profile_diags_add(struct profile_diags *d, unsigned line, unsigned col, const char *fmt, ...)
+__attribute__((format(printf, 4, 0))) static int diags_vadd(struct profile_diags *d, unsigned line,
+                                                            unsigned col, const char *fmt, va_list ap)
 {
-    va_list ap;
+    struct profile_diag *items;
     char *msg;
-    int n;
 
     if (d->count >= MAX_DIAGS)
         return 0;
-    if (d->count == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 8;
-        struct profile_diag *items = realloc(d->items, cap * sizeof(*items));
-        if (!items)
-            return -ENOMEM;
-        d->items = items;
-        d->cap = cap;
-    }
-    va_start(ap, fmt);
-    n = vasprintf(&msg, fmt, ap);
-    va_end(ap);
-    if (n < 0)
+    items = realloc(d->items, (d->count + 1) * sizeof(*items)); /* a few, at most MAX_DIAGS */
+    if (!items)
+        return -ENOMEM;
+    d->items = items;
+    if (vasprintf(&msg, fmt, ap) < 0)
         return -ENOMEM;
     d->items[d->count++] = (struct profile_diag){ line ? line : 1, col ? col : 1, msg };
     return 0;
+}
+
+int profile_diags_add(struct profile_diags *d, unsigned line, unsigned col, const char *fmt, ...)
+{
+    va_list ap;
+    int r;
+
+    va_start(ap, fmt);
+    r = diags_vadd(d, line, col, fmt, ap);
+    va_end(ap);
+    return r;
 }
 
 void profile_diags_print(const struct profile_diags *d)
@@ -77,6 +86,13 @@ void profile_diags_print(const struct profile_diags *d)
     if (d->count >= MAX_DIAGS)
         fprintf(stderr, "%s: too many errors, stopped after %d\n", d->file ? d->file : "?",
                 MAX_DIAGS);
+}
+
+/* The same words from profile_parse() and profile_load(). */
+static int diag_too_large(struct profile_diags *d)
+{
+    return profile_diags_add(d, 1, 1, "file is larger than %zu bytes (1 MiB); a profile is a few lines",
+                             PROFILE_MAX_BYTES) < 0 ? -ENOMEM : -EINVAL;
 }
 
 /* ---- a small tree of the YAML document ---------------------------------
@@ -113,28 +129,21 @@ struct reader {
     size_t len;
     bool seen_alias, seen_anchor, seen_tag; /* each reported once per file */
     int oom;
+    struct profile *p; /* what the schema walk fills in */
 };
 
 static unsigned mark_line(yaml_mark_t m) { return (unsigned)m.line + 1; }
 static unsigned mark_col(yaml_mark_t m) { return (unsigned)m.column + 1; }
 
-static void add_diag(struct reader *rd, unsigned line, unsigned col, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void add_diag(struct reader *rd, unsigned line, unsigned col, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static void add_diag(struct reader *rd, unsigned line,
+                                                           unsigned col, const char *fmt, ...)
 {
     va_list ap;
-    char *msg;
 
     va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0) {
+    if (diags_vadd(rd->diags, line, col, fmt, ap) < 0)
         rd->oom = 1;
-        va_end(ap);
-        return;
-    }
     va_end(ap);
-    if (profile_diags_add(rd->diags, line, col, "%s", msg) < 0)
-        rd->oom = 1;
-    free(msg);
 }
 
 /* libyaml stops at its first syntax error; report it where it points, in
@@ -177,146 +186,150 @@ static int next_event(struct reader *rd, yaml_event_t *ev)
     return 0;
 }
 
-static const char *event_anchor(const yaml_event_t *ev)
+/* Reads an event only to see its type (and where it starts, into *mark):
+ * the type, or -1 after a syntax error. */
+static int skip_event(struct reader *rd, yaml_mark_t *mark)
 {
-    switch (ev->type) {
-    case YAML_SCALAR_EVENT:
-        return (const char *)ev->data.scalar.anchor;
-    case YAML_MAPPING_START_EVENT:
-        return (const char *)ev->data.mapping_start.anchor;
-    case YAML_SEQUENCE_START_EVENT:
-        return (const char *)ev->data.sequence_start.anchor;
-    default:
-        return NULL;
+    yaml_event_t ev;
+    int type;
+
+    if (next_event(rd, &ev) < 0)
+        return -1;
+    type = (int)ev.type;
+    if (mark)
+        *mark = ev.start_mark;
+    yaml_event_delete(&ev);
+    return type;
+}
+
+/* Whether the node ev starts has an anchor (&name) and a written tag (!tag);
+ * a plain scalar carries a tag only when one was written. */
+static void event_anchor_tag(const yaml_event_t *ev, bool *anchor, bool *tag)
+{
+    *anchor = *tag = false;
+    if (ev->type == YAML_SCALAR_EVENT) {
+        *anchor = ev->data.scalar.anchor;
+        *tag = ev->data.scalar.tag;
+    } else if (ev->type == YAML_MAPPING_START_EVENT) {
+        *anchor = ev->data.mapping_start.anchor;
+        *tag = !ev->data.mapping_start.implicit && ev->data.mapping_start.tag;
+    } else if (ev->type == YAML_SEQUENCE_START_EVENT) {
+        *anchor = ev->data.sequence_start.anchor;
+        *tag = !ev->data.sequence_start.implicit && ev->data.sequence_start.tag;
     }
 }
 
-static const char *event_tag(const yaml_event_t *ev)
+/* Anchors, tags and aliases are refused, never expanded; the rest of the
+ * file is still checked, and each kind is reported once (a billion-laughs
+ * file has thousands). */
+static void refuse_once(struct reader *rd, bool *seen, unsigned line, unsigned col, const char *what)
 {
-    switch (ev->type) {
-    case YAML_SCALAR_EVENT:
-        /* A plain scalar carries no tag unless one was written. */
-        return (const char *)ev->data.scalar.tag;
-    case YAML_MAPPING_START_EVENT:
-        return ev->data.mapping_start.implicit ? NULL : (const char *)ev->data.mapping_start.tag;
-    case YAML_SEQUENCE_START_EVENT:
-        return ev->data.sequence_start.implicit ? NULL : (const char *)ev->data.sequence_start.tag;
-    default:
-        return NULL;
-    }
+    if (*seen)
+        return;
+    *seen = true;
+    add_diag(rd, line, col, "YAML %s are not allowed in a profile", what);
 }
 
-static int add_kid(struct reader *rd, struct ynode *parent, struct ynode *kid)
+/* A scalar node's text; the node is freed (and NULL returned) on failure. */
+static struct ynode *set_scalar(struct reader *rd, struct ynode *node, const char *value, size_t len)
 {
-    struct ynode **kids = realloc(parent->kids, (parent->nkids + 1) * sizeof(struct ynode *));
-    if (!kids) {
+    node->type = Y_SCALAR;
+    node->value = strndup(value, len);
+    if (node->value)
+        return node;
+    rd->oom = 1;
+    ynode_free(node);
+    return NULL;
+}
+
+/* The node *ev starts, without its children, or NULL after recording why. */
+static struct ynode *start_node(struct reader *rd, const yaml_event_t *ev, unsigned depth)
+{
+    unsigned line = mark_line(ev->start_mark), col = mark_col(ev->start_mark);
+    struct ynode *node;
+    bool anchor, tag;
+
+    event_anchor_tag(ev, &anchor, &tag);
+    if (anchor)
+        refuse_once(rd, &rd->seen_anchor, line, col, "anchors (&name)");
+    if (tag)
+        refuse_once(rd, &rd->seen_tag, line, col, "tags (!tag)");
+    if (depth > MAX_DEPTH) {
+        add_diag(rd, line, col, "nesting is deeper than %d levels", MAX_DEPTH);
+        return NULL;
+    }
+    node = malloc(sizeof(*node));
+    if (!node) {
         rd->oom = 1;
-        ynode_free(kid);
-        return -ENOMEM;
+        return NULL;
     }
-    parent->kids = kids;
-    parent->kids[parent->nkids++] = kid;
-    return 0;
+    *node = (struct ynode){ .line = line, .col = col, .poisoned = anchor || tag };
+    switch (ev->type) {
+    case YAML_ALIAS_EVENT:
+        refuse_once(rd, &rd->seen_alias, line, col, "aliases (*name)");
+        /* Stands in for the alias so its key is not also called missing. */
+        node->poisoned = true;
+        return set_scalar(rd, node, "", 0);
+    case YAML_SCALAR_EVENT:
+        node->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        if (!memchr(ev->data.scalar.value, '\0', ev->data.scalar.length))
+            return set_scalar(rd, node, (const char *)ev->data.scalar.value, ev->data.scalar.length);
+        add_diag(rd, line, col, "NUL character in a value");
+        break;
+    case YAML_MAPPING_START_EVENT:
+    case YAML_SEQUENCE_START_EVENT:
+        node->type = ev->type == YAML_MAPPING_START_EVENT ? Y_MAPPING : Y_SEQUENCE;
+        return node;
+    default:
+        add_diag(rd, line, col, "unexpected YAML structure");
+    }
+    ynode_free(node);
+    return NULL;
+}
+
+static struct ynode *read_node(struct reader *rd, yaml_event_t *ev, unsigned depth);
+
+/* Reads the children of a mapping or list up to its end event. */
+static int read_kids(struct reader *rd, struct ynode *node, unsigned depth)
+{
+    yaml_event_type_t end = node->type == Y_MAPPING ? YAML_MAPPING_END_EVENT : YAML_SEQUENCE_END_EVENT;
+
+    for (;;) {
+        yaml_event_t ev;
+        struct ynode *kid, **kids;
+
+        if (next_event(rd, &ev) < 0)
+            return -EINVAL;
+        if (ev.type == end) {
+            yaml_event_delete(&ev);
+            return 0;
+        }
+        kid = read_node(rd, &ev, depth + 1);
+        if (!kid)
+            return -EINVAL;
+        kids = realloc(node->kids, (node->nkids + 1) * sizeof(struct ynode *));
+        if (!kids) {
+            rd->oom = 1;
+            ynode_free(kid);
+            return -ENOMEM;
+        }
+        node->kids = kids;
+        node->kids[node->nkids++] = kid;
+    }
 }
 
 /* Builds the node that starts with *ev (consumed). Returns the node or NULL
  * after recording why; on NULL the caller stops reading. */
 static struct ynode *read_node(struct reader *rd, yaml_event_t *ev, unsigned depth)
 {
-    struct ynode *node = NULL;
-    yaml_event_type_t end_type;
-    unsigned line = mark_line(ev->start_mark), col = mark_col(ev->start_mark);
+    struct ynode *node = start_node(rd, ev, depth);
 
-    /* Refused, never expanded; the rest of the file is still checked, and
-     * each kind is reported once (a billion-laughs file has thousands). */
-    if (event_anchor(ev) && !rd->seen_anchor) {
-        rd->seen_anchor = true;
-        add_diag(rd, line, col, "YAML anchors (&name) are not allowed in a profile");
-    }
-    if (event_tag(ev) && !rd->seen_tag) {
-        rd->seen_tag = true;
-        add_diag(rd, line, col, "YAML tags (!tag) are not allowed in a profile");
-    }
-    if (depth > MAX_DEPTH) {
-        add_diag(rd, line, col, "nesting is deeper than %d levels", MAX_DEPTH);
-        goto fail;
-    }
-
-    node = calloc(1, sizeof(*node));
-    if (!node) {
-        rd->oom = 1;
-        goto fail;
-    }
-    node->line = line;
-    node->col = col;
-
-    if (ev->type == YAML_ALIAS_EVENT) {
-        if (!rd->seen_alias) {
-            rd->seen_alias = true;
-            add_diag(rd, line, col, "YAML aliases (*name) are not allowed in a profile");
-        }
-        /* Stands in for the alias so its key is not also called missing. */
-        node->type = Y_SCALAR;
-        node->poisoned = true;
-        node->value = strdup("");
-        if (!node->value)
-            rd->oom = 1;
-        yaml_event_delete(ev);
-        return node->value ? node : (ynode_free(node), NULL);
-    }
-    if (event_anchor(ev) || event_tag(ev))
-        node->poisoned = true;
-
-    if (ev->type == YAML_SCALAR_EVENT) {
-        node->type = Y_SCALAR;
-        node->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-        if (memchr(ev->data.scalar.value, '\0', ev->data.scalar.length)) {
-            add_diag(rd, line, col, "NUL character in a value");
-            goto fail;
-        }
-        node->value = strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
-        if (!node->value) {
-            rd->oom = 1;
-            goto fail;
-        }
-        yaml_event_delete(ev);
-        return node;
-    }
-
-    if (ev->type == YAML_MAPPING_START_EVENT) {
-        node->type = Y_MAPPING;
-        end_type = YAML_MAPPING_END_EVENT;
-    } else if (ev->type == YAML_SEQUENCE_START_EVENT) {
-        node->type = Y_SEQUENCE;
-        end_type = YAML_SEQUENCE_END_EVENT;
-    } else {
-        add_diag(rd, line, col, "unexpected YAML structure");
-        goto fail;
-    }
     yaml_event_delete(ev);
-
-    for (;;) {
-        yaml_event_t kid_ev;
-        struct ynode *kid;
-
-        if (next_event(rd, &kid_ev) < 0)
-            goto fail_node;
-        if (kid_ev.type == end_type) {
-            yaml_event_delete(&kid_ev);
-            return node;
-        }
-        kid = read_node(rd, &kid_ev, depth + 1);
-        if (!kid)
-            goto fail_node;
-        if (add_kid(rd, node, kid) < 0)
-            goto fail_node;
+    if (node && node->type != Y_SCALAR && read_kids(rd, node, depth) < 0) {
+        ynode_free(node);
+        return NULL;
     }
-
-fail:
-    yaml_event_delete(ev);
-fail_node:
-    ynode_free(node);
-    return NULL;
+    return node;
 }
 
 /* Reads exactly one document. Returns its root, or NULL (diagnostics
@@ -324,39 +337,26 @@ fail_node:
 static struct ynode *read_document(struct reader *rd)
 {
     yaml_event_t ev;
-    struct ynode *root = NULL;
+    yaml_mark_t mark;
+    struct ynode *root;
+    int type;
 
-    if (next_event(rd, &ev) < 0) /* STREAM-START */
+    if (skip_event(rd, NULL) < 0) /* STREAM-START */
         return NULL;
-    yaml_event_delete(&ev);
-    if (next_event(rd, &ev) < 0)
-        return NULL;
-    if (ev.type == YAML_STREAM_END_EVENT) {
+    type = skip_event(rd, NULL); /* DOCUMENT-START, or the end of an empty stream */
+    if (type == YAML_STREAM_END_EVENT)
         add_diag(rd, 1, 1, "empty profile: expected a mapping starting with 'version: 1'");
-        yaml_event_delete(&ev);
-        return NULL;
-    }
-    yaml_event_delete(&ev); /* DOCUMENT-START */
-
-    if (next_event(rd, &ev) < 0)
+    if (type != YAML_DOCUMENT_START_EVENT || next_event(rd, &ev) < 0)
         return NULL;
     root = read_node(rd, &ev, 0);
-    if (!root)
-        return NULL;
-
-    if (next_event(rd, &ev) < 0) /* DOCUMENT-END */
+    if (!root || skip_event(rd, NULL) < 0) /* DOCUMENT-END */
         goto fail;
-    yaml_event_delete(&ev);
-    if (next_event(rd, &ev) < 0)
-        goto fail;
-    if (ev.type != YAML_STREAM_END_EVENT) {
-        add_diag(rd, mark_line(ev.start_mark), mark_col(ev.start_mark),
+    type = skip_event(rd, &mark);
+    if (type == YAML_STREAM_END_EVENT)
+        return root;
+    if (type >= 0)
+        add_diag(rd, mark_line(mark), mark_col(mark),
                  "more than one YAML document; a profile is a single document");
-        yaml_event_delete(&ev);
-        goto fail;
-    }
-    yaml_event_delete(&ev);
-    return root;
 fail:
     ynode_free(root);
     return NULL;
@@ -426,12 +426,27 @@ static int check_encoding(struct reader *rd, const char *buf, size_t len)
     return 0;
 }
 
-/* ---- schema ------------------------------------------------------------ */
+/* ---- schema ------------------------------------------------------------
+ * One row a key (rules[] below): the key with its section
+ * ("report.timeout"), the parser that reads its value, where in struct
+ * profile the value lands, and the bounds the parser checks. Unknown and
+ * duplicate keys are refused once, in walk_mapping(). A value found wrong
+ * is reported and the whole profile thrown away, so a parser may write its
+ * field before it has checked everything. */
 
-struct walk {
-    struct reader *rd;
-    struct profile *p;
+struct key_rule;
+typedef bool (*key_parser)(struct reader *rd, const struct key_rule *k, const struct ynode *v);
+
+struct key_rule {
+    const char *key;
+    key_parser parse;
+    size_t offset;            /* of the field in struct profile */
+    uint64_t min, max;        /* integers; enums: max is the number of names */
+    const char *unit;         /* integers, and what a bare size counts */
+    const char *const *names; /* enums */
 };
+
+static void *field(struct reader *rd, const struct key_rule *k) { return (char *)rd->p + k->offset; }
 
 static const char *type_name(const struct ynode *n)
 {
@@ -445,131 +460,212 @@ static const char *type_name(const struct ynode *n)
     }
 }
 
-static bool expect_scalar(struct walk *w, const char *key, const struct ynode *v)
+static bool expect_scalar(struct reader *rd, const char *key, const struct ynode *v)
 {
     if (v->poisoned)
         return false;
     if (v->type == Y_SCALAR && !(v->plain && v->value[0] == '\0'))
         return true;
-    add_diag(w->rd, v->line, v->col, "'%s' must be a value, not %s", key, type_name(v));
+    add_diag(rd, v->line, v->col, "'%s' must be a value, not %s", key, type_name(v));
     return false;
 }
 
-static bool expect_mapping(struct walk *w, const char *key, const struct ynode *v)
+static bool expect_mapping(struct reader *rd, const char *key, const struct ynode *v)
 {
-    if (v->poisoned)
-        return false;
     if (v->type == Y_MAPPING)
         return true;
-    add_diag(w->rd, v->line, v->col, "'%s' must be a mapping, not %s", key, type_name(v));
+    add_diag(rd, v->line, v->col, "'%s' must be a mapping, not %s", key, type_name(v));
     return false;
 }
 
-static void parse_enum(struct walk *w, const char *key, const struct ynode *v,
-                       const char *const *names, size_t count, int *ret)
+/* Appends name to the list "a, b, c" in list[size]. */
+static void append_name(char *list, size_t size, const char *name)
+{
+    size_t used = strlen(list);
+
+    (void)snprintf(list + used, size - used, "%s%s", used ? ", " : "", name);
+}
+
+/* The index of v's value among k->names, or -1 after saying why. */
+static int enum_index(struct reader *rd, const struct key_rule *k, const struct ynode *v)
 {
     char allowed[128] = "";
 
-    if (!expect_scalar(w, key, v))
-        return;
-    for (size_t i = 0; i < count; i++)
-        if (strcmp(v->value, names[i]) == 0) {
-            *ret = (int)i;
-            return;
-        }
-    for (size_t i = 0; i < count; i++) {
-        size_t used = strlen(allowed);
-        (void)snprintf(allowed + used, sizeof(allowed) - used, "%s%s", i ? ", " : "", names[i]);
-    }
-    add_diag(w->rd, v->line, v->col, "'%s' must be one of %s, not '%s'", key, allowed, v->value);
+    if (!expect_scalar(rd, k->key, v))
+        return -1;
+    for (size_t i = 0; i < k->max; i++)
+        if (strcmp(v->value, k->names[i]) == 0)
+            return (int)i;
+    for (size_t i = 0; i < k->max; i++)
+        append_name(allowed, sizeof(allowed), k->names[i]);
+    add_diag(rd, v->line, v->col, "'%s' must be one of %s, not '%s'", k->key, allowed, v->value);
+    return -1;
+}
+
+/* The profile's enums are unsigned ints, as C gives an enum without
+ * negative values. */
+_Static_assert(sizeof(enum ram_tier) == sizeof(unsigned) && sizeof(enum workload) == sizeof(unsigned) &&
+                   sizeof(enum policy) == sizeof(unsigned),
+               "enum fields are written as unsigned");
+
+static bool parse_enum(struct reader *rd, const struct key_rule *k, const struct ynode *v)
+{
+    int i = enum_index(rd, k, v);
+
+    if (i >= 0)
+        *(unsigned *)field(rd, k) = (unsigned)i;
+    return i >= 0;
+}
+
+/* conflicts: refuse or warn, kept as whether to only warn. */
+static bool parse_conflicts(struct reader *rd, const struct key_rule *k, const struct ynode *v)
+{
+    int i = enum_index(rd, k, v);
+
+    if (i >= 0)
+        *(bool *)field(rd, k) = i == 1;
+    return i >= 0;
 }
 
 /* Integers must be written as YAML integers: a quoted "4096" is a string. */
-static bool parse_integer(struct walk *w, const char *key, const struct ynode *v, uint64_t min,
-                          uint64_t max, const char *unit, uint64_t *ret)
+static bool parse_integer(struct reader *rd, const struct key_rule *k, const struct ynode *v,
+                          uint64_t *ret)
 {
     const char *why;
-    uint64_t value;
 
-    if (v->poisoned)
-        return false;
     if (v->type != Y_SCALAR || (v->plain && v->value[0] == '\0')) {
-        add_diag(w->rd, v->line, v->col, "'%s' must be an integer, not %s", key, type_name(v));
+        add_diag(rd, v->line, v->col, "'%s' must be an integer, not %s", k->key, type_name(v));
         return false;
     }
     if (!v->plain) {
-        add_diag(w->rd, v->line, v->col, "'%s' must be an integer, not a quoted string", key);
+        add_diag(rd, v->line, v->col, "'%s' must be an integer, not a quoted string", k->key);
         return false;
     }
-    if (sizes_parse_uint(v->value, &value, &why) < 0) {
-        add_diag(w->rd, v->line, v->col, "'%s': %s: '%s'", key, why, v->value);
+    if (sizes_parse_uint(v->value, ret, &why) < 0) {
+        add_diag(rd, v->line, v->col, "'%s': %s: '%s'", k->key, why, v->value);
         return false;
     }
-    if (value < min || value > max) {
-        add_diag(w->rd, v->line, v->col, "'%s' must be from %llu to %llu%s, not %llu", key,
-                 (unsigned long long)min, (unsigned long long)max, unit, (unsigned long long)value);
+    if (*ret < k->min || *ret > k->max) {
+        add_diag(rd, v->line, v->col, "'%s' must be from %llu to %llu %s, not %llu", k->key,
+                 (unsigned long long)k->min, (unsigned long long)k->max, k->unit,
+                 (unsigned long long)*ret);
         return false;
     }
-    *ret = value;
+    return true;
+}
+
+static bool parse_uint(struct reader *rd, const struct key_rule *k, const struct ynode *v)
+{
+    uint64_t n;
+
+    if (!parse_integer(rd, k, v, &n))
+        return false;
+    *(unsigned *)field(rd, k) = (unsigned)n;
+    return true;
+}
+
+static bool parse_version(struct reader *rd, const struct key_rule *k, const struct ynode *v)
+{
+    uint64_t version;
+
+    if (!parse_integer(rd, k, v, &version))
+        return false;
+    if (version != 1)
+        add_diag(rd, v->line, v->col,
+                 "'version' must be 1 (the profile format this shmprov reads), not %llu",
+                 (unsigned long long)version);
+    return version == 1;
+}
+
+/* limits.shmmni: a count of segments. */
+static bool parse_count_limit(struct reader *rd, const struct key_rule *k, const struct ynode *v)
+{
+    uint64_t n;
+
+    if (!parse_integer(rd, k, v, &n))
+        return false;
+    *(struct profile_limit *)field(rd, k) =
+        (struct profile_limit){ true, { SIZE_BYTES, n }, false, { v->line, v->col } };
     return true;
 }
 
 /* The kernel's own default (ULONG_MAX - 2^24) is the largest sensible limit. */
 #define LIMIT_MAX UINT64_C(18446744073692774399)
 
-static void parse_size_limit(struct walk *w, const char *key, const struct ynode *v,
-                             bool percent_ok, bool bare_is_pages, struct profile_limit *ret)
+/* limits.shmmax and limits.shmall: a size with a unit, or a bare integer
+ * that counts k->unit ("bytes" or "pages"). Only a limit in bytes may be a
+ * percentage of RAM. */
+static bool parse_size_limit(struct reader *rd, const struct key_rule *k, const struct ynode *v)
 {
+    bool pages = strcmp(k->unit, "pages") == 0, bare;
     struct size_value size;
     const char *why;
-    bool bare;
 
-    if (!expect_scalar(w, key, v))
-        return;
-    if (sizes_parse(v->value, percent_ok, &size, &why) < 0) {
-        add_diag(w->rd, v->line, v->col, "'%s': %s: '%s'", key, why, v->value);
-        return;
+    if (!expect_scalar(rd, k->key, v))
+        return false;
+    if (sizes_parse(v->value, !pages, &size, &why) < 0) {
+        add_diag(rd, v->line, v->col, "'%s': %s: '%s'", k->key, why, v->value);
+        return false;
     }
     bare = size.kind == SIZE_BYTES && v->value[strspn(v->value, "0123456789")] == '\0';
     if (size.kind == SIZE_BYTES && (size.value == 0 || size.value > LIMIT_MAX)) {
-        add_diag(w->rd, v->line, v->col, "'%s' must be from 1 to %llu %s, not %s", key,
-                 (unsigned long long)LIMIT_MAX, bare && bare_is_pages ? "pages" : "bytes", v->value);
-        return;
+        add_diag(rd, v->line, v->col, "'%s' must be from 1 to %llu %s, not %s", k->key,
+                 (unsigned long long)LIMIT_MAX, bare ? k->unit : "bytes", v->value);
+        return false;
     }
-    ret->set = true;
-    ret->size = size;
-    ret->in_pages = bare && bare_is_pages;
-    ret->mark = (struct profile_mark){ v->line, v->col };
+    *(struct profile_limit *)field(rd, k) =
+        (struct profile_limit){ true, size, bare && pages, { v->line, v->col } };
+    return true;
+}
+
+static bool has_space_or_control(const char *s)
+{
+    for (const unsigned char *u = (const unsigned char *)s; *u; u++)
+        if (*u <= ' ' || *u == 0x7f)
+            return true;
+    return false;
+}
+
+/* Stores a copy of v's text in the string field of k. */
+static bool take_string(struct reader *rd, const struct key_rule *k, const struct ynode *v)
+{
+    char **slot = field(rd, k);
+
+    free(*slot);
+    *slot = strdup(v->value);
+    if (!*slot)
+        rd->oom = 1;
+    return *slot != NULL;
 }
 
 /* Absolute, printable, no white space: these paths end up in messages, in
  * the drop-in header and in open() calls made as root. */
-static bool parse_path(struct walk *w, const char *key, const struct ynode *v, char **ret)
+static bool parse_path(struct reader *rd, const struct key_rule *k, const struct ynode *v)
 {
-    const unsigned char *s;
     size_t len;
 
-    if (!expect_scalar(w, key, v))
+    if (!expect_scalar(rd, k->key, v))
         return false;
-    if (v->value[0] != '/') {
-        add_diag(w->rd, v->line, v->col, "'%s' must be an absolute path, not '%s'", key, v->value);
-        return false;
-    }
-    for (s = (const unsigned char *)v->value; *s; s++)
-        if (*s <= ' ' || *s == 0x7f) {
-            add_diag(w->rd, v->line, v->col, "'%s' must not contain white space or control characters", key);
-            return false;
-        }
     len = strlen(v->value);
-    if (strstr(v->value, "/../") || (len >= 3 && strcmp(v->value + len - 3, "/..") == 0)) {
-        add_diag(w->rd, v->line, v->col, "'%s' must not contain '..'", key);
-        return false;
-    }
-    free(*ret);
-    *ret = strdup(v->value);
-    if (!*ret)
-        w->rd->oom = 1;
-    return *ret != NULL;
+    if (v->value[0] != '/')
+        add_diag(rd, v->line, v->col, "'%s' must be an absolute path, not '%s'", k->key, v->value);
+    else if (has_space_or_control(v->value))
+        add_diag(rd, v->line, v->col, "'%s' must not contain white space or control characters", k->key);
+    else if (strstr(v->value, "/../") || (len >= 3 && strcmp(v->value + len - 3, "/..") == 0))
+        add_diag(rd, v->line, v->col, "'%s' must not contain '..'", k->key);
+    else
+        return take_string(rd, k, v);
+    return false;
+}
+
+/* Whether name is a file name of letters, digits, '.', '_' or '-' of at
+ * most max bytes, not hidden, and more than suffix, which it ends in. */
+static bool file_name_ok(const char *name, const char *suffix, size_t max)
+{
+    size_t len = strlen(name), n = strlen(suffix);
+
+    return len > n && len <= max && strcmp(name + len - n, suffix) == 0 && name[0] != '.' &&
+           strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == len;
 }
 
 /* systemd-sysctl and sysctl --system read only these directories: a drop-in
@@ -582,232 +678,93 @@ static const char *const sysctl_dirs[] = {
 int profile_check_dropin_path(const char *path)
 {
     const char *name = NULL;
-    size_t len;
 
     for (size_t i = 0; i < sizeof(sysctl_dirs) / sizeof(sysctl_dirs[0]); i++)
         if (strncmp(path, sysctl_dirs[i], strlen(sysctl_dirs[i])) == 0)
             name = path + strlen(sysctl_dirs[i]);
     if (!name)
         return -ENOTDIR;
-    len = strlen(name);
-    if (len <= 5 || strcmp(name + len - 5, ".conf") != 0 ||
-        strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != len || name[0] == '.')
-        return -EINVAL;
-    return 0;
+    return file_name_ok(name, ".conf", SIZE_MAX) ? 0 : -EINVAL;
 }
 
-static void parse_dropin(struct walk *w, const struct ynode *v)
+static bool parse_dropin(struct reader *rd, const struct key_rule *k, const struct ynode *v)
 {
-    char *path = NULL;
     int r;
 
-    if (!parse_path(w, "dropin", v, &path))
-        return;
-    r = profile_check_dropin_path(path);
-    if (r == -ENOTDIR) {
-        add_diag(w->rd, v->line, v->col,
+    if (!parse_path(rd, k, v))
+        return false;
+    r = profile_check_dropin_path(v->value);
+    if (r == -ENOTDIR)
+        add_diag(rd, v->line, v->col,
                  "'dropin' must be in /etc/sysctl.d, /run/sysctl.d, /usr/local/lib/sysctl.d, "
                  "/usr/lib/sysctl.d or /lib/sysctl.d (nothing else is read at boot), not '%s'",
-                 path);
-    } else if (r < 0) {
-        add_diag(w->rd, v->line, v->col,
+                 v->value);
+    else if (r < 0)
+        add_diag(rd, v->line, v->col,
                  "'dropin' must name a '.conf' file (systemd-sysctl and sysctl --system read "
                  "nothing else) of letters, digits, '.', '_' or '-', not '%s'",
-                 path);
-    } else {
-        free(w->p->dropin);
-        w->p->dropin = path;
-        path = NULL;
-    }
-    free(path);
+                 v->value);
+    return r == 0;
 }
 
 /* node_exporter's textfile collector reads only the "*.prom" files of its
  * directory, so any other name would never be scraped; the name also
  * leaves room for fsutil's temporary file beside it (PROFILE_TEXTFILE_*). */
-static void parse_textfile(struct walk *w, const struct ynode *v)
+static bool parse_textfile(struct reader *rd, const struct key_rule *k, const struct ynode *v)
 {
-    static const char key[] = "metrics.textfile";
-    char *path = NULL;
-    const char *name;
-    size_t len;
-
-    if (!parse_path(w, key, v, &path))
-        return;
-    name = strrchr(path, '/'); /* never NULL: parse_path() wants a leading '/' */
-    name = name ? name + 1 : path;
-    len = strlen(name);
-    if (strlen(path) > PROFILE_TEXTFILE_MAX) {
-        add_diag(w->rd, v->line, v->col, "'%s' must be at most %d bytes long, not %zu", key, PROFILE_TEXTFILE_MAX,
-                 strlen(path));
-    } else if (len <= 5 || len > PROFILE_TEXTFILE_NAME_MAX || strcmp(name + len - 5, ".prom") != 0 ||
-               strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != len ||
-               name[0] == '.') {
-        add_diag(w->rd, v->line, v->col,
+    if (!parse_path(rd, k, v))
+        return false;
+    if (strlen(v->value) > PROFILE_TEXTFILE_MAX)
+        add_diag(rd, v->line, v->col, "'%s' must be at most %d bytes long, not %zu", k->key,
+                 PROFILE_TEXTFILE_MAX, strlen(v->value));
+    else if (!file_name_ok(strrchr(v->value, '/') + 1, ".prom", PROFILE_TEXTFILE_NAME_MAX))
+        add_diag(rd, v->line, v->col,
                  "'%s' must name a '.prom' file (node_exporter's textfile collector reads nothing else): up to "
                  "%d letters, digits, '.', '_' or '-', the first not a '.'; not '%s'",
-                 key, PROFILE_TEXTFILE_NAME_MAX, path);
-    } else {
-        free(w->p->metrics_textfile);
-        w->p->metrics_textfile = path;
-        path = NULL;
-    }
-    free(path);
+                 k->key, PROFILE_TEXTFILE_NAME_MAX, v->value);
+    else
+        return true;
+    return false;
 }
 
-/* The authority part ("host[:port]") of a URL after its scheme. A '@'
- * would make what looks like the host a user name (libcurl then connects
- * to what follows it), so user info is never accepted. */
-static bool authority_ok(const char *authority, size_t len)
-{
-    return len > 0 && memchr(authority, '@', len) == NULL;
-}
-
-static void parse_url(struct walk *w, const struct ynode *v)
+/* https:// to any host, plain http:// (which would send the bearer token
+ * in clear) only to loopback, and never with user info: a '@' would make
+ * what looks like the host a user name (libcurl then connects to what
+ * follows it). */
+static bool url_ok(const char *url)
 {
     static const char *const loopback[] = { "127.0.0.1", "localhost", "[::1]" };
-    const char *u = v->value, *authority = NULL;
-    size_t len = 0;
-    bool ok = false;
+    bool https = strncmp(url, "https://", 8) == 0;
+    const char *authority;
+    size_t len;
 
-    if (strncmp(u, "https://", 8) == 0) {
-        authority = u + 8;
-        len = strcspn(authority, "/?#");
-        ok = authority_ok(authority, len);
-    } else if (strncmp(u, "http://", 7) == 0) {
-        /* Plain http would send the bearer token in clear: loopback only. */
-        authority = u + 7;
-        len = strcspn(authority, "/?#");
-        for (size_t i = 0; !ok && i < sizeof(loopback) / sizeof(loopback[0]); i++) {
-            size_t n = strlen(loopback[i]);
-            ok = len >= n && strncmp(authority, loopback[i], n) == 0 &&
-                 (len == n || (authority[n] == ':' && len > n + 1 &&
-                               strspn(authority + n + 1, "0123456789") == len - n - 1));
-        }
+    if ((!https && strncmp(url, "http://", 7) != 0) || has_space_or_control(url))
+        return false;
+    authority = url + (https ? 8 : 7);
+    len = strcspn(authority, "/?#");
+    if (https)
+        return len > 0 && memchr(authority, '@', len) == NULL;
+    for (size_t i = 0; i < COUNT(loopback); i++) {
+        size_t n = strlen(loopback[i]);
+        if (len >= n && strncmp(authority, loopback[i], n) == 0 &&
+            (len == n || (authority[n] == ':' && len > n + 1 &&
+                          strspn(authority + n + 1, "0123456789") == len - n - 1)))
+            return true;
     }
-    for (const unsigned char *s = (const unsigned char *)u; ok && *s; s++)
-        ok = *s > ' ' && *s != 0x7f;
-    if (!ok) {
-        add_diag(w->rd, v->line, v->col,
-                 "'report.url' must be an https:// URL without user info (plain http:// only "
-                 "to 127.0.0.1, localhost or [::1]), not '%s'",
-                 v->value);
-        return;
-    }
-    free(w->p->report.url);
-    w->p->report.url = strdup(v->value);
-    if (!w->p->report.url)
-        w->rd->oom = 1;
+    return false;
 }
 
-/* A mapping's keys: plain strings, each once, each known. Calls handle()
- * for each known key with its value. */
-typedef void (*key_handler)(struct walk *w, const char *key, const struct ynode *v);
-
-static void walk_mapping(struct walk *w, const char *where, const struct ynode *map,
-                         const char *const *keys, size_t nkeys, key_handler handle)
+static bool parse_url(struct reader *rd, const struct key_rule *k, const struct ynode *v)
 {
-    for (size_t i = 0; i + 1 < map->nkids; i += 2) {
-        const struct ynode *k = map->kids[i], *v = map->kids[i + 1];
-        bool known = false, dup = false;
-
-        if (k->poisoned)
-            continue;
-        if (k->type != Y_SCALAR) {
-            add_diag(w->rd, k->line, k->col, "a key must be a word, not %s", type_name(k));
-            continue;
-        }
-        for (size_t j = 0; j < i; j += 2)
-            if (map->kids[j]->type == Y_SCALAR && strcmp(map->kids[j]->value, k->value) == 0) {
-                add_diag(w->rd, k->line, k->col, "duplicate key '%s%s%s' (first at line %u)",
-                         where, *where ? "." : "", k->value, map->kids[j]->line);
-                dup = true;
-                break;
-            }
-        if (dup)
-            continue;
-        for (size_t j = 0; j < nkeys; j++)
-            known = known || strcmp(keys[j], k->value) == 0;
-        if (!known) {
-            char allowed[160] = "";
-            for (size_t j = 0; j < nkeys; j++) {
-                size_t used = strlen(allowed);
-                (void)snprintf(allowed + used, sizeof(allowed) - used, "%s%s", j ? ", " : "", keys[j]);
-            }
-            if (*where)
-                add_diag(w->rd, k->line, k->col, "unknown key '%s' in '%s' (known: %s)", k->value,
-                         where, allowed);
-            else
-                add_diag(w->rd, k->line, k->col, "unknown key '%s' (known: %s)", k->value, allowed);
-            continue;
-        }
-        handle(w, k->value, v);
-    }
-}
-
-static void handle_host(struct walk *w, const char *key, const struct ynode *v)
-{
-    int value;
-
-    if (strcmp(key, "ram_tier") == 0) {
-        value = w->p->ram_tier;
-        parse_enum(w, "host.ram_tier", v, tier_names, 4, &value);
-        w->p->ram_tier = (enum ram_tier)value;
-    } else {
-        value = w->p->workload;
-        parse_enum(w, "host.workload", v, workload_names, 3, &value);
-        w->p->workload = (enum workload)value;
-    }
-}
-
-static void handle_limits(struct walk *w, const char *key, const struct ynode *v)
-{
-    if (strcmp(key, "shmmax") == 0) {
-        parse_size_limit(w, "limits.shmmax", v, true, false, &w->p->shmmax);
-    } else if (strcmp(key, "shmall") == 0) {
-        parse_size_limit(w, "limits.shmall", v, false, true, &w->p->shmall);
-    } else {
-        uint64_t n;
-        if (parse_integer(w, "limits.shmmni", v, 1, PROFILE_SHMMNI_MAX, " segments", &n)) {
-            w->p->shmmni.set = true;
-            w->p->shmmni.size = (struct size_value){ SIZE_BYTES, n };
-            w->p->shmmni.mark = (struct profile_mark){ v->line, v->col };
-        }
-    }
-}
-
-static void handle_report(struct walk *w, const char *key, const struct ynode *v)
-{
-    struct profile_report *r = &w->p->report;
-    char full[64];
-
-    (void)snprintf(full, sizeof(full), "report.%s", key);
-    if (strcmp(key, "url") == 0) {
-        if (expect_scalar(w, full, v))
-            parse_url(w, v);
-    } else if (strcmp(key, "timeout") == 0) {
-        uint64_t n;
-        if (parse_integer(w, full, v, 1, 300, " seconds", &n))
-            r->timeout_s = (unsigned)n;
-    } else if (strcmp(key, "spool_max_events") == 0) {
-        uint64_t n;
-        if (parse_integer(w, full, v, 1, 100000, " events", &n))
-            r->spool_max_events = (unsigned)n;
-    } else if (strcmp(key, "splay") == 0) {
-        uint64_t n;
-        if (parse_integer(w, full, v, 0, 3600, " seconds", &n))
-            r->splay_s = (unsigned)n;
-    } else if (strcmp(key, "token_file") == 0) {
-        parse_path(w, full, v, &r->token_file);
-    } else if (strcmp(key, "ca_file") == 0) {
-        parse_path(w, full, v, &r->ca_file);
-    } else if (strcmp(key, "client_cert") == 0) {
-        parse_path(w, full, v, &r->client_cert);
-    } else if (strcmp(key, "client_key") == 0) {
-        parse_path(w, full, v, &r->client_key);
-    } else {
-        parse_path(w, full, v, &r->spool_dir);
-    }
+    if (!expect_scalar(rd, k->key, v))
+        return false;
+    if (url_ok(v->value))
+        return take_string(rd, k, v);
+    add_diag(rd, v->line, v->col,
+             "'report.url' must be an https:// URL without user info (plain http:// only "
+             "to 127.0.0.1, localhost or [::1]), not '%s'",
+             v->value);
+    return false;
 }
 
 /* A System V key as ipcs shows it (0x0052e2c1) or as /proc/sysvipc/shm does
@@ -841,53 +798,55 @@ static bool parse_ipc_key(const char *text, uint32_t *ret, const char **ret_why)
     return true;
 }
 
-static void handle_segments(struct walk *w, const char *key, const struct ynode *v)
-{
-    struct profile *p = w->p;
-
-    (void)key;
-    if (v->poisoned)
-        return;
-    if (v->type != Y_SEQUENCE) {
-        add_diag(w->rd, v->line, v->col,
-                 "'segments.persistent_keys' must be a list of keys such as [0x0052e2c1], not %s",
-                 type_name(v));
-        return;
-    }
-    for (size_t i = 0; i < v->nkids; i++) {
-        const struct ynode *item = v->kids[i];
-        const char *why;
-        uint32_t ipc_key;
-        bool dup = false;
-
-        if (!expect_scalar(w, "segments.persistent_keys[]", item))
-            continue;
-        if (!parse_ipc_key(item->value, &ipc_key, &why)) {
-            add_diag(w->rd, item->line, item->col, "'segments.persistent_keys': %s: '%s'", why, item->value);
-            continue;
-        }
-        for (size_t j = 0; j < p->npersistent_keys; j++)
-            dup = dup || p->persistent_keys[j] == ipc_key;
-        if (dup) {
-            add_diag(w->rd, item->line, item->col, "'segments.persistent_keys': key 0x%08x is listed twice",
-                     (unsigned)ipc_key);
-            continue;
-        }
-        if (p->npersistent_keys == PROFILE_PERSISTENT_KEYS_MAX) {
-            add_diag(w->rd, item->line, item->col, "'segments.persistent_keys': more than %d keys",
-                     PROFILE_PERSISTENT_KEYS_MAX);
-            return;
-        }
-        p->persistent_keys[p->npersistent_keys++] = ipc_key;
-    }
-}
-
 bool profile_key_is_persistent(const struct profile *p, uint32_t key)
 {
     for (size_t i = 0; i < p->npersistent_keys; i++)
         if (p->persistent_keys[i] == key)
             return true;
     return false;
+}
+
+static bool parse_persistent_keys(struct reader *rd, const struct key_rule *k, const struct ynode *v)
+{
+    struct profile *p = rd->p;
+
+    (void)k;
+    if (v->type != Y_SEQUENCE) {
+        add_diag(rd, v->line, v->col,
+                 "'segments.persistent_keys' must be a list of keys such as [0x0052e2c1], not %s",
+                 type_name(v));
+        return false;
+    }
+    for (size_t i = 0; i < v->nkids; i++) {
+        const struct ynode *item = v->kids[i];
+        const char *why;
+        uint32_t key;
+
+        if (!expect_scalar(rd, "segments.persistent_keys[]", item))
+            continue;
+        if (!parse_ipc_key(item->value, &key, &why)) {
+            add_diag(rd, item->line, item->col, "'segments.persistent_keys': %s: '%s'", why, item->value);
+        } else if (profile_key_is_persistent(p, key)) {
+            add_diag(rd, item->line, item->col, "'segments.persistent_keys': key 0x%08x is listed twice",
+                     (unsigned)key);
+        } else if (p->npersistent_keys == PROFILE_PERSISTENT_KEYS_MAX) {
+            add_diag(rd, item->line, item->col, "'segments.persistent_keys': more than %d keys",
+                     PROFILE_PERSISTENT_KEYS_MAX);
+            return false;
+        } else {
+            p->persistent_keys[p->npersistent_keys++] = key;
+        }
+    }
+    return true;
+}
+
+/* The first key before kids[i] of map with the same text, or NULL. */
+static const struct ynode *earlier_twin(const struct ynode *map, size_t i)
+{
+    for (size_t j = 0; j < i; j += 2)
+        if (map->kids[j]->type == Y_SCALAR && strcmp(map->kids[j]->value, map->kids[i]->value) == 0)
+            return map->kids[j];
+    return NULL;
 }
 
 /* ---- labels ------------------------------------------------------------ */
@@ -917,7 +876,8 @@ static void excerpt(const char *s, char out[48])
  * collector then merges or keeps apart depending on its own rules. */
 static const char *label_name_problem(const char *name, char why[48])
 {
-    size_t n = strlen(name), ok;
+    size_t n = strlen(name);
+    unsigned char c;
 
     if (n == 0)
         return "it is empty";
@@ -927,66 +887,52 @@ static const char *label_name_problem(const char *name, char why[48])
         return "label names are lowercase";
     if (name[0] < 'a' || name[0] > 'z')
         return "it must start with a letter";
-    ok = strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_.-");
-    if (ok == n)
+    c = (unsigned char)name[strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_.-")];
+    if (c == '\0')
         return NULL;
-    if ((unsigned char)name[ok] > ' ' && (unsigned char)name[ok] < 0x7f)
-        (void)snprintf(why, 48, "'%c' is not allowed", name[ok]);
-    else if ((unsigned char)name[ok] == ' ')
-        (void)snprintf(why, 48, "a space is not allowed");
-    else
-        (void)snprintf(why, 48, "%s is not allowed",
-                       (unsigned char)name[ok] < 0x80 ? "a control character" : "a non-ASCII character");
+    if (c == ' ')
+        return "a space is not allowed";
+    if (c < 0x20 || c >= 0x7f)
+        return c < 0x80 ? "a control character is not allowed" : "a non-ASCII character is not allowed";
+    (void)snprintf(why, 48, "'%c' is not allowed", c);
     return why;
 }
 
 /* The name of the label at kids[i] of map: a plain word, once, valid. */
-static bool label_name_ok(struct walk *w, const struct ynode *map, size_t i)
+static bool label_name_ok(struct reader *rd, const struct ynode *map, size_t i)
 {
-    const struct ynode *k = map->kids[i];
+    const struct ynode *k = map->kids[i], *twin;
     const char *why;
     char shown[48], buf[48];
 
-    if (k->poisoned)
-        return false;
     if (k->type != Y_SCALAR) {
-        add_diag(w->rd, k->line, k->col, "a label name must be a word, not %s", type_name(k));
+        add_diag(rd, k->line, k->col, "a label name must be a word, not %s", type_name(k));
         return false;
     }
     excerpt(k->value, shown);
-    for (size_t j = 0; j < i; j += 2)
-        if (map->kids[j]->type == Y_SCALAR && strcmp(map->kids[j]->value, k->value) == 0) {
-            add_diag(w->rd, k->line, k->col, "duplicate key 'labels.%s' (first at line %u)", shown,
-                     map->kids[j]->line);
-            return false;
-        }
+    if ((twin = earlier_twin(map, i))) {
+        add_diag(rd, k->line, k->col, "duplicate key 'labels.%s' (first at line %u)", shown, twin->line);
+        return false;
+    }
     why = label_name_problem(k->value, buf);
     if (why)
-        add_diag(w->rd, k->line, k->col,
+        add_diag(rd, k->line, k->col,
                  "label name '%s' is not valid: %s (a lowercase letter, then up to 62 lowercase "
                  "letters, digits, '_', '.' or '-')",
                  shown, why);
     return why == NULL;
 }
 
-/* The first control character (C0, DEL or C1) in s as a code point, 0 when
- * there is none, -1 when s is not UTF-8 (libyaml never produces that; a
- * report must never carry it, so it is checked here too). */
-static long first_control(const char *s)
+/* The first control character (C0, DEL or C1) in s as a code point, or 0.
+ * s is UTF-8: the file was checked, and libyaml refuses escapes of
+ * surrogates or past U+10FFFF; so 0xc2 only ever leads a sequence. */
+static unsigned first_control(const char *s)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t left = strlen(s);
-
-    while (left > 0) {
-        size_t n = utf8_sequence_length(u, left);
-        if (n == 0)
-            return -1;
-        if (n == 1 && (u[0] < 0x20 || u[0] == 0x7f))
-            return u[0];
-        if (n == 2 && u[0] == 0xc2 && u[1] <= 0x9f)
+    for (const unsigned char *u = (const unsigned char *)s; *u; u++) {
+        if (*u < 0x20 || *u == 0x7f)
+            return *u;
+        if (*u == 0xc2 && u[1] >= 0x80 && u[1] <= 0x9f)
             return u[1];
-        u += n;
-        left -= n;
     }
     return 0;
 }
@@ -994,140 +940,183 @@ static long first_control(const char *s)
 /* A label value is any scalar, taken as its text: an operator who writes
  * `rack: 12` or `pci: yes` means those characters. YAML's null is the
  * exception: `role:` or `role: ~` is a forgotten value, not the text "~". */
-static bool label_value_ok(struct walk *w, const char *name, const struct ynode *v)
+static bool label_value_ok(struct reader *rd, const char *name, const struct ynode *v)
 {
     static const char *const nulls[] = { "~", "null", "Null", "NULL" };
     char shown[48];
-    long control;
+    unsigned control;
 
     if (v->poisoned)
         return false;
     excerpt(name, shown);
     if (v->type != Y_SCALAR) {
-        add_diag(w->rd, v->line, v->col, "'labels.%s' must be a string, not %s", shown, type_name(v));
+        add_diag(rd, v->line, v->col, "'labels.%s' must be a string, not %s", shown, type_name(v));
         return false;
     }
     if (v->plain && v->value[0] == '\0') {
-        add_diag(w->rd, v->line, v->col, "'labels.%s' has no value; write '' for an empty one", shown);
+        add_diag(rd, v->line, v->col, "'labels.%s' has no value; write '' for an empty one", shown);
         return false;
     }
-    for (size_t i = 0; v->plain && i < sizeof(nulls) / sizeof(nulls[0]); i++)
+    for (size_t i = 0; v->plain && i < COUNT(nulls); i++)
         if (strcmp(v->value, nulls[i]) == 0) {
-            add_diag(w->rd, v->line, v->col,
+            add_diag(rd, v->line, v->col,
                      "'labels.%s' must be a string, not YAML null ('%s'); quote it to mean the text", shown,
                      v->value);
             return false;
         }
     if (strlen(v->value) > PROFILE_LABEL_VALUE_MAX) {
-        add_diag(w->rd, v->line, v->col, "'labels.%s' is %zu bytes long; a label value is at most %d bytes",
+        add_diag(rd, v->line, v->col, "'labels.%s' is %zu bytes long; a label value is at most %d bytes",
                  shown, strlen(v->value), PROFILE_LABEL_VALUE_MAX);
         return false;
     }
     control = first_control(v->value);
-    if (control < 0)
-        add_diag(w->rd, v->line, v->col, "'labels.%s' is not valid UTF-8", shown);
-    else if (control > 0)
-        add_diag(w->rd, v->line, v->col, "'labels.%s' must not contain control characters (U+%04lX)", shown,
+    if (control)
+        add_diag(rd, v->line, v->col, "'labels.%s' must not contain control characters (U+%04X)", shown,
                  control);
     return control == 0;
 }
 
-static void parse_labels(struct walk *w, const struct ynode *v)
+static bool parse_labels(struct reader *rd, const struct key_rule *rule, const struct ynode *v)
 {
-    struct profile *p = w->p;
+    struct profile *p = rd->p;
 
-    if (v->poisoned)
-        return;
+    (void)rule;
     if (v->type != Y_MAPPING) {
-        add_diag(w->rd, v->line, v->col, "'labels' must be a mapping of names to values (role: database), not %s",
+        add_diag(rd, v->line, v->col, "'labels' must be a mapping of names to values (role: database), not %s",
                  type_name(v));
-        return;
+        return false;
     }
     for (size_t i = 0; i + 1 < v->nkids; i += 2) {
         const struct ynode *k = v->kids[i], *value = v->kids[i + 1];
         bool name_ok, value_ok;
 
         if (i / 2 == PROFILE_LABELS_MAX)
-            add_diag(w->rd, k->line, k->col, "'labels' has %zu entries; at most %d are allowed", v->nkids / 2,
+            add_diag(rd, k->line, k->col, "'labels' has %zu entries; at most %d are allowed", v->nkids / 2,
                      PROFILE_LABELS_MAX);
         if (k->poisoned)
             continue; /* already reported (alias, anchor, tag) */
-        name_ok = label_name_ok(w, v, i);
+        name_ok = label_name_ok(rd, v, i);
         /* Checked even under a bad name: every error of a file at once. */
-        value_ok = label_value_ok(w, k->type == Y_SCALAR ? k->value : "?", value);
+        value_ok = label_value_ok(rd, k->type == Y_SCALAR ? k->value : "?", value);
         if (!name_ok || !value_ok || p->nlabels == PROFILE_LABELS_MAX)
             continue;
         memcpy(p->labels[p->nlabels].name, k->value, strlen(k->value) + 1);
         memcpy(p->labels[p->nlabels].value, value->value, strlen(value->value) + 1);
-        p->labels[p->nlabels].mark = (struct profile_mark){ k->line, k->col };
         p->nlabels++;
     }
+    return true;
 }
 
-/* metrics has one key: textfile. */
-static void handle_metrics(struct walk *w, const char *key, const struct ynode *v)
+/* ---- the keys ---------------------------------------------------------- */
+
+static void walk_mapping(struct reader *rd, const char *where, const struct ynode *map);
+
+static bool parse_section(struct reader *rd, const struct key_rule *k, const struct ynode *v)
 {
-    (void)key;
-    parse_textfile(w, v);
+    if (!expect_mapping(rd, k->key, v))
+        return false;
+    walk_mapping(rd, k->key, v);
+    return true;
 }
 
-static const char *const top_keys[] = { "version", "host", "policy", "limits", "dropin", "conflicts", "report",
-                                        "segments", "labels", "metrics" };
-static const char *const metrics_keys[] = { "textfile" };
-static const char *const segments_keys[] = { "persistent_keys" };
-static const char *const conflicts_names[] = { "refuse", "warn" };
-static const char *const host_keys[] = { "ram_tier", "workload" };
-static const char *const limits_keys[] = { "shmmax", "shmall", "shmmni" };
-static const char *const report_keys[] = { "url", "token_file", "ca_file", "client_cert",
-                                           "client_key", "timeout", "splay", "spool_dir",
-                                           "spool_max_events" };
+#define SECTION(name) { .key = (name), .parse = parse_section }
+#define FIELD(f) .offset = offsetof(struct profile, f)
+#define NAMES(a) .names = (a), .max = COUNT(a)
+#define RANGE(lo, hi, in) .min = (lo), .max = (hi), .unit = (in)
 
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+/* Each section's keys in the order "known: ..." lists them. */
+static const struct key_rule rules[] = {
+    { "version", parse_version, RANGE(0, UINT64_MAX, "") },
+    SECTION("host"),
+    { "host.ram_tier", parse_enum, FIELD(ram_tier), NAMES(tier_names) },
+    { "host.workload", parse_enum, FIELD(workload), NAMES(workload_names) },
+    { "policy", parse_enum, FIELD(policy), NAMES(policy_names) },
+    SECTION("limits"),
+    { "limits.shmmax", parse_size_limit, FIELD(shmmax), .unit = "bytes" },
+    { "limits.shmall", parse_size_limit, FIELD(shmall), .unit = "pages" },
+    { "limits.shmmni", parse_count_limit, FIELD(shmmni), RANGE(1, PROFILE_SHMMNI_MAX, "segments") },
+    { "dropin", parse_dropin, FIELD(dropin) },
+    { "conflicts", parse_conflicts, FIELD(conflicts_warn_only), NAMES(conflicts_names) },
+    SECTION("report"),
+    { "report.url", parse_url, FIELD(report.url) },
+    { "report.token_file", parse_path, FIELD(report.token_file) },
+    { "report.ca_file", parse_path, FIELD(report.ca_file) },
+    { "report.client_cert", parse_path, FIELD(report.client_cert) },
+    { "report.client_key", parse_path, FIELD(report.client_key) },
+    { "report.timeout", parse_uint, FIELD(report.timeout_s), RANGE(1, 300, "seconds") },
+    { "report.splay", parse_uint, FIELD(report.splay_s), RANGE(0, 3600, "seconds") },
+    { "report.spool_dir", parse_path, FIELD(report.spool_dir) },
+    { "report.spool_max_events", parse_uint, FIELD(report.spool_max_events), RANGE(1, 100000, "events") },
+    SECTION("segments"),
+    { "segments.persistent_keys", .parse = parse_persistent_keys },
+    { "labels", .parse = parse_labels },
+    SECTION("metrics"),
+    { "metrics.textfile", parse_textfile, FIELD(metrics_textfile) },
+};
 
-static void handle_top(struct walk *w, const char *key, const struct ynode *v)
+/* The name of rule's key in section where ("" for the top level), or NULL
+ * when the key is in another section. */
+static const char *key_in(const struct key_rule *rule, const char *where)
 {
-    if (strcmp(key, "version") == 0) {
-        uint64_t version;
-        if (parse_integer(w, "version", v, 0, UINT64_MAX, "", &version) && version != 1)
-            add_diag(w->rd, v->line, v->col,
-                     "'version' must be 1 (the profile format this shmprov reads), not %llu",
-                     (unsigned long long)version);
-    } else if (strcmp(key, "host") == 0) {
-        if (expect_mapping(w, "host", v))
-            walk_mapping(w, "host", v, host_keys, COUNT(host_keys), handle_host);
-    } else if (strcmp(key, "policy") == 0) {
-        int value = w->p->policy;
-        parse_enum(w, "policy", v, policy_names, 2, &value);
-        w->p->policy = (enum policy)value;
-    } else if (strcmp(key, "limits") == 0) {
-        if (expect_mapping(w, "limits", v))
-            walk_mapping(w, "limits", v, limits_keys, COUNT(limits_keys), handle_limits);
-    } else if (strcmp(key, "dropin") == 0) {
-        parse_dropin(w, v);
-    } else if (strcmp(key, "conflicts") == 0) {
-        int value = w->p->conflicts_warn_only;
-        parse_enum(w, "conflicts", v, conflicts_names, 2, &value);
-        w->p->conflicts_warn_only = value == 1;
-    } else if (strcmp(key, "segments") == 0) {
-        if (expect_mapping(w, "segments", v))
-            walk_mapping(w, "segments", v, segments_keys, COUNT(segments_keys), handle_segments);
-    } else if (strcmp(key, "labels") == 0) {
-        parse_labels(w, v);
-    } else if (strcmp(key, "metrics") == 0) {
-        if (expect_mapping(w, "metrics", v))
-            walk_mapping(w, "metrics", v, metrics_keys, COUNT(metrics_keys), handle_metrics);
-    } else {
-        if (expect_mapping(w, "report", v))
-            walk_mapping(w, "report", v, report_keys, COUNT(report_keys), handle_report);
+    size_t n = strlen(where);
+
+    if (n == 0)
+        return strchr(rule->key, '.') ? NULL : rule->key;
+    return strncmp(rule->key, where, n) == 0 && rule->key[n] == '.' ? rule->key + n + 1 : NULL;
+}
+
+static const struct key_rule *find_rule(const char *where, const char *name)
+{
+    for (size_t i = 0; i < COUNT(rules); i++) {
+        const char *in = key_in(&rules[i], where);
+        if (in && strcmp(in, name) == 0)
+            return &rules[i];
+    }
+    return NULL;
+}
+
+static void refuse_unknown_key(struct reader *rd, const char *where, const struct ynode *k)
+{
+    char known[160] = "";
+
+    for (size_t i = 0; i < COUNT(rules); i++)
+        if (key_in(&rules[i], where))
+            append_name(known, sizeof(known), key_in(&rules[i], where));
+    if (*where)
+        add_diag(rd, k->line, k->col, "unknown key '%s' in '%s' (known: %s)", k->value, where, known);
+    else
+        add_diag(rd, k->line, k->col, "unknown key '%s' (known: %s)", k->value, known);
+}
+
+/* A mapping's keys: words, each once, each a key of section where; each
+ * value goes to the parser of its key's rule, unless it was already refused
+ * as an alias, anchor or tag. */
+static void walk_mapping(struct reader *rd, const char *where, const struct ynode *map)
+{
+    for (size_t i = 0; i + 1 < map->nkids; i += 2) {
+        const struct ynode *k = map->kids[i], *twin;
+        const struct key_rule *rule;
+
+        if (k->poisoned)
+            continue; /* already reported (alias, anchor, tag) */
+        if (k->type != Y_SCALAR)
+            add_diag(rd, k->line, k->col, "a key must be a word, not %s", type_name(k));
+        else if ((twin = earlier_twin(map, i)))
+            add_diag(rd, k->line, k->col, "duplicate key '%s%s%s' (first at line %u)", where,
+                     *where ? "." : "", k->value, twin->line);
+        else if (!(rule = find_rule(where, k->value)))
+            refuse_unknown_key(rd, where, k);
+        else if (!map->kids[i + 1]->poisoned)
+            (void)rule->parse(rd, rule, map->kids[i + 1]);
     }
 }
 
-static void check_root(struct walk *w, const struct ynode *root)
+static void check_root(struct reader *rd, const struct ynode *root)
 {
     bool has_version = false;
 
     if (root->type != Y_MAPPING) {
-        add_diag(w->rd, root->line, root->col,
+        add_diag(rd, root->line, root->col,
                  "a profile must be a mapping of keys (version, host, policy, ...), not %s",
                  type_name(root));
         return;
@@ -1136,8 +1125,8 @@ static void check_root(struct walk *w, const struct ynode *root)
         if (root->kids[i]->type == Y_SCALAR && strcmp(root->kids[i]->value, "version") == 0)
             has_version = true;
     if (!has_version)
-        add_diag(w->rd, root->line, root->col, "missing required key 'version' (write 'version: 1')");
-    walk_mapping(w, "", root, top_keys, COUNT(top_keys), handle_top);
+        add_diag(rd, root->line, root->col, "missing required key 'version' (write 'version: 1')");
+    walk_mapping(rd, "", root);
 }
 
 /* Structural problems are found while reading, the rest while walking:
@@ -1194,124 +1183,114 @@ static struct profile *profile_new(const char *file)
     return p;
 }
 
+/* Reads the document into rd->p: its root, or NULL with why in diags. */
+static struct ynode *read_profile(struct reader *rd, const char *buf, size_t len)
+{
+    struct ynode *root;
+    size_t bom;
+
+    if (check_encoding(rd, buf, len) < 0)
+        return NULL;
+    /* Editors on some systems start UTF-8 files with a byte-order mark;
+     * skip it rather than let it shift every column of the first line. */
+    bom = len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+    rd->buf = buf + bom;
+    rd->len = len - bom;
+    yaml_parser_set_input_string(&rd->parser, (const unsigned char *)rd->buf, rd->len);
+    yaml_parser_set_encoding(&rd->parser, YAML_UTF8_ENCODING);
+    hash_sha256_hex(buf, len, rd->p->sha256_hex);
+    root = read_document(rd);
+    if (root)
+        check_root(rd, root);
+    return root;
+}
+
 int profile_parse(const char *buf, size_t len, const char *file, struct profile_diags *diags,
                   struct profile **ret)
 {
     struct reader rd = { .diags = diags };
-    struct profile *p = NULL;
     struct ynode *root = NULL;
     size_t before = diags->count;
-    int r;
+    int r = -ENOMEM;
 
+    if (len > PROFILE_MAX_BYTES)
+        return diag_too_large(diags);
     if (!yaml_parser_initialize(&rd.parser))
         return -ENOMEM;
-    if (len > PROFILE_MAX_BYTES) {
-        add_diag(&rd, 1, 1, "file is larger than %zu bytes (1 MiB); a profile is a few lines",
-                 PROFILE_MAX_BYTES);
-        r = -EINVAL;
-        goto out;
+    rd.p = profile_new(file);
+    if (rd.p) {
+        root = read_profile(&rd, buf, len);
+        r = rd.oom ? -ENOMEM : !root || diags->count > before ? -EINVAL : 0;
     }
-    if (check_encoding(&rd, buf, len) < 0) {
-        r = -EINVAL;
-        goto out;
-    }
-    /* Editors on some systems start UTF-8 files with a byte-order mark;
-     * skip it rather than let it shift every column of the first line. */
-    if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) {
-        rd.buf = buf + 3;
-        rd.len = len - 3;
-    } else {
-        rd.buf = buf;
-        rd.len = len;
-    }
-    yaml_parser_set_input_string(&rd.parser, (const unsigned char *)rd.buf, rd.len);
-    yaml_parser_set_encoding(&rd.parser, YAML_UTF8_ENCODING);
-
-    p = profile_new(file);
-    if (!p) {
-        r = -ENOMEM;
-        goto out;
-    }
-    hash_sha256_hex(buf, len, p->sha256_hex);
-
-    root = read_document(&rd);
-    if (root)
-        check_root(&(struct walk){ &rd, p }, root);
-    if (rd.oom) {
-        r = -ENOMEM;
-        goto out;
-    }
-    if (!root || diags->count > before) {
+    if (r == -EINVAL)
         sort_diags(diags, before);
-        r = -EINVAL;
-        goto out;
+    if (r == 0) {
+        *ret = rd.p;
+        rd.p = NULL;
     }
-    *ret = p;
-    p = NULL;
-    r = 0;
-out:
     ynode_free(root);
-    profile_free(p);
+    profile_free(rd.p);
     yaml_parser_delete(&rd.parser);
     return r;
 }
 
+/* As root, a profile someone else can edit would let them choose the
+ * kernel's limits; refuse it, as ssh refuses a writable key file. Its
+ * owner can always chmod it, so a read-only file of another user's is
+ * refused too. Returns 0, -EPERM or -ENOMEM. */
+static int check_owner(const struct stat *st, struct profile_diags *diags)
+{
+    int r = 0;
+
+    if (geteuid() != 0)
+        return 0;
+    if (st->st_uid != 0)
+        r = profile_diags_add(diags, 1, 1,
+                              "profile is owned by uid %u, not root (its owner can change it); refusing to use it "
+                              "as root (chown root and chmod go-w)",
+                              (unsigned)st->st_uid);
+    else if (st->st_mode & (S_IWGRP | S_IWOTH))
+        r = profile_diags_add(diags, 1, 1,
+                              "profile is writable by a user other than root (owner uid %u, mode %04o); "
+                              "refusing to use it as root (chown root and chmod go-w)",
+                              (unsigned)st->st_uid, (unsigned)(st->st_mode & 07777));
+    else
+        return 0;
+    return r < 0 ? -ENOMEM : -EPERM;
+}
+
 int profile_load(const char *path, struct profile_diags *diags, struct profile **ret)
 {
+    CLEANUP_FREE char *buf = NULL;
     struct stat st;
-    char *buf = NULL;
     size_t len = 0;
+    char *canonical;
     int r;
 
     r = fsutil_read_file(path, PROFILE_MAX_BYTES, false, &buf, &len, &st);
     if (r == -EFBIG)
-        return profile_diags_add(diags, 1, 1, "file is larger than %zu bytes (1 MiB); a profile is a few lines",
-                                 PROFILE_MAX_BYTES) < 0 ? -ENOMEM : -EINVAL;
+        return diag_too_large(diags);
+    if (r == 0)
+        r = check_owner(&st, diags);
+    if (r == 0)
+        r = profile_parse(buf, len, path, diags, ret);
     if (r < 0)
         return r;
-
-    /* As root, a profile someone else can edit would let them choose the
-     * kernel's limits; refuse it, as ssh refuses a writable key file. Its
-     * owner can always chmod it, so a read-only file of another user's is
-     * refused too. */
-    if (geteuid() == 0 && st.st_uid != 0) {
-        r = profile_diags_add(diags, 1, 1,
-                              "profile is owned by uid %u, not root (its owner can change it); refusing to use it "
-                              "as root (chown root and chmod go-w)",
-                              (unsigned)st.st_uid);
-        free(buf);
-        return r < 0 ? -ENOMEM : -EPERM;
+    /* The drop-in names its profile; the same file must give the same
+     * bytes whatever directory apply was started from. */
+    canonical = realpath(path, NULL);
+    if (canonical) {
+        free((*ret)->canonical_path);
+        (*ret)->canonical_path = canonical;
     }
-    if (geteuid() == 0 && (st.st_mode & (S_IWGRP | S_IWOTH))) {
-        r = profile_diags_add(diags, 1, 1,
-                              "profile is writable by a user other than root (owner uid %u, mode %04o); "
-                              "refusing to use it as root (chown root and chmod go-w)",
-                              (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
-        free(buf);
-        return r < 0 ? -ENOMEM : -EPERM;
-    }
-    r = profile_parse(buf, len, path, diags, ret);
-    free(buf);
-    if (r == 0) {
-        /* The drop-in names its profile; the same file must give the same
-         * bytes whatever directory apply was started from. */
-        char *canonical = realpath(path, NULL);
-        if (canonical) {
-            free((*ret)->canonical_path);
-            (*ret)->canonical_path = canonical;
-        }
-    }
-    return r;
+    return 0;
 }
 
 int profile_load_builtin(struct profile_diags *diags, struct profile **ret)
 {
-    struct profile *p = NULL;
     int r = profile_parse((const char *)shmprov_default_profile, shmprov_default_profile_len,
-                          PROFILE_BUILTIN_NAME, diags, &p);
-    if (r < 0)
-        return r;
-    p->builtin = true;
-    *ret = p;
-    return 0;
+                          PROFILE_BUILTIN_NAME, diags, ret);
+    if (r == 0)
+        (*ret)->builtin = true;
+    return r;
 }

@@ -1,7 +1,7 @@
 #pragma once
 /* The host profile (README "Profile reference"): a strict YAML parser on libyaml. Parsing takes
- * a buffer and a file name and does no I/O, so every rejection is testable
- * without root; profile_load() is the one I/O edge. */
+ * a buffer and a file name and does no I/O (profile_parse() in testing.h), so
+ * every rejection is testable without root; profile_load() is the one I/O edge. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -61,7 +61,6 @@ struct profile_report {
 struct profile_label {
     char name[PROFILE_LABEL_NAME_MAX + 1];
     char value[PROFILE_LABEL_VALUE_MAX + 1]; /* valid UTF-8, no control characters, may be "" */
-    struct profile_mark mark;               /* of the name */
 };
 
 struct profile {
@@ -91,9 +90,6 @@ struct profile {
     unsigned nlabels;
 };
 
-/* Whether the profile marks segments with this key as persistent. */
-bool profile_key_is_persistent(const struct profile *p, uint32_t key);
-
 /* Whether path may be a drop-in (the rule of the profile's 'dropin'): a
  * '.conf' file of letters, digits, '.', '_' or '-' directly in a directory
  * read at boot. 0, -ENOTDIR (another directory) or -EINVAL (the name). */
@@ -108,7 +104,7 @@ struct profile_diag {
 struct profile_diags {
     char *file;
     struct profile_diag *items;
-    size_t count, cap;
+    size_t count;
 };
 
 void profile_diags_init(struct profile_diags *d, const char *file);
@@ -118,11 +114,6 @@ int profile_diags_add(struct profile_diags *d, unsigned line, unsigned col, cons
     __attribute__((format(printf, 4, 5)));
 /* Prints every diagnostic as "FILE:LINE:COL: error: MESSAGE" on stderr. */
 void profile_diags_print(const struct profile_diags *d);
-
-/* Parses buf (len bytes) named file. Returns 0 and sets *ret, or -EINVAL with
- * every problem in diags (which must be initialised), or -ENOMEM. */
-int profile_parse(const char *buf, size_t len, const char *file, struct profile_diags *diags,
-                  struct profile **ret);
 
 /* Reads and parses path: regular file, at most PROFILE_MAX_BYTES, and when
  * running as root not writable by anyone but root. Errors go to diags. */

@@ -11,6 +11,7 @@
 
 #include "http.h"
 #include "probe.h"
+#include "profile.h"
 #include "sizing.h"
 #include "sysctld.h"
 
@@ -88,6 +89,16 @@ bool probe_shmmax_testable(uint64_t shmmax);
  * min(shmmax, (shmall - shm_tot_pages) * page_size), saturating. Pure. */
 uint64_t probe_headroom(const struct probe_limits *limits, uint64_t shm_tot_pages,
                         uint64_t segments);
+
+/* ---- profile ---- */
+
+/* Parses buf (len bytes) named file. Returns 0 and sets *ret, or -EINVAL with
+ * every problem in diags (which must be initialised), or -ENOMEM. */
+int profile_parse(const char *buf, size_t len, const char *file, struct profile_diags *diags,
+                  struct profile **ret);
+
+/* Whether the profile marks segments with this key as persistent. */
+bool profile_key_is_persistent(const struct profile *p, uint32_t key);
 
 /* ---- sysctld ---- */
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "profile.h"
+#include "testing.h"
 
 #define FILE_NAME "fuzz.yaml"
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "profile.h"
+#include "testing.h"
 
 static inline struct profile *parse_profile_or_die(const char *yaml)
 {
