@@ -343,7 +343,7 @@ static int prepare_dropin_dir(const struct plan *plan, const struct apply_option
         set_error_code(out, APPLY_ERR_IO, "dropin");
         return r;
     }
-    out->stale_temps_removed = fsutil_remove_stale_temps(out->dropin_path);
+    out->stale_temps_removed = fsutil_remove_stale_temps(out->dropin_path, 0);
     if (out->stale_temps_removed > 0)
         log_info("removed %d temporary file(s) a killed run left next to %s", out->stale_temps_removed,
                  out->dropin_path);

@@ -1,7 +1,6 @@
 #include "metrics.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -376,27 +375,6 @@ int metrics_render(const struct metrics *m, FILE *out)
 
 /* ---- the textfile -------------------------------------------------------------- */
 
-/* What a run killed mid-write left beside path (path is absolute: the
- * profile says so). */
-static void remove_stale_temps(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    int fd;
-
-    if (!slash)
-        return;
-    dir = strndup(path, slash > path ? (size_t)(slash - path) : 1);
-    if (!dir)
-        return;
-    fd = TEMP_FAILURE_RETRY(open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (fd >= 0) {
-        (void)fsutil_remove_stale_temps_at(fd, slash + 1, STALE_TEMP_SECONDS);
-        close(fd);
-    }
-    free(dir);
-}
-
 /* fsutil_write_atomic() refuses a symlink at its target: for the drop-in,
  * a link is someone's configuration. Here it is only in the way, and
  * following it would let whoever made it choose the file root writes. So
@@ -444,7 +422,8 @@ void metrics_publish(const struct metrics *m, const struct profile *p)
     if (fclose(out) != 0 && r == 0)
         r = -ENOMEM;
     if (r == 0) {
-        remove_stale_temps(path);
+        /* What a run killed mid-write left beside it. */
+        (void)fsutil_remove_stale_temps(path, STALE_TEMP_SECONDS);
         r = write_textfile(path, text, len);
     }
     free(text);

@@ -119,9 +119,9 @@ Test(fsutil, stale_temps_are_removed_and_nothing_else)
     cr_assert_eq(fsutil_write_atomic(path_of(name), "left by a killed run", 20, 0600), 0);
     cr_assert_eq(fsutil_write_atomic(path_of("60-shmprov.conf"), "keep", 4, 0644), 0);
     cr_assert_eq(fsutil_write_atomic(path_of("61-other.conf"), "keep", 4, 0644), 0);
-    cr_expect_eq(fsutil_remove_stale_temps(path_of("60-shmprov.conf")), 1);
+    cr_expect_eq(fsutil_remove_stale_temps(path_of("60-shmprov.conf"), 0), 1);
     cr_expect_eq(count_entries(), 2);
-    cr_expect_eq(fsutil_remove_stale_temps(path_of("60-shmprov.conf")), 0);
+    cr_expect_eq(fsutil_remove_stale_temps(path_of("60-shmprov.conf"), 0), 0);
 }
 
 Test(fsutil, remove_durable)
