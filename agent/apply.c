@@ -10,6 +10,7 @@
 #include "fsutil.h"
 #include "kernel.h"
 #include "log.h"
+#include "removal.h"
 
 static const char *const result_names[] = { "unchanged", "changed", "failed", "not-applicable" };
 
@@ -225,9 +226,7 @@ static uint64_t probe_limit(const struct plan *plan, const struct apply_outcome 
 
     if (k->managed)
         return k->target;
-    if (out->keys[id].after_known)
-        return out->keys[id].after;
-    return id == KEY_SHMMNI ? SIZING_SHMMNI_DEFAULT : SIZING_KERNEL_DEFAULT;
+    return out->keys[id].after_known ? out->keys[id].after : removal_kernel_default(id);
 }
 
 static int run_probe(const struct plan *plan, bool changed, struct apply_outcome *out)

@@ -13,6 +13,7 @@
 #include "orphans.h"
 #include "probe.h"
 #include "spool.h"
+#include "testing.h"
 #include "version.h"
 
 /* A temporary file beside the textfile this old belongs to a run that

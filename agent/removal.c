@@ -9,6 +9,7 @@
 #include "dropin.h"
 #include "hash.h"
 #include "sizes.h"
+#include "testing.h"
 
 enum removal_owner removal_judge_owner(const char *bytes, size_t len, const char *recorded_sha256,
                                        const char *rendered, size_t rendered_len)

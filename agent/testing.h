@@ -8,9 +8,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "http.h"
 #include "probe.h"
+#include "removal.h"
 #include "sizing.h"
 #include "sysctld.h"
 
@@ -72,6 +74,12 @@ bool identity_fqdn_plausible(const char *name);
  * NULL without memory. */
 char *jsonout_escape(const char *s, size_t len);
 
+/* ---- metrics ---- */
+
+/* Writes value as a label value: backslash, double quote and line feed
+ * escaped as the exposition format wants. */
+void metrics_label_value(FILE *out, const char *value);
+
 /* ---- probe ---- */
 
 /* Whether shmmax is a finite limit a request of shmmax + 1 bytes can test.
@@ -88,6 +96,25 @@ bool probe_shmmax_testable(uint64_t shmmax);
  * min(shmmax, (shmall - shm_tot_pages) * page_size), saturating. Pure. */
 uint64_t probe_headroom(const struct probe_limits *limits, uint64_t shm_tot_pages,
                         uint64_t segments);
+
+/* ---- removal ---- */
+
+/* Whose the drop-in bytes (NULL: absent) are: against recorded_sha256
+ * (NULL or "": no apply recorded this path), else against shmprov's
+ * header and rendered, the profile's text now. */
+enum removal_owner removal_judge_owner(const char *bytes, size_t len, const char *recorded_sha256,
+                                       const char *rendered, size_t rendered_len);
+
+/* Which keys a drop-in's text sets (an exclusion, "-key" alone, sets
+ * nothing), as systemd-sysctl reads it. */
+void removal_keys_set_by(const char *text, size_t len, bool ret[KEY_COUNT]);
+
+/* The boot value of key id once the drop-in is gone: the value of w, the
+ * winning line (w->known false: no file sets it, the kernel's default),
+ * read as apply reads values (plain decimal); uncertain: the analysis
+ * could not read every file, so it is unknown. Fills the boot fields of
+ * *ret; boot_known false with problem when unknown or unreadable. */
+void removal_boot_value(enum sizing_key_id id, const struct winner *w, bool uncertain, struct removal_key *ret);
 
 /* ---- sysctld ---- */
 

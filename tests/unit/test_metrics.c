@@ -13,6 +13,7 @@
 #include "helpers.h"
 #include "metrics.h"
 #include "probe.h"
+#include "testing.h"
 
 /* m rendered, as a malloc'd string. */
 static char *render(const struct metrics *m)
@@ -228,32 +229,35 @@ Test(metrics, in_sync_follows_the_policy_and_unknown_is_left_out)
 Test(metrics, boot_is_shmprovs_dropin_winning_under_systemd_sysctl)
 {
     struct profile *p = small_profile();
-    struct plan plan = { .profile = p };
+    /* Both too large for a stack frame of their own. */
+    struct plan *plan = calloc(1, sizeof(*plan));
     struct conflicts *c = calloc(1, sizeof(*c));
     struct metrics m;
 
-    cr_assert_not_null(c);
-    plan.sizing.keys[KEY_SHMMAX] = (struct sizing_key){ .managed = true, .persist = true };
-    plan.sizing.keys[KEY_SHMALL] = (struct sizing_key){ .managed = true, .persist = false }; /* kept (raise-only) */
+    cr_assert(plan && c);
+    plan->profile = p;
+    plan->sizing.keys[KEY_SHMMAX] = (struct sizing_key){ .managed = true, .persist = true };
+    plan->sizing.keys[KEY_SHMALL] = (struct sizing_key){ .managed = true, .persist = false }; /* kept (raise-only) */
     metrics_init(&m, p, NULL);
     m.keys[KEY_SHMMAX].managed = m.keys[KEY_SHMALL].managed = true;
-    metrics_set_boot(&m, &plan, NULL);
+    metrics_set_boot(&m, plan, NULL);
     cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_BOOT], -1);
 
     c->winners[KEY_SHMMAX][SYSCTLD_SYSTEMD].known = true;
     strcpy(c->winners[KEY_SHMMAX][SYSCTLD_SYSTEMD].path, p->dropin);
-    metrics_set_boot(&m, &plan, c);
+    metrics_set_boot(&m, plan, c);
     cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_BOOT], 1);
     cr_expect_eq(m.keys[KEY_SHMALL].in_sync[METRICS_CHECK_BOOT], 1, "not in the drop-in: nothing to lose");
     cr_expect_eq(m.keys[KEY_SHMMNI].in_sync[METRICS_CHECK_BOOT], -1, "not managed");
     c->uncertain[SYSCTLD_SYSTEMD] = true;
-    metrics_set_boot(&m, &plan, c);
+    metrics_set_boot(&m, plan, c);
     cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_BOOT], 0, "a file not analysed may win");
     c->uncertain[SYSCTLD_SYSTEMD] = false;
     strcpy(c->winners[KEY_SHMMAX][SYSCTLD_SYSTEMD].path, "/etc/sysctl.d/99-other.conf");
-    metrics_set_boot(&m, &plan, c);
+    metrics_set_boot(&m, plan, c);
     cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_BOOT], 0);
     free(c);
+    free(plan);
     profile_free(p);
 }
 
