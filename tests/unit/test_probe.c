@@ -458,28 +458,6 @@ Test(probe, no_room_reports_exact_headroom)
 
 /* ---- leftovers: what a killed shmprov leaves, and what is not one ---------- */
 
-/* A segment made by a child that exits at once (a creator that is gone),
- * as a probe killed between shmget and IPC_RMID leaves it. uid: the owner
- * the child switches to first, or -1 to stay root. */
-static int create_by_dead_process(key_t key, uint64_t bytes, int mode, int uid)
-{
-    int fds[2];
-    pid_t pid;
-
-    cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
-    pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int child_id = -1;
-        if (uid < 0 || setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) == 0)
-            child_id = shmget(key, (size_t)bytes, IPC_CREAT | IPC_EXCL | SHM_NORESERVE | mode);
-        if (write(fds[1], &child_id, sizeof(child_id)) != sizeof(child_id))
-            _exit(2);
-        _exit(child_id >= 0 ? 0 : 1);
-    }
-    return child_created_id(pid, fds);
-}
-
 /* A live process that created a segment with key and holds on (never
  * attached) until release_holder(). */
 struct holder {
@@ -522,13 +500,6 @@ static void release_holder(struct holder *h)
     cr_assert_eq(waitpid(h->pid, &status, 0), h->pid);
 }
 
-static bool segment_exists(int id)
-{
-    struct shmid_ds ds;
-
-    return shmctl(id, IPC_STAT, &ds) == 0;
-}
-
 /* probe_find_leftovers() on the table as it is now, for this euid. */
 static size_t find_leftovers(struct probe_leftover *ret, size_t max)
 {
@@ -556,7 +527,7 @@ Test(probe_leftovers, dead_creators_segment_is_found_and_removed)
     enter_private_ipc();
     set_limits(shmmax, shmall, 16);
     l = limits_of(shmmax, shmall, 16);
-    id = create_by_dead_process(SHMPROV_PROBE_KEY, shmmax, 0600, -1);
+    id = create_by_dead_process(SHMPROV_PROBE_KEY, shmmax, 0600, -1, false);
 
     cr_assert_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 1);
     cr_expect_eq(found[0].seg.id, id);
@@ -640,15 +611,15 @@ Test(probe_leftovers, other_segments_are_never_touched)
 
     enter_private_ipc();
     set_limits(2 * MiB, pages_of(64 * MiB), 16);
-    mine[0] = create_by_dead_process(0x5150, 1 * MiB, 0600, -1);
-    mine[1] = create_by_dead_process(IPC_PRIVATE, 1 * MiB, 0600, -1);
+    mine[0] = create_by_dead_process(0x5150, 1 * MiB, 0600, -1, false);
+    mine[1] = create_by_dead_process(IPC_PRIVATE, 1 * MiB, 0600, -1, false);
     /* One key names one segment: the probe key's variants one at a time. */
-    mine[2] = create_by_dead_process(SHMPROV_PROBE_KEY, 1 * MiB, 0644, -1);
+    mine[2] = create_by_dead_process(SHMPROV_PROBE_KEY, 1 * MiB, 0644, -1, false);
     cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "mode 0644");
     cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
     assert_only_segments(mine, 3);
     cr_assert_eq(shmctl(mine[2], IPC_RMID, NULL), 0);
-    mine[2] = create_by_dead_process(SHMPROV_PROBE_KEY, 1 * MiB, 0600, 65534);
+    mine[2] = create_by_dead_process(SHMPROV_PROBE_KEY, 1 * MiB, 0600, 65534, false);
     cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "another user's");
     cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
     for (int i = 0; i < 3; i++)
@@ -691,7 +662,7 @@ Test(probe_leftovers, persistent_key_is_never_used)
 
     enter_private_ipc();
     l = set_usual_limits();
-    id = create_by_dead_process(SHMPROV_PROBE_KEY, 4096, 0600, -1);
+    id = create_by_dead_process(SHMPROV_PROBE_KEY, 4096, 0600, -1, false);
     run_probe(&l, &res);
     cr_expect(res.passed);
     cr_expect_neq(res.key_note[0], '\0', "without the flag the probe asks for the key and finds it taken");
