@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "helpers.h"
 #include "lock.h"
 
 static char dir[64];
@@ -17,14 +18,12 @@ static char dir[64];
 static void make_dir(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/shmprov-fsutil.XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    scratch_dir_make(dir);
 }
 
 static void remove_dir(void)
 {
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    scratch_dir_remove(dir);
 }
 
 static char *path_of(const char *name)
