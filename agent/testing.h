@@ -8,7 +8,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "http.h"
 #include "probe.h"
@@ -73,12 +72,6 @@ bool identity_fqdn_plausible(const char *name);
 /* The escaped form of s[0..len) as a malloc'd NUL-terminated string, or
  * NULL without memory. */
 char *jsonout_escape(const char *s, size_t len);
-
-/* ---- metrics ---- */
-
-/* Writes value as a label value: backslash, double quote and line feed
- * escaped as the exposition format wants. */
-void metrics_label_value(FILE *out, const char *value);
 
 /* ---- probe ---- */
 
