@@ -23,16 +23,9 @@ enum orphans_pid_state orphans_pid_state(int64_t pid, bool is_last_pid, const st
 
 const char *orphans_pid_state_name(enum orphans_pid_state state)
 {
-    switch (state) {
-    case PID_ALIVE:
-        return "alive";
-    case PID_GONE:
-        return "gone";
-    case PID_NEVER:
-        return "never attached";
-    default:
-        return "not visible here";
-    }
+    static const char *const names[] = { "alive", "gone", "never attached", "not visible here" };
+
+    return state <= PID_NOT_VISIBLE ? names[state] : names[PID_NOT_VISIBLE];
 }
 
 static bool is_orphan(const struct shmseg *s, enum orphans_pid_state creator, enum orphans_pid_state last)
