@@ -132,8 +132,9 @@ Test(udiff, old_label_may_be_null_when_old_is_absent)
     free(text);
 }
 
-/* count lines "1\n".."count\n", the changed_at-th (1-based, 0 for none)
- * replaced by "changed\n"; an extra line without a newline when tail. */
+/* count lines "1\n".."count\n", the changed_at-th (1-based, 0 for none,
+ * -1 for every one) replaced by "changed N\n"; an extra line without a
+ * newline when tail. */
 static char *make_lines(int count, int changed_at, const char *tail, size_t *ret_len)
 {
     size_t cap = (size_t)count * 16 + 32, len = 0;
@@ -141,8 +142,7 @@ static char *make_lines(int count, int changed_at, const char *tail, size_t *ret
 
     cr_assert_not_null(buf);
     for (int i = 1; i <= count; i++) {
-        int n = i == changed_at ? snprintf(buf + len, cap - len, "changed\n")
-                                : snprintf(buf + len, cap - len, "%d\n", i);
+        int n = snprintf(buf + len, cap - len, "%s%d\n", i == changed_at || changed_at < 0 ? "changed " : "", i);
         cr_assert(n > 0 && (size_t)n < cap - len);
         len += (size_t)n;
     }
@@ -163,7 +163,8 @@ Test(udiff, renders_files_of_the_maximum_size)
     char *text = NULL;
 
     cr_assert_eq(udiff_render(old_text, old_len, new_text, new_len, "a/old", "b/new", &text), 0);
-    cr_expect_str_eq(text, HEAD "@@ -2045,7 +2045,7 @@\n 2045\n 2046\n 2047\n-2048\n+changed\n 2049\n 2050\n 2051\n");
+    cr_expect_str_eq(text,
+                     HEAD "@@ -2045,7 +2045,7 @@\n 2045\n 2046\n 2047\n-2048\n+changed 2048\n 2049\n 2050\n 2051\n");
     free(text);
     free(new_text);
     free(old_text);
@@ -191,25 +192,21 @@ Test(udiff, refuses_too_many_lines)
 
 Test(udiff, refuses_a_change_too_large_to_compare)
 {
-    size_t old_len, new_len = 0;
+    size_t old_len, new_len;
     /* 1100 lines that all differ: a 1101 x 1101 table, over the cap. */
     char *old_text = make_lines(1100, 0, NULL, &old_len);
-    char *new_text = malloc(old_len * 2);
+    char *new_text = make_lines(1100, -1, NULL, &new_len);
     char sentinel = 0;
     char *text = &sentinel;
-    size_t len = 0;
 
-    cr_assert(new_text);
-    for (int i = 1; i <= 1100; i++)
-        len += (size_t)sprintf(new_text + len, "x%d\n", i);
-    cr_expect_eq(udiff_render(old_text, old_len, new_text, len, "a", "b", &text), -E2BIG);
+    cr_expect_eq(udiff_render(old_text, old_len, new_text, new_len, "a", "b", &text), -E2BIG);
     cr_expect_eq(text, &sentinel, "ret_text was written on failure");
     free(new_text);
     /* One changed line among as many: only it is compared, after the common
      * head and tail. */
     new_text = make_lines(1100, 550, NULL, &new_len);
     cr_assert_eq(udiff_render(old_text, old_len, new_text, new_len, "a", "b", &text), 0);
-    cr_expect(strstr(text, "@@ -547,7 +547,7 @@\n 547\n 548\n 549\n-550\n+changed\n") != NULL, "%s", text);
+    cr_expect(strstr(text, "@@ -547,7 +547,7 @@\n 547\n 548\n 549\n-550\n+changed 550\n") != NULL, "%s", text);
     free(text);
     free(new_text);
     free(old_text);
