@@ -3,12 +3,14 @@
  * a dead process made, scratch directories. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
+#include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -31,10 +33,11 @@ static inline struct profile *parse_profile_or_die(const char *yaml)
     return p;
 }
 
-/* A segment made by a child that exits at once, as a creator that is gone
- * leaves it: key, bytes and mode as given, owned by uid (-1: stays root),
- * attached and detached first when attach (its pid becomes lpid). */
-static inline int create_by_dead_process(key_t key, uint64_t bytes, int mode, int uid, bool attach)
+/* A segment made by a child: key, bytes and mode as given, owned by uid
+ * (-1: stays root), attached and detached first when attach (its pid
+ * becomes lpid). The child exits at once, as a creator that is gone leaves
+ * it; with ret_alive it lives on instead, never attached, until killed. */
+static inline int create_by_child(key_t key, uint64_t bytes, int mode, int uid, bool attach, pid_t *ret_alive)
 {
     int fds[2], id = -1, status = 0;
     pid_t pid;
@@ -50,13 +53,20 @@ static inline int create_by_dead_process(key_t key, uint64_t bytes, int mode, in
             id = -1;
         if (write(fds[1], &id, sizeof(id)) != sizeof(id))
             _exit(2);
+        /* Alive, it still goes with the test, even one that fails. */
+        if (ret_alive && id >= 0 && prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() != 1)
+            for (;;)
+                pause();
         _exit(id >= 0 ? 0 : 1);
     }
     close(fds[1]);
     cr_assert_eq(read(fds[0], &id, sizeof(id)), (ssize_t)sizeof(id));
     close(fds[0]);
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the creating child failed");
+    if (ret_alive)
+        *ret_alive = pid;
+    else
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(id >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the creating child failed");
     return id;
 }
 

@@ -54,7 +54,7 @@ Test(orphans, dead_creators_segments_are_candidates_removed_after_recheck)
     int id;
 
     enter_private_ipc();
-    id = create_by_dead_process(0x5150, 10000, 0600, -1, false);
+    id = create_by_child(0x5150, 10000, 0600, -1, false, NULL);
     s = scan(id);
     v = classify(&s);
     cr_expect_eq(v.creator, PID_GONE);
@@ -68,7 +68,7 @@ Test(orphans, dead_creators_segments_are_candidates_removed_after_recheck)
     cr_expect_eq(orphans_remove(&s, false, why, sizeof(why)), ORPHAN_ALREADY_GONE, "%s", why);
 
     /* Attached and detached by its dead creator: the last pid is gone too. */
-    s = scan(create_by_dead_process(0x5151, 4096, 0600, -1, true));
+    s = scan(create_by_child(0x5151, 4096, 0600, -1, true, NULL));
     v = classify(&s);
     cr_expect_eq(v.last, PID_GONE);
     cr_expect_neq(s.lpid, 0);
@@ -86,7 +86,7 @@ Test(orphans, segment_replaced_under_the_same_id_is_not_removed)
     FILE *next_id;
 
     enter_private_ipc();
-    id = create_by_dead_process(0x5152, 8192, 0600, -1, false);
+    id = create_by_child(0x5152, 8192, 0600, -1, false, NULL);
     before = scan(id);
     cr_assert(classify(&before).candidate);
 
@@ -95,7 +95,7 @@ Test(orphans, segment_replaced_under_the_same_id_is_not_removed)
     cr_assert_not_null(next_id, "cannot open shm_next_id: %s", strerror(errno));
     fprintf(next_id, "%d\n", id);
     cr_assert_eq(fclose(next_id), 0);
-    replacement = create_by_dead_process(0x5152, 8192, 0600, -1, false);
+    replacement = create_by_child(0x5152, 8192, 0600, -1, false, NULL);
     cr_assert_eq(replacement, id, "the kernel did not reuse the id: the test proves nothing");
     after = scan(id);
     cr_assert(classify(&after).candidate, "the replacement is itself an orphan");
@@ -113,7 +113,7 @@ Test(orphans, attached_since_the_scan_is_not_removed)
     int id;
 
     enter_private_ipc();
-    id = create_by_dead_process(0x5153, 4096, 0600, -1, false);
+    id = create_by_child(0x5153, 4096, 0600, -1, false, NULL);
     s = scan(id);
     cr_assert(classify(&s).candidate);
     p = shmat(id, NULL, 0);
@@ -141,7 +141,7 @@ Test(orphans, live_creator_and_attached_are_not_candidates)
     cr_expect_eq(v.creator, PID_ALIVE);
     cr_expect_not(v.candidate, "nattch 0 but the creator (this process) lives");
 
-    id = create_by_dead_process(0x5155, 4096, 0600, -1, false);
+    id = create_by_child(0x5155, 4096, 0600, -1, false, NULL);
     p = shmat(id, NULL, 0);
     cr_assert_neq(p, (void *)-1);
     s = scan(id);
@@ -161,7 +161,7 @@ Test(orphans, marked_for_destroy_is_not_a_candidate)
     int id;
 
     enter_private_ipc();
-    id = create_by_dead_process(0x5156, 4096, 0600, -1, false);
+    id = create_by_child(0x5156, 4096, 0600, -1, false, NULL);
     p = shmat(id, NULL, 0);
     cr_assert_neq(p, (void *)-1);
     cr_assert_eq(shmctl(id, IPC_RMID, NULL), 0);
@@ -179,11 +179,11 @@ Test(orphans, persistent_keys_are_flagged_but_private_never)
     struct shmseg s;
 
     enter_private_ipc();
-    s = scan(create_by_dead_process(0x5157, 4096, 0600, -1, false));
+    s = scan(create_by_child(0x5157, 4096, 0600, -1, false, NULL));
     orphans_classify(&s, keys, 2, &v);
     cr_expect(v.candidate);
     cr_expect(v.persistent);
-    s = scan(create_by_dead_process(IPC_PRIVATE, 4096, 0600, -1, false));
+    s = scan(create_by_child(IPC_PRIVATE, 4096, 0600, -1, false, NULL));
     orphans_classify(&s, keys, 2, &v);
     cr_expect(v.candidate);
     cr_expect_not(v.persistent, "key 0 (IPC_PRIVATE) must never match");

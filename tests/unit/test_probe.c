@@ -456,39 +456,11 @@ Test(probe, no_room_reports_exact_headroom)
 
 /* ---- leftovers: what a killed shmprov leaves, and what is not one ---------- */
 
-/* A live process that created a segment with key and holds on (never
- * attached) until release_holder() kills it. */
-struct holder {
-    pid_t pid;
-    int id;
-};
-
-static struct holder hold_by_live_process(key_t key, uint64_t bytes)
+/* The creator of a segment create_by_child() left alive goes. */
+static void kill_holder(pid_t pid)
 {
-    struct holder h = { .id = -1 };
-    int fds[2];
-
-    cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
-    h.pid = fork();
-    cr_assert_geq(h.pid, 0);
-    if (h.pid == 0) {
-        int id = shmget(key, (size_t)bytes, IPC_CREAT | IPC_EXCL | SHM_NORESERVE | 0600);
-        if (write(fds[1], &id, sizeof(id)) != sizeof(id))
-            _exit(2);
-        for (;;)
-            pause();
-    }
-    close(fds[1]);
-    cr_assert_eq(read(fds[0], &h.id, sizeof(h.id)), (ssize_t)sizeof(h.id));
-    close(fds[0]);
-    cr_assert_geq(h.id, 0, "the holder could not create its segment");
-    return h;
-}
-
-static void release_holder(const struct holder *h)
-{
-    cr_assert_eq(kill(h->pid, SIGKILL), 0);
-    cr_assert_eq(waitpid(h->pid, NULL, 0), h->pid);
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    cr_assert_eq(waitpid(pid, NULL, 0), pid);
 }
 
 /* probe_find_leftovers() on the table as it is now, for this euid. */
@@ -518,7 +490,7 @@ Test(probe_leftovers, dead_creators_segment_is_found_and_removed)
     enter_private_ipc();
     set_limits(shmmax, shmall, 16);
     l = limits_of(shmmax, shmall, 16);
-    id = create_by_dead_process(SHMPROV_PROBE_KEY, shmmax, 0600, -1, false);
+    id = create_by_child(SHMPROV_PROBE_KEY, shmmax, 0600, -1, false, NULL);
 
     cr_assert_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 1);
     cr_expect_eq(found[0].seg.id, id);
@@ -554,41 +526,40 @@ Test(probe_leftovers, live_holder_is_never_touched)
     struct probe_leftover found[PROBE_LEFTOVERS_MAX];
     struct probe_result res;
     struct probe_limits l;
-    struct holder h;
     char pid_text[32];
+    pid_t holder;
     void *p;
     int id;
 
     enter_private_ipc();
     l = set_usual_limits();
 
-    h = hold_by_live_process(SHMPROV_PROBE_KEY, 1 * MiB);
+    id = create_by_child(SHMPROV_PROBE_KEY, 1 * MiB, 0600, -1, false, &holder);
     cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "a live creator's segment");
     cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
-    cr_expect(segment_exists(h.id));
+    cr_expect(segment_exists(id));
     run_probe(&l, &res);
     cr_expect(res.passed, "%s / %s / %s", res.upper_bound.detail, res.acceptance.detail, res.round_trip.detail);
     expect_step(res.upper_bound, PROBE_PASSED, EINVAL, NULL);
-    (void)snprintf(pid_text, sizeof(pid_text), "creator pid %ld alive", (long)h.pid);
+    (void)snprintf(pid_text, sizeof(pid_text), "creator pid %ld alive", (long)holder);
     cr_expect(strstr(res.key_note, pid_text) && strstr(res.key_note, "not shmprov's"), "%s", res.key_note);
-    assert_only_segments(&h.id, 1);
+    assert_only_segments(&id, 1);
 
     /* Its creator gone but attached by this live process. */
-    p = shmat(h.id, NULL, SHM_RDONLY);
+    p = shmat(id, NULL, SHM_RDONLY);
     cr_assert_neq(p, (void *)-1);
-    release_holder(&h);
+    kill_holder(holder);
     cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "attached by a live process");
     cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
     run_probe(&l, &res);
     cr_expect(res.passed);
     cr_expect(strstr(res.key_note, "1 attached"), "%s", res.key_note);
-    assert_only_segments(&h.id, 1);
+    assert_only_segments(&id, 1);
 
     /* Detached: the last user (this process) lives. */
     cr_assert_eq(shmdt(p), 0);
     cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
-    cr_expect(segment_exists(h.id));
-    id = h.id;
+    cr_expect(segment_exists(id));
     leave_checks(&id, 1);
 }
 
@@ -602,15 +573,15 @@ Test(probe_leftovers, other_segments_are_never_touched)
 
     enter_private_ipc();
     set_limits(2 * MiB, pages_of(64 * MiB), 16);
-    mine[0] = create_by_dead_process(0x5150, 1 * MiB, 0600, -1, false);
-    mine[1] = create_by_dead_process(IPC_PRIVATE, 1 * MiB, 0600, -1, false);
+    mine[0] = create_by_child(0x5150, 1 * MiB, 0600, -1, false, NULL);
+    mine[1] = create_by_child(IPC_PRIVATE, 1 * MiB, 0600, -1, false, NULL);
     /* One key names one segment: the probe key's variants one at a time. */
-    mine[2] = create_by_dead_process(SHMPROV_PROBE_KEY, 1 * MiB, 0644, -1, false);
+    mine[2] = create_by_child(SHMPROV_PROBE_KEY, 1 * MiB, 0644, -1, false, NULL);
     cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "mode 0644");
     cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
     assert_only_segments(mine, 3);
     cr_assert_eq(shmctl(mine[2], IPC_RMID, NULL), 0);
-    mine[2] = create_by_dead_process(SHMPROV_PROBE_KEY, 1 * MiB, 0600, 65534, false);
+    mine[2] = create_by_child(SHMPROV_PROBE_KEY, 1 * MiB, 0600, 65534, false, NULL);
     cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "another user's");
     cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
     for (int i = 0; i < 3; i++)
@@ -653,7 +624,7 @@ Test(probe_leftovers, persistent_key_is_never_used)
 
     enter_private_ipc();
     l = set_usual_limits();
-    id = create_by_dead_process(SHMPROV_PROBE_KEY, 4096, 0600, -1, false);
+    id = create_by_child(SHMPROV_PROBE_KEY, 4096, 0600, -1, false, NULL);
     run_probe(&l, &res);
     cr_expect(res.passed);
     cr_expect_neq(res.key_note[0], '\0', "without the flag the probe asks for the key and finds it taken");
