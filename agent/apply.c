@@ -10,6 +10,7 @@
 #include "fsutil.h"
 #include "kernel.h"
 #include "log.h"
+#include "removal.h"
 
 static const char *const result_names[] = { "unchanged", "changed", "failed", "not-applicable" };
 
@@ -28,51 +29,53 @@ static void append(char *buf, size_t size, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Writes text at path, or deletes path when text is NULL. Returns 0 or a
+ * negative errno; *ret_in_place says whether the change took all the same
+ * (only the directory's fsync after it failed, or nothing was left to
+ * delete). */
+static int put_dropin(const char *path, const char *text, size_t len, mode_t mode, bool *ret_in_place)
+{
+    struct stat st;
+    int r;
+
+    if (text)
+        return fsutil_write_atomic_renamed(path, text, len, mode, ret_in_place);
+    r = fsutil_remove_durable(path);
+    *ret_in_place = r >= 0 || (lstat(path, &st) < 0 && errno == ENOENT);
+    return r;
+}
+
 /* Puts back the drop-in exactly as it was: its old bytes, or its absence.
  * A failed directory fsync after the rename or the unlink still leaves the
  * old state in place: said, but not counted as a failure to restore. */
 static void restore_dropin(const struct plan *plan, struct apply_outcome *out)
 {
-    const char *sep = out->restored[0] ? "; " : "";
-    bool renamed = false;
-    struct stat st;
-    int r;
+    const char *sep = out->restored[0] ? "; " : "", *path = out->dropin_path;
+    char *buf = out->restored;
+    size_t size = sizeof(out->restored);
+    bool back = false;
+    int r = put_dropin(path, plan->dropin_old, plan->dropin_old_len, (mode_t)plan->dropin_old_mode, &back);
 
-    if (plan->dropin_old) {
-        r = fsutil_write_atomic_renamed(out->dropin_path, plan->dropin_old, plan->dropin_old_len,
-                                        (mode_t)plan->dropin_old_mode, &renamed);
-        out->dropin_restored = r >= 0 || renamed;
-        if (r < 0 && renamed)
-            append(out->restored, sizeof(out->restored),
-                   "%sdrop-in %s restored to its previous bytes (but its directory could not be synced: %s)", sep,
-                   out->dropin_path, strerror(-r));
-        else if (r < 0 && !plan->dropin_new)
-            append(out->restored, sizeof(out->restored), "%sdrop-in %s NOT restored: %s; it is deleted", sep,
-                   out->dropin_path, strerror(-r));
-        else if (r < 0)
-            append(out->restored, sizeof(out->restored),
-                   "%sdrop-in %s NOT restored: %s; it holds the new bytes (%zu bytes)", sep, out->dropin_path,
-                   strerror(-r), plan->dropin_new_len);
-        else
-            append(out->restored, sizeof(out->restored), "%sdrop-in %s restored to its previous bytes", sep,
-                   out->dropin_path);
-        out->rollback_incomplete |= !out->dropin_restored;
-        return;
-    }
-    r = fsutil_remove_durable(out->dropin_path);
-    out->dropin_restored = r >= 0 || r == -ENOENT || (lstat(out->dropin_path, &st) < 0 && errno == ENOENT);
-    if (r < 0 && r != -ENOENT && out->dropin_restored)
-        append(out->restored, sizeof(out->restored),
-               "%sdrop-in %s removed (it did not exist; but its directory could not be synced: %s)", sep,
-               out->dropin_path, strerror(-r));
-    else if (!out->dropin_restored)
-        append(out->restored, sizeof(out->restored),
-               "%sdrop-in %s NOT removed (it did not exist before): %s; it holds the new bytes", sep,
-               out->dropin_path, strerror(-r));
-    else
-        append(out->restored, sizeof(out->restored), "%sdrop-in %s removed (it did not exist)", sep,
-               out->dropin_path);
+    out->dropin_restored = r >= 0 || back;
     out->rollback_incomplete |= !out->dropin_restored;
+    if (plan->dropin_old && r < 0 && back)
+        append(buf, size, "%sdrop-in %s restored to its previous bytes (but its directory could not be synced: %s)",
+               sep, path, strerror(-r));
+    else if (plan->dropin_old && r < 0 && !plan->dropin_new)
+        append(buf, size, "%sdrop-in %s NOT restored: %s; it is deleted", sep, path, strerror(-r));
+    else if (plan->dropin_old && r < 0)
+        append(buf, size, "%sdrop-in %s NOT restored: %s; it holds the new bytes (%zu bytes)", sep, path,
+               strerror(-r), plan->dropin_new_len);
+    else if (plan->dropin_old)
+        append(buf, size, "%sdrop-in %s restored to its previous bytes", sep, path);
+    else if (r < 0 && r != -ENOENT && back)
+        append(buf, size, "%sdrop-in %s removed (it did not exist; but its directory could not be synced: %s)", sep,
+               path, strerror(-r));
+    else if (!back)
+        append(buf, size, "%sdrop-in %s NOT removed (it did not exist before): %s; it holds the new bytes", sep,
+               path, strerror(-r));
+    else
+        append(buf, size, "%sdrop-in %s removed (it did not exist)", sep, path);
 }
 
 static void set_error_code(struct apply_outcome *out, const char *code, const char *step)
@@ -225,9 +228,7 @@ static uint64_t probe_limit(const struct plan *plan, const struct apply_outcome 
 
     if (k->managed)
         return k->target;
-    if (out->keys[id].after_known)
-        return out->keys[id].after;
-    return id == KEY_SHMMNI ? SIZING_SHMMNI_DEFAULT : SIZING_KERNEL_DEFAULT;
+    return out->keys[id].after_known ? out->keys[id].after : removal_kernel_default(id);
 }
 
 static int run_probe(const struct plan *plan, bool changed, struct apply_outcome *out)
@@ -296,17 +297,11 @@ static int decide_runtime(const struct plan *plan, const struct apply_options *o
 static int change_dropin(const struct plan *plan, struct apply_outcome *out)
 {
     bool renamed = false;
-    struct stat st;
     int r;
 
     if (!plan->dropin_changed)
         return 0;
-    if (!plan->dropin_new) {
-        r = fsutil_remove_durable(out->dropin_path);
-        renamed = r < 0 && lstat(out->dropin_path, &st) < 0 && errno == ENOENT;
-    } else {
-        r = fsutil_write_atomic_renamed(out->dropin_path, plan->dropin_new, plan->dropin_new_len, 0644, &renamed);
-    }
+    r = put_dropin(out->dropin_path, plan->dropin_new, plan->dropin_new_len, 0644, &renamed);
     out->dropin_written = r >= 0 || renamed;
     if (r >= 0)
         return 0;
@@ -343,7 +338,7 @@ static int prepare_dropin_dir(const struct plan *plan, const struct apply_option
         set_error_code(out, APPLY_ERR_IO, "dropin");
         return r;
     }
-    out->stale_temps_removed = fsutil_remove_stale_temps(out->dropin_path);
+    out->stale_temps_removed = fsutil_remove_stale_temps(out->dropin_path, 0);
     if (out->stale_temps_removed > 0)
         log_info("removed %d temporary file(s) a killed run left next to %s", out->stale_temps_removed,
                  out->dropin_path);

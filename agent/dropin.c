@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -11,6 +12,7 @@ int dropin_render(const struct profile *p, const struct sizing_result *s, char *
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
+    bool failed;
 
     if (!f)
         return -ENOMEM;
@@ -44,12 +46,8 @@ int dropin_render(const struct profile *p, const struct sizing_result *s, char *
 
     /* A failed fprintf() above leaves the stream's error flag set, and
      * fclose() need not report it: check both. */
-    if (ferror(f) != 0) {
-        (void)fclose(f);
-        free(text);
-        return -ENOMEM;
-    }
-    if (fclose(f) != 0) {
+    failed = ferror(f) != 0;
+    if (fclose(f) != 0 || failed) {
         free(text);
         return -ENOMEM;
     }

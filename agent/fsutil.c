@@ -11,80 +11,56 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cleanup.h"
+
 int fsutil_read_file(const char *path, size_t max, bool nofollow, char **ret_buf,
                      size_t *ret_len, struct stat *ret_st)
 {
     int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0);
+    CLEANUP_CLOSE int fd = TEMP_FAILURE_RETRY(open(path, flags));
+    CLEANUP_FREE char *buf = NULL;
     struct stat st;
-    char *buf = NULL;
     size_t len = 0, cap;
-    int fd, r;
 
-    fd = TEMP_FAILURE_RETRY(open(path, flags));
-    if (fd < 0)
+    if (fd < 0 || fstat(fd, &st) < 0)
         return -errno;
-    if (fstat(fd, &st) < 0) {
-        r = -errno;
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        r = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-        goto out;
-    }
-    if ((size_t)st.st_size > max) {
-        r = -EFBIG;
-        goto out;
-    }
-
+    if (!S_ISREG(st.st_mode))
+        return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+    if ((size_t)st.st_size > max)
+        return -EFBIG;
     /* One byte more than allowed, so growth after fstat is still caught. */
     cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 4096;
     buf = malloc(cap + 1);
-    if (!buf) {
-        r = -ENOMEM;
-        goto out;
-    }
+    if (!buf)
+        return -ENOMEM;
     for (;;) {
         ssize_t n;
         if (len == cap) {
             char *bigger;
-            if (cap > max) {
-                r = -EFBIG;
-                goto out;
-            }
+            if (cap > max)
+                return -EFBIG;
             cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
             bigger = realloc(buf, cap + 1);
-            if (!bigger) {
-                r = -ENOMEM;
-                goto out;
-            }
+            if (!bigger)
+                return -ENOMEM;
             buf = bigger;
         }
-        n = read(fd, buf + len, cap - len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            r = -errno;
-            goto out;
-        }
+        n = TEMP_FAILURE_RETRY(read(fd, buf + len, cap - len));
+        if (n < 0)
+            return -errno;
         if (n == 0)
             break;
         len += (size_t)n;
     }
-    if (len > max) {
-        r = -EFBIG;
-        goto out;
-    }
+    if (len > max)
+        return -EFBIG;
     buf[len] = '\0';
     *ret_buf = buf;
     buf = NULL;
     *ret_len = len;
     if (ret_st)
         *ret_st = st;
-    r = 0;
-out:
-    free(buf);
-    close(fd);
-    return r;
+    return 0;
 }
 
 const char *fsutil_strerror(int negative_errno)
@@ -108,48 +84,80 @@ const char *fsutil_strerror(int negative_errno)
 /* Splits path into a directory fd and the base name inside it. */
 static int open_parent(const char *path, int *ret_dirfd, char *name, size_t name_len)
 {
-    char *copy = strdup(path), *dir, *base;
-    int fd, r = 0;
+    CLEANUP_FREE char *copy = strdup(path);
+    char *base;
+    int fd;
 
     if (!copy)
         return -ENOMEM;
     base = strrchr(copy, '/');
-    if (!base || base[1] == '\0') {
-        r = -EINVAL;
-        goto out;
-    }
-    if ((size_t)snprintf(name, name_len, "%s", base + 1) >= name_len) {
-        r = -ENAMETOOLONG;
-        goto out;
-    }
+    if (!base || base[1] == '\0')
+        return -EINVAL;
+    if ((size_t)snprintf(name, name_len, "%s", base + 1) >= name_len)
+        return -ENAMETOOLONG;
     *base = '\0';
-    dir = copy[0] ? copy : "/";
-    fd = TEMP_FAILURE_RETRY(open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (fd < 0) {
-        r = -errno;
-        goto out;
-    }
+    fd = TEMP_FAILURE_RETRY(open(copy[0] ? copy : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (fd < 0)
+        return -errno;
     *ret_dirfd = fd;
-out:
-    free(copy);
-    return r;
+    return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
+/* What is at name: 0 for a regular file, -ENOENT for nothing, -ELOOP for a
+ * symlink, -EEXIST for anything else; never followed. */
+static int regular_or_absent(int dirfd, const char *name)
+{
+    struct stat st;
+
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    if (S_ISLNK(st.st_mode))
+        return -ELOOP;
+    return S_ISREG(st.st_mode) ? 0 : -EEXIST;
+}
+
+/* A new temporary file beside name, a random suffix keeping concurrent
+ * writers apart: its fd, with its name in temp, or a negative errno. */
+static int create_temp(int dirfd, const char *name, char *temp, size_t temp_len)
+{
+    for (int attempt = 0; attempt < 16; attempt++) {
+        uint32_t nonce;
+        int fd;
+
+        if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) != sizeof(nonce))
+            nonce = (uint32_t)getpid() ^ (uint32_t)attempt * 2654435761u;
+        if ((size_t)snprintf(temp, temp_len, FSUTIL_TEMP_PREFIX "%s.%08x", name, nonce) >= temp_len)
+            return -ENAMETOOLONG;
+        fd = TEMP_FAILURE_RETRY(openat(dirfd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (fd >= 0)
+            return fd;
+        if (errno != EEXIST)
+            return -errno;
+    }
+    return -EEXIST;
+}
+
+/* Every byte, the mode, then fsync: the temporary file is whole on disk
+ * before it can replace anything. Closes fd whatever happens. */
+static int fill_temp(int fd, const void *data, size_t len, mode_t mode)
 {
     const char *p = data;
+    int r = 0;
 
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
+    while (len > 0 && r == 0) {
+        ssize_t n = TEMP_FAILURE_RETRY(write(fd, p, len));
+        if (n < 0)
+            r = -errno;
+        else
+            p += n, len -= (size_t)n;
     }
-    return 0;
+    if (r == 0 && (TEMP_FAILURE_RETRY(fchmod(fd, mode)) < 0 || TEMP_FAILURE_RETRY(fsync(fd)) < 0))
+        r = -errno;
+    /* Never retried: on Linux the descriptor is gone even when close()
+     * fails, and a retry could close another thread's new one. */
+    if (close(fd) < 0 && errno != EINTR && r == 0)
+        r = -errno;
+    return r;
 }
 
 int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
@@ -160,114 +168,48 @@ int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t m
 int fsutil_write_atomic_renamed(const char *path, const void *data, size_t len, mode_t mode, bool *ret_renamed)
 {
     char name[256], temp[300];
-    struct stat st;
-    int dirfd = -1, fd = -1, r;
-    bool created = false;
+    CLEANUP_CLOSE int dirfd = -1;
+    int fd, r;
 
     if (ret_renamed)
         *ret_renamed = false;
-
     r = open_parent(path, &dirfd, name, sizeof(name));
     if (r < 0)
         return r;
-
-    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        if (S_ISLNK(st.st_mode)) {
-            r = -ELOOP;
-            goto out;
-        }
-        if (!S_ISREG(st.st_mode)) {
-            r = -EEXIST;
-            goto out;
-        }
-    } else if (errno != ENOENT) {
+    r = regular_or_absent(dirfd, name);
+    if (r < 0 && r != -ENOENT)
+        return r;
+    fd = create_temp(dirfd, name, temp, sizeof(temp));
+    if (fd < 0)
+        return fd;
+    r = fill_temp(fd, data, len, mode);
+    if (r == 0 && TEMP_FAILURE_RETRY(renameat(dirfd, temp, dirfd, name)) < 0)
         r = -errno;
-        goto out;
+    if (r < 0) {
+        (void)TEMP_FAILURE_RETRY(unlinkat(dirfd, temp, 0));
+        return r;
     }
-
-    for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
-        uint32_t nonce;
-        if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) != sizeof(nonce))
-            nonce = (uint32_t)getpid() ^ (uint32_t)attempt * 2654435761u;
-        if ((size_t)snprintf(temp, sizeof(temp), FSUTIL_TEMP_PREFIX "%s.%08x", name, nonce) >= sizeof(temp)) {
-            r = -ENAMETOOLONG;
-            goto out;
-        }
-        fd = TEMP_FAILURE_RETRY(openat(dirfd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-        if (fd < 0 && errno != EEXIST) {
-            r = -errno;
-            goto out;
-        }
-    }
-    if (fd < 0) {
-        r = -EEXIST;
-        goto out;
-    }
-    created = true;
-
-    r = write_all(fd, data, len);
-    if (r < 0)
-        goto out;
-    if (TEMP_FAILURE_RETRY(fchmod(fd, mode)) < 0 || TEMP_FAILURE_RETRY(fsync(fd)) < 0) {
-        r = -errno;
-        goto out;
-    }
-    /* Never retried: on Linux the descriptor is gone even when close()
-     * fails, and a retry could close another thread's new one. */
-    if (close(fd) < 0 && errno != EINTR) {
-        fd = -1;
-        r = -errno;
-        goto out;
-    }
-    fd = -1;
-    if (TEMP_FAILURE_RETRY(renameat(dirfd, temp, dirfd, name)) < 0) {
-        r = -errno;
-        goto out;
-    }
-    created = false;
     if (ret_renamed)
         *ret_renamed = true;
     /* The rename is durable only once the directory is on disk. */
-    if (TEMP_FAILURE_RETRY(fsync(dirfd)) < 0) {
-        r = -errno;
-        goto out;
-    }
-    r = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (created)
-        (void)TEMP_FAILURE_RETRY(unlinkat(dirfd, temp, 0));
-    if (dirfd >= 0)
-        close(dirfd);
-    return r;
+    if (TEMP_FAILURE_RETRY(fsync(dirfd)) < 0)
+        return -errno;
+    return 0;
 }
 
 int fsutil_remove_durable(const char *path)
 {
     char name[256];
-    struct stat st;
-    int dirfd = -1, r;
+    CLEANUP_CLOSE int dirfd = -1;
+    int r = open_parent(path, &dirfd, name, sizeof(name));
 
-    r = open_parent(path, &dirfd, name, sizeof(name));
+    if (r == 0)
+        r = regular_or_absent(dirfd, name);
     if (r < 0)
         return r;
-    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-        r = -errno;
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        r = S_ISLNK(st.st_mode) ? -ELOOP : -EEXIST;
-        goto out;
-    }
-    if (TEMP_FAILURE_RETRY(unlinkat(dirfd, name, 0)) < 0 || TEMP_FAILURE_RETRY(fsync(dirfd)) < 0) {
-        r = -errno;
-        goto out;
-    }
-    r = 0;
-out:
-    close(dirfd);
-    return r;
+    if (TEMP_FAILURE_RETRY(unlinkat(dirfd, name, 0)) < 0 || TEMP_FAILURE_RETRY(fsync(dirfd)) < 0)
+        return -errno;
+    return 0;
 }
 
 int fsutil_remove_stale_temps_at(int dirfd, const char *name, unsigned min_age_s)
@@ -276,30 +218,20 @@ int fsutil_remove_stale_temps_at(int dirfd, const char *name, unsigned min_age_s
     size_t prefix_len;
     time_t now = time(NULL);
     struct dirent *de;
-    DIR *dir;
-    int fd, removed = 0;
+    DIR *dir = NULL;
+    int removed = 0;
+    /* fdopendir() takes the fd it is given: list through a duplicate,
+     * from the top (it shares dirfd's offset; rewinddir() would fail
+     * unseen). */
+    CLEANUP_CLOSE int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
 
     if ((size_t)snprintf(prefix, sizeof(prefix), FSUTIL_TEMP_PREFIX "%s%s", name ? name : "", name ? "." : "") >=
         sizeof(prefix))
         return -ENAMETOOLONG; /* cut short, it could match another file's temporaries */
     prefix_len = strlen(prefix);
-    /* fdopendir() takes the fd it is given: list through a duplicate,
-     * from the top (it shares dirfd's offset; rewinddir() would fail
-     * unseen). */
-    fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0)
+    if (fd < 0 || lseek(fd, 0, SEEK_SET) < 0 || !(dir = fdopendir(fd)))
         return -errno;
-    if (lseek(fd, 0, SEEK_SET) < 0) {
-        int r = -errno;
-        close(fd);
-        return r;
-    }
-    dir = fdopendir(fd);
-    if (!dir) {
-        int r = -errno; /* before close() can change it */
-        close(fd);
-        return r;
-    }
+    fd = -1; /* the DIR's now */
     // cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc 2.24); this DIR is not shared
     while ((de = readdir(dir))) {
         struct stat st;
@@ -318,56 +250,45 @@ int fsutil_remove_stale_temps_at(int dirfd, const char *name, unsigned min_age_s
     return removed;
 }
 
-int fsutil_remove_stale_temps(const char *path)
+int fsutil_remove_stale_temps(const char *path, unsigned min_age_s)
 {
     char name[256];
-    int dirfd = -1, r;
+    CLEANUP_CLOSE int dirfd = -1;
+    int r = open_parent(path, &dirfd, name, sizeof(name));
 
-    r = open_parent(path, &dirfd, name, sizeof(name));
-    if (r < 0)
-        return r;
-    r = fsutil_remove_stale_temps_at(dirfd, name, 0);
-    close(dirfd);
-    return r;
+    return r < 0 ? r : fsutil_remove_stale_temps_at(dirfd, name, min_age_s);
 }
 
 int fsutil_mkdir_p(const char *dir, mode_t mode)
 {
-    char *copy;
-    int r = 0;
+    CLEANUP_FREE char *copy = strdup(dir);
 
-    if (!dir[0])
-        return -EINVAL;
-    copy = strdup(dir);
     if (!copy)
         return -ENOMEM;
-    for (char *p = copy + 1; r == 0; p++) {
+    if (!copy[0])
+        return -EINVAL;
+    for (char *p = copy + 1;; p++) {
         char c = *p;
 
         if (c != '/' && c != '\0')
             continue;
         *p = '\0';
         if (TEMP_FAILURE_RETRY(mkdir(copy, mode)) < 0 && errno != EEXIST)
-            r = -errno;
+            return -errno;
         *p = c;
         if (c == '\0')
-            break;
+            return 0;
     }
-    free(copy);
-    return r;
 }
 
 int fsutil_mkdir_parents(const char *path)
 {
-    char *dir = strdup(path), *slash;
-    int r;
+    CLEANUP_FREE char *dir = strdup(path);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
 
     if (!dir)
         return -ENOMEM;
-    slash = strrchr(dir, '/');
     if (slash)
         *slash = '\0';
-    r = slash && dir[0] ? fsutil_mkdir_p(dir, 0755) : 0;
-    free(dir);
-    return r;
+    return slash && dir[0] ? fsutil_mkdir_p(dir, 0755) : 0;
 }

@@ -42,13 +42,14 @@ int fsutil_write_atomic_renamed(const char *path, const void *data, size_t len, 
  * its directory. -ENOENT when there is nothing to remove. */
 int fsutil_remove_durable(const char *path);
 
-/* Deletes temporary files a killed run left in path's directory. Returns
- * how many were removed, or a negative errno. */
-int fsutil_remove_stale_temps(const char *path);
+/* Deletes the temporary files of path a killed run left in its directory,
+ * leaving those younger than min_age_s seconds (0: none), which may belong
+ * to a writer still at work. Returns how many were removed, or a negative
+ * errno. */
+int fsutil_remove_stale_temps(const char *path, unsigned min_age_s);
 
 /* The same in the directory dirfd, for the temporaries of name (NULL: of
- * any file), leaving those younger than min_age_s seconds (0: none), which
- * may belong to a writer still at work. */
+ * any file). */
 int fsutil_remove_stale_temps_at(int dirfd, const char *name, unsigned min_age_s);
 
 /* mkdir -p: dir and each missing parent, each created with mode; the

@@ -10,6 +10,7 @@
 #include <sys/shm.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "fsutil.h"
 #include "sizes.h"
 
@@ -21,22 +22,17 @@ const char *kernel_limit_path(enum sizing_key_id id) { return paths[id]; }
 
 int kernel_read_uint(const char *path, uint64_t *ret)
 {
-    char *buf = NULL;
+    CLEANUP_FREE char *buf = NULL;
     size_t len;
     const char *why;
-    uint64_t value;
     int r = fsutil_read_file(path, 64, false, &buf, &len, NULL);
 
     if (r < 0)
         return r;
     if (len > 0 && buf[len - 1] == '\n')
         buf[len - 1] = '\0';
-    r = sizes_parse_uint(buf, &value, &why);
-    free(buf);
-    if (r < 0)
-        return -EBADMSG; /* not a number: never mistaken for a read error */
-    *ret = value;
-    return 0;
+    /* Not a number: never mistaken for a read error. */
+    return sizes_parse_uint(buf, ret, &why) < 0 ? -EBADMSG : 0;
 }
 
 int kernel_read_limit(enum sizing_key_id id, uint64_t *ret)

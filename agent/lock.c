@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cleanup.h"
+#include "clock.h"
 #include "fsutil.h"
 
 struct lock {
@@ -39,41 +41,35 @@ static int open_lock_file(const char *path)
 int lock_acquire(const char *path, unsigned timeout_ms, struct lock **ret, long *ret_holder_pid)
 {
     struct timespec pause = { 0, 20L * 1000 * 1000 };
+    uint64_t deadline = clock_monotonic_ms() + timeout_ms;
     struct lock *l;
     char pid[32];
-    unsigned waited = 0;
-    int fd, n;
+    int n;
+    CLEANUP_CLOSE int fd = open_lock_file(path);
 
-    fd = open_lock_file(path);
     /* Its directory (/run/shmprov, on a tmpfs) is made only when missing. */
     if (fd < 0 && errno == ENOENT && fsutil_mkdir_parents(path) == 0)
         fd = open_lock_file(path);
     if (fd < 0)
         return -errno;
     while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        if (errno != EWOULDBLOCK && errno != EINTR) {
-            int r = -errno;
-            close(fd);
-            return r;
-        }
-        if (waited >= timeout_ms) {
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return -errno;
+        if (clock_monotonic_ms() >= deadline) {
             *ret_holder_pid = read_holder(fd);
-            close(fd);
             return -EWOULDBLOCK;
         }
         nanosleep(&pause, NULL);
-        waited += 20;
     }
     n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
     if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
         /* The lock is held; only the courtesy of naming ourselves failed. */
     }
     l = malloc(sizeof(*l));
-    if (!l) {
-        close(fd);
+    if (!l)
         return -ENOMEM;
-    }
     l->fd = fd;
+    fd = -1; /* the lock's now */
     *ret = l;
     return 0;
 }

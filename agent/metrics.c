@@ -1,7 +1,6 @@
 #include "metrics.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "fsutil.h"
 #include "log.h"
 #include "orphans.h"
@@ -124,10 +124,9 @@ void metrics_count_segments(struct metrics *m, const struct profile *p, const st
 
 void metrics_set_state(struct metrics *m, const struct state *s)
 {
-    struct state *loaded = NULL;
+    CLEANUP_FREE struct state *loaded = s ? NULL : malloc(sizeof(*loaded));
 
     if (!s) {
-        loaded = malloc(sizeof(*loaded));
         if (!loaded)
             return;
         /* A damaged file is as good as none here; apply repairs it. */
@@ -136,7 +135,6 @@ void metrics_set_state(struct metrics *m, const struct state *s)
     }
     m->last_run = s->last_run;
     m->last_success_end = s->last_success_end;
-    free(loaded);
 }
 
 /* ---- the spool ------------------------------------------------------------- */
@@ -160,7 +158,9 @@ struct label {
     const char *name, *value;
 };
 
-void metrics_label_value(FILE *out, const char *value)
+/* Backslash, double quote and line feed escaped, as the exposition format
+ * wants a label value. */
+static void label_value(FILE *out, const char *value)
 {
     for (const char *c = value; *c; c++) {
         if (*c == '\\')
@@ -184,7 +184,7 @@ static void sample(FILE *out, const char *name, const struct label *labels, size
     fputs(name, out);
     for (size_t i = 0; i < n; i++) {
         fprintf(out, "%s%s=\"", i ? "," : "{", labels[i].name);
-        metrics_label_value(out, labels[i].value);
+        label_value(out, labels[i].value);
         fputc('"', out);
     }
     fprintf(out, "%s %s\n", n ? "}" : "", value);
@@ -209,31 +209,27 @@ static void gauge(FILE *out, const char *name, const char *help, struct metrics_
 
 static void render_limit(FILE *out, const struct metrics *m, enum sizing_key_id key)
 {
-    static const char *const names[KEY_COUNT] = { "shmprov_limit_bytes", "shmprov_limit_pages",
-                                                  "shmprov_limit_segments" };
-    static const char *const helps[KEY_COUNT] = {
-        "kernel.shmmax in bytes: running (the kernel now), profile (what apply sets), derived (what the sizing "
-        "rules or the explicit limit ask, before the policy).",
-        "kernel.shmall in pages: running (the kernel now), profile (what apply sets), derived (what the sizing "
-        "rules or the explicit limit ask, before the policy).",
-        "kernel.shmmni in segments: running (the kernel now), profile (what apply sets), derived (what the "
-        "profile asks, before the policy).",
-    };
+    static const char *const units[KEY_COUNT] = { "bytes", "pages", "segments" };
     const struct metrics_key *k = &m->keys[key];
     struct label l[2] = { { "key", sizing_key_name(key) }, { "value", "running" } };
-    char text[24];
+    char name[32], help[256], text[24];
 
     if (!k->running.known && !k->managed)
         return;
-    header(out, names[key], helps[key]);
+    (void)snprintf(name, sizeof(name), "shmprov_limit_%s", units[key]);
+    (void)snprintf(help, sizeof(help),
+                   "%s in %s: running (the kernel now), profile (what apply sets), derived (what %s, before the "
+                   "policy).", sizing_key_name(key), units[key],
+                   key == KEY_SHMMNI ? "the profile asks" : "the sizing rules or the explicit limit ask");
+    header(out, name, help);
     if (k->running.known)
-        sample(out, names[key], l, 2, u64_text(k->running.value, text));
+        sample(out, name, l, 2, u64_text(k->running.value, text));
     if (!k->managed)
         return;
     l[1].value = "profile";
-    sample(out, names[key], l, 2, u64_text(k->profile, text));
+    sample(out, name, l, 2, u64_text(k->profile, text));
     l[1].value = "derived";
-    sample(out, names[key], l, 2, u64_text(k->derived, text));
+    sample(out, name, l, 2, u64_text(k->derived, text));
 }
 
 static void render_in_sync(FILE *out, const struct metrics *m)
@@ -376,27 +372,6 @@ int metrics_render(const struct metrics *m, FILE *out)
 
 /* ---- the textfile -------------------------------------------------------------- */
 
-/* What a run killed mid-write left beside path (path is absolute: the
- * profile says so). */
-static void remove_stale_temps(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    int fd;
-
-    if (!slash)
-        return;
-    dir = strndup(path, slash > path ? (size_t)(slash - path) : 1);
-    if (!dir)
-        return;
-    fd = TEMP_FAILURE_RETRY(open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (fd >= 0) {
-        (void)fsutil_remove_stale_temps_at(fd, slash + 1, STALE_TEMP_SECONDS);
-        close(fd);
-    }
-    free(dir);
-}
-
 /* fsutil_write_atomic() refuses a symlink at its target: for the drop-in,
  * a link is someone's configuration. Here it is only in the way, and
  * following it would let whoever made it choose the file root writes. So
@@ -428,7 +403,7 @@ static int write_textfile(const char *path, const char *text, size_t len)
 void metrics_publish(const struct metrics *m, const struct profile *p)
 {
     const char *path = p->metrics_textfile;
-    char *text = NULL;
+    CLEANUP_FREE char *text = NULL;
     size_t len = 0;
     FILE *out;
     int r;
@@ -444,10 +419,10 @@ void metrics_publish(const struct metrics *m, const struct profile *p)
     if (fclose(out) != 0 && r == 0)
         r = -ENOMEM;
     if (r == 0) {
-        remove_stale_temps(path);
+        /* What a run killed mid-write left beside it. */
+        (void)fsutil_remove_stale_temps(path, STALE_TEMP_SECONDS);
         r = write_textfile(path, text, len);
     }
-    free(text);
     if (r == -ENOENT)
         log_warn("cannot write the metrics to %s: its directory does not exist (node_exporter's textfile "
                  "directory: is prometheus-node-exporter installed?)", path);
@@ -460,7 +435,7 @@ void metrics_publish(const struct metrics *m, const struct profile *p)
 void metrics_publish_plan(const struct plan *plan, const struct conflicts *c, const struct shmseg_table *t,
                           const struct state *s)
 {
-    struct metrics *m = malloc(sizeof(*m));
+    CLEANUP_FREE struct metrics *m = malloc(sizeof(*m));
 
     if (!m) {
         log_warn("cannot write the metrics to %s: %s", plan->profile->metrics_textfile, strerror(ENOMEM));
@@ -472,5 +447,4 @@ void metrics_publish_plan(const struct plan *plan, const struct conflicts *c, co
     metrics_set_state(m, s);
     metrics_read_spool(m, plan->profile);
     metrics_publish(m, plan->profile);
-    free(m);
 }

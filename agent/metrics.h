@@ -94,10 +94,6 @@ void metrics_read_spool(struct metrics *m, const struct profile *p);
  * negative errno (-ENOMEM, or the stream's). */
 int metrics_render(const struct metrics *m, FILE *out);
 
-/* Writes value as a label value: backslash, double quote and line feed
- * escaped as the exposition format wants. */
-void metrics_label_value(FILE *out, const char *value);
-
 /* Renders m into the profile's metrics.textfile, if it sets one:
  * atomically (a temporary file in the same directory, then a rename),
  * mode 0644. A symlink at the path is replaced, never followed. Any

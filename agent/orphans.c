@@ -23,16 +23,9 @@ enum orphans_pid_state orphans_pid_state(int64_t pid, bool is_last_pid, const st
 
 const char *orphans_pid_state_name(enum orphans_pid_state state)
 {
-    switch (state) {
-    case PID_ALIVE:
-        return "alive";
-    case PID_GONE:
-        return "gone";
-    case PID_NEVER:
-        return "never attached";
-    default:
-        return "not visible here";
-    }
+    static const char *const names[] = { "alive", "gone", "never attached", "not visible here" };
+
+    return state <= PID_NOT_VISIBLE ? names[state] : names[PID_NOT_VISIBLE];
 }
 
 static bool is_orphan(const struct shmseg *s, enum orphans_pid_state creator, enum orphans_pid_state last)
@@ -89,20 +82,27 @@ static bool still_same(const struct shmseg *s, const struct shmid_ds *ds, char *
     return true;
 }
 
+/* What IPC_STAT or IPC_RMID failing with err means: the segment is gone
+ * already, or the call was refused (hint says why, when known). */
+static enum orphans_outcome call_failed(const char *call, int err, const char *hint, char *why, size_t why_len)
+{
+    if (err == EINVAL || err == EIDRM) {
+        (void)snprintf(why, why_len, "already removed");
+        return ORPHAN_ALREADY_GONE;
+    }
+    (void)snprintf(why, why_len, "%s: %s%s", call, strerror(err), hint);
+    return ORPHAN_FAILED;
+}
+
 enum orphans_outcome orphans_remove(const struct shmseg *s, bool dry_run, char *why, size_t why_len)
 {
     struct shmid_ds ds;
     struct shmseg now;
 
-    if (shmctl(s->id, IPC_STAT, &ds) < 0) {
-        if (errno == EINVAL || errno == EIDRM) {
-            (void)snprintf(why, why_len, "already removed");
-            return ORPHAN_ALREADY_GONE;
-        }
-        (void)snprintf(why, why_len, "cannot read it again (IPC_STAT): %s%s", strerror(errno),
-                       errno == EACCES ? " (another user's segment: root needs CAP_IPC_OWNER to read it)" : "");
-        return ORPHAN_FAILED;
-    }
+    if (shmctl(s->id, IPC_STAT, &ds) < 0)
+        return call_failed("cannot read it again (IPC_STAT)", errno,
+                           errno == EACCES ? " (another user's segment: root needs CAP_IPC_OWNER to read it)" : "",
+                           why, why_len);
     if (!still_same(s, &ds, why, why_len))
         return ORPHAN_CHANGED;
     /* The pids once more: a creator that came back (it cannot, but a
@@ -118,15 +118,10 @@ enum orphans_outcome orphans_remove(const struct shmseg *s, bool dry_run, char *
         (void)snprintf(why, why_len, "still an orphan on re-check");
         return ORPHAN_WOULD_REMOVE;
     }
-    if (shmctl(s->id, IPC_RMID, NULL) < 0) {
-        if (errno == EINVAL || errno == EIDRM) {
-            (void)snprintf(why, why_len, "already removed");
-            return ORPHAN_ALREADY_GONE;
-        }
-        (void)snprintf(why, why_len, "IPC_RMID failed: %s%s", strerror(errno),
-                       errno == EPERM ? " (another user's segment: root needs CAP_SYS_ADMIN to remove it)" : "");
-        return ORPHAN_FAILED;
-    }
+    if (shmctl(s->id, IPC_RMID, NULL) < 0)
+        return call_failed("IPC_RMID failed", errno,
+                           errno == EPERM ? " (another user's segment: root needs CAP_SYS_ADMIN to remove it)" : "",
+                           why, why_len);
     (void)snprintf(why, why_len, "still an orphan on re-check");
     return ORPHAN_REMOVED;
 }

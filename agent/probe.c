@@ -11,9 +11,10 @@
 #include <sys/ipc.h>
 #include <sys/shm.h>
 #include <sys/types.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "cleanup.h"
+#include "clock.h"
 #include "host.h"
 #include "kernel.h"
 #include "sizing.h"
@@ -43,15 +44,9 @@ static bool key_usable, key_taken;
 
 const char *probe_status_name(enum probe_step_status status)
 {
-    switch (status) {
-    case PROBE_PASSED:
-        return "passed";
-    case PROBE_FAILED:
-        return "failed";
-    case PROBE_SKIPPED:
-        return "skipped";
-    }
-    return "unknown";
+    static const char *const names[] = { "passed", "failed", "skipped" };
+
+    return status <= PROBE_SKIPPED ? names[status] : "unknown";
 }
 
 bool probe_shmmax_testable(uint64_t shmmax)
@@ -96,27 +91,6 @@ static void step_set(struct probe_step *step, enum probe_step_status status, int
     va_end(ap);
 }
 
-/* A segment exists without being marked for removal only between shmget and
- * IPC_RMID. With every catchable signal blocked there, SIGTERM, SIGINT,
- * SIGHUP and the rest are delivered after IPC_RMID, when the segment can no
- * longer outlive the agent; only SIGKILL (or a crash) can land inside. */
-static int signals_block(sigset_t *ret_saved)
-{
-    sigset_t all;
-
-    sigfillset(&all);
-    if (sigprocmask(SIG_BLOCK, &all, ret_saved) < 0)
-        return -errno;
-    return 0;
-}
-
-static void signals_restore(const sigset_t *saved)
-{
-    /* Cannot fail with a set sigprocmask itself returned. Signals that
-     * arrived in the window are delivered here. */
-    (void)sigprocmask(SIG_SETMASK, saved, NULL);
-}
-
 /* shmget under SHMPROV_PROBE_KEY; when another segment holds the key (the
  * kernel answers EEXIST before it looks at the size), a private segment
  * instead, so the step still tests the limits. Called with signals blocked. */
@@ -135,27 +109,43 @@ static int create_segment(size_t size, bool *ret_keyed)
     return shmget(IPC_PRIVATE, size, PROBE_SHM_FLAGS);
 }
 
-/* Creates a segment of size bytes and removes it at once, never attaching
- * it: the upper bound and the acceptance only ask whether the kernel
- * accepts the size. Returns <0 only when signals could not be blocked. */
-static int attempt_create(uint64_t size, struct attempt *ret)
+/* Creates a segment of size bytes and marks it for removal at once, with
+ * every catchable signal blocked in between. The upper bound and the
+ * acceptance only ask whether the kernel accepts the size (ret_seg NULL:
+ * never attached); the round trip attaches it first, and after IPC_RMID it
+ * lives exactly as long as it is attached, so the detach, or this
+ * process's death even by SIGKILL, destroys it. Returns <0 only when
+ * signals could not be blocked. */
+static int attempt(uint64_t size, struct attempt *ret, unsigned char **ret_seg)
 {
     struct attempt a = { .shmid = -1 };
-    sigset_t saved;
-    int r;
+    sigset_t all, saved;
 
-    r = signals_block(&saved);
-    if (r < 0)
-        return r;
+    /* A segment exists without being marked for removal only between
+     * shmget and IPC_RMID. With every catchable signal blocked there,
+     * SIGTERM, SIGINT, SIGHUP and the rest are delivered after IPC_RMID,
+     * when the segment can no longer outlive the agent; only SIGKILL (or a
+     * crash) can land inside. */
+    sigfillset(&all);
+    if (sigprocmask(SIG_BLOCK, &all, &saved) < 0)
+        return -errno;
+    if (ret_seg)
+        *ret_seg = (void *)-1;
     a.shmid = create_segment((size_t)size, &a.keyed);
     if (a.shmid < 0) {
         a.create_err = errno;
     } else {
         a.created = true;
+        if (ret_seg) {
+            *ret_seg = shmat(a.shmid, NULL, 0);
+            a.attach_err = *ret_seg == (void *)-1 ? errno : 0;
+        }
         if (shmctl(a.shmid, IPC_RMID, NULL) < 0)
             a.remove_err = errno;
     }
-    signals_restore(&saved);
+    /* Cannot fail with a set sigprocmask itself returned. Signals that
+     * arrived in the window are delivered here. */
+    (void)sigprocmask(SIG_SETMASK, &saved, NULL);
     *ret = a;
     return 0;
 }
@@ -198,7 +188,7 @@ static int step_upper_bound(const struct probe_limits *l, struct probe_step *ste
     }
     size = l->shmmax + 1;
     step->bytes = size;
-    r = attempt_create(size, &a);
+    r = attempt(size, &a, NULL);
     if (r < 0)
         return r;
 
@@ -223,6 +213,61 @@ static int step_upper_bound(const struct probe_limits *l, struct probe_step *ste
     return 0;
 }
 
+/* Usage (shmctl SHM_INFO) and the headroom it leaves, into res. */
+static int read_usage(const struct probe_limits *l, struct probe_result *res, struct kernel_shm_usage *u)
+{
+    int r = kernel_read_shm_usage(u);
+
+    if (r < 0)
+        return r;
+    res->shm_tot_pages = u->pages;
+    res->segments = u->segments;
+    res->headroom_bytes = probe_headroom(l, u->pages, u->segments);
+    return 0;
+}
+
+/* The acceptance's verdict on the kernel's answer a, given whether usage
+ * u left room for a segment of shmmax bytes. */
+static void judge_acceptance(const struct probe_limits *l, const struct attempt *a, const struct kernel_shm_usage *u,
+                             bool room, struct probe_step *step)
+{
+    if (a->created && a->remove_err)
+        step_leaked(step, a, l->shmmax);
+    else if (a->created && room)
+        step_set(step, PROBE_PASSED, 0, "a segment of %" PRIu64 " bytes was created and removed at once, unattached",
+                 l->shmmax);
+    else if (a->created)
+        step_set(step, PROBE_FAILED, 0,
+                 "a segment of %" PRIu64 " bytes was created (and removed) although %" PRIu64 " of %" PRIu64
+                 " pages and %" PRIu64 " of %" PRIu64 " segments are in use: kernel.shmall or kernel.shmmni in"
+                 " effect is higher",
+                 l->shmmax, u->pages, l->shmall, u->segments, l->shmmni);
+    else if (a->create_err == EINVAL)
+        step_set(step, PROBE_FAILED, EINVAL,
+                 "%" PRIu64 " bytes refused with EINVAL: kernel.shmmax in effect is below %" PRIu64, l->shmmax,
+                 l->shmmax);
+    else if (a->create_err == ENOSPC && room)
+        step_set(step, PROBE_FAILED, ENOSPC,
+                 "%" PRIu64 " bytes refused with ENOSPC although %" PRIu64 " of %" PRIu64 " pages and %" PRIu64
+                 " of %" PRIu64 " segments are in use: kernel.shmall or kernel.shmmni in effect is lower",
+                 l->shmmax, u->pages, l->shmall, u->segments, l->shmmni);
+    else if (a->create_err == ENOSPC || (a->create_err == ENOMEM && l->overcommit_memory == 2 && !room))
+        step_no_room(step, l, u, l->shmmax, a->create_err);
+    else if (a->create_err == ENOMEM && l->overcommit_memory == 2)
+        /* Strict overcommit ignores SHM_NORESERVE and commits the whole
+         * size now. ENOMEM comes after the shmmax and shmall checks in
+         * newseg(), so the limits themselves admitted the size. */
+        step_set(step, PROBE_PASSED, ENOMEM,
+                 "%" PRIu64 " bytes passed kernel.shmmax and kernel.shmall but got ENOMEM: vm.overcommit_memory = 2"
+                 " commits the whole size and there is not that much memory to commit now",
+                 l->shmmax);
+    else
+        step_set(step, PROBE_FAILED, a->create_err, "shmget of %" PRIu64 " bytes failed: %s%s", l->shmmax,
+                 strerror(a->create_err),
+                 a->create_err == ENOMEM ? " (vm.overcommit_memory is not 2, so SHM_NORESERVE should have applied)"
+                                         : "");
+}
+
 /* Step 2. A segment of exactly shmmax bytes must be accepted when current
  * usage leaves room for it. When it does not, the probe reports how much
  * room there is rather than failing (other programs' segments are not the
@@ -236,15 +281,10 @@ static int step_acceptance(const struct probe_limits *l, struct probe_result *re
     struct attempt a;
     struct kernel_shm_usage u = { 0 };
     bool room;
-    int r;
+    int r = read_usage(l, res, &u);
 
-    r = kernel_read_shm_usage(&u);
     if (r < 0)
         return r;
-    res->shm_tot_pages = u.pages;
-    res->segments = u.segments;
-    res->headroom_bytes = probe_headroom(l, u.pages, u.segments);
-
     if (!probe_shmmax_testable(l->shmmax)) {
         step_set(step, PROBE_SKIPPED, 0,
                  "kernel.shmmax %" PRIu64 " is effectively unlimited: no segment of that size can be requested",
@@ -258,58 +298,19 @@ static int step_acceptance(const struct probe_limits *l, struct probe_result *re
 
     room = fits(l, &u, l->shmmax);
     step->bytes = l->shmmax;
-    r = attempt_create(l->shmmax, &a);
+    r = attempt(l->shmmax, &a, NULL);
     if (r < 0)
         return r;
-
     /* Other programs may have taken or freed room between our look and our
      * request: when the kernel's answer disagrees with the look, look again
      * before blaming the limits. */
     if ((a.created && !room) || (!a.created && a.create_err == ENOSPC && room)) {
-        r = kernel_read_shm_usage(&u);
+        r = read_usage(l, res, &u);
         if (r < 0)
             return r;
-        res->shm_tot_pages = u.pages;
-        res->segments = u.segments;
-        res->headroom_bytes = probe_headroom(l, u.pages, u.segments);
         room = fits(l, &u, l->shmmax);
     }
-
-    if (a.created && a.remove_err)
-        step_leaked(step, &a, l->shmmax);
-    else if (a.created && room)
-        step_set(step, PROBE_PASSED, 0, "a segment of %" PRIu64 " bytes was created and removed at once, unattached",
-                 l->shmmax);
-    else if (a.created)
-        step_set(step, PROBE_FAILED, 0,
-                 "a segment of %" PRIu64 " bytes was created (and removed) although %" PRIu64 " of %" PRIu64
-                 " pages and %" PRIu64 " of %" PRIu64 " segments are in use: kernel.shmall or kernel.shmmni in"
-                 " effect is higher",
-                 l->shmmax, u.pages, l->shmall, u.segments, l->shmmni);
-    else if (a.create_err == EINVAL)
-        step_set(step, PROBE_FAILED, EINVAL,
-                 "%" PRIu64 " bytes refused with EINVAL: kernel.shmmax in effect is below %" PRIu64, l->shmmax,
-                 l->shmmax);
-    else if (a.create_err == ENOSPC && room)
-        step_set(step, PROBE_FAILED, ENOSPC,
-                 "%" PRIu64 " bytes refused with ENOSPC although %" PRIu64 " of %" PRIu64 " pages and %" PRIu64
-                 " of %" PRIu64 " segments are in use: kernel.shmall or kernel.shmmni in effect is lower",
-                 l->shmmax, u.pages, l->shmall, u.segments, l->shmmni);
-    else if (a.create_err == ENOSPC || (a.create_err == ENOMEM && l->overcommit_memory == 2 && !room))
-        step_no_room(step, l, &u, l->shmmax, a.create_err);
-    else if (a.create_err == ENOMEM && l->overcommit_memory == 2)
-        /* Strict overcommit ignores SHM_NORESERVE and commits the whole
-         * size now. ENOMEM comes after the shmmax and shmall checks in
-         * newseg(), so the limits themselves admitted the size. */
-        step_set(step, PROBE_PASSED, ENOMEM,
-                 "%" PRIu64 " bytes passed kernel.shmmax and kernel.shmall but got ENOMEM: vm.overcommit_memory = 2"
-                 " commits the whole size and there is not that much memory to commit now",
-                 l->shmmax);
-    else
-        step_set(step, PROBE_FAILED, a.create_err, "shmget of %" PRIu64 " bytes failed: %s%s", l->shmmax,
-                 strerror(a.create_err),
-                 a.create_err == ENOMEM ? " (vm.overcommit_memory is not 2, so SHM_NORESERVE should have applied)"
-                                        : "");
+    judge_acceptance(l, &a, &u, room, step);
     return 0;
 }
 
@@ -327,38 +328,13 @@ static bool write_and_read_back(volatile unsigned char *seg, size_t size, unsign
     return true;
 }
 
-/* Creates, attaches and at once marks for removal the round-trip segment:
- * after IPC_RMID it lives exactly as long as it is attached, so the
- * detach, or this process's death even by SIGKILL, destroys it. */
-static int create_attached(size_t size, struct attempt *a, unsigned char **ret_seg)
-{
-    sigset_t saved;
-    int r = signals_block(&saved);
-
-    if (r < 0)
-        return r;
-    *ret_seg = (void *)-1;
-    a->shmid = create_segment(size, &a->keyed);
-    if (a->shmid < 0) {
-        a->create_err = errno;
-    } else {
-        a->created = true;
-        *ret_seg = shmat(a->shmid, NULL, 0);
-        a->attach_err = *ret_seg == (void *)-1 ? errno : 0;
-        if (shmctl(a->shmid, IPC_RMID, NULL) < 0)
-            a->remove_err = errno;
-    }
-    signals_restore(&saved);
-    return 0;
-}
-
 /* Step 3, the sizing guide's usage example: a page (or shmmax, when that
  * is smaller) attached, written, read back and detached in this process.
  * No limit governs it; it proves the segment is memory that works. */
 static int step_round_trip(const struct probe_limits *l, struct probe_step *step)
 {
     struct kernel_shm_usage u = { 0 };
-    struct attempt a = { .shmid = -1 };
+    struct attempt a;
     uint64_t size = l->shmmax < l->page_size ? l->shmmax : l->page_size;
     unsigned char *seg;
     int r = kernel_read_shm_usage(&u);
@@ -374,7 +350,7 @@ static int step_round_trip(const struct probe_limits *l, struct probe_step *step
         return 0;
     }
     step->bytes = size;
-    r = create_attached((size_t)size, &a, &seg);
+    r = attempt(size, &a, &seg);
     if (r < 0)
         return r;
     if (a.create_err == ENOSPC && kernel_read_shm_usage(&u) == 0 && !fits(l, &u, size))
@@ -386,7 +362,7 @@ static int step_round_trip(const struct probe_limits *l, struct probe_step *step
         step_leaked(step, &a, size);
     else if (a.attach_err)
         step_set(step, PROBE_FAILED, a.attach_err, "shmat of segment %d failed: %s", a.shmid, strerror(a.attach_err));
-    else if (!write_and_read_back(seg, (size_t)size, (unsigned)getpid() ^ (unsigned)time(NULL)))
+    else if (!write_and_read_back(seg, (size_t)size, (unsigned)getpid() ^ (unsigned)clock_monotonic_ms()))
         step_set(step, PROBE_FAILED, 0, "segment %d did not read back the %" PRIu64 " bytes written to it", a.shmid,
                  size);
     else
@@ -404,7 +380,7 @@ static int step_round_trip(const struct probe_limits *l, struct probe_step *step
  * the segment's permissions, unlike IPC_STAT. */
 static void describe_key_holder(char *buf, size_t len)
 {
-    struct shmseg_table *t = NULL;
+    CLEANUP_FREE struct shmseg_table *t = NULL;
     const struct shmseg *h = NULL;
 
     if (host_read_segments(&t) == 0)
@@ -422,7 +398,6 @@ static void describe_key_holder(char *buf, size_t len)
                        h->cpid == (int64_t)getpid() ? "this shmprov's own (its IPC_RMID failed)"
                        : probe_is_leftover(h, geteuid()) ? "a killed shmprov's ('shmprov apply' removes it)"
                                                          : "not shmprov's");
-    free(t);
 }
 
 int probe_run(const struct probe_limits *limits, struct probe_result *ret)
@@ -506,7 +481,7 @@ size_t probe_find_leftovers(const struct shmseg_table *t, uid_t euid, struct pro
 
 int probe_remove_leftovers(struct probe_leftover *ret, size_t max)
 {
-    struct shmseg_table *t = NULL;
+    CLEANUP_FREE struct shmseg_table *t = NULL;
     size_t n;
     int r;
 
@@ -518,7 +493,6 @@ int probe_remove_leftovers(struct probe_leftover *ret, size_t max)
     if (r < 0)
         return r;
     n = probe_find_leftovers(t, geteuid(), ret, max);
-    free(t);
     if (n > max)
         n = max;
     /* The same re-check status --remove-orphans makes: the id may hold

@@ -9,6 +9,7 @@
 #include "dropin.h"
 #include "hash.h"
 #include "sizes.h"
+#include "testing.h"
 
 enum removal_owner removal_judge_owner(const char *bytes, size_t len, const char *recorded_sha256,
                                        const char *rendered, size_t rendered_len)
@@ -36,22 +37,17 @@ bool removal_owned(enum removal_owner owner)
 
 const char *removal_owner_text(enum removal_owner owner)
 {
-    switch (owner) {
-    case REMOVAL_ABSENT:
-        return "it does not exist";
-    case REMOVAL_OWNED_RECORD:
-        return "shmprov's: its sha256 is the one the last apply recorded";
-    case REMOVAL_OWNED_RENDERED:
-        return "shmprov's: it has shmprov's header and holds what the profile gives now";
-    case REMOVAL_EDITED:
-        return "edited since shmprov wrote it: its sha256 is not the one the last apply recorded";
-    case REMOVAL_NOT_RENDERED:
-        return "not what shmprov would write: it has shmprov's header but not what the profile gives now "
-               "(edited, or written from another profile), and no apply recorded it";
-    case REMOVAL_FOREIGN:
-        break;
-    }
-    return "not shmprov's: it does not start with shmprov's header and no apply recorded it";
+    static const char *const texts[] = {
+        [REMOVAL_ABSENT] = "it does not exist",
+        [REMOVAL_OWNED_RECORD] = "shmprov's: its sha256 is the one the last apply recorded",
+        [REMOVAL_OWNED_RENDERED] = "shmprov's: it has shmprov's header and holds what the profile gives now",
+        [REMOVAL_EDITED] = "edited since shmprov wrote it: its sha256 is not the one the last apply recorded",
+        [REMOVAL_NOT_RENDERED] = "not what shmprov would write: it has shmprov's header but not what the profile "
+                                 "gives now (edited, or written from another profile), and no apply recorded it",
+        [REMOVAL_FOREIGN] = "not shmprov's: it does not start with shmprov's header and no apply recorded it",
+    };
+
+    return owner <= REMOVAL_FOREIGN ? texts[owner] : texts[REMOVAL_FOREIGN];
 }
 
 static void on_line(void *ctx, const struct sysctld_line *l)

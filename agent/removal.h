@@ -47,28 +47,11 @@ struct removal {
     size_t rendered_len;
 };
 
-/* Whose the drop-in bytes (NULL: absent) are: against recorded_sha256
- * (NULL or "": no apply recorded this path), else against shmprov's
- * header and rendered, the profile's text now. */
-enum removal_owner removal_judge_owner(const char *bytes, size_t len, const char *recorded_sha256,
-                                       const char *rendered, size_t rendered_len);
-
 /* One sentence: why the file is (or is not) shmprov's. */
 const char *removal_owner_text(enum removal_owner owner);
 
 /* true for the owners a removal may delete without --force. */
 bool removal_owned(enum removal_owner owner);
-
-/* Which keys a drop-in's text sets (an exclusion, "-key" alone, sets
- * nothing), as systemd-sysctl reads it. */
-void removal_keys_set_by(const char *text, size_t len, bool ret[KEY_COUNT]);
-
-/* The boot value of key id once the drop-in is gone: the value of w, the
- * winning line (w->known false: no file sets it, the kernel's default),
- * read as apply reads values (plain decimal); uncertain: the analysis
- * could not read every file, so it is unknown. Fills the boot fields of
- * *ret; boot_known false with problem when unknown or unreadable. */
-void removal_boot_value(enum sizing_key_id id, const struct winner *w, bool uncertain, struct removal_key *ret);
 
 /* The kernel's default of key id (sizing.h). */
 uint64_t removal_kernel_default(enum sizing_key_id id);

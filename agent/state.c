@@ -186,7 +186,7 @@ static int save(const char *dir, const struct state *s)
     /* A run killed while writing left its temporary: under the lock,
      * nobody else is writing one now. The directory is made only when it
      * is missing: every apply writes here, and most find it. */
-    r = fsutil_remove_stale_temps(path);
+    r = fsutil_remove_stale_temps(path, 0);
     r = r == -ENOENT ? fsutil_mkdir_parents(path) : 0;
     if (r >= 0)
         r = fsutil_write_atomic(path, text, strlen(text), 0644);

@@ -12,6 +12,7 @@
 #include "http.h"
 #include "probe.h"
 #include "profile.h"
+#include "removal.h"
 #include "sizing.h"
 #include "sysctld.h"
 
@@ -99,6 +100,25 @@ int profile_parse(const char *buf, size_t len, const char *file, struct profile_
 
 /* Whether the profile marks segments with this key as persistent. */
 bool profile_key_is_persistent(const struct profile *p, uint32_t key);
+
+/* ---- removal ---- */
+
+/* Whose the drop-in bytes (NULL: absent) are: against recorded_sha256
+ * (NULL or "": no apply recorded this path), else against shmprov's
+ * header and rendered, the profile's text now. */
+enum removal_owner removal_judge_owner(const char *bytes, size_t len, const char *recorded_sha256,
+                                       const char *rendered, size_t rendered_len);
+
+/* Which keys a drop-in's text sets (an exclusion, "-key" alone, sets
+ * nothing), as systemd-sysctl reads it. */
+void removal_keys_set_by(const char *text, size_t len, bool ret[KEY_COUNT]);
+
+/* The boot value of key id once the drop-in is gone: the value of w, the
+ * winning line (w->known false: no file sets it, the kernel's default),
+ * read as apply reads values (plain decimal); uncertain: the analysis
+ * could not read every file, so it is unknown. Fills the boot fields of
+ * *ret; boot_known false with problem when unknown or unreadable. */
+void removal_boot_value(enum sizing_key_id id, const struct winner *w, bool uncertain, struct removal_key *ret);
 
 /* ---- sysctld ---- */
 

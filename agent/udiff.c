@@ -24,12 +24,15 @@ struct op {
     const struct line *line; /* the line shown */
 };
 
-/* Splits text into lines; -E2BIG past UDIFF_MAX_LINES. */
+/* Splits text into lines; -E2BIG past UDIFF_MAX_LINES. The cap makes the
+ * table small enough (64 KiB) to allocate whole. */
 static int split(const char *text, size_t len, struct line **ret, size_t *ret_n)
 {
-    struct line *lines = NULL;
+    struct line *lines = malloc(UDIFF_MAX_LINES * sizeof(*lines));
     size_t n = 0;
 
+    if (!lines)
+        return -ENOMEM;
     for (size_t pos = 0; pos < len; n++) {
         const char *nl = memchr(text + pos, '\n', len - pos);
         size_t end = nl ? (size_t)(nl - text) + 1 : len;
@@ -37,14 +40,6 @@ static int split(const char *text, size_t len, struct line **ret, size_t *ret_n)
         if (n == UDIFF_MAX_LINES) {
             free(lines);
             return -E2BIG;
-        }
-        if (n % 64 == 0) {
-            struct line *more = realloc(lines, (n + 64) * sizeof(*lines));
-            if (!more) {
-                free(lines);
-                return -ENOMEM;
-            }
-            lines = more;
         }
         lines[n] = (struct line){ text + pos, end - pos };
         pos = end;

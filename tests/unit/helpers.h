@@ -1,10 +1,17 @@
 #pragma once
-/* Shared by the unit tests: a profile from an inline YAML string, and the
- * parent's half of a child that creates a segment. */
+/* Shared by the unit tests: a profile from an inline YAML string, segments
+ * a dead process made, scratch directories. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ipc.h>
+#include <sys/prctl.h>
+#include <sys/shm.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,18 +34,48 @@ static inline struct profile *parse_profile_or_die(const char *yaml)
     return p;
 }
 
-/* The parent's half of a child that creates a segment, writes its id (or
- * -1) into the pipe fds and exits 0 only when it created one. */
-static inline int child_created_id(pid_t pid, int fds[2])
+/* A segment made by a child: key, bytes and mode as given, owned by uid
+ * (-1: stays root), attached and detached first when attach (its pid
+ * becomes lpid). The child exits at once, as a creator that is gone leaves
+ * it; with ret_alive it lives on instead, never attached, until killed. */
+static inline int create_by_child(key_t key, uint64_t bytes, int mode, int uid, bool attach, pid_t *ret_alive)
 {
-    int id = -1, status = 0;
+    int fds[2], id = -1, status = 0;
+    pid_t pid;
 
+    cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        void *p;
+        if (uid < 0 || setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) == 0)
+            id = shmget(key, (size_t)bytes, IPC_CREAT | IPC_EXCL | SHM_NORESERVE | mode);
+        if (id >= 0 && attach && ((p = shmat(id, NULL, 0)) == (void *)-1 || shmdt(p) < 0))
+            id = -1;
+        if (write(fds[1], &id, sizeof(id)) != sizeof(id))
+            _exit(2);
+        /* Alive, it still goes with the test, even one that fails. */
+        if (ret_alive && id >= 0 && prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() != 1)
+            for (;;)
+                pause();
+        _exit(id >= 0 ? 0 : 1);
+    }
     close(fds[1]);
     cr_assert_eq(read(fds[0], &id, sizeof(id)), (ssize_t)sizeof(id));
     close(fds[0]);
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the creating child failed");
+    if (ret_alive)
+        *ret_alive = pid;
+    else
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(id >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the creating child failed");
     return id;
+}
+
+static inline bool segment_exists(int id)
+{
+    struct shmid_ds ds;
+
+    return shmctl(id, IPC_STAT, &ds) == 0;
 }
 
 /* A scratch directory from a mkdtemp() template, and its removal. */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "helpers.h"
 #include "lock.h"
 
 static char dir[64];
@@ -17,14 +18,12 @@ static char dir[64];
 static void make_dir(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/shmprov-fsutil.XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    scratch_dir_make(dir);
 }
 
 static void remove_dir(void)
 {
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    scratch_dir_remove(dir);
 }
 
 static char *path_of(const char *name)
@@ -119,9 +118,9 @@ Test(fsutil, stale_temps_are_removed_and_nothing_else)
     cr_assert_eq(fsutil_write_atomic(path_of(name), "left by a killed run", 20, 0600), 0);
     cr_assert_eq(fsutil_write_atomic(path_of("60-shmprov.conf"), "keep", 4, 0644), 0);
     cr_assert_eq(fsutil_write_atomic(path_of("61-other.conf"), "keep", 4, 0644), 0);
-    cr_expect_eq(fsutil_remove_stale_temps(path_of("60-shmprov.conf")), 1);
+    cr_expect_eq(fsutil_remove_stale_temps(path_of("60-shmprov.conf"), 0), 1);
     cr_expect_eq(count_entries(), 2);
-    cr_expect_eq(fsutil_remove_stale_temps(path_of("60-shmprov.conf")), 0);
+    cr_expect_eq(fsutil_remove_stale_temps(path_of("60-shmprov.conf"), 0), 0);
 }
 
 Test(fsutil, remove_durable)

@@ -24,30 +24,6 @@ static void enter_private_ipc(void)
     isolate(CLONE_NEWIPC, "creates real SysV segments");
 }
 
-/* A segment made by a child that exits at once: its creator is gone. With
- * attach, the child attaches and detaches first (its pid becomes lpid). */
-static int create_by_dead_process(key_t key, size_t size, bool attach)
-{
-    int fds[2];
-    pid_t pid;
-
-    cr_assert_eq(pipe(fds), 0);
-    pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int child_id = shmget(key, size, IPC_CREAT | IPC_EXCL | 0600);
-        if (child_id >= 0 && attach) {
-            void *p = shmat(child_id, NULL, 0);
-            if (p == (void *)-1 || shmdt(p) < 0)
-                child_id = -1;
-        }
-        if (write(fds[1], &child_id, sizeof(child_id)) != sizeof(child_id))
-            _exit(2);
-        _exit(child_id >= 0 ? 0 : 1);
-    }
-    return child_created_id(pid, fds);
-}
-
 /* The row /proc/sysvipc/shm shows for id, as status scans it. */
 static struct shmseg scan(int id)
 {
@@ -63,12 +39,6 @@ static struct shmseg scan(int id)
     return found;
 }
 
-static bool exists(int id)
-{
-    struct shmid_ds ds;
-    return shmctl(id, IPC_STAT, &ds) == 0;
-}
-
 static struct orphans_verdict classify(const struct shmseg *s)
 {
     struct orphans_verdict v;
@@ -76,7 +46,7 @@ static struct orphans_verdict classify(const struct shmseg *s)
     return v;
 }
 
-Test(orphans, dead_creator_never_attached_is_removed_after_recheck)
+Test(orphans, dead_creators_segments_are_candidates_removed_after_recheck)
 {
     char why[300];
     struct shmseg s;
@@ -84,7 +54,7 @@ Test(orphans, dead_creator_never_attached_is_removed_after_recheck)
     int id;
 
     enter_private_ipc();
-    id = create_by_dead_process(0x5150, 10000, false);
+    id = create_by_child(0x5150, 10000, 0600, -1, false, NULL);
     s = scan(id);
     v = classify(&s);
     cr_expect_eq(v.creator, PID_GONE);
@@ -92,19 +62,13 @@ Test(orphans, dead_creator_never_attached_is_removed_after_recheck)
     cr_assert(v.candidate);
 
     cr_expect_eq(orphans_remove(&s, true, why, sizeof(why)), ORPHAN_WOULD_REMOVE, "%s", why);
-    cr_assert(exists(id), "--dry-run removed it");
+    cr_assert(segment_exists(id), "--dry-run removed it");
     cr_expect_eq(orphans_remove(&s, false, why, sizeof(why)), ORPHAN_REMOVED, "%s", why);
-    cr_expect_not(exists(id));
+    cr_expect_not(segment_exists(id));
     cr_expect_eq(orphans_remove(&s, false, why, sizeof(why)), ORPHAN_ALREADY_GONE, "%s", why);
-}
 
-Test(orphans, attached_and_detached_by_dead_process)
-{
-    struct shmseg s;
-    struct orphans_verdict v;
-
-    enter_private_ipc();
-    s = scan(create_by_dead_process(0x5151, 4096, true));
+    /* Attached and detached by its dead creator: the last pid is gone too. */
+    s = scan(create_by_child(0x5151, 4096, 0600, -1, true, NULL));
     v = classify(&s);
     cr_expect_eq(v.last, PID_GONE);
     cr_expect_neq(s.lpid, 0);
@@ -122,7 +86,7 @@ Test(orphans, segment_replaced_under_the_same_id_is_not_removed)
     FILE *next_id;
 
     enter_private_ipc();
-    id = create_by_dead_process(0x5152, 8192, false);
+    id = create_by_child(0x5152, 8192, 0600, -1, false, NULL);
     before = scan(id);
     cr_assert(classify(&before).candidate);
 
@@ -131,14 +95,14 @@ Test(orphans, segment_replaced_under_the_same_id_is_not_removed)
     cr_assert_not_null(next_id, "cannot open shm_next_id: %s", strerror(errno));
     fprintf(next_id, "%d\n", id);
     cr_assert_eq(fclose(next_id), 0);
-    replacement = create_by_dead_process(0x5152, 8192, false);
+    replacement = create_by_child(0x5152, 8192, 0600, -1, false, NULL);
     cr_assert_eq(replacement, id, "the kernel did not reuse the id: the test proves nothing");
     after = scan(id);
     cr_assert(classify(&after).candidate, "the replacement is itself an orphan");
     cr_assert_neq(after.cpid, before.cpid);
 
     cr_expect_eq(orphans_remove(&before, false, why, sizeof(why)), ORPHAN_CHANGED, "%s", why);
-    cr_expect(exists(id), "the replacement was removed on the strength of the old scan");
+    cr_expect(segment_exists(id), "the replacement was removed on the strength of the old scan");
 }
 
 Test(orphans, attached_since_the_scan_is_not_removed)
@@ -149,17 +113,17 @@ Test(orphans, attached_since_the_scan_is_not_removed)
     int id;
 
     enter_private_ipc();
-    id = create_by_dead_process(0x5153, 4096, false);
+    id = create_by_child(0x5153, 4096, 0600, -1, false, NULL);
     s = scan(id);
     cr_assert(classify(&s).candidate);
     p = shmat(id, NULL, 0);
     cr_assert_neq(p, (void *)-1);
     cr_expect_eq(orphans_remove(&s, false, why, sizeof(why)), ORPHAN_CHANGED, "%s", why);
-    cr_expect(exists(id));
+    cr_expect(segment_exists(id));
     cr_assert_eq(shmdt(p), 0);
     /* Detached again, but the last pid is this live process now. */
     cr_expect_eq(orphans_remove(&s, false, why, sizeof(why)), ORPHAN_CHANGED, "%s", why);
-    cr_expect(exists(id));
+    cr_expect(segment_exists(id));
 }
 
 Test(orphans, live_creator_and_attached_are_not_candidates)
@@ -177,7 +141,7 @@ Test(orphans, live_creator_and_attached_are_not_candidates)
     cr_expect_eq(v.creator, PID_ALIVE);
     cr_expect_not(v.candidate, "nattch 0 but the creator (this process) lives");
 
-    id = create_by_dead_process(0x5155, 4096, false);
+    id = create_by_child(0x5155, 4096, 0600, -1, false, NULL);
     p = shmat(id, NULL, 0);
     cr_assert_neq(p, (void *)-1);
     s = scan(id);
@@ -197,7 +161,7 @@ Test(orphans, marked_for_destroy_is_not_a_candidate)
     int id;
 
     enter_private_ipc();
-    id = create_by_dead_process(0x5156, 4096, false);
+    id = create_by_child(0x5156, 4096, 0600, -1, false, NULL);
     p = shmat(id, NULL, 0);
     cr_assert_neq(p, (void *)-1);
     cr_assert_eq(shmctl(id, IPC_RMID, NULL), 0);
@@ -215,11 +179,11 @@ Test(orphans, persistent_keys_are_flagged_but_private_never)
     struct shmseg s;
 
     enter_private_ipc();
-    s = scan(create_by_dead_process(0x5157, 4096, false));
+    s = scan(create_by_child(0x5157, 4096, 0600, -1, false, NULL));
     orphans_classify(&s, keys, 2, &v);
     cr_expect(v.candidate);
     cr_expect(v.persistent);
-    s = scan(create_by_dead_process(IPC_PRIVATE, 4096, false));
+    s = scan(create_by_child(IPC_PRIVATE, 4096, 0600, -1, false, NULL));
     orphans_classify(&s, keys, 2, &v);
     cr_expect(v.candidate);
     cr_expect_not(v.persistent, "key 0 (IPC_PRIVATE) must never match");

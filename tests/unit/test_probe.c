@@ -13,6 +13,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,18 +26,20 @@
 #include <unistd.h>
 
 #include "host.h"
+#include "kernel.h"
 #include "probe.h"
 #include "sizing.h"
 #include "testing.h"
 #include "helpers.h"
 #include "isolate.h"
+#include "params.h"
 
 #define MiB (UINT64_C(1) << 20)
 #define GiB (UINT64_C(1) << 30)
-#define MAX_SEGMENTS 64
+#define UNLIMITED SIZING_KERNEL_DEFAULT
 
 static int outer_ns_fd = -1;
-static char outer_shmmax[32];
+static uint64_t outer_shmmax;
 
 static uint64_t page(void)
 {
@@ -51,105 +54,67 @@ static uint64_t pages_of(uint64_t bytes)
     return bytes / page() + (bytes % page() != 0);
 }
 
-static void read_text(const char *path, char *buf, size_t len)
-{
-    FILE *f = fopen(path, "re");
-
-    cr_assert_not_null(f, "cannot open %s: %s", path, strerror(errno));
-    cr_assert_not_null(fgets(buf, (int)len, f), "cannot read %s", path);
-    fclose(f);
-    buf[strcspn(buf, "\n")] = '\0';
-}
-
-static uint64_t read_proc(const char *path)
-{
-    char buf[64], *end;
-    unsigned long long v;
-
-    read_text(path, buf, sizeof(buf));
-    errno = 0;
-    v = strtoull(buf, &end, 10);
-    cr_assert(errno == 0 && end != buf && *end == '\0', "%s holds '%s', not a number", path, buf);
-    return v;
-}
-
-static void write_proc(const char *path, uint64_t value)
-{
-    char buf[32];
-    int fd, n;
-
-    n = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", value);
-    fd = open(path, O_WRONLY | O_CLOEXEC);
-    cr_assert_geq(fd, 0, "cannot open %s: %s", path, strerror(errno));
-    cr_assert_eq(write(fd, buf, (size_t)n), n, "cannot write %" PRIu64 " to %s: %s", value, path, strerror(errno));
-    close(fd);
-    cr_assert_eq(read_proc(path), value, "%s does not read back %" PRIu64, path, value);
-}
-
 /* Leaves the host's IPC namespace for a private one, remembering the way
  * back so the end of the test can look at the outer limits. */
 static void enter_private_ipc(void)
 {
-    read_text("/proc/sys/kernel/shmmax", outer_shmmax, sizeof(outer_shmmax));
+    uint64_t shmmax = 0;
+
+    cr_assert_eq(kernel_read_limit(KEY_SHMMAX, &outer_shmmax), 0);
     outer_ns_fd = open("/proc/self/ns/ipc", O_RDONLY | O_CLOEXEC);
     cr_assert_geq(outer_ns_fd, 0, "cannot open /proc/self/ns/ipc: %s", strerror(errno));
     isolate(CLONE_NEWIPC, "creates real SysV segments and changes kernel.shm* limits");
-    cr_assert_eq(read_proc("/proc/sys/kernel/shmmax"), SIZING_KERNEL_DEFAULT, "a new IPC namespace starts with the defaults");
+    cr_assert_eq(kernel_read_limit(KEY_SHMMAX, &shmmax), 0);
+    cr_assert_eq(shmmax, SIZING_KERNEL_DEFAULT, "a new IPC namespace starts with the defaults");
 }
 
+/* The namespace's limits, each read back; shmall in pages. */
 static void set_limits(uint64_t shmmax, uint64_t shmall, uint64_t shmmni)
 {
-    write_proc("/proc/sys/kernel/shmmax", shmmax);
-    write_proc("/proc/sys/kernel/shmall", shmall);
-    write_proc("/proc/sys/kernel/shmmni", shmmni);
+    const uint64_t want[KEY_COUNT] = { shmmax, shmall, shmmni };
+
+    for (int id = 0; id < KEY_COUNT; id++) {
+        uint64_t seen = 0;
+        int r = kernel_write_limit((enum sizing_key_id)id, want[id]);
+
+        cr_assert_eq(r, 0, "cannot write %" PRIu64 " to %s: %s", want[id], kernel_limit_path(id), strerror(-r));
+        cr_assert(kernel_read_limit((enum sizing_key_id)id, &seen) == 0 && seen == want[id],
+                  "%s does not read back %" PRIu64, kernel_limit_path(id), want[id]);
+    }
 }
 
 static struct probe_limits limits_of(uint64_t shmmax, uint64_t shmall, uint64_t shmmni)
 {
-    struct probe_limits l = {
-        .shmmax = shmmax,
-        .shmall = shmall,
-        .shmmni = shmmni,
-        .page_size = page(),
-        /* Read only: vm.overcommit_memory is global, never changed here. */
-        .overcommit_memory = (int)read_proc("/proc/sys/vm/overcommit_memory"),
-    };
-    return l;
+    uint64_t overcommit = 0;
+
+    /* Read only: vm.overcommit_memory is global, never changed here. */
+    cr_assert_eq(kernel_read_uint("/proc/sys/vm/overcommit_memory", &overcommit), 0);
+    return (struct probe_limits){ .shmmax = shmmax, .shmall = shmall, .shmmni = shmmni, .page_size = page(),
+                                  .overcommit_memory = (int)overcommit };
 }
 
-/* The ids in /proc/sysvipc/shm, the table ipcs -m prints. */
-static size_t list_segments(int *ids, size_t max)
+/* The limits most tests use, set and told alike. */
+static struct probe_limits set_usual_limits(void)
 {
-    FILE *f = fopen("/proc/sysvipc/shm", "re");
-    char line[512];
-    size_t n = 0;
-
-    cr_assert_not_null(f, "cannot open /proc/sysvipc/shm: %s", strerror(errno));
-    cr_assert_not_null(fgets(line, sizeof(line), f), "/proc/sysvipc/shm has no header");
-    while (fgets(line, sizeof(line), f)) {
-        long long key;
-        int id;
-        cr_assert_eq(sscanf(line, "%lld %d", &key, &id), 2, "malformed line in /proc/sysvipc/shm: %s", line);
-        cr_assert_lt(n, max);
-        ids[n++] = id;
-    }
-    fclose(f);
-    return n;
+    set_limits(2 * MiB, pages_of(8 * MiB), 16);
+    return limits_of(2 * MiB, pages_of(8 * MiB), 16);
 }
 
-/* Exactly the segments the test made itself are left: none of the probe's. */
+/* Exactly the segments the test made itself are left in /proc/sysvipc/shm
+ * (the table ipcs -m prints): none of the probe's. */
 static void assert_only_segments(const int *mine, size_t nmine)
 {
-    int seen[MAX_SEGMENTS];
-    size_t n = list_segments(seen, MAX_SEGMENTS);
+    struct shmseg_table *t = NULL;
 
-    for (size_t i = 0; i < n; i++) {
+    cr_assert_eq(host_read_segments(&t), 0);
+    for (size_t i = 0; i < t->count; i++) {
         bool ours = false;
         for (size_t j = 0; j < nmine; j++)
-            ours = ours || seen[i] == mine[j];
-        cr_expect(ours, "segment %d in /proc/sysvipc/shm was left by the probe", seen[i]);
+            ours = ours || t->items[i].id == mine[j];
+        cr_expect(ours, "segment %d in /proc/sysvipc/shm was left by the probe", (int)t->items[i].id);
     }
-    cr_expect_eq(n, nmine, "%zu segments in /proc/sysvipc/shm, the test made %zu", n, nmine);
+    cr_expect_eq(t->count, nmine, "%zu segments in /proc/sysvipc/shm, the test made %zu", t->count, nmine);
+    free(t);
 }
 
 /* From a child that rejoins the namespace the test left: its shmmax must
@@ -161,21 +126,18 @@ static void assert_outer_untouched(void)
 
     cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
     if (pid == 0) {
-        char now[32];
-        FILE *f;
+        uint64_t now = 0;
         if (setns(outer_ns_fd, CLONE_NEWIPC) < 0)
             _exit(2);
-        f = fopen("/proc/sys/kernel/shmmax", "re");
-        if (!f || !fgets(now, sizeof(now), f))
+        if (kernel_read_limit(KEY_SHMMAX, &now) < 0)
             _exit(3);
-        now[strcspn(now, "\n")] = '\0';
-        _exit(strcmp(now, outer_shmmax) == 0 ? 0 : 1);
+        _exit(now == outer_shmmax ? 0 : 1);
     }
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status), "the checking child died");
     cr_assert_neq(WEXITSTATUS(status), 2, "setns back to the outer IPC namespace failed");
     cr_assert_neq(WEXITSTATUS(status), 3, "cannot read the outer kernel.shmmax");
-    cr_assert_eq(WEXITSTATUS(status), 0, "the outer kernel.shmmax changed from %s", outer_shmmax);
+    cr_assert_eq(WEXITSTATUS(status), 0, "the outer kernel.shmmax changed from %" PRIu64, outer_shmmax);
 }
 
 static void leave_checks(const int *mine, size_t nmine)
@@ -208,21 +170,19 @@ static void run_probe(const struct probe_limits *l, struct probe_result *res)
     cr_log_info("round trip %s: %s", probe_status_name(res->round_trip.status), res->round_trip.detail);
 }
 
-#define expect_step(step, want, want_err)                                                                       \
-    do {                                                                                                        \
-        cr_expect_eq((step).status, (want), #step ": %s, expected %s (%s)", probe_status_name((step).status),    \
-                     probe_status_name(want), (step).detail);                                                   \
-        cr_expect_eq((step).err, (want_err), #step ": errno %d, expected %d (%s)", (step).err, (want_err),      \
-                     (step).detail);                                                                            \
-    } while (0)
-
 /* ---- pure helpers, no privileges --------------------------------------- */
 
-Test(probe_pure, status_names)
+Test(probe_pure, status_names_and_the_persistent_key)
 {
+    static const uint32_t none[] = { 0x0052e2c1 }, listed[] = { 0x0052e2c1, SHMPROV_PROBE_KEY };
+
     cr_expect_str_eq(probe_status_name(PROBE_PASSED), "passed");
     cr_expect_str_eq(probe_status_name(PROBE_FAILED), "failed");
     cr_expect_str_eq(probe_status_name(PROBE_SKIPPED), "skipped");
+    cr_expect_eq(SHMPROV_PROBE_KEY, 0x73686d70, "the documented key");
+    cr_expect_not(probe_key_persistent(NULL, 0));
+    cr_expect_not(probe_key_persistent(none, 1));
+    cr_expect(probe_key_persistent(listed, 2));
 }
 
 Test(probe_pure, testable_threshold)
@@ -240,7 +200,7 @@ Test(probe_pure, testable_threshold)
         { UINT64_MAX, false },
     };
 
-    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+    for (size_t i = 0; i < ELEMENTSOF(rows); i++)
         cr_expect_eq(probe_shmmax_testable(rows[i].shmmax), rows[i].testable, "shmmax %" PRIu64,
                      rows[i].shmmax);
 }
@@ -268,21 +228,11 @@ Test(probe_pure, headroom)
         { 1 * MiB, 1024, 16, 0, 0, 0, 0 },
     };
 
-    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+    for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
         struct probe_limits l = { .shmmax = rows[i].shmmax, .shmall = rows[i].shmall, .shmmni = rows[i].shmmni,
                                   .page_size = rows[i].page };
         cr_expect_eq(probe_headroom(&l, rows[i].shm_tot, rows[i].segments), rows[i].headroom, "row %zu", i);
     }
-}
-
-Test(probe_pure, persistent_probe_key)
-{
-    static const uint32_t none[] = { 0x0052e2c1 }, listed[] = { 0x0052e2c1, SHMPROV_PROBE_KEY };
-
-    cr_expect_eq(SHMPROV_PROBE_KEY, 0x73686d70, "the documented key");
-    cr_expect_not(probe_key_persistent(NULL, 0));
-    cr_expect_not(probe_key_persistent(none, 1));
-    cr_expect(probe_key_persistent(listed, 2));
 }
 
 /* ---- against the kernel, in a private IPC namespace ----------------------- */
@@ -293,8 +243,7 @@ Test(probe, refuses_unusable_limits_and_writes_nothing)
     struct probe_result res, before;
 
     enter_private_ipc();
-    set_limits(2 * MiB, pages_of(8 * MiB), 16);
-    l = limits_of(2 * MiB, pages_of(8 * MiB), 16);
+    l = set_usual_limits();
     memset(&res, 0xA5, sizeof(res));
     before = res;
 
@@ -307,121 +256,176 @@ Test(probe, refuses_unusable_limits_and_writes_nothing)
     leave_checks(NULL, 0);
 }
 
-/* Limits in effect, from a small finite one to the largest a request of one
- * byte more can test: all three steps pass and nothing is left. */
-Test(probe, limits_in_effect_all_steps_pass)
+/* Limits as bytes (shmall too, UNLIMITED: the kernel default), in the
+ * namespace and as the probe is told them. */
+struct limits_row {
+    uint64_t shmmax, shmall, shmmni;
+};
+
+struct expected_step {
+    enum probe_step_status status;
+    int err;
+    const char *says; /* in its detail, when not NULL */
+};
+
+/* One probe in a namespace of its own: the limits the kernel has, the
+ * segments other programs hold (sizes, 0 ends), the limits the probe is
+ * told, and what it must find. */
+struct scenario {
+    const char *name;
+    struct limits_row kernel, told;
+    uint64_t others[3];
+    struct expected_step upper_bound, acceptance, round_trip;
+    uint64_t headroom;
+    bool passed;
+};
+
+/* The limits in effect, told as they are: every step passes. */
+#define PASS_ALL(shmmax_, shmall_)                                                                              \
+    .kernel = { shmmax_, shmall_, 16 }, .told = { shmmax_, shmall_, 16 },                                       \
+    .upper_bound = { PROBE_PASSED, EINVAL, NULL }, .acceptance = { PROBE_PASSED, 0, NULL },                     \
+    .round_trip = { PROBE_PASSED, 0, NULL }, .headroom = shmmax_, .passed = true
+
+static const struct scenario scenarios[] = {
+    /* Limits in effect, from a small finite one to the largest a request
+     * of one byte more can test: all three steps pass. */
+    { .name = "2 MiB in effect", PASS_ALL(2 * MiB, 4 * MiB) },
+    { .name = "not a whole number of pages", PASS_ALL(1000000, 2000000) },
+    /* The guide's large tier; SHM_NORESERVE, never touched. */
+    { .name = "64 GiB in effect", PASS_ALL(64 * GiB, 128 * GiB) },
+    { .name = "2^62 in effect", PASS_ALL(UINT64_C(1) << 62, UNLIMITED) },
+    { .name = "INT64_MAX - 1 in effect", PASS_ALL((uint64_t)INT64_MAX - 1, UNLIMITED) },
+    /* A shmmax below one page: the round trip uses a shmmax-sized
+     * segment, however small. */
+    { .name = "tiny shmmax", PASS_ALL(1024, 64 * 1024) },
+    { .name = "tinier shmmax", PASS_ALL(100, 64 * 1024) },
+    /* The kernel allows 2 MiB but the probe is told 1 MiB: the limit the
+     * agent believes in is not in effect. */
+    { .name = "limit not in effect", .kernel = { 2 * MiB, 8 * MiB, 16 }, .told = { 1 * MiB, 8 * MiB, 16 },
+      .upper_bound = { PROBE_FAILED, 0, "not in effect" }, .acceptance = { PROBE_PASSED, 0, NULL },
+      .round_trip = { PROBE_PASSED, 0, NULL }, .headroom = 1 * MiB },
+    /* The kernel's shmmax is below what the probe is told: the upper bound
+     * cannot tell, the acceptance does. */
+    { .name = "kernel shmmax lower", .kernel = { 1 * MiB, 8 * MiB, 16 }, .told = { 2 * MiB, 8 * MiB, 16 },
+      .upper_bound = { PROBE_PASSED, EINVAL, NULL }, .acceptance = { PROBE_FAILED, EINVAL, "below 2097152" },
+      .round_trip = { PROBE_PASSED, 0, NULL }, .headroom = 2 * MiB },
+    /* The kernel's shmall is below what the probe is told: usage leaves
+     * room by the told value, the kernel says ENOSPC, and a second look at
+     * usage shows nobody else took the room. */
+    { .name = "kernel shmall lower", .kernel = { 2 * MiB, 1 * MiB, 16 }, .told = { 2 * MiB, 4 * MiB, 16 },
+      .upper_bound = { PROBE_PASSED, EINVAL, NULL }, .acceptance = { PROBE_FAILED, ENOSPC, NULL },
+      .round_trip = { PROBE_PASSED, 0, NULL }, .headroom = 2 * MiB },
+    /* No room, yet the acceptance still asks: the kernel checks the size
+     * before the room, so a shmmax below the one the probe is told shows
+     * as EINVAL instead of hiding behind "no room". */
+    { .name = "no room still catches a lower shmmax", .kernel = { 1 * MiB, 2 * MiB, 16 },
+      .told = { 2 * MiB, 2 * MiB, 16 }, .others = { 1 * MiB }, .upper_bound = { PROBE_PASSED, EINVAL, NULL },
+      .acceptance = { PROBE_FAILED, EINVAL, NULL }, .round_trip = { PROBE_PASSED, 0, NULL }, .headroom = 1 * MiB },
+    /* No room by the shmall the probe is told, but the kernel's is higher:
+     * the segment is created (and removed), which shows the cap is not in
+     * effect. */
+    { .name = "no room catches a higher shmall", .kernel = { 1 * MiB, 4 * MiB, 16 },
+      .told = { 1 * MiB, 1 * MiB, 16 }, .others = { 1 * MiB }, .upper_bound = { PROBE_PASSED, EINVAL, NULL },
+      .acceptance = { PROBE_FAILED, 0, "in effect is higher" }, .round_trip = { PROBE_SKIPPED, 0, NULL } },
+    /* shm_tot == shmall: not even the round trip's page fits. */
+    { .name = "full", .kernel = { 1 * MiB, 1 * MiB, 16 }, .told = { 1 * MiB, 1 * MiB, 16 }, .others = { 1 * MiB },
+      .upper_bound = { PROBE_PASSED, EINVAL, NULL }, .acceptance = { PROBE_SKIPPED, ENOSPC, "no room" },
+      .round_trip = { PROBE_SKIPPED, 0, NULL }, .passed = true },
+    /* Every id taken (used_ids == shmmni). The upper bound still runs:
+     * the kernel checks the size before it looks for an id. */
+    { .name = "shmmni exhausted", .kernel = { 2 * MiB, 64 * MiB, 2 }, .told = { 2 * MiB, 64 * MiB, 2 },
+      .others = { 1, 1 }, .upper_bound = { PROBE_PASSED, EINVAL, NULL },
+      .acceptance = { PROBE_SKIPPED, ENOSPC, "2 of 2 segments" }, .round_trip = { PROBE_SKIPPED, 0, NULL },
+      .passed = true },
+    /* The kernel defaults (ULONG_MAX - 2^24), and INT64_MAX, the first
+     * value no request can test: the size steps are skipped and say why;
+     * the round trip still proves segments work. */
+    { .name = "kernel defaults", .kernel = { UNLIMITED, UNLIMITED, SIZING_SHMMNI_DEFAULT },
+      .told = { UNLIMITED, UNLIMITED, SIZING_SHMMNI_DEFAULT },
+      .upper_bound = { PROBE_SKIPPED, 0, "effectively unlimited" },
+      .acceptance = { PROBE_SKIPPED, 0, "effectively unlimited" }, .round_trip = { PROBE_PASSED, 0, NULL },
+      .headroom = UNLIMITED, .passed = true },
+    { .name = "INT64_MAX", .kernel = { INT64_MAX, UNLIMITED, SIZING_SHMMNI_DEFAULT },
+      .told = { INT64_MAX, UNLIMITED, SIZING_SHMMNI_DEFAULT },
+      .upper_bound = { PROBE_SKIPPED, 0, "effectively unlimited" },
+      .acceptance = { PROBE_SKIPPED, 0, "effectively unlimited" }, .round_trip = { PROBE_PASSED, 0, NULL },
+      .headroom = INT64_MAX, .passed = true },
+};
+
+static struct probe_limits limits_in_pages(const struct limits_row *r)
 {
-    const uint64_t p = page();
-    static const struct {
-        uint64_t shmmax;
-        bool default_shmall;
-    } rows[] = {
-        { 2 * MiB, false },
-        { 1000000, false }, /* not a whole number of pages */
-        { 64 * GiB, false }, /* the guide's large tier; SHM_NORESERVE, never touched */
-        { UINT64_C(1) << 62, true },
-        { (uint64_t)INT64_MAX - 1, true },
-    };
+    return (struct probe_limits){ .shmmax = r->shmmax,
+                                  .shmall = r->shmall == UNLIMITED ? UNLIMITED : pages_of(r->shmall),
+                                  .shmmni = r->shmmni };
+}
 
+static void expect_step_as(const char *which, const struct probe_step *got, const struct expected_step *want,
+                           int overcommit)
+{
+    /* Strict overcommit commits the whole size: ENOMEM then still passes. */
+    bool enomem_ok = want->status == PROBE_PASSED && want->err == 0 && overcommit == 2;
+
+    cr_expect_eq(got->status, want->status, "%s: %s, expected %s (%s)", which, probe_status_name(got->status),
+                 probe_status_name(want->status), got->detail);
+    cr_expect(got->err == want->err || (enomem_ok && got->err == ENOMEM), "%s: errno %d, expected %d (%s)", which,
+              got->err, want->err, got->detail);
+    if (want->says)
+        cr_expect(strstr(got->detail, want->says), "%s: '%s' does not say '%s'", which, got->detail, want->says);
+}
+
+/* One step of res as it must be: errno exactly, and says in its detail
+ * when not NULL. */
+#define expect_step(step, want, want_err, says)                                                                 \
+    expect_step_as(#step, &(step), &(struct expected_step){ want, want_err, says }, 0)
+
+ParameterizedTestParameters(probe, scenarios)
+{
+    INDEXES(scenarios);
+}
+
+ParameterizedTest(size_t *i, probe, scenarios)
+{
+    const struct scenario *s = &scenarios[*i];
+    struct probe_limits k = limits_in_pages(&s->kernel), told = limits_in_pages(&s->told), l;
+    struct probe_result res;
+    int mine[ELEMENTSOF(s->others)];
+    uint64_t pages = 0;
+    size_t n = 0;
+
+    cr_log_info("%s", s->name);
     enter_private_ipc();
-    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        uint64_t shmmax = rows[i].shmmax;
-        uint64_t shmall = rows[i].default_shmall ? SIZING_KERNEL_DEFAULT : 2 * pages_of(shmmax);
-        struct probe_limits l;
-        struct probe_result res;
-
-        cr_log_info("shmmax %" PRIu64 ", shmall %" PRIu64, shmmax, shmall);
-        set_limits(shmmax, shmall, 16);
-        l = limits_of(shmmax, shmall, 16);
-        run_probe(&l, &res);
-
-        expect_step(res.upper_bound, PROBE_PASSED, EINVAL);
-        cr_expect_eq(res.upper_bound.bytes, shmmax + 1);
-        cr_expect_eq(res.acceptance.status, PROBE_PASSED, "acceptance: %s", res.acceptance.detail);
-        if (l.overcommit_memory == 2)
-            cr_expect(res.acceptance.err == 0 || res.acceptance.err == ENOMEM, "%s", res.acceptance.detail);
-        else
-            cr_expect_eq(res.acceptance.err, 0, "%s", res.acceptance.detail);
-        cr_expect_eq(res.acceptance.bytes, shmmax);
-        expect_step(res.round_trip, PROBE_PASSED, 0);
-        cr_expect_eq(res.round_trip.bytes, p);
-        cr_expect(res.passed);
-        cr_expect_eq(res.shm_tot_pages, 0);
-        cr_expect_eq(res.segments, 0);
-        cr_expect_eq(res.headroom_bytes, shmmax);
-        assert_only_segments(NULL, 0);
+    set_limits(k.shmmax, k.shmall, k.shmmni);
+    for (; n < ELEMENTSOF(s->others) && s->others[n]; n++) {
+        mine[n] = make_segment(s->others[n]);
+        pages += pages_of(s->others[n]);
     }
-    leave_checks(NULL, 0);
-}
-
-/* The kernel allows 2 MiB but the probe is told 1 MiB: the limit the agent
- * believes in is not in effect, and the segment proving it is gone. */
-Test(probe, limit_not_in_effect_fails_upper_bound)
-{
-    struct probe_limits l;
-    struct probe_result res;
-
-    enter_private_ipc();
-    set_limits(2 * MiB, pages_of(8 * MiB), 16);
-    l = limits_of(1 * MiB, pages_of(8 * MiB), 16);
+    l = limits_of(told.shmmax, told.shmall, told.shmmni);
     run_probe(&l, &res);
 
-    expect_step(res.upper_bound, PROBE_FAILED, 0);
-    cr_expect_eq(res.upper_bound.bytes, 1 * MiB + 1);
-    cr_expect(strstr(res.upper_bound.detail, "not in effect"), "%s", res.upper_bound.detail);
-    expect_step(res.acceptance, PROBE_PASSED, 0);
-    expect_step(res.round_trip, PROBE_PASSED, 0);
-    cr_expect_not(res.passed);
-    leave_checks(NULL, 0);
-}
-
-/* The kernel's shmmax is below what the probe is told: the upper bound
- * cannot tell, the acceptance does. */
-Test(probe, kernel_shmmax_lower_fails_acceptance)
-{
-    struct probe_limits l;
-    struct probe_result res;
-
-    enter_private_ipc();
-    set_limits(1 * MiB, pages_of(8 * MiB), 16);
-    l = limits_of(2 * MiB, pages_of(8 * MiB), 16);
-    run_probe(&l, &res);
-
-    expect_step(res.upper_bound, PROBE_PASSED, EINVAL);
-    expect_step(res.acceptance, PROBE_FAILED, EINVAL);
-    cr_expect(strstr(res.acceptance.detail, "below 2097152"), "%s", res.acceptance.detail);
-    expect_step(res.round_trip, PROBE_PASSED, 0);
-    cr_expect_not(res.passed);
-    leave_checks(NULL, 0);
-}
-
-/* The kernel's shmall is below what the probe is told: usage leaves room by
- * the told value, the kernel says ENOSPC, and a second look at usage shows
- * nobody else took the room. */
-Test(probe, kernel_shmall_lower_fails_acceptance)
-{
-    struct probe_limits l;
-    struct probe_result res;
-
-    enter_private_ipc();
-    set_limits(2 * MiB, pages_of(1 * MiB), 16);
-    l = limits_of(2 * MiB, pages_of(4 * MiB), 16);
-    run_probe(&l, &res);
-
-    expect_step(res.upper_bound, PROBE_PASSED, EINVAL);
-    expect_step(res.acceptance, PROBE_FAILED, ENOSPC);
-    expect_step(res.round_trip, PROBE_PASSED, 0);
-    cr_expect_not(res.passed);
-    leave_checks(NULL, 0);
+    expect_step_as("upper bound", &res.upper_bound, &s->upper_bound, l.overcommit_memory);
+    expect_step_as("acceptance", &res.acceptance, &s->acceptance, l.overcommit_memory);
+    expect_step_as("round trip", &res.round_trip, &s->round_trip, l.overcommit_memory);
+    cr_expect_eq(res.passed, s->passed);
+    /* What each step asked for, when it asked. */
+    if (s->upper_bound.status != PROBE_SKIPPED)
+        cr_expect_eq(res.upper_bound.bytes, l.shmmax + 1);
+    if (s->acceptance.status != PROBE_SKIPPED || s->acceptance.err == ENOSPC)
+        cr_expect_eq(res.acceptance.bytes, l.shmmax, "asked anyway, even without room");
+    if (s->round_trip.status != PROBE_SKIPPED)
+        cr_expect_eq(res.round_trip.bytes, l.shmmax < page() ? l.shmmax : page());
+    cr_expect_eq(res.segments, n);
+    cr_expect_eq(res.shm_tot_pages, pages);
+    cr_expect_eq(res.headroom_bytes, s->headroom);
+    leave_checks(mine, n);
 }
 
 /* Other segments hold shm_tot two pages short of shmall: a shmmax segment
- * does not fit, which is reported as headroom, not as a failure; a one-page
- * round trip still fits. */
-Test(probe, no_room_reports_headroom)
+ * does not fit, which is reported as headroom, not as a failure; a
+ * one-page round trip still fits. The headroom is exact. */
+Test(probe, no_room_reports_exact_headroom)
 {
     const uint64_t p = page(), shmmax = 1 * MiB, per = pages_of(shmmax), shmall = 4 * per;
-    int mine[4];
+    int mine[4], id;
     struct probe_limits l;
     struct probe_result res;
 
@@ -433,265 +437,30 @@ Test(probe, no_room_reports_headroom)
     l = limits_of(shmmax, shmall, 16);
     run_probe(&l, &res);
 
-    expect_step(res.upper_bound, PROBE_PASSED, EINVAL);
-    expect_step(res.acceptance, PROBE_SKIPPED, ENOSPC);
-    cr_expect(strstr(res.acceptance.detail, "no room"), "%s", res.acceptance.detail);
-    cr_expect_eq(res.acceptance.bytes, shmmax, "asked anyway, and the kernel said ENOSPC");
+    expect_step(res.upper_bound, PROBE_PASSED, EINVAL, NULL);
+    expect_step(res.acceptance, PROBE_SKIPPED, ENOSPC, "no room");
     cr_expect_eq(res.shm_tot_pages, shmall - 2);
-    cr_expect_eq(res.segments, 4);
     cr_expect_eq(res.headroom_bytes, 2 * p);
-    expect_step(res.round_trip, PROBE_PASSED, 0);
+    expect_step(res.round_trip, PROBE_PASSED, 0, NULL);
     cr_expect(res.passed, "no room is not a failure");
     leave_checks(mine, 4);
 
-    /* The headroom is exact: a segment of that size fits, one byte more not. */
-    {
-        int id = shmget(IPC_PRIVATE, (size_t)res.headroom_bytes + 1, IPC_CREAT | 0600);
-        cr_expect_lt(id, 0, "one byte more than the headroom");
-        cr_expect_eq(errno, ENOSPC);
-        id = make_segment(res.headroom_bytes);
-        remove_segments(&id, 1);
-    }
+    /* A segment of the headroom fits, one byte more not. */
+    cr_expect_lt(shmget(IPC_PRIVATE, (size_t)res.headroom_bytes + 1, IPC_CREAT | 0600), 0);
+    cr_expect_eq(errno, ENOSPC);
+    id = make_segment(res.headroom_bytes);
+    remove_segments(&id, 1);
     remove_segments(mine, 4);
     assert_only_segments(NULL, 0);
 }
 
-/* No room, yet the acceptance still asks: the kernel checks the size
- * before the room, so a shmmax below the one the probe is told shows as
- * EINVAL instead of hiding behind "no room". */
-Test(probe, no_room_still_catches_lower_shmmax)
-{
-    const uint64_t shmmax = 2 * MiB, shmall = pages_of(shmmax);
-    int mine[1];
-    struct probe_limits l;
-    struct probe_result res;
-
-    enter_private_ipc();
-    set_limits(1 * MiB, shmall, 16);
-    mine[0] = make_segment(1 * MiB);
-    l = limits_of(shmmax, shmall, 16);
-    run_probe(&l, &res);
-
-    expect_step(res.upper_bound, PROBE_PASSED, EINVAL);
-    expect_step(res.acceptance, PROBE_FAILED, EINVAL);
-    cr_expect_not(res.passed);
-    leave_checks(mine, 1);
-}
-
-/* No room by the shmall the probe is told, but the kernel's is higher: the
- * segment is created (and removed), which shows the cap is not in effect. */
-Test(probe, no_room_catches_higher_shmall)
-{
-    const uint64_t shmmax = 1 * MiB, per = pages_of(shmmax);
-    int mine[1];
-    struct probe_limits l;
-    struct probe_result res;
-
-    enter_private_ipc();
-    set_limits(shmmax, 4 * per, 16);
-    mine[0] = make_segment(shmmax);
-    l = limits_of(shmmax, per, 16);
-    run_probe(&l, &res);
-
-    expect_step(res.upper_bound, PROBE_PASSED, EINVAL);
-    expect_step(res.acceptance, PROBE_FAILED, 0);
-    cr_expect(strstr(res.acceptance.detail, "in effect is higher"), "%s", res.acceptance.detail);
-    expect_step(res.round_trip, PROBE_SKIPPED, 0);
-    cr_expect_not(res.passed);
-    leave_checks(mine, 1);
-}
-
-/* shm_tot == shmall: not even the round trip's page fits. */
-Test(probe, full_skips_acceptance_and_round_trip)
-{
-    const uint64_t shmmax = 1 * MiB, shmall = pages_of(shmmax);
-    int mine[1];
-    struct probe_limits l;
-    struct probe_result res;
-
-    enter_private_ipc();
-    set_limits(shmmax, shmall, 16);
-    mine[0] = make_segment(shmmax);
-    l = limits_of(shmmax, shmall, 16);
-    run_probe(&l, &res);
-
-    expect_step(res.upper_bound, PROBE_PASSED, EINVAL);
-    expect_step(res.acceptance, PROBE_SKIPPED, ENOSPC);
-    expect_step(res.round_trip, PROBE_SKIPPED, 0);
-    cr_expect_eq(res.headroom_bytes, 0);
-    cr_expect(res.passed);
-    leave_checks(mine, 1);
-}
-
-/* Every id taken (used_ids == shmmni): skipped, headroom 0. The upper bound
- * still runs: the kernel checks the size before it looks for an id. */
-Test(probe, shmmni_exhausted_skips)
-{
-    int mine[2];
-    struct probe_limits l;
-    struct probe_result res;
-
-    enter_private_ipc();
-    set_limits(2 * MiB, pages_of(64 * MiB), 2);
-    mine[0] = make_segment(page());
-    mine[1] = make_segment(page());
-    l = limits_of(2 * MiB, pages_of(64 * MiB), 2);
-    run_probe(&l, &res);
-
-    expect_step(res.upper_bound, PROBE_PASSED, EINVAL);
-    expect_step(res.acceptance, PROBE_SKIPPED, ENOSPC);
-    cr_expect(strstr(res.acceptance.detail, "2 of 2 segments"), "%s", res.acceptance.detail);
-    expect_step(res.round_trip, PROBE_SKIPPED, 0);
-    cr_expect_eq(res.segments, 2);
-    cr_expect_eq(res.headroom_bytes, 0);
-    cr_expect(res.passed);
-    leave_checks(mine, 2);
-}
-
-/* The kernel defaults (ULONG_MAX - 2^24), and INT64_MAX, the first value no
- * request can test: the size steps are skipped and say why; the round trip
- * still proves segments work. */
-Test(probe, unlimited_skips_size_steps)
-{
-    static const uint64_t values[] = { SIZING_KERNEL_DEFAULT, (uint64_t)INT64_MAX };
-
-    enter_private_ipc();
-    cr_expect_eq(read_proc("/proc/sys/kernel/shmall"), SIZING_KERNEL_DEFAULT);
-    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
-        struct probe_limits l;
-        struct probe_result res;
-
-        set_limits(values[i], SIZING_KERNEL_DEFAULT, SIZING_SHMMNI_DEFAULT);
-        l = limits_of(values[i], SIZING_KERNEL_DEFAULT, SIZING_SHMMNI_DEFAULT);
-        run_probe(&l, &res);
-
-        expect_step(res.upper_bound, PROBE_SKIPPED, 0);
-        cr_expect(strstr(res.upper_bound.detail, "effectively unlimited"), "%s", res.upper_bound.detail);
-        expect_step(res.acceptance, PROBE_SKIPPED, 0);
-        cr_expect(strstr(res.acceptance.detail, "effectively unlimited"), "%s", res.acceptance.detail);
-        expect_step(res.round_trip, PROBE_PASSED, 0);
-        cr_expect(res.passed);
-        cr_expect_eq(res.headroom_bytes, values[i]);
-        assert_only_segments(NULL, 0);
-    }
-    leave_checks(NULL, 0);
-}
-
-/* A shmmax below one page: the round trip uses a shmmax-sized segment,
- * however small. */
-Test(probe, tiny_shmmax)
-{
-    struct probe_limits l;
-    struct probe_result res;
-
-    enter_private_ipc();
-    set_limits(1024, 16, 16);
-    l = limits_of(1024, 16, 16);
-    run_probe(&l, &res);
-    expect_step(res.upper_bound, PROBE_PASSED, EINVAL);
-    expect_step(res.acceptance, PROBE_PASSED, 0);
-    expect_step(res.round_trip, PROBE_PASSED, 0);
-    cr_expect_eq(res.round_trip.bytes, 1024);
-
-    set_limits(100, 16, 16);
-    l = limits_of(100, 16, 16);
-    run_probe(&l, &res);
-    expect_step(res.upper_bound, PROBE_PASSED, EINVAL);
-    expect_step(res.acceptance, PROBE_PASSED, 0);
-    expect_step(res.round_trip, PROBE_PASSED, 0);
-    cr_expect_eq(res.round_trip.bytes, 100);
-    cr_expect(res.passed);
-    leave_checks(NULL, 0);
-}
-
-/* Many probes in a row leave nothing behind. */
-Test(probe, repeated_runs_leave_nothing)
-{
-    struct probe_limits l;
-
-    enter_private_ipc();
-    set_limits(2 * MiB, pages_of(8 * MiB), 16);
-    l = limits_of(2 * MiB, pages_of(8 * MiB), 16);
-    for (int i = 0; i < 50; i++) {
-        struct probe_result res;
-        cr_assert_eq(probe_run(&l, &res), 0);
-        cr_assert(res.passed, "run %d: %s / %s / %s", i, res.upper_bound.detail, res.acceptance.detail,
-                  res.round_trip.detail);
-    }
-    leave_checks(NULL, 0);
-}
-
 /* ---- leftovers: what a killed shmprov leaves, and what is not one ---------- */
 
-/* A segment made by a child that exits at once (a creator that is gone),
- * as a probe killed between shmget and IPC_RMID leaves it. uid: the owner
- * the child switches to first, or -1 to stay root. */
-static int create_by_dead_process(key_t key, uint64_t bytes, int mode, int uid)
+/* The creator of a segment create_by_child() left alive goes. */
+static void kill_holder(pid_t pid)
 {
-    int fds[2];
-    pid_t pid;
-
-    cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
-    pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        int child_id = -1;
-        if (uid < 0 || setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) == 0)
-            child_id = shmget(key, (size_t)bytes, IPC_CREAT | IPC_EXCL | SHM_NORESERVE | mode);
-        if (write(fds[1], &child_id, sizeof(child_id)) != sizeof(child_id))
-            _exit(2);
-        _exit(child_id >= 0 ? 0 : 1);
-    }
-    return child_created_id(pid, fds);
-}
-
-/* A live process that created a segment with key and holds on (never
- * attached) until release_holder(). */
-struct holder {
-    pid_t pid;
-    int release_fd;
-    int id;
-};
-
-static struct holder hold_by_live_process(key_t key, uint64_t bytes)
-{
-    int ids[2], rel[2];
-    struct holder h = { .id = -1 };
-
-    cr_assert_eq(pipe2(ids, O_CLOEXEC), 0);
-    cr_assert_eq(pipe2(rel, O_CLOEXEC), 0);
-    h.pid = fork();
-    cr_assert_geq(h.pid, 0);
-    if (h.pid == 0) {
-        char c;
-        int id = shmget(key, (size_t)bytes, IPC_CREAT | IPC_EXCL | SHM_NORESERVE | 0600);
-        close(rel[1]);
-        if (write(ids[1], &id, sizeof(id)) != sizeof(id))
-            _exit(2);
-        _exit(read(rel[0], &c, 1) < 0 ? 3 : 0); /* until the test closes its end */
-    }
-    close(ids[1]);
-    close(rel[0]);
-    cr_assert_eq(read(ids[0], &h.id, sizeof(h.id)), (ssize_t)sizeof(h.id));
-    close(ids[0]);
-    cr_assert_geq(h.id, 0, "the holder could not create its segment");
-    h.release_fd = rel[1];
-    return h;
-}
-
-static void release_holder(struct holder *h)
-{
-    int status;
-
-    close(h->release_fd);
-    cr_assert_eq(waitpid(h->pid, &status, 0), h->pid);
-}
-
-static bool segment_exists(int id)
-{
-    struct shmid_ds ds;
-
-    return shmctl(id, IPC_STAT, &ds) == 0;
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    cr_assert_eq(waitpid(pid, NULL, 0), pid);
 }
 
 /* probe_find_leftovers() on the table as it is now, for this euid. */
@@ -721,7 +490,7 @@ Test(probe_leftovers, dead_creators_segment_is_found_and_removed)
     enter_private_ipc();
     set_limits(shmmax, shmall, 16);
     l = limits_of(shmmax, shmall, 16);
-    id = create_by_dead_process(SHMPROV_PROBE_KEY, shmmax, 0600, -1);
+    id = create_by_child(SHMPROV_PROBE_KEY, shmmax, 0600, -1, false, NULL);
 
     cr_assert_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 1);
     cr_expect_eq(found[0].seg.id, id);
@@ -731,7 +500,7 @@ Test(probe_leftovers, dead_creators_segment_is_found_and_removed)
     /* Left in place, it takes the whole of shmall, and the probe (which
      * never removes anything itself) says whose the key is. */
     run_probe(&l, &res);
-    expect_step(res.acceptance, PROBE_SKIPPED, ENOSPC);
+    expect_step(res.acceptance, PROBE_SKIPPED, ENOSPC, NULL);
     cr_expect(strstr(res.key_note, "a killed shmprov's"), "%s", res.key_note);
     cr_expect(segment_exists(id), "probe_run() removed a segment");
 
@@ -742,9 +511,9 @@ Test(probe_leftovers, dead_creators_segment_is_found_and_removed)
     cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "nothing left to remove");
 
     run_probe(&l, &res);
-    expect_step(res.upper_bound, PROBE_PASSED, EINVAL);
+    expect_step(res.upper_bound, PROBE_PASSED, EINVAL, NULL);
     cr_expect_eq(res.acceptance.status, PROBE_PASSED, "%s", res.acceptance.detail);
-    expect_step(res.round_trip, PROBE_PASSED, 0);
+    expect_step(res.round_trip, PROBE_PASSED, 0, NULL);
     cr_expect_str_eq(res.key_note, "");
     leave_checks(NULL, 0);
 }
@@ -757,42 +526,40 @@ Test(probe_leftovers, live_holder_is_never_touched)
     struct probe_leftover found[PROBE_LEFTOVERS_MAX];
     struct probe_result res;
     struct probe_limits l;
-    struct holder h;
     char pid_text[32];
+    pid_t holder;
     void *p;
     int id;
 
     enter_private_ipc();
-    set_limits(2 * MiB, pages_of(8 * MiB), 16);
-    l = limits_of(2 * MiB, pages_of(8 * MiB), 16);
+    l = set_usual_limits();
 
-    h = hold_by_live_process(SHMPROV_PROBE_KEY, 1 * MiB);
+    id = create_by_child(SHMPROV_PROBE_KEY, 1 * MiB, 0600, -1, false, &holder);
     cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "a live creator's segment");
     cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
-    cr_expect(segment_exists(h.id));
+    cr_expect(segment_exists(id));
     run_probe(&l, &res);
     cr_expect(res.passed, "%s / %s / %s", res.upper_bound.detail, res.acceptance.detail, res.round_trip.detail);
-    expect_step(res.upper_bound, PROBE_PASSED, EINVAL);
-    (void)snprintf(pid_text, sizeof(pid_text), "creator pid %ld alive", (long)h.pid);
+    expect_step(res.upper_bound, PROBE_PASSED, EINVAL, NULL);
+    (void)snprintf(pid_text, sizeof(pid_text), "creator pid %ld alive", (long)holder);
     cr_expect(strstr(res.key_note, pid_text) && strstr(res.key_note, "not shmprov's"), "%s", res.key_note);
-    assert_only_segments(&h.id, 1);
+    assert_only_segments(&id, 1);
 
     /* Its creator gone but attached by this live process. */
-    p = shmat(h.id, NULL, SHM_RDONLY);
+    p = shmat(id, NULL, SHM_RDONLY);
     cr_assert_neq(p, (void *)-1);
-    release_holder(&h);
+    kill_holder(holder);
     cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "attached by a live process");
     cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
     run_probe(&l, &res);
     cr_expect(res.passed);
     cr_expect(strstr(res.key_note, "1 attached"), "%s", res.key_note);
-    assert_only_segments(&h.id, 1);
+    assert_only_segments(&id, 1);
 
     /* Detached: the last user (this process) lives. */
     cr_assert_eq(shmdt(p), 0);
     cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
-    cr_expect(segment_exists(h.id));
-    id = h.id;
+    cr_expect(segment_exists(id));
     leave_checks(&id, 1);
 }
 
@@ -806,42 +573,44 @@ Test(probe_leftovers, other_segments_are_never_touched)
 
     enter_private_ipc();
     set_limits(2 * MiB, pages_of(64 * MiB), 16);
-    mine[0] = create_by_dead_process(0x5150, 1 * MiB, 0600, -1);
-    mine[1] = create_by_dead_process(IPC_PRIVATE, 1 * MiB, 0600, -1);
+    mine[0] = create_by_child(0x5150, 1 * MiB, 0600, -1, false, NULL);
+    mine[1] = create_by_child(IPC_PRIVATE, 1 * MiB, 0600, -1, false, NULL);
     /* One key names one segment: the probe key's variants one at a time. */
-    mine[2] = create_by_dead_process(SHMPROV_PROBE_KEY, 1 * MiB, 0644, -1);
+    mine[2] = create_by_child(SHMPROV_PROBE_KEY, 1 * MiB, 0644, -1, false, NULL);
     cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "mode 0644");
     cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
     assert_only_segments(mine, 3);
     cr_assert_eq(shmctl(mine[2], IPC_RMID, NULL), 0);
-    mine[2] = create_by_dead_process(SHMPROV_PROBE_KEY, 1 * MiB, 0600, 65534);
+    mine[2] = create_by_child(SHMPROV_PROBE_KEY, 1 * MiB, 0600, 65534, false, NULL);
     cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "another user's");
     cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
     for (int i = 0; i < 3; i++)
         cr_expect(segment_exists(mine[i]), "segment %d was removed", mine[i]);
-
-    /* Single rows, for what this test cannot make the kernel show (a
-     * creator in another pid namespace: pid 0). */
-    {
-        struct shmseg s = { .key = SHMPROV_PROBE_KEY, .id = 1, .mode = 0600, .size = 4096, .cpid = INT32_MAX,
-                            .uid = (uint32_t)geteuid(), .cuid = (uint32_t)geteuid() };
-        cr_expect(probe_is_leftover(&s, geteuid()), "a pid that cannot exist is gone");
-        cr_expect_not(probe_is_leftover(&s, geteuid() + 1), "not this euid's");
-        s.mode = 0600 | SHMSEG_MODE_DEST;
-        cr_expect_not(probe_is_leftover(&s, geteuid()));
-        s.mode = 0600;
-        s.nattch = 1;
-        cr_expect_not(probe_is_leftover(&s, geteuid()));
-        s.nattch = 0;
-        s.cuid = 65534;
-        cr_expect_not(probe_is_leftover(&s, geteuid()), "created by another user");
-        s.cuid = s.uid;
-        s.cpid = getpid();
-        cr_expect_not(probe_is_leftover(&s, geteuid()), "its creator lives");
-        s.cpid = 0;
-        cr_expect_not(probe_is_leftover(&s, geteuid()), "a creator in another pid namespace counts as alive");
-    }
     leave_checks(mine, 3);
+}
+
+/* Single rows, for what a test cannot make the kernel show (a creator in
+ * another pid namespace: pid 0). */
+Test(probe_pure, leftover_rows)
+{
+    struct shmseg s = { .key = SHMPROV_PROBE_KEY, .id = 1, .mode = 0600, .size = 4096, .cpid = INT32_MAX,
+                        .uid = (uint32_t)geteuid(), .cuid = (uint32_t)geteuid() };
+
+    cr_expect(probe_is_leftover(&s, geteuid()), "a pid that cannot exist is gone");
+    cr_expect_not(probe_is_leftover(&s, geteuid() + 1), "not this euid's");
+    s.mode = 0600 | SHMSEG_MODE_DEST;
+    cr_expect_not(probe_is_leftover(&s, geteuid()));
+    s.mode = 0600;
+    s.nattch = 1;
+    cr_expect_not(probe_is_leftover(&s, geteuid()));
+    s.nattch = 0;
+    s.cuid = 65534;
+    cr_expect_not(probe_is_leftover(&s, geteuid()), "created by another user");
+    s.cuid = s.uid;
+    s.cpid = getpid();
+    cr_expect_not(probe_is_leftover(&s, geteuid()), "its creator lives");
+    s.cpid = 0;
+    cr_expect_not(probe_is_leftover(&s, geteuid()), "a creator in another pid namespace counts as alive");
 }
 
 /* A profile that lists the key as persistent says it is another
@@ -854,9 +623,8 @@ Test(probe_leftovers, persistent_key_is_never_used)
     int id;
 
     enter_private_ipc();
-    set_limits(2 * MiB, pages_of(8 * MiB), 16);
-    l = limits_of(2 * MiB, pages_of(8 * MiB), 16);
-    id = create_by_dead_process(SHMPROV_PROBE_KEY, 4096, 0600, -1);
+    l = set_usual_limits();
+    id = create_by_child(SHMPROV_PROBE_KEY, 4096, 0600, -1, false, NULL);
     run_probe(&l, &res);
     cr_expect(res.passed);
     cr_expect_neq(res.key_note[0], '\0', "without the flag the probe asks for the key and finds it taken");
@@ -875,12 +643,12 @@ Test(probe_leftovers, probe_leaves_nothing_and_uses_the_key)
     struct probe_limits l;
 
     enter_private_ipc();
-    set_limits(2 * MiB, pages_of(8 * MiB), 16);
-    l = limits_of(2 * MiB, pages_of(8 * MiB), 16);
-    for (int i = 0; i < 20; i++) {
+    l = set_usual_limits();
+    for (int i = 0; i < 50; i++) {
         struct probe_result res;
-        run_probe(&l, &res);
-        cr_assert(res.passed);
+        cr_assert_eq(probe_run(&l, &res), 0);
+        cr_assert(res.passed, "run %d: %s / %s / %s", i, res.upper_bound.detail, res.acceptance.detail,
+                  res.round_trip.detail);
         cr_assert_str_eq(res.key_note, "", "run %d found the key taken", i);
     }
     cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
@@ -911,7 +679,7 @@ static int refuse_ipc_rmid(void)
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
-    struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+    struct sock_fprog prog = { .len = ELEMENTSOF(f), .filter = f };
 
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
         return -errno;
@@ -932,8 +700,7 @@ Test(probe_leftovers, failed_ipc_rmid_fails_the_probe_and_leaves_a_leftover)
     pid_t pid;
 
     enter_private_ipc();
-    set_limits(2 * MiB, pages_of(8 * MiB), 16);
-    l = limits_of(2 * MiB, pages_of(8 * MiB), 16);
+    l = set_usual_limits();
     l.skip_round_trip = true; /* one segment, the acceptance's */
     cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
     pid = fork();
@@ -952,7 +719,7 @@ Test(probe_leftovers, failed_ipc_rmid_fails_the_probe_and_leaves_a_leftover)
     cr_assert_eq(waitpid(pid, &status, 0), pid);
 
     cr_expect_not(res.passed);
-    expect_step(res.acceptance, PROBE_FAILED, EPERM);
+    expect_step(res.acceptance, PROBE_FAILED, EPERM, NULL);
     cr_log_info("acceptance: %s", res.acceptance.detail);
     cr_assert_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 1, "the segment IPC_RMID could not remove");
     (void)snprintf(want, sizeof(want), "segment %d (%" PRIu64 " bytes) was created but could not be removed",

@@ -12,6 +12,7 @@
 #include "helpers.h"
 #include "plan.h"
 #include "removal.h"
+#include "testing.h"
 
 #define DEFAULT UINT64_C(18446744073692774399)
 
