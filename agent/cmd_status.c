@@ -172,9 +172,7 @@ int cmd_status(const struct cli_options *o)
     if (o->remove_orphans) {
         removals = json_object_new_array();
         if (!status->segments)
-            log_error("cannot look for orphans: /proc/sysvipc/shm: %s",
-                      status->segments_errno == EINVAL ? "not the table the kernel writes (malformed or cut short)"
-                                                       : strerror(status->segments_errno));
+            log_error("cannot look for orphans: /proc/sysvipc/shm: %s", host_segments_reason(status->segments_errno));
         remove_orphans(status, o->dry_run, removals, &removed);
         if (!status->segments)
             removed.failed++;

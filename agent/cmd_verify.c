@@ -106,8 +106,7 @@ static void check_probe_leftovers(const struct plan *plan, struct report_drift_l
         return;
     if (!t) {
         log_warn("cannot look for test segments a killed shmprov left behind: /proc/sysvipc/shm: %s",
-                 plan->host.segments_errno == EINVAL ? "not the table the kernel writes (malformed or cut short)"
-                                                     : strerror(plan->host.segments_errno));
+                 host_segments_reason(plan->host.segments_errno));
         return;
     }
     n = probe_find_leftovers(t, geteuid(), found, PROBE_LEFTOVERS_MAX);

@@ -107,6 +107,11 @@ int host_read_segments(struct shmseg_table **ret)
     return r;
 }
 
+const char *host_segments_reason(int err)
+{
+    return err == EINVAL ? "not the table the kernel writes (malformed or cut short)" : strerror(err);
+}
+
 const char *host_runtime_write_reason(int err)
 {
     switch (err) {

@@ -46,5 +46,8 @@ struct shmseg_table;
  * meminfo). Returns 0 and a table to free(), or a negative errno. */
 int host_read_segments(struct shmseg_table **ret);
 
+/* Why /proc/sysvipc/shm could not be read (a positive errno), for people. */
+const char *host_segments_reason(int err);
+
 /* Text for runtime_write_errno, for people. */
 const char *host_runtime_write_reason(int err);

@@ -97,6 +97,26 @@ static int read_current_dropin(struct plan *plan)
     return 0;
 }
 
+/* Whether the drop-in changes, both texts' hashes, and the diff. */
+static int compare_dropin(struct plan *plan)
+{
+    int r;
+
+    plan->dropin_changed = !plan->dropin_old || plan->dropin_old_len != plan->dropin_new_len ||
+                           memcmp(plan->dropin_old, plan->dropin_new, plan->dropin_new_len) != 0;
+    hash_sha256_hex(plan->dropin_new, plan->dropin_new_len, plan->dropin_new_sha256);
+    if (plan->dropin_old && !plan->dropin_changed)
+        memcpy(plan->dropin_old_sha256, plan->dropin_new_sha256, sizeof(plan->dropin_old_sha256));
+    else if (plan->dropin_old)
+        hash_sha256_hex(plan->dropin_old, plan->dropin_old_len, plan->dropin_old_sha256);
+    r = udiff_render(plan->dropin_old, plan->dropin_old_len, plan->dropin_new, plan->dropin_new_len,
+                     plan->dropin_old ? plan->dropin_path : "/dev/null", plan->dropin_path, &plan->dropin_diff);
+    if (r != -E2BIG)
+        return r;
+    plan->dropin_diff = strdup("(the current file is too long to show a diff)\n");
+    return plan->dropin_diff ? 0 : -ENOMEM;
+}
+
 int plan_build(const struct profile *p, struct host_facts *h, bool force, const char *root,
                struct plan **ret)
 {
@@ -134,20 +154,7 @@ int plan_build(const struct profile *p, struct host_facts *h, bool force, const 
     if (r < 0)
         goto fail;
 
-    plan->dropin_changed = !plan->dropin_old || plan->dropin_old_len != plan->dropin_new_len ||
-                           memcmp(plan->dropin_old, plan->dropin_new, plan->dropin_new_len) != 0;
-    hash_sha256_hex(plan->dropin_new, plan->dropin_new_len, plan->dropin_new_sha256);
-    if (plan->dropin_old && !plan->dropin_changed)
-        memcpy(plan->dropin_old_sha256, plan->dropin_new_sha256, sizeof(plan->dropin_old_sha256));
-    else if (plan->dropin_old)
-        hash_sha256_hex(plan->dropin_old, plan->dropin_old_len, plan->dropin_old_sha256);
-    r = udiff_render(plan->dropin_old, plan->dropin_old_len, plan->dropin_new, plan->dropin_new_len,
-                     plan->dropin_old ? plan->dropin_path : "/dev/null", plan->dropin_path,
-                     &plan->dropin_diff);
-    if (r == -E2BIG) {
-        plan->dropin_diff = strdup("(the current file is too long to show a diff)\n");
-        r = plan->dropin_diff ? 0 : -ENOMEM;
-    }
+    r = compare_dropin(plan);
     if (r < 0)
         goto fail;
 

@@ -11,30 +11,21 @@
 
 static const char *tier_reason(const struct sizing_result *s)
 {
-    if (!s->tier_detected)
-        return "set in the profile";
-    switch (s->tier) {
-    case TIER_SMALL:
-        return "auto: MemTotal is below 16 GiB";
-    case TIER_MEDIUM:
-        return "auto: MemTotal is from 16 GiB up to 64 GiB";
-    default:
-        return "auto: MemTotal is 64 GiB or more";
-    }
+    static const char *const detected[] = {
+        [TIER_SMALL] = "auto: MemTotal is below 16 GiB",
+        [TIER_MEDIUM] = "auto: MemTotal is from 16 GiB up to 64 GiB",
+        [TIER_LARGE] = "auto: MemTotal is 64 GiB or more",
+    };
+    return s->tier_detected ? detected[s->tier] : "set in the profile";
 }
 
 static const char *overcommit_meaning(int mode)
 {
-    switch (mode) {
-    case 0:
-        return "heuristic overcommit";
-    case 1:
-        return "always overcommit";
-    case 2:
-        return "strict accounting: a large segment can fail with ENOMEM even below the limits";
-    default:
-        return "unknown";
-    }
+    static const char *const meanings[] = {
+        "heuristic overcommit", "always overcommit",
+        "strict accounting: a large segment can fail with ENOMEM even below the limits",
+    };
+    return mode >= 0 && mode <= 2 ? meanings[mode] : "unknown";
 }
 
 static void print_value(FILE *out, bool known, uint64_t value)

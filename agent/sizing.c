@@ -21,17 +21,12 @@ enum ram_tier sizing_classify(uint64_t memtotal_bytes)
     return TIER_LARGE;
 }
 
-static uint64_t tier_ram(enum ram_tier tier)
-{
-    switch (tier) {
-    case TIER_SMALL:
-        return SIZING_TIER_SMALL_RAM;
-    case TIER_MEDIUM:
-        return SIZING_TIER_MEDIUM_RAM;
-    default:
-        return SIZING_TIER_LARGE_RAM;
-    }
-}
+/* A fixed tier's nominal RAM. */
+static const uint64_t tier_ram[] = {
+    [TIER_SMALL] = SIZING_TIER_SMALL_RAM,
+    [TIER_MEDIUM] = SIZING_TIER_MEDIUM_RAM,
+    [TIER_LARGE] = SIZING_TIER_LARGE_RAM,
+};
 
 /* The guide: general follows the tier table (half of RAM), database half,
  * bigdata three quarters. */
@@ -169,7 +164,7 @@ int sizing_compute(const struct sizing_input *in, struct sizing_result *ret)
         r.ram_bytes = in->memtotal_bytes;
     } else {
         r.tier = in->profile->ram_tier;
-        r.ram_bytes = tier_ram(r.tier);
+        r.ram_bytes = tier_ram[r.tier];
     }
 
     derive(in, &r);

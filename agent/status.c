@@ -102,11 +102,11 @@ int status_gather(const struct plan *plan, const struct shmseg_table *segments, 
     s->segments_errno = segments_errno;
     if (segments && classify_segments(s) < 0)
         goto fail;
-    s->headroom = s->kernel_known || plan->host.usage_known
-                      ? sizing_headroom_now(&plan->host.current, plan->host.page_size,
-                                            s->kernel_known ? s->kernel.pages : plan->host.usage.pages,
-                                            s->kernel_known ? s->kernel.segments : plan->host.usage.segments)
-                      : (struct sizing_headroom){ .known = false };
+    s->segments_in_use = s->kernel_known ? s->kernel.segments : plan->host.usage.segments;
+    s->pages_in_use = s->kernel_known ? s->kernel.pages : plan->host.usage.pages;
+    if (s->kernel_known || plan->host.usage_known)
+        s->headroom = sizing_headroom_now(&plan->host.current, plan->host.page_size, s->pages_in_use,
+                                          s->segments_in_use);
 
     /* A failed analysis only loses the "at boot" lines, never the rest. */
     r = conflicts_check_on_disk(plan, &s->boot);

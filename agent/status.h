@@ -34,6 +34,9 @@ struct status {
     struct status_namespace ns;
     bool kernel_known;
     struct kernel_shm_usage kernel; /* the kernel's counters (SHM_INFO) */
+    /* Segments and pages in use: the kernel's counters when it gave them,
+     * else the table's sums. */
+    uint64_t segments_in_use, pages_in_use;
     const struct shmseg_table *segments; /* NULL when /proc/sysvipc/shm could not be read */
     int segments_errno;
     struct orphans_verdict *verdicts; /* one per segment */

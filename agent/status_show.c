@@ -186,8 +186,7 @@ static void print_usage(FILE *out, const struct status *s)
     const struct host_facts *h = &s->plan->host;
     uint64_t shmmni = h->current.value[KEY_SHMMNI], shmall = h->current.value[KEY_SHMALL],
              shmmax = h->current.value[KEY_SHMMAX];
-    uint64_t segments = s->kernel_known ? s->kernel.segments : h->usage.segments;
-    uint64_t pages = s->kernel_known ? s->kernel.pages : h->usage.pages;
+    uint64_t segments = s->segments_in_use, pages = s->pages_in_use;
     char human[32];
 
     if (!s->kernel_known && !s->segments) {
@@ -317,8 +316,7 @@ static void print_segments(FILE *out, const struct status *s, bool with_segments
 
     if (!t) {
         fprintf(out, "\nSegments: unknown (cannot read /proc/sysvipc/shm: %s)\n",
-                s->segments_errno == EINVAL ? "not the table the kernel writes (malformed or cut short)"
-                                            : strerror(s->segments_errno));
+                host_segments_reason(s->segments_errno));
         return;
     }
     fprintf(out, "\nSegments: %zu; orphan candidates: %zu", t->count, s->norphans);
@@ -420,15 +418,14 @@ static json_object *json_limits(const struct status *s)
 
 static json_object *json_usage(const struct status *s)
 {
-    const struct host_facts *h = &s->plan->host;
     json_object *o;
 
     if (!s->kernel_known && !s->segments)
         return NULL;
     o = json_object_new_object();
     json_object_object_add(o, "source", jsonout_string(s->kernel_known ? "SHM_INFO" : "/proc/sysvipc/shm"));
-    jsonout_add_u64(o, "segments", true, s->kernel_known ? s->kernel.segments : h->usage.segments);
-    jsonout_add_u64(o, "pages", true, s->kernel_known ? s->kernel.pages : h->usage.pages);
+    jsonout_add_u64(o, "segments", true, s->segments_in_use);
+    jsonout_add_u64(o, "pages", true, s->pages_in_use);
     jsonout_add_u64(o, "bytes", s->segments != NULL, s->bytes);
     jsonout_add_u64(o, "largest_segment", s->segments != NULL, s->largest);
     jsonout_add_u64(o, "rss_pages", s->kernel_known, s->kernel.rss_pages);
