@@ -138,35 +138,27 @@ int plan_build(const struct profile *p, struct host_facts *h, bool force, const 
     plan->profile = p;
     plan->host = *h;
     h->segments = NULL;
-    if ((size_t)snprintf(plan->dropin_path, sizeof(plan->dropin_path), "%s%s", root ? root : "",
-                         p->dropin) >= sizeof(plan->dropin_path)) {
+    if ((size_t)snprintf(plan->dropin_path, sizeof(plan->dropin_path), "%s%s", root ? root : "", p->dropin) >=
+        sizeof(plan->dropin_path))
         r = -ENAMETOOLONG;
-        goto fail;
+    else
+        r = sizing_compute(&in, &plan->sizing);
+    if (r == 0)
+        r = dropin_render(p, &plan->sizing, &plan->dropin_new, &plan->dropin_new_len);
+    if (r == 0)
+        r = read_current_dropin(plan);
+    if (r == 0)
+        r = compare_dropin(plan);
+    if (r < 0) {
+        plan_free(plan);
+        return r;
     }
-
-    r = sizing_compute(&in, &plan->sizing);
-    if (r < 0)
-        goto fail;
-    r = dropin_render(p, &plan->sizing, &plan->dropin_new, &plan->dropin_new_len);
-    if (r < 0)
-        goto fail;
-    r = read_current_dropin(plan);
-    if (r < 0)
-        goto fail;
-
-    r = compare_dropin(plan);
-    if (r < 0)
-        goto fail;
-
     warn_lowering(plan);
     warn_tier_fit(plan);
     if (!h->usage_known)
         add_warning(plan, "cannot read /proc/sysvipc/shm: existing segments are not checked");
     *ret = plan;
     return 0;
-fail:
-    plan_free(plan);
-    return r;
 }
 
 void plan_free(struct plan *plan)
