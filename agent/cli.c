@@ -360,6 +360,7 @@ int cli_build_plan(const struct profile *profile, bool force, const char *root, 
         say_error(why, why_len,
                   "cannot read MemTotal (%s), which 'ram_tier: auto' needs; set host.ram_tier in the profile",
                   host.memtotal_error);
+        host_facts_free(&host);
         return EXIT_FAILURE_RUNTIME;
     }
     r = plan_build(profile, &host, force, root, ret);
@@ -368,10 +369,11 @@ int cli_build_plan(const struct profile *profile, bool force, const char *root, 
         return EXIT_FAILURE_RUNTIME;
     }
     /* A profile that contradicts itself is invalid wherever it is used. */
-    if (plan_exit_code(*ret) == EXIT_USAGE) {
+    if (plan_refusal(*ret) == PLAN_PROFILE_CONTRADICTS) {
         for (unsigned i = 0; i < (*ret)->sizing.nproblems; i++)
-            if ((*ret)->sizing.problems[i].in_profile)
-                fprintf(stderr, "%s\n", (*ret)->sizing.problems[i].text);
+            if ((*ret)->sizing.problems[i].in_profile) /* only limits.shmall can contradict */
+                fprintf(stderr, "%s:%u:%u: error: %s\n", profile->path, profile->shmall.mark.line,
+                        profile->shmall.mark.col, (*ret)->sizing.problems[i].text);
         plan_free(*ret);
         *ret = NULL;
         return EXIT_USAGE;

@@ -9,7 +9,7 @@
 #include "log.h"
 #include "jsonout.h"
 #include "lastapply.h"
-#include "plan.h"
+#include "plan_show.h"
 #include "report.h"
 #include "runreport.h"
 
@@ -61,6 +61,16 @@ static void report_dry_run(const struct plan *plan, const struct conflicts *c)
     }
     lastapply_sha256_on_disk(plan->dropin_path, rr.dropin_sha256_on_disk);
     runreport_send(plan->profile, report_data(&rr), false);
+}
+
+static int exit_code_of(enum plan_refusal refusal)
+{
+    static const int codes[] = {
+        [PLAN_PROCEEDS] = EXIT_OK,
+        [PLAN_HOST_REFUSES] = EXIT_FAILURE_RUNTIME,
+        [PLAN_PROFILE_CONTRADICTS] = EXIT_USAGE,
+    };
+    return codes[refusal];
 }
 
 int cmd_plan(const struct cli_options *o)
@@ -118,7 +128,7 @@ int cmd_plan(const struct cli_options *o)
     }
     if (o->report)
         report_dry_run(plan, &conflicts);
-    code = r < 0 ? EXIT_FAILURE_RUNTIME : plan_exit_code(plan);
+    code = r < 0 ? EXIT_FAILURE_RUNTIME : exit_code_of(plan_refusal(plan));
     if (code == EXIT_OK && refuses)
         code = EXIT_FAILURE_RUNTIME;
 out:

@@ -336,15 +336,13 @@ static void publish_metrics(const struct remove_run *run)
 {
     struct plan *plan = NULL;
     struct conflicts *disk = malloc(sizeof(*disk));
-    struct shmseg_table *segments = NULL;
 
     if (disk && cli_build_plan(run->profile, true, NULL, &plan, NULL, 0) == EXIT_OK) {
-        (void)host_read_segments(&segments);
-        metrics_publish_plan(plan, conflicts_check_on_disk(plan, disk) == 0 ? disk : NULL, segments, &run->state);
+        metrics_publish_plan(plan, conflicts_check_on_disk(plan, disk) == 0 ? disk : NULL, plan->host.segments,
+                             &run->state);
     } else {
         log_warn("cannot write the metrics to %s", run->profile->metrics_textfile);
     }
-    free(segments);
     plan_free(plan);
     free(disk);
 }

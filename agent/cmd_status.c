@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cleanup.h"
 #include "cli.h"
+#include "host.h"
 #include "jsonout.h"
 #include "log.h"
 #include "metrics.h"
-#include "status.h"
+#include "status_show.h"
 
 static void log_removal(const struct shmseg *seg, const char *kind, enum orphans_outcome outcome, const char *why)
 {
@@ -103,13 +105,15 @@ static void status_metrics(const struct status *s, struct metrics *m)
 static int gather_metrics(const struct status *s, const struct removals *removed, struct metrics *m)
 {
     struct status *again = NULL;
+    CLEANUP_FREE struct shmseg_table *segments = NULL;
     int r;
 
     if (!removed->removed) {
         status_metrics(s, m);
         return 0;
     }
-    r = status_gather(s->plan, &again);
+    r = host_read_segments(&segments);
+    r = status_gather(s->plan, segments, r < 0 ? -r : 0, &again);
     if (r < 0)
         return r;
     status_metrics(again, m);
@@ -127,7 +131,7 @@ static void print_status(const struct cli_options *o, const struct status *statu
         json_object *doc = status_to_json(status);
         if (removals)
             json_object_object_add(doc, "removals", json_object_get(removals));
-        printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        printf("%s\n", jsonout_text(doc, true));
         json_object_put(doc);
     } else {
         status_print_text(status, o->segments, stdout);
@@ -155,7 +159,7 @@ static int cmd_status(const struct cli_options *o)
     if (code != EXIT_OK)
         goto out;
     plan->profile_note = note;
-    r = status_gather(plan, &status);
+    r = status_gather(plan, plan->host.segments, plan->host.segments_errno, &status);
     m = malloc(sizeof(*m));
     if (r < 0 || !m) {
         log_error("cannot read the status: %s", strerror(r < 0 ? -r : ENOMEM));
@@ -168,9 +172,7 @@ static int cmd_status(const struct cli_options *o)
     if (o->remove_orphans) {
         removals = json_object_new_array();
         if (!status->segments)
-            log_error("cannot look for orphans: /proc/sysvipc/shm: %s",
-                      status->segments_errno == EINVAL ? "not the table the kernel writes (malformed or cut short)"
-                                                       : strerror(status->segments_errno));
+            log_error("cannot look for orphans: /proc/sysvipc/shm: %s", host_segments_reason(status->segments_errno));
         remove_orphans(status, o->dry_run, removals, &removed);
         if (!status->segments)
             removed.failed++;

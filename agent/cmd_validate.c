@@ -29,12 +29,8 @@ static void check_against_host(const struct profile *p, const struct host_facts 
     if (sizing_compute(&in, &s) < 0)
         return;
     for (unsigned i = 0; i < s.nproblems; i++)
-        if (s.problems[i].in_profile) {
-            /* The text already reads "FILE:LINE:COL: error: ..."; keep the message part. */
-            const char *msg = strstr(s.problems[i].text, ": error: ");
-            profile_diags_add(diags, p->shmall.mark.line, p->shmall.mark.col, "%s",
-                              msg ? msg + 9 : s.problems[i].text);
-        }
+        if (s.problems[i].in_profile) /* only limits.shmall can contradict */
+            profile_diags_add(diags, p->shmall.mark.line, p->shmall.mark.col, "%s", s.problems[i].text);
 }
 
 /* path NULL: the built-in default profile. */
@@ -106,10 +102,10 @@ static int cmd_validate(const struct cli_options *o)
 
     if (doc) {
         json_object_object_add(doc, "valid", json_object_new_boolean(all_ok));
-        printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
-                                                                JSON_C_TO_STRING_NOSLASHESCAPE));
+        printf("%s\n", jsonout_text(doc, true));
         json_object_put(doc);
     }
+    host_facts_free(&host);
     return all_ok ? EXIT_OK : EXIT_USAGE;
 }
 

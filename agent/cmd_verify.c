@@ -95,9 +95,9 @@ static void check_dropin(const struct plan *plan, struct report_drift_list *l)
  * kernel.shmall while everything else looks in sync. Reported, never
  * removed here: verify changes nothing. t is the segment table (NULL when
  * it could not be read: err says why). */
-static void check_probe_leftovers(const struct plan *plan, const struct shmseg_table *t, int err,
-                                  struct report_drift_list *l)
+static void check_probe_leftovers(const struct plan *plan, struct report_drift_list *l)
 {
+    const struct shmseg_table *t = plan->host.segments;
     struct probe_leftover found[PROBE_LEFTOVERS_MAX];
     uint64_t page = plan->host.page_size ? plan->host.page_size : 1;
     size_t n;
@@ -106,7 +106,7 @@ static void check_probe_leftovers(const struct plan *plan, const struct shmseg_t
         return;
     if (!t) {
         log_warn("cannot look for test segments a killed shmprov left behind: /proc/sysvipc/shm: %s",
-                 err == -EINVAL ? "not the table the kernel writes (malformed or cut short)" : strerror(-err));
+                 host_segments_reason(plan->host.segments_errno));
         return;
     }
     n = probe_find_leftovers(t, geteuid(), found, PROBE_LEFTOVERS_MAX);
@@ -173,9 +173,8 @@ static int cmd_verify(const struct cli_options *o)
     struct plan *plan = NULL;
     struct conflicts conflicts;
     struct report_drift_list *drift = calloc(1, sizeof(*drift));
-    struct shmseg_table *segments = NULL;
     const char *note = NULL;
-    int code, r, segments_err;
+    int code, r;
 
     if (!drift)
         return EXIT_FAILURE_RUNTIME;
@@ -192,12 +191,10 @@ static int cmd_verify(const struct cli_options *o)
         goto out;
     }
 
-    /* One read of the segment table, for the leftovers and the metrics. */
-    segments_err = host_read_segments(&segments);
     check_runtime(plan, drift);
     check_dropin(plan, drift);
     check_boot_order(&conflicts, drift);
-    check_probe_leftovers(plan, segments, segments_err, drift);
+    check_probe_leftovers(plan, drift);
 
     struct report_run rr = {
         .command = "verify", .result = drift->count ? "drift" : "in-sync", .profile = profile, .plan = plan,
@@ -207,10 +204,9 @@ static int cmd_verify(const struct cli_options *o)
     say_result(o, &rr);
     /* The metrics of what verify found: the same checks, as numbers. */
     if (profile->metrics_textfile)
-        metrics_publish_plan(plan, &conflicts, segments, NULL);
+        metrics_publish_plan(plan, &conflicts, plan->host.segments, NULL);
     code = drift->count ? EXIT_DRIFT : EXIT_OK;
 out:
-    free(segments);
     plan_free(plan);
     profile_free(profile);
     free(drift);

@@ -8,6 +8,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "fsutil.h"
 #include "kernel.h"
 #include "shmseg.h"
@@ -106,6 +107,11 @@ int host_read_segments(struct shmseg_table **ret)
     return r;
 }
 
+const char *host_segments_reason(int err)
+{
+    return err == EINVAL ? "not the table the kernel writes (malformed or cut short)" : strerror(err);
+}
+
 const char *host_runtime_write_reason(int err)
 {
     switch (err) {
@@ -122,63 +128,69 @@ const char *host_runtime_write_reason(int err)
     }
 }
 
-int host_read(struct host_facts *ret)
+/* MemTotal, and for vm.overcommit_memory = 2 what a new segment may still
+ * commit; why MemTotal is unknown in f->memtotal_error. */
+static void read_meminfo(struct host_facts *f)
 {
-    struct host_facts f;
-    struct utsname uts;
-    struct shmseg_table *segments = NULL;
     char path[PATH_MAX];
-    char *buf = NULL;
+    CLEANUP_FREE char *buf = NULL;
     size_t len;
+    uint64_t value;
+    int r = proc_path("meminfo", path, sizeof(path));
+
+    if (r == 0)
+        r = fsutil_read_file(path, PROC_FILE_MAX, false, &buf, &len, NULL);
+    if (r < 0) {
+        (void)snprintf(f->memtotal_error, sizeof(f->memtotal_error), "%s: %s", path, fsutil_strerror(r));
+        return;
+    }
+    if (host_parse_meminfo(buf, &value) == 0)
+        f->memtotal_bytes = value;
+    else
+        (void)snprintf(f->memtotal_error, sizeof(f->memtotal_error),
+                       "%s: no line 'MemTotal: N kB' with N from 1 to 2^54", path);
+    f->commit_known = host_parse_meminfo_field(buf, "CommitLimit", &f->commit_limit_bytes) == 0 &&
+                      host_parse_meminfo_field(buf, "Committed_AS", &f->committed_bytes) == 0;
+}
+
+int host_read(struct host_facts *f)
+{
+    struct utsname uts;
     long page = sysconf(_SC_PAGESIZE);
     int r;
     uint64_t value;
 
     if (page <= 0)
         return -EINVAL;
-    memset(&f, 0, sizeof(f));
-    f.page_size = (uint64_t)page;
-    f.overcommit_memory = -1;
-
-    r = proc_path("meminfo", path, sizeof(path));
-    if (r == 0)
-        r = fsutil_read_file(path, PROC_FILE_MAX, false, &buf, &len, NULL);
-    if (r < 0)
-        (void)snprintf(f.memtotal_error, sizeof(f.memtotal_error), "%s: %s", path, fsutil_strerror(r));
-    if (r == 0) {
-        if (host_parse_meminfo(buf, &value) == 0)
-            f.memtotal_bytes = value;
-        else
-            (void)snprintf(f.memtotal_error, sizeof(f.memtotal_error),
-                           "%s: no line 'MemTotal: N kB' with N from 1 to 2^54", path);
-        /* For vm.overcommit_memory = 2: what a new segment may still commit. */
-        f.commit_known = host_parse_meminfo_field(buf, "CommitLimit", &f.commit_limit_bytes) == 0 &&
-                         host_parse_meminfo_field(buf, "Committed_AS", &f.committed_bytes) == 0;
-        free(buf);
-        buf = NULL;
-    }
+    memset(f, 0, sizeof(*f));
+    f->page_size = (uint64_t)page;
+    f->overcommit_memory = -1;
+    read_meminfo(f);
 
     for (int id = 0; id < KEY_COUNT; id++) {
-        f.current.error[id] = kernel_read_limit(id, &f.current.value[id]);
-        f.current.known[id] = f.current.error[id] == 0;
+        f->current.error[id] = kernel_read_limit(id, &f->current.value[id]);
+        f->current.known[id] = f->current.error[id] == 0;
     }
 
-    if (host_read_segments(&segments) == 0) {
-        f.usage_known = shmseg_usage(segments, f.page_size, &f.usage) == 0;
-        free(segments);
-    }
+    r = host_read_segments(&f->segments);
+    f->segments_errno = r < 0 ? -r : 0;
+    f->usage_known = r == 0 && shmseg_usage(f->segments, f->page_size, &f->usage) == 0;
 
     if (kernel_read_uint("/proc/sys/vm/overcommit_memory", &value) == 0 && value <= 2)
-        f.overcommit_memory = (int)value;
+        f->overcommit_memory = (int)value;
 
     /* access() reports EROFS for a read-only mount even to root. */
-    f.runtime_write_errno = TEMP_FAILURE_RETRY(access(kernel_limit_path(KEY_SHMMAX), W_OK)) == 0 ? 0 : errno;
+    f->runtime_write_errno = TEMP_FAILURE_RETRY(access(kernel_limit_path(KEY_SHMMAX), W_OK)) == 0 ? 0 : errno;
 
-    if (gethostname(f.hostname, sizeof(f.hostname) - 1) < 0)
-        (void)snprintf(f.hostname, sizeof(f.hostname), "unknown");
+    if (gethostname(f->hostname, sizeof(f->hostname) - 1) < 0)
+        (void)snprintf(f->hostname, sizeof(f->hostname), "unknown");
     if (uname(&uts) == 0)
-        (void)snprintf(f.kernel_release, sizeof(f.kernel_release), "%s", uts.release);
-
-    *ret = f;
+        (void)snprintf(f->kernel_release, sizeof(f->kernel_release), "%s", uts.release);
     return 0;
+}
+
+void host_facts_free(struct host_facts *h)
+{
+    free(h->segments);
+    h->segments = NULL;
 }

@@ -14,8 +14,13 @@ struct host_facts {
     char memtotal_error[PATH_MAX + 96]; /* why, when memtotal_bytes is 0: "PATH: reason" */
     uint64_t page_size;
     struct sizing_current current; /* kernel.shmmax/shmall/shmmni now */
+    /* /proc/sysvipc/shm, read once per run: the usage is summed from it,
+     * status and verify list it. NULL when unreadable: segments_errno says
+     * why. Owned: host_facts_free(), or the plan it is moved into. */
+    struct shmseg_table *segments;
+    int segments_errno;
     bool usage_known;
-    struct sizing_usage usage; /* from /proc/sysvipc/shm */
+    struct sizing_usage usage; /* from segments */
     int overcommit_memory;     /* vm.overcommit_memory, -1 when unknown */
     bool commit_known;         /* CommitLimit and Committed_AS from /proc/meminfo */
     uint64_t commit_limit_bytes, committed_bytes;
@@ -29,7 +34,8 @@ struct host_facts {
 /* Fills *ret. Individual facts that cannot be read are marked unknown (see
  * the fields); returns a negative errno only when nothing sensible can be
  * derived (no page size). */
-int host_read(struct host_facts *ret);
+int host_read(struct host_facts *f);
+void host_facts_free(struct host_facts *h);
 
 /* Any "NAME:  N kB" line of /proc/meminfo -> bytes. Returns 0 or -EINVAL. */
 int host_parse_meminfo_field(const char *text, const char *name, uint64_t *ret_bytes);
@@ -39,6 +45,9 @@ struct shmseg_table;
  * $SHMPROV_TEST_PROC_DIR/sysvipc/shm: a test-only override, also for
  * meminfo). Returns 0 and a table to free(), or a negative errno. */
 int host_read_segments(struct shmseg_table **ret);
+
+/* Why /proc/sysvipc/shm could not be read (a positive errno), for people. */
+const char *host_segments_reason(int err);
 
 /* Text for runtime_write_errno, for people. */
 const char *host_runtime_write_reason(int err);

@@ -1,6 +1,7 @@
 #include "jsonobj.h"
 
 #include "jsonout.h"
+#include "version.h"
 
 static json_object *known_string(bool known, const char *s)
 {
@@ -36,6 +37,22 @@ json_object *jsonobj_profile(const struct profile *p, bool tier_known, enum ram_
     return o;
 }
 
+json_object *jsonobj_document(const char *command, const struct profile *p, enum ram_tier tier, const char *note,
+                              const struct host_facts *h)
+{
+    json_object *doc = json_object_new_object(), *profile = jsonobj_profile(p, true, tier);
+    struct host_identity id;
+
+    json_object_object_add(doc, "command", json_object_new_string(command));
+    json_object_object_add(doc, "agent_version", json_object_new_string(SHMPROV_VERSION));
+    json_object_object_add(profile, "note", jsonout_string(note));
+    json_object_object_add(doc, "profile", profile);
+    json_object_object_add(doc, "labels", jsonobj_labels(p));
+    identity_read(&id, false);
+    json_object_object_add(doc, "host", jsonobj_host(h, &id));
+    return doc;
+}
+
 json_object *jsonobj_labels(const struct profile *p)
 {
     json_object *o = json_object_new_object();
@@ -55,5 +72,24 @@ json_object *jsonobj_key(enum sizing_key_id id, const struct sizing_key *k)
     jsonout_add_u64(o, "target", true, k->target);
     json_object_object_add(o, "source", json_object_new_string(k->source));
     json_object_object_add(o, "action", json_object_new_string(sizing_action_name(k->action)));
+    return o;
+}
+
+json_object *jsonobj_usage(const struct host_facts *h)
+{
+    struct sizing_headroom room = sizing_headroom_now(&h->current, h->page_size, h->usage.pages, h->usage.segments);
+    json_object *o;
+
+    if (!h->usage_known)
+        return NULL;
+    o = json_object_new_object();
+    jsonout_add_u64(o, "segments", true, h->usage.segments);
+    jsonout_add_u64(o, "bytes", true, h->usage.bytes);
+    jsonout_add_u64(o, "pages", true, h->usage.pages);
+    jsonout_add_u64(o, "largest_segment", true, h->usage.largest_segment);
+    /* Under the limits in force when this was read (for apply: before it). */
+    jsonout_add_u64(o, "headroom_bytes", room.known, room.bytes);
+    json_object_object_add(o, "headroom_limited_by",
+                           room.known ? json_object_new_string(sizing_key_name(room.limited_by)) : NULL);
     return o;
 }

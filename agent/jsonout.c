@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cleanup.h"
 #include "testing.h"
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when
@@ -43,36 +44,18 @@ static size_t utf8_sequence(const unsigned char *s, size_t n)
     return len;
 }
 
-static bool needs_escape(const char *s, size_t len)
+/* Escapes s[0..len) into out (room for 4 * len + 1 bytes); returns the
+ * escaped length. */
+static size_t escape_into(const char *s, size_t len, char *out)
 {
+    static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
+    char *o = out;
 
-    for (size_t i = 0; i < len;) {
-        size_t n = utf8_sequence(p + i, len - i);
-
-        if (n == 0 || p[i] == '\\')
-            return true;
-        i += n;
-    }
-    return false;
-}
-
-char *jsonout_escape(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    char *out, *o;
-
-    if (len > (SIZE_MAX - 1) / 4)
-        return NULL;
-    out = o = malloc(len * 4 + 1); /* at worst every byte is \xHH */
-    if (!out)
-        return NULL;
     for (size_t i = 0; i < len;) {
         size_t n = utf8_sequence(p + i, len - i);
 
         if (n == 0 || p[i] == '\\') {
-            static const char hex[] = "0123456789abcdef";
-
             *o++ = '\\';
             *o++ = 'x';
             *o++ = hex[p[i] >> 4];
@@ -85,24 +68,29 @@ char *jsonout_escape(const char *s, size_t len)
         }
     }
     *o = '\0';
+    return (size_t)(o - out);
+}
+
+/* At worst every byte is \xHH. */
+static char *escape_alloc(size_t len)
+{
+    return len > (SIZE_MAX - 1) / 4 ? NULL : malloc(len * 4 + 1);
+}
+
+char *jsonout_escape(const char *s, size_t len)
+{
+    char *out = escape_alloc(len);
+
+    if (out)
+        (void)escape_into(s, len, out);
     return out;
 }
 
 json_object *jsonout_string_len(const char *s, size_t len)
 {
-    json_object *o;
-    char *escaped;
+    CLEANUP_FREE char *escaped = s ? escape_alloc(len) : NULL;
 
-    if (!s)
-        return NULL;
-    if (!needs_escape(s, len))
-        return json_object_new_string_len(s, (int)len);
-    escaped = jsonout_escape(s, len);
-    if (!escaped)
-        return NULL;
-    o = json_object_new_string(escaped);
-    free(escaped);
-    return o;
+    return escaped ? json_object_new_string_len(escaped, (int)escape_into(s, len, escaped)) : NULL;
 }
 
 json_object *jsonout_string(const char *s)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,7 +35,7 @@ static void warn_lowering(struct plan *plan)
 {
     for (int id = 0; id < KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
-        char from[32], to[32];
+        char to[32];
 
         if (!k->managed || k->action != ACTION_LOWER)
             continue;
@@ -43,22 +44,12 @@ static void warn_lowering(struct plan *plan)
                         k->current, k->target);
             continue;
         }
-        if (id == KEY_SHMALL) {
-            sizes_format_human(k->current > UINT64_MAX / plan->host.page_size
-                                   ? UINT64_MAX
-                                   : k->current * plan->host.page_size,
-                               from, sizeof(from));
-            sizes_format_human(k->target * plan->host.page_size, to, sizeof(to));
-        } else {
-            sizes_format_human(k->current, from, sizeof(from));
-            sizes_format_human(k->target, to, sizeof(to));
-        }
+        sizes_format_human(id == KEY_SHMALL ? k->target * plan->host.page_size : k->target, to, sizeof(to));
         add_warning(plan, "%s would be lowered from %" PRIu64 "%s to %" PRIu64 " (%s)%s",
                     sizing_key_name(id), k->current,
                     k->current == SIZING_KERNEL_DEFAULT ? " (the kernel's built-in default, effectively unlimited)" : "",
                     k->target, to,
                     plan->profile->policy == POLICY_ENFORCE ? "; 'policy: raise-only' never lowers a limit" : "");
-        (void)from;
     }
 }
 
@@ -106,7 +97,27 @@ static int read_current_dropin(struct plan *plan)
     return 0;
 }
 
-int plan_build(const struct profile *p, const struct host_facts *h, bool force, const char *root,
+/* Whether the drop-in changes, both texts' hashes, and the diff. */
+static int compare_dropin(struct plan *plan)
+{
+    int r;
+
+    plan->dropin_changed = !plan->dropin_old || plan->dropin_old_len != plan->dropin_new_len ||
+                           memcmp(plan->dropin_old, plan->dropin_new, plan->dropin_new_len) != 0;
+    hash_sha256_hex(plan->dropin_new, plan->dropin_new_len, plan->dropin_new_sha256);
+    if (plan->dropin_old && !plan->dropin_changed)
+        memcpy(plan->dropin_old_sha256, plan->dropin_new_sha256, sizeof(plan->dropin_old_sha256));
+    else if (plan->dropin_old)
+        hash_sha256_hex(plan->dropin_old, plan->dropin_old_len, plan->dropin_old_sha256);
+    r = udiff_render(plan->dropin_old, plan->dropin_old_len, plan->dropin_new, plan->dropin_new_len,
+                     plan->dropin_old ? plan->dropin_path : "/dev/null", plan->dropin_path, &plan->dropin_diff);
+    if (r != -E2BIG)
+        return r;
+    plan->dropin_diff = strdup("(the current file is too long to show a diff)\n");
+    return plan->dropin_diff ? 0 : -ENOMEM;
+}
+
+int plan_build(const struct profile *p, struct host_facts *h, bool force, const char *root,
                struct plan **ret)
 {
     struct sizing_input in = {
@@ -120,52 +131,34 @@ int plan_build(const struct profile *p, const struct host_facts *h, bool force, 
     struct plan *plan = calloc(1, sizeof(*plan));
     int r;
 
-    if (!plan)
+    if (!plan) {
+        host_facts_free(h);
         return -ENOMEM;
+    }
     plan->profile = p;
     plan->host = *h;
-    if ((size_t)snprintf(plan->dropin_path, sizeof(plan->dropin_path), "%s%s", root ? root : "",
-                         p->dropin) >= sizeof(plan->dropin_path)) {
+    h->segments = NULL;
+    if ((size_t)snprintf(plan->dropin_path, sizeof(plan->dropin_path), "%s%s", root ? root : "", p->dropin) >=
+        sizeof(plan->dropin_path))
         r = -ENAMETOOLONG;
-        goto fail;
+    else
+        r = sizing_compute(&in, &plan->sizing);
+    if (r == 0)
+        r = dropin_render(p, &plan->sizing, &plan->dropin_new, &plan->dropin_new_len);
+    if (r == 0)
+        r = read_current_dropin(plan);
+    if (r == 0)
+        r = compare_dropin(plan);
+    if (r < 0) {
+        plan_free(plan);
+        return r;
     }
-
-    r = sizing_compute(&in, &plan->sizing);
-    if (r < 0)
-        goto fail;
-    r = dropin_render(p, &plan->sizing, &plan->dropin_new, &plan->dropin_new_len);
-    if (r < 0)
-        goto fail;
-    r = read_current_dropin(plan);
-    if (r < 0)
-        goto fail;
-
-    plan->dropin_changed = !plan->dropin_old || plan->dropin_old_len != plan->dropin_new_len ||
-                           memcmp(plan->dropin_old, plan->dropin_new, plan->dropin_new_len) != 0;
-    hash_sha256_hex(plan->dropin_new, plan->dropin_new_len, plan->dropin_new_sha256);
-    if (plan->dropin_old && !plan->dropin_changed)
-        memcpy(plan->dropin_old_sha256, plan->dropin_new_sha256, sizeof(plan->dropin_old_sha256));
-    else if (plan->dropin_old)
-        hash_sha256_hex(plan->dropin_old, plan->dropin_old_len, plan->dropin_old_sha256);
-    r = udiff_render(plan->dropin_old, plan->dropin_old_len, plan->dropin_new, plan->dropin_new_len,
-                     plan->dropin_old ? plan->dropin_path : "/dev/null", plan->dropin_path,
-                     &plan->dropin_diff);
-    if (r == -E2BIG) {
-        plan->dropin_diff = strdup("(the current file is too long to show a diff)\n");
-        r = plan->dropin_diff ? 0 : -ENOMEM;
-    }
-    if (r < 0)
-        goto fail;
-
     warn_lowering(plan);
     warn_tier_fit(plan);
     if (!h->usage_known)
         add_warning(plan, "cannot read /proc/sysvipc/shm: existing segments are not checked");
     *ret = plan;
     return 0;
-fail:
-    plan_free(plan);
-    return r;
 }
 
 void plan_free(struct plan *plan)
@@ -175,6 +168,7 @@ void plan_free(struct plan *plan)
     free(plan->dropin_new);
     free(plan->dropin_old);
     free(plan->dropin_diff);
+    host_facts_free(&plan->host);
     free(plan);
 }
 
@@ -190,11 +184,14 @@ bool plan_key_in_sync(const struct plan *plan, enum sizing_key_id key)
     return k->managed && k->current_known && plan_value_in_sync(plan->profile->policy, k->derived, k->current);
 }
 
-int plan_exit_code(const struct plan *plan)
+enum plan_refusal plan_refusal(const struct plan *plan)
 {
-    int code = 0;
+    enum plan_refusal worst = plan->dropin_problem[0] ? PLAN_HOST_REFUSES : PLAN_PROCEEDS;
 
     for (unsigned i = 0; i < plan->sizing.nproblems; i++)
-        code = plan->sizing.problems[i].in_profile ? 2 : (code ? code : 1);
-    return code == 0 && plan->dropin_problem[0] ? 1 : code;
+        if (plan->sizing.problems[i].in_profile)
+            return PLAN_PROFILE_CONTRADICTS;
+        else
+            worst = PLAN_HOST_REFUSES;
+    return worst;
 }

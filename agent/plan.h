@@ -1,11 +1,8 @@
 #pragma once
 /* A plan: everything apply would do, computed from the profile and the host
- * without changing either, and its rendering for people (text) and programs
- * (JSON). `shmprov plan` and `apply --dry-run` print it. */
+ * without changing either. plan_show.h renders it. */
 
 #include <stdbool.h>
-#include <json-c/json.h>
-#include <stdio.h>
 
 #include "host.h"
 #include "profile.h"
@@ -41,15 +38,16 @@ struct plan {
 
 /* Builds the plan: sizing from the profile and host facts, then the drop-in
  * text and its diff against the file on disk (read, never followed through
- * a symlink), under root when root is not NULL (image builds). Returns 0 or
- * a negative errno. */
-int plan_build(const struct profile *p, const struct host_facts *h, bool force, const char *root,
+ * a symlink), under root when root is not NULL (image builds). Takes h's
+ * segment table over, also on failure (h->segments is NULL after). Returns
+ * 0 or a negative errno. */
+int plan_build(const struct profile *p, struct host_facts *h, bool force, const char *root,
                struct plan **ret);
 void plan_free(struct plan *plan);
 
-/* 0 when apply could proceed, 2 when the profile contradicts itself, 1 when
- * the host's state makes apply refuse. */
-int plan_exit_code(const struct plan *plan);
+/* Whether apply could proceed, or the graver reason it would refuse. */
+enum plan_refusal { PLAN_PROCEEDS, PLAN_HOST_REFUSES, PLAN_PROFILE_CONTRADICTS };
+enum plan_refusal plan_refusal(const struct plan *plan);
 
 /* Whether the running value of a managed key is what the profile asks for
  * (policy-aware: raise-only accepts more); false when the key is not
@@ -57,12 +55,3 @@ int plan_exit_code(const struct plan *plan);
 bool plan_key_in_sync(const struct plan *plan, enum sizing_key_id key);
 /* The same rule for a value read at another time (an apply's read-back). */
 bool plan_value_in_sync(enum policy policy, uint64_t derived, uint64_t value);
-
-int plan_print_text(const struct plan *plan, FILE *out);
-/* The plan as one JSON object (the caller may add to it, then frees it
- * with json_object_put), or NULL on ENOMEM. */
-json_object *plan_to_json(const struct plan *plan);
-
-/* Shared memory in use, as plan and the report show it; NULL (JSON null)
- * when /proc/sysvipc/shm could not be read. */
-json_object *plan_usage_json(const struct host_facts *h);

@@ -177,7 +177,9 @@ static void add_host(json_object *d, const struct report_run *run)
         h = read;
     identity_read(&id, run->resolve_fqdn);
     json_object_object_add(d, "host", h ? jsonobj_host(h, &id) : NULL);
-    json_object_object_add(d, "usage", h ? plan_usage_json(h) : NULL);
+    json_object_object_add(d, "usage", h ? jsonobj_usage(h) : NULL);
+    if (read)
+        host_facts_free(read);
     free(read);
 }
 

@@ -5,16 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-struct unit {
-    const char *name;
-    unsigned shift;
-};
-
-static const struct unit units[] = {
-    { "K", 10 }, { "KiB", 10 }, { "M", 20 }, { "MiB", 20 },
-    { "G", 30 }, { "GiB", 30 }, { "T", 40 }, { "TiB", 40 },
-};
-
 /* Spellings people reach for that would be ambiguous (1000 or 1024?). */
 static const char *const decimal_units[] = { "KB", "MB", "GB", "TB", "kB", "kb", "mb", "gb", "tb" };
 
@@ -47,25 +37,14 @@ int sizes_parse_uint(const char *text, uint64_t *ret, const char **ret_why)
     return 0;
 }
 
-static int parse_percent(const char *digits, size_t ndigits, struct size_value *ret,
-                         const char **ret_why)
+/* K, M, G, T with or without "iB": the power of 1024 as a shift, or 0. */
+static unsigned unit_shift(const char *suffix)
 {
-    char buf[8];
-    uint64_t pct;
+    const char *letter = suffix[0] ? strchr("KMGT", suffix[0]) : NULL;
 
-    if (ndigits == 0 || ndigits >= sizeof(buf)) {
-        *ret_why = "percentage must be a whole number from 1% to 100%";
-        return -EINVAL;
-    }
-    memcpy(buf, digits, ndigits);
-    buf[ndigits] = '\0';
-    if (sizes_parse_uint(buf, &pct, ret_why) < 0 || pct < 1 || pct > 100) {
-        *ret_why = "percentage must be a whole number from 1% to 100%";
-        return -EINVAL;
-    }
-    ret->kind = SIZE_PERCENT;
-    ret->value = pct;
-    return 0;
+    if (!letter || (suffix[1] && strcmp(suffix + 1, "iB") != 0))
+        return 0;
+    return 10 * (unsigned)(letter - "KMGT" + 1);
 }
 
 int sizes_parse(const char *text, bool allow_percent, struct size_value *ret,
@@ -75,6 +54,7 @@ int sizes_parse(const char *text, bool allow_percent, struct size_value *ret,
     size_t ndigits = strspn(text, "0123456789");
     const char *suffix = text + ndigits;
     uint64_t number;
+    unsigned shift;
     int r;
 
     if (ndigits == 0) {
@@ -86,14 +66,10 @@ int sizes_parse(const char *text, bool allow_percent, struct size_value *ret,
         *ret_why = "number does not fit in 64 bits";
         return -ERANGE;
     }
-    if (strcmp(suffix, "%") == 0) {
-        if (!allow_percent) {
-            *ret_why = "a percentage of RAM is only allowed for limits.shmmax";
-            return -EINVAL;
-        }
-        return parse_percent(text, ndigits, ret, ret_why);
+    if (strcmp(suffix, "%") == 0 && !allow_percent) {
+        *ret_why = "a percentage of RAM is only allowed for limits.shmmax";
+        return -EINVAL;
     }
-
     if (text[0] == '0' && (suffix[0] == 'x' || suffix[0] == 'X')) {
         *ret_why = "hexadecimal is not allowed: write plain decimal";
         return -EINVAL;
@@ -101,6 +77,14 @@ int sizes_parse(const char *text, bool allow_percent, struct size_value *ret,
     memcpy(digits, text, ndigits);
     digits[ndigits] = '\0';
     r = sizes_parse_uint(digits, &number, ret_why);
+    if (strcmp(suffix, "%") == 0) {
+        if (r < 0 || number < 1 || number > 100) {
+            *ret_why = "percentage must be a whole number from 1% to 100%";
+            return -EINVAL;
+        }
+        *ret = (struct size_value){ SIZE_PERCENT, number };
+        return 0;
+    }
     if (r < 0)
         return r;
 
@@ -111,8 +95,7 @@ int sizes_parse(const char *text, bool allow_percent, struct size_value *ret,
             *ret_why = "trailing space after the number";
             return -EINVAL;
         }
-        ret->kind = SIZE_BYTES;
-        ret->value = number;
+        *ret = (struct size_value){ SIZE_BYTES, number };
         return 0;
     }
 
@@ -122,20 +105,17 @@ int sizes_parse(const char *text, bool allow_percent, struct size_value *ret,
             return -EINVAL;
         }
 
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(suffix, units[i].name) != 0)
-            continue;
-        if (number > (UINT64_MAX >> units[i].shift)) {
-            *ret_why = "size does not fit in 64 bits";
-            return -ERANGE;
-        }
-        ret->kind = SIZE_BYTES;
-        ret->value = number << units[i].shift;
-        return 0;
+    shift = unit_shift(suffix);
+    if (shift == 0) {
+        *ret_why = "unknown unit: use K, M, G, T, KiB, MiB, GiB or TiB (powers of 1024)";
+        return -EINVAL;
     }
-
-    *ret_why = "unknown unit: use K, M, G, T, KiB, MiB, GiB or TiB (powers of 1024)";
-    return -EINVAL;
+    if (number > (UINT64_MAX >> shift)) {
+        *ret_why = "size does not fit in 64 bits";
+        return -ERANGE;
+    }
+    *ret = (struct size_value){ SIZE_BYTES, number << shift };
+    return 0;
 }
 
 void sizes_format_human(uint64_t bytes, char *buf, size_t len)

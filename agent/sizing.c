@@ -21,17 +21,12 @@ enum ram_tier sizing_classify(uint64_t memtotal_bytes)
     return TIER_LARGE;
 }
 
-static uint64_t tier_ram(enum ram_tier tier)
-{
-    switch (tier) {
-    case TIER_SMALL:
-        return SIZING_TIER_SMALL_RAM;
-    case TIER_MEDIUM:
-        return SIZING_TIER_MEDIUM_RAM;
-    default:
-        return SIZING_TIER_LARGE_RAM;
-    }
-}
+/* A fixed tier's nominal RAM. */
+static const uint64_t tier_ram[] = {
+    [TIER_SMALL] = SIZING_TIER_SMALL_RAM,
+    [TIER_MEDIUM] = SIZING_TIER_MEDIUM_RAM,
+    [TIER_LARGE] = SIZING_TIER_LARGE_RAM,
+};
 
 /* The guide: general follows the tier table (half of RAM), database half,
  * bigdata three quarters. */
@@ -46,9 +41,9 @@ static uint64_t percent_of(uint64_t ram, unsigned pct)
     return (ram / 100) * pct + (ram % 100) * pct / 100;
 }
 
-static void add_problem(struct sizing_result *r, bool in_profile, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void add_problem(struct sizing_result *r, bool in_profile, const char *fmt, ...)
+static void add_problem(struct sizing_result *r, bool in_profile, enum sizing_key_id key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void add_problem(struct sizing_result *r, bool in_profile, enum sizing_key_id key, const char *fmt, ...)
 {
     struct sizing_problem *p;
     va_list ap;
@@ -57,6 +52,7 @@ static void add_problem(struct sizing_result *r, bool in_profile, const char *fm
         return;
     p = &r->problems[r->nproblems++];
     p->in_profile = in_profile;
+    p->key = key;
     va_start(ap, fmt);
     (void)vsnprintf(p->text, sizeof(p->text), fmt, ap);
     va_end(ap);
@@ -88,12 +84,10 @@ static void derive(const struct sizing_input *in, struct sizing_result *r)
         all->derived = p->shmall.in_pages ? p->shmall.size.value : p->shmall.size.value / page;
         all->source = "profile";
         if (all->derived < max->derived / page + (max->derived % page != 0))
-            add_problem(r, true,
-                        "%s:%u:%u: error: limits.shmall (%" PRIu64 " pages of %" PRIu64
-                        " bytes) is smaller than limits.shmmax (%" PRIu64
+            add_problem(r, true, KEY_SHMALL,
+                        "limits.shmall (%" PRIu64 " pages of %" PRIu64 " bytes) is smaller than limits.shmmax (%" PRIu64
                         " bytes): shmall x page size must be at least shmmax",
-                        p->path, p->shmall.mark.line, p->shmall.mark.col, all->derived, page,
-                        max->derived);
+                        all->derived, page, max->derived);
     }
     max->managed = all->managed = true;
 
@@ -139,17 +133,17 @@ static void check_guards(const struct sizing_input *in, struct sizing_result *r)
     if (in->force)
         return;
     if (all->target < in->usage.pages)
-        add_problem(r, false,
+        add_problem(r, false, KEY_SHMALL,
                     "kernel.shmall: target %" PRIu64 " pages is below the %" PRIu64
                     " pages existing segments already use",
                     all->target, in->usage.pages);
     if (max->target < in->usage.largest_segment)
-        add_problem(r, false,
+        add_problem(r, false, KEY_SHMMAX,
                     "kernel.shmmax: target %" PRIu64 " bytes is below the largest existing segment (%" PRIu64
                     " bytes)",
                     max->target, in->usage.largest_segment);
     if (mni->managed && mni->target < in->usage.segments)
-        add_problem(r, false,
+        add_problem(r, false, KEY_SHMMNI,
                     "kernel.shmmni: target %" PRIu64 " is below the %" PRIu64 " segments that exist",
                     mni->target, in->usage.segments);
 }
@@ -170,12 +164,12 @@ int sizing_compute(const struct sizing_input *in, struct sizing_result *ret)
         r.ram_bytes = in->memtotal_bytes;
     } else {
         r.tier = in->profile->ram_tier;
-        r.ram_bytes = tier_ram(r.tier);
+        r.ram_bytes = tier_ram[r.tier];
     }
 
     derive(in, &r);
     if (r.keys[KEY_SHMMAX].derived == 0)
-        add_problem(&r, false, "kernel.shmmax: %u%% of %" PRIu64 " bytes of RAM is less than one page",
+        add_problem(&r, false, KEY_SHMMAX, "kernel.shmmax: %u%% of %" PRIu64 " bytes of RAM is less than one page",
                     r.fraction_pct, r.ram_bytes);
     apply_policy(in, &r);
     check_guards(in, &r);
@@ -200,4 +194,16 @@ uint64_t sizing_headroom(uint64_t shmmax, uint64_t shmall, uint64_t shmmni, uint
     bytes = free_pages > UINT64_MAX / page_size ? UINT64_MAX : free_pages * page_size;
     *ret_limited_by = bytes < shmmax ? KEY_SHMALL : KEY_SHMMAX;
     return bytes < shmmax ? bytes : shmmax;
+}
+
+struct sizing_headroom sizing_headroom_now(const struct sizing_current *limits, uint64_t page_size,
+                                           uint64_t shm_tot_pages, uint64_t segments)
+{
+    struct sizing_headroom h = { .known = limits->known[KEY_SHMMAX] && limits->known[KEY_SHMALL] &&
+                                          limits->known[KEY_SHMMNI] };
+
+    if (h.known)
+        h.bytes = sizing_headroom(limits->value[KEY_SHMMAX], limits->value[KEY_SHMALL], limits->value[KEY_SHMMNI],
+                                  page_size, shm_tot_pages, segments, &h.limited_by);
+    return h;
 }

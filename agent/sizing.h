@@ -60,7 +60,11 @@ struct sizing_key {
 
 #define SIZING_MAX_PROBLEMS 4
 struct sizing_problem {
-    bool in_profile; /* the profile contradicts itself (exit 2), else the host state (exit 1) */
+    /* The profile contradicts itself at key's setting, and text is the
+     * reason alone (the command says where); else the host's state makes
+     * apply refuse, and text is the whole sentence. */
+    bool in_profile;
+    enum sizing_key_id key;
     char text[320];
 };
 
@@ -90,3 +94,12 @@ int sizing_compute(const struct sizing_input *in, struct sizing_result *ret);
  * *ret_limited_by to the limit that decides it. */
 uint64_t sizing_headroom(uint64_t shmmax, uint64_t shmall, uint64_t shmmni, uint64_t page_size,
                          uint64_t shm_tot_pages, uint64_t segments, enum sizing_key_id *ret_limited_by);
+
+struct sizing_headroom {
+    bool known; /* the three limits were read */
+    uint64_t bytes;
+    enum sizing_key_id limited_by;
+};
+/* sizing_headroom() under the limits in force, when all three are known. */
+struct sizing_headroom sizing_headroom_now(const struct sizing_current *limits, uint64_t page_size,
+                                           uint64_t shm_tot_pages, uint64_t segments);

@@ -54,20 +54,6 @@ static void read_namespace(struct status_namespace *ns)
     detect_container(ns);
 }
 
-static void compute_headroom(struct status *s)
-{
-    const struct host_facts *h = &s->plan->host;
-    uint64_t segments = s->kernel_known ? s->kernel.segments : h->usage.segments;
-    uint64_t pages = s->kernel_known ? s->kernel.pages : h->usage.pages;
-
-    s->headroom_known = (s->kernel_known || h->usage_known) && h->current.known[KEY_SHMMAX] &&
-                        h->current.known[KEY_SHMALL] && h->current.known[KEY_SHMMNI];
-    if (s->headroom_known)
-        s->headroom_bytes = sizing_headroom(h->current.value[KEY_SHMMAX], h->current.value[KEY_SHMALL],
-                                            h->current.value[KEY_SHMMNI], h->page_size, pages, segments,
-                                            &s->headroom_limited_by);
-}
-
 static int classify_segments(struct status *s)
 {
     const struct profile *p = s->plan->profile;
@@ -100,7 +86,8 @@ static int classify_segments(struct status *s)
     return 0;
 }
 
-int status_gather(const struct plan *plan, struct status **ret)
+int status_gather(const struct plan *plan, const struct shmseg_table *segments, int segments_errno,
+                  struct status **ret)
 {
     struct status *s = calloc(1, sizeof(*s));
     int r;
@@ -111,15 +98,15 @@ int status_gather(const struct plan *plan, struct status **ret)
     read_namespace(&s->ns);
     s->kernel_known = kernel_read_shm_usage(&s->kernel) == 0;
 
-    r = host_read_segments(&s->segments);
-    if (r < 0) {
-        s->segments_errno = -r;
-    } else {
-        r = classify_segments(s);
-        if (r < 0)
-            goto fail;
-    }
-    compute_headroom(s);
+    s->segments = segments;
+    s->segments_errno = segments_errno;
+    if (segments && classify_segments(s) < 0)
+        goto fail;
+    s->segments_in_use = s->kernel_known ? s->kernel.segments : plan->host.usage.segments;
+    s->pages_in_use = s->kernel_known ? s->kernel.pages : plan->host.usage.pages;
+    if (s->kernel_known || plan->host.usage_known)
+        s->headroom = sizing_headroom_now(&plan->host.current, plan->host.page_size, s->pages_in_use,
+                                          s->segments_in_use);
 
     /* A failed analysis only loses the "at boot" lines, never the rest. */
     r = conflicts_check_on_disk(plan, &s->boot);
@@ -137,7 +124,6 @@ void status_free(struct status *s)
 {
     if (!s)
         return;
-    free(s->segments);
     free(s->verdicts);
     free(s);
 }

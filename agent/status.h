@@ -3,13 +3,11 @@
  * looks like now: the limits and which file sets each one at boot, usage
  * against them as the kernel counts it, headroom, what overcommit means for
  * a new segment, whether this is the host's IPC namespace, and every
- * segment with its orphan verdict. Gathering reads only; statusout.c
+ * segment with its orphan verdict. Gathering reads only; status_show.h
  * renders it for people and programs. */
 
-#include <json-c/json.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "conflicts.h"
 #include "kernel.h"
@@ -36,24 +34,25 @@ struct status {
     struct status_namespace ns;
     bool kernel_known;
     struct kernel_shm_usage kernel; /* the kernel's counters (SHM_INFO) */
-    struct shmseg_table *segments; /* NULL when /proc/sysvipc/shm could not be read */
+    /* Segments and pages in use: the kernel's counters when it gave them,
+     * else the table's sums. */
+    uint64_t segments_in_use, pages_in_use;
+    const struct shmseg_table *segments; /* NULL when /proc/sysvipc/shm could not be read */
     int segments_errno;
     struct orphans_verdict *verdicts; /* one per segment */
     size_t norphans, npersistent_orphans; /* candidates, probe leftovers not included */
     size_t nleftovers; /* probe segments a killed shmprov left (verdict.probe_leftover) */
     uint64_t bytes, largest; /* from the table */
-    bool headroom_known;
-    uint64_t headroom_bytes;
-    enum sizing_key_id headroom_limited_by;
+    struct sizing_headroom headroom; /* under the running limits, from the usage above */
     /* Who sets each key at boot, under systemd-sysctl's and procps' rules:
      * the analysis verify makes (boot_known false when it failed). */
     bool boot_known;
     struct conflicts boot;
 };
 
-/* Reads everything for plan's profile and host. Returns 0, or -ENOMEM. */
-int status_gather(const struct plan *plan, struct status **ret);
+/* Reads everything else for plan's profile and host, and judges segments
+ * (borrowed: NULL when they could not be read, segments_errno says why).
+ * Returns 0, or -ENOMEM. */
+int status_gather(const struct plan *plan, const struct shmseg_table *segments, int segments_errno,
+                  struct status **ret);
 void status_free(struct status *s);
-
-int status_print_text(const struct status *s, bool with_segments, FILE *out);
-json_object *status_to_json(const struct status *s);

@@ -57,6 +57,7 @@ Test(host, reads_this_host)
     struct host_facts f;
 
     cr_assert_eq(host_read(&f), 0);
+    host_facts_free(&f);
     cr_expect_gt(f.page_size, 0);
     cr_expect_eq(f.page_size & (f.page_size - 1), 0, "page size is a power of two");
     cr_expect_gt(f.memtotal_bytes, 0);

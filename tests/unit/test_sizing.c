@@ -154,81 +154,64 @@ Test(sizing, unknown_current_value_is_set)
     profile_free(p);
 }
 
-Test(sizing, guard_shmall_below_pages_in_use)
-{
-    struct sizing_usage usage = { .segments = 3, .bytes = 5 * GiB, .pages = 1310720, .largest_segment = 2 * GiB };
-    struct sizing_result r;
-    struct profile *p;
+/* The guards (segments in use: the host's state) and the profile's own
+ * contradiction; problem NULL: none expected. */
+struct problem_row {
+    const char *yaml;
+    uint64_t page;
+    bool kernel_defaults; /* running values: the kernel's defaults, else unknown */
+    struct sizing_usage usage;
+    bool force;
+    const char *problem;
+    bool in_profile;
+    enum sizing_key_id key;
+};
 
-    compute("version: 1\nhost: {ram_tier: small}\n", 0, 4096, NULL, &usage, false, &r, &p);
-    cr_assert_eq(r.nproblems, 1);
-    cr_expect_not(r.problems[0].in_profile);
-    cr_expect_str_eq(r.problems[0].text,
-                     "kernel.shmall: target 1048576 pages is below the 1310720 pages existing segments already use");
-    profile_free(p);
-
-    compute("version: 1\nhost: {ram_tier: small}\n", 0, 4096, NULL, &usage, true, &r, &p);
-    cr_expect_eq(r.nproblems, 0, "--force must allow it");
-    profile_free(p);
-}
-
-Test(sizing, guard_shmmax_below_largest_segment)
-{
-    struct sizing_usage usage = { .segments = 1, .bytes = 6 * GiB, .pages = 1572864, .largest_segment = 6 * GiB };
-    struct sizing_result r;
-    struct profile *p;
-
-    compute("version: 1\nhost: {ram_tier: small}\nlimits: {shmall: 4000000}\n", 0, 4096, NULL, &usage, false, &r, &p);
-    cr_assert_eq(r.nproblems, 1);
-    cr_expect_str_eq(r.problems[0].text,
-                     "kernel.shmmax: target 4294967296 bytes is below the largest existing segment (6442450944 bytes)");
-    profile_free(p);
-}
-
-Test(sizing, guard_shmmni_below_segments)
-{
-    struct sizing_usage usage = { .segments = 20 };
-    struct sizing_result r;
-    struct profile *p;
-
-    compute("version: 1\nhost: {ram_tier: small}\nlimits: {shmmni: 10}\n", 0, 4096, NULL, &usage, false, &r, &p);
-    cr_assert_eq(r.nproblems, 1);
-    cr_expect_str_eq(r.problems[0].text, "kernel.shmmni: target 10 is below the 20 segments that exist");
-    profile_free(p);
-}
-
-Test(sizing, raise_only_never_trips_the_guards_it_cannot_cause)
-{
-    struct sizing_current cur = { .known = { true, true, true }, .value = { DEFAULT, DEFAULT, 4096 } };
-    struct sizing_usage usage = { .segments = 1, .bytes = 6 * GiB, .pages = 1572864, .largest_segment = 6 * GiB };
-    struct sizing_result r;
-    struct profile *p;
-
-    compute("version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n", 0, 4096, &cur, &usage, false, &r, &p);
-    cr_expect_eq(r.nproblems, 0);
-    profile_free(p);
-}
-
-Test(sizing, override_shmall_smaller_than_shmmax_is_a_profile_error)
-{
-    struct sizing_result r;
-    struct profile *p;
-
-    compute("version: 1\nlimits:\n  shmmax: 16GiB\n  shmall: 1000\n", 8 * GiB, 4096, NULL, NULL, false, &r, &p);
-    cr_assert_eq(r.nproblems, 1);
-    cr_expect(r.problems[0].in_profile);
-    cr_expect_str_eq(r.problems[0].text,
-                     "test.yaml:4:11: error: limits.shmall (1000 pages of 4096 bytes) is smaller than "
-                     "limits.shmmax (17179869184 bytes): shmall x page size must be at least shmmax");
-    profile_free(p);
-
+static const struct problem_row problem_rows[] = {
+    { "version: 1\nhost: {ram_tier: small}\n", 4096, false, { 3, 5 * GiB, 1310720, 2 * GiB }, false,
+      "kernel.shmall: target 1048576 pages is below the 1310720 pages existing segments already use", false,
+      KEY_SHMALL },
+    /* --force allows it. */
+    { "version: 1\nhost: {ram_tier: small}\n", 4096, false, { 3, 5 * GiB, 1310720, 2 * GiB }, true, NULL, false, 0 },
+    { "version: 1\nhost: {ram_tier: small}\nlimits: {shmall: 4000000}\n", 4096, false, { 1, 6 * GiB, 1572864, 6 * GiB },
+      false, "kernel.shmmax: target 4294967296 bytes is below the largest existing segment (6442450944 bytes)", false,
+      KEY_SHMMAX },
+    { "version: 1\nhost: {ram_tier: small}\nlimits: {shmmni: 10}\n", 4096, false, { .segments = 20 }, false,
+      "kernel.shmmni: target 10 is below the 20 segments that exist", false, KEY_SHMMNI },
+    /* raise-only never trips the guards it cannot cause. */
+    { "version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n", 4096, true, { 1, 6 * GiB, 1572864, 6 * GiB }, false,
+      NULL, false, 0 },
+    { "version: 1\nlimits:\n  shmmax: 16GiB\n  shmall: 1000\n", 4096, false, { 0 }, false,
+      "limits.shmall (1000 pages of 4096 bytes) is smaller than limits.shmmax (17179869184 bytes): shmall x page size "
+      "must be at least shmmax", true, KEY_SHMALL },
     /* The same shmall is enough with 64 KiB pages only if it covers shmmax. */
-    compute("version: 1\nlimits:\n  shmmax: 16GiB\n  shmall: 262144\n", 8 * GiB, 65536, NULL, NULL, false, &r, &p);
-    cr_expect_eq(r.nproblems, 0);
-    profile_free(p);
-    compute("version: 1\nlimits:\n  shmmax: 16GiB\n  shmall: 262144\n", 8 * GiB, 4096, NULL, NULL, false, &r, &p);
-    cr_expect_eq(r.nproblems, 1);
-    profile_free(p);
+    { "version: 1\nlimits:\n  shmmax: 16GiB\n  shmall: 262144\n", 65536, false, { 0 }, false, NULL, false, 0 },
+    { "version: 1\nlimits:\n  shmmax: 16GiB\n  shmall: 262144\n", 4096, false, { 0 }, false,
+      "limits.shmall (262144 pages of 4096 bytes) is smaller than limits.shmmax (17179869184 bytes): shmall x page "
+      "size must be at least shmmax", true, KEY_SHMALL },
+};
+
+Test(sizing, problems)
+{
+    struct sizing_current defaults = { .known = { true, true, true }, .value = { DEFAULT, DEFAULT, 4096 } };
+
+    for (size_t i = 0; i < sizeof(problem_rows) / sizeof(problem_rows[0]); i++) {
+        const struct problem_row *row = &problem_rows[i];
+        struct sizing_result r;
+        struct profile *p;
+
+        compute(row->yaml, 8 * GiB, row->page, row->kernel_defaults ? &defaults : NULL, &row->usage, row->force, &r,
+                &p);
+        if (!row->problem) {
+            cr_expect_eq(r.nproblems, 0, "row %zu: unexpected problem: %s", i, r.problems[0].text);
+        } else {
+            cr_expect_eq(r.nproblems, 1, "row %zu", i);
+            cr_expect_str_eq(r.problems[0].text, row->problem, "row %zu", i);
+            cr_expect_eq(r.problems[0].in_profile, row->in_profile, "row %zu", i);
+            cr_expect_eq(r.problems[0].key, row->key, "row %zu", i);
+        }
+        profile_free(p);
+    }
 }
 
 Test(sizing, shmmni_is_managed_only_when_set)
@@ -269,19 +252,32 @@ Test(sizing, classify_boundaries)
     cr_expect_eq(sizing_classify(UINT64_MAX), TIER_LARGE);
 }
 
+struct headroom_row {
+    uint64_t shmmax, shmall, shmmni, pages_used, segments, headroom;
+    enum sizing_key_id by;
+};
+
+static const struct headroom_row headroom_rows[] = {
+    { 1000000, 100, 10, 0, 0, 409600, KEY_SHMALL },
+    { 8192, 100, 10, 0, 0, 8192, KEY_SHMMAX },
+    { 8192, 100, 10, 100, 3, 0, KEY_SHMALL },
+    { 8192, 100, 10, 0, 10, 0, KEY_SHMMNI }, /* every id taken */
+    /* pages x page size saturates instead of wrapping */
+    { SIZING_KERNEL_DEFAULT, SIZING_KERNEL_DEFAULT, 4096, 0, 0, SIZING_KERNEL_DEFAULT, KEY_SHMMAX },
+};
+
 Test(sizing, headroom_as_newseg_decides)
 {
-    enum sizing_key_id by;
+    for (size_t i = 0; i < sizeof(headroom_rows) / sizeof(headroom_rows[0]); i++) {
+        const struct headroom_row *row = &headroom_rows[i];
+        struct sizing_current limits = { .known = { true, true, true },
+                                         .value = { row->shmmax, row->shmall, row->shmmni } };
+        struct sizing_headroom h = sizing_headroom_now(&limits, 4096, row->pages_used, row->segments);
 
-    cr_expect_eq(sizing_headroom(1000000, 100, 10, 4096, 0, 0, &by), 409600);
-    cr_expect_eq(by, KEY_SHMALL);
-    cr_expect_eq(sizing_headroom(8192, 100, 10, 4096, 0, 0, &by), 8192);
-    cr_expect_eq(by, KEY_SHMMAX);
-    cr_expect_eq(sizing_headroom(8192, 100, 10, 4096, 100, 3, &by), 0);
-    cr_expect_eq(by, KEY_SHMALL);
-    cr_expect_eq(sizing_headroom(8192, 100, 10, 4096, 0, 10, &by), 0, "every id taken");
-    cr_expect_eq(by, KEY_SHMMNI);
-    cr_expect_eq(sizing_headroom(SIZING_KERNEL_DEFAULT, SIZING_KERNEL_DEFAULT, 4096, 4096, 0, 0, &by),
-                 SIZING_KERNEL_DEFAULT, "pages x page size saturates instead of wrapping");
-    cr_expect_eq(by, KEY_SHMMAX);
+        cr_expect(h.known, "row %zu", i);
+        cr_expect_eq(h.bytes, row->headroom, "row %zu", i);
+        cr_expect_eq(h.limited_by, row->by, "row %zu", i);
+    }
+    cr_expect_not(sizing_headroom_now(&(struct sizing_current){ .known = { true, true, false } }, 4096, 0, 0).known,
+                  "unknown without all three limits");
 }

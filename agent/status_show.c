@@ -1,5 +1,4 @@
-/* Rendering of `shmprov status`: text for people, one JSON document for
- * programs. Both say the same things; JSON keeps exact integers. */
+/* Rendering of `shmprov status` (status_show.h). */
 #include <errno.h>
 #include <inttypes.h>
 #include <json-c/json.h>
@@ -8,16 +7,12 @@
 #include <string.h>
 
 #include "host.h"
-#include "identity.h"
 #include "jsonobj.h"
 #include "jsonout.h"
 #include "sizes.h"
-#include "status.h"
-#include "version.h"
+#include "status_show.h"
 
 #define STATUS_CANDIDATES_LISTED 20
-
-static const char *const rules_names[2] = { "systemd-sysctl", "sysctl --system" };
 
 /* ---- facts shared by both renderings ------------------------------------ */
 
@@ -52,11 +47,6 @@ static const char *boot_source_name(enum boot_source b)
 {
     static const char *const names[] = { "unknown", "kernel-default", "dropin", "other-file" };
     return names[b];
-}
-
-static double percent(uint64_t used, uint64_t limit)
-{
-    return limit ? (double)used * 100.0 / (double)limit : 0.0;
 }
 
 static const char *overcommit_name(int mode)
@@ -122,7 +112,7 @@ static void pages_human(uint64_t pages, uint64_t page_size, char *buf, size_t le
 
 static void print_percent(FILE *out, uint64_t used, uint64_t limit)
 {
-    double p = percent(used, limit);
+    double p = limit ? (double)used * 100.0 / (double)limit : 0.0;
 
     if (used > 0 && p < 0.1)
         fputs("<0.1 %", out);
@@ -196,8 +186,7 @@ static void print_usage(FILE *out, const struct status *s)
     const struct host_facts *h = &s->plan->host;
     uint64_t shmmni = h->current.value[KEY_SHMMNI], shmall = h->current.value[KEY_SHMALL],
              shmmax = h->current.value[KEY_SHMMAX];
-    uint64_t segments = s->kernel_known ? s->kernel.segments : h->usage.segments;
-    uint64_t pages = s->kernel_known ? s->kernel.pages : h->usage.pages;
+    uint64_t segments = s->segments_in_use, pages = s->pages_in_use;
     char human[32];
 
     if (!s->kernel_known && !s->segments) {
@@ -235,15 +224,15 @@ static void print_headroom_and_overcommit(FILE *out, const struct status *s)
     const struct host_facts *h = &s->plan->host;
     char human[32], meaning[400];
 
-    if (!s->headroom_known) {
+    if (!s->headroom.known) {
         fputs("\nHeadroom: unknown\n", out);
-    } else if (s->headroom_bytes == 0) {
+    } else if (s->headroom.bytes == 0) {
         fprintf(out, "\nHeadroom: no new segment can be created now (%s is used up)\n",
-                sizing_key_name(s->headroom_limited_by));
+                sizing_key_name(s->headroom.limited_by));
     } else {
-        sizes_format_human(s->headroom_bytes, human, sizeof(human));
+        sizes_format_human(s->headroom.bytes, human, sizeof(human));
         fprintf(out, "\nHeadroom: a new segment of up to %" PRIu64 " bytes (%s) can be created now (limited by %s)\n",
-                s->headroom_bytes, human, sizing_key_name(s->headroom_limited_by));
+                s->headroom.bytes, human, sizing_key_name(s->headroom.limited_by));
     }
     overcommit_meaning(h, meaning, sizeof(meaning));
     if (h->overcommit_memory >= 0)
@@ -327,8 +316,7 @@ static void print_segments(FILE *out, const struct status *s, bool with_segments
 
     if (!t) {
         fprintf(out, "\nSegments: unknown (cannot read /proc/sysvipc/shm: %s)\n",
-                s->segments_errno == EINVAL ? "not the table the kernel writes (malformed or cut short)"
-                                            : strerror(s->segments_errno));
+                host_segments_reason(s->segments_errno));
         return;
     }
     fprintf(out, "\nSegments: %zu; orphan candidates: %zu", t->count, s->norphans);
@@ -395,7 +383,7 @@ static json_object *json_boot(const struct status *s, enum sizing_key_id key)
         json_object_object_add(src, "file", w ? jsonout_string(w->path) : NULL);
         json_object_object_add(src, "line", w ? json_object_new_uint64(w->line) : NULL);
         json_object_object_add(src, "value", w ? jsonout_string(w->value) : NULL);
-        json_object_object_add(o, rules_names[r], src);
+        json_object_object_add(o, sysctld_rules_name((enum sysctld_rules)r), src);
     }
     return o;
 }
@@ -430,15 +418,14 @@ static json_object *json_limits(const struct status *s)
 
 static json_object *json_usage(const struct status *s)
 {
-    const struct host_facts *h = &s->plan->host;
     json_object *o;
 
     if (!s->kernel_known && !s->segments)
         return NULL;
     o = json_object_new_object();
     json_object_object_add(o, "source", jsonout_string(s->kernel_known ? "SHM_INFO" : "/proc/sysvipc/shm"));
-    jsonout_add_u64(o, "segments", true, s->kernel_known ? s->kernel.segments : h->usage.segments);
-    jsonout_add_u64(o, "pages", true, s->kernel_known ? s->kernel.pages : h->usage.pages);
+    jsonout_add_u64(o, "segments", true, s->segments_in_use);
+    jsonout_add_u64(o, "pages", true, s->pages_in_use);
     jsonout_add_u64(o, "bytes", s->segments != NULL, s->bytes);
     jsonout_add_u64(o, "largest_segment", s->segments != NULL, s->largest);
     jsonout_add_u64(o, "rss_pages", s->kernel_known, s->kernel.rss_pages);
@@ -536,24 +523,16 @@ json_object *status_to_json(const struct status *s)
 {
     const struct plan *plan = s->plan;
     const struct host_facts *h = &plan->host;
-    json_object *doc = json_object_new_object(), *profile, *headroom = NULL, *segs = NULL;
-    struct host_identity id;
+    json_object *doc = jsonobj_document("status", plan->profile, plan->sizing.tier, plan->profile_note, h);
+    json_object *headroom = NULL, *segs = NULL;
 
-    json_object_object_add(doc, "command", json_object_new_string("status"));
-    json_object_object_add(doc, "agent_version", json_object_new_string(SHMPROV_VERSION));
-    profile = jsonobj_profile(plan->profile, true, plan->sizing.tier);
-    json_object_object_add(profile, "note", jsonout_string(plan->profile_note));
-    json_object_object_add(doc, "profile", profile);
-    json_object_object_add(doc, "labels", jsonobj_labels(plan->profile));
-    identity_read(&id, false);
-    json_object_object_add(doc, "host", jsonobj_host(h, &id));
     json_object_object_add(doc, "namespace", json_namespace(s));
     json_object_object_add(doc, "limits", json_limits(s));
     json_object_object_add(doc, "usage", json_usage(s));
-    if (s->headroom_known) {
+    if (s->headroom.known) {
         headroom = json_object_new_object();
-        jsonout_add_u64(headroom, "bytes", true, s->headroom_bytes);
-        json_object_object_add(headroom, "limited_by", jsonout_string(sizing_key_name(s->headroom_limited_by)));
+        jsonout_add_u64(headroom, "bytes", true, s->headroom.bytes);
+        json_object_object_add(headroom, "limited_by", jsonout_string(sizing_key_name(s->headroom.limited_by)));
     }
     json_object_object_add(doc, "headroom", headroom);
     json_object_object_add(doc, "overcommit", json_overcommit(h));

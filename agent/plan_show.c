@@ -1,42 +1,31 @@
-/* Rendering of a plan: text for people, one JSON document for programs. */
+/* Rendering of a plan (plan_show.h). */
 #include <errno.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <string.h>
 
-#include "identity.h"
 #include "jsonobj.h"
 #include "jsonout.h"
-#include "plan.h"
+#include "plan_show.h"
 #include "sizes.h"
-#include "version.h"
 
 static const char *tier_reason(const struct sizing_result *s)
 {
-    if (!s->tier_detected)
-        return "set in the profile";
-    switch (s->tier) {
-    case TIER_SMALL:
-        return "auto: MemTotal is below 16 GiB";
-    case TIER_MEDIUM:
-        return "auto: MemTotal is from 16 GiB up to 64 GiB";
-    default:
-        return "auto: MemTotal is 64 GiB or more";
-    }
+    static const char *const detected[] = {
+        [TIER_SMALL] = "auto: MemTotal is below 16 GiB",
+        [TIER_MEDIUM] = "auto: MemTotal is from 16 GiB up to 64 GiB",
+        [TIER_LARGE] = "auto: MemTotal is 64 GiB or more",
+    };
+    return s->tier_detected ? detected[s->tier] : "set in the profile";
 }
 
 static const char *overcommit_meaning(int mode)
 {
-    switch (mode) {
-    case 0:
-        return "heuristic overcommit";
-    case 1:
-        return "always overcommit";
-    case 2:
-        return "strict accounting: a large segment can fail with ENOMEM even below the limits";
-    default:
-        return "unknown";
-    }
+    static const char *const meanings[] = {
+        "heuristic overcommit", "always overcommit",
+        "strict accounting: a large segment can fail with ENOMEM even below the limits",
+    };
+    return mode >= 0 && mode <= 2 ? meanings[mode] : "unknown";
 }
 
 static void print_value(FILE *out, bool known, uint64_t value)
@@ -47,35 +36,26 @@ static void print_value(FILE *out, bool known, uint64_t value)
         fprintf(out, "%-22s", "(unknown)");
 }
 
-int plan_print_text(const struct plan *plan, FILE *out)
+/* How the limits follow from the profile: what it asks for (raise-only
+ * may keep a higher running value, which the runtime table shows). */
+static void print_derivation(const struct plan *plan, FILE *out)
 {
     const struct profile *p = plan->profile;
     const struct sizing_result *s = &plan->sizing;
-    const struct host_facts *h = &plan->host;
     const struct sizing_key *max = &s->keys[KEY_SHMMAX], *all = &s->keys[KEY_SHMALL];
     char ram[32], maxh[32], allh[32];
 
     sizes_format_human(s->ram_bytes, ram, sizeof(ram));
-    /* The derivation lines show what the profile asks for (raise-only may
-     * keep a higher running value, which the table below shows). */
     sizes_format_human(max->derived, maxh, sizeof(maxh));
     sizes_format_human(all->derived > UINT64_MAX / s->page_size ? UINT64_MAX : all->derived * s->page_size,
                        allh, sizeof(allh));
-
-    fprintf(out, "shmprov plan: what 'shmprov apply' would do on %s (nothing is changed)\n\n", h->hostname);
-    fprintf(out, "Profile   %s%s\n", p->path, p->builtin ? " (auto tier, general workload, enforce)" : "");
-    if (plan->profile_note)
-        fprintf(out, "          %s\n", plan->profile_note);
-    fprintf(out, "          sha256 %s\n\n", p->sha256_hex);
-
     fprintf(out, "Derivation\n");
     fprintf(out, "  tier       %s (%s)\n", profile_tier_name(s->tier), tier_reason(s));
     fprintf(out, "  RAM        %" PRIu64 " bytes (%s, %s)\n", s->ram_bytes, ram,
             s->tier_detected ? "MemTotal of this host" : "the tier's nominal size");
     fprintf(out, "  workload   %s\n", profile_workload_name(p->workload));
     if (s->shmmax_overridden)
-        fprintf(out, "  shmmax     %" PRIu64 " bytes (%s), set by the profile\n", max->derived,
-                maxh);
+        fprintf(out, "  shmmax     %" PRIu64 " bytes (%s), set by the profile\n", max->derived, maxh);
     else
         fprintf(out, "  shmmax     %" PRIu64 " bytes (%s) = %u%% of RAM%s, rounded down to a page\n",
                 max->derived, maxh, s->fraction_pct,
@@ -90,11 +70,16 @@ int plan_print_text(const struct plan *plan, FILE *out)
     fprintf(out, "  policy     %s (%s)\n\n", profile_policy_name(p->policy),
             p->policy == POLICY_ENFORCE ? "set exactly the derived values"
                                         : "never lower a value that is already higher");
+}
+
+static void print_runtime(const struct plan *plan, FILE *out)
+{
+    const struct host_facts *h = &plan->host;
 
     fprintf(out, "Runtime changes (/proc/sys/kernel)\n");
     fprintf(out, "  %-15s %-22s %-22s %s\n", "KEY", "CURRENT", "TARGET", "ACTION");
     for (int id = 0; id < KEY_COUNT; id++) {
-        const struct sizing_key *k = &s->keys[id];
+        const struct sizing_key *k = &plan->sizing.keys[id];
         if (!k->managed)
             continue;
         fprintf(out, "  %-15s ", sizing_key_name(id));
@@ -106,47 +91,57 @@ int plan_print_text(const struct plan *plan, FILE *out)
         fprintf(out, "  note: apply cannot change the running kernel here: %s\n",
                 host_runtime_write_reason(h->runtime_write_errno));
     fputc('\n', out);
+}
 
-    fprintf(out, "Drop-in %s", plan->dropin_path);
-    if (plan->dropin_read_errno == ENOENT)
-        fprintf(out, " (new file)\n");
-    else if (!plan->dropin_changed)
-        fprintf(out, " (unchanged)\n");
-    else
-        fprintf(out, " (changes)\n");
+static void print_dropin_and_usage(const struct plan *plan, FILE *out)
+{
+    const struct host_facts *h = &plan->host;
+
+    fprintf(out, "Drop-in %s (%s)\n", plan->dropin_path,
+            plan->dropin_read_errno == ENOENT ? "new file" : plan->dropin_changed ? "changes" : "unchanged");
     fputs(plan->dropin_diff, out);
     fputc('\n', out);
-
     if (h->usage_known)
         fprintf(out, "Usage     %" PRIu64 " segments, %" PRIu64 " bytes, %" PRIu64
                      " pages; largest segment %" PRIu64 " bytes\n",
                 h->usage.segments, h->usage.bytes, h->usage.pages, h->usage.largest_segment);
     fprintf(out, "Overcommit vm.overcommit_memory = %d (%s)\n", h->overcommit_memory,
             overcommit_meaning(h->overcommit_memory));
+}
+
+/* Warnings, then why apply would refuse. */
+static void print_findings(const struct plan *plan, FILE *out)
+{
+    const struct sizing_result *s = &plan->sizing;
 
     for (unsigned i = 0; i < plan->nwarnings; i++)
         fprintf(out, "\nwarning: %s", plan->warnings[i]);
     for (unsigned i = 0; i < s->nproblems; i++)
-        fprintf(out, "\n%s%s", s->problems[i].in_profile ? "" : "apply would refuse: ",
-                s->problems[i].text);
+        fprintf(out, "\n%s%s", s->problems[i].in_profile ? "" : "apply would refuse: ", s->problems[i].text);
     if (plan->dropin_problem[0])
         fprintf(out, "\napply would refuse: %s", plan->dropin_problem);
     if (plan->nwarnings || s->nproblems || plan->dropin_problem[0])
         fputc('\n', out);
+}
+
+int plan_print_text(const struct plan *plan, FILE *out)
+{
+    const struct profile *p = plan->profile;
+
+    fprintf(out, "shmprov plan: what 'shmprov apply' would do on %s (nothing is changed)\n\n",
+            plan->host.hostname);
+    fprintf(out, "Profile   %s%s\n", p->path, p->builtin ? " (auto tier, general workload, enforce)" : "");
+    if (plan->profile_note)
+        fprintf(out, "          %s\n", plan->profile_note);
+    fprintf(out, "          sha256 %s\n\n", p->sha256_hex);
+    print_derivation(plan, out);
+    print_runtime(plan, out);
+    print_dropin_and_usage(plan, out);
+    print_findings(plan, out);
     return ferror(out) ? -EIO : 0;
 }
 
 /* ---- JSON ------------------------------------------------------------- */
-
-/* json-c keeps uint64 exact; the kernel's default exceeds INT64_MAX. */
-/* The profile as every document shows it, and why this one was chosen. */
-static json_object *json_profile(const struct plan *plan)
-{
-    json_object *o = jsonobj_profile(plan->profile, true, plan->sizing.tier);
-
-    json_object_object_add(o, "note", jsonout_string(plan->profile_note));
-    return o;
-}
 
 /* Whether apply may change the running kernel here, and the overcommit
  * mode the test allocation runs under. */
@@ -193,32 +188,6 @@ static json_object *json_keys(const struct sizing_result *s)
     return a;
 }
 
-json_object *plan_usage_json(const struct host_facts *h)
-{
-    json_object *o;
-
-    if (!h->usage_known)
-        return NULL;
-    o = json_object_new_object();
-    jsonout_add_u64(o, "segments", true, h->usage.segments);
-    jsonout_add_u64(o, "bytes", true, h->usage.bytes);
-    jsonout_add_u64(o, "pages", true, h->usage.pages);
-    jsonout_add_u64(o, "largest_segment", true, h->usage.largest_segment);
-    /* Under the limits in force when this was read (for apply: before it). */
-    if (h->current.known[KEY_SHMMAX] && h->current.known[KEY_SHMALL] && h->current.known[KEY_SHMMNI]) {
-        enum sizing_key_id by;
-        uint64_t headroom = sizing_headroom(h->current.value[KEY_SHMMAX], h->current.value[KEY_SHMALL],
-                                            h->current.value[KEY_SHMMNI], h->page_size, h->usage.pages,
-                                            h->usage.segments, &by);
-        jsonout_add_u64(o, "headroom_bytes", true, headroom);
-        json_object_object_add(o, "headroom_limited_by", json_object_new_string(sizing_key_name(by)));
-    } else {
-        json_object_object_add(o, "headroom_bytes", NULL);
-        json_object_object_add(o, "headroom_limited_by", NULL);
-    }
-    return o;
-}
-
 static json_object *json_dropin(const struct plan *plan)
 {
     json_object *o = json_object_new_object();
@@ -233,21 +202,15 @@ static json_object *json_dropin(const struct plan *plan)
 
 json_object *plan_to_json(const struct plan *plan)
 {
-    json_object *doc = json_object_new_object(), *warnings, *problems;
-    struct host_identity id;
+    json_object *doc = jsonobj_document("plan", plan->profile, plan->sizing.tier, plan->profile_note, &plan->host);
+    json_object *warnings, *problems;
 
     if (!doc)
         return NULL;
-    json_object_object_add(doc, "command", json_object_new_string("plan"));
-    json_object_object_add(doc, "agent_version", json_object_new_string(SHMPROV_VERSION));
-    json_object_object_add(doc, "profile", json_profile(plan));
-    json_object_object_add(doc, "labels", jsonobj_labels(plan->profile));
-    identity_read(&id, false);
-    json_object_object_add(doc, "host", jsonobj_host(&plan->host, &id));
     json_object_object_add(doc, "runtime", json_runtime(&plan->host));
     json_object_object_add(doc, "derivation", json_derivation(&plan->sizing));
     json_object_object_add(doc, "keys", json_keys(&plan->sizing));
-    json_object_object_add(doc, "usage", plan_usage_json(&plan->host));
+    json_object_object_add(doc, "usage", jsonobj_usage(&plan->host));
     json_object_object_add(doc, "dropin", json_dropin(plan));
 
     warnings = json_object_new_array();
