@@ -4,14 +4,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <linux/openat2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "fsutil.h"
 #include "testing.h"
 
@@ -22,8 +25,6 @@
  * mount namespace with tmpfs over every directory they read; the comments
  * say where the two tools differ. The integration tests compare this module
  * with the real tools the same way. */
-
-#define MAX_SYMLINKS 40
 
 static const char *const systemd_dirs[] = {
     /* Debian builds systemd 252 without split-usr: /lib/sysctl.d is not in
@@ -116,16 +117,14 @@ static size_t next_line_systemd(const char *t, size_t len, size_t pos, struct sp
 /* procps reads with getline(): a line ends at '\n' only and is then handled
  * as a C string, so what follows a NUL on that line is never seen, and a
  * lone '\r' stays inside the line (in the value, where the kernel refuses
- * it). *ret_raw is getline()'s length, which procps checks too. */
-static size_t next_line_procps(const char *t, size_t len, size_t pos, struct span *ret,
-                               size_t *ret_raw)
+ * it). */
+static size_t next_line_procps(const char *t, size_t len, size_t pos, struct span *ret)
 {
     const char *nl = memchr(t + pos, '\n', len - pos);
     size_t end = nl ? (size_t)(nl - t) + 1 : len;
     const char *nul = memchr(t + pos, '\0', end - pos);
 
     *ret = (struct span){ t + pos, (nul ? (size_t)(nul - t) : end) - pos };
-    *ret_raw = end - pos;
     return end;
 }
 
@@ -149,10 +148,7 @@ static struct span lstrip(enum sysctld_rules rules, struct span s)
 
 static struct span rstrip(enum sysctld_rules rules, struct span s)
 {
-    /* procps' rstrip() never removes the first character of a string. */
-    size_t keep = rules == SYSCTLD_PROCPS ? 1 : 0;
-
-    while (s.n > keep && is_space(rules, s.p[s.n - 1]))
+    while (s.n > 0 && is_space(rules, s.p[s.n - 1]))
         s.n--;
     return s;
 }
@@ -170,8 +166,7 @@ struct split {
 
 /* Returns 1 for an assignment or exclusion, 0 for a line to skip, and -1 for
  * a line the tool warns about. */
-static int split_line(enum sysctld_rules rules, struct span line, size_t raw_len,
-                      struct split *ret)
+static int split_line(enum sysctld_rules rules, struct span line, struct split *ret)
 {
     struct span s;
     const char *eq;
@@ -181,10 +176,8 @@ static int split_line(enum sysctld_rules rules, struct span line, size_t raw_len
         if (s.n == 0 || s.p[0] == '#' || s.p[0] == ';')
             return 0;
     } else {
-        /* procps skips getline() results under two bytes and lines under
-         * two characters once leading space is gone. */
-        if (raw_len < 2)
-            return 0;
+        /* procps skips lines under two characters once leading space is
+         * gone. */
         s = lstrip(rules, line);
         if (s.n < 2 || s.p[0] == '#' || s.p[0] == ';')
             return 0;
@@ -305,7 +298,7 @@ static void warnf(sysctld_warning_fn on_warning, void *ctx, unsigned line, const
     on_warning(ctx, line, why);
 }
 
-static void parse_line(enum sysctld_rules rules, struct span line, size_t raw_len, unsigned lineno,
+static void parse_line(enum sysctld_rules rules, struct span line, unsigned lineno,
                        char canon[][SYSCTLD_KEY_MAX], const char *const *keys, size_t nkeys,
                        sysctld_line_fn on_line, sysctld_warning_fn on_warning, void *ctx)
 {
@@ -314,7 +307,7 @@ static void parse_line(enum sysctld_rules rules, struct span line, size_t raw_le
     bool glob, empty_warned = false;
     int r;
 
-    r = split_line(rules, line, raw_len, &sp);
+    r = split_line(rules, line, &sp);
     if (r < 0) {
         warnf(on_warning, ctx, lineno, "not an assignment (no '='), ignored");
         return;
@@ -376,14 +369,13 @@ int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
 
     while (pos < len) {
         struct span line;
-        size_t raw_len = 0;
 
         if (rules == SYSCTLD_SYSTEMD)
             pos = next_line_systemd(text, len, pos, &line);
         else
-            pos = next_line_procps(text, len, pos, &line, &raw_len);
+            pos = next_line_procps(text, len, pos, &line);
         lineno++;
-        parse_line(rules, line, raw_len, lineno, canon, keys, nkeys, on_line, on_warning, ctx);
+        parse_line(rules, line, lineno, canon, keys, nkeys, on_line, on_warning, ctx);
     }
     return 0;
 }
@@ -407,27 +399,58 @@ static bool grow(void **items, size_t *cap, size_t n, size_t size)
 
 /* ---- the disk, looked at once -------------------------------------------
  * A boot-order check reads one tree under both tools' rules, and they read
- * mostly the same directories and files. Every lstat(), readlink(),
- * directory listing and file read goes through a memo, so a second
- * analysis of the same tree answers from memory (sysctld_analyse_both). */
-enum look { LOOK_LSTAT, LOOK_READLINK, LOOK_LIST, LOOK_READ };
+ * mostly the same directories and files. Every resolution, directory
+ * listing and file read goes through a memo, so a second analysis of the
+ * same tree answers from memory (sysctld_analyse_both). Paths in the memo
+ * are on the target system, inside root. */
+enum look { LOOK_RESOLVE, LOOK_LIST, LOOK_READ };
 
 struct looked {
     enum look kind;
-    char *path;     /* on the host */
+    char *path;     /* inside root */
     int r;          /* 0 or a negative errno; LIST: why the listing stopped */
     bool opened;    /* LIST: the directory could be opened, */
     bool listed;    /*   and its entries read (maybe not all: see r) */
-    mode_t mode;    /* LSTAT: all the analysis needs of struct stat */
+    mode_t mode;    /* RESOLVE: all the analysis needs of struct stat */
     dev_t rdev;
-    char *data;     /* READLINK: the target; LIST: the names, each NUL-terminated; READ: the bytes */
+    char *data;     /* RESOLVE: where path leads; LIST: the names, each NUL-terminated; READ: the bytes */
     size_t len;
 };
 
 struct memo {
+    int rootfd;
+    char *prefix; /* the root's real path on the host, "" for "/" */
     struct looked *items;
     size_t n, cap;
 };
+
+static int memo_open(struct memo *m, const char *root)
+{
+    *m = (struct memo){ .rootfd = -1 };
+    if (!root || root[0] != '/')
+        return -EINVAL;
+    m->rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (m->rootfd < 0)
+        return -errno;
+    m->prefix = realpath(root, NULL);
+    if (!m->prefix)
+        return -errno;
+    if (strcmp(m->prefix, "/") == 0)
+        m->prefix[0] = '\0';
+    return 0;
+}
+
+static void memo_free(struct memo *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->items[i].path);
+        free(m->items[i].data);
+    }
+    free(m->items);
+    free(m->prefix);
+    if (m->rootfd >= 0)
+        close(m->rootfd);
+}
 
 /* The entry for kind and path, and whether it was there already; NULL on
  * ENOMEM. */
@@ -451,62 +474,154 @@ static struct looked *memo_entry(struct memo *m, enum look kind, const char *pat
     return l;
 }
 
-static void memo_free(struct memo *m)
+/* dir + "/" + name, allocated; NULL on ENOMEM. */
+static char *join(const char *dir, const char *name)
 {
-    for (size_t i = 0; i < m->n; i++) {
-        free(m->items[i].path);
-        free(m->items[i].data);
-    }
-    free(m->items);
+    char *s;
+
+    return asprintf(&s, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name) < 0 ? NULL : s;
 }
 
-/* Sets only st_mode and st_rdev of *ret, all the analysis reads. */
-static int memo_lstat(struct memo *m, const char *path, struct stat *ret)
+/* The path inside root of what fd is open on, allocated in *ret. */
+static int path_inside_root(const struct memo *m, int fd, char **ret)
 {
-    bool found;
-    struct looked *l = memo_entry(m, LOOK_LSTAT, path, &found);
+    char proc[64], host[PATH_MAX];
+    size_t n = strlen(m->prefix);
+    ssize_t len;
+
+    (void)snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    len = readlink(proc, host, sizeof(host) - 1);
+    if (len < 0)
+        return -errno;
+    host[len] = '\0';
+    if (strncmp(host, m->prefix, n) != 0 || (host[n] != '/' && host[n] != '\0'))
+        return -EXDEV;
+    *ret = strdup(host[n] ? host + n : "/");
+    return *ret ? 0 : -ENOMEM;
+}
+
+/* An O_PATH descriptor for path (absolute, on the target system) as if
+ * chroot()ed into root: links followed, absolute targets and ".." kept
+ * inside it, so the host's own files are never looked at. */
+static int open_in_root(const struct memo *m, const char *path)
+{
+    struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT };
+    CLEANUP_FREE char *real = NULL;
     struct stat st;
+    int fd = (int)syscall(SYS_openat2, m->rootfd, path, &how, sizeof(how));
 
-    if (!l)
-        return -ENOMEM;
-    if (!found) {
-        l->r = lstat(path, &st) < 0 ? -errno : 0;
-        l->mode = l->r == 0 ? st.st_mode : 0;
-        l->rdev = l->r == 0 ? st.st_rdev : 0;
+    if (fd >= 0 || errno != ENOSYS || !m->prefix[0])
+        return fd >= 0 || errno != ENOSYS ? fd : open(path, O_PATH | O_CLOEXEC);
+    /* Linux before 5.6 has no openat2(). Under --root a path is then opened
+     * only when none of its components is a symbolic link: links in an
+     * image "cannot be resolved" instead of being followed inside it. */
+    fd = openat(m->rootfd, path + 1, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || S_ISLNK(st.st_mode) || path_inside_root(m, fd, &real) < 0 ||
+        strcmp(real, path) != 0) {
+        close(fd);
+        errno = ELOOP;
+        return -1;
     }
-    memset(ret, 0, sizeof(*ret));
-    ret->st_mode = l->mode;
-    ret->st_rdev = l->rdev;
-    return l->r;
+    return fd;
 }
 
-/* *ret: the link's target, owned by the memo. */
-static int memo_readlink(struct memo *m, const char *path, const char **ret)
+/* Resolves "." and ".." in an absolute path by its text, ".." stopping at "/". */
+static void normalize(char *s)
 {
-    char target[PATH_MAX];
-    bool found;
-    struct looked *l = memo_entry(m, LOOK_READLINK, path, &found);
+    char *w = s;
+    const char *r = s;
+
+    while (*r) {
+        const char *e;
+        size_t n;
+
+        while (*r == '/')
+            r++;
+        e = strchrnul(r, '/');
+        n = (size_t)(e - r);
+        if (n == 2 && r[0] == '.' && r[1] == '.') {
+            while (w > s && *--w != '/')
+                ;
+        } else if (n > 0 && !(n == 1 && r[0] == '.')) {
+            *w++ = '/';
+            memmove(w, r, n);
+            w += n;
+        }
+        r = e;
+    }
+    if (w == s)
+        *w++ = '/';
+    *w = '\0';
+}
+
+/* Where a missing path would be: the target of its last component when
+ * that is a dangling link, one link deep (enough for a mask to /dev/null in
+ * an image without /dev), else the path itself. NULL on ENOMEM. */
+static char *where_missing(const struct memo *m, const char *path)
+{
+    const char *name = strrchr(path, '/') + 1;
+    CLEANUP_FREE char *dir = strndup(path, (size_t)(name - path)), *target = malloc(PATH_MAX),
+                      *real = NULL;
+    CLEANUP_CLOSE int fd = dir ? open_in_root(m, dir) : -1;
+    char *ret = NULL;
     ssize_t n;
 
-    if (!l)
-        return -ENOMEM;
-    if (!found) {
-        n = readlink(path, target, sizeof(target) - 1);
-        l->r = n < 0 ? -errno : (size_t)n >= sizeof(target) - 1 ? -ENAMETOOLONG : 0;
-        if (l->r == 0 && !(l->data = strndup(target, (size_t)n)))
-            l->r = -ENOMEM;
-    }
-    *ret = l->data;
-    return l->r;
+    if (!dir || !target)
+        return NULL;
+    n = fd < 0 ? -1 : readlinkat(fd, name, target, PATH_MAX - 1);
+    if (n < 0)
+        ret = strdup(path);
+    else if ((target[n] = '\0', target[0] == '/'))
+        ret = strdup(target);
+    else if (path_inside_root(m, fd, &real) == 0)
+        ret = join(real, target);
+    else
+        ret = strdup(path);
+    if (ret)
+        normalize(ret);
+    return ret;
 }
 
-/* Reads the names of directory l->path into l->data. */
-static void list_into(struct looked *l)
+static void resolve_into(const struct memo *m, struct looked *l)
+{
+    CLEANUP_CLOSE int fd = open_in_root(m, l->path);
+    struct stat st;
+
+    if (fd < 0) {
+        l->r = -errno;
+        if (l->r == -ENOENT && !(l->data = where_missing(m, l->path)))
+            l->r = -ENOMEM;
+    } else if (fstat(fd, &st) < 0) {
+        l->r = -errno;
+    } else {
+        l->mode = st.st_mode;
+        l->rdev = st.st_rdev;
+        l->r = path_inside_root(m, fd, &l->data);
+    }
+}
+
+/* path resolved inside root: ->data is where it leads, also when it is
+ * missing (-ENOENT); NULL on ENOMEM. */
+static const struct looked *memo_resolve(struct memo *m, const char *path)
+{
+    bool found;
+    struct looked *l = memo_entry(m, LOOK_RESOLVE, path, &found);
+
+    if (l && !found)
+        resolve_into(m, l);
+    return l;
+}
+
+/* Reads the names of directory l->path (resolved already) into l->data. */
+static void list_into(const struct memo *m, struct looked *l)
 {
     size_t cap = 0;
     struct dirent *de;
     DIR *d;
-    int fd = TEMP_FAILURE_RETRY(open(l->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+    int fd = TEMP_FAILURE_RETRY(openat(m->rootfd, l->path[1] ? l->path + 1 : ".",
+                                       O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
 
     if (fd < 0) {
         l->r = -errno;
@@ -545,134 +660,28 @@ static const struct looked *memo_list(struct memo *m, const char *path)
     struct looked *l = memo_entry(m, LOOK_LIST, path, &found);
 
     if (l && !found)
-        list_into(l);
+        list_into(m, l);
     return l;
 }
 
-/* *ret: the file's bytes, owned by the memo. */
+/* *ret: the bytes of file path (resolved already), owned by the memo. */
 static int memo_read(struct memo *m, const char *path, const char **ret, size_t *ret_len)
 {
     bool found;
     struct looked *l = memo_entry(m, LOOK_READ, path, &found);
+    CLEANUP_FREE char *host = NULL;
 
     if (!l)
         return -ENOMEM;
     if (!found)
-        l->r = fsutil_read_file(path, SYSCTLD_FILE_MAX_BYTES, true, &l->data, &l->len, NULL);
+        l->r = asprintf(&host, "%s%s", m->prefix, path) < 0
+                   ? -ENOMEM
+                   : fsutil_read_file(host, SYSCTLD_FILE_MAX_BYTES, true, &l->data, &l->len, NULL);
     *ret = l->data;
     *ret_len = l->len;
     return l->r;
 }
 
-/* ---- paths inside root --------------------------------------------------
- * Resolves path as the target system would see it, as if chroot()ed into
- * root: symbolic links followed, absolute targets taken inside root, ".."
- * never above it. The host's own files are never looked at when root is not
- * "/". Sets ret and *ret_st (lstat of the final file) and returns 0; when a
- * component is missing, returns -ENOENT and still sets ret to the path being
- * looked for, so that a link to /dev/null in an image without /dev is still
- * recognised as a mask. */
-static int resolve_in_root(struct memo *m, const char *prefix, const char *path, char ret[PATH_MAX],
-                           struct stat *ret_st)
-{
-    char done[PATH_MAX], todo[PATH_MAX], next[PATH_MAX], host[PATH_MAX];
-    const char *target;
-    struct stat st = { 0 };
-    unsigned links = 0;
-    bool missing = false;
-    size_t dlen = 0;
-    const char *p;
-
-    if ((size_t)snprintf(todo, sizeof(todo), "%s", path) >= sizeof(todo))
-        return -ENAMETOOLONG;
-    done[0] = '\0';
-    p = todo;
-    for (;;) {
-        const char *e;
-        size_t n;
-        int r;
-
-        while (*p == '/')
-            p++;
-        if (!*p)
-            break;
-        e = strchrnul(p, '/');
-        n = (size_t)(e - p);
-        if (n == 1 && p[0] == '.') {
-            p = e;
-            continue;
-        }
-        if (n == 2 && p[0] == '.' && p[1] == '.') {
-            char *slash = strrchr(done, '/');
-            if (slash) {
-                *slash = '\0';
-                dlen = (size_t)(slash - done);
-            }
-            p = e;
-            continue;
-        }
-        if (dlen + 1 + n >= sizeof(done))
-            return -ENAMETOOLONG;
-        done[dlen] = '/';
-        memcpy(done + dlen + 1, p, n);
-        dlen += 1 + n;
-        done[dlen] = '\0';
-        p = e;
-        if (missing)
-            continue;
-
-        if ((size_t)snprintf(host, sizeof(host), "%s%s", prefix, done) >= sizeof(host))
-            return -ENAMETOOLONG;
-        r = memo_lstat(m, host, &st);
-        if (r < 0) {
-            if (r != -ENOENT)
-                return r;
-            missing = true;
-            continue;
-        }
-        if (!S_ISLNK(st.st_mode)) {
-            const char *q = p;
-            while (*q == '/')
-                q++;
-            if (*q && !S_ISDIR(st.st_mode))
-                return -ENOTDIR;
-            continue;
-        }
-        if (++links > MAX_SYMLINKS)
-            return -ELOOP;
-        r = memo_readlink(m, host, &target);
-        if (r < 0)
-            return r;
-        /* The link's own component is replaced by its target. */
-        if (target[0] == '/') {
-            done[0] = '\0';
-            dlen = 0;
-        } else {
-            char *slash = strrchr(done, '/');
-            *slash = '\0';
-            dlen = (size_t)(slash - done);
-        }
-        if ((size_t)snprintf(next, sizeof(next), "%s%s%s", target, *p ? "/" : "", p) >=
-            sizeof(next))
-            return -ENAMETOOLONG;
-        memcpy(todo, next, strlen(next) + 1);
-        p = todo;
-    }
-
-    if (dlen == 0) {
-        done[0] = '/';
-        done[1] = '\0';
-        if (!missing && lstat(*prefix ? prefix : "/", &st) < 0)
-            return -errno;
-    }
-    memcpy(ret, done, strlen(done) + 1);
-    if (missing)
-        return -ENOENT;
-    *ret_st = st;
-    return 0;
-}
-
-/* ---- the analysis ------------------------------------------------------- */
 
 /* One line naming a key, in the order the tool reads them. */
 struct seen {
@@ -701,8 +710,8 @@ struct conffile {
 /* A file as it will be rather than as it is (sysctld_analyse_pending). */
 struct pending {
     bool active;
-    char dir[PATH_MAX];  /* its directory, resolved inside root */
-    char real[PATH_MAX]; /* dir + "/" + name */
+    const char *dir;     /* its directory, resolved inside root (owned by the memo) */
+    char *real;          /* dir + "/" + name */
     const char *name;
     const char *text;    /* NULL: the file will be gone */
     size_t len;
@@ -710,7 +719,6 @@ struct pending {
 
 struct analyser {
     enum sysctld_rules rules;
-    char prefix[PATH_MAX]; /* root without its trailing '/': "" for "/" */
     struct sysctld_analysis *a;
     struct keystate keys[SYSCTLD_MAX_KEYS];
     size_t nkeys;
@@ -862,19 +870,14 @@ static void parse_buffer(struct analyser *an, const char *path, const char *buf,
 static void read_and_parse(struct analyser *an, const char *path, const char *real,
                            const char *const *keys)
 {
-    char host[PATH_MAX];
     const char *buf;
     size_t len;
-    int r;
-
-    if ((size_t)snprintf(host, sizeof(host), "%s%s", an->prefix, real) >= sizeof(host)) {
-        add_warning(an, "%s: path too long, not analysed", path);
-        mark_incomplete(an);
-        return;
-    }
     /* real has no symbolic links left, so a link here now is a race. */
-    r = memo_read(an->memo, host, &buf, &len);
-    if (r == -EFBIG) {
+    int r = memo_read(an->memo, real, &buf, &len);
+
+    if (r == -ENOMEM) {
+        an->oom = true;
+    } else if (r == -EFBIG) {
         add_warning(an, "%s: larger than %zu bytes, not analysed", path, SYSCTLD_FILE_MAX_BYTES);
         mark_incomplete(an);
     } else if (r < 0) {
@@ -903,65 +906,54 @@ static bool parse_pending(struct analyser *an, const char *path, const char *rea
     return true;
 }
 
-static bool is_dev_null(const char *real, const struct stat *st)
+/* Whether a resolved path (found or missing) is the pending file or
+ * /dev/null, both of which the caller need not look at further. */
+static bool is_dev_null(const struct looked *l)
 {
-    if (strcmp(real, "/dev/null") == 0)
-        return true;
-    return st && S_ISCHR(st->st_mode) && st->st_rdev == makedev(1, 3);
-}
-
-/* An entry of a directory resolved already: only its own name can still
- * be a link, so one lstat() decides, and only a link needs the walk. */
-static int resolve_entry(const struct analyser *an, const char *resolve, char real[PATH_MAX], struct stat *st)
-{
-    char host[PATH_MAX];
-
-    if ((size_t)snprintf(host, sizeof(host), "%s%s", an->prefix, resolve) < sizeof(host) &&
-        memo_lstat(an->memo, host, st) == 0 && !S_ISLNK(st->st_mode)) {
-        memcpy(real, resolve, strlen(resolve) + 1);
-        return 0;
-    }
-    return resolve_in_root(an->memo, an->prefix, resolve, real, st);
+    return strcmp(l->data, "/dev/null") == 0 ||
+           (l->r == 0 && S_ISCHR(l->mode) && l->rdev == makedev(1, 3));
 }
 
 /* One *.conf entry the tool will open, in boot order. */
 static void analyse_file(struct analyser *an, const struct conffile *f, const char *const *keys)
 {
-    char real[PATH_MAX];
-    struct stat st;
+    const struct looked *l;
     int r;
 
     if (parse_pending(an, f->path, f->resolve, keys))
         return;
-    r = resolve_entry(an, f->resolve, real, &st);
-    if ((r == 0 || r == -ENOENT) && parse_pending(an, f->path, real, keys))
+    l = memo_resolve(an->memo, f->resolve);
+    if (!l) {
+        an->oom = true;
+        return;
+    }
+    r = l->r;
+    if ((r == 0 || r == -ENOENT) && parse_pending(an, f->path, l->data, keys))
         return;
     /* A link to /dev/null is the documented way to mask a file. */
-    if ((r == 0 || r == -ENOENT) && is_dev_null(real, r == 0 ? &st : NULL))
+    if ((r == 0 || r == -ENOENT) && is_dev_null(l))
         return;
-    if (r == -ENOENT) {
+    if (r == -ENOMEM) {
+        an->oom = true;
+    } else if (r == -ENOENT) {
         add_warning(an, "%s: dangling symbolic link, skipped (it still masks same-named files "
                         "in later directories)", f->path);
-        return;
-    }
-    if (r < 0) {
+    } else if (r < 0) {
         add_warning(an, "%s: cannot be resolved (%s), skipped (it still masks same-named files "
                         "in later directories)", f->path, strerror(-r));
-        return;
-    }
-    if (S_ISREG(st.st_mode)) {
-        read_and_parse(an, f->path, real, keys);
-    } else if (S_ISDIR(st.st_mode)) {
+    } else if (S_ISREG(l->mode)) {
+        read_and_parse(an, f->path, l->data, keys);
+    } else if (S_ISDIR(l->mode)) {
         add_warning(an, "%s: is a directory, skipped (it still masks same-named files in later "
                         "directories)", f->path);
-    } else if (S_ISFIFO(st.st_mode)) {
+    } else if (S_ISFIFO(l->mode)) {
         /* Both tools open it without O_NONBLOCK and wait for a writer; both
          * apply only after reading every file, so nothing is applied, and
          * at boot systemd-sysctl.service fails after its 90 s timeout. */
         add_warning(an, "%s: is a FIFO, %s would block opening it and apply nothing", f->path,
                     sysctld_rules_name(an->rules));
         an->a->blocked = true;
-    } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+    } else if (S_ISCHR(l->mode) || S_ISBLK(l->mode)) {
         add_warning(an, "%s: is a device node, not analysed", f->path);
         mark_incomplete(an);
     } else {
@@ -973,18 +965,17 @@ static void analyse_file(struct analyser *an, const struct conffile *f, const ch
  * says it is a regular file: a FIFO there is skipped, not waited on. */
 static void analyse_last_file(struct analyser *an, const char *const *keys)
 {
-    char real[PATH_MAX];
-    struct stat st;
-    int r;
+    const struct looked *l = memo_resolve(an->memo, PROCPS_LAST_FILE);
 
-    r = resolve_in_root(an->memo, an->prefix, PROCPS_LAST_FILE, real, &st);
-    if ((r == 0 || r == -ENOENT) && parse_pending(an, PROCPS_LAST_FILE, real, keys))
+    if (!l)
+        an->oom = true;
+    else if ((l->r == 0 || l->r == -ENOENT) && parse_pending(an, PROCPS_LAST_FILE, l->data, keys))
         return;
-    if (r < 0)
-        return;
-    if (S_ISREG(st.st_mode))
-        read_and_parse(an, PROCPS_LAST_FILE, real, keys);
-    else if (!is_dev_null(real, &st))
+    else if (l->r < 0)
+        an->oom = an->oom || l->r == -ENOMEM;
+    else if (S_ISREG(l->mode))
+        read_and_parse(an, PROCPS_LAST_FILE, l->data, keys);
+    else if (!is_dev_null(l))
         add_warning(an, "%s: is not a regular file, skipped by sysctl --system", PROCPS_LAST_FILE);
 }
 
@@ -1007,31 +998,20 @@ static bool known_name(const struct analyser *an, const char *name)
     return false;
 }
 
-static int join(char ret[PATH_MAX], const char *dir, const char *name)
-{
-    if ((size_t)snprintf(ret, PATH_MAX, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name) >=
-        PATH_MAX)
-        return -ENAMETOOLONG;
-    return 0;
-}
-
 /* Adds name from directory shown (real inside root) unless a directory read
  * earlier had it: the first one found masks the others. */
 static void add_file(struct analyser *an, const char *shown, const char *real, const char *name)
 {
-    char path[PATH_MAX], resolve[PATH_MAX];
     struct conffile *f;
 
     if (!wanted_name(an->rules, name) || known_name(an, name))
-        return;
-    if (join(path, shown, name) < 0 || join(resolve, real, name) < 0)
         return;
     if (!grow((void **)&an->files, &an->capfiles, an->nfiles, sizeof(*an->files))) {
         an->oom = true;
         return;
     }
     f = &an->files[an->nfiles];
-    *f = (struct conffile){ strdup(name), strdup(path), strdup(resolve) };
+    *f = (struct conffile){ strdup(name), join(shown, name), join(real, name) };
     an->nfiles++;
     if (!f->name || !f->path || !f->resolve)
         an->oom = true;
@@ -1046,12 +1026,8 @@ static bool is_pending_dir(const struct analyser *an, const char *real)
  * a name found first in a higher-priority directory masks the others. */
 static void list_directory(struct analyser *an, const char *shown, const char *real)
 {
-    char host[PATH_MAX];
-    const struct looked *l;
+    const struct looked *l = memo_list(an->memo, real);
 
-    if ((size_t)snprintf(host, sizeof(host), "%s%s", an->prefix, real) >= sizeof(host))
-        return;
-    l = memo_list(an->memo, host);
     if (!l) {
         an->oom = true;
         return;
@@ -1080,16 +1056,19 @@ static int compare_files(const void *x, const void *y)
 static void list_files(struct analyser *an)
 {
     const char *const *dirs = an->rules == SYSCTLD_SYSTEMD ? systemd_dirs : procps_dirs;
-    char seen[8][PATH_MAX];
+    const char *seen[sizeof(procps_dirs) / sizeof(procps_dirs[0])];
     size_t nseen = 0;
 
     for (size_t i = 0; dirs[i] && !an->oom; i++) {
-        char real[PATH_MAX];
-        struct stat st = { 0 }; /* resolve_in_root() fills it in only when it returns 0 */
+        const struct looked *l = memo_resolve(an->memo, dirs[i]);
+        const char *real = l ? l->data : NULL;
         bool dup = false;
-        int r;
+        int r = l ? l->r : -ENOMEM;
 
-        r = resolve_in_root(an->memo, an->prefix, dirs[i], real, &st);
+        if (r == -ENOMEM) {
+            an->oom = true;
+            continue;
+        }
         if (r == -ENOENT) {
             /* A drop-in about to be written creates its directory. */
             if (is_pending_dir(an, real) && an->pending.text)
@@ -1101,7 +1080,7 @@ static void list_files(struct analyser *an)
             mark_incomplete(an);
             continue;
         }
-        if (!S_ISDIR(st.st_mode)) {
+        if (!S_ISDIR(l->mode)) {
             add_warning(an, "%s: is not a directory, ignored", dirs[i]);
             continue;
         }
@@ -1113,7 +1092,7 @@ static void list_files(struct analyser *an)
             dup = dup || strcmp(seen[j], real) == 0;
         if (dup)
             continue;
-        memcpy(seen[nseen++], real, strlen(real) + 1);
+        seen[nseen++] = real;
         list_directory(an, an->rules == SYSCTLD_SYSTEMD ? real : dirs[i], real);
     }
     if (an->nfiles > 1)
@@ -1141,6 +1120,7 @@ static void fill_assignment(const struct analyser *an, const struct seen *s,
                             struct sysctld_assignment *ret)
 {
     memset(ret, 0, sizeof(*ret));
+    ret->known = true;
     (void)snprintf(ret->path, sizeof(ret->path), "%s", an->paths[s->file]);
     ret->line = s->line;
     copy_value(ret->value, s->value);
@@ -1170,8 +1150,7 @@ static void fill_report(const struct analyser *an, const struct keystate *ks, co
             continue;
         winner = s;
     }
-    ret->found = winner && !an->a->blocked;
-    if (ret->found)
+    if (winner && !an->a->blocked)
         fill_assignment(an, winner, &ret->winner);
 }
 
@@ -1179,115 +1158,91 @@ static void fill_report(const struct analyser *an, const struct keystate *ks, co
  * else; its directory need not exist yet. */
 static int set_pending(struct analyser *an, const char *path, const char *text, size_t len)
 {
-    char dir[PATH_MAX];
     const char *slash = strrchr(path, '/');
-    struct stat st;
-    size_t n;
-    int r;
+    CLEANUP_FREE char *dir = NULL;
+    const struct looked *l;
 
     if (path[0] != '/' || !slash[1] || strcmp(slash + 1, ".") == 0 || strcmp(slash + 1, "..") == 0 ||
         (!text && len > 0))
         return -EINVAL;
-    n = slash == path ? 1 : (size_t)(slash - path);
-    if (n >= sizeof(dir))
-        return -ENAMETOOLONG;
-    memcpy(dir, path, n);
-    dir[n] = '\0';
-    r = resolve_in_root(an->memo, an->prefix, dir, an->pending.dir, &st);
-    if (r < 0 && r != -ENOENT)
-        return r;
-    if (join(an->pending.real, an->pending.dir, slash + 1) < 0)
-        return -ENAMETOOLONG;
-    an->pending.active = true;
-    an->pending.name = slash + 1;
-    an->pending.text = text;
-    an->pending.len = len;
-    return 0;
+    dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+    l = dir ? memo_resolve(an->memo, dir) : NULL;
+    if (!l)
+        return -ENOMEM;
+    if (l->r < 0 && l->r != -ENOENT)
+        return l->r;
+    an->pending = (struct pending){
+        .active = true, .dir = l->data, .real = join(l->data, slash + 1),
+        .name = slash + 1, .text = text, .len = len,
+    };
+    return an->pending.real ? 0 : -ENOMEM;
 }
 
-static int analyse(const char *root, enum sysctld_rules rules, const char *const *keys, size_t nkeys,
-                   const char *pending_path, const char *pending_text, size_t pending_len, struct memo *memo,
+static void analyser_free(struct analyser *an)
+{
+    for (size_t i = 0; i < SYSCTLD_MAX_KEYS; i++) {
+        for (size_t j = 0; j < an->keys[i].nseen; j++) {
+            free(an->keys[i].seen[j].name);
+            free(an->keys[i].seen[j].value);
+        }
+        free(an->keys[i].seen);
+        free(an->keys[i].order);
+    }
+    for (size_t i = 0; i < an->npaths; i++)
+        free(an->paths[i]);
+    free(an->paths);
+    for (size_t i = 0; i < an->nfiles; i++) {
+        free(an->files[i].name);
+        free(an->files[i].path);
+        free(an->files[i].resolve);
+    }
+    free(an->files);
+    free(an->pending.real);
+    sysctld_analysis_free(an->a);
+}
+
+/* Reads every file the tool reads, in its order. */
+static void read_tree(struct analyser *an, const char *const *keys)
+{
+    list_files(an);
+    for (size_t i = 0; i < an->nfiles && !an->oom; i++)
+        analyse_file(an, &an->files[i], keys);
+    if (an->rules == SYSCTLD_PROCPS && !an->oom)
+        analyse_last_file(an, keys);
+    if (an->rules == SYSCTLD_SYSTEMD && !an->oom) {
+        const struct looked *l = memo_resolve(an->memo, SYSTEMD_CREDENTIAL);
+
+        if (l && l->r == 0) {
+            add_warning(an, "%s: a sysctl.extra credential is applied after every file, not analysed",
+                        SYSTEMD_CREDENTIAL);
+            mark_incomplete(an);
+        }
+        an->oom = an->oom || !l || l->r == -ENOMEM;
+    }
+}
+
+static int analyse(struct memo *memo, enum sysctld_rules rules, const char *const *keys, size_t nkeys,
+                   const char *pending_path, const char *pending_text, size_t pending_len,
                    struct sysctld_analysis **ret)
 {
     struct analyser an = { .rules = rules, .nkeys = nkeys, .memo = memo };
-    char canon[SYSCTLD_KEY_MAX], real[PATH_MAX];
-    struct stat st;
-    size_t n;
-    int r;
+    int r = pending_path ? set_pending(&an, pending_path, pending_text, pending_len) : 0;
 
-    if (!root || root[0] != '/' || (rules != SYSCTLD_SYSTEMD && rules != SYSCTLD_PROCPS) ||
-        !keys || nkeys == 0 || nkeys > SYSCTLD_MAX_KEYS || !ret)
-        return -EINVAL;
-    for (size_t i = 0; i < nkeys; i++)
-        if (!keys[i] || canonical_key(keys[i], canon) < 0)
-            return -EINVAL;
-    n = strlen(root);
-    while (n > 1 && root[n - 1] == '/')
-        n--;
-    if (n >= sizeof(an.prefix))
-        return -ENAMETOOLONG;
-    if (stat(root, &st) < 0)
-        return -errno;
-    if (!S_ISDIR(st.st_mode))
-        return -ENOTDIR;
-    if (n > 1)
-        memcpy(an.prefix, root, n);
-    an.prefix[n > 1 ? n : 0] = '\0';
-    if (pending_path) {
-        r = set_pending(&an, pending_path, pending_text, pending_len);
-        if (r < 0)
-            return r;
-    }
-
-    an.a = calloc(1, sizeof(*an.a));
-    if (!an.a) {
+    if (r == 0 && !(an.a = calloc(1, sizeof(*an.a))))
         r = -ENOMEM;
-        goto out;
+    if (r == 0) {
+        an.a->rules = rules;
+        an.a->nkeys = nkeys;
+        read_tree(&an, keys);
+        r = an.oom ? -ENOMEM : 0;
     }
-    an.a->rules = rules;
-    an.a->nkeys = nkeys;
-
-    list_files(&an);
-    for (size_t i = 0; i < an.nfiles && !an.oom; i++)
-        analyse_file(&an, &an.files[i], keys);
-
-    if (rules == SYSCTLD_PROCPS && !an.oom)
-        analyse_last_file(&an, keys);
-    if (rules == SYSCTLD_SYSTEMD && !an.oom &&
-        resolve_in_root(an.memo, an.prefix, SYSTEMD_CREDENTIAL, real, &st) == 0) {
-        add_warning(&an, "%s: a sysctl.extra credential is applied after every file, not analysed",
-                    SYSTEMD_CREDENTIAL);
-        mark_incomplete(&an);
+    if (r == 0) {
+        for (size_t i = 0; i < nkeys; i++)
+            fill_report(&an, &an.keys[i], keys[i], &an.a->keys[i]);
+        *ret = an.a;
+        an.a = NULL;
     }
-    if (an.oom) {
-        r = -ENOMEM;
-        goto out;
-    }
-
-    for (size_t i = 0; i < nkeys; i++)
-        fill_report(&an, &an.keys[i], keys[i], &an.a->keys[i]);
-    *ret = an.a;
-    an.a = NULL;
-    r = 0;
-out:
-    for (size_t i = 0; i < SYSCTLD_MAX_KEYS; i++) {
-        for (size_t j = 0; j < an.keys[i].nseen; j++) {
-            free(an.keys[i].seen[j].name);
-            free(an.keys[i].seen[j].value);
-        }
-        free(an.keys[i].seen);
-        free(an.keys[i].order);
-    }
-    for (size_t i = 0; i < an.npaths; i++)
-        free(an.paths[i]);
-    free(an.paths);
-    for (size_t i = 0; i < an.nfiles; i++) {
-        free(an.files[i].name);
-        free(an.files[i].path);
-        free(an.files[i].resolve);
-    }
-    free(an.files);
-    sysctld_analysis_free(an.a);
+    analyser_free(&an);
     return r;
 }
 
@@ -1298,34 +1253,51 @@ void sysctld_analysis_free(struct sysctld_analysis *a)
     free(a);
 }
 
+/* Analyses the tree under root once per rule set in rules[], into ret[],
+ * which a failure leaves alone. */
+static int analyse_sets(const char *root, const enum sysctld_rules *rules, size_t nsets,
+                        const char *const *keys, size_t nkeys, const char *pending_path,
+                        const char *pending_text, size_t pending_len, struct sysctld_analysis **ret)
+{
+    struct sysctld_analysis *got[SYSCTLD_RULE_SETS] = { NULL };
+    char canon[SYSCTLD_KEY_MAX];
+    struct memo memo;
+    int r;
+
+    if (!keys || nkeys == 0 || nkeys > SYSCTLD_MAX_KEYS || !ret)
+        return -EINVAL;
+    for (size_t i = 0; i < nkeys; i++)
+        if (!keys[i] || canonical_key(keys[i], canon) < 0)
+            return -EINVAL;
+    for (size_t i = 0; i < nsets; i++)
+        if (rules[i] != SYSCTLD_SYSTEMD && rules[i] != SYSCTLD_PROCPS)
+            return -EINVAL;
+    r = memo_open(&memo, root);
+    for (size_t i = 0; i < nsets && r == 0; i++)
+        r = analyse(&memo, rules[i], keys, nkeys, pending_path, pending_text, pending_len, &got[i]);
+    memo_free(&memo);
+    for (size_t i = 0; i < nsets; i++) {
+        if (r == 0)
+            ret[i] = got[i];
+        else
+            sysctld_analysis_free(got[i]);
+    }
+    return r;
+}
+
 int sysctld_analyse_pending(const char *root, enum sysctld_rules rules, const char *const *keys,
                             size_t nkeys, const char *pending_path, const char *pending_text,
                             size_t pending_len, struct sysctld_analysis **ret)
 {
-    struct memo memo = { 0 };
-    int r = analyse(root, rules, keys, nkeys, pending_path, pending_text, pending_len, &memo, ret);
-
-    memo_free(&memo);
-    return r;
+    return analyse_sets(root, &rules, 1, keys, nkeys, pending_path, pending_text, pending_len, ret);
 }
 
 int sysctld_analyse_both(const char *root, const char *const *keys, size_t nkeys, const char *pending_path,
                          const char *pending_text, size_t pending_len,
                          struct sysctld_analysis *ret[SYSCTLD_RULE_SETS])
 {
-    struct memo memo = { 0 };
-    int r = 0;
+    static const enum sysctld_rules all[SYSCTLD_RULE_SETS] = { SYSCTLD_SYSTEMD, SYSCTLD_PROCPS };
 
-    for (int rules = 0; rules < SYSCTLD_RULE_SETS; rules++)
-        ret[rules] = NULL;
-    for (int rules = 0; rules < SYSCTLD_RULE_SETS && r == 0; rules++)
-        r = analyse(root, (enum sysctld_rules)rules, keys, nkeys, pending_path, pending_text, pending_len, &memo,
-                    &ret[rules]);
-    memo_free(&memo);
-    if (r < 0)
-        for (int rules = 0; rules < SYSCTLD_RULE_SETS; rules++) {
-            sysctld_analysis_free(ret[rules]);
-            ret[rules] = NULL;
-        }
-    return r;
+    return analyse_sets(root, all, SYSCTLD_RULE_SETS, keys, nkeys, pending_path, pending_text, pending_len,
+                        ret);
 }

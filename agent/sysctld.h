@@ -58,7 +58,9 @@ int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
                        const char *const *keys, size_t nkeys, sysctld_line_fn on_line,
                        sysctld_warning_fn on_warning, void *ctx);
 
+/* The line whose value a tool writes last to a key. */
 struct sysctld_assignment {
+    bool known;                    /* false: the tool writes nothing to the key (the rest is empty) */
     char path[SYSCTLD_PATH_MAX];   /* on the target system, as the tool names the file */
     unsigned line;
     char value[SYSCTLD_VALUE_MAX]; /* as written; control characters shown as '?', long ones cut with "..." */
@@ -70,11 +72,9 @@ struct sysctld_assignment {
 struct sysctld_key_report {
     char key[SYSCTLD_KEY_MAX];     /* as given, e.g. "kernel.shmmax" */
     size_t total;                  /* lines that name the key */
-    bool found;                    /* false: the tool writes nothing to the key */
-    struct sysctld_assignment winner; /* the line whose value the tool writes last */
+    struct sysctld_assignment winner;
 };
 
-/* About 45 KiB, hence allocated by the analysis. */
 struct sysctld_analysis {
     enum sysctld_rules rules;
     size_t nkeys;
@@ -100,7 +100,7 @@ struct sysctld_analysis {
  * not, and a same-named file in a directory read first still hides it. A
  * path the tool never reads simply never wins.
  *
- * Returns 0, or a negative errno with both NULL: -EINVAL for bad arguments,
+ * Returns 0, or a negative errno with ret untouched: -EINVAL for bad arguments,
  * -ENOENT/-ENOTDIR when root is not a directory, -ENOMEM. */
 int sysctld_analyse_both(const char *root, const char *const *keys, size_t nkeys, const char *pending_path,
                          const char *pending_text, size_t pending_len,

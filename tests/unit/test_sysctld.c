@@ -248,8 +248,8 @@ static void expect_winner(const struct sysctld_analysis *a, size_t key, const ch
 {
     const struct sysctld_key_report *k = &a->keys[key];
 
-    cr_expect(k->found, "%s: no winner under %s", k->key, sysctld_rules_name(a->rules));
-    if (!k->found)
+    cr_expect(k->winner.known, "%s: no winner under %s", k->key, sysctld_rules_name(a->rules));
+    if (!k->winner.known)
         return;
     cr_expect_str_eq(k->winner.path, path, "%s (%s)", k->key, sysctld_rules_name(a->rules));
     cr_expect_eq(k->winner.line, line, "%s (%s)", k->key, sysctld_rules_name(a->rules));
@@ -258,7 +258,7 @@ static void expect_winner(const struct sysctld_analysis *a, size_t key, const ch
 
 static void expect_unset(const struct sysctld_analysis *a, size_t key)
 {
-    cr_expect_not(a->keys[key].found, "%s: unexpected winner %s:%u under %s", a->keys[key].key,
+    cr_expect_not(a->keys[key].winner.known, "%s: unexpected winner %s:%u under %s", a->keys[key].key,
                   a->keys[key].winner.path, a->keys[key].winner.line, sysctld_rules_name(a->rules));
 }
 
@@ -691,7 +691,7 @@ Test(sysctld_tree, long_values_are_cut_and_control_characters_shown)
     snprintf(text, sizeof(text), "kernel.shmmax = %0100d\n", 7);
     put("etc/sysctl.d/10-a.conf", text);
     BOTH(a, {
-        cr_assert(a->keys[0].found);
+        cr_assert(a->keys[0].winner.known);
         cr_expect_eq(strlen(a->keys[0].winner.value), SYSCTLD_VALUE_MAX - 1);
         cr_expect(strstr(a->keys[0].winner.value, "...") != NULL);
     });
