@@ -259,28 +259,22 @@ static bool has_dotdot(const char *s)
     return false;
 }
 
-/* Whether the name a tool keeps for a line writes canon (a canonical key).
- * Globs are expanded with glob(3) under /proc/sys by both tools, which is
- * fnmatch() with FNM_PATHNAME|FNM_PERIOD on the path. */
-static bool name_targets(enum sysctld_rules rules, const char *name, bool glob, const char *canon)
+/* procps opens "/proc/sys/" + name as written, which the kernel resolves
+ * as systemd simplifies it, except that a trailing "/" or "/." fails with
+ * ENOTDIR. */
+static bool procps_can_open(const char *name)
 {
-    char buf[PATH_MAX];
     size_t n = strlen(name);
 
-    if (rules == SYSCTLD_PROCPS) {
-        /* procps opens "/proc/sys/" + name as written: a trailing "/" or
-         * "/." fails with ENOTDIR, where systemd simplifies it away. */
-        if (n > 0 && name[n - 1] == '/')
-            return false;
-        if (n >= 2 && name[n - 2] == '/' && name[n - 1] == '.')
-            return false;
-        memcpy(buf, name, n + 1);
-        simplify(buf);
-        name = buf;
-    }
-    if (glob)
-        return fnmatch(name, canon, FNM_PATHNAME | FNM_PERIOD) == 0;
-    return strcmp(name, canon) == 0;
+    return !(n > 0 && name[n - 1] == '/') && !(n >= 2 && name[n - 2] == '/' && name[n - 1] == '.');
+}
+
+/* Whether a line's (simplified) name writes canon, a canonical key. Globs
+ * are expanded with glob(3) under /proc/sys by both tools, which is
+ * fnmatch() with FNM_PATHNAME|FNM_PERIOD on the path. */
+static bool name_targets(const char *name, bool glob, const char *canon)
+{
+    return glob ? fnmatch(name, canon, FNM_PATHNAME | FNM_PERIOD) == 0 : strcmp(name, canon) == 0;
 }
 
 static void warnf(sysctld_warning_fn on_warning, void *ctx, unsigned line, const char *fmt, ...)
@@ -298,41 +292,42 @@ static void warnf(sysctld_warning_fn on_warning, void *ctx, unsigned line, const
     on_warning(ctx, line, why);
 }
 
-static void parse_line(enum sysctld_rules rules, struct span line, unsigned lineno,
-                       char canon[][SYSCTLD_KEY_MAX], const char *const *keys, size_t nkeys,
-                       sysctld_line_fn on_line, sysctld_warning_fn on_warning, void *ctx)
+/* Returns 0 or -ENOMEM. */
+static int parse_line(enum sysctld_rules rules, struct span line, unsigned lineno,
+                      char canon[][SYSCTLD_KEY_MAX], const char *const *keys, size_t nkeys,
+                      sysctld_line_fn on_line, sysctld_warning_fn on_warning, void *ctx)
 {
-    char name[PATH_MAX];
+    CLEANUP_FREE char *name = NULL, *simple = NULL; /* as the tool keeps it; simplified */
     struct split sp;
     bool glob, empty_warned = false;
-    int r;
+    int r = split_line(rules, line, &sp);
 
-    r = split_line(rules, line, &sp);
-    if (r < 0) {
+    if (r < 0)
         warnf(on_warning, ctx, lineno, "not an assignment (no '='), ignored");
-        return;
-    }
-    if (r == 0)
-        return;
     /* The kernel refuses paths this long, so such a key cannot set ours. */
-    if (sp.key.n >= sizeof(name))
-        return;
-    memcpy(name, sp.key.p, sp.key.n);
-    name[sp.key.n] = '\0';
+    if (r <= 0 || sp.key.n >= PATH_MAX)
+        return 0;
+    if (!(name = strndup(sp.key.p, sp.key.n)))
+        return -ENOMEM;
     swap_separators(name);
     if (rules == SYSCTLD_SYSTEMD)
         simplify(name);
     if (has_dotdot(name)) {
         /* The kernel would resolve it, the model does not; nobody writes it. */
         warnf(on_warning, ctx, lineno, "key '%s' has a '..' component, not analysed", name);
-        return;
+        return 0;
     }
+    if (rules == SYSCTLD_PROCPS && !procps_can_open(name))
+        return 0;
+    if (!(simple = strdup(name)))
+        return -ENOMEM;
+    simplify(simple);
     glob = strpbrk(name, "*?[") != NULL;
 
     for (size_t i = 0; i < nkeys; i++) {
         struct sysctld_line l;
 
-        if (!name_targets(rules, name, glob, canon[i]))
+        if (!name_targets(simple, glob, canon[i]))
             continue;
         if (sp.has_value && sp.value.n == 0 && !empty_warned) {
             warnf(on_warning, ctx, lineno, "empty value for %s, which the kernel refuses", keys[i]);
@@ -350,6 +345,7 @@ static void parse_line(enum sysctld_rules rules, struct span line, unsigned line
         };
         on_line(ctx, &l);
     }
+    return 0;
 }
 
 int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
@@ -375,7 +371,8 @@ int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
         else
             pos = next_line_procps(text, len, pos, &line);
         lineno++;
-        parse_line(rules, line, lineno, canon, keys, nkeys, on_line, on_warning, ctx);
+        if (parse_line(rules, line, lineno, canon, keys, nkeys, on_line, on_warning, ctx) < 0)
+            return -ENOMEM;
     }
     return 0;
 }
@@ -720,6 +717,7 @@ struct pending {
 struct analyser {
     enum sysctld_rules rules;
     struct sysctld_analysis *a;
+    const char *const *names; /* the keys as given */
     struct keystate keys[SYSCTLD_MAX_KEYS];
     size_t nkeys;
     char **paths; /* files parsed so far, for seen[].file */
@@ -825,28 +823,17 @@ static void on_line(void *ctx, const struct sysctld_line *l)
     ks->order[ks->norder++] = idx;
 }
 
-struct parse_ctx {
-    struct analyser *an;
-    const char *path;
-};
-
-static void parse_on_line(void *ctx, const struct sysctld_line *l)
+/* About the file parsed last, as the tool names it. */
+static void on_warning(void *ctx, unsigned line, const char *why)
 {
-    on_line(((struct parse_ctx *)ctx)->an, l);
-}
+    struct analyser *an = ctx;
 
-static void parse_on_warning(void *ctx, unsigned line, const char *why)
-{
-    struct parse_ctx *pc = ctx;
-
-    add_warning(pc->an, "%s:%u: %s", pc->path, line, why);
+    add_warning(an, "%s:%u: %s", an->paths[an->npaths - 1], line, why);
 }
 
 /* Parses one file's text, known to the tool as path. */
-static void parse_buffer(struct analyser *an, const char *path, const char *buf, size_t len,
-                         const char *const *keys)
+static void parse_buffer(struct analyser *an, const char *path, const char *buf, size_t len)
 {
-    struct parse_ctx pc = { an, path };
     char *copy;
 
     /* Both tools read such a file anyway, line by line, so it is parsed
@@ -861,14 +848,13 @@ static void parse_buffer(struct analyser *an, const char *path, const char *buf,
         return;
     }
     an->paths[an->npaths++] = copy;
-    (void)sysctld_parse_text(an->rules, buf, len, keys, an->nkeys, parse_on_line, parse_on_warning,
-                             &pc);
+    if (sysctld_parse_text(an->rules, buf, len, an->names, an->nkeys, on_line, on_warning, an) < 0)
+        an->oom = true;
 }
 
 /* Reads and parses one regular file (real, resolved inside root) that the
  * tool knows as path. */
-static void read_and_parse(struct analyser *an, const char *path, const char *real,
-                           const char *const *keys)
+static void read_and_parse(struct analyser *an, const char *path, const char *real)
 {
     const char *buf;
     size_t len;
@@ -884,7 +870,7 @@ static void read_and_parse(struct analyser *an, const char *path, const char *re
         add_warning(an, "%s: cannot be read (%s), not analysed", path, fsutil_strerror(r));
         mark_incomplete(an);
     } else {
-        parse_buffer(an, path, buf, len, keys);
+        parse_buffer(an, path, buf, len);
     }
 }
 
@@ -894,13 +880,12 @@ static bool is_pending_file(const struct analyser *an, const char *real)
 }
 
 /* The pending file, reached by name or through a link; true when handled. */
-static bool parse_pending(struct analyser *an, const char *path, const char *real,
-                          const char *const *keys)
+static bool parse_pending(struct analyser *an, const char *path, const char *real)
 {
     if (!is_pending_file(an, real))
         return false;
     if (an->pending.text)
-        parse_buffer(an, path, an->pending.text, an->pending.len, keys);
+        parse_buffer(an, path, an->pending.text, an->pending.len);
     else
         add_warning(an, "%s: dangling symbolic link once the file is removed, skipped", path);
     return true;
@@ -915,12 +900,12 @@ static bool is_dev_null(const struct looked *l)
 }
 
 /* One *.conf entry the tool will open, in boot order. */
-static void analyse_file(struct analyser *an, const struct conffile *f, const char *const *keys)
+static void analyse_file(struct analyser *an, const struct conffile *f)
 {
     const struct looked *l;
     int r;
 
-    if (parse_pending(an, f->path, f->resolve, keys))
+    if (parse_pending(an, f->path, f->resolve))
         return;
     l = memo_resolve(an->memo, f->resolve);
     if (!l) {
@@ -928,7 +913,7 @@ static void analyse_file(struct analyser *an, const struct conffile *f, const ch
         return;
     }
     r = l->r;
-    if ((r == 0 || r == -ENOENT) && parse_pending(an, f->path, l->data, keys))
+    if ((r == 0 || r == -ENOENT) && parse_pending(an, f->path, l->data))
         return;
     /* A link to /dev/null is the documented way to mask a file. */
     if ((r == 0 || r == -ENOENT) && is_dev_null(l))
@@ -942,7 +927,7 @@ static void analyse_file(struct analyser *an, const struct conffile *f, const ch
         add_warning(an, "%s: cannot be resolved (%s), skipped (it still masks same-named files "
                         "in later directories)", f->path, strerror(-r));
     } else if (S_ISREG(l->mode)) {
-        read_and_parse(an, f->path, l->data, keys);
+        read_and_parse(an, f->path, l->data);
     } else if (S_ISDIR(l->mode)) {
         add_warning(an, "%s: is a directory, skipped (it still masks same-named files in later "
                         "directories)", f->path);
@@ -963,18 +948,18 @@ static void analyse_file(struct analyser *an, const struct conffile *f, const ch
 
 /* procps reads /etc/sysctl.conf after every drop-in, but only when stat()
  * says it is a regular file: a FIFO there is skipped, not waited on. */
-static void analyse_last_file(struct analyser *an, const char *const *keys)
+static void analyse_last_file(struct analyser *an)
 {
     const struct looked *l = memo_resolve(an->memo, PROCPS_LAST_FILE);
 
     if (!l)
         an->oom = true;
-    else if ((l->r == 0 || l->r == -ENOENT) && parse_pending(an, PROCPS_LAST_FILE, l->data, keys))
+    else if ((l->r == 0 || l->r == -ENOENT) && parse_pending(an, PROCPS_LAST_FILE, l->data))
         return;
     else if (l->r < 0)
         an->oom = an->oom || l->r == -ENOMEM;
     else if (S_ISREG(l->mode))
-        read_and_parse(an, PROCPS_LAST_FILE, l->data, keys);
+        read_and_parse(an, PROCPS_LAST_FILE, l->data);
     else if (!is_dev_null(l))
         add_warning(an, "%s: is not a regular file, skipped by sysctl --system", PROCPS_LAST_FILE);
 }
@@ -1202,13 +1187,13 @@ static void analyser_free(struct analyser *an)
 }
 
 /* Reads every file the tool reads, in its order. */
-static void read_tree(struct analyser *an, const char *const *keys)
+static void read_tree(struct analyser *an)
 {
     list_files(an);
     for (size_t i = 0; i < an->nfiles && !an->oom; i++)
-        analyse_file(an, &an->files[i], keys);
+        analyse_file(an, &an->files[i]);
     if (an->rules == SYSCTLD_PROCPS && !an->oom)
-        analyse_last_file(an, keys);
+        analyse_last_file(an);
     if (an->rules == SYSCTLD_SYSTEMD && !an->oom) {
         const struct looked *l = memo_resolve(an->memo, SYSTEMD_CREDENTIAL);
 
@@ -1225,7 +1210,7 @@ static int analyse(struct memo *memo, enum sysctld_rules rules, const char *cons
                    const char *pending_path, const char *pending_text, size_t pending_len,
                    struct sysctld_analysis **ret)
 {
-    struct analyser an = { .rules = rules, .nkeys = nkeys, .memo = memo };
+    struct analyser an = { .rules = rules, .names = keys, .nkeys = nkeys, .memo = memo };
     int r = pending_path ? set_pending(&an, pending_path, pending_text, pending_len) : 0;
 
     if (r == 0 && !(an.a = calloc(1, sizeof(*an.a))))
@@ -1233,7 +1218,7 @@ static int analyse(struct memo *memo, enum sysctld_rules rules, const char *cons
     if (r == 0) {
         an.a->rules = rules;
         an.a->nkeys = nkeys;
-        read_tree(&an, keys);
+        read_tree(&an);
         r = an.oom ? -ENOMEM : 0;
     }
     if (r == 0) {

@@ -53,7 +53,8 @@ typedef void (*sysctld_warning_fn)(void *ctx, unsigned line, const char *why);
 /* Parses one file's text under rules, calling on_line for every line that
  * names one of keys[] ("kernel.shmmax" or "kernel/shmmax"; a glob line is
  * reported once per key it matches) and on_warning for lines the tool warns
- * about. on_warning may be NULL. Returns 0, or -EINVAL for bad arguments. */
+ * about. on_warning may be NULL. Returns 0, -EINVAL for bad arguments, or
+ * -ENOMEM. */
 int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
                        const char *const *keys, size_t nkeys, sysctld_line_fn on_line,
                        sysctld_warning_fn on_warning, void *ctx);

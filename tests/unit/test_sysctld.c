@@ -177,8 +177,8 @@ Test(sysctld_parse, rejects_bad_arguments)
 /* ---- the analysis of trees built under a mkdtemp root --------------------
  * Never "/": nothing on the host is read, and no privileges are needed. */
 
-static char root[PATH_MAX];
-static char outside[PATH_MAX]; /* a host directory that is not inside root */
+static char root[64];
+static char outside[64]; /* a host directory that is not inside root */
 
 static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -490,7 +490,7 @@ Test(sysctld_tree, table)
 
 Test(sysctld_tree, absolute_symlinks_resolve_inside_root_never_on_the_host)
 {
-    char host_file[PATH_MAX + 16], escape[PATH_MAX + 64];
+    char host_file[sizeof(outside) + 16], escape[sizeof(outside) + 64];
 
     put("usr/lib/sysctl.d/other.txt", "kernel.shmall = 2600\n");
     put_link("etc/sysctl.d/60-x.conf", "/usr/lib/sysctl.d/other.txt");
