@@ -18,13 +18,15 @@
 #include "fsutil.h"
 #include "testing.h"
 
-/* What follows models two tools precisely, because a model that is only
- * nearly right would tell an operator that shmprov's drop-in wins when it
- * does not. Every rule below was checked against the real binaries
- * (systemd 252.39 and procps-ng 4.0.2 on Debian 12) in a private IPC and
- * mount namespace with tmpfs over every directory they read; the comments
- * say where the two tools differ. The integration tests compare this module
- * with the real tools the same way. */
+/* What follows models which file wins under each tool's rules precisely,
+ * because a model that is only nearly right would tell an operator that
+ * shmprov's drop-in wins when it does not; where the tools only read odd
+ * bytes differently, it says "uncertain" instead (is_odd). Every rule
+ * below was checked against the real binaries (systemd 252.39 and procps-ng
+ * 4.0.2 on Debian 12) in a private IPC and mount namespace with tmpfs over
+ * every directory they read; the comments say where the two tools differ.
+ * The integration tests compare this module with the real tools the same
+ * way. */
 
 static const char *const systemd_dirs[] = {
     /* Debian builds systemd 252 without split-usr: /lib/sysctl.d is not in
@@ -55,32 +57,18 @@ const char *sysctld_rules_name(enum sysctld_rules rules)
 
 static int canonical_key(const char *key, char ret[SYSCTLD_KEY_MAX])
 {
-    char buf[SYSCTLD_KEY_MAX];
+    static const char name_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
     size_t n = strlen(key);
-    bool after_name = false;
 
-    if (n == 0 || n >= sizeof(buf))
+    /* Names joined by single separators, nothing else. */
+    if (n == 0 || n >= SYSCTLD_KEY_MAX || !strchr(name_chars, key[0]) || !strchr(name_chars, key[n - 1]))
         return -EINVAL;
     for (size_t i = 0; i < n; i++) {
-        char c = key[i];
-
-        if (c == '.' || c == '/') {
-            if (!after_name)
-                return -EINVAL;
-            buf[i] = '/';
-            after_name = false;
-        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                   c == '_' || c == '-') {
-            buf[i] = c;
-            after_name = true;
-        } else {
+        ret[i] = key[i] == '.' ? '/' : key[i];
+        if (!strchr(name_chars, key[i]) && (ret[i] != '/' || ret[i - 1] == '/'))
             return -EINVAL;
-        }
     }
-    if (!after_name)
-        return -EINVAL;
-    buf[n] = '\0';
-    memcpy(ret, buf, n + 1);
+    ret[n] = '\0';
     return 0;
 }
 
@@ -91,71 +79,53 @@ struct span {
     size_t n;
 };
 
-/* systemd's read_line(): a line ends at '\n', '\r' or NUL, and one end of
- * line may combine one of each ("\r\n", "\n\r"), but nothing follows a NUL.
- * So a lone '\r' separates two lines, and CRLF files read as expected. */
-static size_t next_line_systemd(const char *t, size_t len, size_t pos, struct span *ret)
+/* Both tools end a line at '\n' and read "\r\n" as one end of line. They
+ * part on a NUL (systemd ends a line there, procps drops the rest of the
+ * line), a lone '\r' (a line end for systemd, part of the value for procps)
+ * and '\v' or '\f' (space for procps, not for systemd). Rather than emulate
+ * each, such a byte splits its line into pieces read on their own, and what
+ * they and every later line of the file set is uncertain: systemd numbers
+ * those lines differently too. */
+static bool is_odd(char c)
 {
-    enum { EOL_LF = 1, EOL_CR = 2, EOL_NUL = 4 };
-    unsigned seen = 0;
-    size_t i = pos;
-
-    while (i < len && t[i] != '\n' && t[i] != '\r' && t[i] != '\0')
-        i++;
-    *ret = (struct span){ t + pos, i - pos };
-    while (i < len) {
-        unsigned eol = t[i] == '\n' ? EOL_LF : t[i] == '\r' ? EOL_CR : t[i] == '\0' ? EOL_NUL : 0;
-
-        if (eol == 0 || (seen & EOL_NUL) || (seen & eol))
-            break;
-        seen |= eol;
-        i++;
-    }
-    return i;
+    return c == '\0' || c == '\r' || c == '\v' || c == '\f';
 }
 
-/* procps reads with getline(): a line ends at '\n' only and is then handled
- * as a C string, so what follows a NUL on that line is never seen, and a
- * lone '\r' stays inside the line (in the value, where the kernel refuses
- * it). */
-static size_t next_line_procps(const char *t, size_t len, size_t pos, struct span *ret)
+static size_t next_line(const char *t, size_t len, size_t pos, struct span *ret)
 {
     const char *nl = memchr(t + pos, '\n', len - pos);
-    size_t end = nl ? (size_t)(nl - t) + 1 : len;
-    const char *nul = memchr(t + pos, '\0', end - pos);
+    size_t end = nl ? (size_t)(nl - t) : len;
 
-    *ret = (struct span){ t + pos, (nul ? (size_t)(nul - t) : end) - pos };
-    return end;
+    *ret = (struct span){ t + pos, end - pos };
+    if (ret->n > 0 && ret->p[ret->n - 1] == '\r')
+        ret->n--;
+    return nl ? end + 1 : end;
 }
 
-/* systemd strips WHITESPACE (" \t\n\r"); procps strips isspace() in the C
- * locale, which adds '\v' and '\f'. */
-static bool is_space(enum sysctld_rules rules, char c)
+static bool is_space(char c)
 {
-    if (rules == SYSCTLD_SYSTEMD)
-        return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-    return c == ' ' || (c >= '\t' && c <= '\r');
+    return c == ' ' || c == '\t';
 }
 
-static struct span lstrip(enum sysctld_rules rules, struct span s)
+static struct span lstrip(struct span s)
 {
-    while (s.n > 0 && is_space(rules, s.p[0])) {
+    while (s.n > 0 && is_space(s.p[0])) {
         s.p++;
         s.n--;
     }
     return s;
 }
 
-static struct span rstrip(enum sysctld_rules rules, struct span s)
+static struct span rstrip(struct span s)
 {
-    while (s.n > 0 && is_space(rules, s.p[s.n - 1]))
+    while (s.n > 0 && is_space(s.p[s.n - 1]))
         s.n--;
     return s;
 }
 
-static struct span strip(enum sysctld_rules rules, struct span s)
+static struct span strip(struct span s)
 {
-    return rstrip(rules, lstrip(rules, s));
+    return rstrip(lstrip(s));
 }
 
 struct split {
@@ -168,21 +138,13 @@ struct split {
  * a line the tool warns about. */
 static int split_line(enum sysctld_rules rules, struct span line, struct split *ret)
 {
-    struct span s;
+    struct span s = strip(line);
     const char *eq;
 
-    if (rules == SYSCTLD_SYSTEMD) {
-        s = strip(rules, line);
-        if (s.n == 0 || s.p[0] == '#' || s.p[0] == ';')
-            return 0;
-    } else {
-        /* procps skips lines under two characters once leading space is
-         * gone. */
-        s = lstrip(rules, line);
-        if (s.n < 2 || s.p[0] == '#' || s.p[0] == ';')
-            return 0;
-    }
-
+    /* (procps skips a one-character last line without a newline, where
+     * systemd warns: it cannot name a key either way.) */
+    if (s.n == 0 || s.p[0] == '#' || s.p[0] == ';')
+        return 0;
     *ret = (struct split){ 0 };
     eq = memchr(s.p, '=', s.n);
     if (!eq) {
@@ -193,7 +155,7 @@ static int split_line(enum sysctld_rules rules, struct span line, struct split *
     } else {
         ret->has_value = true;
         ret->key = (struct span){ s.p, (size_t)(eq - s.p) };
-        ret->value = strip(rules, (struct span){ eq + 1, s.n - (size_t)(eq - s.p) - 1 });
+        ret->value = strip((struct span){ eq + 1, s.n - (size_t)(eq - s.p) - 1 });
         if (s.p[0] == '-') {
             ret->ignore_failure = true;
             ret->key.p++;
@@ -203,7 +165,7 @@ static int split_line(enum sysctld_rules rules, struct span line, struct split *
     /* systemd strips the key again after the '-'; procps only strips its
      * end, so "- kernel.shmmax = 1" names " kernel/shmmax" there and sets
      * nothing. */
-    ret->key = rules == SYSCTLD_SYSTEMD ? strip(rules, ret->key) : rstrip(rules, ret->key);
+    ret->key = rules == SYSCTLD_SYSTEMD ? strip(ret->key) : rstrip(ret->key);
     return 1;
 }
 
@@ -221,9 +183,11 @@ static void swap_separators(char *s)
         *n = *n == '.' ? '/' : '.';
 }
 
-/* systemd's path_simplify() plus dropping the leading '/': empty and "."
- * components go, ".." stays. */
-static void simplify(char *s)
+/* Drops the empty and "." components of a path. For a key name (systemd's
+ * path_simplify() plus dropping the leading '/') ".." stays and nothing
+ * becomes "."; for an absolute path, ".." drops the component before it,
+ * stopping at "/". */
+static void clean_path(char *s, bool absolute)
 {
     char *w = s;
     const char *r = s;
@@ -234,12 +198,13 @@ static void simplify(char *s)
 
         while (*r == '/')
             r++;
-        if (!*r)
-            break;
         e = strchrnul(r, '/');
         n = (size_t)(e - r);
-        if (!(n == 1 && r[0] == '.')) {
-            if (w != s)
+        if (absolute && n == 2 && r[0] == '.' && r[1] == '.') {
+            while (w > s && *--w != '/')
+                ;
+        } else if (n > 0 && !(n == 1 && r[0] == '.')) {
+            if (absolute || w != s)
                 *w++ = '/';
             memmove(w, r, n);
             w += n;
@@ -247,7 +212,7 @@ static void simplify(char *s)
         r = e;
     }
     if (w == s)
-        *w++ = '.';
+        *w++ = absolute ? '/' : '.';
     *w = '\0';
 }
 
@@ -277,73 +242,85 @@ static bool name_targets(const char *name, bool glob, const char *canon)
     return glob ? fnmatch(name, canon, FNM_PATHNAME | FNM_PERIOD) == 0 : strcmp(name, canon) == 0;
 }
 
-static void warnf(sysctld_warning_fn on_warning, void *ctx, unsigned line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void warnf(sysctld_warning_fn on_warning, void *ctx, unsigned line, const char *fmt, ...)
+/* One text being parsed, and where in it. */
+struct parser {
+    enum sysctld_rules rules;
+    char canon[SYSCTLD_MAX_KEYS][SYSCTLD_KEY_MAX];
+    const char *const *keys;
+    size_t nkeys;
+    sysctld_line_fn on_line;
+    sysctld_warning_fn on_warning;
+    void *ctx;
+    unsigned lineno;
+    bool uncertain; /* an odd byte was seen (is_odd) */
+};
+
+static void warnf(const struct parser *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warnf(const struct parser *ps, const char *fmt, ...)
 {
     char why[256];
     va_list ap;
 
-    if (!on_warning)
+    if (!ps->on_warning)
         return;
     va_start(ap, fmt);
     (void)vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    on_warning(ctx, line, why);
+    ps->on_warning(ps->ctx, ps->lineno, why);
 }
 
 /* Returns 0 or -ENOMEM. */
-static int parse_line(enum sysctld_rules rules, struct span line, unsigned lineno,
-                      char canon[][SYSCTLD_KEY_MAX], const char *const *keys, size_t nkeys,
-                      sysctld_line_fn on_line, sysctld_warning_fn on_warning, void *ctx)
+static int parse_line(const struct parser *ps, struct span line)
 {
     CLEANUP_FREE char *name = NULL, *simple = NULL; /* as the tool keeps it; simplified */
     struct split sp;
     bool glob, empty_warned = false;
-    int r = split_line(rules, line, &sp);
+    int r = split_line(ps->rules, line, &sp);
 
     if (r < 0)
-        warnf(on_warning, ctx, lineno, "not an assignment (no '='), ignored");
-    /* The kernel refuses paths this long, so such a key cannot set ours. */
-    if (r <= 0 || sp.key.n >= PATH_MAX)
+        warnf(ps, "not an assignment (no '='), ignored");
+    /* An empty key names nothing; the kernel refuses paths this long, so
+     * such a key cannot set ours either. */
+    if (r <= 0 || sp.key.n == 0 || sp.key.n >= PATH_MAX)
         return 0;
     if (!(name = strndup(sp.key.p, sp.key.n)))
         return -ENOMEM;
     swap_separators(name);
-    if (rules == SYSCTLD_SYSTEMD)
-        simplify(name);
+    if (ps->rules == SYSCTLD_SYSTEMD)
+        clean_path(name, false);
     if (has_dotdot(name)) {
         /* The kernel would resolve it, the model does not; nobody writes it. */
-        warnf(on_warning, ctx, lineno, "key '%s' has a '..' component, not analysed", name);
+        warnf(ps, "key '%s' has a '..' component, not analysed", name);
         return 0;
     }
-    if (rules == SYSCTLD_PROCPS && !procps_can_open(name))
+    if (ps->rules == SYSCTLD_PROCPS && !procps_can_open(name))
         return 0;
     if (!(simple = strdup(name)))
         return -ENOMEM;
-    simplify(simple);
+    clean_path(simple, false);
     glob = strpbrk(name, "*?[") != NULL;
 
-    for (size_t i = 0; i < nkeys; i++) {
+    for (size_t i = 0; i < ps->nkeys; i++) {
         struct sysctld_line l;
 
-        if (!name_targets(simple, glob, canon[i]))
+        if (!name_targets(simple, glob, ps->canon[i]))
             continue;
         if (sp.has_value && sp.value.n == 0 && !empty_warned) {
-            warnf(on_warning, ctx, lineno, "empty value for %s, which the kernel refuses", keys[i]);
+            warnf(ps, "empty value for %s, which the kernel refuses", ps->keys[i]);
             empty_warned = true;
         }
         l = (struct sysctld_line){
             .key_index = i,
-            .line = lineno,
+            .line = ps->lineno,
             .name = name,
             .value = sp.has_value ? sp.value.p : NULL,
             .value_len = sp.has_value ? sp.value.n : 0,
             .glob = glob,
-            .exact = strcmp(name, canon[i]) == 0,
+            .exact = strcmp(name, ps->canon[i]) == 0,
             .ignore_failure = sp.ignore_failure,
+            .uncertain = ps->uncertain,
         };
-        on_line(ctx, &l);
+        ps->on_line(ps->ctx, &l);
     }
     return 0;
 }
@@ -352,27 +329,31 @@ int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
                        const char *const *keys, size_t nkeys, sysctld_line_fn on_line,
                        sysctld_warning_fn on_warning, void *ctx)
 {
-    char canon[SYSCTLD_MAX_KEYS][SYSCTLD_KEY_MAX];
-    unsigned lineno = 0;
+    struct parser ps = { rules, { { 0 } }, keys, nkeys, on_line, on_warning, ctx, 0, false };
     size_t pos = 0;
 
     if ((rules != SYSCTLD_SYSTEMD && rules != SYSCTLD_PROCPS) || (!text && len > 0) || !keys ||
         nkeys == 0 || nkeys > SYSCTLD_MAX_KEYS || !on_line)
         return -EINVAL;
     for (size_t i = 0; i < nkeys; i++)
-        if (!keys[i] || canonical_key(keys[i], canon[i]) < 0)
+        if (!keys[i] || canonical_key(keys[i], ps.canon[i]) < 0)
             return -EINVAL;
 
     while (pos < len) {
         struct span line;
 
-        if (rules == SYSCTLD_SYSTEMD)
-            pos = next_line_systemd(text, len, pos, &line);
-        else
-            pos = next_line_procps(text, len, pos, &line);
-        lineno++;
-        if (parse_line(rules, line, lineno, canon, keys, nkeys, on_line, on_warning, ctx) < 0)
-            return -ENOMEM;
+        pos = next_line(text, len, pos, &line);
+        ps.lineno++;
+        for (size_t i = 0; i < line.n && !ps.uncertain; i++)
+            ps.uncertain = is_odd(line.p[i]);
+        /* The pieces between odd bytes; the whole line when there are none. */
+        for (size_t i = 0, start = 0; i <= line.n; i++) {
+            if (i < line.n && !is_odd(line.p[i]))
+                continue;
+            if (parse_line(&ps, (struct span){ line.p + start, i - start }) < 0)
+                return -ENOMEM;
+            start = i + 1;
+        }
     }
     return 0;
 }
@@ -380,12 +361,11 @@ int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
 /* Grows *items (of size each) to hold one more; false on ENOMEM. */
 static bool grow(void **items, size_t *cap, size_t n, size_t size)
 {
+    size_t ncap = *cap ? *cap * 2 : 8;
     void *bigger;
-    size_t ncap;
 
     if (n < *cap)
         return true;
-    ncap = *cap ? *cap * 2 : 8;
     bigger = realloc(*items, ncap * size);
     if (!bigger)
         return false;
@@ -406,8 +386,7 @@ struct looked {
     enum look kind;
     char *path;     /* inside root */
     int r;          /* 0 or a negative errno; LIST: why the listing stopped */
-    bool opened;    /* LIST: the directory could be opened, */
-    bool listed;    /*   and its entries read (maybe not all: see r) */
+    bool opened;    /* LIST: the directory could be opened (its entries maybe not all read: see r) */
     mode_t mode;    /* RESOLVE: all the analysis needs of struct stat */
     dev_t rdev;
     char *data;     /* RESOLVE: where path leads; LIST: the names, each NUL-terminated; READ: the bytes */
@@ -449,28 +428,6 @@ static void memo_free(struct memo *m)
         close(m->rootfd);
 }
 
-/* The entry for kind and path, and whether it was there already; NULL on
- * ENOMEM. */
-static struct looked *memo_entry(struct memo *m, enum look kind, const char *path, bool *ret_found)
-{
-    struct looked *l;
-
-    for (size_t i = 0; i < m->n; i++)
-        if (m->items[i].kind == kind && strcmp(m->items[i].path, path) == 0) {
-            *ret_found = true;
-            return &m->items[i];
-        }
-    *ret_found = false;
-    if (!grow((void **)&m->items, &m->cap, m->n, sizeof(*m->items)))
-        return NULL;
-    l = &m->items[m->n];
-    *l = (struct looked){ .kind = kind, .path = strdup(path) };
-    if (!l->path)
-        return NULL;
-    m->n++;
-    return l;
-}
-
 /* dir + "/" + name, allocated; NULL on ENOMEM. */
 static char *join(const char *dir, const char *name)
 {
@@ -507,11 +464,14 @@ static int open_in_root(const struct memo *m, const char *path)
     struct stat st;
     int fd = (int)syscall(SYS_openat2, m->rootfd, path, &how, sizeof(how));
 
-    if (fd >= 0 || errno != ENOSYS || !m->prefix[0])
-        return fd >= 0 || errno != ENOSYS ? fd : open(path, O_PATH | O_CLOEXEC);
+    if (fd >= 0 || errno != ENOSYS)
+        return fd;
+    if (!m->prefix[0])
+        return open(path, O_PATH | O_CLOEXEC); /* the live system: nothing to leave */
     /* Linux before 5.6 has no openat2(). Under --root a path is then opened
-     * only when none of its components is a symbolic link: links in an
-     * image "cannot be resolved" instead of being followed inside it. */
+     * only when none of its components is a symbolic link (O_NOFOLLOW for
+     * the last, where /proc says it leads for the others): what that gives
+     * up is following links inside an image, which "cannot be resolved". */
     fd = openat(m->rootfd, path + 1, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -1;
@@ -522,35 +482,6 @@ static int open_in_root(const struct memo *m, const char *path)
         return -1;
     }
     return fd;
-}
-
-/* Resolves "." and ".." in an absolute path by its text, ".." stopping at "/". */
-static void normalize(char *s)
-{
-    char *w = s;
-    const char *r = s;
-
-    while (*r) {
-        const char *e;
-        size_t n;
-
-        while (*r == '/')
-            r++;
-        e = strchrnul(r, '/');
-        n = (size_t)(e - r);
-        if (n == 2 && r[0] == '.' && r[1] == '.') {
-            while (w > s && *--w != '/')
-                ;
-        } else if (n > 0 && !(n == 1 && r[0] == '.')) {
-            *w++ = '/';
-            memmove(w, r, n);
-            w += n;
-        }
-        r = e;
-    }
-    if (w == s)
-        *w++ = '/';
-    *w = '\0';
 }
 
 /* Where a missing path would be: the target of its last component when
@@ -568,16 +499,18 @@ static char *where_missing(const struct memo *m, const char *path)
     if (!dir || !target)
         return NULL;
     n = fd < 0 ? -1 : readlinkat(fd, name, target, PATH_MAX - 1);
+    if (n >= 0)
+        target[n] = '\0';
     if (n < 0)
         ret = strdup(path);
-    else if ((target[n] = '\0', target[0] == '/'))
+    else if (target[0] == '/')
         ret = strdup(target);
     else if (path_inside_root(m, fd, &real) == 0)
         ret = join(real, target);
     else
         ret = strdup(path);
     if (ret)
-        normalize(ret);
+        clean_path(ret, true);
     return ret;
 }
 
@@ -597,18 +530,6 @@ static void resolve_into(const struct memo *m, struct looked *l)
         l->rdev = st.st_rdev;
         l->r = path_inside_root(m, fd, &l->data);
     }
-}
-
-/* path resolved inside root: ->data is where it leads, also when it is
- * missing (-ENOENT); NULL on ENOMEM. */
-static const struct looked *memo_resolve(struct memo *m, const char *path)
-{
-    bool found;
-    struct looked *l = memo_entry(m, LOOK_RESOLVE, path, &found);
-
-    if (l && !found)
-        resolve_into(m, l);
-    return l;
 }
 
 /* Reads the names of directory l->path (resolved already) into l->data. */
@@ -631,7 +552,6 @@ static void list_into(const struct memo *m, struct looked *l)
         close(fd);
         return;
     }
-    l->listed = true;
     // cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc 2.24); this DIR is not shared
     for (errno = 0; (de = readdir(d)); errno = 0) {
         size_t n = strlen(de->d_name) + 1;
@@ -649,43 +569,47 @@ static void list_into(const struct memo *m, struct looked *l)
     closedir(d);
 }
 
-/* The entry of directory path: its names, and why the listing stopped
- * (names read before an error are kept). NULL on ENOMEM. */
-static const struct looked *memo_list(struct memo *m, const char *path)
+/* Reads the bytes of file l->path (resolved already) into l->data. */
+static void read_into(const struct memo *m, struct looked *l)
 {
-    bool found;
-    struct looked *l = memo_entry(m, LOOK_LIST, path, &found);
-
-    if (l && !found)
-        list_into(m, l);
-    return l;
-}
-
-/* *ret: the bytes of file path (resolved already), owned by the memo. */
-static int memo_read(struct memo *m, const char *path, const char **ret, size_t *ret_len)
-{
-    bool found;
-    struct looked *l = memo_entry(m, LOOK_READ, path, &found);
     CLEANUP_FREE char *host = NULL;
 
-    if (!l)
-        return -ENOMEM;
-    if (!found)
-        l->r = asprintf(&host, "%s%s", m->prefix, path) < 0
-                   ? -ENOMEM
-                   : fsutil_read_file(host, SYSCTLD_FILE_MAX_BYTES, true, &l->data, &l->len, NULL);
-    *ret = l->data;
-    *ret_len = l->len;
-    return l->r;
+    l->r = asprintf(&host, "%s%s", m->prefix, l->path) < 0
+               ? -ENOMEM
+               : fsutil_read_file(host, SYSCTLD_FILE_MAX_BYTES, true, &l->data, &l->len, NULL);
 }
 
+/* What kind of look at path (inside root) found, looked at on the first
+ * call only; NULL on ENOMEM. RESOLVE: ->data is where path leads, also
+ * when it is missing (-ENOENT); LIST: the names (those read before an error
+ * too); READ: the bytes. */
+static const struct looked *memo_get(struct memo *m, enum look kind, const char *path)
+{
+    static void (*const look_at[])(const struct memo *, struct looked *) = {
+        [LOOK_RESOLVE] = resolve_into, [LOOK_LIST] = list_into, [LOOK_READ] = read_into,
+    };
+    struct looked *l;
+
+    for (size_t i = 0; i < m->n; i++)
+        if (m->items[i].kind == kind && strcmp(m->items[i].path, path) == 0)
+            return &m->items[i];
+    if (!grow((void **)&m->items, &m->cap, m->n, sizeof(*m->items)))
+        return NULL;
+    l = &m->items[m->n];
+    *l = (struct looked){ .kind = kind, .path = strdup(path) };
+    if (!l->path)
+        return NULL;
+    m->n++;
+    look_at[kind](m, l);
+    return l;
+}
 
 /* One line naming a key, in the order the tool reads them. */
 struct seen {
     char *name;
     char *value; /* NULL: an exclusion */
     bool glob, exact, ignore_failure;
-    size_t file;
+    const char *path; /* the file as the tool names it (a conffile's, or a literal) */
     unsigned line;
 };
 
@@ -696,6 +620,7 @@ struct keystate {
      * procps every line in order; for systemd its ordered hashmap. */
     size_t *order;
     size_t norder, caporder;
+    size_t nuncertain; /* lines naming the key that are not analysed */
 };
 
 struct conffile {
@@ -706,9 +631,8 @@ struct conffile {
 
 /* A file as it will be rather than as it is (sysctld_analyse_pending). */
 struct pending {
-    bool active;
     const char *dir;     /* its directory, resolved inside root (owned by the memo) */
-    char *real;          /* dir + "/" + name */
+    char *real;          /* dir + "/" + name; NULL: no pending file */
     const char *name;
     const char *text;    /* NULL: the file will be gone */
     size_t len;
@@ -720,8 +644,7 @@ struct analyser {
     const char *const *names; /* the keys as given */
     struct keystate keys[SYSCTLD_MAX_KEYS];
     size_t nkeys;
-    char **paths; /* files parsed so far, for seen[].file */
-    size_t npaths, cappaths;
+    const char *parsing; /* the file being parsed, as the tool names it (outlives seen[]) */
     struct conffile *files;
     size_t nfiles, capfiles;
     struct pending pending;
@@ -767,6 +690,31 @@ static bool same_value(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* systemd-sysctl keeps one entry per name in an ordered hashmap. The same
+ * value again keeps the entry where it was (this line, seen[idx], still
+ * gets the credit: deleting the earlier one changes nothing) and returns
+ * true; a different value, or an exclusion, drops the old entry, for the
+ * new one to be appended: so an exclusion cancels an earlier assignment. */
+static bool systemd_replaces(struct keystate *ks, size_t idx)
+{
+    const struct seen *s = &ks->seen[idx];
+
+    for (size_t i = 0; i < ks->norder; i++) {
+        const struct seen *old = &ks->seen[ks->order[i]];
+
+        if (strcmp(old->name, s->name) != 0)
+            continue;
+        if (same_value(old->value, s->value)) {
+            ks->order[i] = idx;
+            return true;
+        }
+        memmove(&ks->order[i], &ks->order[i + 1], (ks->norder - i - 1) * sizeof(*ks->order));
+        ks->norder--;
+        return false;
+    }
+    return false;
+}
+
 static void on_line(void *ctx, const struct sysctld_line *l)
 {
     struct analyser *an = ctx;
@@ -776,6 +724,14 @@ static void on_line(void *ctx, const struct sysctld_line *l)
 
     if (an->oom)
         return;
+    if (l->uncertain) {
+        add_warning(an, "%s:%u: %s: systemd-sysctl and sysctl --system read this line differently (a NUL, "
+                        "carriage return, vertical tab or form feed in it or before it), not analysed",
+                    an->parsing, l->line, an->names[l->key_index]);
+        mark_incomplete(an);
+        ks->nuncertain++;
+        return;
+    }
     if (!grow((void **)&ks->seen, &ks->capseen, ks->nseen, sizeof(*ks->seen)) ||
         !grow((void **)&ks->order, &ks->caporder, ks->norder, sizeof(*ks->order))) {
         an->oom = true;
@@ -788,7 +744,7 @@ static void on_line(void *ctx, const struct sysctld_line *l)
         .glob = l->glob,
         .exact = l->exact,
         .ignore_failure = l->ignore_failure,
-        .file = an->npaths - 1,
+        .path = an->parsing,
         .line = l->line,
     };
     if (!s->name || (l->value && !s->value)) {
@@ -798,29 +754,9 @@ static void on_line(void *ctx, const struct sysctld_line *l)
         return;
     }
     idx = ks->nseen++;
-
-    if (an->rules == SYSCTLD_SYSTEMD) {
-        /* systemd-sysctl keeps one entry per name in an ordered hashmap. The
-         * same value again keeps the entry where it was (this line still
-         * gets the credit: deleting the earlier one changes nothing); a
-         * different value, or an exclusion, drops the old entry and appends
-         * the new one, so an exclusion cancels an earlier assignment. */
-        for (size_t i = 0; i < ks->norder; i++) {
-            struct seen *old = &ks->seen[ks->order[i]];
-
-            if (strcmp(old->name, s->name) != 0)
-                continue;
-            if (same_value(old->value, s->value)) {
-                ks->order[i] = idx;
-                return;
-            }
-            memmove(&ks->order[i], &ks->order[i + 1], (ks->norder - i - 1) * sizeof(*ks->order));
-            ks->norder--;
-            break;
-        }
-    }
     /* procps 4.0.2 keeps every line and writes them in order. */
-    ks->order[ks->norder++] = idx;
+    if (an->rules == SYSCTLD_PROCPS || !systemd_replaces(ks, idx))
+        ks->order[ks->norder++] = idx;
 }
 
 /* About the file parsed last, as the tool names it. */
@@ -828,26 +764,16 @@ static void on_warning(void *ctx, unsigned line, const char *why)
 {
     struct analyser *an = ctx;
 
-    add_warning(an, "%s:%u: %s", an->paths[an->npaths - 1], line, why);
+    add_warning(an, "%s:%u: %s", an->parsing, line, why);
 }
 
 /* Parses one file's text, known to the tool as path. */
 static void parse_buffer(struct analyser *an, const char *path, const char *buf, size_t len)
 {
-    char *copy;
-
-    /* Both tools read such a file anyway, line by line, so it is parsed
-     * the same way rather than skipped. */
+    /* Both tools read such a file anyway, line by line: so is it. */
     if (memchr(buf, '\0', len))
-        add_warning(an, "%s: contains NUL bytes, read as %s does", path,
-                    sysctld_rules_name(an->rules));
-    copy = strdup(path);
-    if (!copy || !grow((void **)&an->paths, &an->cappaths, an->npaths, sizeof(*an->paths))) {
-        free(copy);
-        an->oom = true;
-        return;
-    }
-    an->paths[an->npaths++] = copy;
+        add_warning(an, "%s: contains NUL bytes", path);
+    an->parsing = path;
     if (sysctld_parse_text(an->rules, buf, len, an->names, an->nkeys, on_line, on_warning, an) < 0)
         an->oom = true;
 }
@@ -856,10 +782,9 @@ static void parse_buffer(struct analyser *an, const char *path, const char *buf,
  * tool knows as path. */
 static void read_and_parse(struct analyser *an, const char *path, const char *real)
 {
-    const char *buf;
-    size_t len;
     /* real has no symbolic links left, so a link here now is a race. */
-    int r = memo_read(an->memo, real, &buf, &len);
+    const struct looked *l = memo_get(an->memo, LOOK_READ, real);
+    int r = l ? l->r : -ENOMEM;
 
     if (r == -ENOMEM) {
         an->oom = true;
@@ -870,19 +795,14 @@ static void read_and_parse(struct analyser *an, const char *path, const char *re
         add_warning(an, "%s: cannot be read (%s), not analysed", path, fsutil_strerror(r));
         mark_incomplete(an);
     } else {
-        parse_buffer(an, path, buf, len);
+        parse_buffer(an, path, l->data, l->len);
     }
-}
-
-static bool is_pending_file(const struct analyser *an, const char *real)
-{
-    return an->pending.active && strcmp(real, an->pending.real) == 0;
 }
 
 /* The pending file, reached by name or through a link; true when handled. */
 static bool parse_pending(struct analyser *an, const char *path, const char *real)
 {
-    if (!is_pending_file(an, real))
+    if (!an->pending.real || strcmp(real, an->pending.real) != 0)
         return false;
     if (an->pending.text)
         parse_buffer(an, path, an->pending.text, an->pending.len);
@@ -891,8 +811,7 @@ static bool parse_pending(struct analyser *an, const char *path, const char *rea
     return true;
 }
 
-/* Whether a resolved path (found or missing) is the pending file or
- * /dev/null, both of which the caller need not look at further. */
+/* Whether a resolved path (found or missing) is /dev/null. */
 static bool is_dev_null(const struct looked *l)
 {
     return strcmp(l->data, "/dev/null") == 0 ||
@@ -907,7 +826,7 @@ static void analyse_file(struct analyser *an, const struct conffile *f)
 
     if (parse_pending(an, f->path, f->resolve))
         return;
-    l = memo_resolve(an->memo, f->resolve);
+    l = memo_get(an->memo, LOOK_RESOLVE, f->resolve);
     if (!l) {
         an->oom = true;
         return;
@@ -950,7 +869,7 @@ static void analyse_file(struct analyser *an, const struct conffile *f)
  * says it is a regular file: a FIFO there is skipped, not waited on. */
 static void analyse_last_file(struct analyser *an)
 {
-    const struct looked *l = memo_resolve(an->memo, PROCPS_LAST_FILE);
+    const struct looked *l = memo_get(an->memo, LOOK_RESOLVE, PROCPS_LAST_FILE);
 
     if (!l)
         an->oom = true;
@@ -975,22 +894,17 @@ static bool wanted_name(enum sysctld_rules rules, const char *name)
     return rules == SYSCTLD_PROCPS || name[0] != '.';
 }
 
-static bool known_name(const struct analyser *an, const char *name)
-{
-    for (size_t i = 0; i < an->nfiles; i++)
-        if (strcmp(an->files[i].name, name) == 0)
-            return true;
-    return false;
-}
-
 /* Adds name from directory shown (real inside root) unless a directory read
  * earlier had it: the first one found masks the others. */
 static void add_file(struct analyser *an, const char *shown, const char *real, const char *name)
 {
     struct conffile *f;
 
-    if (!wanted_name(an->rules, name) || known_name(an, name))
+    if (!wanted_name(an->rules, name))
         return;
+    for (size_t i = 0; i < an->nfiles; i++)
+        if (strcmp(an->files[i].name, name) == 0)
+            return;
     if (!grow((void **)&an->files, &an->capfiles, an->nfiles, sizeof(*an->files))) {
         an->oom = true;
         return;
@@ -1004,14 +918,14 @@ static void add_file(struct analyser *an, const char *shown, const char *real, c
 
 static bool is_pending_dir(const struct analyser *an, const char *real)
 {
-    return an->pending.active && strcmp(real, an->pending.dir) == 0;
+    return an->pending.real && strcmp(real, an->pending.dir) == 0;
 }
 
 /* Adds the *.conf names of one directory that no earlier directory had:
  * a name found first in a higher-priority directory masks the others. */
 static void list_directory(struct analyser *an, const char *shown, const char *real)
 {
-    const struct looked *l = memo_list(an->memo, real);
+    const struct looked *l = memo_get(an->memo, LOOK_LIST, real);
 
     if (!l) {
         an->oom = true;
@@ -1028,7 +942,7 @@ static void list_directory(struct analyser *an, const char *shown, const char *r
                     strerror(-l->r));
         mark_incomplete(an);
     }
-    if (l->listed && is_pending_dir(an, real) && an->pending.text)
+    if (l->opened && is_pending_dir(an, real) && an->pending.text)
         add_file(an, shown, real, an->pending.name);
 }
 
@@ -1041,13 +955,10 @@ static int compare_files(const void *x, const void *y)
 static void list_files(struct analyser *an)
 {
     const char *const *dirs = an->rules == SYSCTLD_SYSTEMD ? systemd_dirs : procps_dirs;
-    const char *seen[sizeof(procps_dirs) / sizeof(procps_dirs[0])];
-    size_t nseen = 0;
 
     for (size_t i = 0; dirs[i] && !an->oom; i++) {
-        const struct looked *l = memo_resolve(an->memo, dirs[i]);
+        const struct looked *l = memo_get(an->memo, LOOK_RESOLVE, dirs[i]);
         const char *real = l ? l->data : NULL;
-        bool dup = false;
         int r = l ? l->r : -ENOMEM;
 
         if (r == -ENOMEM) {
@@ -1069,15 +980,9 @@ static void list_files(struct analyser *an)
             add_warning(an, "%s: is not a directory, ignored", dirs[i]);
             continue;
         }
-        /* systemd resolves its directories and drops duplicates, and names
-         * files by the resolved directory. procps opens each as written; a
-         * second view of one directory adds nothing, since its names are
-         * already taken. Either way /lib -> usr/lib is read once. */
-        for (size_t j = 0; j < nseen; j++)
-            dup = dup || strcmp(seen[j], real) == 0;
-        if (dup)
-            continue;
-        seen[nseen++] = real;
+        /* systemd names files by the resolved directory, procps by the one it
+         * opened. A second view of one directory (/lib -> usr/lib) adds
+         * nothing: its names are taken already. */
         list_directory(an, an->rules == SYSCTLD_SYSTEMD ? real : dirs[i], real);
     }
     if (an->nfiles > 1)
@@ -1086,32 +991,13 @@ static void list_files(struct analyser *an)
 
 static void copy_value(char ret[SYSCTLD_VALUE_MAX], const char *value)
 {
-    size_t n = value ? strlen(value) : 0, i;
+    size_t n = value ? strlen(value) : 0, keep = n < SYSCTLD_VALUE_MAX ? n : SYSCTLD_VALUE_MAX - 4;
 
-    if (n >= SYSCTLD_VALUE_MAX)
-        n = SYSCTLD_VALUE_MAX - 4;
-    for (i = 0; i < n; i++) {
+    for (size_t i = 0; i < keep; i++) {
         unsigned char c = (unsigned char)value[i];
         ret[i] = (char)(c < 0x20 || c == 0x7f ? '?' : c);
     }
-    if (value && strlen(value) >= SYSCTLD_VALUE_MAX) {
-        memcpy(ret + i, "...", 3);
-        i += 3;
-    }
-    ret[i] = '\0';
-}
-
-static void fill_assignment(const struct analyser *an, const struct seen *s,
-                            struct sysctld_assignment *ret)
-{
-    memset(ret, 0, sizeof(*ret));
-    ret->known = true;
-    (void)snprintf(ret->path, sizeof(ret->path), "%s", an->paths[s->file]);
-    ret->line = s->line;
-    copy_value(ret->value, s->value);
-    ret->glob = s->glob;
-    ret->exclude = !s->value;
-    ret->ignore_failure = s->ignore_failure;
+    strcpy(ret + keep, keep < n ? "..." : "");
 }
 
 /* Which line the tool writes last. Both tools write explicit names in list
@@ -1125,7 +1011,7 @@ static void fill_report(const struct analyser *an, const struct keystate *ks, co
     const struct seen *winner = NULL;
 
     (void)snprintf(ret->key, sizeof(ret->key), "%s", key);
-    ret->total = ks->nseen;
+    ret->total = ks->nseen + ks->nuncertain;
     for (size_t i = 0; i < ks->norder; i++)
         exact_exists = exact_exists || ks->seen[ks->order[i]].exact;
     for (size_t i = 0; i < ks->norder; i++) {
@@ -1135,8 +1021,13 @@ static void fill_report(const struct analyser *an, const struct keystate *ks, co
             continue;
         winner = s;
     }
-    if (winner && !an->a->blocked)
-        fill_assignment(an, winner, &ret->winner);
+    if (!winner || an->a->blocked)
+        return;
+    ret->winner = (struct sysctld_assignment){
+        .known = true, .line = winner->line, .glob = winner->glob, .ignore_failure = winner->ignore_failure,
+    };
+    (void)snprintf(ret->winner.path, sizeof(ret->winner.path), "%s", winner->path);
+    copy_value(ret->winner.value, winner->value);
 }
 
 /* Where the pending file will be, resolved inside root like everything
@@ -1151,13 +1042,13 @@ static int set_pending(struct analyser *an, const char *path, const char *text, 
         (!text && len > 0))
         return -EINVAL;
     dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
-    l = dir ? memo_resolve(an->memo, dir) : NULL;
+    l = dir ? memo_get(an->memo, LOOK_RESOLVE, dir) : NULL;
     if (!l)
         return -ENOMEM;
     if (l->r < 0 && l->r != -ENOENT)
         return l->r;
     an->pending = (struct pending){
-        .active = true, .dir = l->data, .real = join(l->data, slash + 1),
+        .dir = l->data, .real = join(l->data, slash + 1),
         .name = slash + 1, .text = text, .len = len,
     };
     return an->pending.real ? 0 : -ENOMEM;
@@ -1173,9 +1064,6 @@ static void analyser_free(struct analyser *an)
         free(an->keys[i].seen);
         free(an->keys[i].order);
     }
-    for (size_t i = 0; i < an->npaths; i++)
-        free(an->paths[i]);
-    free(an->paths);
     for (size_t i = 0; i < an->nfiles; i++) {
         free(an->files[i].name);
         free(an->files[i].path);
@@ -1195,7 +1083,7 @@ static void read_tree(struct analyser *an)
     if (an->rules == SYSCTLD_PROCPS && !an->oom)
         analyse_last_file(an);
     if (an->rules == SYSCTLD_SYSTEMD && !an->oom) {
-        const struct looked *l = memo_resolve(an->memo, SYSTEMD_CREDENTIAL);
+        const struct looked *l = memo_get(an->memo, LOOK_RESOLVE, SYSTEMD_CREDENTIAL);
 
         if (l && l->r == 0) {
             add_warning(an, "%s: a sysctl.extra credential is applied after every file, not analysed",

@@ -12,7 +12,7 @@
  *  SYSCTLD_PROCPS   procps-ng 4.0.2 `sysctl --system`: the same plus
  *                   /lib/sysctl.d, then /etc/sysctl.conf read last.
  *
- * The line parser is pure (a buffer in, callbacks out, no allocation), so it
+ * The line parser is pure (a buffer in, callbacks out), so it
  * is tested and fuzzed without a file system; the analysis of a tree is the
  * one I/O edge. Neither logs: problems in the files are returned as warnings for
  * the caller to report. */
@@ -45,6 +45,8 @@ struct sysctld_line {
     bool glob;           /* name is a pattern (systemd and procps: fnmatch-style) */
     bool exact;          /* name is exactly the canonical key: it stops every glob */
     bool ignore_failure; /* '-' before the key */
+    bool uncertain;      /* the tools read this line differently, byte by byte: a NUL, a lone
+                          * '\r', '\v' or '\f' in it or before it in the file */
 };
 
 typedef void (*sysctld_line_fn)(void *ctx, const struct sysctld_line *l);
@@ -66,7 +68,6 @@ struct sysctld_assignment {
     unsigned line;
     char value[SYSCTLD_VALUE_MAX]; /* as written; control characters shown as '?', long ones cut with "..." */
     bool glob;                     /* the line's key is a pattern matching this key */
-    bool exclude;                  /* "-key" without '=': writes nothing (see sysctld.c) */
     bool ignore_failure;
 };
 
