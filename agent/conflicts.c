@@ -71,22 +71,18 @@ static void carry_warnings(struct conflicts *c, const struct sysctld_analysis *a
 
 /* as_written: the drop-in as apply is about to write it (its new text
  * counts, the file on disk does not); otherwise the disk as it is. */
-static int check(const struct plan *plan, const char *root, bool as_written, struct conflicts *ret)
+static int check(const struct plan *plan, const char *root, bool as_written, struct conflicts *c)
 {
     const char *ours = plan->profile->dropin, *keys[KEY_COUNT];
-    struct conflicts *c = ret;
     struct sysctld_analysis *both[SYSCTLD_RULE_SETS];
     int r;
 
     for (int id = 0; id < KEY_COUNT; id++)
         keys[id] = sizing_key_name((enum sizing_key_id)id);
-    r = as_written ? sysctld_analyse_both(root ? root : "/", keys, KEY_COUNT, ours, plan->dropin_new,
-                                          plan->dropin_new_len, both)
-                   : sysctld_analyse_both(root ? root : "/", keys, KEY_COUNT, NULL, NULL, 0, both);
+    r = sysctld_analyse_both(root ? root : "/", keys, KEY_COUNT, as_written ? ours : NULL,
+                             as_written ? plan->dropin_new : NULL, as_written ? plan->dropin_new_len : 0, both);
     if (r < 0)
-        return r;
-    /* Filled in place: a copy would double the 24 KiB touched on every
-     * apply. On failure the caller treats *ret as unknown. */
+        return r; /* the caller treats *c as unknown */
     memset(c, 0, sizeof(*c));
     for (int rules = SYSCTLD_SYSTEMD; rules < SYSCTLD_RULE_SETS; rules++) {
         struct sysctld_analysis *a = both[rules];
@@ -125,12 +121,8 @@ void conflicts_log(const struct conflicts *c, bool as_errors)
 {
     for (size_t i = 0; i < c->nwarnings; i++)
         log_warn("%s", c->warnings[i]);
-    for (size_t i = 0; i < c->count; i++) {
-        if (as_errors)
-            log_error("%s", c->items[i].text);
-        else
-            log_warn("%s", c->items[i].text);
-    }
+    for (size_t i = 0; i < c->count; i++)
+        (as_errors ? log_error : log_warn)("%s", c->items[i].text);
 }
 
 json_object *conflicts_json(const struct conflicts *c)
