@@ -2,8 +2,10 @@
  * nothing, show what apply would do. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "cleanup.h"
 #include "cli.h"
 #include "conflicts.h"
 #include "log.h"
@@ -21,8 +23,8 @@ static void print_boot_order(const struct plan *plan, const struct conflicts *c,
         if (!k->managed)
             continue;
         printf("  %-15s", sizing_key_name(id));
-        for (int rules = 0; rules < 2; rules++) {
-            const struct winner *w = &c->winners[id][rules];
+        for (int rules = 0; rules < SYSCTLD_RULE_SETS; rules++) {
+            const struct sysctld_assignment *w = &c->winners[id][rules];
             if (w->known)
                 printf(" %s: %s:%u%s", sysctld_rules_name(rules), w->path, w->line, rules ? "" : ";");
             else
@@ -77,7 +79,7 @@ int cmd_plan(const struct cli_options *o)
 {
     struct profile *profile = NULL;
     struct plan *plan = NULL;
-    struct conflicts conflicts;
+    CLEANUP_FREE struct conflicts *conflicts = malloc(sizeof(*conflicts)); /* 20 KiB: off the stack */
     const char *note = NULL;
     bool refuses;
     int code, r;
@@ -92,13 +94,13 @@ int cmd_plan(const struct cli_options *o)
     plan->profile_note = note;
 
     /* The same boot-order analysis apply makes before it writes. */
-    r = conflicts_check(plan, NULL, &conflicts);
+    r = conflicts ? conflicts_check(plan, NULL, conflicts) : -ENOMEM;
     if (r < 0) {
         log_error("cannot analyse the sysctl.d directories: %s", strerror(-r));
         code = EXIT_FAILURE_RUNTIME;
         goto out;
     }
-    refuses = conflicts.count > 0 && !profile->conflicts_warn_only;
+    refuses = conflicts->count > 0 && !profile->conflicts_warn_only;
 
     if (o->output == OUTPUT_JSON) {
         json_object *doc = plan_to_json(plan);
@@ -106,12 +108,12 @@ int cmd_plan(const struct cli_options *o)
             code = EXIT_FAILURE_RUNTIME;
             goto out;
         }
-        json_object_object_add(doc, "boot_order", boot_order_json(plan, &conflicts));
-        json_object_object_add(doc, "conflicts", conflicts_json(&conflicts));
+        json_object_object_add(doc, "boot_order", boot_order_json(plan, conflicts));
+        json_object_object_add(doc, "conflicts", conflicts_json(conflicts));
         /* The boot-order analysis's notes (odd files in sysctl.d) too. */
-        for (size_t i = 0; i < conflicts.nwarnings; i++)
+        for (size_t i = 0; i < conflicts->nwarnings; i++)
             json_object_array_add(json_object_object_get(doc, "warnings"),
-                                  jsonout_string(conflicts.warnings[i]));
+                                  jsonout_string(conflicts->warnings[i]));
         r = printf("%s\n", jsonout_text(doc, true)) < 0 ? -EIO : 0;
         json_object_put(doc);
         for (unsigned i = 0; i < plan->nwarnings; i++)
@@ -121,13 +123,13 @@ int cmd_plan(const struct cli_options *o)
             log_error("apply would refuse: %s", plan->sizing.problems[i].text);
         if (plan->dropin_problem[0])
             log_error("apply would refuse: %s", plan->dropin_problem);
-        conflicts_log(&conflicts, refuses);
+        conflicts_log(conflicts, refuses);
     } else {
         r = plan_print_text(plan, stdout);
-        print_boot_order(plan, &conflicts, refuses);
+        print_boot_order(plan, conflicts, refuses);
     }
     if (o->report)
-        report_dry_run(plan, &conflicts);
+        report_dry_run(plan, conflicts);
     code = r < 0 ? EXIT_FAILURE_RUNTIME : exit_code_of(plan_refusal(plan));
     if (code == EXIT_OK && refuses)
         code = EXIT_FAILURE_RUNTIME;

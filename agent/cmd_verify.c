@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "cli.h"
 #include "conflicts.h"
 #include "host.h"
@@ -171,7 +172,7 @@ static int cmd_verify(const struct cli_options *o)
 {
     struct profile *profile = NULL;
     struct plan *plan = NULL;
-    struct conflicts conflicts;
+    CLEANUP_FREE struct conflicts *conflicts = malloc(sizeof(*conflicts)); /* 20 KiB: off the stack */
     struct report_drift_list *drift = calloc(1, sizeof(*drift));
     const char *note = NULL;
     int code, r;
@@ -184,7 +185,7 @@ static int cmd_verify(const struct cli_options *o)
     code = cli_build_plan(profile, true, NULL, &plan, NULL, 0);
     if (code != EXIT_OK)
         goto out;
-    r = conflicts_check_on_disk(plan, &conflicts);
+    r = conflicts ? conflicts_check_on_disk(plan, conflicts) : -ENOMEM;
     if (r < 0) {
         log_error("cannot analyse the sysctl.d directories: %s", strerror(-r));
         code = EXIT_FAILURE_RUNTIME;
@@ -193,18 +194,18 @@ static int cmd_verify(const struct cli_options *o)
 
     check_runtime(plan, drift);
     check_dropin(plan, drift);
-    check_boot_order(&conflicts, drift);
+    check_boot_order(conflicts, drift);
     check_probe_leftovers(plan, drift);
 
     struct report_run rr = {
         .command = "verify", .result = drift->count ? "drift" : "in-sync", .profile = profile, .plan = plan,
-        .conflicts = &conflicts, .drift = drift, .resolve_fqdn = o->report,
+        .conflicts = conflicts, .drift = drift, .resolve_fqdn = o->report,
     };
     lastapply_sha256_on_disk(plan->dropin_path, rr.dropin_sha256_on_disk);
     say_result(o, &rr);
     /* The metrics of what verify found: the same checks, as numbers. */
     if (profile->metrics_textfile)
-        metrics_publish_plan(plan, &conflicts, plan->host.segments, NULL);
+        metrics_publish_plan(plan, conflicts, plan->host.segments, NULL);
     code = drift->count ? EXIT_DRIFT : EXIT_OK;
 out:
     plan_free(plan);

@@ -28,44 +28,31 @@ static void add_warning(struct conflicts *c, const char *fmt, ...)
 static void add_conflict(struct conflicts *c, enum sizing_key_id key, const struct sysctld_analysis *a,
                          const struct sysctld_key_report *rep, const char *ours)
 {
-    enum sysctld_rules rules = a->rules;
+    const char *name = sizing_key_name(key), *tool = sysctld_rules_name(a->rules);
+    const struct sysctld_assignment *w = &rep->winner;
     struct conflict *item;
 
     if (c->count >= CONFLICTS_MAX)
         return;
     item = &c->items[c->count++];
-    item->key = key;
-    item->rules = rules;
-    if (a->blocked) {
-        memset(&item->winner, 0, sizeof(item->winner));
+    *item = (struct conflict){ .key = key, .rules = a->rules };
+    if (a->blocked)
         (void)snprintf(item->text, sizeof(item->text),
                        "%s: %s would hang opening a file it cannot read (a FIFO, named in the warnings) and "
-                       "set nothing at boot",
-                       sizing_key_name(key), sysctld_rules_name(rules));
-        return;
-    }
-    if (a->incomplete) {
-        memset(&item->winner, 0, sizeof(item->winner));
+                       "set nothing at boot", name, tool);
+    else if (a->incomplete)
         (void)snprintf(item->text, sizeof(item->text),
                        "%s: %s reads a file shmprov could not analyse (%s), so which file sets it at boot is "
-                       "unknown",
-                       sizing_key_name(key), sysctld_rules_name(rules),
-                       a->incomplete_why ? a->incomplete_why : "named in the warnings");
-        return;
-    }
-    if (!rep->found) {
-        memset(&item->winner, 0, sizeof(item->winner));
+                       "unknown", name, tool, a->incomplete_why ? a->incomplete_why : "named in the warnings");
+    else if (!w->known)
         (void)snprintf(item->text, sizeof(item->text),
                        "%s: %s never reads %s at boot (a same-named file in a directory read first hides it), "
-                       "so nothing sets it",
-                       sizing_key_name(key), sysctld_rules_name(rules), ours);
-        return;
-    }
-    item->winner = rep->winner;
-    (void)snprintf(item->text, sizeof(item->text), "%s: %s:%u (%s%s = %s) is read after %s by %s at boot and wins",
-                   sizing_key_name(key), rep->winner.path, rep->winner.line,
-                   rep->winner.glob ? "a pattern matching " : "", sizing_key_name(key), rep->winner.value, ours,
-                   sysctld_rules_name(rules));
+                       "so nothing sets it", name, tool, ours);
+    else
+        (void)snprintf(item->text, sizeof(item->text), "%s: %s:%u (%s%s = %s) is read after %s by %s at boot and wins",
+                       name, w->path, w->line, w->glob ? "a pattern matching " : "", name, w->value, ours, tool);
+    if (!a->blocked && !a->incomplete)
+        item->winner = *w;
 }
 
 static void carry_warnings(struct conflicts *c, const struct sysctld_analysis *a)
@@ -84,22 +71,18 @@ static void carry_warnings(struct conflicts *c, const struct sysctld_analysis *a
 
 /* as_written: the drop-in as apply is about to write it (its new text
  * counts, the file on disk does not); otherwise the disk as it is. */
-static int check(const struct plan *plan, const char *root, bool as_written, struct conflicts *ret)
+static int check(const struct plan *plan, const char *root, bool as_written, struct conflicts *c)
 {
     const char *ours = plan->profile->dropin, *keys[KEY_COUNT];
-    struct conflicts *c = ret;
     struct sysctld_analysis *both[SYSCTLD_RULE_SETS];
     int r;
 
     for (int id = 0; id < KEY_COUNT; id++)
         keys[id] = sizing_key_name((enum sizing_key_id)id);
-    r = as_written ? sysctld_analyse_both(root ? root : "/", keys, KEY_COUNT, ours, plan->dropin_new,
-                                          plan->dropin_new_len, both)
-                   : sysctld_analyse_both(root ? root : "/", keys, KEY_COUNT, NULL, NULL, 0, both);
+    r = sysctld_analyse_both(root ? root : "/", keys, KEY_COUNT, as_written ? ours : NULL,
+                             as_written ? plan->dropin_new : NULL, as_written ? plan->dropin_new_len : 0, both);
     if (r < 0)
-        return r;
-    /* Filled in place: a copy would double the 24 KiB touched on every
-     * apply. On failure the caller treats *ret as unknown. */
+        return r; /* the caller treats *c as unknown */
     memset(c, 0, sizeof(*c));
     for (int rules = SYSCTLD_SYSTEMD; rules < SYSCTLD_RULE_SETS; rules++) {
         struct sysctld_analysis *a = both[rules];
@@ -108,24 +91,15 @@ static int check(const struct plan *plan, const char *root, bool as_written, str
         for (int id = 0; id < KEY_COUNT; id++) {
             const struct sizing_key *k = &plan->sizing.keys[id];
             const struct sysctld_key_report *rep = &a->keys[id];
-            struct winner *w = &c->winners[id][rules];
 
-            if (rep->found) {
-                w->known = true;
-                _Static_assert(sizeof(w->path) >= sizeof(rep->winner.path), "winner path would be truncated");
-                (void)snprintf(w->path, sizeof(w->path), "%s", rep->winner.path);
-                w->line = rep->winner.line;
-                _Static_assert(sizeof(w->value) >= sizeof(rep->winner.value), "winner value would be truncated");
-                (void)snprintf(w->value, sizeof(w->value), "%s", rep->winner.value);
-                w->glob = rep->winner.glob;
-            }
+            c->winners[id][rules] = rep->winner;
             /* Only keys the drop-in sets can be taken from it; a missing
              * drop-in is verify's own finding, not a conflict. */
             if (!k->managed || !k->persist || (!as_written && plan->dropin_read_errno != 0))
                 continue;
             /* A file that could not be analysed may override the drop-in
              * (a huge file read in full by the tools): unknown is not safe. */
-            if (!rep->found || strcmp(rep->winner.path, ours) != 0 || a->incomplete || a->blocked)
+            if (!rep->winner.known || strcmp(rep->winner.path, ours) != 0 || a->incomplete || a->blocked)
                 add_conflict(c, id, a, rep, ours);
         }
         sysctld_analysis_free(a);
@@ -147,12 +121,8 @@ void conflicts_log(const struct conflicts *c, bool as_errors)
 {
     for (size_t i = 0; i < c->nwarnings; i++)
         log_warn("%s", c->warnings[i]);
-    for (size_t i = 0; i < c->count; i++) {
-        if (as_errors)
-            log_error("%s", c->items[i].text);
-        else
-            log_warn("%s", c->items[i].text);
-    }
+    for (size_t i = 0; i < c->count; i++)
+        (as_errors ? log_error : log_warn)("%s", c->items[i].text);
 }
 
 json_object *conflicts_json(const struct conflicts *c)
@@ -177,8 +147,8 @@ json_object *conflicts_winner_json(const struct conflicts *c, enum sizing_key_id
 {
     json_object *o = json_object_new_object();
 
-    for (int rules = 0; rules < 2; rules++) {
-        const struct winner *w = &c->winners[key][rules];
+    for (int rules = 0; rules < SYSCTLD_RULE_SETS; rules++) {
+        const struct sysctld_assignment *w = &c->winners[key][rules];
         char text[SYSCTLD_PATH_MAX + 16]; /* a path (NUL included) and ":" and a 10-digit line */
         (void)snprintf(text, sizeof(text), "%s:%u", w->path, w->line);
         json_object_object_add(o, sysctld_rules_name(rules), w->known ? jsonout_string(text) : NULL);

@@ -19,19 +19,11 @@ struct conflict {
     char text[SYSCTLD_PATH_MAX * 2 + 256]; /* one sentence for people */
 };
 
-struct winner {
-    bool known;
-    char path[SYSCTLD_PATH_MAX];
-    unsigned line;
-    char value[SYSCTLD_VALUE_MAX]; /* as written */
-    bool glob;                     /* set by a pattern matching the key */
-};
-
 struct conflicts {
     size_t count;
     struct conflict items[CONFLICTS_MAX];
     /* Who sets each key last at boot, per rules, once apply has written. */
-    struct winner winners[KEY_COUNT][SYSCTLD_RULE_SETS];
+    struct sysctld_assignment winners[KEY_COUNT][SYSCTLD_RULE_SETS];
     /* Per rules: a file could not be analysed, or would hang the tool; the
      * winners above may then be wrong. */
     bool uncertain[SYSCTLD_RULE_SETS];

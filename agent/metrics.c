@@ -80,7 +80,7 @@ void metrics_set_boot(struct metrics *m, const struct plan *plan, const struct c
 {
     for (int id = 0; id < KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
-        const struct winner *w;
+        const struct sysctld_assignment *w;
 
         if (!k->managed)
             continue;

@@ -74,7 +74,7 @@ uint64_t removal_kernel_default(enum sizing_key_id id)
     return id == KEY_SHMMNI ? SIZING_SHMMNI_DEFAULT : SIZING_KERNEL_DEFAULT;
 }
 
-void removal_boot_value(enum sizing_key_id id, const struct winner *w, bool uncertain, struct removal_key *ret)
+void removal_boot_value(enum sizing_key_id id, const struct sysctld_assignment *w, bool uncertain, struct removal_key *ret)
 {
     const char *why = NULL;
 
@@ -153,7 +153,7 @@ static void set_warnings(struct plan *plan, const struct removal *r)
     plan->nwarnings = 0;
     plan->tier_warning[0] = '\0';
     for (int id = 0; id < KEY_COUNT && plan->nwarnings < max; id++) {
-        const struct winner *sd = &r->boot.winners[id][SYSCTLD_SYSTEMD], *pp = &r->boot.winners[id][SYSCTLD_PROCPS];
+        const struct sysctld_assignment *sd = &r->boot.winners[id][SYSCTLD_SYSTEMD], *pp = &r->boot.winners[id][SYSCTLD_PROCPS];
 
         if (!r->keys[id].managed || (sd->known == pp->known && (!sd->known || strcmp(sd->value, pp->value) == 0)))
             continue;

@@ -30,9 +30,9 @@ static const char *unit_of(enum sizing_key_id key)
 enum boot_source { BOOT_UNKNOWN, BOOT_KERNEL_DEFAULT, BOOT_DROPIN, BOOT_OTHER_FILE };
 
 static enum boot_source boot_source(const struct status *s, enum sysctld_rules rules, enum sizing_key_id key,
-                                    const struct winner **ret_winner)
+                                    const struct sysctld_assignment **ret_winner)
 {
-    const struct winner *w = &s->boot.winners[key][rules];
+    const struct sysctld_assignment *w = &s->boot.winners[key][rules];
 
     *ret_winner = NULL;
     if (!s->boot_known || s->boot.uncertain[rules])
@@ -120,7 +120,7 @@ static void print_percent(FILE *out, uint64_t used, uint64_t limit)
         fprintf(out, "%.1f %%", p);
 }
 
-static void print_boot_line(FILE *out, const char *label, enum boot_source b, const struct winner *w)
+static void print_boot_line(FILE *out, const char *label, enum boot_source b, const struct sysctld_assignment *w)
 {
     fprintf(out, "      at boot%s: ", label);
     switch (b) {
@@ -142,7 +142,7 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
     const struct plan *plan = s->plan;
     const struct host_facts *h = &plan->host;
     const struct sizing_key *k = &plan->sizing.keys[key];
-    const struct winner *w[2];
+    const struct sysctld_assignment *w[SYSCTLD_RULE_SETS];
     enum boot_source b[2];
     char human[32];
 
@@ -161,7 +161,7 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
         fputs(is_kernel_default(key, h->current.value[key]) ? ", the kernel's default\n" : "\n", out);
     }
 
-    for (int r = 0; r < 2; r++)
+    for (int r = 0; r < SYSCTLD_RULE_SETS; r++)
         b[r] = boot_source(s, (enum sysctld_rules)r, key, &w[r]);
     if (b[0] == b[1] && (!w[0] || (strcmp(w[0]->path, w[1]->path) == 0 && w[0]->line == w[1]->line))) {
         print_boot_line(out, "", b[0], w[0]);
@@ -374,8 +374,8 @@ static json_object *json_boot(const struct status *s, enum sizing_key_id key)
 {
     json_object *o = json_object_new_object();
 
-    for (int r = 0; r < 2; r++) {
-        const struct winner *w;
+    for (int r = 0; r < SYSCTLD_RULE_SETS; r++) {
+        const struct sysctld_assignment *w;
         enum boot_source b = boot_source(s, (enum sysctld_rules)r, key, &w);
         json_object *src = json_object_new_object();
 

@@ -4,26 +4,29 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <linux/openat2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "fsutil.h"
 #include "testing.h"
 
-/* What follows models two tools precisely, because a model that is only
- * nearly right would tell an operator that shmprov's drop-in wins when it
- * does not. Every rule below was checked against the real binaries
- * (systemd 252.39 and procps-ng 4.0.2 on Debian 12) in a private IPC and
- * mount namespace with tmpfs over every directory they read; the comments
- * say where the two tools differ. The integration tests compare this module
- * with the real tools the same way. */
-
-#define MAX_SYMLINKS 40
+/* What follows models which file wins under each tool's rules precisely,
+ * because a model that is only nearly right would tell an operator that
+ * shmprov's drop-in wins when it does not; where the tools only read odd
+ * bytes differently, it says "uncertain" instead (is_odd). Every rule
+ * below was checked against the real binaries (systemd 252.39 and procps-ng
+ * 4.0.2 on Debian 12) in a private IPC and mount namespace with tmpfs over
+ * every directory they read; the comments say where the two tools differ.
+ * The integration tests compare this module with the real tools the same
+ * way. */
 
 static const char *const systemd_dirs[] = {
     /* Debian builds systemd 252 without split-usr: /lib/sysctl.d is not in
@@ -54,32 +57,18 @@ const char *sysctld_rules_name(enum sysctld_rules rules)
 
 static int canonical_key(const char *key, char ret[SYSCTLD_KEY_MAX])
 {
-    char buf[SYSCTLD_KEY_MAX];
+    static const char name_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
     size_t n = strlen(key);
-    bool after_name = false;
 
-    if (n == 0 || n >= sizeof(buf))
+    /* Names joined by single separators, nothing else. */
+    if (n == 0 || n >= SYSCTLD_KEY_MAX || !strchr(name_chars, key[0]) || !strchr(name_chars, key[n - 1]))
         return -EINVAL;
     for (size_t i = 0; i < n; i++) {
-        char c = key[i];
-
-        if (c == '.' || c == '/') {
-            if (!after_name)
-                return -EINVAL;
-            buf[i] = '/';
-            after_name = false;
-        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                   c == '_' || c == '-') {
-            buf[i] = c;
-            after_name = true;
-        } else {
+        ret[i] = key[i] == '.' ? '/' : key[i];
+        if (!strchr(name_chars, key[i]) && (ret[i] != '/' || ret[i - 1] == '/'))
             return -EINVAL;
-        }
     }
-    if (!after_name)
-        return -EINVAL;
-    buf[n] = '\0';
-    memcpy(ret, buf, n + 1);
+    ret[n] = '\0';
     return 0;
 }
 
@@ -90,76 +79,53 @@ struct span {
     size_t n;
 };
 
-/* systemd's read_line(): a line ends at '\n', '\r' or NUL, and one end of
- * line may combine one of each ("\r\n", "\n\r"), but nothing follows a NUL.
- * So a lone '\r' separates two lines, and CRLF files read as expected. */
-static size_t next_line_systemd(const char *t, size_t len, size_t pos, struct span *ret)
+/* Both tools end a line at '\n' and read "\r\n" as one end of line. They
+ * part on a NUL (systemd ends a line there, procps drops the rest of the
+ * line), a lone '\r' (a line end for systemd, part of the value for procps)
+ * and '\v' or '\f' (space for procps, not for systemd). Rather than emulate
+ * each, such a byte splits its line into pieces read on their own, and what
+ * they and every later line of the file set is uncertain: systemd numbers
+ * those lines differently too. */
+static bool is_odd(char c)
 {
-    enum { EOL_LF = 1, EOL_CR = 2, EOL_NUL = 4 };
-    unsigned seen = 0;
-    size_t i = pos;
-
-    while (i < len && t[i] != '\n' && t[i] != '\r' && t[i] != '\0')
-        i++;
-    *ret = (struct span){ t + pos, i - pos };
-    while (i < len) {
-        unsigned eol = t[i] == '\n' ? EOL_LF : t[i] == '\r' ? EOL_CR : t[i] == '\0' ? EOL_NUL : 0;
-
-        if (eol == 0 || (seen & EOL_NUL) || (seen & eol))
-            break;
-        seen |= eol;
-        i++;
-    }
-    return i;
+    return c == '\0' || c == '\r' || c == '\v' || c == '\f';
 }
 
-/* procps reads with getline(): a line ends at '\n' only and is then handled
- * as a C string, so what follows a NUL on that line is never seen, and a
- * lone '\r' stays inside the line (in the value, where the kernel refuses
- * it). *ret_raw is getline()'s length, which procps checks too. */
-static size_t next_line_procps(const char *t, size_t len, size_t pos, struct span *ret,
-                               size_t *ret_raw)
+static size_t next_line(const char *t, size_t len, size_t pos, struct span *ret)
 {
     const char *nl = memchr(t + pos, '\n', len - pos);
-    size_t end = nl ? (size_t)(nl - t) + 1 : len;
-    const char *nul = memchr(t + pos, '\0', end - pos);
+    size_t end = nl ? (size_t)(nl - t) : len;
 
-    *ret = (struct span){ t + pos, (nul ? (size_t)(nul - t) : end) - pos };
-    *ret_raw = end - pos;
-    return end;
+    *ret = (struct span){ t + pos, end - pos };
+    if (ret->n > 0 && ret->p[ret->n - 1] == '\r')
+        ret->n--;
+    return nl ? end + 1 : end;
 }
 
-/* systemd strips WHITESPACE (" \t\n\r"); procps strips isspace() in the C
- * locale, which adds '\v' and '\f'. */
-static bool is_space(enum sysctld_rules rules, char c)
+static bool is_space(char c)
 {
-    if (rules == SYSCTLD_SYSTEMD)
-        return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-    return c == ' ' || (c >= '\t' && c <= '\r');
+    return c == ' ' || c == '\t';
 }
 
-static struct span lstrip(enum sysctld_rules rules, struct span s)
+static struct span lstrip(struct span s)
 {
-    while (s.n > 0 && is_space(rules, s.p[0])) {
+    while (s.n > 0 && is_space(s.p[0])) {
         s.p++;
         s.n--;
     }
     return s;
 }
 
-static struct span rstrip(enum sysctld_rules rules, struct span s)
+static struct span rstrip(struct span s)
 {
-    /* procps' rstrip() never removes the first character of a string. */
-    size_t keep = rules == SYSCTLD_PROCPS ? 1 : 0;
-
-    while (s.n > keep && is_space(rules, s.p[s.n - 1]))
+    while (s.n > 0 && is_space(s.p[s.n - 1]))
         s.n--;
     return s;
 }
 
-static struct span strip(enum sysctld_rules rules, struct span s)
+static struct span strip(struct span s)
 {
-    return rstrip(rules, lstrip(rules, s));
+    return rstrip(lstrip(s));
 }
 
 struct split {
@@ -170,26 +136,15 @@ struct split {
 
 /* Returns 1 for an assignment or exclusion, 0 for a line to skip, and -1 for
  * a line the tool warns about. */
-static int split_line(enum sysctld_rules rules, struct span line, size_t raw_len,
-                      struct split *ret)
+static int split_line(enum sysctld_rules rules, struct span line, struct split *ret)
 {
-    struct span s;
+    struct span s = strip(line);
     const char *eq;
 
-    if (rules == SYSCTLD_SYSTEMD) {
-        s = strip(rules, line);
-        if (s.n == 0 || s.p[0] == '#' || s.p[0] == ';')
-            return 0;
-    } else {
-        /* procps skips getline() results under two bytes and lines under
-         * two characters once leading space is gone. */
-        if (raw_len < 2)
-            return 0;
-        s = lstrip(rules, line);
-        if (s.n < 2 || s.p[0] == '#' || s.p[0] == ';')
-            return 0;
-    }
-
+    /* (procps skips a one-character last line without a newline, where
+     * systemd warns: it cannot name a key either way.) */
+    if (s.n == 0 || s.p[0] == '#' || s.p[0] == ';')
+        return 0;
     *ret = (struct split){ 0 };
     eq = memchr(s.p, '=', s.n);
     if (!eq) {
@@ -200,7 +155,7 @@ static int split_line(enum sysctld_rules rules, struct span line, size_t raw_len
     } else {
         ret->has_value = true;
         ret->key = (struct span){ s.p, (size_t)(eq - s.p) };
-        ret->value = strip(rules, (struct span){ eq + 1, s.n - (size_t)(eq - s.p) - 1 });
+        ret->value = strip((struct span){ eq + 1, s.n - (size_t)(eq - s.p) - 1 });
         if (s.p[0] == '-') {
             ret->ignore_failure = true;
             ret->key.p++;
@@ -210,7 +165,7 @@ static int split_line(enum sysctld_rules rules, struct span line, size_t raw_len
     /* systemd strips the key again after the '-'; procps only strips its
      * end, so "- kernel.shmmax = 1" names " kernel/shmmax" there and sets
      * nothing. */
-    ret->key = rules == SYSCTLD_SYSTEMD ? strip(rules, ret->key) : rstrip(rules, ret->key);
+    ret->key = rules == SYSCTLD_SYSTEMD ? strip(ret->key) : rstrip(ret->key);
     return 1;
 }
 
@@ -228,9 +183,11 @@ static void swap_separators(char *s)
         *n = *n == '.' ? '/' : '.';
 }
 
-/* systemd's path_simplify() plus dropping the leading '/': empty and "."
- * components go, ".." stays. */
-static void simplify(char *s)
+/* Drops the empty and "." components of a path. For a key name (systemd's
+ * path_simplify() plus dropping the leading '/') ".." stays and nothing
+ * becomes "."; for an absolute path, ".." drops the component before it,
+ * stopping at "/". */
+static void clean_path(char *s, bool absolute)
 {
     char *w = s;
     const char *r = s;
@@ -241,12 +198,13 @@ static void simplify(char *s)
 
         while (*r == '/')
             r++;
-        if (!*r)
-            break;
         e = strchrnul(r, '/');
         n = (size_t)(e - r);
-        if (!(n == 1 && r[0] == '.')) {
-            if (w != s)
+        if (absolute && n == 2 && r[0] == '.' && r[1] == '.') {
+            while (w > s && *--w != '/')
+                ;
+        } else if (n > 0 && !(n == 1 && r[0] == '.')) {
+            if (absolute || w != s)
                 *w++ = '/';
             memmove(w, r, n);
             w += n;
@@ -254,7 +212,7 @@ static void simplify(char *s)
         r = e;
     }
     if (w == s)
-        *w++ = '.';
+        *w++ = absolute ? '/' : '.';
     *w = '\0';
 }
 
@@ -266,124 +224,136 @@ static bool has_dotdot(const char *s)
     return false;
 }
 
-/* Whether the name a tool keeps for a line writes canon (a canonical key).
- * Globs are expanded with glob(3) under /proc/sys by both tools, which is
- * fnmatch() with FNM_PATHNAME|FNM_PERIOD on the path. */
-static bool name_targets(enum sysctld_rules rules, const char *name, bool glob, const char *canon)
+/* procps opens "/proc/sys/" + name as written, which the kernel resolves
+ * as systemd simplifies it, except that a trailing "/" or "/." fails with
+ * ENOTDIR. */
+static bool procps_can_open(const char *name)
 {
-    char buf[PATH_MAX];
     size_t n = strlen(name);
 
-    if (rules == SYSCTLD_PROCPS) {
-        /* procps opens "/proc/sys/" + name as written: a trailing "/" or
-         * "/." fails with ENOTDIR, where systemd simplifies it away. */
-        if (n > 0 && name[n - 1] == '/')
-            return false;
-        if (n >= 2 && name[n - 2] == '/' && name[n - 1] == '.')
-            return false;
-        memcpy(buf, name, n + 1);
-        simplify(buf);
-        name = buf;
-    }
-    if (glob)
-        return fnmatch(name, canon, FNM_PATHNAME | FNM_PERIOD) == 0;
-    return strcmp(name, canon) == 0;
+    return !(n > 0 && name[n - 1] == '/') && !(n >= 2 && name[n - 2] == '/' && name[n - 1] == '.');
 }
 
-static void warnf(sysctld_warning_fn on_warning, void *ctx, unsigned line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void warnf(sysctld_warning_fn on_warning, void *ctx, unsigned line, const char *fmt, ...)
+/* Whether a line's (simplified) name writes canon, a canonical key. Globs
+ * are expanded with glob(3) under /proc/sys by both tools, which is
+ * fnmatch() with FNM_PATHNAME|FNM_PERIOD on the path. */
+static bool name_targets(const char *name, bool glob, const char *canon)
+{
+    return glob ? fnmatch(name, canon, FNM_PATHNAME | FNM_PERIOD) == 0 : strcmp(name, canon) == 0;
+}
+
+/* One text being parsed, and where in it. */
+struct parser {
+    enum sysctld_rules rules;
+    char canon[SYSCTLD_MAX_KEYS][SYSCTLD_KEY_MAX];
+    const char *const *keys;
+    size_t nkeys;
+    sysctld_line_fn on_line;
+    sysctld_warning_fn on_warning;
+    void *ctx;
+    unsigned lineno;
+    bool uncertain; /* an odd byte was seen (is_odd) */
+};
+
+static void warnf(const struct parser *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warnf(const struct parser *ps, const char *fmt, ...)
 {
     char why[256];
     va_list ap;
 
-    if (!on_warning)
+    if (!ps->on_warning)
         return;
     va_start(ap, fmt);
     (void)vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    on_warning(ctx, line, why);
+    ps->on_warning(ps->ctx, ps->lineno, why);
 }
 
-static void parse_line(enum sysctld_rules rules, struct span line, size_t raw_len, unsigned lineno,
-                       char canon[][SYSCTLD_KEY_MAX], const char *const *keys, size_t nkeys,
-                       sysctld_line_fn on_line, sysctld_warning_fn on_warning, void *ctx)
+/* Returns 0 or -ENOMEM. */
+static int parse_line(const struct parser *ps, struct span line)
 {
-    char name[PATH_MAX];
+    CLEANUP_FREE char *name = NULL, *simple = NULL; /* as the tool keeps it; simplified */
     struct split sp;
     bool glob, empty_warned = false;
-    int r;
+    int r = split_line(ps->rules, line, &sp);
 
-    r = split_line(rules, line, raw_len, &sp);
-    if (r < 0) {
-        warnf(on_warning, ctx, lineno, "not an assignment (no '='), ignored");
-        return;
-    }
-    if (r == 0)
-        return;
-    /* The kernel refuses paths this long, so such a key cannot set ours. */
-    if (sp.key.n >= sizeof(name))
-        return;
-    memcpy(name, sp.key.p, sp.key.n);
-    name[sp.key.n] = '\0';
+    if (r < 0)
+        warnf(ps, "not an assignment (no '='), ignored");
+    /* An empty key names nothing; the kernel refuses paths this long, so
+     * such a key cannot set ours either. */
+    if (r <= 0 || sp.key.n == 0 || sp.key.n >= PATH_MAX)
+        return 0;
+    if (!(name = strndup(sp.key.p, sp.key.n)))
+        return -ENOMEM;
     swap_separators(name);
-    if (rules == SYSCTLD_SYSTEMD)
-        simplify(name);
+    if (ps->rules == SYSCTLD_SYSTEMD)
+        clean_path(name, false);
     if (has_dotdot(name)) {
         /* The kernel would resolve it, the model does not; nobody writes it. */
-        warnf(on_warning, ctx, lineno, "key '%s' has a '..' component, not analysed", name);
-        return;
+        warnf(ps, "key '%s' has a '..' component, not analysed", name);
+        return 0;
     }
+    if (ps->rules == SYSCTLD_PROCPS && !procps_can_open(name))
+        return 0;
+    if (!(simple = strdup(name)))
+        return -ENOMEM;
+    clean_path(simple, false);
     glob = strpbrk(name, "*?[") != NULL;
 
-    for (size_t i = 0; i < nkeys; i++) {
+    for (size_t i = 0; i < ps->nkeys; i++) {
         struct sysctld_line l;
 
-        if (!name_targets(rules, name, glob, canon[i]))
+        if (!name_targets(simple, glob, ps->canon[i]))
             continue;
         if (sp.has_value && sp.value.n == 0 && !empty_warned) {
-            warnf(on_warning, ctx, lineno, "empty value for %s, which the kernel refuses", keys[i]);
+            warnf(ps, "empty value for %s, which the kernel refuses", ps->keys[i]);
             empty_warned = true;
         }
         l = (struct sysctld_line){
             .key_index = i,
-            .line = lineno,
+            .line = ps->lineno,
             .name = name,
             .value = sp.has_value ? sp.value.p : NULL,
             .value_len = sp.has_value ? sp.value.n : 0,
             .glob = glob,
-            .exact = strcmp(name, canon[i]) == 0,
+            .exact = strcmp(name, ps->canon[i]) == 0,
             .ignore_failure = sp.ignore_failure,
+            .uncertain = ps->uncertain,
         };
-        on_line(ctx, &l);
+        ps->on_line(ps->ctx, &l);
     }
+    return 0;
 }
 
 int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
                        const char *const *keys, size_t nkeys, sysctld_line_fn on_line,
                        sysctld_warning_fn on_warning, void *ctx)
 {
-    char canon[SYSCTLD_MAX_KEYS][SYSCTLD_KEY_MAX];
-    unsigned lineno = 0;
+    struct parser ps = { rules, { { 0 } }, keys, nkeys, on_line, on_warning, ctx, 0, false };
     size_t pos = 0;
 
     if ((rules != SYSCTLD_SYSTEMD && rules != SYSCTLD_PROCPS) || (!text && len > 0) || !keys ||
         nkeys == 0 || nkeys > SYSCTLD_MAX_KEYS || !on_line)
         return -EINVAL;
     for (size_t i = 0; i < nkeys; i++)
-        if (!keys[i] || canonical_key(keys[i], canon[i]) < 0)
+        if (!keys[i] || canonical_key(keys[i], ps.canon[i]) < 0)
             return -EINVAL;
 
     while (pos < len) {
         struct span line;
-        size_t raw_len = 0;
 
-        if (rules == SYSCTLD_SYSTEMD)
-            pos = next_line_systemd(text, len, pos, &line);
-        else
-            pos = next_line_procps(text, len, pos, &line, &raw_len);
-        lineno++;
-        parse_line(rules, line, raw_len, lineno, canon, keys, nkeys, on_line, on_warning, ctx);
+        pos = next_line(text, len, pos, &line);
+        ps.lineno++;
+        for (size_t i = 0; i < line.n && !ps.uncertain; i++)
+            ps.uncertain = is_odd(line.p[i]);
+        /* The pieces between odd bytes; the whole line when there are none. */
+        for (size_t i = 0, start = 0; i <= line.n; i++) {
+            if (i < line.n && !is_odd(line.p[i]))
+                continue;
+            if (parse_line(&ps, (struct span){ line.p + start, i - start }) < 0)
+                return -ENOMEM;
+            start = i + 1;
+        }
     }
     return 0;
 }
@@ -391,12 +361,11 @@ int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
 /* Grows *items (of size each) to hold one more; false on ENOMEM. */
 static bool grow(void **items, size_t *cap, size_t n, size_t size)
 {
+    size_t ncap = *cap ? *cap * 2 : 8;
     void *bigger;
-    size_t ncap;
 
     if (n < *cap)
         return true;
-    ncap = *cap ? *cap * 2 : 8;
     bigger = realloc(*items, ncap * size);
     if (!bigger)
         return false;
@@ -407,48 +376,44 @@ static bool grow(void **items, size_t *cap, size_t n, size_t size)
 
 /* ---- the disk, looked at once -------------------------------------------
  * A boot-order check reads one tree under both tools' rules, and they read
- * mostly the same directories and files. Every lstat(), readlink(),
- * directory listing and file read goes through a memo, so a second
- * analysis of the same tree answers from memory (sysctld_analyse_both). */
-enum look { LOOK_LSTAT, LOOK_READLINK, LOOK_LIST, LOOK_READ };
+ * mostly the same directories and files. Every resolution, directory
+ * listing and file read goes through a memo, so a second analysis of the
+ * same tree answers from memory (sysctld_analyse_both). Paths in the memo
+ * are on the target system, inside root. */
+enum look { LOOK_RESOLVE, LOOK_LIST, LOOK_READ };
 
 struct looked {
     enum look kind;
-    char *path;     /* on the host */
+    char *path;     /* inside root */
     int r;          /* 0 or a negative errno; LIST: why the listing stopped */
-    bool opened;    /* LIST: the directory could be opened, */
-    bool listed;    /*   and its entries read (maybe not all: see r) */
-    mode_t mode;    /* LSTAT: all the analysis needs of struct stat */
+    bool opened;    /* LIST: the directory could be opened (its entries maybe not all read: see r) */
+    mode_t mode;    /* RESOLVE: all the analysis needs of struct stat */
     dev_t rdev;
-    char *data;     /* READLINK: the target; LIST: the names, each NUL-terminated; READ: the bytes */
+    char *data;     /* RESOLVE: where path leads; LIST: the names, each NUL-terminated; READ: the bytes */
     size_t len;
 };
 
 struct memo {
+    int rootfd;
+    char *prefix; /* the root's real path on the host, "" for "/" */
     struct looked *items;
     size_t n, cap;
 };
 
-/* The entry for kind and path, and whether it was there already; NULL on
- * ENOMEM. */
-static struct looked *memo_entry(struct memo *m, enum look kind, const char *path, bool *ret_found)
+static int memo_open(struct memo *m, const char *root)
 {
-    struct looked *l;
-
-    for (size_t i = 0; i < m->n; i++)
-        if (m->items[i].kind == kind && strcmp(m->items[i].path, path) == 0) {
-            *ret_found = true;
-            return &m->items[i];
-        }
-    *ret_found = false;
-    if (!grow((void **)&m->items, &m->cap, m->n, sizeof(*m->items)))
-        return NULL;
-    l = &m->items[m->n];
-    *l = (struct looked){ .kind = kind, .path = strdup(path) };
-    if (!l->path)
-        return NULL;
-    m->n++;
-    return l;
+    *m = (struct memo){ .rootfd = -1 };
+    if (!root || root[0] != '/')
+        return -EINVAL;
+    m->rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (m->rootfd < 0)
+        return -errno;
+    m->prefix = realpath(root, NULL);
+    if (!m->prefix)
+        return -errno;
+    if (strcmp(m->prefix, "/") == 0)
+        m->prefix[0] = '\0';
+    return 0;
 }
 
 static void memo_free(struct memo *m)
@@ -458,55 +423,123 @@ static void memo_free(struct memo *m)
         free(m->items[i].data);
     }
     free(m->items);
+    free(m->prefix);
+    if (m->rootfd >= 0)
+        close(m->rootfd);
 }
 
-/* Sets only st_mode and st_rdev of *ret, all the analysis reads. */
-static int memo_lstat(struct memo *m, const char *path, struct stat *ret)
+/* dir + "/" + name, allocated; NULL on ENOMEM. */
+static char *join(const char *dir, const char *name)
 {
-    bool found;
-    struct looked *l = memo_entry(m, LOOK_LSTAT, path, &found);
+    char *s;
+
+    return asprintf(&s, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name) < 0 ? NULL : s;
+}
+
+/* The path inside root of what fd is open on, allocated in *ret. */
+static int path_inside_root(const struct memo *m, int fd, char **ret)
+{
+    char proc[64], host[PATH_MAX];
+    size_t n = strlen(m->prefix);
+    ssize_t len;
+
+    (void)snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    len = readlink(proc, host, sizeof(host) - 1);
+    if (len < 0)
+        return -errno;
+    host[len] = '\0';
+    if (strncmp(host, m->prefix, n) != 0 || (host[n] != '/' && host[n] != '\0'))
+        return -EXDEV;
+    *ret = strdup(host[n] ? host + n : "/");
+    return *ret ? 0 : -ENOMEM;
+}
+
+/* An O_PATH descriptor for path (absolute, on the target system) as if
+ * chroot()ed into root: links followed, absolute targets and ".." kept
+ * inside it, so the host's own files are never looked at. */
+static int open_in_root(const struct memo *m, const char *path)
+{
+    struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT };
+    CLEANUP_FREE char *real = NULL;
     struct stat st;
+    int fd = (int)syscall(SYS_openat2, m->rootfd, path, &how, sizeof(how));
 
-    if (!l)
-        return -ENOMEM;
-    if (!found) {
-        l->r = lstat(path, &st) < 0 ? -errno : 0;
-        l->mode = l->r == 0 ? st.st_mode : 0;
-        l->rdev = l->r == 0 ? st.st_rdev : 0;
+    if (fd >= 0 || errno != ENOSYS)
+        return fd;
+    if (!m->prefix[0])
+        return open(path, O_PATH | O_CLOEXEC); /* the live system: nothing to leave */
+    /* Linux before 5.6 has no openat2(). Under --root a path is then opened
+     * only when none of its components is a symbolic link (O_NOFOLLOW for
+     * the last, where /proc says it leads for the others): what that gives
+     * up is following links inside an image, which "cannot be resolved". */
+    fd = openat(m->rootfd, path + 1, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || S_ISLNK(st.st_mode) || path_inside_root(m, fd, &real) < 0 ||
+        strcmp(real, path) != 0) {
+        close(fd);
+        errno = ELOOP;
+        return -1;
     }
-    memset(ret, 0, sizeof(*ret));
-    ret->st_mode = l->mode;
-    ret->st_rdev = l->rdev;
-    return l->r;
+    return fd;
 }
 
-/* *ret: the link's target, owned by the memo. */
-static int memo_readlink(struct memo *m, const char *path, const char **ret)
+/* Where a missing path would be: the target of its last component when
+ * that is a dangling link, one link deep (enough for a mask to /dev/null in
+ * an image without /dev), else the path itself. NULL on ENOMEM. */
+static char *where_missing(const struct memo *m, const char *path)
 {
-    char target[PATH_MAX];
-    bool found;
-    struct looked *l = memo_entry(m, LOOK_READLINK, path, &found);
+    const char *name = strrchr(path, '/') + 1;
+    CLEANUP_FREE char *dir = strndup(path, (size_t)(name - path)), *target = malloc(PATH_MAX),
+                      *real = NULL;
+    CLEANUP_CLOSE int fd = dir ? open_in_root(m, dir) : -1;
+    char *ret = NULL;
     ssize_t n;
 
-    if (!l)
-        return -ENOMEM;
-    if (!found) {
-        n = readlink(path, target, sizeof(target) - 1);
-        l->r = n < 0 ? -errno : (size_t)n >= sizeof(target) - 1 ? -ENAMETOOLONG : 0;
-        if (l->r == 0 && !(l->data = strndup(target, (size_t)n)))
-            l->r = -ENOMEM;
-    }
-    *ret = l->data;
-    return l->r;
+    if (!dir || !target)
+        return NULL;
+    n = fd < 0 ? -1 : readlinkat(fd, name, target, PATH_MAX - 1);
+    if (n >= 0)
+        target[n] = '\0';
+    if (n < 0)
+        ret = strdup(path);
+    else if (target[0] == '/')
+        ret = strdup(target);
+    else if (path_inside_root(m, fd, &real) == 0)
+        ret = join(real, target);
+    else
+        ret = strdup(path);
+    if (ret)
+        clean_path(ret, true);
+    return ret;
 }
 
-/* Reads the names of directory l->path into l->data. */
-static void list_into(struct looked *l)
+static void resolve_into(const struct memo *m, struct looked *l)
+{
+    CLEANUP_CLOSE int fd = open_in_root(m, l->path);
+    struct stat st;
+
+    if (fd < 0) {
+        l->r = -errno;
+        if (l->r == -ENOENT && !(l->data = where_missing(m, l->path)))
+            l->r = -ENOMEM;
+    } else if (fstat(fd, &st) < 0) {
+        l->r = -errno;
+    } else {
+        l->mode = st.st_mode;
+        l->rdev = st.st_rdev;
+        l->r = path_inside_root(m, fd, &l->data);
+    }
+}
+
+/* Reads the names of directory l->path (resolved already) into l->data. */
+static void list_into(const struct memo *m, struct looked *l)
 {
     size_t cap = 0;
     struct dirent *de;
     DIR *d;
-    int fd = TEMP_FAILURE_RETRY(open(l->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+    int fd = TEMP_FAILURE_RETRY(openat(m->rootfd, l->path[1] ? l->path + 1 : ".",
+                                       O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
 
     if (fd < 0) {
         l->r = -errno;
@@ -519,7 +552,6 @@ static void list_into(struct looked *l)
         close(fd);
         return;
     }
-    l->listed = true;
     // cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc 2.24); this DIR is not shared
     for (errno = 0; (de = readdir(d)); errno = 0) {
         size_t n = strlen(de->d_name) + 1;
@@ -537,149 +569,47 @@ static void list_into(struct looked *l)
     closedir(d);
 }
 
-/* The entry of directory path: its names, and why the listing stopped
- * (names read before an error are kept). NULL on ENOMEM. */
-static const struct looked *memo_list(struct memo *m, const char *path)
+/* Reads the bytes of file l->path (resolved already) into l->data. */
+static void read_into(const struct memo *m, struct looked *l)
 {
-    bool found;
-    struct looked *l = memo_entry(m, LOOK_LIST, path, &found);
+    CLEANUP_FREE char *host = NULL;
 
-    if (l && !found)
-        list_into(l);
+    l->r = asprintf(&host, "%s%s", m->prefix, l->path) < 0
+               ? -ENOMEM
+               : fsutil_read_file(host, SYSCTLD_FILE_MAX_BYTES, true, &l->data, &l->len, NULL);
+}
+
+/* What kind of look at path (inside root) found, looked at on the first
+ * call only; NULL on ENOMEM. RESOLVE: ->data is where path leads, also
+ * when it is missing (-ENOENT); LIST: the names (those read before an error
+ * too); READ: the bytes. */
+static const struct looked *memo_get(struct memo *m, enum look kind, const char *path)
+{
+    static void (*const look_at[])(const struct memo *, struct looked *) = {
+        [LOOK_RESOLVE] = resolve_into, [LOOK_LIST] = list_into, [LOOK_READ] = read_into,
+    };
+    struct looked *l;
+
+    for (size_t i = 0; i < m->n; i++)
+        if (m->items[i].kind == kind && strcmp(m->items[i].path, path) == 0)
+            return &m->items[i];
+    if (!grow((void **)&m->items, &m->cap, m->n, sizeof(*m->items)))
+        return NULL;
+    l = &m->items[m->n];
+    *l = (struct looked){ .kind = kind, .path = strdup(path) };
+    if (!l->path)
+        return NULL;
+    m->n++;
+    look_at[kind](m, l);
     return l;
 }
-
-/* *ret: the file's bytes, owned by the memo. */
-static int memo_read(struct memo *m, const char *path, const char **ret, size_t *ret_len)
-{
-    bool found;
-    struct looked *l = memo_entry(m, LOOK_READ, path, &found);
-
-    if (!l)
-        return -ENOMEM;
-    if (!found)
-        l->r = fsutil_read_file(path, SYSCTLD_FILE_MAX_BYTES, true, &l->data, &l->len, NULL);
-    *ret = l->data;
-    *ret_len = l->len;
-    return l->r;
-}
-
-/* ---- paths inside root --------------------------------------------------
- * Resolves path as the target system would see it, as if chroot()ed into
- * root: symbolic links followed, absolute targets taken inside root, ".."
- * never above it. The host's own files are never looked at when root is not
- * "/". Sets ret and *ret_st (lstat of the final file) and returns 0; when a
- * component is missing, returns -ENOENT and still sets ret to the path being
- * looked for, so that a link to /dev/null in an image without /dev is still
- * recognised as a mask. */
-static int resolve_in_root(struct memo *m, const char *prefix, const char *path, char ret[PATH_MAX],
-                           struct stat *ret_st)
-{
-    char done[PATH_MAX], todo[PATH_MAX], next[PATH_MAX], host[PATH_MAX];
-    const char *target;
-    struct stat st = { 0 };
-    unsigned links = 0;
-    bool missing = false;
-    size_t dlen = 0;
-    const char *p;
-
-    if ((size_t)snprintf(todo, sizeof(todo), "%s", path) >= sizeof(todo))
-        return -ENAMETOOLONG;
-    done[0] = '\0';
-    p = todo;
-    for (;;) {
-        const char *e;
-        size_t n;
-        int r;
-
-        while (*p == '/')
-            p++;
-        if (!*p)
-            break;
-        e = strchrnul(p, '/');
-        n = (size_t)(e - p);
-        if (n == 1 && p[0] == '.') {
-            p = e;
-            continue;
-        }
-        if (n == 2 && p[0] == '.' && p[1] == '.') {
-            char *slash = strrchr(done, '/');
-            if (slash) {
-                *slash = '\0';
-                dlen = (size_t)(slash - done);
-            }
-            p = e;
-            continue;
-        }
-        if (dlen + 1 + n >= sizeof(done))
-            return -ENAMETOOLONG;
-        done[dlen] = '/';
-        memcpy(done + dlen + 1, p, n);
-        dlen += 1 + n;
-        done[dlen] = '\0';
-        p = e;
-        if (missing)
-            continue;
-
-        if ((size_t)snprintf(host, sizeof(host), "%s%s", prefix, done) >= sizeof(host))
-            return -ENAMETOOLONG;
-        r = memo_lstat(m, host, &st);
-        if (r < 0) {
-            if (r != -ENOENT)
-                return r;
-            missing = true;
-            continue;
-        }
-        if (!S_ISLNK(st.st_mode)) {
-            const char *q = p;
-            while (*q == '/')
-                q++;
-            if (*q && !S_ISDIR(st.st_mode))
-                return -ENOTDIR;
-            continue;
-        }
-        if (++links > MAX_SYMLINKS)
-            return -ELOOP;
-        r = memo_readlink(m, host, &target);
-        if (r < 0)
-            return r;
-        /* The link's own component is replaced by its target. */
-        if (target[0] == '/') {
-            done[0] = '\0';
-            dlen = 0;
-        } else {
-            char *slash = strrchr(done, '/');
-            *slash = '\0';
-            dlen = (size_t)(slash - done);
-        }
-        if ((size_t)snprintf(next, sizeof(next), "%s%s%s", target, *p ? "/" : "", p) >=
-            sizeof(next))
-            return -ENAMETOOLONG;
-        memcpy(todo, next, strlen(next) + 1);
-        p = todo;
-    }
-
-    if (dlen == 0) {
-        done[0] = '/';
-        done[1] = '\0';
-        if (!missing && lstat(*prefix ? prefix : "/", &st) < 0)
-            return -errno;
-    }
-    memcpy(ret, done, strlen(done) + 1);
-    if (missing)
-        return -ENOENT;
-    *ret_st = st;
-    return 0;
-}
-
-/* ---- the analysis ------------------------------------------------------- */
 
 /* One line naming a key, in the order the tool reads them. */
 struct seen {
     char *name;
     char *value; /* NULL: an exclusion */
     bool glob, exact, ignore_failure;
-    size_t file;
+    const char *path; /* the file as the tool names it (a conffile's, or a literal) */
     unsigned line;
 };
 
@@ -690,6 +620,7 @@ struct keystate {
      * procps every line in order; for systemd its ordered hashmap. */
     size_t *order;
     size_t norder, caporder;
+    size_t nuncertain; /* lines naming the key that are not analysed */
 };
 
 struct conffile {
@@ -700,9 +631,8 @@ struct conffile {
 
 /* A file as it will be rather than as it is (sysctld_analyse_pending). */
 struct pending {
-    bool active;
-    char dir[PATH_MAX];  /* its directory, resolved inside root */
-    char real[PATH_MAX]; /* dir + "/" + name */
+    const char *dir;     /* its directory, resolved inside root (owned by the memo) */
+    char *real;          /* dir + "/" + name; NULL: no pending file */
     const char *name;
     const char *text;    /* NULL: the file will be gone */
     size_t len;
@@ -710,12 +640,11 @@ struct pending {
 
 struct analyser {
     enum sysctld_rules rules;
-    char prefix[PATH_MAX]; /* root without its trailing '/': "" for "/" */
     struct sysctld_analysis *a;
+    const char *const *names; /* the keys as given */
     struct keystate keys[SYSCTLD_MAX_KEYS];
     size_t nkeys;
-    char **paths; /* files parsed so far, for seen[].file */
-    size_t npaths, cappaths;
+    const char *parsing; /* the file being parsed, as the tool names it (outlives seen[]) */
     struct conffile *files;
     size_t nfiles, capfiles;
     struct pending pending;
@@ -761,6 +690,31 @@ static bool same_value(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* systemd-sysctl keeps one entry per name in an ordered hashmap. The same
+ * value again keeps the entry where it was (this line, seen[idx], still
+ * gets the credit: deleting the earlier one changes nothing) and returns
+ * true; a different value, or an exclusion, drops the old entry, for the
+ * new one to be appended: so an exclusion cancels an earlier assignment. */
+static bool systemd_replaces(struct keystate *ks, size_t idx)
+{
+    const struct seen *s = &ks->seen[idx];
+
+    for (size_t i = 0; i < ks->norder; i++) {
+        const struct seen *old = &ks->seen[ks->order[i]];
+
+        if (strcmp(old->name, s->name) != 0)
+            continue;
+        if (same_value(old->value, s->value)) {
+            ks->order[i] = idx;
+            return true;
+        }
+        memmove(&ks->order[i], &ks->order[i + 1], (ks->norder - i - 1) * sizeof(*ks->order));
+        ks->norder--;
+        return false;
+    }
+    return false;
+}
+
 static void on_line(void *ctx, const struct sysctld_line *l)
 {
     struct analyser *an = ctx;
@@ -770,6 +724,14 @@ static void on_line(void *ctx, const struct sysctld_line *l)
 
     if (an->oom)
         return;
+    if (l->uncertain) {
+        add_warning(an, "%s:%u: %s: systemd-sysctl and sysctl --system read this line differently (a NUL, "
+                        "carriage return, vertical tab or form feed in it or before it), not analysed",
+                    an->parsing, l->line, an->names[l->key_index]);
+        mark_incomplete(an);
+        ks->nuncertain++;
+        return;
+    }
     if (!grow((void **)&ks->seen, &ks->capseen, ks->nseen, sizeof(*ks->seen)) ||
         !grow((void **)&ks->order, &ks->caporder, ks->norder, sizeof(*ks->order))) {
         an->oom = true;
@@ -782,7 +744,7 @@ static void on_line(void *ctx, const struct sysctld_line *l)
         .glob = l->glob,
         .exact = l->exact,
         .ignore_failure = l->ignore_failure,
-        .file = an->npaths - 1,
+        .path = an->parsing,
         .line = l->line,
     };
     if (!s->name || (l->value && !s->value)) {
@@ -792,176 +754,110 @@ static void on_line(void *ctx, const struct sysctld_line *l)
         return;
     }
     idx = ks->nseen++;
-
-    if (an->rules == SYSCTLD_SYSTEMD) {
-        /* systemd-sysctl keeps one entry per name in an ordered hashmap. The
-         * same value again keeps the entry where it was (this line still
-         * gets the credit: deleting the earlier one changes nothing); a
-         * different value, or an exclusion, drops the old entry and appends
-         * the new one, so an exclusion cancels an earlier assignment. */
-        for (size_t i = 0; i < ks->norder; i++) {
-            struct seen *old = &ks->seen[ks->order[i]];
-
-            if (strcmp(old->name, s->name) != 0)
-                continue;
-            if (same_value(old->value, s->value)) {
-                ks->order[i] = idx;
-                return;
-            }
-            memmove(&ks->order[i], &ks->order[i + 1], (ks->norder - i - 1) * sizeof(*ks->order));
-            ks->norder--;
-            break;
-        }
-    }
     /* procps 4.0.2 keeps every line and writes them in order. */
-    ks->order[ks->norder++] = idx;
+    if (an->rules == SYSCTLD_PROCPS || !systemd_replaces(ks, idx))
+        ks->order[ks->norder++] = idx;
 }
 
-struct parse_ctx {
-    struct analyser *an;
-    const char *path;
-};
-
-static void parse_on_line(void *ctx, const struct sysctld_line *l)
+/* About the file parsed last, as the tool names it. */
+static void on_warning(void *ctx, unsigned line, const char *why)
 {
-    on_line(((struct parse_ctx *)ctx)->an, l);
-}
+    struct analyser *an = ctx;
 
-static void parse_on_warning(void *ctx, unsigned line, const char *why)
-{
-    struct parse_ctx *pc = ctx;
-
-    add_warning(pc->an, "%s:%u: %s", pc->path, line, why);
+    add_warning(an, "%s:%u: %s", an->parsing, line, why);
 }
 
 /* Parses one file's text, known to the tool as path. */
-static void parse_buffer(struct analyser *an, const char *path, const char *buf, size_t len,
-                         const char *const *keys)
+static void parse_buffer(struct analyser *an, const char *path, const char *buf, size_t len)
 {
-    struct parse_ctx pc = { an, path };
-    char *copy;
-
-    /* Both tools read such a file anyway, line by line, so it is parsed
-     * the same way rather than skipped. */
+    /* Both tools read such a file anyway, line by line: so is it. */
     if (memchr(buf, '\0', len))
-        add_warning(an, "%s: contains NUL bytes, read as %s does", path,
-                    sysctld_rules_name(an->rules));
-    copy = strdup(path);
-    if (!copy || !grow((void **)&an->paths, &an->cappaths, an->npaths, sizeof(*an->paths))) {
-        free(copy);
+        add_warning(an, "%s: contains NUL bytes", path);
+    an->parsing = path;
+    if (sysctld_parse_text(an->rules, buf, len, an->names, an->nkeys, on_line, on_warning, an) < 0)
         an->oom = true;
-        return;
-    }
-    an->paths[an->npaths++] = copy;
-    (void)sysctld_parse_text(an->rules, buf, len, keys, an->nkeys, parse_on_line, parse_on_warning,
-                             &pc);
 }
 
 /* Reads and parses one regular file (real, resolved inside root) that the
  * tool knows as path. */
-static void read_and_parse(struct analyser *an, const char *path, const char *real,
-                           const char *const *keys)
+static void read_and_parse(struct analyser *an, const char *path, const char *real)
 {
-    char host[PATH_MAX];
-    const char *buf;
-    size_t len;
-    int r;
-
-    if ((size_t)snprintf(host, sizeof(host), "%s%s", an->prefix, real) >= sizeof(host)) {
-        add_warning(an, "%s: path too long, not analysed", path);
-        mark_incomplete(an);
-        return;
-    }
     /* real has no symbolic links left, so a link here now is a race. */
-    r = memo_read(an->memo, host, &buf, &len);
-    if (r == -EFBIG) {
+    const struct looked *l = memo_get(an->memo, LOOK_READ, real);
+    int r = l ? l->r : -ENOMEM;
+
+    if (r == -ENOMEM) {
+        an->oom = true;
+    } else if (r == -EFBIG) {
         add_warning(an, "%s: larger than %zu bytes, not analysed", path, SYSCTLD_FILE_MAX_BYTES);
         mark_incomplete(an);
     } else if (r < 0) {
         add_warning(an, "%s: cannot be read (%s), not analysed", path, fsutil_strerror(r));
         mark_incomplete(an);
     } else {
-        parse_buffer(an, path, buf, len, keys);
+        parse_buffer(an, path, l->data, l->len);
     }
 }
 
-static bool is_pending_file(const struct analyser *an, const char *real)
-{
-    return an->pending.active && strcmp(real, an->pending.real) == 0;
-}
-
 /* The pending file, reached by name or through a link; true when handled. */
-static bool parse_pending(struct analyser *an, const char *path, const char *real,
-                          const char *const *keys)
+static bool parse_pending(struct analyser *an, const char *path, const char *real)
 {
-    if (!is_pending_file(an, real))
+    if (!an->pending.real || strcmp(real, an->pending.real) != 0)
         return false;
     if (an->pending.text)
-        parse_buffer(an, path, an->pending.text, an->pending.len, keys);
+        parse_buffer(an, path, an->pending.text, an->pending.len);
     else
         add_warning(an, "%s: dangling symbolic link once the file is removed, skipped", path);
     return true;
 }
 
-static bool is_dev_null(const char *real, const struct stat *st)
+/* Whether a resolved path (found or missing) is /dev/null. */
+static bool is_dev_null(const struct looked *l)
 {
-    if (strcmp(real, "/dev/null") == 0)
-        return true;
-    return st && S_ISCHR(st->st_mode) && st->st_rdev == makedev(1, 3);
-}
-
-/* An entry of a directory resolved already: only its own name can still
- * be a link, so one lstat() decides, and only a link needs the walk. */
-static int resolve_entry(const struct analyser *an, const char *resolve, char real[PATH_MAX], struct stat *st)
-{
-    char host[PATH_MAX];
-
-    if ((size_t)snprintf(host, sizeof(host), "%s%s", an->prefix, resolve) < sizeof(host) &&
-        memo_lstat(an->memo, host, st) == 0 && !S_ISLNK(st->st_mode)) {
-        memcpy(real, resolve, strlen(resolve) + 1);
-        return 0;
-    }
-    return resolve_in_root(an->memo, an->prefix, resolve, real, st);
+    return strcmp(l->data, "/dev/null") == 0 ||
+           (l->r == 0 && S_ISCHR(l->mode) && l->rdev == makedev(1, 3));
 }
 
 /* One *.conf entry the tool will open, in boot order. */
-static void analyse_file(struct analyser *an, const struct conffile *f, const char *const *keys)
+static void analyse_file(struct analyser *an, const struct conffile *f)
 {
-    char real[PATH_MAX];
-    struct stat st;
+    const struct looked *l;
     int r;
 
-    if (parse_pending(an, f->path, f->resolve, keys))
+    if (parse_pending(an, f->path, f->resolve))
         return;
-    r = resolve_entry(an, f->resolve, real, &st);
-    if ((r == 0 || r == -ENOENT) && parse_pending(an, f->path, real, keys))
+    l = memo_get(an->memo, LOOK_RESOLVE, f->resolve);
+    if (!l) {
+        an->oom = true;
+        return;
+    }
+    r = l->r;
+    if ((r == 0 || r == -ENOENT) && parse_pending(an, f->path, l->data))
         return;
     /* A link to /dev/null is the documented way to mask a file. */
-    if ((r == 0 || r == -ENOENT) && is_dev_null(real, r == 0 ? &st : NULL))
+    if ((r == 0 || r == -ENOENT) && is_dev_null(l))
         return;
-    if (r == -ENOENT) {
+    if (r == -ENOMEM) {
+        an->oom = true;
+    } else if (r == -ENOENT) {
         add_warning(an, "%s: dangling symbolic link, skipped (it still masks same-named files "
                         "in later directories)", f->path);
-        return;
-    }
-    if (r < 0) {
+    } else if (r < 0) {
         add_warning(an, "%s: cannot be resolved (%s), skipped (it still masks same-named files "
                         "in later directories)", f->path, strerror(-r));
-        return;
-    }
-    if (S_ISREG(st.st_mode)) {
-        read_and_parse(an, f->path, real, keys);
-    } else if (S_ISDIR(st.st_mode)) {
+    } else if (S_ISREG(l->mode)) {
+        read_and_parse(an, f->path, l->data);
+    } else if (S_ISDIR(l->mode)) {
         add_warning(an, "%s: is a directory, skipped (it still masks same-named files in later "
                         "directories)", f->path);
-    } else if (S_ISFIFO(st.st_mode)) {
+    } else if (S_ISFIFO(l->mode)) {
         /* Both tools open it without O_NONBLOCK and wait for a writer; both
          * apply only after reading every file, so nothing is applied, and
          * at boot systemd-sysctl.service fails after its 90 s timeout. */
         add_warning(an, "%s: is a FIFO, %s would block opening it and apply nothing", f->path,
                     sysctld_rules_name(an->rules));
         an->a->blocked = true;
-    } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+    } else if (S_ISCHR(l->mode) || S_ISBLK(l->mode)) {
         add_warning(an, "%s: is a device node, not analysed", f->path);
         mark_incomplete(an);
     } else {
@@ -971,20 +867,19 @@ static void analyse_file(struct analyser *an, const struct conffile *f, const ch
 
 /* procps reads /etc/sysctl.conf after every drop-in, but only when stat()
  * says it is a regular file: a FIFO there is skipped, not waited on. */
-static void analyse_last_file(struct analyser *an, const char *const *keys)
+static void analyse_last_file(struct analyser *an)
 {
-    char real[PATH_MAX];
-    struct stat st;
-    int r;
+    const struct looked *l = memo_get(an->memo, LOOK_RESOLVE, PROCPS_LAST_FILE);
 
-    r = resolve_in_root(an->memo, an->prefix, PROCPS_LAST_FILE, real, &st);
-    if ((r == 0 || r == -ENOENT) && parse_pending(an, PROCPS_LAST_FILE, real, keys))
+    if (!l)
+        an->oom = true;
+    else if ((l->r == 0 || l->r == -ENOENT) && parse_pending(an, PROCPS_LAST_FILE, l->data))
         return;
-    if (r < 0)
-        return;
-    if (S_ISREG(st.st_mode))
-        read_and_parse(an, PROCPS_LAST_FILE, real, keys);
-    else if (!is_dev_null(real, &st))
+    else if (l->r < 0)
+        an->oom = an->oom || l->r == -ENOMEM;
+    else if (S_ISREG(l->mode))
+        read_and_parse(an, PROCPS_LAST_FILE, l->data);
+    else if (!is_dev_null(l))
         add_warning(an, "%s: is not a regular file, skipped by sysctl --system", PROCPS_LAST_FILE);
 }
 
@@ -999,39 +894,23 @@ static bool wanted_name(enum sysctld_rules rules, const char *name)
     return rules == SYSCTLD_PROCPS || name[0] != '.';
 }
 
-static bool known_name(const struct analyser *an, const char *name)
-{
-    for (size_t i = 0; i < an->nfiles; i++)
-        if (strcmp(an->files[i].name, name) == 0)
-            return true;
-    return false;
-}
-
-static int join(char ret[PATH_MAX], const char *dir, const char *name)
-{
-    if ((size_t)snprintf(ret, PATH_MAX, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, name) >=
-        PATH_MAX)
-        return -ENAMETOOLONG;
-    return 0;
-}
-
 /* Adds name from directory shown (real inside root) unless a directory read
  * earlier had it: the first one found masks the others. */
 static void add_file(struct analyser *an, const char *shown, const char *real, const char *name)
 {
-    char path[PATH_MAX], resolve[PATH_MAX];
     struct conffile *f;
 
-    if (!wanted_name(an->rules, name) || known_name(an, name))
+    if (!wanted_name(an->rules, name))
         return;
-    if (join(path, shown, name) < 0 || join(resolve, real, name) < 0)
-        return;
+    for (size_t i = 0; i < an->nfiles; i++)
+        if (strcmp(an->files[i].name, name) == 0)
+            return;
     if (!grow((void **)&an->files, &an->capfiles, an->nfiles, sizeof(*an->files))) {
         an->oom = true;
         return;
     }
     f = &an->files[an->nfiles];
-    *f = (struct conffile){ strdup(name), strdup(path), strdup(resolve) };
+    *f = (struct conffile){ strdup(name), join(shown, name), join(real, name) };
     an->nfiles++;
     if (!f->name || !f->path || !f->resolve)
         an->oom = true;
@@ -1039,19 +918,15 @@ static void add_file(struct analyser *an, const char *shown, const char *real, c
 
 static bool is_pending_dir(const struct analyser *an, const char *real)
 {
-    return an->pending.active && strcmp(real, an->pending.dir) == 0;
+    return an->pending.real && strcmp(real, an->pending.dir) == 0;
 }
 
 /* Adds the *.conf names of one directory that no earlier directory had:
  * a name found first in a higher-priority directory masks the others. */
 static void list_directory(struct analyser *an, const char *shown, const char *real)
 {
-    char host[PATH_MAX];
-    const struct looked *l;
+    const struct looked *l = memo_get(an->memo, LOOK_LIST, real);
 
-    if ((size_t)snprintf(host, sizeof(host), "%s%s", an->prefix, real) >= sizeof(host))
-        return;
-    l = memo_list(an->memo, host);
     if (!l) {
         an->oom = true;
         return;
@@ -1067,7 +942,7 @@ static void list_directory(struct analyser *an, const char *shown, const char *r
                     strerror(-l->r));
         mark_incomplete(an);
     }
-    if (l->listed && is_pending_dir(an, real) && an->pending.text)
+    if (l->opened && is_pending_dir(an, real) && an->pending.text)
         add_file(an, shown, real, an->pending.name);
 }
 
@@ -1080,16 +955,16 @@ static int compare_files(const void *x, const void *y)
 static void list_files(struct analyser *an)
 {
     const char *const *dirs = an->rules == SYSCTLD_SYSTEMD ? systemd_dirs : procps_dirs;
-    char seen[8][PATH_MAX];
-    size_t nseen = 0;
 
     for (size_t i = 0; dirs[i] && !an->oom; i++) {
-        char real[PATH_MAX];
-        struct stat st = { 0 }; /* resolve_in_root() fills it in only when it returns 0 */
-        bool dup = false;
-        int r;
+        const struct looked *l = memo_get(an->memo, LOOK_RESOLVE, dirs[i]);
+        const char *real = l ? l->data : NULL;
+        int r = l ? l->r : -ENOMEM;
 
-        r = resolve_in_root(an->memo, an->prefix, dirs[i], real, &st);
+        if (r == -ENOMEM) {
+            an->oom = true;
+            continue;
+        }
         if (r == -ENOENT) {
             /* A drop-in about to be written creates its directory. */
             if (is_pending_dir(an, real) && an->pending.text)
@@ -1101,19 +976,13 @@ static void list_files(struct analyser *an)
             mark_incomplete(an);
             continue;
         }
-        if (!S_ISDIR(st.st_mode)) {
+        if (!S_ISDIR(l->mode)) {
             add_warning(an, "%s: is not a directory, ignored", dirs[i]);
             continue;
         }
-        /* systemd resolves its directories and drops duplicates, and names
-         * files by the resolved directory. procps opens each as written; a
-         * second view of one directory adds nothing, since its names are
-         * already taken. Either way /lib -> usr/lib is read once. */
-        for (size_t j = 0; j < nseen; j++)
-            dup = dup || strcmp(seen[j], real) == 0;
-        if (dup)
-            continue;
-        memcpy(seen[nseen++], real, strlen(real) + 1);
+        /* systemd names files by the resolved directory, procps by the one it
+         * opened. A second view of one directory (/lib -> usr/lib) adds
+         * nothing: its names are taken already. */
         list_directory(an, an->rules == SYSCTLD_SYSTEMD ? real : dirs[i], real);
     }
     if (an->nfiles > 1)
@@ -1122,31 +991,13 @@ static void list_files(struct analyser *an)
 
 static void copy_value(char ret[SYSCTLD_VALUE_MAX], const char *value)
 {
-    size_t n = value ? strlen(value) : 0, i;
+    size_t n = value ? strlen(value) : 0, keep = n < SYSCTLD_VALUE_MAX ? n : SYSCTLD_VALUE_MAX - 4;
 
-    if (n >= SYSCTLD_VALUE_MAX)
-        n = SYSCTLD_VALUE_MAX - 4;
-    for (i = 0; i < n; i++) {
+    for (size_t i = 0; i < keep; i++) {
         unsigned char c = (unsigned char)value[i];
         ret[i] = (char)(c < 0x20 || c == 0x7f ? '?' : c);
     }
-    if (value && strlen(value) >= SYSCTLD_VALUE_MAX) {
-        memcpy(ret + i, "...", 3);
-        i += 3;
-    }
-    ret[i] = '\0';
-}
-
-static void fill_assignment(const struct analyser *an, const struct seen *s,
-                            struct sysctld_assignment *ret)
-{
-    memset(ret, 0, sizeof(*ret));
-    (void)snprintf(ret->path, sizeof(ret->path), "%s", an->paths[s->file]);
-    ret->line = s->line;
-    copy_value(ret->value, s->value);
-    ret->glob = s->glob;
-    ret->exclude = !s->value;
-    ret->ignore_failure = s->ignore_failure;
+    strcpy(ret + keep, keep < n ? "..." : "");
 }
 
 /* Which line the tool writes last. Both tools write explicit names in list
@@ -1160,7 +1011,7 @@ static void fill_report(const struct analyser *an, const struct keystate *ks, co
     const struct seen *winner = NULL;
 
     (void)snprintf(ret->key, sizeof(ret->key), "%s", key);
-    ret->total = ks->nseen;
+    ret->total = ks->nseen + ks->nuncertain;
     for (size_t i = 0; i < ks->norder; i++)
         exact_exists = exact_exists || ks->seen[ks->order[i]].exact;
     for (size_t i = 0; i < ks->norder; i++) {
@@ -1170,124 +1021,101 @@ static void fill_report(const struct analyser *an, const struct keystate *ks, co
             continue;
         winner = s;
     }
-    ret->found = winner && !an->a->blocked;
-    if (ret->found)
-        fill_assignment(an, winner, &ret->winner);
+    if (!winner || an->a->blocked)
+        return;
+    ret->winner = (struct sysctld_assignment){
+        .known = true, .line = winner->line, .glob = winner->glob, .ignore_failure = winner->ignore_failure,
+    };
+    (void)snprintf(ret->winner.path, sizeof(ret->winner.path), "%s", winner->path);
+    copy_value(ret->winner.value, winner->value);
 }
 
 /* Where the pending file will be, resolved inside root like everything
  * else; its directory need not exist yet. */
 static int set_pending(struct analyser *an, const char *path, const char *text, size_t len)
 {
-    char dir[PATH_MAX];
     const char *slash = strrchr(path, '/');
-    struct stat st;
-    size_t n;
-    int r;
+    CLEANUP_FREE char *dir = NULL;
+    const struct looked *l;
 
     if (path[0] != '/' || !slash[1] || strcmp(slash + 1, ".") == 0 || strcmp(slash + 1, "..") == 0 ||
         (!text && len > 0))
         return -EINVAL;
-    n = slash == path ? 1 : (size_t)(slash - path);
-    if (n >= sizeof(dir))
-        return -ENAMETOOLONG;
-    memcpy(dir, path, n);
-    dir[n] = '\0';
-    r = resolve_in_root(an->memo, an->prefix, dir, an->pending.dir, &st);
-    if (r < 0 && r != -ENOENT)
-        return r;
-    if (join(an->pending.real, an->pending.dir, slash + 1) < 0)
-        return -ENAMETOOLONG;
-    an->pending.active = true;
-    an->pending.name = slash + 1;
-    an->pending.text = text;
-    an->pending.len = len;
-    return 0;
+    dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+    l = dir ? memo_get(an->memo, LOOK_RESOLVE, dir) : NULL;
+    if (!l)
+        return -ENOMEM;
+    if (l->r < 0 && l->r != -ENOENT)
+        return l->r;
+    an->pending = (struct pending){
+        .dir = l->data, .real = join(l->data, slash + 1),
+        .name = slash + 1, .text = text, .len = len,
+    };
+    return an->pending.real ? 0 : -ENOMEM;
 }
 
-static int analyse(const char *root, enum sysctld_rules rules, const char *const *keys, size_t nkeys,
-                   const char *pending_path, const char *pending_text, size_t pending_len, struct memo *memo,
+static void analyser_free(struct analyser *an)
+{
+    for (size_t i = 0; i < SYSCTLD_MAX_KEYS; i++) {
+        for (size_t j = 0; j < an->keys[i].nseen; j++) {
+            free(an->keys[i].seen[j].name);
+            free(an->keys[i].seen[j].value);
+        }
+        free(an->keys[i].seen);
+        free(an->keys[i].order);
+    }
+    for (size_t i = 0; i < an->nfiles; i++) {
+        free(an->files[i].name);
+        free(an->files[i].path);
+        free(an->files[i].resolve);
+    }
+    free(an->files);
+    free(an->pending.real);
+    sysctld_analysis_free(an->a);
+}
+
+/* Reads every file the tool reads, in its order. */
+static void read_tree(struct analyser *an)
+{
+    list_files(an);
+    for (size_t i = 0; i < an->nfiles && !an->oom; i++)
+        analyse_file(an, &an->files[i]);
+    if (an->rules == SYSCTLD_PROCPS && !an->oom)
+        analyse_last_file(an);
+    if (an->rules == SYSCTLD_SYSTEMD && !an->oom) {
+        const struct looked *l = memo_get(an->memo, LOOK_RESOLVE, SYSTEMD_CREDENTIAL);
+
+        if (l && l->r == 0) {
+            add_warning(an, "%s: a sysctl.extra credential is applied after every file, not analysed",
+                        SYSTEMD_CREDENTIAL);
+            mark_incomplete(an);
+        }
+        an->oom = an->oom || !l || l->r == -ENOMEM;
+    }
+}
+
+static int analyse(struct memo *memo, enum sysctld_rules rules, const char *const *keys, size_t nkeys,
+                   const char *pending_path, const char *pending_text, size_t pending_len,
                    struct sysctld_analysis **ret)
 {
-    struct analyser an = { .rules = rules, .nkeys = nkeys, .memo = memo };
-    char canon[SYSCTLD_KEY_MAX], real[PATH_MAX];
-    struct stat st;
-    size_t n;
-    int r;
+    struct analyser an = { .rules = rules, .names = keys, .nkeys = nkeys, .memo = memo };
+    int r = pending_path ? set_pending(&an, pending_path, pending_text, pending_len) : 0;
 
-    if (!root || root[0] != '/' || (rules != SYSCTLD_SYSTEMD && rules != SYSCTLD_PROCPS) ||
-        !keys || nkeys == 0 || nkeys > SYSCTLD_MAX_KEYS || !ret)
-        return -EINVAL;
-    for (size_t i = 0; i < nkeys; i++)
-        if (!keys[i] || canonical_key(keys[i], canon) < 0)
-            return -EINVAL;
-    n = strlen(root);
-    while (n > 1 && root[n - 1] == '/')
-        n--;
-    if (n >= sizeof(an.prefix))
-        return -ENAMETOOLONG;
-    if (stat(root, &st) < 0)
-        return -errno;
-    if (!S_ISDIR(st.st_mode))
-        return -ENOTDIR;
-    if (n > 1)
-        memcpy(an.prefix, root, n);
-    an.prefix[n > 1 ? n : 0] = '\0';
-    if (pending_path) {
-        r = set_pending(&an, pending_path, pending_text, pending_len);
-        if (r < 0)
-            return r;
-    }
-
-    an.a = calloc(1, sizeof(*an.a));
-    if (!an.a) {
+    if (r == 0 && !(an.a = calloc(1, sizeof(*an.a))))
         r = -ENOMEM;
-        goto out;
+    if (r == 0) {
+        an.a->rules = rules;
+        an.a->nkeys = nkeys;
+        read_tree(&an);
+        r = an.oom ? -ENOMEM : 0;
     }
-    an.a->rules = rules;
-    an.a->nkeys = nkeys;
-
-    list_files(&an);
-    for (size_t i = 0; i < an.nfiles && !an.oom; i++)
-        analyse_file(&an, &an.files[i], keys);
-
-    if (rules == SYSCTLD_PROCPS && !an.oom)
-        analyse_last_file(&an, keys);
-    if (rules == SYSCTLD_SYSTEMD && !an.oom &&
-        resolve_in_root(an.memo, an.prefix, SYSTEMD_CREDENTIAL, real, &st) == 0) {
-        add_warning(&an, "%s: a sysctl.extra credential is applied after every file, not analysed",
-                    SYSTEMD_CREDENTIAL);
-        mark_incomplete(&an);
+    if (r == 0) {
+        for (size_t i = 0; i < nkeys; i++)
+            fill_report(&an, &an.keys[i], keys[i], &an.a->keys[i]);
+        *ret = an.a;
+        an.a = NULL;
     }
-    if (an.oom) {
-        r = -ENOMEM;
-        goto out;
-    }
-
-    for (size_t i = 0; i < nkeys; i++)
-        fill_report(&an, &an.keys[i], keys[i], &an.a->keys[i]);
-    *ret = an.a;
-    an.a = NULL;
-    r = 0;
-out:
-    for (size_t i = 0; i < SYSCTLD_MAX_KEYS; i++) {
-        for (size_t j = 0; j < an.keys[i].nseen; j++) {
-            free(an.keys[i].seen[j].name);
-            free(an.keys[i].seen[j].value);
-        }
-        free(an.keys[i].seen);
-        free(an.keys[i].order);
-    }
-    for (size_t i = 0; i < an.npaths; i++)
-        free(an.paths[i]);
-    free(an.paths);
-    for (size_t i = 0; i < an.nfiles; i++) {
-        free(an.files[i].name);
-        free(an.files[i].path);
-        free(an.files[i].resolve);
-    }
-    free(an.files);
-    sysctld_analysis_free(an.a);
+    analyser_free(&an);
     return r;
 }
 
@@ -1298,34 +1126,51 @@ void sysctld_analysis_free(struct sysctld_analysis *a)
     free(a);
 }
 
+/* Analyses the tree under root once per rule set in rules[], into ret[],
+ * which a failure leaves alone. */
+static int analyse_sets(const char *root, const enum sysctld_rules *rules, size_t nsets,
+                        const char *const *keys, size_t nkeys, const char *pending_path,
+                        const char *pending_text, size_t pending_len, struct sysctld_analysis **ret)
+{
+    struct sysctld_analysis *got[SYSCTLD_RULE_SETS] = { NULL };
+    char canon[SYSCTLD_KEY_MAX];
+    struct memo memo;
+    int r;
+
+    if (!keys || nkeys == 0 || nkeys > SYSCTLD_MAX_KEYS || !ret)
+        return -EINVAL;
+    for (size_t i = 0; i < nkeys; i++)
+        if (!keys[i] || canonical_key(keys[i], canon) < 0)
+            return -EINVAL;
+    for (size_t i = 0; i < nsets; i++)
+        if (rules[i] != SYSCTLD_SYSTEMD && rules[i] != SYSCTLD_PROCPS)
+            return -EINVAL;
+    r = memo_open(&memo, root);
+    for (size_t i = 0; i < nsets && r == 0; i++)
+        r = analyse(&memo, rules[i], keys, nkeys, pending_path, pending_text, pending_len, &got[i]);
+    memo_free(&memo);
+    for (size_t i = 0; i < nsets; i++) {
+        if (r == 0)
+            ret[i] = got[i];
+        else
+            sysctld_analysis_free(got[i]);
+    }
+    return r;
+}
+
 int sysctld_analyse_pending(const char *root, enum sysctld_rules rules, const char *const *keys,
                             size_t nkeys, const char *pending_path, const char *pending_text,
                             size_t pending_len, struct sysctld_analysis **ret)
 {
-    struct memo memo = { 0 };
-    int r = analyse(root, rules, keys, nkeys, pending_path, pending_text, pending_len, &memo, ret);
-
-    memo_free(&memo);
-    return r;
+    return analyse_sets(root, &rules, 1, keys, nkeys, pending_path, pending_text, pending_len, ret);
 }
 
 int sysctld_analyse_both(const char *root, const char *const *keys, size_t nkeys, const char *pending_path,
                          const char *pending_text, size_t pending_len,
                          struct sysctld_analysis *ret[SYSCTLD_RULE_SETS])
 {
-    struct memo memo = { 0 };
-    int r = 0;
+    static const enum sysctld_rules all[SYSCTLD_RULE_SETS] = { SYSCTLD_SYSTEMD, SYSCTLD_PROCPS };
 
-    for (int rules = 0; rules < SYSCTLD_RULE_SETS; rules++)
-        ret[rules] = NULL;
-    for (int rules = 0; rules < SYSCTLD_RULE_SETS && r == 0; rules++)
-        r = analyse(root, (enum sysctld_rules)rules, keys, nkeys, pending_path, pending_text, pending_len, &memo,
-                    &ret[rules]);
-    memo_free(&memo);
-    if (r < 0)
-        for (int rules = 0; rules < SYSCTLD_RULE_SETS; rules++) {
-            sysctld_analysis_free(ret[rules]);
-            ret[rules] = NULL;
-        }
-    return r;
+    return analyse_sets(root, all, SYSCTLD_RULE_SETS, keys, nkeys, pending_path, pending_text, pending_len,
+                        ret);
 }

@@ -12,7 +12,7 @@
  *  SYSCTLD_PROCPS   procps-ng 4.0.2 `sysctl --system`: the same plus
  *                   /lib/sysctl.d, then /etc/sysctl.conf read last.
  *
- * The line parser is pure (a buffer in, callbacks out, no allocation), so it
+ * The line parser is pure (a buffer in, callbacks out), so it
  * is tested and fuzzed without a file system; the analysis of a tree is the
  * one I/O edge. Neither logs: problems in the files are returned as warnings for
  * the caller to report. */
@@ -45,6 +45,8 @@ struct sysctld_line {
     bool glob;           /* name is a pattern (systemd and procps: fnmatch-style) */
     bool exact;          /* name is exactly the canonical key: it stops every glob */
     bool ignore_failure; /* '-' before the key */
+    bool uncertain;      /* the tools read this line differently, byte by byte: a NUL, a lone
+                          * '\r', '\v' or '\f' in it or before it in the file */
 };
 
 typedef void (*sysctld_line_fn)(void *ctx, const struct sysctld_line *l);
@@ -53,28 +55,28 @@ typedef void (*sysctld_warning_fn)(void *ctx, unsigned line, const char *why);
 /* Parses one file's text under rules, calling on_line for every line that
  * names one of keys[] ("kernel.shmmax" or "kernel/shmmax"; a glob line is
  * reported once per key it matches) and on_warning for lines the tool warns
- * about. on_warning may be NULL. Returns 0, or -EINVAL for bad arguments. */
+ * about. on_warning may be NULL. Returns 0, -EINVAL for bad arguments, or
+ * -ENOMEM. */
 int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
                        const char *const *keys, size_t nkeys, sysctld_line_fn on_line,
                        sysctld_warning_fn on_warning, void *ctx);
 
+/* The line whose value a tool writes last to a key. */
 struct sysctld_assignment {
+    bool known;                    /* false: the tool writes nothing to the key (the rest is empty) */
     char path[SYSCTLD_PATH_MAX];   /* on the target system, as the tool names the file */
     unsigned line;
     char value[SYSCTLD_VALUE_MAX]; /* as written; control characters shown as '?', long ones cut with "..." */
     bool glob;                     /* the line's key is a pattern matching this key */
-    bool exclude;                  /* "-key" without '=': writes nothing (see sysctld.c) */
     bool ignore_failure;
 };
 
 struct sysctld_key_report {
     char key[SYSCTLD_KEY_MAX];     /* as given, e.g. "kernel.shmmax" */
     size_t total;                  /* lines that name the key */
-    bool found;                    /* false: the tool writes nothing to the key */
-    struct sysctld_assignment winner; /* the line whose value the tool writes last */
+    struct sysctld_assignment winner;
 };
 
-/* About 45 KiB, hence allocated by the analysis. */
 struct sysctld_analysis {
     enum sysctld_rules rules;
     size_t nkeys;
@@ -100,7 +102,7 @@ struct sysctld_analysis {
  * not, and a same-named file in a directory read first still hides it. A
  * path the tool never reads simply never wins.
  *
- * Returns 0, or a negative errno with both NULL: -EINVAL for bad arguments,
+ * Returns 0, or a negative errno with ret untouched: -EINVAL for bad arguments,
  * -ENOENT/-ENOTDIR when root is not a directory, -ENOMEM. */
 int sysctld_analyse_both(const char *root, const char *const *keys, size_t nkeys, const char *pending_path,
                          const char *pending_text, size_t pending_len,

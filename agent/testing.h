@@ -118,7 +118,8 @@ void removal_keys_set_by(const char *text, size_t len, bool ret[KEY_COUNT]);
  * read as apply reads values (plain decimal); uncertain: the analysis
  * could not read every file, so it is unknown. Fills the boot fields of
  * *ret; boot_known false with problem when unknown or unreadable. */
-void removal_boot_value(enum sizing_key_id id, const struct winner *w, bool uncertain, struct removal_key *ret);
+void removal_boot_value(enum sizing_key_id id, const struct sysctld_assignment *w, bool uncertain,
+                        struct removal_key *ret);
 
 /* ---- sysctld ---- */
 

@@ -67,8 +67,8 @@ Test(removal, keys_set_by_a_drop_in)
 
 Test(removal, boot_value_of_a_winner_or_the_default)
 {
-    struct winner w = { .known = true, .path = "/usr/lib/sysctl.d/50-x.conf", .line = 3, .value = "123456789" };
-    struct winner none = { .known = false };
+    struct sysctld_assignment w = { .known = true, .path = "/usr/lib/sysctl.d/50-x.conf", .line = 3, .value = "123456789" };
+    struct sysctld_assignment none = { .known = false };
     struct removal_key k;
 
     removal_boot_value(KEY_SHMMAX, &w, false, &k);
@@ -86,7 +86,7 @@ Test(removal, boot_value_of_a_winner_or_the_default)
 Test(removal, boot_value_shmprov_cannot_read_is_unknown)
 {
     static const char *const unreadable[] = { "0x1000", "010", "1e9", "-1", "18446744073709551616", "4096 4096" };
-    struct winner w = { .known = true, .path = "/etc/sysctl.d/99-x.conf", .line = 2 };
+    struct sysctld_assignment w = { .known = true, .path = "/etc/sysctl.d/99-x.conf", .line = 2 };
     struct removal_key k;
 
     for (size_t i = 0; i < sizeof(unreadable) / sizeof(unreadable[0]); i++) {
