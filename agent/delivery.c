@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "clock.h"
 #include "fsutil.h"
 #include "hash.h"
@@ -247,7 +248,7 @@ static bool set_aside(struct spool *sp, const struct spool_entry *e, enum spool_
 {
     const char *dir = c == SPOOL_COUNTER_REJECTED ? SPOOL_REJECTED_DIR : SPOOL_QUARANTINE_DIR;
     int sync_error = 0;
-    int r = c == SPOOL_COUNTER_REJECTED ? spool_reject(sp, e, &sync_error) : spool_quarantine(sp, e, &sync_error);
+    int r = spool_set_aside(sp, e, c, &sync_error);
 
     if (r < 0) {
         log_warn("%s, and cannot be moved to %s/%s: %s; left in place", what, spool_path(sp), dir, strerror(-r));
@@ -333,6 +334,16 @@ static void delivered(struct spool *sp, const struct spool_entry *e, const struc
         clear_carried(sp, c);
 }
 
+/* A 2xx for a loaded event: counted, and what it carried read back from it. */
+static void loaded_delivered(struct spool *sp, const struct loaded *l, struct delivery_summary *sum)
+{
+    struct carried c;
+
+    sum->delivered++;
+    carried_of(l->obj, &c);
+    delivered(sp, l->e, &c, sum);
+}
+
 /* What a collector answers for an event it will never take as it is: the
  * same bytes would be refused again, forever. */
 static bool malformed(long status)
@@ -360,17 +371,12 @@ static void send_loaded(struct sender *snd, struct spool *sp, const struct loade
     long status = 0;
     enum http_outcome o = post(snd, CE_STRUCTURED, l->text, l->len, l->e->id, &status);
 
-    if (o == HTTP_DELIVERED) {
-        struct carried c;
-
-        snd->sum->delivered++;
-        carried_of(l->obj, &c);
-        delivered(sp, l->e, &c, snd->sum);
-    } else if (o == HTTP_REJECTED) {
+    if (o == HTTP_DELIVERED)
+        loaded_delivered(sp, l, snd->sum);
+    else if (o == HTTP_REJECTED)
         rejected(sp, l->e, status, snd->sum);
-    } else {
+    else
         snd->network_down = true;
-    }
 }
 
 static void send_one(struct sender *snd, struct spool *sp, const struct spool_entry *e)
@@ -388,15 +394,15 @@ static void send_one(struct sender *snd, struct spool *sp, const struct spool_en
  * newline. */
 static int batch_key(const struct loaded *l, size_t n, char ret[sizeof("batch-") + 64])
 {
-    char ids[DELIVERY_BATCH_MAX_EVENTS * (REPORT_ID_LEN + 1) + 1], hex[65];
-    size_t used = 0;
+    /* An id and its newline fit in sizeof(id). */
+    size_t size = n * sizeof(l->e->id) + 1, used = 0;
+    CLEANUP_FREE char *ids = malloc(size);
+    char hex[65];
 
-    for (size_t i = 0; i < n; i++) {
-        int w = snprintf(ids + used, sizeof(ids) - used, "%s\n", l[i].e->id);
-        if (w < 0 || (size_t)w >= sizeof(ids) - used)
-            return -ENAMETOOLONG;
-        used += (size_t)w;
-    }
+    if (!ids)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        used += (size_t)snprintf(ids + used, size - used, "%s\n", l[i].e->id);
     hash_sha256_hex(ids, used, hex);
     (void)snprintf(ret, sizeof("batch-") + 64, "batch-%s", hex);
     return 0;
@@ -428,13 +434,8 @@ static int send_batch(struct sender *snd, struct spool *sp, const struct loaded 
     json_object_put(batch);
     if (o == HTTP_DELIVERED) {
         /* Exactly what was in the body: nothing else is counted or removed. */
-        for (size_t i = 0; i < n; i++) {
-            struct carried c;
-
-            snd->sum->delivered++;
-            carried_of(l[i].obj, &c);
-            delivered(sp, l[i].e, &c, snd->sum);
-        }
+        for (size_t i = 0; i < n; i++)
+            loaded_delivered(sp, &l[i], snd->sum);
         return 0;
     }
     /* 400/404/405/413/415: this collector does not take batches; 422: one
@@ -489,11 +490,10 @@ static void count_waiting(struct spool *sp, struct delivery_summary *sum)
     free(e);
 }
 
-/* A counter file found damaged is no failure: it is rewritten, and the
- * caller warns once. */
-static void note_damage(struct spool *sp, struct delivery_summary *sum)
+/* A counter file found damaged is no failure: it is rewritten, and said
+ * once. */
+static void warn_damage(struct spool *sp)
 {
-    _Static_assert(sizeof(sum->damaged) / sizeof(sum->damaged[0]) == SPOOL_COUNTERS, "one line per counter");
     for (int c = 0; c < SPOOL_COUNTERS; c++) {
         int rewrite = 0, r = spool_counter_damaged(sp, (enum spool_counter)c, &rewrite);
         char done[160];
@@ -504,11 +504,9 @@ static void note_damage(struct spool *sp, struct delivery_summary *sum)
             (void)snprintf(done, sizeof(done), "it cannot be rewritten (%s)", strerror(-rewrite));
         else
             (void)snprintf(done, sizeof(done), "rewritten to count from 0");
-        (void)snprintf(sum->damaged[c], sizeof(sum->damaged[c]),
-                       "report spool counter %s/%s %s (%s): %s; the next delivered report says its count is unknown",
-                       spool_path(sp), spool_counter_file((enum spool_counter)c),
-                       r == -EBADMSG ? "is damaged" : "cannot be read", r == -EBADMSG ? "not a number" : fsutil_strerror(r),
-                       done);
+        log_warn("report spool counter %s/%s %s (%s): %s; the next delivered report says its count is unknown",
+                 spool_path(sp), spool_counter_file((enum spool_counter)c), r == -EBADMSG ? "is damaged" : "cannot be read",
+                 r == -EBADMSG ? "not a number" : fsutil_strerror(r), done);
     }
 }
 
@@ -737,7 +735,7 @@ int delivery_report(const struct profile *p, json_object *data, bool send, struc
 
     spooled = open_spool(p, &sp, sum.spool_error, sizeof(sum.spool_error));
     if (sp)
-        note_damage(sp, &sum);
+        warn_damage(sp);
     add_counts(sp, data, &carried);
     r = report_event(data, &json, id);
     if (r < 0) {
@@ -784,7 +782,7 @@ int delivery_flush(const struct profile *p, struct delivery_summary *ret)
         sum.waiting_unknown = true;
         goto out;
     }
-    note_damage(sp, &sum);
+    warn_damage(sp);
     r = spool_list(sp, &e, &n);
     if (r < 0) {
         say(&sum, "cannot list the report spool '%s': %s", spool_path(sp), strerror(-r));

@@ -45,9 +45,6 @@ struct delivery_summary {
     bool own_delivered;   /* this run's event */
     bool own_direct;      /* ...sent without the spool, which could not take it */
     char spool_error[384]; /* why the spool could not take this run's event */
-    /* One line per counter file this run found damaged, for the caller to
-     * warn about once ("" when none). */
-    char damaged[3][384];
     char error[512];      /* the last problem, for people; never holds the token */
 };
 

@@ -642,7 +642,7 @@ Test(spool, an_event_renamed_into_place_is_spooled_even_if_the_sync_failed)
     /* The same for a move to quarantine: moved, counted, and said so. */
     cr_assert_eq(spool_list(s, &e, &n), 0);
     sync_fault = SYNC_FAILS_AFTER_RENAME;
-    cr_expect_eq(spool_quarantine(s, &e[0], &sync_error), 0);
+    cr_expect_eq(spool_set_aside(s, &e[0], SPOOL_COUNTER_QUARANTINED, &sync_error), 0);
     sync_fault = SYNC_OK;
     cr_expect_eq(sync_error, -EIO);
     cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 1);
@@ -674,7 +674,7 @@ Test(spool, quarantine_moves_counts_and_stops_listing)
     cr_assert_eq(spool_list(s, &e, &n), 0);
     cr_assert_eq(n, 2);
     cr_assert_str_eq(e[0].name, cut);
-    cr_assert_eq(spool_quarantine(s, &e[0], &sync_error), 0);
+    cr_assert_eq(spool_set_aside(s, &e[0], SPOOL_COUNTER_QUARANTINED, &sync_error), 0);
     cr_expect_eq(sync_error, 0);
     free(e);
 
@@ -693,7 +693,7 @@ Test(spool, quarantine_moves_counts_and_stops_listing)
     cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 1);
     expect_ids(s, want, 1);
     cr_assert_eq(spool_list(s, &e, &n), 0);
-    cr_assert_eq(spool_quarantine(s, &e[0], NULL), 0);
+    cr_assert_eq(spool_set_aside(s, &e[0], SPOOL_COUNTER_QUARANTINED, NULL), 0);
     free(e);
     cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 2);
     cr_assert_eq(spool_clear_count(s, SPOOL_COUNTER_QUARANTINED, 1, false), 0);
@@ -719,7 +719,7 @@ Test(spool, quarantine_that_cannot_move_or_count_leaves_the_event_uncounted)
     cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
     cr_assert_eq(spool_list(s, &e, &n), 0);
     cr_assert_eq(n, 1);
-    cr_expect_lt(spool_quarantine(s, &e[0], NULL), 0);
+    cr_expect_lt(spool_set_aside(s, &e[0], SPOOL_COUNTER_QUARANTINED, NULL), 0);
     cr_expect_eq(access(path_of(name), F_OK), 0, "left in place");
     cr_expect_eq(count_names(path_of("elsewhere")), 0);
     cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 0);
@@ -729,7 +729,7 @@ Test(spool, quarantine_that_cannot_move_or_count_leaves_the_event_uncounted)
     /* A counter that cannot be written: not counted, not moved. */
     cr_assert_eq(mkdir(path_of(SPOOL_QUARANTINED_FILE), 0700), 0);
     cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
-    cr_expect_lt(spool_quarantine(s, &e[0], NULL), 0);
+    cr_expect_lt(spool_set_aside(s, &e[0], SPOOL_COUNTER_QUARANTINED, NULL), 0);
     cr_expect_eq(access(path_of(name), F_OK), 0, "left in place");
     free(e);
     spool_close(s);
