@@ -180,32 +180,47 @@ static void load_counter(struct spool *s, enum spool_counter c)
         k->rewrite = r;
 }
 
-/* A reader of its own: fdopendir() would take the directory fd. NULL
- * with *ret_error set to the errno of what failed. */
+/* A reader on fd, which it takes over (closed on failure). NULL with
+ * *ret_error set to the errno of what failed. */
+static DIR *listing_of(int fd, int *ret_error)
+{
+    DIR *d = NULL;
+
+    if (fd >= 0)
+        while (!(d = fdopendir(fd)) && errno == EINTR)
+            ;
+    if (!d) {
+        *ret_error = -errno; /* before close() can change it */
+        if (fd >= 0)
+            close(fd);
+    }
+    return d;
+}
+
+/* A reader of its own: fdopendir() would take the directory fd. */
 static DIR *open_listing(const struct spool *s, int *ret_error)
 {
     int fd = TEMP_FAILURE_RETRY(fcntl(s->dirfd, F_DUPFD_CLOEXEC, 0));
-    DIR *d;
 
-    if (fd < 0) {
-        *ret_error = -errno;
-        return NULL;
-    }
     /* A dup shares the offset: start from the top every time, and know
      * it (rewinddir() would fail unseen and list nothing). */
-    if (lseek(fd, 0, SEEK_SET) < 0) {
+    if (fd >= 0 && lseek(fd, 0, SEEK_SET) < 0) {
         *ret_error = -errno;
         close(fd);
         return NULL;
     }
-    while (!(d = fdopendir(fd)) && errno == EINTR)
-        ;
-    if (!d) {
-        *ret_error = -errno; /* before close() can change it */
-        close(fd);
-        return NULL;
-    }
-    return d;
+    return listing_of(fd, ret_error);
+}
+
+/* Whoever can write to the directory fd can plant events in our name or
+ * delete the ones waiting: it must be ours and private. */
+static int check_trusted(int fd)
+{
+    struct stat st;
+
+    if (TEMP_FAILURE_RETRY(fstat(fd, &st)) < 0)
+        return -errno;
+    return st.st_uid != geteuid() || (st.st_mode & 0022) ? -EPERM : 0;
 }
 
 /* The directory itself: ours, private, never through a symlink. */
@@ -222,13 +237,7 @@ static int open_dir(struct spool *s)
             r = -ELOOP;
         return r;
     }
-    if (TEMP_FAILURE_RETRY(fstat(s->dirfd, &st)) < 0)
-        return -errno;
-    /* Whoever can write here can plant events in our name or delete the
-     * ones waiting. */
-    if (st.st_uid != geteuid() || (st.st_mode & 0022))
-        return -EPERM;
-    return 0;
+    return check_trusted(s->dirfd);
 }
 
 int spool_open(const char *dir, size_t max_count, uint64_t max_bytes, struct spool **ret)
@@ -500,23 +509,18 @@ static bool still_there(const struct spool *s, const char *name)
  * symlink. */
 static int open_aside(const struct spool *s, const char *dir, int *ret_fd)
 {
-    struct stat st;
-    int fd;
+    int fd, r;
 
     if (TEMP_FAILURE_RETRY(mkdirat(s->dirfd, dir, 0700)) < 0 && errno != EEXIST)
         return -errno;
     fd = TEMP_FAILURE_RETRY(openat(s->dirfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (fd < 0)
         return -errno;
-    if (TEMP_FAILURE_RETRY(fstat(fd, &st)) < 0) {
-        int r = -errno;
+    /* The same trust as the spool directory itself. */
+    r = check_trusted(fd);
+    if (r < 0) {
         close(fd);
         return r;
-    }
-    /* The same trust as the spool directory itself. */
-    if (st.st_uid != geteuid() || (st.st_mode & 0022)) {
-        close(fd);
-        return -EPERM;
     }
     *ret_fd = fd;
     return 0;
@@ -709,20 +713,13 @@ out:
 /* Counts our event files in dir, by name only (nothing is opened). */
 static int count_events(const char *dir, uint64_t *ret)
 {
-    int fd = TEMP_FAILURE_RETRY(open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    int r = 0;
+    DIR *d = listing_of(TEMP_FAILURE_RETRY(open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)), &r);
     struct dirent *de;
     uint64_t seq;
-    DIR *d;
 
-    if (fd < 0)
-        return -errno;
-    while (!(d = fdopendir(fd)) && errno == EINTR)
-        ;
-    if (!d) {
-        int r = -errno; /* before close() can change it */
-        close(fd);
+    if (!d)
         return r;
-    }
     *ret = 0;
     while ((de = next_entry(d)))
         *ret += parse_name(de->d_name, &seq);

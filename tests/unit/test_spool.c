@@ -1,7 +1,9 @@
 /* The spool of undelivered events, on a scratch directory. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,30 +65,27 @@ static const char *uuid(unsigned n)
     return p;
 }
 
+/* Names in where (dot files only, with dots_only), "." and ".." aside. */
+static size_t count_names_in(const char *where, bool dots_only)
+{
+    DIR *d = opendir(where);
+    size_t n = 0;
+
+    cr_assert_not_null(d, "%s", where);
+    for (struct dirent *de; (de = readdir(d));)
+        n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 && (!dots_only || de->d_name[0] == '.');
+    closedir(d);
+    return n;
+}
+
 static size_t count_names(const char *where)
 {
-    char cmd[300];
-    FILE *f;
-    size_t n = 0;
-    snprintf(cmd, sizeof(cmd), "ls -A %s", where);
-    f = popen(cmd, "r");
-    for (int c; (c = fgetc(f)) != EOF;)
-        n += c == '\n';
-    pclose(f);
-    return n;
+    return count_names_in(where, false);
 }
 
 static size_t count_temps(void)
 {
-    char cmd[300];
-    FILE *f;
-    size_t n = 0;
-    snprintf(cmd, sizeof(cmd), "ls -A %s | grep -c '^\\.' || true", dir);
-    f = popen(cmd, "r");
-    if (fscanf(f, "%zu", &n) != 1)
-        n = 0;
-    pclose(f);
-    return n;
+    return count_names_in(dir, true);
 }
 
 static void put_ok(struct spool *s, unsigned n, size_t len)
