@@ -33,7 +33,46 @@ static void say(struct delivery_summary *s, const char *fmt, ...)
     va_end(ap);
 }
 
-int delivery_read_token(const char *path, char **ret_token, char *why, size_t why_len)
+static void free_token(char *token)
+{
+    if (token) {
+        explicit_bzero(token, strlen(token));
+        free(token);
+    }
+}
+
+/* What is wrong with a token file, said naming the path only, or 0. */
+static int token_problem(const char *path, const struct stat *st, const char *token, size_t len,
+                         struct delivery_summary *sum)
+{
+    /* As ssh does with private keys: a secret others can read is refused. */
+    if (st->st_mode & 077) {
+        say(sum, "token file '%s' is accessible by group or others (mode %04o); chmod 0600 it", path,
+            (unsigned)(st->st_mode & 07777));
+        return -EPERM;
+    }
+    if (geteuid() == 0 && st->st_uid != 0) {
+        say(sum, "token file '%s' is owned by uid %u, not root", path, (unsigned)st->st_uid);
+        return -EPERM;
+    }
+    for (size_t i = 0; i < len; i++)
+        if (token[i] <= ' ' || token[i] > '~') {
+            say(sum, "token file '%s' must hold one line of visible ASCII", path);
+            return -EINVAL;
+        }
+    if (len == 0) {
+        say(sum, "token file '%s' is empty", path);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Reads a bearer token: a regular file (a symlink is followed, its target
+ * checked), at most 4 KiB, readable by nobody but its owner (ssh's rule: no
+ * group or other permission at all), one line of visible ASCII. The token
+ * never appears in messages. Returns 0 with a malloc'd token, or a negative
+ * errno with sum->error saying why. */
+static int read_token(const char *path, char **ret_token, struct delivery_summary *sum)
 {
     struct stat st;
     char *buf = NULL;
@@ -41,51 +80,19 @@ int delivery_read_token(const char *path, char **ret_token, char *why, size_t wh
     int r = fsutil_read_file(path, TOKEN_MAX_BYTES, false, &buf, &len, &st);
 
     if (r < 0) {
-        (void)snprintf(why, why_len, "cannot read token file '%s': %s", path, fsutil_strerror(r));
+        say(sum, "cannot read token file '%s': %s", path, fsutil_strerror(r));
         return r;
-    }
-    /* As ssh does with private keys: a secret others can read is refused. */
-    if (st.st_mode & 077) {
-        (void)snprintf(why, why_len, "token file '%s' is accessible by group or others (mode %04o); "
-                       "chmod 0600 it", path, (unsigned)(st.st_mode & 07777));
-        r = -EPERM;
-        goto out;
-    }
-    if (geteuid() == 0 && st.st_uid != 0) {
-        (void)snprintf(why, why_len, "token file '%s' is owned by uid %u, not root", path, (unsigned)st.st_uid);
-        r = -EPERM;
-        goto out;
     }
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
         buf[--len] = '\0';
-    for (size_t i = 0; i < len; i++)
-        if (buf[i] <= ' ' || buf[i] > '~') {
-            (void)snprintf(why, why_len, "token file '%s' must hold one line of visible ASCII", path);
-            r = -EINVAL;
-            goto out;
-        }
-    if (len == 0) {
-        (void)snprintf(why, why_len, "token file '%s' is empty", path);
-        r = -EINVAL;
-        goto out;
-    }
-    *ret_token = buf;
-    buf = NULL;
-    r = 0;
-out:
-    if (buf) {
+    r = token_problem(path, &st, buf, len, sum);
+    if (r < 0) {
         explicit_bzero(buf, len);
         free(buf);
+        return r;
     }
-    return r;
-}
-
-static void free_token(char *token)
-{
-    if (token) {
-        explicit_bzero(token, strlen(token));
-        free(token);
-    }
+    *ret_token = buf;
+    return 0;
 }
 
 /* Everything one run (or one flush) sends goes through one sender: one
@@ -272,6 +279,26 @@ static void quarantine(struct spool *sp, const struct spool_entry *e, const char
         sum->quarantined++;
 }
 
+/* Reads and parses one spooled event: 0 with *l ready, or a negative errno
+ * with *l empty; *why says how the event is damaged, NULL when it is not. */
+static int read_event(struct spool *sp, const struct spool_entry *e, struct loaded *l, const char **why)
+{
+    int r = e->error;
+
+    memset(l, 0, sizeof(*l));
+    l->e = e;
+    *why = NULL;
+    if (r == 0)
+        r = spool_read(sp, e, &l->text, &l->len);
+    if (r == 0) {
+        l->obj = parse_event(l->text, l->len, why);
+        r = l->obj ? 0 : *why ? -EBADMSG : -ENOMEM;
+    }
+    if (r < 0)
+        free_loaded(l);
+    return r;
+}
+
 /* Reads and checks one spooled event. 0: *l is ready. 1: nothing to send
  * now: gone meanwhile, unreadable for now (left in place, warned), or
  * damaged (quarantined). */
@@ -279,19 +306,10 @@ static int load_event(struct spool *sp, const struct spool_entry *e, struct deli
 {
     const char *why = NULL;
     char unusable[128];
-    int r = e->error;
+    int r = read_event(sp, e, l, &why);
 
-    memset(l, 0, sizeof(*l));
-    l->e = e;
     if (r == 0)
-        r = spool_read(sp, e, &l->text, &l->len);
-    if (r == 0) {
-        l->obj = parse_event(l->text, l->len, &why);
-        if (l->obj)
-            return 0;
-        r = why ? -EBADMSG : -ENOMEM;
-    }
-    free_loaded(l);
+        return 0;
     if (r == -ENOENT)
         return 1;
     if (!why && permanent(r)) {
@@ -521,18 +539,15 @@ static int open_spool(const struct profile *p, struct spool **ret, char *why, si
 /* stop_sender() is safe after a start_sender() that failed part way. */
 static int start_sender(const struct profile *p, struct sender *snd, struct delivery_summary *sum)
 {
-    char why[512];
     int r;
 
     memset(snd, 0, sizeof(*snd));
     snd->p = p;
     snd->sum = sum;
     if (p->report.token_file) {
-        r = delivery_read_token(p->report.token_file, &snd->token, why, sizeof(why));
-        if (r < 0) {
-            say(sum, "%s", why);
+        r = read_token(p->report.token_file, &snd->token, sum);
+        if (r < 0)
             return r;
-        }
     }
     r = http_session_open(&snd->http);
     if (r < 0) {
@@ -585,25 +600,18 @@ static uint64_t add_saturated(uint64_t a, uint64_t b)
  * read now, so what it carries is unknown. */
 static bool add_waiting(struct spool *sp, const struct spool_entry *e, struct carried *c)
 {
-    const char *why = NULL;
+    const char *why;
     struct carried one;
-    json_object *obj;
-    char *text = NULL;
-    size_t len = 0;
-    int r = e->error;
+    struct loaded l;
+    int r = read_event(sp, e, &l, &why);
 
-    if (r == 0)
-        r = spool_read(sp, e, &text, &len);
-    if (r == -ENOENT)
+    /* Gone, or damaged: never delivered. Out of memory is no why. */
+    if (r == -ENOENT || why)
         return true;
     if (r < 0)
         return never_delivered(r);
-    obj = parse_event(text, len, &why);
-    free(text);
-    if (!obj)
-        return why != NULL; /* damaged: never delivered; no why: out of memory */
-    carried_of(obj, &one);
-    json_object_put(obj);
+    carried_of(l.obj, &one);
+    free_loaded(&l);
     for (int i = 0; i < SPOOL_COUNTERS; i++)
         c->count[i] = add_saturated(c->count[i], one.count[i]);
     return true;

@@ -48,13 +48,6 @@ struct delivery_summary {
     char error[512];      /* the last problem, for people; never holds the token */
 };
 
-/* Reads a bearer token: a regular file (a symlink is followed, its target
- * checked), at most 4 KiB, readable by nobody but its owner (ssh's rule:
- * no group or other permission at all), one line of visible ASCII. The
- * token never appears in messages. Returns 0 with a malloc'd token, or a
- * negative errno with a message in why (which names the path only). */
-int delivery_read_token(const char *path, char **ret_token, char *why, size_t why_len);
-
 /* Herd control: after an outage, 10,000 hosts must not all report in the
  * same second. Waits a random 0..report.splay seconds; called before the
  * spool is locked, so waiting holds nothing up. */
