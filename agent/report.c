@@ -222,21 +222,6 @@ json_object *report_data(const struct report_run *run)
     return d;
 }
 
-const char *report_apply_result(const struct apply_outcome *out)
-{
-    switch (out->result) {
-    case APPLY_CHANGED:
-        return "changed";
-    case APPLY_UNCHANGED:
-        return "unchanged";
-    case APPLY_NOT_APPLICABLE:
-        return "not-applicable";
-    case APPLY_FAILED:
-        break;
-    }
-    return "failed";
-}
-
 static int new_uuid(char out[REPORT_ID_LEN + 1])
 {
     unsigned char b[16];
