@@ -4,7 +4,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -147,12 +146,8 @@ static uint64_t random_upto(uint64_t n)
 {
     uint64_t r;
 
-    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        r = ((uint64_t)ts.tv_nsec << 21) ^ (uint64_t)ts.tv_sec ^
-            (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
-    }
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+        r = clock_realtime_ns() ^ (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
     return n == UINT64_MAX ? r : r % (n + 1);
 }
 
@@ -413,23 +408,16 @@ static uint64_t time_left(uint64_t deadline_ms)
     return deadline_ms > now ? deadline_ms - now : 0;
 }
 
-static void say(struct http_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(struct http_result *res, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    (void)vsnprintf(res->error, sizeof(res->error), fmt, ap);
-    va_end(ap);
-}
+/* The result's error, for people. */
+#define SAY(res, ...) (void)snprintf((res)->error, sizeof((res)->error), __VA_ARGS__)
 
 static void give_up_at_deadline(struct http_result *res, const char *last)
 {
     res->outcome = HTTP_RETRY_LATER;
     if (res->attempts == 0)
-        say(res, "the deadline had passed before the first attempt");
+        SAY(res, "the deadline had passed before the first attempt");
     else
-        say(res, "gave up at the deadline after %u attempts: %s", res->attempts, last);
+        SAY(res, "gave up at the deadline after %u attempts: %s", res->attempts, last);
 }
 
 /* Each attempt may use all the time left, connecting at most 5 s of it; a
@@ -455,10 +443,10 @@ static bool status_settles(long status, struct http_result *res)
         res->error[0] = '\0';
     } else if (status >= 300 && status <= 399) {
         res->outcome = HTTP_REJECTED;
-        say(res, "server answered HTTP %ld, a redirect, which shmprov does not follow", status);
+        SAY(res, "server answered HTTP %ld, a redirect, which shmprov does not follow", status);
     } else if (status > 0 && !status_retryable(status)) {
         res->outcome = HTTP_REJECTED;
-        say(res, "server answered HTTP %ld", status);
+        SAY(res, "server answered HTTP %ld", status);
     } else {
         return false;
     }
@@ -507,7 +495,7 @@ static bool wait_to_retry(CURL *h, const struct http_request *req, long status, 
     if (r == -ETIME)
         give_up_at_deadline(res, last);
     else if (r < 0)
-        say(res, "server answered HTTP %ld with Retry-After: %lld s, past the deadline", status,
+        SAY(res, "server answered HTTP %ld with Retry-After: %lld s, past the deadline", status,
             (long long)retry_after);
     else
         sleep_until(now + wait);
@@ -535,7 +523,7 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
         rc = set_timeouts(h, left);
         if (rc != CURLE_OK) {
             res->outcome = HTTP_FAILED;
-            say(res, "libcurl refused a timeout: %s", curl.easy_strerror(rc));
+            SAY(res, "libcurl refused a timeout: %s", curl.easy_strerror(rc));
             return 0;
         }
         errbuf[0] = '\0';
@@ -558,7 +546,7 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
         describe_failure(rc, status, perform_errno, errbuf, req->bearer_token, last);
         if (status == 0 && !curl_error_retryable(rc) && rc != CURLE_BAD_FUNCTION_ARGUMENT) {
             res->outcome = HTTP_FAILED;
-            say(res, "%s", last);
+            SAY(res, "%s", last);
             return 0;
         }
         if (!wait_to_retry(h, req, status, last, res))
@@ -617,7 +605,7 @@ static int session_request(struct http_session *s, const struct http_request *re
         r = send_with_retries(s->h, req, s->errbuf, &s->sink, res);
     } else {
         res->outcome = HTTP_FAILED;
-        say(res, "libcurl refused an option: %s", curl.easy_strerror(rc));
+        SAY(res, "libcurl refused an option: %s", curl.easy_strerror(rc));
     }
     /* Back to defaults (the connections stay): the handle must hold no
      * pointer to the headers freed here or to the caller's body. */
@@ -636,7 +624,7 @@ int http_session_post(struct http_session *s, const struct http_request *req, st
 
     if (!load_libcurl()) {
         res.outcome = HTTP_UNAVAILABLE;
-        say(&res, "%s", load_error);
+        SAY(&res, "%s", load_error);
         *ret = res;
         return 0;
     }
