@@ -442,14 +442,12 @@ static int scan(const struct spool *s, struct spool_entry **ret, size_t *ret_cou
         r = -errno;
         goto out;
     }
-    if (count > 0)
+    *ret = NULL;
+    if (count > 0) {
         qsort(entries, count, sizeof(*entries), compare_entries);
-    if (count == 0) {
-        free(entries);
+        *ret = entries;
         entries = NULL;
     }
-    *ret = entries;
-    entries = NULL;
     *ret_count = count;
     if (ret_newest)
         *ret_newest = newest;
