@@ -523,8 +523,9 @@ static void warn_damage(struct spool *sp)
         else
             (void)snprintf(done, sizeof(done), "rewritten to count from 0");
         log_warn("report spool counter %s/%s %s (%s): %s; the next delivered report says its count is unknown",
-                 spool_path(sp), spool_counter_file((enum spool_counter)c), r == -EBADMSG ? "is damaged" : "cannot be read",
-                 r == -EBADMSG ? "not a number" : fsutil_strerror(r), done);
+                 spool_path(sp), spool_counter_file((enum spool_counter)c),
+                 r == -EBADMSG ? "is damaged" : "cannot be read", r == -EBADMSG ? "not a number" : fsutil_strerror(r),
+                 done);
     }
 }
 
