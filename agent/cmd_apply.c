@@ -235,7 +235,7 @@ static const char *result_word(const struct apply_run *run)
 {
     if (run->refused)
         return "refused";
-    return run->out_known ? report_apply_result(&run->out) : "failed";
+    return run->out_known ? apply_result_name(run->out.result) : "failed";
 }
 
 static json_object *run_report(const struct apply_run *run)

@@ -47,9 +47,6 @@ static int cmd_flush(const struct cli_options *o)
         goto out;
     }
     r = delivery_flush(profile, &sum);
-    for (size_t i = 0; i < sizeof(sum.damaged) / sizeof(sum.damaged[0]); i++)
-        if (sum.damaged[i][0])
-            log_warn("%s", sum.damaged[i]);
     /* Quarantined events are out of the spool for good: only what is still
      * waiting (or may be) is a failure, and then it is said as one. */
     code = r < 0 || sum.waiting > 0 || sum.waiting_unknown ? EXIT_FAILURE_RUNTIME : EXIT_OK;

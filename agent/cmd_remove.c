@@ -200,7 +200,7 @@ static const char *result_word(const struct remove_run *run)
         return "dry-run";
     if (!run->out_known)
         return "failed";
-    return run->out.result == APPLY_CHANGED ? "removed" : report_apply_result(&run->out);
+    return run->out.result == APPLY_CHANGED ? "removed" : apply_result_name(run->out.result);
 }
 
 static bool succeeded(const struct remove_run *run)

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "clock.h"
 #include "fsutil.h"
 #include "hash.h"
@@ -32,7 +33,46 @@ static void say(struct delivery_summary *s, const char *fmt, ...)
     va_end(ap);
 }
 
-int delivery_read_token(const char *path, char **ret_token, char *why, size_t why_len)
+static void free_token(char *token)
+{
+    if (token) {
+        explicit_bzero(token, strlen(token));
+        free(token);
+    }
+}
+
+/* What is wrong with a token file, said naming the path only, or 0. */
+static int token_problem(const char *path, const struct stat *st, const char *token, size_t len,
+                         struct delivery_summary *sum)
+{
+    /* As ssh does with private keys: a secret others can read is refused. */
+    if (st->st_mode & 077) {
+        say(sum, "token file '%s' is accessible by group or others (mode %04o); chmod 0600 it", path,
+            (unsigned)(st->st_mode & 07777));
+        return -EPERM;
+    }
+    if (geteuid() == 0 && st->st_uid != 0) {
+        say(sum, "token file '%s' is owned by uid %u, not root", path, (unsigned)st->st_uid);
+        return -EPERM;
+    }
+    for (size_t i = 0; i < len; i++)
+        if (token[i] <= ' ' || token[i] > '~') {
+            say(sum, "token file '%s' must hold one line of visible ASCII", path);
+            return -EINVAL;
+        }
+    if (len == 0) {
+        say(sum, "token file '%s' is empty", path);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Reads a bearer token: a regular file (a symlink is followed, its target
+ * checked), at most 4 KiB, readable by nobody but its owner (ssh's rule: no
+ * group or other permission at all), one line of visible ASCII. The token
+ * never appears in messages. Returns 0 with a malloc'd token, or a negative
+ * errno with sum->error saying why. */
+static int read_token(const char *path, char **ret_token, struct delivery_summary *sum)
 {
     struct stat st;
     char *buf = NULL;
@@ -40,51 +80,19 @@ int delivery_read_token(const char *path, char **ret_token, char *why, size_t wh
     int r = fsutil_read_file(path, TOKEN_MAX_BYTES, false, &buf, &len, &st);
 
     if (r < 0) {
-        (void)snprintf(why, why_len, "cannot read token file '%s': %s", path, fsutil_strerror(r));
+        say(sum, "cannot read token file '%s': %s", path, fsutil_strerror(r));
         return r;
-    }
-    /* As ssh does with private keys: a secret others can read is refused. */
-    if (st.st_mode & 077) {
-        (void)snprintf(why, why_len, "token file '%s' is accessible by group or others (mode %04o); "
-                       "chmod 0600 it", path, (unsigned)(st.st_mode & 07777));
-        r = -EPERM;
-        goto out;
-    }
-    if (geteuid() == 0 && st.st_uid != 0) {
-        (void)snprintf(why, why_len, "token file '%s' is owned by uid %u, not root", path, (unsigned)st.st_uid);
-        r = -EPERM;
-        goto out;
     }
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
         buf[--len] = '\0';
-    for (size_t i = 0; i < len; i++)
-        if (buf[i] <= ' ' || buf[i] > '~') {
-            (void)snprintf(why, why_len, "token file '%s' must hold one line of visible ASCII", path);
-            r = -EINVAL;
-            goto out;
-        }
-    if (len == 0) {
-        (void)snprintf(why, why_len, "token file '%s' is empty", path);
-        r = -EINVAL;
-        goto out;
-    }
-    *ret_token = buf;
-    buf = NULL;
-    r = 0;
-out:
-    if (buf) {
+    r = token_problem(path, &st, buf, len, sum);
+    if (r < 0) {
         explicit_bzero(buf, len);
         free(buf);
+        return r;
     }
-    return r;
-}
-
-static void free_token(char *token)
-{
-    if (token) {
-        explicit_bzero(token, strlen(token));
-        free(token);
-    }
+    *ret_token = buf;
+    return 0;
 }
 
 /* Everything one run (or one flush) sends goes through one sender: one
@@ -247,7 +255,7 @@ static bool set_aside(struct spool *sp, const struct spool_entry *e, enum spool_
 {
     const char *dir = c == SPOOL_COUNTER_REJECTED ? SPOOL_REJECTED_DIR : SPOOL_QUARANTINE_DIR;
     int sync_error = 0;
-    int r = c == SPOOL_COUNTER_REJECTED ? spool_reject(sp, e, &sync_error) : spool_quarantine(sp, e, &sync_error);
+    int r = spool_set_aside(sp, e, c, &sync_error);
 
     if (r < 0) {
         log_warn("%s, and cannot be moved to %s/%s: %s; left in place", what, spool_path(sp), dir, strerror(-r));
@@ -271,6 +279,26 @@ static void quarantine(struct spool *sp, const struct spool_entry *e, const char
         sum->quarantined++;
 }
 
+/* Reads and parses one spooled event: 0 with *l ready, or a negative errno
+ * with *l empty; *why says how the event is damaged, NULL when it is not. */
+static int read_event(struct spool *sp, const struct spool_entry *e, struct loaded *l, const char **why)
+{
+    int r = e->error;
+
+    memset(l, 0, sizeof(*l));
+    l->e = e;
+    *why = NULL;
+    if (r == 0)
+        r = spool_read(sp, e, &l->text, &l->len);
+    if (r == 0) {
+        l->obj = parse_event(l->text, l->len, why);
+        r = l->obj ? 0 : *why ? -EBADMSG : -ENOMEM;
+    }
+    if (r < 0)
+        free_loaded(l);
+    return r;
+}
+
 /* Reads and checks one spooled event. 0: *l is ready. 1: nothing to send
  * now: gone meanwhile, unreadable for now (left in place, warned), or
  * damaged (quarantined). */
@@ -278,19 +306,10 @@ static int load_event(struct spool *sp, const struct spool_entry *e, struct deli
 {
     const char *why = NULL;
     char unusable[128];
-    int r = e->error;
+    int r = read_event(sp, e, l, &why);
 
-    memset(l, 0, sizeof(*l));
-    l->e = e;
     if (r == 0)
-        r = spool_read(sp, e, &l->text, &l->len);
-    if (r == 0) {
-        l->obj = parse_event(l->text, l->len, &why);
-        if (l->obj)
-            return 0;
-        r = why ? -EBADMSG : -ENOMEM;
-    }
-    free_loaded(l);
+        return 0;
     if (r == -ENOENT)
         return 1;
     if (!why && permanent(r)) {
@@ -333,6 +352,16 @@ static void delivered(struct spool *sp, const struct spool_entry *e, const struc
         clear_carried(sp, c);
 }
 
+/* A 2xx for a loaded event: counted, and what it carried read back from it. */
+static void loaded_delivered(struct spool *sp, const struct loaded *l, struct delivery_summary *sum)
+{
+    struct carried c;
+
+    sum->delivered++;
+    carried_of(l->obj, &c);
+    delivered(sp, l->e, &c, sum);
+}
+
 /* What a collector answers for an event it will never take as it is: the
  * same bytes would be refused again, forever. */
 static bool malformed(long status)
@@ -360,17 +389,12 @@ static void send_loaded(struct sender *snd, struct spool *sp, const struct loade
     long status = 0;
     enum http_outcome o = post(snd, CE_STRUCTURED, l->text, l->len, l->e->id, &status);
 
-    if (o == HTTP_DELIVERED) {
-        struct carried c;
-
-        snd->sum->delivered++;
-        carried_of(l->obj, &c);
-        delivered(sp, l->e, &c, snd->sum);
-    } else if (o == HTTP_REJECTED) {
+    if (o == HTTP_DELIVERED)
+        loaded_delivered(sp, l, snd->sum);
+    else if (o == HTTP_REJECTED)
         rejected(sp, l->e, status, snd->sum);
-    } else {
+    else
         snd->network_down = true;
-    }
 }
 
 static void send_one(struct sender *snd, struct spool *sp, const struct spool_entry *e)
@@ -388,15 +412,15 @@ static void send_one(struct sender *snd, struct spool *sp, const struct spool_en
  * newline. */
 static int batch_key(const struct loaded *l, size_t n, char ret[sizeof("batch-") + 64])
 {
-    char ids[DELIVERY_BATCH_MAX_EVENTS * (REPORT_ID_LEN + 1) + 1], hex[65];
-    size_t used = 0;
+    /* An id and its newline fit in sizeof(id). */
+    size_t size = n * sizeof(l->e->id) + 1, used = 0;
+    CLEANUP_FREE char *ids = malloc(size);
+    char hex[65];
 
-    for (size_t i = 0; i < n; i++) {
-        int w = snprintf(ids + used, sizeof(ids) - used, "%s\n", l[i].e->id);
-        if (w < 0 || (size_t)w >= sizeof(ids) - used)
-            return -ENAMETOOLONG;
-        used += (size_t)w;
-    }
+    if (!ids)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        used += (size_t)snprintf(ids + used, size - used, "%s\n", l[i].e->id);
     hash_sha256_hex(ids, used, hex);
     (void)snprintf(ret, sizeof("batch-") + 64, "batch-%s", hex);
     return 0;
@@ -428,13 +452,8 @@ static int send_batch(struct sender *snd, struct spool *sp, const struct loaded 
     json_object_put(batch);
     if (o == HTTP_DELIVERED) {
         /* Exactly what was in the body: nothing else is counted or removed. */
-        for (size_t i = 0; i < n; i++) {
-            struct carried c;
-
-            snd->sum->delivered++;
-            carried_of(l[i].obj, &c);
-            delivered(sp, l[i].e, &c, snd->sum);
-        }
+        for (size_t i = 0; i < n; i++)
+            loaded_delivered(sp, &l[i], snd->sum);
         return 0;
     }
     /* 400/404/405/413/415: this collector does not take batches; 422: one
@@ -489,11 +508,10 @@ static void count_waiting(struct spool *sp, struct delivery_summary *sum)
     free(e);
 }
 
-/* A counter file found damaged is no failure: it is rewritten, and the
- * caller warns once. */
-static void note_damage(struct spool *sp, struct delivery_summary *sum)
+/* A counter file found damaged is no failure: it is rewritten, and said
+ * once. */
+static void warn_damage(struct spool *sp)
 {
-    _Static_assert(sizeof(sum->damaged) / sizeof(sum->damaged[0]) == SPOOL_COUNTERS, "one line per counter");
     for (int c = 0; c < SPOOL_COUNTERS; c++) {
         int rewrite = 0, r = spool_counter_damaged(sp, (enum spool_counter)c, &rewrite);
         char done[160];
@@ -504,11 +522,10 @@ static void note_damage(struct spool *sp, struct delivery_summary *sum)
             (void)snprintf(done, sizeof(done), "it cannot be rewritten (%s)", strerror(-rewrite));
         else
             (void)snprintf(done, sizeof(done), "rewritten to count from 0");
-        (void)snprintf(sum->damaged[c], sizeof(sum->damaged[c]),
-                       "report spool counter %s/%s %s (%s): %s; the next delivered report says its count is unknown",
-                       spool_path(sp), spool_counter_file((enum spool_counter)c),
-                       r == -EBADMSG ? "is damaged" : "cannot be read", r == -EBADMSG ? "not a number" : fsutil_strerror(r),
-                       done);
+        log_warn("report spool counter %s/%s %s (%s): %s; the next delivered report says its count is unknown",
+                 spool_path(sp), spool_counter_file((enum spool_counter)c),
+                 r == -EBADMSG ? "is damaged" : "cannot be read", r == -EBADMSG ? "not a number" : fsutil_strerror(r),
+                 done);
     }
 }
 
@@ -523,18 +540,15 @@ static int open_spool(const struct profile *p, struct spool **ret, char *why, si
 /* stop_sender() is safe after a start_sender() that failed part way. */
 static int start_sender(const struct profile *p, struct sender *snd, struct delivery_summary *sum)
 {
-    char why[512];
     int r;
 
     memset(snd, 0, sizeof(*snd));
     snd->p = p;
     snd->sum = sum;
     if (p->report.token_file) {
-        r = delivery_read_token(p->report.token_file, &snd->token, why, sizeof(why));
-        if (r < 0) {
-            say(sum, "%s", why);
+        r = read_token(p->report.token_file, &snd->token, sum);
+        if (r < 0)
             return r;
-        }
     }
     r = http_session_open(&snd->http);
     if (r < 0) {
@@ -587,25 +601,18 @@ static uint64_t add_saturated(uint64_t a, uint64_t b)
  * read now, so what it carries is unknown. */
 static bool add_waiting(struct spool *sp, const struct spool_entry *e, struct carried *c)
 {
-    const char *why = NULL;
+    const char *why;
     struct carried one;
-    json_object *obj;
-    char *text = NULL;
-    size_t len = 0;
-    int r = e->error;
+    struct loaded l;
+    int r = read_event(sp, e, &l, &why);
 
-    if (r == 0)
-        r = spool_read(sp, e, &text, &len);
-    if (r == -ENOENT)
+    /* Gone, or damaged: never delivered. Out of memory is no why. */
+    if (r == -ENOENT || why)
         return true;
     if (r < 0)
         return never_delivered(r);
-    obj = parse_event(text, len, &why);
-    free(text);
-    if (!obj)
-        return why != NULL; /* damaged: never delivered; no why: out of memory */
-    carried_of(obj, &one);
-    json_object_put(obj);
+    carried_of(l.obj, &one);
+    free_loaded(&l);
     for (int i = 0; i < SPOOL_COUNTERS; i++)
         c->count[i] = add_saturated(c->count[i], one.count[i]);
     return true;
@@ -737,7 +744,7 @@ int delivery_report(const struct profile *p, json_object *data, bool send, struc
 
     spooled = open_spool(p, &sp, sum.spool_error, sizeof(sum.spool_error));
     if (sp)
-        note_damage(sp, &sum);
+        warn_damage(sp);
     add_counts(sp, data, &carried);
     r = report_event(data, &json, id);
     if (r < 0) {
@@ -784,7 +791,7 @@ int delivery_flush(const struct profile *p, struct delivery_summary *ret)
         sum.waiting_unknown = true;
         goto out;
     }
-    note_damage(sp, &sum);
+    warn_damage(sp);
     r = spool_list(sp, &e, &n);
     if (r < 0) {
         say(&sum, "cannot list the report spool '%s': %s", spool_path(sp), strerror(-r));

@@ -45,18 +45,8 @@ struct delivery_summary {
     bool own_delivered;   /* this run's event */
     bool own_direct;      /* ...sent without the spool, which could not take it */
     char spool_error[384]; /* why the spool could not take this run's event */
-    /* One line per counter file this run found damaged, for the caller to
-     * warn about once ("" when none). */
-    char damaged[3][384];
     char error[512];      /* the last problem, for people; never holds the token */
 };
-
-/* Reads a bearer token: a regular file (a symlink is followed, its target
- * checked), at most 4 KiB, readable by nobody but its owner (ssh's rule:
- * no group or other permission at all), one line of visible ASCII. The
- * token never appears in messages. Returns 0 with a malloc'd token, or a
- * negative errno with a message in why (which names the path only). */
-int delivery_read_token(const char *path, char **ret_token, char *why, size_t why_len);
 
 /* Herd control: after an outage, 10,000 hosts must not all report in the
  * same second. Waits a random 0..report.splay seconds; called before the

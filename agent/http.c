@@ -120,19 +120,12 @@ static bool load_libcurl(void)
 
 const char *http_outcome_name(enum http_outcome outcome)
 {
-    switch (outcome) {
-    case HTTP_DELIVERED:
-        return "delivered";
-    case HTTP_RETRY_LATER:
-        return "retry later";
-    case HTTP_REJECTED:
-        return "rejected";
-    case HTTP_FAILED:
-        return "failed";
-    case HTTP_UNAVAILABLE:
-        return "unavailable";
-    }
-    return "unknown";
+    static const char *const names[] = {
+        [HTTP_DELIVERED] = "delivered", [HTTP_RETRY_LATER] = "retry later", [HTTP_REJECTED] = "rejected",
+        [HTTP_FAILED] = "failed",       [HTTP_UNAVAILABLE] = "unavailable",
+    };
+
+    return (unsigned)outcome < sizeof(names) / sizeof(names[0]) ? names[outcome] : "unknown";
 }
 
 static void sleep_until(uint64_t when_ms)
@@ -153,12 +146,8 @@ static uint64_t random_upto(uint64_t n)
 {
     uint64_t r;
 
-    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        r = ((uint64_t)ts.tv_nsec << 21) ^ (uint64_t)ts.tv_sec ^
-            (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
-    }
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+        r = clock_realtime_ns() ^ (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
     return n == UINT64_MAX ? r : r % (n + 1);
 }
 
@@ -342,13 +331,30 @@ static int build_headers(const struct http_request *req, struct curl_slist **ret
 static CURLcode configure(CURL *h, const struct http_request *req, struct curl_slist *headers,
                           struct sink *sink, char *errbuf)
 {
-    CURLcode rc;
+    static const struct {
+        CURLoption option;
+        long value;
+    } fixed[] = {
+        { CURLOPT_FOLLOWLOCATION, 0L },
+        { CURLOPT_SSL_VERIFYPEER, 1L },
+        { CURLOPT_SSL_VERIFYHOST, 2L },
+        { CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2 },
+        { CURLOPT_NOSIGNAL, 1L }, /* timeouts by polling, not SIGALRM: we share the process */
+    };
+    /* NULL: left at libcurl's default. */
+    const struct {
+        CURLoption option;
+        const char *value;
+    } texts[] = {
+        { CURLOPT_URL, req->url },
+        { CURLOPT_CAINFO, req->ca_file },
+        { CURLOPT_SSLCERT, req->client_cert },
+        { CURLOPT_SSLKEY, req->client_key },
+        { CURLOPT_PROXY, "" }, /* "" turns off proxies from the environment too */
+        { CURLOPT_USERAGENT, req->user_agent ? req->user_agent : "shmprov" },
+    };
+    CURLcode rc = curl.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 
-    rc = curl.easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    if (rc == CURLE_OK)
-        rc = curl.easy_setopt(h, CURLOPT_URL, req->url);
-    if (rc == CURLE_OK)
-        rc = curl.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     if (rc == CURLE_UNKNOWN_OPTION) {
         /* libcurl before 7.85 only knows the bitmask form. */
 #pragma GCC diagnostic push
@@ -356,28 +362,13 @@ static CURLcode configure(CURL *h, const struct http_request *req, struct curl_s
         rc = curl.easy_setopt(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #pragma GCC diagnostic pop
     }
+    for (size_t i = 0; rc == CURLE_OK && i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        rc = curl.easy_setopt(h, fixed[i].option, fixed[i].value);
+    for (size_t i = 0; rc == CURLE_OK && i < sizeof(texts) / sizeof(texts[0]); i++)
+        if (texts[i].value)
+            rc = curl.easy_setopt(h, texts[i].option, texts[i].value);
     if (rc == CURLE_OK)
-        rc = curl.easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    if (rc == CURLE_OK)
-        rc = curl.easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-    if (rc == CURLE_OK)
-        rc = curl.easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (rc == CURLE_OK)
-        rc = curl.easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    if (rc == CURLE_OK && req->ca_file)
-        rc = curl.easy_setopt(h, CURLOPT_CAINFO, req->ca_file);
-    if (rc == CURLE_OK && req->client_cert)
-        rc = curl.easy_setopt(h, CURLOPT_SSLCERT, req->client_cert);
-    if (rc == CURLE_OK && req->client_key)
-        rc = curl.easy_setopt(h, CURLOPT_SSLKEY, req->client_key);
-    /* "" turns off proxies from the environment too. */
-    if (rc == CURLE_OK)
-        rc = curl.easy_setopt(h, CURLOPT_PROXY, "");
-    /* Timeouts by polling, not SIGALRM: we share the process. */
-    if (rc == CURLE_OK)
-        rc = curl.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    if (rc == CURLE_OK)
-        rc = curl.easy_setopt(h, CURLOPT_USERAGENT, req->user_agent ? req->user_agent : "shmprov");
+        rc = curl.easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     if (rc == CURLE_OK)
         rc = curl.easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     if (rc == CURLE_OK)
@@ -410,49 +401,131 @@ static bool request_ok(const struct http_request *req)
     return true;
 }
 
+static uint64_t time_left(uint64_t deadline_ms)
+{
+    uint64_t now = clock_monotonic_ms();
+
+    return deadline_ms > now ? deadline_ms - now : 0;
+}
+
+/* The result's error, for people. */
+#define SAY(res, ...) (void)snprintf((res)->error, sizeof((res)->error), __VA_ARGS__)
+
+static void give_up_at_deadline(struct http_result *res, const char *last)
+{
+    res->outcome = HTTP_RETRY_LATER;
+    if (res->attempts == 0)
+        SAY(res, "the deadline had passed before the first attempt");
+    else
+        SAY(res, "gave up at the deadline after %u attempts: %s", res->attempts, last);
+}
+
+/* Each attempt may use all the time left, connecting at most 5 s of it; a
+ * 0 would mean "no timeout" to libcurl, left is >= 1. */
+static CURLcode set_timeouts(CURL *h, uint64_t left)
+{
+    long attempt_ms = left > LONG_MAX ? LONG_MAX : (long)left;
+    CURLcode rc = curl.easy_setopt(h, CURLOPT_TIMEOUT_MS, attempt_ms);
+
+    if (rc == CURLE_OK)
+        rc = curl.easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                              attempt_ms < (long)CONNECT_TIMEOUT_MS ? attempt_ms : (long)CONNECT_TIMEOUT_MS);
+    return rc;
+}
+
+/* A status line settles the outcome even if the transfer was cut
+ * afterwards (by our body limit above all): the server has said whether it
+ * took the event. True when it did settle it. */
+static bool status_settles(long status, struct http_result *res)
+{
+    if (status >= 200 && status <= 299) {
+        res->outcome = HTTP_DELIVERED;
+        res->error[0] = '\0';
+    } else if (status >= 300 && status <= 399) {
+        res->outcome = HTTP_REJECTED;
+        SAY(res, "server answered HTTP %ld, a redirect, which shmprov does not follow", status);
+    } else if (status > 0 && !status_retryable(status)) {
+        res->outcome = HTTP_REJECTED;
+        SAY(res, "server answered HTTP %ld", status);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* What went wrong with an attempt that did not settle anything, for
+ * people: the status, or libcurl's error with the token scrubbed. */
+static void describe_failure(CURLcode rc, long status, int perform_errno, char *errbuf, const char *token,
+                             char last[200])
+{
+    if (status > 0 && status < 200)
+        (void)snprintf(last, 200, "server answered HTTP %ld and no final status", status);
+    else if (status < 0)
+        (void)snprintf(last, 200, "server answered a status line that is not valid");
+    else if (status > 599)
+        (void)snprintf(last, 200, "server answered HTTP %ld, not a valid status", status);
+    else if (status > 0)
+        (void)snprintf(last, 200, "server answered HTTP %ld", status);
+    else if (rc == CURLE_BAD_FUNCTION_ARGUMENT)
+        /* Every option was accepted before: during a transfer libcurl says
+         * this only when its wait on the socket (poll) failed, and passes
+         * on no errno of its own; the last one is the best clue there is. */
+        (void)snprintf(last, 200, "libcurl's wait on the connection failed (last error: %s)",
+                       perform_errno ? strerror(perform_errno) : "unknown");
+    else {
+        scrub(errbuf, token);
+        (void)snprintf(last, 200, "%.199s", errbuf[0] ? errbuf : curl.easy_strerror(rc));
+    }
+}
+
+/* Sleeps before the next attempt when one more still fits before the
+ * deadline; if it cannot, says so and returns false rather than sleep into
+ * it. Retry-After is read by libcurl (delay-seconds or an HTTP date, as
+ * seconds from now; 0 when absent or unreadable). */
+static bool wait_to_retry(CURL *h, const struct http_request *req, long status, const char *last,
+                          struct http_result *res)
+{
+    uint64_t now = clock_monotonic_ms(), left = req->deadline_ms > now ? req->deadline_ms - now : 0, wait;
+    curl_off_t retry_after = 0;
+    int r;
+
+    if (status <= 0 || curl.easy_getinfo(h, CURLINFO_RETRY_AFTER, &retry_after) != CURLE_OK)
+        retry_after = 0;
+    r = http_retry_wait(left, backoff_ms(res->attempts), (int64_t)retry_after, &wait);
+    if (r == -ETIME)
+        give_up_at_deadline(res, last);
+    else if (r < 0)
+        SAY(res, "server answered HTTP %ld with Retry-After: %lld s, past the deadline", status,
+            (long long)retry_after);
+    else
+        sleep_until(now + wait);
+    return r == 0;
+}
+
 /* The attempts themselves, on a configured handle. Fills *res; only
  * -ENOMEM is an error. */
 static int send_with_retries(CURL *h, const struct http_request *req, char *errbuf,
                              struct sink *sink, struct http_result *res)
 {
     char last[200] = "";
-    CURLcode rc;
 
+    res->outcome = HTTP_RETRY_LATER;
     for (;;) {
-        uint64_t now = clock_monotonic_ms(), left, wait;
-        long attempt_ms;
-        int r;
-        curl_off_t retry_after = 0;
+        uint64_t left = time_left(req->deadline_ms);
         long status = 0;
         int perform_errno;
+        CURLcode rc;
 
-        left = req->deadline_ms > now ? req->deadline_ms - now : 0;
         if (left == 0) {
-            if (res->attempts == 0)
-                (void)snprintf(res->error, sizeof(res->error),
-                               "the deadline had passed before the first attempt");
-            else
-                (void)snprintf(res->error, sizeof(res->error),
-                               "gave up at the deadline after %u attempts: %s", res->attempts, last);
-            res->outcome = HTTP_RETRY_LATER;
+            give_up_at_deadline(res, last);
             return 0;
         }
-
-        /* Each attempt may use all the time left, connecting at most 5 s
-         * of it; a 0 would mean "no timeout" to libcurl, left is >= 1. */
-        attempt_ms = left > LONG_MAX ? LONG_MAX : (long)left;
-        rc = curl.easy_setopt(h, CURLOPT_TIMEOUT_MS, attempt_ms);
-        if (rc == CURLE_OK)
-            rc = curl.easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                                  attempt_ms < (long)CONNECT_TIMEOUT_MS ? attempt_ms
-                                                                        : (long)CONNECT_TIMEOUT_MS);
+        rc = set_timeouts(h, left);
         if (rc != CURLE_OK) {
             res->outcome = HTTP_FAILED;
-            (void)snprintf(res->error, sizeof(res->error), "libcurl refused a timeout: %s",
-                           curl.easy_strerror(rc));
+            SAY(res, "libcurl refused a timeout: %s", curl.easy_strerror(rc));
             return 0;
         }
-
         errbuf[0] = '\0';
         sink->bytes = 0;
         res->attempts++;
@@ -461,81 +534,23 @@ static int send_with_retries(CURL *h, const struct http_request *req, char *errb
         perform_errno = errno;
         if (rc == CURLE_OUT_OF_MEMORY)
             return -ENOMEM;
-        /* Not always 0 or 100..999: from an "HTTP/2 " status line
-         * libcurl 7.88 takes any number of digits, a sign too, into an int
-         * that wraps ("HTTP/2 -5", "HTTP/2 2000"). Status lines that are
-         * not valid, handled below like a status outside 100..599. */
+        /* Not always 0 or 100..999: from an "HTTP/2 " status line libcurl
+         * 7.88 takes any number of digits, a sign too, into an int that
+         * wraps ("HTTP/2 -5", "HTTP/2 2000"): handled like a status
+         * outside 100..599. */
         if (curl.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
             status = 0;
         res->status = status;
-
-        /* A status line settles the outcome even if the transfer was cut
-         * afterwards (by our body limit above all): the server has said
-         * whether it took the event. */
-        if (status >= 200 && status <= 299) {
-            res->outcome = HTTP_DELIVERED;
-            res->error[0] = '\0';
+        if (status_settles(status, res))
             return 0;
-        }
-        if (status >= 300 && status <= 399) {
-            res->outcome = HTTP_REJECTED;
-            (void)snprintf(res->error, sizeof(res->error),
-                           "server answered HTTP %ld, a redirect, which shmprov does not follow", status);
-            return 0;
-        }
-        if (status > 0 && !status_retryable(status)) {
-            res->outcome = HTTP_REJECTED;
-            (void)snprintf(res->error, sizeof(res->error), "server answered HTTP %ld", status);
-            return 0;
-        }
-        if (status > 0 && status < 200) {
-            (void)snprintf(last, sizeof(last), "server answered HTTP %ld and no final status", status);
-        } else if (status < 0) {
-            (void)snprintf(last, sizeof(last), "server answered a status line that is not valid");
-        } else if (status > 599) {
-            (void)snprintf(last, sizeof(last), "server answered HTTP %ld, not a valid status", status);
-        } else if (status > 0) {
-            (void)snprintf(last, sizeof(last), "server answered HTTP %ld", status);
-        } else if (rc == CURLE_BAD_FUNCTION_ARGUMENT) {
-            /* Every option was accepted before: during a transfer libcurl
-             * says this only when its wait on the socket (poll) failed,
-             * and passes on no errno of its own; the last one is the best
-             * clue there is. */
-            (void)snprintf(last, sizeof(last), "libcurl's wait on the connection failed (last error: %s)",
-                           perform_errno ? strerror(perform_errno) : "unknown");
-        } else {
-            scrub(errbuf, req->bearer_token);
-            (void)snprintf(last, sizeof(last), "%.*s", (int)sizeof(last) - 1,
-                           errbuf[0] ? errbuf : curl.easy_strerror(rc));
-        }
+        describe_failure(rc, status, perform_errno, errbuf, req->bearer_token, last);
         if (status == 0 && !curl_error_retryable(rc) && rc != CURLE_BAD_FUNCTION_ARGUMENT) {
             res->outcome = HTTP_FAILED;
-            (void)snprintf(res->error, sizeof(res->error), "%s", last);
+            SAY(res, "%s", last);
             return 0;
         }
-
-        /* Plan the wait so that one more attempt still fits before the
-         * deadline; if it cannot, stop now rather than sleep into it.
-         * Retry-After is read by libcurl (delay-seconds or an HTTP date,
-         * as seconds from now; 0 when absent or unreadable). */
-        now = clock_monotonic_ms();
-        left = req->deadline_ms > now ? req->deadline_ms - now : 0;
-        res->outcome = HTTP_RETRY_LATER;
-        if (status <= 0 || curl.easy_getinfo(h, CURLINFO_RETRY_AFTER, &retry_after) != CURLE_OK)
-            retry_after = 0;
-        r = http_retry_wait(left, backoff_ms(res->attempts), (int64_t)retry_after, &wait);
-        if (r == -ETIME) {
-            (void)snprintf(res->error, sizeof(res->error),
-                           "gave up at the deadline after %u attempts: %s", res->attempts, last);
+        if (!wait_to_retry(h, req, status, last, res))
             return 0;
-        }
-        if (r < 0) {
-            (void)snprintf(res->error, sizeof(res->error),
-                           "server answered HTTP %ld with Retry-After: %lld s, past the deadline",
-                           status, (long long)retry_after);
-            return 0;
-        }
-        sleep_until(now + wait);
     }
 }
 
@@ -590,7 +605,7 @@ static int session_request(struct http_session *s, const struct http_request *re
         r = send_with_retries(s->h, req, s->errbuf, &s->sink, res);
     } else {
         res->outcome = HTTP_FAILED;
-        (void)snprintf(res->error, sizeof(res->error), "libcurl refused an option: %s", curl.easy_strerror(rc));
+        SAY(res, "libcurl refused an option: %s", curl.easy_strerror(rc));
     }
     /* Back to defaults (the connections stay): the handle must hold no
      * pointer to the headers freed here or to the caller's body. */
@@ -609,7 +624,7 @@ int http_session_post(struct http_session *s, const struct http_request *req, st
 
     if (!load_libcurl()) {
         res.outcome = HTTP_UNAVAILABLE;
-        (void)snprintf(res.error, sizeof(res.error), "%s", load_error);
+        SAY(&res, "%s", load_error);
         *ret = res;
         return 0;
     }

@@ -86,7 +86,5 @@ void http_session_close(struct http_session *s);
  * header can't carry) or -ENOMEM. */
 int http_session_post(struct http_session *s, const struct http_request *req, struct http_result *ret);
 
-/* CLOCK_MONOTONIC in milliseconds, the clock of deadline_ms. */
-
 /* Human text for an outcome ("delivered", "retry later", ...). */
 const char *http_outcome_name(enum http_outcome outcome);

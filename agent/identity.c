@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <netdb.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "fsutil.h"
 #include "hash.h"
 #include "testing.h"
@@ -85,7 +85,7 @@ static void random_id(char id[33])
     id[32] = '\0';
 }
 
-static void source_of(const char id[33], char *buf, size_t len)
+static void source_of(const char id[33], char buf[IDENTITY_SOURCE_LEN + 1])
 {
     char salted[sizeof(SOURCE_SALT) + 32], hex[65];
 
@@ -93,7 +93,7 @@ static void source_of(const char id[33], char *buf, size_t len)
      * software treats as a confidential stable identifier, never leaves. */
     (void)snprintf(salted, sizeof(salted), SOURCE_SALT "%.32s", id);
     hash_sha256_hex(salted, strlen(salted), hex);
-    (void)snprintf(buf, len, IDENTITY_SOURCE_PREFIX "%.32s", hex);
+    (void)snprintf(buf, IDENTITY_SOURCE_LEN + 1, IDENTITY_SOURCE_PREFIX "%.32s", hex);
 }
 
 /* A crash between writing the staging file and linking it leaves the
@@ -128,7 +128,8 @@ static int sync_dir(const char *dir)
  * carry an id no later run has. */
 static int host_id_create(const char *state_dir, const char *path, char id[33])
 {
-    char staging[PATH_MAX], content[34], nonce[33];
+    CLEANUP_FREE char *staging = NULL;
+    char content[34], nonce[33];
     int r;
 
     r = fsutil_mkdir_parents(path);
@@ -137,9 +138,8 @@ static int host_id_create(const char *state_dir, const char *path, char id[33])
     remove_stale_staging(state_dir);
     random_id(id);
     random_id(nonce);
-    if ((size_t)snprintf(staging, sizeof(staging), "%s/" FSUTIL_TEMP_PREFIX IDENTITY_HOST_ID_NAME ".%.16s",
-                         state_dir, nonce) >= sizeof(staging))
-        return -ENAMETOOLONG;
+    if (asprintf(&staging, "%s/" FSUTIL_TEMP_PREFIX IDENTITY_HOST_ID_NAME ".%.16s", state_dir, nonce) < 0)
+        return -ENOMEM;
     (void)snprintf(content, sizeof(content), "%s\n", id);
     r = fsutil_write_atomic(staging, content, 33, 0644);
     if (r < 0)
@@ -156,13 +156,13 @@ static int host_id_create(const char *state_dir, const char *path, char id[33])
 
 static int host_id_get(const char *state_dir, char id[33])
 {
-    char path[PATH_MAX];
+    CLEANUP_FREE char *path = NULL;
     int r;
 
     if (!state_dir || !state_dir[0])
         return -EINVAL;
-    if ((size_t)snprintf(path, sizeof(path), "%s/" IDENTITY_HOST_ID_NAME, state_dir) >= sizeof(path))
-        return -ENAMETOOLONG;
+    if (asprintf(&path, "%s/" IDENTITY_HOST_ID_NAME, state_dir) < 0)
+        return -ENOMEM;
     /* An unusable host-id is left alone (-EINVAL): it is not ours to
      * guess at, and replacing it would silently change the host's source.
      * Deleting it makes a new one. */
@@ -172,27 +172,22 @@ static int host_id_get(const char *state_dir, char id[33])
     return host_id_create(state_dir, path, id);
 }
 
-int identity_source(const char *machine_id_path, const char *state_dir, char *buf, size_t len)
+int identity_source(const char *machine_id_path, const char *state_dir, char buf[IDENTITY_SOURCE_LEN + 1])
 {
     char id[33];
     int r;
 
-    if (!buf || len < IDENTITY_SOURCE_LEN + 1) {
-        if (buf && len > 0)
-            buf[0] = '\0';
-        return -ENOBUFS;
-    }
     if (machine_id_path && read_id_file(machine_id_path, false, id) == 0) {
-        source_of(id, buf, len);
+        source_of(id, buf);
         return IDENTITY_FROM_MACHINE_ID;
     }
     r = host_id_get(state_dir, id);
     if (r == 0) {
-        source_of(id, buf, len);
+        source_of(id, buf);
         return IDENTITY_FROM_HOST_ID;
     }
     random_id(id);
-    source_of(id, buf, len);
+    source_of(id, buf);
     return r;
 }
 

@@ -22,8 +22,7 @@ enum identity_origin {
     IDENTITY_FROM_HOST_ID = 1,    /* <state_dir>/host-id, read or created now */
 };
 
-/* Writes the CloudEvents source of this host into buf (at least
- * IDENTITY_SOURCE_LEN + 1 bytes): "urn:shmprov:host:" and the first 32 hex
+/* Writes the CloudEvents source of this host into buf: "urn:shmprov:host:" and the first 32 hex
  * digits of sha256("shmprov report source v1\n" + id), where id is the
  * 32-hex-digit machine id read from machine_id_path (the same value the v1
  * report_source() derived, so a host keeps its source across the upgrade);
@@ -41,9 +40,8 @@ enum identity_origin {
  * holds a source made from a random id for this run only, in the same
  * form. It is never a shared placeholder: events from such a host look like
  * they come from a new host each run, which is visible and harmless, while
- * one "unknown" source shared by many hosts would merge their histories.
- * -ENOBUFS (and "" in buf when len > 0) when buf is too small. */
-int identity_source(const char *machine_id_path, const char *state_dir, char *buf, size_t len);
+ * one "unknown" source shared by many hosts would merge their histories. */
+int identity_source(const char *machine_id_path, const char *state_dir, char buf[IDENTITY_SOURCE_LEN + 1]);
 
 struct host_identity {
     char fqdn[256];

@@ -224,21 +224,6 @@ json_object *report_data(const struct report_run *run)
     return d;
 }
 
-const char *report_apply_result(const struct apply_outcome *out)
-{
-    switch (out->result) {
-    case APPLY_CHANGED:
-        return "changed";
-    case APPLY_UNCHANGED:
-        return "unchanged";
-    case APPLY_NOT_APPLICABLE:
-        return "not-applicable";
-    case APPLY_FAILED:
-        break;
-    }
-    return "failed";
-}
-
 static int new_uuid(char out[REPORT_ID_LEN + 1])
 {
     unsigned char b[16];
@@ -276,7 +261,7 @@ static void add_sequence(json_object *ev)
 int report_event(json_object *data, char **ret_json, char ret_id[REPORT_ID_LEN + 1])
 {
     json_object *ev = json_object_new_object();
-    char id[REPORT_ID_LEN + 1], source[96], when[64];
+    char id[REPORT_ID_LEN + 1], source[IDENTITY_SOURCE_LEN + 1], when[CLOCK_TEXT_MAX];
     char *text;
     int r;
 
@@ -287,7 +272,7 @@ int report_event(json_object *data, char **ret_json, char ret_id[REPORT_ID_LEN +
         return r;
     }
     /* A failure here still gives a per-run source, never a shared one. */
-    r = identity_source(IDENTITY_MACHINE_ID_PATH, STATE_DIR, source, sizeof(source));
+    r = identity_source(IDENTITY_MACHINE_ID_PATH, STATE_DIR, source);
     if (r < 0)
         log_warn("no usable %s and cannot keep a host id in %s/%s: %s; this report's source is random, "
                  "so the collector sees a new host", IDENTITY_MACHINE_ID_PATH, STATE_DIR, IDENTITY_HOST_ID_NAME,

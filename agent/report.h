@@ -83,6 +83,3 @@ json_object *report_data(const struct report_run *run);
  * when it cannot be kept). Returns 0 with the JSON text (malloc'd) and the
  * id, or a negative errno. */
 int report_event(json_object *data, char **ret_json, char ret_id[REPORT_ID_LEN + 1]);
-
-/* The v2 result word of an apply outcome. */
-const char *report_apply_result(const struct apply_outcome *out);

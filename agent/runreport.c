@@ -31,9 +31,6 @@ void runreport_send(const struct profile *p, json_object *data, bool defer)
     r = delivery_report(p, data, !defer, &sum);
     lock_release(spool_lock);
 
-    for (size_t i = 0; i < sizeof(sum.damaged) / sizeof(sum.damaged[0]); i++)
-        if (sum.damaged[i][0])
-            log_warn("%s", sum.damaged[i]);
     /* LOST only when it is: neither spooled nor delivered. */
     if (r < 0)
         log_error("report LOST: %s", sum.error);

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "cleanup.h"
 #include "fsutil.h"
 
 #define SEQ_DIGITS 20
@@ -72,7 +72,7 @@ static bool uuid_ok(const char *id)
 
 /* Recognises our own file names; anything else in the directory is not
  * ours to read, count or delete. */
-static bool parse_name(const char *name, uint64_t *ret_seq, char *ret_id)
+static bool parse_name(const char *name, uint64_t *ret_seq)
 {
     char digits[SEQ_DIGITS + 1], id[UUID_LEN + 1], *end;
     unsigned long long seq;
@@ -94,29 +94,29 @@ static bool parse_name(const char *name, uint64_t *ret_seq, char *ret_id)
     if (errno != 0 || *end != '\0') /* 20 digits can exceed 2^64 */
         return false;
     *ret_seq = seq;
-    if (ret_id)
-        memcpy(ret_id, id, UUID_LEN + 1);
     return true;
 }
 
-static int join(const struct spool *s, const char *name, char *buf, size_t size)
+/* dir/name, malloc'd; NULL without memory. */
+static char *path_in(const char *dir, const char *name)
 {
-    int n = snprintf(buf, size, "%s/%s", s->path, name);
+    char *path;
 
-    return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+    return asprintf(&path, "%s/%s", dir, name) < 0 ? NULL : path;
 }
 
 /* The counter c in the spool directory dir: 0 when absent, -EBADMSG when
  * it is not one number. */
 static int read_counter_in(const char *dir, enum spool_counter c, uint64_t *ret)
 {
-    char path[PATH_MAX], *buf = NULL, *end;
+    CLEANUP_FREE char *path = path_in(dir, counter_files[c]);
+    char *buf = NULL, *end;
     unsigned long long value;
     size_t len;
-    int r, n = snprintf(path, sizeof(path), "%s/%s", dir, counter_files[c]);
+    int r;
 
-    if (n < 0 || (size_t)n >= sizeof(path))
-        return -ENAMETOOLONG;
+    if (!path)
+        return -ENOMEM;
     r = fsutil_read_file(path, 64, true, &buf, &len, NULL);
     if (r == -ENOENT) {
         *ret = 0;
@@ -142,19 +142,14 @@ out:
     return r;
 }
 
-static int read_counter(const struct spool *s, enum spool_counter c, uint64_t *ret)
-{
-    return read_counter_in(s->path, c, ret);
-}
-
 static int write_counter(const struct spool *s, enum spool_counter c, uint64_t value)
 {
-    char path[PATH_MAX], text[32];
-    int r, n;
+    CLEANUP_FREE char *path = path_in(s->path, counter_files[c]);
+    char text[32];
+    int n;
 
-    r = join(s, counter_files[c], path, sizeof(path));
-    if (r < 0)
-        return r;
+    if (!path)
+        return -ENOMEM;
     n = snprintf(text, sizeof(text), "%" PRIu64 "\n", value);
     return fsutil_write_atomic(path, text, (size_t)n, 0600);
 }
@@ -165,9 +160,9 @@ static int write_counter(const struct spool *s, enum spool_counter c, uint64_t v
 static void load_counter(struct spool *s, enum spool_counter c)
 {
     struct counter *k = &s->counters[c];
-    char path[PATH_MAX];
+    CLEANUP_FREE char *marker = path_in(s->path, unknown_files[c]);
     struct stat st;
-    int r = read_counter(s, c, &k->value);
+    int r = read_counter_in(s->path, c, &k->value);
 
     if (r == 0) {
         /* A marker we cannot see is taken as there: unknown is the safe side. */
@@ -179,40 +174,53 @@ static void load_counter(struct spool *s, enum spool_counter c)
     k->damage = r;
     k->value = 0;
     k->unknown = true;
-    k->rewrite = join(s, unknown_files[c], path, sizeof(path));
-    if (k->rewrite == 0)
-        k->rewrite = fsutil_write_atomic(path, "", 0, 0600);
+    k->rewrite = marker ? fsutil_write_atomic(marker, "", 0, 0600) : -ENOMEM;
     r = write_counter(s, c, 0);
     if (k->rewrite == 0)
         k->rewrite = r;
 }
 
-/* A reader of its own: fdopendir() would take the directory fd. NULL
- * with *ret_error set to the errno of what failed. */
+/* A reader on fd, which it takes over (closed on failure). NULL with
+ * *ret_error set to the errno of what failed. */
+static DIR *listing_of(int fd, int *ret_error)
+{
+    DIR *d = NULL;
+
+    if (fd >= 0)
+        while (!(d = fdopendir(fd)) && errno == EINTR)
+            ;
+    if (!d) {
+        *ret_error = -errno; /* before close() can change it */
+        if (fd >= 0)
+            close(fd);
+    }
+    return d;
+}
+
+/* A reader of its own: fdopendir() would take the directory fd. */
 static DIR *open_listing(const struct spool *s, int *ret_error)
 {
     int fd = TEMP_FAILURE_RETRY(fcntl(s->dirfd, F_DUPFD_CLOEXEC, 0));
-    DIR *d;
 
-    if (fd < 0) {
-        *ret_error = -errno;
-        return NULL;
-    }
     /* A dup shares the offset: start from the top every time, and know
      * it (rewinddir() would fail unseen and list nothing). */
-    if (lseek(fd, 0, SEEK_SET) < 0) {
+    if (fd >= 0 && lseek(fd, 0, SEEK_SET) < 0) {
         *ret_error = -errno;
         close(fd);
         return NULL;
     }
-    while (!(d = fdopendir(fd)) && errno == EINTR)
-        ;
-    if (!d) {
-        *ret_error = -errno; /* before close() can change it */
-        close(fd);
-        return NULL;
-    }
-    return d;
+    return listing_of(fd, ret_error);
+}
+
+/* Whoever can write to the directory fd can plant events in our name or
+ * delete the ones waiting: it must be ours and private. */
+static int check_trusted(int fd)
+{
+    struct stat st;
+
+    if (TEMP_FAILURE_RETRY(fstat(fd, &st)) < 0)
+        return -errno;
+    return st.st_uid != geteuid() || (st.st_mode & 0022) ? -EPERM : 0;
 }
 
 /* The directory itself: ours, private, never through a symlink. */
@@ -229,13 +237,7 @@ static int open_dir(struct spool *s)
             r = -ELOOP;
         return r;
     }
-    if (TEMP_FAILURE_RETRY(fstat(s->dirfd, &st)) < 0)
-        return -errno;
-    /* Whoever can write here can plant events in our name or delete the
-     * ones waiting. */
-    if (st.st_uid != geteuid() || (st.st_mode & 0022))
-        return -EPERM;
-    return 0;
+    return check_trusted(s->dirfd);
 }
 
 int spool_open(const char *dir, size_t max_count, uint64_t max_bytes, struct spool **ret)
@@ -430,7 +432,7 @@ static int scan(const struct spool *s, struct spool_entry **ret, size_t *ret_cou
         uint64_t seq;
 
         /* Dot files include fsutil_write_atomic()'s temporary files. */
-        if (de->d_name[0] == '.' || !parse_name(de->d_name, &seq, NULL))
+        if (de->d_name[0] == '.' || !parse_name(de->d_name, &seq))
             continue;
         r = add_entry(s, de->d_name, seq, &entries, &count, &cap, &newest);
         if (r < 0)
@@ -440,14 +442,12 @@ static int scan(const struct spool *s, struct spool_entry **ret, size_t *ret_cou
         r = -errno;
         goto out;
     }
-    if (count > 0)
+    *ret = NULL;
+    if (count > 0) {
         qsort(entries, count, sizeof(*entries), compare_entries);
-    if (count == 0) {
-        free(entries);
+        *ret = entries;
         entries = NULL;
     }
-    *ret = entries;
-    entries = NULL;
     *ret_count = count;
     if (ret_newest)
         *ret_newest = newest;
@@ -465,40 +465,32 @@ int spool_list(struct spool *s, struct spool_entry **ret, size_t *ret_count)
     return scan(s, ret, ret_count, NULL);
 }
 
-static int entry_path(const struct spool *s, const struct spool_entry *e, char *buf, size_t size)
+/* The path of an event: only names we could have made, never "../" or a
+ * foreign file. */
+static int entry_path(const struct spool *s, const struct spool_entry *e, char **ret)
 {
     uint64_t seq;
 
-    /* Only names we could have made: never "../" or a foreign file. */
-    if (!e || !parse_name(e->name, &seq, NULL))
+    if (!s || !e || !parse_name(e->name, &seq))
         return -EINVAL;
-    return join(s, e->name, buf, size);
+    *ret = path_in(s->path, e->name);
+    return *ret ? 0 : -ENOMEM;
 }
 
 int spool_read(struct spool *s, const struct spool_entry *e, char **ret_json, size_t *ret_len)
 {
-    char path[PATH_MAX];
-    int r;
+    CLEANUP_FREE char *path = NULL;
+    int r = ret_json && ret_len ? entry_path(s, e, &path) : -EINVAL;
 
-    if (!s || !ret_json || !ret_len)
-        return -EINVAL;
-    r = entry_path(s, e, path, sizeof(path));
-    if (r < 0)
-        return r;
-    return fsutil_read_file(path, SPOOL_MAX_EVENT_BYTES, true, ret_json, ret_len, NULL);
+    return r < 0 ? r : fsutil_read_file(path, SPOOL_MAX_EVENT_BYTES, true, ret_json, ret_len, NULL);
 }
 
 int spool_remove(struct spool *s, const struct spool_entry *e)
 {
-    char path[PATH_MAX];
-    int r;
+    CLEANUP_FREE char *path = NULL;
+    int r = entry_path(s, e, &path);
 
-    if (!s)
-        return -EINVAL;
-    r = entry_path(s, e, path, sizeof(path));
-    if (r < 0)
-        return r;
-    return fsutil_remove_durable(path);
+    return r < 0 ? r : fsutil_remove_durable(path);
 }
 
 /* A file we failed to delete or move may be gone all the same (the unlink
@@ -515,30 +507,24 @@ static bool still_there(const struct spool *s, const char *name)
  * symlink. */
 static int open_aside(const struct spool *s, const char *dir, int *ret_fd)
 {
-    struct stat st;
-    int fd;
+    int fd, r;
 
     if (TEMP_FAILURE_RETRY(mkdirat(s->dirfd, dir, 0700)) < 0 && errno != EEXIST)
         return -errno;
     fd = TEMP_FAILURE_RETRY(openat(s->dirfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (fd < 0)
         return -errno;
-    if (TEMP_FAILURE_RETRY(fstat(fd, &st)) < 0) {
-        int r = -errno;
+    /* The same trust as the spool directory itself. */
+    r = check_trusted(fd);
+    if (r < 0) {
         close(fd);
         return r;
-    }
-    /* The same trust as the spool directory itself. */
-    if (st.st_uid != geteuid() || (st.st_mode & 0022)) {
-        close(fd);
-        return -EPERM;
     }
     *ret_fd = fd;
     return 0;
 }
 
-/* Moves an event out of the spool into the directory of counter c. */
-static int set_aside(struct spool *s, const struct spool_entry *e, enum spool_counter c, int *ret_sync_error)
+int spool_set_aside(struct spool *s, const struct spool_entry *e, enum spool_counter c, int *ret_sync_error)
 {
     struct counter *k;
     uint64_t seq;
@@ -546,7 +532,7 @@ static int set_aside(struct spool *s, const struct spool_entry *e, enum spool_co
 
     if (ret_sync_error)
         *ret_sync_error = 0;
-    if (!s || !e || !parse_name(e->name, &seq, NULL))
+    if (!s || !e || (unsigned)c >= SPOOL_COUNTERS || !aside_dirs[c] || !parse_name(e->name, &seq))
         return -EINVAL;
     k = &s->counters[c];
     r = open_aside(s, aside_dirs[c], &qfd);
@@ -576,23 +562,11 @@ out:
     return r;
 }
 
-int spool_quarantine(struct spool *s, const struct spool_entry *e, int *ret_sync_error)
-{
-    return set_aside(s, e, SPOOL_COUNTER_QUARANTINED, ret_sync_error);
-}
-
-int spool_reject(struct spool *s, const struct spool_entry *e, int *ret_sync_error)
-{
-    return set_aside(s, e, SPOOL_COUNTER_REJECTED, ret_sync_error);
-}
-
 static int remove_marker(const struct spool *s, enum spool_counter c)
 {
-    char path[PATH_MAX];
-    int r = join(s, unknown_files[c], path, sizeof(path));
+    CLEANUP_FREE char *path = path_in(s->path, unknown_files[c]);
+    int r = path ? fsutil_remove_durable(path) : -ENOMEM;
 
-    if (r == 0)
-        r = fsutil_remove_durable(path);
     return r == -ENOENT ? 0 : r;
 }
 
@@ -631,7 +605,6 @@ static void enforce_bounds(struct spool *s, const struct spool_entry *entries, s
     struct counter *k = &s->counters[SPOOL_COUNTER_DROPPED];
     uint64_t total = new_len, victims = 0, removed = 0;
     size_t usable = 1, cut = 0;
-    char path[PATH_MAX];
 
     for (size_t i = 0; i < count; i++) {
         if (entries[i].error == 0) {
@@ -655,7 +628,9 @@ static void enforce_bounds(struct spool *s, const struct spool_entry *entries, s
     if (write_counter(s, SPOOL_COUNTER_DROPPED, k->value + victims) < 0)
         return;
     for (size_t i = 0; i < cut; i++) {
-        if (entries[i].error != 0 || join(s, entries[i].name, path, sizeof(path)) < 0)
+        CLEANUP_FREE char *path = NULL;
+
+        if (entries[i].error != 0 || entry_path(s, &entries[i], &path) < 0)
             continue;
         if (fsutil_remove_durable(path) == 0 || !still_there(s, entries[i].name))
             removed++;
@@ -689,7 +664,8 @@ static int new_name(const char *event_id, uint64_t newest, char *name, size_t si
 int spool_put(struct spool *s, const char *event_id, const char *json, size_t len, int *ret_sync_error)
 {
     struct spool_entry *entries = NULL;
-    char name[NAME_LEN + 1], path[PATH_MAX];
+    char name[NAME_LEN + 1];
+    CLEANUP_FREE char *path = NULL;
     size_t count = 0;
     uint64_t newest = 0;
     int r;
@@ -716,10 +692,8 @@ int spool_put(struct spool *s, const char *event_id, const char *json, size_t le
     r = new_name(event_id, newest, name, sizeof(name));
     if (r < 0)
         goto out;
-    r = join(s, name, path, sizeof(path));
-    if (r < 0)
-        goto out;
-    r = fsutil_write_atomic(path, json ? json : "", len, 0600);
+    path = path_in(s->path, name);
+    r = path ? fsutil_write_atomic(path, json ? json : "", len, 0600) : -ENOMEM;
     /* The name is new: if it is there, only the sync of the directory
      * after the rename failed. The event is spooled, if not durably. */
     if (r < 0 && !still_there(s, name))
@@ -737,23 +711,16 @@ out:
 /* Counts our event files in dir, by name only (nothing is opened). */
 static int count_events(const char *dir, uint64_t *ret)
 {
-    int fd = TEMP_FAILURE_RETRY(open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    int r = 0;
+    DIR *d = listing_of(TEMP_FAILURE_RETRY(open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)), &r);
     struct dirent *de;
     uint64_t seq;
-    DIR *d;
 
-    if (fd < 0)
-        return -errno;
-    while (!(d = fdopendir(fd)) && errno == EINTR)
-        ;
-    if (!d) {
-        int r = -errno; /* before close() can change it */
-        close(fd);
+    if (!d)
         return r;
-    }
     *ret = 0;
     while ((de = next_entry(d)))
-        *ret += parse_name(de->d_name, &seq, NULL);
+        *ret += parse_name(de->d_name, &seq);
     closedir(d);
     return 0;
 }

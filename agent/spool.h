@@ -93,17 +93,15 @@ int spool_read(struct spool *s, const struct spool_entry *e, char **ret_json, si
 /* Deletes a delivered event durably. -ENOENT when it is already gone. */
 int spool_remove(struct spool *s, const struct spool_entry *e);
 
-/* Moves an event that can never be sent to SPOOL_QUARANTINE_DIR under the
- * same name and counts it (counted first: a crash can over-count, never
- * hide one; not counted, not moved). Returns 0 when it moved; then
- * *ret_sync_error (may be NULL) is 0, or why the directories could not be
- * synced (the move may not survive a crash). A negative errno: it is still
- * in place. */
-int spool_quarantine(struct spool *s, const struct spool_entry *e, int *ret_sync_error);
-
-/* The same for an event the collector refused as malformed: moved to
- * SPOOL_REJECTED_DIR and counted in SPOOL_COUNTER_REJECTED. */
-int spool_reject(struct spool *s, const struct spool_entry *e, int *ret_sync_error);
+/* Moves an event that must never be sent again to the directory of
+ * counter c under the same name and counts it: a damaged one to
+ * SPOOL_QUARANTINE_DIR (SPOOL_COUNTER_QUARANTINED), one the collector
+ * refused as malformed to SPOOL_REJECTED_DIR (SPOOL_COUNTER_REJECTED).
+ * Counted first: a crash can over-count, never hide one; not counted, not
+ * moved. Returns 0 when it moved; then *ret_sync_error (may be NULL) is 0,
+ * or why the directories could not be synced (the move may not survive a
+ * crash). A negative errno: it is still in place. */
+int spool_set_aside(struct spool *s, const struct spool_entry *e, enum spool_counter c, int *ret_sync_error);
 
 /* The counter's file name inside the spool directory. */
 const char *spool_counter_file(enum spool_counter c);

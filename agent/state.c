@@ -2,20 +2,23 @@
 
 #include <errno.h>
 #include <json-c/json.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cleanup.h"
 #include "fsutil.h"
 #include "lock.h"
 
 #define STATE_MAX_BYTES ((size_t)64 * 1024)
 #define STATE_LOCK_WAIT_MS 2000
 
-static void path_of(const char *dir, const char *name, char *buf, size_t len)
+/* dir's state file, with suffix: malloc'd, NULL without memory. */
+static char *path_of(const char *dir, const char *suffix)
 {
-    (void)snprintf(buf, len, "%s/%s", dir, name);
+    char *path;
+
+    return asprintf(&path, "%s/" STATE_FILE "%s", dir, suffix) < 0 ? NULL : path;
 }
 
 /* Values are decimal strings: shmall can exceed what a JSON number holds
@@ -110,12 +113,14 @@ static int parse(const char *text, size_t len, struct state *ret)
 
 int state_load(const char *dir, struct state *ret)
 {
-    char path[PATH_MAX], *text = NULL;
+    CLEANUP_FREE char *path = path_of(dir, "");
+    char *text = NULL;
     size_t len = 0;
     int r;
 
     memset(ret, 0, sizeof(*ret));
-    path_of(dir, STATE_FILE, path, sizeof(path));
+    if (!path)
+        return -ENOMEM;
     r = fsutil_read_file(path, STATE_MAX_BYTES, true, &text, &len, NULL);
     if (r == -ENOENT)
         return 0;
@@ -171,10 +176,14 @@ static json_object *run_json(const struct state_run *r)
 static int save(const char *dir, const struct state *s)
 {
     json_object *doc = json_object_new_object();
-    char path[PATH_MAX];
+    CLEANUP_FREE char *path = path_of(dir, "");
     const char *text;
     int r;
 
+    if (!path) {
+        json_object_put(doc);
+        return -ENOMEM;
+    }
     json_object_object_add(doc, "version", json_object_new_int(1));
     add_u64(doc, "sequence", s->sequence);
     json_object_object_add(doc, "last_apply", apply_json(&s->last_apply));
@@ -182,7 +191,6 @@ static int save(const char *dir, const struct state *s)
     if (s->last_success_end)
         add_u64(doc, "last_successful_apply_end", s->last_success_end);
     text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-    path_of(dir, STATE_FILE, path, sizeof(path));
     /* A run killed while writing left its temporary: under the lock,
      * nobody else is writing one now. The directory is made only when it
      * is missing: every apply writes here, and most find it. */
@@ -199,7 +207,6 @@ static int save(const char *dir, const struct state *s)
  * replaced. */
 static int update(const char *dir, bool (*change)(struct state *, const void *), const void *arg, struct state *ret)
 {
-    char path[PATH_MAX], aside[PATH_MAX + 16];
     struct lock *l = NULL;
     long holder = 0;
     int r;
@@ -210,9 +217,10 @@ static int update(const char *dir, bool (*change)(struct state *, const void *),
         return r;
     r = state_load(dir, ret);
     if (r == -EBADMSG) {
-        path_of(dir, STATE_FILE, path, sizeof(path));
-        (void)snprintf(aside, sizeof(aside), "%s.damaged", path);
-        (void)rename(path, aside);
+        CLEANUP_FREE char *path = path_of(dir, ""), *aside = path_of(dir, ".damaged");
+
+        if (path && aside)
+            (void)rename(path, aside);
     } else if (r < 0) {
         lock_release(l);
         return r;

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "clock.h"
 #include "http.h"
 #include "params.h"
@@ -49,8 +50,6 @@ struct server {
     atomic_uint requests;
     atomic_bool stop;
     pthread_t thread;
-    char first_request[8192];
-    size_t first_len;
     /* The first requests, each with the connection it came on (1-based). */
     char request[MAX_KEPT_REQUESTS][4096];
     unsigned request_connection[MAX_KEPT_REQUESTS];
@@ -154,10 +153,6 @@ static void keep_request(struct server *sv, const char *request, size_t len, uns
 {
     unsigned n = atomic_fetch_add(&sv->requests, 1);
 
-    if (n == 0) {
-        memcpy(sv->first_request, request, len + 1);
-        sv->first_len = len;
-    }
     if (n < MAX_KEPT_REQUESTS) {
         size_t kept = len < sizeof(sv->request[n]) ? len : sizeof(sv->request[n]) - 1;
         memcpy(sv->request[n], request, kept);
@@ -172,7 +167,7 @@ static void *serve(void *arg)
     size_t next = 0;
 
     while (!atomic_load(&sv->stop)) {
-        char request[8192];
+        char request[4096];
         size_t len;
         unsigned connection;
         int c;
@@ -201,12 +196,14 @@ static void *serve(void *arg)
     return NULL;
 }
 
-static void server_start_with(struct server *sv, const struct step *steps, size_t nsteps, bool keep_alive)
+/* On the heap: the requests it keeps are too large for a stack frame. */
+static struct server *server_start_with(const struct step *steps, size_t nsteps, bool keep_alive)
 {
     struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t addr_len = sizeof(addr);
+    struct server *sv = calloc(1, sizeof(*sv));
 
-    memset(sv, 0, sizeof(*sv));
+    cr_assert_not_null(sv);
     sv->steps = steps;
     sv->nsteps = nsteps;
     sv->keep_alive = keep_alive;
@@ -217,11 +214,12 @@ static void server_start_with(struct server *sv, const struct step *steps, size_
     cr_assert_eq(getsockname(sv->fd, (struct sockaddr *)&addr, &addr_len), 0);
     sv->port = ntohs(addr.sin_port);
     cr_assert_eq(pthread_create(&sv->thread, NULL, serve, sv), 0);
+    return sv;
 }
 
-static void server_start(struct server *sv, const struct step *steps, size_t nsteps)
+static struct server *server_start(const struct step *steps, size_t nsteps)
 {
-    server_start_with(sv, steps, nsteps, false);
+    return server_start_with(steps, nsteps, false);
 }
 
 static void server_stop(struct server *sv)
@@ -270,17 +268,19 @@ static void expect_no_token(const struct http_result *res)
 }
 
 /* Serves steps, posts to the server with 5 s to go, stops it. */
-static void run_steps(struct server *sv, const struct step *steps, size_t nsteps, struct http_request *req,
-                      struct http_result *res)
+static struct server *run_steps(const struct step *steps, size_t nsteps, struct http_request *req,
+                                struct http_result *res)
 {
-    server_start(sv, steps, nsteps);
+    struct server *sv = server_start(steps, nsteps);
+
     *req = request_to(sv->port, 5000);
     cr_assert_eq(http_post(req, res), 0);
     server_stop(sv);
     expect_no_token(res);
+    return sv;
 }
 
-#define RUN(steps, req, res) run_steps(&sv, steps, ELEMENTSOF(steps), &req, &res)
+#define RUN(steps, req, res) (sv = run_steps(steps, ELEMENTSOF(steps), &req, &res))
 
 TestSuite(http, .timeout = 30);
 
@@ -289,7 +289,7 @@ TestSuite(http, .timeout = 30);
 Test(http, delivers_with_the_headers_and_body_on_the_wire)
 {
     static const struct step steps[] = { ANSWER(OK_202) };
-    struct server sv;
+    CLEANUP_FREE struct server *sv = NULL;
     struct http_request req;
     struct http_result res;
     const char *body;
@@ -299,15 +299,15 @@ Test(http, delivers_with_the_headers_and_body_on_the_wire)
     cr_expect_eq(res.status, 202);
     cr_expect_eq(res.attempts, 1);
     cr_expect_str_empty(res.error);
-    cr_expect_eq(atomic_load(&sv.connections), 1);
+    cr_expect_eq(atomic_load(&sv->connections), 1);
 
-    cr_expect_eq(strncmp(sv.first_request, "POST /v1/events HTTP/1.1\r\n", 26), 0, "%s", sv.first_request);
-    cr_expect_not_null(strstr(sv.first_request, "\r\nAuthorization: Bearer " TOKEN "\r\n"));
-    cr_expect_not_null(strstr(sv.first_request, "\r\nIdempotency-Key: \"" EVENT_ID "\"\r\n"));
-    cr_expect_not_null(strstr(sv.first_request, "\r\nContent-Type: application/cloudevents+json\r\n"));
-    cr_expect_not_null(strstr(sv.first_request, "\r\nUser-Agent: shmprov\r\n"));
-    cr_expect_null(strcasestr(sv.first_request, "\r\nExpect:"), "no 100-continue round trip");
-    body = strstr(sv.first_request, "\r\n\r\n");
+    cr_expect_eq(strncmp(sv->request[0], "POST /v1/events HTTP/1.1\r\n", 26), 0, "%s", sv->request[0]);
+    cr_expect_not_null(strstr(sv->request[0], "\r\nAuthorization: Bearer " TOKEN "\r\n"));
+    cr_expect_not_null(strstr(sv->request[0], "\r\nIdempotency-Key: \"" EVENT_ID "\"\r\n"));
+    cr_expect_not_null(strstr(sv->request[0], "\r\nContent-Type: application/cloudevents+json\r\n"));
+    cr_expect_not_null(strstr(sv->request[0], "\r\nUser-Agent: shmprov\r\n"));
+    cr_expect_null(strcasestr(sv->request[0], "\r\nExpect:"), "no 100-continue round trip");
+    body = strstr(sv->request[0], "\r\n\r\n");
     cr_assert_not_null(body);
     cr_expect_str_eq(body + 4, BODY);
 }
@@ -315,21 +315,21 @@ Test(http, delivers_with_the_headers_and_body_on_the_wire)
 Test(http, no_token_no_authorization_header)
 {
     static const struct step steps[] = { ANSWER(OK_202) };
-    struct server sv;
+    CLEANUP_FREE struct server *sv = NULL;
     struct http_request req;
     struct http_result res;
 
-    server_start(&sv, steps, 1);
-    req = request_to(sv.port, 5000);
+    sv = server_start(steps, 1);
+    req = request_to(sv->port, 5000);
     req.bearer_token = NULL;
     req.idempotency_key = NULL;
     req.content_type = "application/cloudevents-batch+json";
     cr_assert_eq(http_post(&req, &res), 0);
-    server_stop(&sv);
+    server_stop(sv);
     cr_expect_eq(res.outcome, HTTP_DELIVERED);
-    cr_expect_null(strcasestr(sv.first_request, "Authorization:"));
-    cr_expect_null(strcasestr(sv.first_request, "Idempotency-Key:"));
-    cr_expect_not_null(strstr(sv.first_request, "Content-Type: application/cloudevents-batch+json\r\n"));
+    cr_expect_null(strcasestr(sv->request[0], "Authorization:"));
+    cr_expect_null(strcasestr(sv->request[0], "Idempotency-Key:"));
+    cr_expect_not_null(strstr(sv->request[0], "Content-Type: application/cloudevents-batch+json\r\n"));
 }
 
 /* Loads libcurl with a first post, so that a short deadline afterwards
@@ -337,7 +337,7 @@ Test(http, no_token_no_authorization_header)
 static void warm_up(void)
 {
     static const struct step steps[] = { ANSWER(OK_202) };
-    struct server sv;
+    CLEANUP_FREE struct server *sv = NULL;
     struct http_request req;
     struct http_result res;
 
@@ -479,7 +479,7 @@ ParameterizedTestParameters(http, post)
 ParameterizedTest(size_t *i, http, post)
 {
     const struct post_case *c = &post_cases[*i];
-    struct server sv = { .fd = -1 };
+    CLEANUP_FREE struct server *sv = NULL;
     struct http_request req;
     struct http_result res;
     uint64_t elapsed;
@@ -487,8 +487,8 @@ ParameterizedTest(size_t *i, http, post)
     if (c->warm_up)
         warm_up();
     if (c->nsteps > 0)
-        server_start(&sv, c->steps, c->nsteps);
-    req = request_to(c->nsteps > 0 ? sv.port : unused_port(), c->timeout_ms);
+        sv = server_start(c->steps, c->nsteps);
+    req = request_to(c->nsteps > 0 ? sv->port : unused_port(), c->timeout_ms);
     if (c->url)
         req.url = c->url;
     cr_assert_eq(http_post(&req, &res), 0);
@@ -496,37 +496,38 @@ ParameterizedTest(size_t *i, http, post)
      * end against the deadline itself. */
     elapsed = clock_monotonic_ms() - (req.deadline_ms - (uint64_t)c->timeout_ms);
     if (c->nsteps > 0)
-        server_stop(&sv);
-    expect_post_case(c, &res, elapsed, atomic_load(&sv.connections));
+        server_stop(sv);
+    expect_post_case(c, &res, elapsed, sv ? atomic_load(&sv->connections) : 0);
 }
 
 /* Starts elsewhere, another server, and writes into head a redirect to it
  * that closes the connection, or with keep, leaves it open. */
-static void start_elsewhere(struct server *elsewhere, char *head, size_t len, bool keep)
+static struct server *start_elsewhere(char *head, size_t len, bool keep)
 {
     static const struct step close_steps[] = { ANSWER(OK_202) }, keep_steps[] = { ANSWER(KEEP_202) };
+    struct server *elsewhere = server_start(keep ? keep_steps : close_steps, 1);
 
-    server_start(elsewhere, keep ? keep_steps : close_steps, 1);
     snprintf(head, len, "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%u/steal\r\n%s",
              elsewhere->port, keep ? "Content-Length: 0\r\n\r\n" : CLOSE);
+    return elsewhere;
 }
 
 Test(http, redirect_is_rejected_and_not_followed)
 {
     struct step steps[1];
-    struct server sv, elsewhere;
+    CLEANUP_FREE struct server *sv = NULL, *elsewhere = NULL;
     struct http_request req;
     struct http_result res;
     char head[256];
 
-    start_elsewhere(&elsewhere, head, sizeof(head), false);
+    elsewhere = start_elsewhere(head, sizeof(head), false);
     steps[0] = (struct step){ head, 0, 0 };
     RUN(steps, req, res);
-    server_stop(&elsewhere);
+    server_stop(elsewhere);
     cr_expect_eq(res.outcome, HTTP_REJECTED);
     cr_expect_eq(res.status, 307);
     cr_expect_eq(res.attempts, 1);
-    cr_expect_eq(atomic_load(&elsewhere.connections), 0, "the token went elsewhere");
+    cr_expect_eq(atomic_load(&elsewhere->connections), 0, "the token went elsewhere");
     cr_expect_not_null(strstr(res.error, "redirect"), "%s", res.error);
 }
 
@@ -577,12 +578,12 @@ Test(http, a_session_carries_every_request_on_one_connection)
     static const char *const keys[] = { EVENT_ID, "7d2e4b6f-9e8c-4d3b-8f1a-2b3c4d5e6f70", "batch-0123abcd" };
     struct http_session *s = NULL;
     struct http_request req;
-    struct server sv;
+    CLEANUP_FREE struct server *sv = NULL;
 
-    server_start_with(&sv, steps, 3, true);
+    sv = server_start_with(steps, 3, true);
     cr_assert_eq(http_session_open(&s), 0);
     for (int i = 0; i < 3; i++) {
-        req = request_to(sv.port, 5000);
+        req = request_to(sv->port, 5000);
         req.idempotency_key = keys[i];
         /* Nothing carries over from the request before: not the token. */
         if (i == 1)
@@ -590,17 +591,17 @@ Test(http, a_session_carries_every_request_on_one_connection)
         post_delivered(s, &req);
     }
     http_session_close(s);
-    server_stop(&sv);
-    cr_expect_eq(atomic_load(&sv.connections), 1, "one connection (one handshake) for the session");
-    cr_expect_eq(atomic_load(&sv.requests), 3);
+    server_stop(sv);
+    cr_expect_eq(atomic_load(&sv->connections), 1, "one connection (one handshake) for the session");
+    cr_expect_eq(atomic_load(&sv->requests), 3);
     for (int i = 0; i < 3; i++) {
         char want[128];
 
         snprintf(want, sizeof(want), "\r\nIdempotency-Key: \"%s\"\r\n", keys[i]);
-        cr_expect_eq(sv.request_connection[i], 1);
-        cr_expect_not_null(strstr(sv.request[i], want), "request %d: %s", i, sv.request[i]);
-        cr_expect_eq(strstr(sv.request[i], "\r\nAuthorization: Bearer " TOKEN "\r\n") != NULL, i != 1,
-                     "request %d: %s", i, sv.request[i]);
+        cr_expect_eq(sv->request_connection[i], 1);
+        cr_expect_not_null(strstr(sv->request[i], want), "request %d: %s", i, sv->request[i]);
+        cr_expect_eq(strstr(sv->request[i], "\r\nAuthorization: Bearer " TOKEN "\r\n") != NULL, i != 1,
+                     "request %d: %s", i, sv->request[i]);
     }
 }
 
@@ -610,17 +611,17 @@ Test(http, a_session_retries_on_its_connection)
     struct http_session *s = NULL;
     struct http_request req;
     struct http_result res;
-    struct server sv;
+    CLEANUP_FREE struct server *sv = NULL;
 
-    server_start_with(&sv, steps, 2, true);
+    sv = server_start_with(steps, 2, true);
     cr_assert_eq(http_session_open(&s), 0);
-    req = request_to(sv.port, 5000);
+    req = request_to(sv->port, 5000);
     cr_assert_eq(http_session_post(s, &req, &res), 0);
     http_session_close(s);
-    server_stop(&sv);
+    server_stop(sv);
     cr_expect_eq(res.outcome, HTTP_DELIVERED, "%s", res.error);
     cr_expect_eq(res.attempts, 2);
-    cr_expect_eq(atomic_load(&sv.connections), 1);
+    cr_expect_eq(atomic_load(&sv->connections), 1);
 }
 
 /* A server that closes the connection after each answer, saying so or
@@ -634,44 +635,44 @@ Test(http, a_session_reopens_a_connection_the_server_closed)
     for (int i = 0; i < 2; i++) {
         struct http_session *s = NULL;
         struct http_request req;
-        struct server sv;
+        CLEANUP_FREE struct server *sv = NULL;
 
-        server_start(&sv, scripts[i], 2);
+        sv = server_start(scripts[i], 2);
         cr_assert_eq(http_session_open(&s), 0);
-        req = request_to(sv.port, 5000);
+        req = request_to(sv->port, 5000);
         post_delivered(s, &req);
         usleep(50 * 1000);
         post_delivered(s, &req);
         http_session_close(s);
-        server_stop(&sv);
-        cr_expect_eq(atomic_load(&sv.connections), 2, "script %d", i);
-        cr_expect_eq(atomic_load(&sv.requests), 2, "script %d", i);
+        server_stop(sv);
+        cr_expect_eq(atomic_load(&sv->connections), 2, "script %d", i);
+        cr_expect_eq(atomic_load(&sv->requests), 2, "script %d", i);
     }
 }
 
 Test(http, a_session_keeps_the_policy_on_every_request)
 {
     struct step steps[2];
-    struct server sv, elsewhere;
+    CLEANUP_FREE struct server *sv = NULL, *elsewhere = NULL;
     struct http_session *s = NULL;
     struct http_request req;
     struct http_result res;
     char head[256];
 
-    start_elsewhere(&elsewhere, head, sizeof(head), true);
+    elsewhere = start_elsewhere(head, sizeof(head), true);
     steps[0] = (struct step)ANSWER(KEEP_202);
     steps[1] = (struct step){ head, 0, 0 };
-    server_start_with(&sv, steps, 2, true);
+    sv = server_start_with(steps, 2, true);
     cr_assert_eq(http_session_open(&s), 0);
-    req = request_to(sv.port, 5000);
+    req = request_to(sv->port, 5000);
     post_delivered(s, &req);
     cr_assert_eq(http_session_post(s, &req, &res), 0);
     http_session_close(s);
-    server_stop(&sv);
-    server_stop(&elsewhere);
+    server_stop(sv);
+    server_stop(elsewhere);
     cr_expect_eq(res.outcome, HTTP_REJECTED, "the second request follows no redirect either");
-    cr_expect_eq(atomic_load(&elsewhere.connections), 0, "the token went elsewhere");
-    cr_expect_eq(atomic_load(&sv.connections), 1);
+    cr_expect_eq(atomic_load(&elsewhere->connections), 0, "the token went elsewhere");
+    cr_expect_eq(atomic_load(&sv->connections), 1);
 }
 
 Test(http, session_bad_arguments)
@@ -761,7 +762,7 @@ static bool libcurl_mapped(void)
 Test(http, libcurl_is_loaded_on_the_first_post_only)
 {
     static const struct step steps[] = { ANSWER(OK_202) };
-    struct server sv;
+    CLEANUP_FREE struct server *sv = NULL;
     struct http_request req;
     struct http_result res;
 
@@ -780,7 +781,7 @@ Test(http, libcurl_is_loaded_on_the_first_post_only)
 Test(http, missing_libcurl_is_reported_as_unavailable)
 {
     static const struct step steps[] = { ANSWER(OK_202) };
-    struct server sv;
+    CLEANUP_FREE struct server *sv = NULL;
     struct http_request req;
     struct http_result res;
 

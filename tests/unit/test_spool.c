@@ -1,7 +1,9 @@
 /* The spool of undelivered events, on a scratch directory. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,30 +65,27 @@ static const char *uuid(unsigned n)
     return p;
 }
 
+/* Names in where (dot files only, with dots_only), "." and ".." aside. */
+static size_t count_names_in(const char *where, bool dots_only)
+{
+    DIR *d = opendir(where);
+    size_t n = 0;
+
+    cr_assert_not_null(d, "%s", where);
+    for (struct dirent *de; (de = readdir(d));)
+        n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 && (!dots_only || de->d_name[0] == '.');
+    closedir(d);
+    return n;
+}
+
 static size_t count_names(const char *where)
 {
-    char cmd[300];
-    FILE *f;
-    size_t n = 0;
-    snprintf(cmd, sizeof(cmd), "ls -A %s", where);
-    f = popen(cmd, "r");
-    for (int c; (c = fgetc(f)) != EOF;)
-        n += c == '\n';
-    pclose(f);
-    return n;
+    return count_names_in(where, false);
 }
 
 static size_t count_temps(void)
 {
-    char cmd[300];
-    FILE *f;
-    size_t n = 0;
-    snprintf(cmd, sizeof(cmd), "ls -A %s | grep -c '^\\.' || true", dir);
-    f = popen(cmd, "r");
-    if (fscanf(f, "%zu", &n) != 1)
-        n = 0;
-    pclose(f);
-    return n;
+    return count_names_in(dir, true);
 }
 
 static void put_ok(struct spool *s, unsigned n, size_t len)
@@ -642,7 +641,7 @@ Test(spool, an_event_renamed_into_place_is_spooled_even_if_the_sync_failed)
     /* The same for a move to quarantine: moved, counted, and said so. */
     cr_assert_eq(spool_list(s, &e, &n), 0);
     sync_fault = SYNC_FAILS_AFTER_RENAME;
-    cr_expect_eq(spool_quarantine(s, &e[0], &sync_error), 0);
+    cr_expect_eq(spool_set_aside(s, &e[0], SPOOL_COUNTER_QUARANTINED, &sync_error), 0);
     sync_fault = SYNC_OK;
     cr_expect_eq(sync_error, -EIO);
     cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 1);
@@ -674,7 +673,7 @@ Test(spool, quarantine_moves_counts_and_stops_listing)
     cr_assert_eq(spool_list(s, &e, &n), 0);
     cr_assert_eq(n, 2);
     cr_assert_str_eq(e[0].name, cut);
-    cr_assert_eq(spool_quarantine(s, &e[0], &sync_error), 0);
+    cr_assert_eq(spool_set_aside(s, &e[0], SPOOL_COUNTER_QUARANTINED, &sync_error), 0);
     cr_expect_eq(sync_error, 0);
     free(e);
 
@@ -693,7 +692,7 @@ Test(spool, quarantine_moves_counts_and_stops_listing)
     cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 1);
     expect_ids(s, want, 1);
     cr_assert_eq(spool_list(s, &e, &n), 0);
-    cr_assert_eq(spool_quarantine(s, &e[0], NULL), 0);
+    cr_assert_eq(spool_set_aside(s, &e[0], SPOOL_COUNTER_QUARANTINED, NULL), 0);
     free(e);
     cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 2);
     cr_assert_eq(spool_clear_count(s, SPOOL_COUNTER_QUARANTINED, 1, false), 0);
@@ -719,7 +718,7 @@ Test(spool, quarantine_that_cannot_move_or_count_leaves_the_event_uncounted)
     cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
     cr_assert_eq(spool_list(s, &e, &n), 0);
     cr_assert_eq(n, 1);
-    cr_expect_lt(spool_quarantine(s, &e[0], NULL), 0);
+    cr_expect_lt(spool_set_aside(s, &e[0], SPOOL_COUNTER_QUARANTINED, NULL), 0);
     cr_expect_eq(access(path_of(name), F_OK), 0, "left in place");
     cr_expect_eq(count_names(path_of("elsewhere")), 0);
     cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 0);
@@ -729,7 +728,7 @@ Test(spool, quarantine_that_cannot_move_or_count_leaves_the_event_uncounted)
     /* A counter that cannot be written: not counted, not moved. */
     cr_assert_eq(mkdir(path_of(SPOOL_QUARANTINED_FILE), 0700), 0);
     cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
-    cr_expect_lt(spool_quarantine(s, &e[0], NULL), 0);
+    cr_expect_lt(spool_set_aside(s, &e[0], SPOOL_COUNTER_QUARANTINED, NULL), 0);
     cr_expect_eq(access(path_of(name), F_OK), 0, "left in place");
     free(e);
     spool_close(s);

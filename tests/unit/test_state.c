@@ -14,6 +14,10 @@
 
 static char dir[] = "/tmp/shmprov-state-XXXXXX";
 
+/* States are static in the tests below: each holds a PATH_MAX drop-in
+ * path, too much for a stack frame, and every test runs in a process of
+ * its own. */
+
 static void make_dir(void)
 {
     cr_assert_not_null(mkdtemp(dir));
@@ -51,7 +55,7 @@ static void write_state(const char *text)
 
 Test(state, missing_file_is_nothing_remembered, .init = make_dir, .fini = remove_dir)
 {
-    struct state s;
+    static struct state s;
 
     cr_assert_eq(state_load(dir, &s), 0);
     cr_assert_eq(s.sequence, 0);
@@ -60,9 +64,9 @@ Test(state, missing_file_is_nothing_remembered, .init = make_dir, .fini = remove
 
 Test(state, sequence_counts_up_and_apply_round_trips, .init = make_dir_and_run, .fini = remove_dir)
 {
-    struct state_apply a = { .known = true, .managed = { true, true, false },
-                             .value = { UINT64_C(18446744073692774399), 4194304, 0 } };
-    struct state s;
+    static struct state_apply a = { .known = true, .managed = { true, true, false },
+                                    .value = { UINT64_C(18446744073692774399), 4194304, 0 } };
+    static struct state s;
     uint64_t seq = 0;
 
     cr_assert_eq(state_next_sequence(dir, &seq), 0);
@@ -92,7 +96,7 @@ Test(state, sequence_counts_up_and_apply_round_trips, .init = make_dir_and_run, 
 Test(state, damaged_file_is_moved_aside_and_numbering_restarts, .init = make_dir_and_run, .fini = remove_dir)
 {
     char aside[128];
-    struct state s;
+    static struct state s;
     uint64_t seq = 0;
 
     write_state("{\"sequence\": 7, \"last_apply\": ");
@@ -105,7 +109,7 @@ Test(state, damaged_file_is_moved_aside_and_numbering_restarts, .init = make_dir
 
 Test(state, numbers_are_strings_never_json_numbers, .init = make_dir, .fini = remove_dir)
 {
-    struct state s;
+    static struct state s;
 
     write_state("{\"version\": 1, \"sequence\": 5}");
     cr_assert_eq(state_load(dir, &s), -EBADMSG);
@@ -116,11 +120,12 @@ Test(state, numbers_are_strings_never_json_numbers, .init = make_dir, .fini = re
 
 Test(state, every_result_is_the_last_run_and_only_success_moves_last_success, .init = make_dir_and_run, .fini = remove_dir)
 {
-    struct state_apply a = { .known = true, .managed = { true, true, false }, .value = { 4294967296, 1048576, 0 } };
+    static struct state_apply a = { .known = true, .managed = { true, true, false },
+                                    .value = { 4294967296, 1048576, 0 } };
     struct state_run ok = { .known = true, .result = "unchanged", .end = 1000, .duration_ms = 3, .probe_passed = 1 };
     struct state_run refused = { .known = true, .result = "refused", .end = 2000, .duration_ms = 10001,
                                  .probe_passed = -1 };
-    struct state s, got;
+    static struct state s, got;
 
     strcpy(a.dropin_path, "/etc/sysctl.d/60-shmprov.conf");
     strcpy(a.time, "2026-12-05T10:00:00Z");
@@ -150,7 +155,7 @@ Test(state, every_result_is_the_last_run_and_only_success_moves_last_success, .i
 
 Test(state, a_file_without_runs_or_with_a_bad_run_loads, .init = make_dir, .fini = remove_dir)
 {
-    struct state s;
+    static struct state s;
 
     /* As written before last_run existed. */
     write_state("{\"version\": 1, \"sequence\": \"4\", \"last_apply\": null}");
