@@ -12,6 +12,7 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "hash.h"
+#include "sysctld.h"
 #include "testing.h"
 
 #define MAX_DEPTH 8
@@ -668,20 +669,16 @@ static bool file_name_ok(const char *name, const char *suffix, size_t max)
            strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == len;
 }
 
-/* systemd-sysctl and sysctl --system read only these directories: a drop-in
- * anywhere else would silently never be applied at boot. */
-static const char *const sysctl_dirs[] = {
-    "/etc/sysctl.d/", "/run/sysctl.d/", "/usr/local/lib/sysctl.d/", "/usr/lib/sysctl.d/",
-    "/lib/sysctl.d/",
-};
-
 int profile_check_dropin_path(const char *path)
 {
     const char *name = NULL;
 
-    for (size_t i = 0; i < sizeof(sysctl_dirs) / sizeof(sysctl_dirs[0]); i++)
-        if (strncmp(path, sysctl_dirs[i], strlen(sysctl_dirs[i])) == 0)
-            name = path + strlen(sysctl_dirs[i]);
+    for (size_t i = 0; sysctld_dirs[i]; i++) {
+        size_t n = strlen(sysctld_dirs[i]);
+
+        if (strncmp(path, sysctld_dirs[i], n) == 0 && path[n] == '/')
+            name = path + n + 1;
+    }
     if (!name)
         return -ENOTDIR;
     return file_name_ok(name, ".conf", SIZE_MAX) ? 0 : -EINVAL;

@@ -34,7 +34,8 @@ static const char *const systemd_dirs[] = {
     "/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", NULL,
 };
 
-static const char *const procps_dirs[] = {
+/* procps' list is the longer one: every directory either tool reads. */
+const char *const sysctld_dirs[] = {
     "/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d",
     "/lib/sysctl.d", NULL,
 };
@@ -954,7 +955,7 @@ static int compare_files(const void *x, const void *y)
 
 static void list_files(struct analyser *an)
 {
-    const char *const *dirs = an->rules == SYSCTLD_SYSTEMD ? systemd_dirs : procps_dirs;
+    const char *const *dirs = an->rules == SYSCTLD_SYSTEMD ? systemd_dirs : sysctld_dirs;
 
     for (size_t i = 0; dirs[i] && !an->oom; i++) {
         const struct looked *l = memo_get(an->memo, LOOK_RESOLVE, dirs[i]);

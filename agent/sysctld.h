@@ -111,4 +111,8 @@ int sysctld_analyse_both(const char *root, const char *const *keys, size_t nkeys
 /* sysctld_analysis_free(NULL) is a no-op. */
 void sysctld_analysis_free(struct sysctld_analysis *a);
 
+/* Every directory systemd-sysctl or sysctl --system reads drop-ins from,
+ * NULL-terminated: a drop-in anywhere else is never applied at boot. */
+extern const char *const sysctld_dirs[];
+
 const char *sysctld_rules_name(enum sysctld_rules rules);
