@@ -52,29 +52,29 @@ static const struct derivation_row derivation_rows[] = {
     { "version: 1\nlimits: {shmall: 16GiB}\n", 8 * GiB, 65536, TIER_SMALL, 4294967296, 262144 },
 };
 
-static void compute(const char *yaml, uint64_t memtotal, uint64_t page, const struct sizing_current *current,
-                    const struct sizing_usage *usage, bool force, struct sizing_result *out,
-                    struct profile **ret_profile)
+/* sizing_compute() on yaml; the result keeps nothing of the profile. */
+static struct sizing_result compute(const char *yaml, uint64_t memtotal, uint64_t page,
+                                    const struct sizing_current *current, const struct sizing_usage *usage, bool force)
 {
     struct profile *p = parse_profile_or_die(yaml);
     struct sizing_input in = { .profile = p, .memtotal_bytes = memtotal, .page_size = page, .force = force };
+    struct sizing_result r;
 
     if (current)
         in.current = *current;
     if (usage)
         in.usage = *usage;
-    cr_assert_eq(sizing_compute(&in, out), 0);
-    *ret_profile = p;
+    cr_assert_eq(sizing_compute(&in, &r), 0);
+    profile_free(p);
+    return r;
 }
 
 Test(sizing, derivation_table)
 {
     for (size_t i = 0; i < sizeof(derivation_rows) / sizeof(derivation_rows[0]); i++) {
         const struct derivation_row *row = &derivation_rows[i];
-        struct sizing_result r;
-        struct profile *p;
+        struct sizing_result r = compute(row->yaml, row->memtotal, row->page, NULL, NULL, false);
 
-        compute(row->yaml, row->memtotal, row->page, NULL, NULL, false, &r, &p);
         cr_expect_eq(r.tier, row->tier, "row %zu: tier %d, expected %d", i, r.tier, row->tier);
         cr_expect_eq(r.keys[KEY_SHMMAX].target, row->shmmax, "row %zu: shmmax %llu, expected %llu", i,
                      (unsigned long long)r.keys[KEY_SHMMAX].target, (unsigned long long)row->shmmax);
@@ -82,7 +82,6 @@ Test(sizing, derivation_table)
                      (unsigned long long)r.keys[KEY_SHMALL].target, (unsigned long long)row->shmall);
         cr_expect_eq(r.nproblems, 0, "row %zu: unexpected problem: %s", i, r.problems[0].text);
         cr_expect_not(r.keys[KEY_SHMMNI].managed, "row %zu: shmmni managed without being set", i);
-        profile_free(p);
     }
 }
 
@@ -91,14 +90,12 @@ Test(sizing, derived_shmmax_is_page_aligned_and_shmall_exact)
     static const uint64_t pages[] = { 4096, 16384, 65536 };
     for (size_t i = 0; i < 3; i++)
         for (uint64_t mem = 1 * GiB + 12345 * 1024; mem < 200 * GiB; mem = mem * 3 + 4096) {
-            struct sizing_result r;
-            struct profile *p;
-            compute("version: 1\nhost: {workload: bigdata}\n", mem, pages[i], NULL, NULL, false, &r, &p);
+            struct sizing_result r = compute("version: 1\nhost: {workload: bigdata}\n", mem, pages[i], NULL, NULL, false);
+
             cr_expect_eq(r.keys[KEY_SHMMAX].target % pages[i], 0);
             cr_expect_eq(r.keys[KEY_SHMALL].target * pages[i], r.keys[KEY_SHMMAX].target);
             cr_expect_leq(r.keys[KEY_SHMMAX].target, mem / 4 * 3);
             cr_expect_gt(r.keys[KEY_SHMMAX].target + pages[i], mem / 4 * 3);
-            profile_free(p);
         }
 }
 
@@ -130,28 +127,22 @@ Test(sizing, policies)
     for (size_t i = 0; i < sizeof(policy_rows) / sizeof(policy_rows[0]); i++) {
         const struct policy_row *row = &policy_rows[i];
         struct sizing_current cur = { .known = { true, true, true }, .value = { row->current_max, row->current_all, 4096 } };
-        struct sizing_result r;
-        struct profile *p;
+        struct sizing_result r = compute(row->yaml, 0, 4096, &cur, NULL, false);
 
-        compute(row->yaml, 0, 4096, &cur, NULL, false, &r, &p);
         cr_expect_eq(r.keys[KEY_SHMMAX].target, row->target_max, "row %zu shmmax", i);
         cr_expect_eq(r.keys[KEY_SHMALL].target, row->target_all, "row %zu shmall", i);
         cr_expect_eq(r.keys[KEY_SHMMAX].action, row->action_max, "row %zu shmmax action", i);
         cr_expect_eq(r.keys[KEY_SHMALL].action, row->action_all, "row %zu shmall action", i);
         cr_expect_eq(r.keys[KEY_SHMMAX].persist, row->persist_max, "row %zu persist", i);
-        profile_free(p);
     }
 }
 
 Test(sizing, unknown_current_value_is_set)
 {
-    struct sizing_result r;
-    struct profile *p;
+    struct sizing_result r = compute("version: 1\nhost: {ram_tier: small}\n", 0, 4096, NULL, NULL, false);
 
-    compute("version: 1\nhost: {ram_tier: small}\n", 0, 4096, NULL, NULL, false, &r, &p);
     cr_expect_eq(r.keys[KEY_SHMMAX].action, ACTION_SET);
     cr_expect_str_eq(sizing_action_name(r.keys[KEY_SHMMAX].action), "set");
-    profile_free(p);
 }
 
 /* The guards (segments in use: the host's state) and the profile's own
@@ -197,11 +188,9 @@ Test(sizing, problems)
 
     for (size_t i = 0; i < sizeof(problem_rows) / sizeof(problem_rows[0]); i++) {
         const struct problem_row *row = &problem_rows[i];
-        struct sizing_result r;
-        struct profile *p;
+        struct sizing_result r =
+            compute(row->yaml, 8 * GiB, row->page, row->kernel_defaults ? &defaults : NULL, &row->usage, row->force);
 
-        compute(row->yaml, 8 * GiB, row->page, row->kernel_defaults ? &defaults : NULL, &row->usage, row->force, &r,
-                &p);
         if (!row->problem) {
             cr_expect_eq(r.nproblems, 0, "row %zu: unexpected problem: %s", i, r.problems[0].text);
         } else {
@@ -210,21 +199,17 @@ Test(sizing, problems)
             cr_expect_eq(r.problems[0].in_profile, row->in_profile, "row %zu", i);
             cr_expect_eq(r.problems[0].key, row->key, "row %zu", i);
         }
-        profile_free(p);
     }
 }
 
 Test(sizing, shmmni_is_managed_only_when_set)
 {
     struct sizing_current cur = { .known = { true, true, true }, .value = { DEFAULT, DEFAULT, 4096 } };
-    struct sizing_result r;
-    struct profile *p;
+    struct sizing_result r = compute("version: 1\nlimits: {shmmni: 8192}\n", 8 * GiB, 4096, &cur, NULL, false);
 
-    compute("version: 1\nlimits: {shmmni: 8192}\n", 8 * GiB, 4096, &cur, NULL, false, &r, &p);
     cr_expect(r.keys[KEY_SHMMNI].managed);
     cr_expect_eq(r.keys[KEY_SHMMNI].target, 8192);
     cr_expect_eq(r.keys[KEY_SHMMNI].action, ACTION_RAISE);
-    profile_free(p);
 }
 
 Test(sizing, rejects_bad_page_size_and_missing_memtotal)
