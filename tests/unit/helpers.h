@@ -1,6 +1,6 @@
 #pragma once
 /* Shared by the unit tests: a profile from an inline YAML string, segments
- * a dead process made, scratch directories. */
+ * a dead process made, scratch directories and the files put in them. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "profile.h"
 #include "testing.h"
 
@@ -90,4 +91,18 @@ static inline void scratch_dir_remove(const char *dir)
 
     (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* Writes text to dir/name, making the directories in between. */
+static inline void put_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    FILE *f;
+
+    (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
+    cr_assert_eq(fsutil_mkdir_parents(path), 0, "mkdir for %s", path);
+    f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0);
 }

@@ -103,20 +103,6 @@ Test(removal, boot_value_shmprov_cannot_read_is_unknown)
 
 static char root[] = "/tmp/shmprov-removal-XXXXXX";
 
-static void put(const char *rel, const char *text)
-{
-    char path[256], cmd[300];
-    FILE *f;
-
-    (void)snprintf(path, sizeof(path), "%s%s", root, rel);
-    (void)snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\"", path);
-    cr_assert_eq(system(cmd), 0);
-    f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    cr_assert_eq(fclose(f), 0);
-}
-
 static void make_root(void)
 {
     scratch_dir_make(root);
@@ -147,10 +133,10 @@ Test(removal, prepare_makes_the_boot_values_the_targets, .init = make_root, .fin
     struct plan *plan = plan_under_root(p, 4294967296);
     struct removal *r = NULL;
 
-    put("/etc/sysctl.d/60-shmprov.conf", plan->dropin_new);
+    put_file(root, "etc/sysctl.d/60-shmprov.conf", plan->dropin_new);
     plan_free(plan);
-    put("/usr/lib/sysctl.d/50-x.conf", "kernel.shmall = 777\n");
-    put("/usr/lib/sysctl.d/60-shmprov.conf", "kernel.shmmni = 9999\n"); /* hidden by ours, never ours to reset */
+    put_file(root, "usr/lib/sysctl.d/50-x.conf", "kernel.shmall = 777\n");
+    put_file(root, "usr/lib/sysctl.d/60-shmprov.conf", "kernel.shmmni = 9999\n"); /* hidden by ours, never ours to reset */
     plan = plan_under_root(p, 4294967296);
     cr_assert_eq(removal_prepare(plan, root, NULL, &r), 0);
     cr_assert_eq(r->owner, REMOVAL_OWNED_RENDERED);
@@ -176,7 +162,7 @@ Test(removal, prepare_without_a_drop_in_resets_the_profile_keys, .init = make_ro
     struct plan *plan = plan_under_root(p, 1234);
     struct removal *r = NULL;
 
-    put("/etc/sysctl.d/10-x.conf", "kernel.shmmax = 0x10\n");
+    put_file(root, "etc/sysctl.d/10-x.conf", "kernel.shmmax = 0x10\n");
     cr_assert_eq(removal_prepare(plan, root, NULL, &r), 0);
     cr_assert_eq(r->owner, REMOVAL_ABSENT);
     cr_assert(!plan->dropin_changed);
