@@ -136,7 +136,8 @@ Test(removal, prepare_makes_the_boot_values_the_targets, .init = make_root, .fin
     put_file(root, "etc/sysctl.d/60-shmprov.conf", plan->dropin_new);
     plan_free(plan);
     put_file(root, "usr/lib/sysctl.d/50-x.conf", "kernel.shmall = 777\n");
-    put_file(root, "usr/lib/sysctl.d/60-shmprov.conf", "kernel.shmmni = 9999\n"); /* hidden by ours, never ours to reset */
+    /* Hidden by ours, never ours to reset. */
+    put_file(root, "usr/lib/sysctl.d/60-shmprov.conf", "kernel.shmmni = 9999\n");
     plan = plan_under_root(p, 4294967296);
     cr_assert_eq(removal_prepare(plan, root, NULL, &r), 0);
     cr_assert_eq(r->owner, REMOVAL_OWNED_RENDERED);

@@ -90,7 +90,8 @@ Test(sizing, derived_shmmax_is_page_aligned_and_shmall_exact)
     static const uint64_t pages[] = { 4096, 16384, 65536 };
     for (size_t i = 0; i < 3; i++)
         for (uint64_t mem = 1 * GiB + 12345 * 1024; mem < 200 * GiB; mem = mem * 3 + 4096) {
-            struct sizing_result r = compute("version: 1\nhost: {workload: bigdata}\n", mem, pages[i], NULL, NULL, false);
+            struct sizing_result r =
+                compute("version: 1\nhost: {workload: bigdata}\n", mem, pages[i], NULL, NULL, false);
 
             cr_expect_eq(r.keys[KEY_SHMMAX].target % pages[i], 0);
             cr_expect_eq(r.keys[KEY_SHMALL].target * pages[i], r.keys[KEY_SHMMAX].target);
