@@ -207,36 +207,6 @@ Test(probe_pure, testable_threshold)
                      rows[i].shmmax);
 }
 
-Test(probe_pure, headroom)
-{
-    static const struct {
-        uint64_t shmmax, shmall, shmmni, page, shm_tot, segments, headroom;
-    } rows[] = {
-        /* room for a whole shmmax */
-        { 1 * MiB, 1024, 16, 4096, 0, 0, 1 * MiB },
-        /* shmall binds: 10 pages left */
-        { 1 * MiB, 1024, 16, 4096, 1014, 3, 40960 },
-        { 1 * MiB, 64, 16, 65536, 60, 3, 4 * 65536 },
-        /* full, or over-full after shmall was lowered below usage */
-        { 1 * MiB, 1024, 16, 4096, 1024, 3, 0 },
-        { 1 * MiB, 1024, 16, 4096, 5000, 3, 0 },
-        /* every id taken */
-        { 1 * MiB, 1024, 2, 4096, 0, 2, 0 },
-        { 1 * MiB, 1024, 2, 4096, 0, 3, 0 },
-        /* kernel defaults: pages x page size saturates, shmmax binds */
-        { SIZING_KERNEL_DEFAULT, SIZING_KERNEL_DEFAULT, 4096, 4096, 7, 1, SIZING_KERNEL_DEFAULT },
-        /* shmall defaults with a finite shmmax */
-        { 64 * GiB, SIZING_KERNEL_DEFAULT, 4096, 65536, 0, 0, 64 * GiB },
-        { 1 * MiB, 1024, 16, 0, 0, 0, 0 },
-    };
-
-    for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
-        struct probe_limits l = { .shmmax = rows[i].shmmax, .shmall = rows[i].shmall, .shmmni = rows[i].shmmni,
-                                  .page_size = rows[i].page };
-        cr_expect_eq(probe_headroom(&l, rows[i].shm_tot, rows[i].segments), rows[i].headroom, "row %zu", i);
-    }
-}
-
 /* ---- against the kernel, in a private IPC namespace ----------------------- */
 
 Test(probe, refuses_unusable_limits_and_writes_nothing)

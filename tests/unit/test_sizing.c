@@ -5,8 +5,10 @@
 #include <stdio.h>
 
 #include "helpers.h"
+#include "probe.h"
 #include "sizing.h"
 
+#define MiB (UINT64_C(1) << 20)
 #define GiB (UINT64_C(1) << 30)
 #define DEFAULT SIZING_KERNEL_DEFAULT
 
@@ -238,18 +240,34 @@ Test(sizing, classify_boundaries)
     cr_expect_eq(sizing_classify(UINT64_MAX), TIER_LARGE);
 }
 
+/* The largest segment newseg() would create now; probe_headroom() tells
+ * the probe the same under the limits it is told. */
 struct headroom_row {
-    uint64_t shmmax, shmall, shmmni, pages_used, segments, headroom;
+    uint64_t shmmax, shmall, shmmni, page, pages_used, segments, headroom;
     enum sizing_key_id by;
 };
 
 static const struct headroom_row headroom_rows[] = {
-    { 1000000, 100, 10, 0, 0, 409600, KEY_SHMALL },
-    { 8192, 100, 10, 0, 0, 8192, KEY_SHMMAX },
-    { 8192, 100, 10, 100, 3, 0, KEY_SHMALL },
-    { 8192, 100, 10, 0, 10, 0, KEY_SHMMNI }, /* every id taken */
-    /* pages x page size saturates instead of wrapping */
-    { SIZING_KERNEL_DEFAULT, SIZING_KERNEL_DEFAULT, 4096, 0, 0, SIZING_KERNEL_DEFAULT, KEY_SHMMAX },
+    { 1000000, 100, 10, 4096, 0, 0, 409600, KEY_SHMALL },
+    { 8192, 100, 10, 4096, 0, 0, 8192, KEY_SHMMAX },
+    { 1 * MiB, 1024, 16, 4096, 0, 0, 1 * MiB, KEY_SHMMAX },
+    /* shmall binds: 10 pages left */
+    { 1 * MiB, 1024, 16, 4096, 1014, 3, 40960, KEY_SHMALL },
+    { 1 * MiB, 64, 16, 65536, 60, 3, 4 * 65536, KEY_SHMALL },
+    /* full, or over-full after shmall was lowered below usage */
+    { 8192, 100, 10, 4096, 100, 3, 0, KEY_SHMALL },
+    { 1 * MiB, 1024, 16, 4096, 1024, 3, 0, KEY_SHMALL },
+    { 1 * MiB, 1024, 16, 4096, 5000, 3, 0, KEY_SHMALL },
+    /* every id taken */
+    { 8192, 100, 10, 4096, 0, 10, 0, KEY_SHMMNI },
+    { 1 * MiB, 1024, 2, 4096, 0, 2, 0, KEY_SHMMNI },
+    { 1 * MiB, 1024, 2, 4096, 0, 3, 0, KEY_SHMMNI },
+    /* kernel defaults: pages x page size saturates instead of wrapping, shmmax binds */
+    { DEFAULT, DEFAULT, 4096, 4096, 0, 0, DEFAULT, KEY_SHMMAX },
+    { DEFAULT, DEFAULT, 4096, 4096, 7, 1, DEFAULT, KEY_SHMMAX },
+    /* shmall defaults with a finite shmmax */
+    { 64 * GiB, DEFAULT, 4096, 65536, 0, 0, 64 * GiB, KEY_SHMMAX },
+    { 1 * MiB, 1024, 16, 0, 0, 0, 0, KEY_SHMALL }, /* no page size: no room */
 };
 
 Test(sizing, headroom_as_newseg_decides)
@@ -258,11 +276,14 @@ Test(sizing, headroom_as_newseg_decides)
         const struct headroom_row *row = &headroom_rows[i];
         struct sizing_current limits = { .known = { true, true, true },
                                          .value = { row->shmmax, row->shmall, row->shmmni } };
-        struct sizing_headroom h = sizing_headroom_now(&limits, 4096, row->pages_used, row->segments);
+        struct probe_limits told = { .shmmax = row->shmmax, .shmall = row->shmall, .shmmni = row->shmmni,
+                                     .page_size = row->page };
+        struct sizing_headroom h = sizing_headroom_now(&limits, row->page, row->pages_used, row->segments);
 
         cr_expect(h.known, "row %zu", i);
         cr_expect_eq(h.bytes, row->headroom, "row %zu", i);
         cr_expect_eq(h.limited_by, row->by, "row %zu", i);
+        cr_expect_eq(probe_headroom(&told, row->pages_used, row->segments), row->headroom, "row %zu: the probe's", i);
     }
     cr_expect_not(sizing_headroom_now(&(struct sizing_current){ .known = { true, true, false } }, 4096, 0, 0).known,
                   "unknown without all three limits");
