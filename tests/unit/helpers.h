@@ -1,6 +1,7 @@
 #pragma once
 /* Shared by the unit tests: a profile from an inline YAML string, segments
- * a dead process made, scratch directories and the files put in them. */
+ * a dead process made, scratch directories and the files put in them. The
+ * headers below come with it: a test includes only what it adds. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <signal.h>

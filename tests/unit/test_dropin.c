@@ -1,6 +1,4 @@
-#include <criterion/criterion.h>
-#include <stdlib.h>
-
+/* The drop-in's text: exact, deterministic, and what raise-only leaves out. */
 #include "dropin.h"
 #include "helpers.h"
 

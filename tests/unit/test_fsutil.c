@@ -1,15 +1,8 @@
 /* The one atomic-write helper and the lock, on a scratch directory. */
-#include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include "fsutil.h"
 #include "helpers.h"
 #include "lock.h"
 

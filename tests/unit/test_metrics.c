@@ -2,13 +2,7 @@
  * values, series left out when not known, the in-sync rules and the
  * segment counts. tests/integration/metrics.sh runs the real commands and
  * promtool. */
-#include <criterion/criterion.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "helpers.h"
 #include "metrics.h"

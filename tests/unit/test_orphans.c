@@ -2,17 +2,7 @@
  * Each test moves into a private IPC namespace first (isolate.h: skipped
  * when not root, failed when root cannot): the segments it makes never
  * exist on the host. */
-#include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ipc.h>
-#include <sys/shm.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "host.h"
 #include "orphans.h"

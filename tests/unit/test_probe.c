@@ -5,31 +5,19 @@
  * left, that the outer kernel.shmmax is what it was, and that no segment the
  * probe made is left in /proc/sysvipc/shm. The pure helpers are tested
  * without privileges. */
-#include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
-#include <signal.h>
 #include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ipc.h>
-#include <sys/prctl.h>
-#include <sys/shm.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "host.h"
 #include "kernel.h"
 #include "probe.h"
 #include "sizing.h"
-#include "testing.h"
 #include "helpers.h"
 #include "isolate.h"
 #include "params.h"

@@ -1,11 +1,7 @@
 /* The parser on inline documents. Every bad-profile message an operator can
  * see is also pinned by tests/fixtures/bad via the real binary. */
-#include <criterion/criterion.h>
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
 
-#include "fsutil.h"
 #include "hash.h"
 #include "helpers.h"
 #include "params.h"

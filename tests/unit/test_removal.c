@@ -1,10 +1,6 @@
 /* shmprov remove's choices: whose the drop-in is, which keys it sets, what
  * each key is at boot once it is gone, and the removal plan built from a
  * scratch root. */
-#include <criterion/criterion.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 
 #include "dropin.h"
@@ -12,7 +8,6 @@
 #include "helpers.h"
 #include "plan.h"
 #include "removal.h"
-#include "testing.h"
 
 #define DEFAULT UINT64_C(18446744073692774399)
 

@@ -1,8 +1,6 @@
 /* The sizing guide's numbers, both policies, both page sizes, the guards
  * and the overrides. */
-#include <criterion/criterion.h>
 #include <errno.h>
-#include <stdio.h>
 
 #include "helpers.h"
 #include "probe.h"
