@@ -21,6 +21,9 @@
 #include "profile.h"
 #include "testing.h"
 
+#define MiB (UINT64_C(1) << 20)
+#define GiB (UINT64_C(1) << 30)
+
 static inline struct profile *parse_profile_or_die(const char *yaml)
 {
     struct profile_diags diags;

@@ -22,8 +22,6 @@
 #include "isolate.h"
 #include "params.h"
 
-#define MiB (UINT64_C(1) << 20)
-#define GiB (UINT64_C(1) << 30)
 #define UNLIMITED SIZING_KERNEL_DEFAULT
 
 static int outer_ns_fd = -1;

@@ -6,8 +6,6 @@
 #include "probe.h"
 #include "sizing.h"
 
-#define MiB (UINT64_C(1) << 20)
-#define GiB (UINT64_C(1) << 30)
 #define DEFAULT SIZING_KERNEL_DEFAULT
 
 struct derivation_row {
