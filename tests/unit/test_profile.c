@@ -24,7 +24,9 @@ static const char full_profile[] =
     "  client_cert: /etc/shmprov/client.pem\n"
     "  client_key: /etc/shmprov/client.key\n"
     "  timeout: 5\n"
-    "  spool_dir: /var/spool/shmprov\n";
+    "  spool_dir: /var/spool/shmprov\n"
+    "metrics:\n"
+    "  textfile: /var/lib/prometheus/node-exporter/shmprov.prom\n";
 
 Test(profile, every_key)
 {
@@ -50,6 +52,7 @@ Test(profile, every_key)
     cr_expect_str_eq(p->report.client_key, "/etc/shmprov/client.key");
     cr_expect_eq(p->report.timeout_s, 5);
     cr_expect_str_eq(p->report.spool_dir, "/var/spool/shmprov");
+    cr_expect_str_eq(p->metrics_textfile, "/var/lib/prometheus/node-exporter/shmprov.prom");
     profile_free(p);
 }
 
@@ -450,16 +453,6 @@ Test(profile, labels_change_the_profile_sha256)
 }
 
 /* ---- metrics.textfile -------------------------------------------------- */
-
-Test(profile, metrics_textfile_is_kept)
-{
-    struct profile *p = parse_profile_or_die("version: 1\n"
-                                             "metrics:\n"
-                                             "  textfile: /var/lib/prometheus/node-exporter/shmprov.prom\n");
-
-    cr_expect_str_eq(p->metrics_textfile, "/var/lib/prometheus/node-exporter/shmprov.prom");
-    profile_free(p);
-}
 
 Test(profile, metrics_textfile_lengths)
 {
