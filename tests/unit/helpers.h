@@ -3,6 +3,7 @@
  * a dead process made, scratch directories and the files put in them. The
  * headers below come with it: a test includes only what it adds. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -83,17 +84,26 @@ static inline bool segment_exists(int id)
     return shmctl(id, IPC_STAT, &ds) == 0;
 }
 
-/* A scratch directory from a mkdtemp() template, and its removal. */
-static inline void scratch_dir_make(char *template)
+/* The test's scratch directory: made by scratch_make() (a suite's or a
+ * test's .init), removed with all it holds by scratch_remove(). Each test
+ * runs in a process of its own, with a template of its own. */
+static inline char *scratch(void)
 {
-    cr_assert_not_null(mkdtemp(template));
+    static char dir[] = "/tmp/shmprov-unit.XXXXXX";
+
+    return dir;
 }
 
-static inline void scratch_dir_remove(const char *dir)
+static inline void scratch_make(void)
 {
-    char cmd[256];
+    cr_assert_not_null(mkdtemp(scratch()), "mkdtemp: %s", strerror(errno));
+}
 
-    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+static inline void scratch_remove(void)
+{
+    char cmd[64];
+
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", scratch());
     cr_assert_eq(system(cmd), 0);
 }
 

@@ -6,25 +6,12 @@
 #include "helpers.h"
 #include "lock.h"
 
-static char dir[64];
-
-static void make_dir(void)
-{
-    snprintf(dir, sizeof(dir), "/tmp/shmprov-fsutil.XXXXXX");
-    scratch_dir_make(dir);
-}
-
-static void remove_dir(void)
-{
-    scratch_dir_remove(dir);
-}
-
 static char *path_of(const char *name)
 {
     static char buf[4][256];
     static int next;
     char *p = buf[next++ % 4];
-    snprintf(p, 256, "%s/%s", dir, name);
+    snprintf(p, 256, "%s/%s", scratch(), name);
     return p;
 }
 
@@ -33,7 +20,7 @@ static size_t count_entries(void)
     char cmd[256];
     FILE *f;
     size_t n = 0;
-    snprintf(cmd, sizeof(cmd), "ls -A %s", dir);
+    snprintf(cmd, sizeof(cmd), "ls -A %s", scratch());
     f = popen(cmd, "r");
     for (int c; (c = fgetc(f)) != EOF;)
         n += c == '\n';
@@ -54,7 +41,7 @@ static void expect_file(const char *name, const char *text, mode_t mode)
     free(buf);
 }
 
-TestSuite(fsutil, .init = make_dir, .fini = remove_dir);
+TestSuite(fsutil, .init = scratch_make, .fini = scratch_remove);
 
 Test(fsutil, write_atomic_creates_and_replaces_with_mode)
 {
@@ -132,7 +119,7 @@ Test(fsutil, read_file_bounds_and_types)
     free(buf);
     cr_assert_eq(mkfifo(path_of("fifo"), 0600), 0);
     cr_expect_eq(fsutil_read_file(path_of("fifo"), 10, true, &buf, &len, NULL), -EINVAL, "a FIFO never blocks");
-    cr_expect_eq(fsutil_read_file(dir, 10, true, &buf, &len, NULL), -EISDIR);
+    cr_expect_eq(fsutil_read_file(scratch(), 10, true, &buf, &len, NULL), -EISDIR);
     cr_expect_eq(fsutil_read_file("/proc/self/stat", 4096, false, &buf, &len, NULL), 0, "procfs (st_size 0) is read to EOF");
     cr_expect_gt(len, 0);
     free(buf);

@@ -241,12 +241,11 @@ Test(metrics, segments_counted_as_status_counts_them)
     free(t);
 }
 
-Test(metrics, spool_read_without_its_lock)
+Test(metrics, spool_read_without_its_lock, .init = scratch_make, .fini = scratch_remove)
 {
-    char dir[] = "/tmp/shmprov-metrics-spool-XXXXXX", yaml[256], spool[64];
+    char yaml[256], spool[64];
 
-    scratch_dir_make(dir);
-    (void)snprintf(spool, sizeof(spool), "%s/spool", dir);
+    (void)snprintf(spool, sizeof(spool), "%s/spool", scratch());
     (void)snprintf(yaml, sizeof(yaml), "version: 1\nreport:\n  url: https://c.example.net/e\n  spool_dir: %s\n", spool);
     start(yaml);
     metrics_read_spool(&m, p);
@@ -268,5 +267,4 @@ Test(metrics, spool_read_without_its_lock)
     start(SMALL);
     metrics_read_spool(&m, p);
     cr_expect(!m.waiting.known && !m.dropped.known, "no report.url: no spool figures at all");
-    scratch_dir_remove(dir);
 }
