@@ -122,13 +122,11 @@ Test(shmseg, perms_text)
     cr_expect_str_eq(buf, "rwxrwxrwx");
 }
 
-struct bad_case {
-    const char *name, *text;
-};
-
 Test(shmseg, malformed_text_is_refused_whole)
 {
-    static const struct bad_case cases[] = {
+    static const struct {
+        const char *name, *text;
+    } cases[] = {
         { "empty", "" },
         { "garbage", "garbage\n" },
         { "no header", "         0          0   600  10000  1 0 0 0 0 0 0 0 0 1\n" },
