@@ -1,7 +1,9 @@
 #pragma once
 /* Shared by the unit tests: a profile from an inline YAML string, segments
- * a dead process made, scratch directories. */
+ * a dead process made, scratch directories and the files put in them. The
+ * headers below come with it: a test includes only what it adds. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -16,8 +18,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "profile.h"
 #include "testing.h"
+
+#define MiB (UINT64_C(1) << 20)
+#define GiB (UINT64_C(1) << 30)
 
 static inline struct profile *parse_profile_or_die(const char *yaml)
 {
@@ -78,16 +84,39 @@ static inline bool segment_exists(int id)
     return shmctl(id, IPC_STAT, &ds) == 0;
 }
 
-/* A scratch directory from a mkdtemp() template, and its removal. */
-static inline void scratch_dir_make(char *template)
+/* The test's scratch directory: made by scratch_make() (a suite's or a
+ * test's .init), removed with all it holds by scratch_remove(). Each test
+ * runs in a process of its own, with a template of its own. */
+static inline char *scratch(void)
 {
-    cr_assert_not_null(mkdtemp(template));
+    static char dir[] = "/tmp/shmprov-unit.XXXXXX";
+
+    return dir;
 }
 
-static inline void scratch_dir_remove(const char *dir)
+static inline void scratch_make(void)
 {
-    char cmd[256];
+    cr_assert_not_null(mkdtemp(scratch()), "mkdtemp: %s", strerror(errno));
+}
 
-    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+static inline void scratch_remove(void)
+{
+    char cmd[64];
+
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", scratch());
     cr_assert_eq(system(cmd), 0);
+}
+
+/* Writes text to dir/name, making the directories in between. */
+static inline void put_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    FILE *f;
+
+    (void)snprintf(path, sizeof(path), "%s/%s", dir, name);
+    cr_assert_eq(fsutil_mkdir_parents(path), 0, "mkdir for %s", path);
+    f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0);
 }

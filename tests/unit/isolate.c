@@ -21,23 +21,15 @@ static void cannot_isolate(const char *step, int err, const char *what)
                    step, strerror(err), what);
 }
 
-void isolate(int flags, const char *what)
+void isolate(int flag, const char *what)
 {
-    static const struct {
-        int flag;
-        const char *name;
-    } kinds[] = { { CLONE_NEWIPC, "CLONE_NEWIPC" }, { CLONE_NEWNS, "CLONE_NEWNS" }, { CLONE_NEWUTS, "CLONE_NEWUTS" } };
-    char step[64] = "unshare(";
-    size_t n = strlen(step);
+    const char *step = flag == CLONE_NEWIPC ? "unshare(CLONE_NEWIPC)"
+                       : flag == CLONE_NEWNS ? "unshare(CLONE_NEWNS)"
+                                             : "unshare(CLONE_NEWUTS)";
 
-    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-        if (flags & kinds[i].flag)
-            n += (size_t)snprintf(step + n, sizeof(step) - n, "%s%s", step[n - 1] == '(' ? "" : "|",
-                                  kinds[i].name);
-    (void)snprintf(step + n, sizeof(step) - n, ")");
-    if (unshare(flags) < 0)
+    if (unshare(flag) < 0)
         cannot_isolate(step, errno, what);
-    if ((flags & CLONE_NEWNS) && mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+    if (flag == CLONE_NEWNS && mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         cannot_isolate("making every mount private", errno, what);
 }
 

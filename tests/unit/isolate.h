@@ -12,12 +12,12 @@
 
 #include <sched.h> /* CLONE_NEW* */
 
-/* Moves the calling test into new namespaces: flags is a mask of
+/* Moves the calling test into a new namespace: flag is one of
  * CLONE_NEWIPC, CLONE_NEWNS and CLONE_NEWUTS. With CLONE_NEWNS every mount
  * is made private first, so that what the test mounts stays its own. what
  * says what the test does there ("creates real SysV segments"), for the
  * message. */
-void isolate(int flags, const char *what);
+void isolate(int flag, const char *what);
 
 /* Mounts a tmpfs with options over dir, in the mount namespace isolate()
  * made; the same rules when it cannot. */

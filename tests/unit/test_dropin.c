@@ -1,10 +1,10 @@
-#include <criterion/criterion.h>
-#include <stdlib.h>
-
+/* The drop-in's text: exact, deterministic, and what raise-only leaves out. */
 #include "dropin.h"
 #include "helpers.h"
 
-static char *render(const char *yaml, uint64_t shmmax_now, struct profile **ret_p)
+/* The drop-in for yaml with shmmax running at shmmax_now; the text keeps
+ * nothing of the profile. */
+static char *render(const char *yaml, uint64_t shmmax_now)
 {
     struct profile *p = parse_profile_or_die(yaml);
     struct sizing_input in = {
@@ -20,14 +20,13 @@ static char *render(const char *yaml, uint64_t shmmax_now, struct profile **ret_
     cr_assert_eq(sizing_compute(&in, &s), 0);
     cr_assert_eq(dropin_render(p, &s, &text, &len), 0);
     cr_assert_eq(strlen(text), len);
-    *ret_p = p;
+    profile_free(p);
     return text;
 }
 
 Test(dropin, exact_text)
 {
-    struct profile *p;
-    char *text = render("version: 1\nhost: {ram_tier: small, workload: database}\n", SIZING_KERNEL_DEFAULT, &p);
+    char *text = render("version: 1\nhost: {ram_tier: small, workload: database}\n", SIZING_KERNEL_DEFAULT);
 
     cr_expect_str_eq(text,
                      "# Managed by shmprov. Do not edit: the next 'shmprov apply' overwrites this file.\n"
@@ -44,14 +43,12 @@ Test(dropin, exact_text)
                      "kernel.shmmax = 4294967296\n"
                      "kernel.shmall = 1048576\n");
     free(text);
-    profile_free(p);
 }
 
 Test(dropin, deterministic_and_plain_decimal)
 {
-    struct profile *p1, *p2;
-    char *a = render("version: 1\nlimits: {shmmni: 8192, shmmax: 8GiB}\n", 1, &p1);
-    char *b = render("version: 1\nlimits: {shmmni: 8192, shmmax: 8GiB}\n", 1, &p2);
+    char *a = render("version: 1\nlimits: {shmmni: 8192, shmmax: 8GiB}\n", 1);
+    char *b = render("version: 1\nlimits: {shmmni: 8192, shmmax: 8GiB}\n", 1);
 
     cr_expect_str_eq(a, b);
     cr_expect(strstr(a, "\nkernel.shmmax = 8589934592\n"));
@@ -61,18 +58,14 @@ Test(dropin, deterministic_and_plain_decimal)
     cr_expect_null(strstr(a, "0x"));
     free(a);
     free(b);
-    profile_free(p1);
-    profile_free(p2);
 }
 
 Test(dropin, raise_only_leaves_higher_values_alone)
 {
-    struct profile *p;
-    char *text = render("version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n", SIZING_KERNEL_DEFAULT, &p);
+    char *text = render("version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n", SIZING_KERNEL_DEFAULT);
 
     cr_expect(strstr(text, "\n# kernel.shmmax: not set (raise-only, the running value is already higher)\n"));
     cr_expect(strstr(text, "\n# kernel.shmall: not set (raise-only, the running value is already higher)\n"));
     cr_expect_null(strstr(text, "\nkernel.shm"));
     free(text);
-    profile_free(p);
 }

@@ -1,37 +1,17 @@
 /* The one atomic-write helper and the lock, on a scratch directory. */
-#include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include "fsutil.h"
 #include "helpers.h"
 #include "lock.h"
-
-static char dir[64];
-
-static void make_dir(void)
-{
-    snprintf(dir, sizeof(dir), "/tmp/shmprov-fsutil.XXXXXX");
-    scratch_dir_make(dir);
-}
-
-static void remove_dir(void)
-{
-    scratch_dir_remove(dir);
-}
 
 static char *path_of(const char *name)
 {
     static char buf[4][256];
     static int next;
     char *p = buf[next++ % 4];
-    snprintf(p, 256, "%s/%s", dir, name);
+    snprintf(p, 256, "%s/%s", scratch(), name);
     return p;
 }
 
@@ -40,7 +20,7 @@ static size_t count_entries(void)
     char cmd[256];
     FILE *f;
     size_t n = 0;
-    snprintf(cmd, sizeof(cmd), "ls -A %s", dir);
+    snprintf(cmd, sizeof(cmd), "ls -A %s", scratch());
     f = popen(cmd, "r");
     for (int c; (c = fgetc(f)) != EOF;)
         n += c == '\n';
@@ -48,38 +28,36 @@ static size_t count_entries(void)
     return n;
 }
 
-TestSuite(fsutil, .init = make_dir, .fini = remove_dir);
-
-Test(fsutil, write_atomic_creates_and_replaces_with_mode)
+/* name holds exactly text, with mode. */
+static void expect_file(const char *name, const char *text, mode_t mode)
 {
     char *buf = NULL;
     size_t len;
     struct stat st;
 
+    cr_assert_eq(fsutil_read_file(path_of(name), 100, true, &buf, &len, &st), 0, "%s", name);
+    cr_expect_str_eq(buf, text, "%s", name);
+    cr_expect_eq(st.st_mode & 07777, mode, "%s: mode %o", name, st.st_mode & 07777);
+    free(buf);
+}
+
+TestSuite(fsutil, .init = scratch_make, .fini = scratch_remove);
+
+Test(fsutil, write_atomic_creates_and_replaces_with_mode)
+{
     cr_assert_eq(fsutil_write_atomic(path_of("a.conf"), "one\n", 4, 0644), 0);
-    cr_assert_eq(fsutil_read_file(path_of("a.conf"), 100, true, &buf, &len, &st), 0);
-    cr_expect_str_eq(buf, "one\n");
-    cr_expect_eq(st.st_mode & 07777, 0644);
-    free(buf);
+    expect_file("a.conf", "one\n", 0644);
     cr_assert_eq(fsutil_write_atomic(path_of("a.conf"), "two\n", 4, 0600), 0);
-    cr_assert_eq(fsutil_read_file(path_of("a.conf"), 100, true, &buf, &len, &st), 0);
-    cr_expect_str_eq(buf, "two\n");
-    cr_expect_eq(st.st_mode & 07777, 0600);
-    free(buf);
+    expect_file("a.conf", "two\n", 0600);
     cr_expect_eq(count_entries(), 1, "no temporary file left behind");
 }
 
 Test(fsutil, write_atomic_never_follows_a_symlink)
 {
-    char *buf = NULL;
-    size_t len;
-
     cr_assert_eq(fsutil_write_atomic(path_of("target"), "precious\n", 9, 0644), 0);
     cr_assert_eq(symlink(path_of("target"), path_of("link.conf")), 0);
     cr_expect_eq(fsutil_write_atomic(path_of("link.conf"), "evil\n", 5, 0644), -ELOOP);
-    cr_assert_eq(fsutil_read_file(path_of("target"), 100, true, &buf, &len, NULL), 0);
-    cr_expect_str_eq(buf, "precious\n");
-    free(buf);
+    expect_file("target", "precious\n", 0644);
     cr_expect_eq(fsutil_remove_durable(path_of("link.conf")), -ELOOP);
     cr_expect_eq(count_entries(), 2);
 }
@@ -141,7 +119,7 @@ Test(fsutil, read_file_bounds_and_types)
     free(buf);
     cr_assert_eq(mkfifo(path_of("fifo"), 0600), 0);
     cr_expect_eq(fsutil_read_file(path_of("fifo"), 10, true, &buf, &len, NULL), -EINVAL, "a FIFO never blocks");
-    cr_expect_eq(fsutil_read_file(dir, 10, true, &buf, &len, NULL), -EISDIR);
+    cr_expect_eq(fsutil_read_file(scratch(), 10, true, &buf, &len, NULL), -EISDIR);
     cr_expect_eq(fsutil_read_file("/proc/self/stat", 4096, false, &buf, &len, NULL), 0, "procfs (st_size 0) is read to EOF");
     cr_expect_gt(len, 0);
     free(buf);

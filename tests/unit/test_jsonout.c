@@ -7,23 +7,20 @@
 #include "jsonout.h"
 #include "testing.h"
 
-struct escape_row {
-    const char *in;
-    size_t len;
-    const char *out;
-};
-
-static const struct escape_row escapes[] = {
-    { "plain", 5, "plain" },
-    { "caf\xc3\xa9", 5, "caf\xc3\xa9" },                 /* valid 2-byte sequence: kept */
-    { "caf\xe9.conf", 9, "caf\\xe9.conf" },              /* latin-1 byte */
-    { "host\xff", 5, "host\\xff" },
-    { "a\\b", 3, "a\\x5cb" },                            /* the escape character itself */
-    { "\xc0\xaf", 2, "\\xc0\\xaf" },                     /* overlong '/' */
-    { "\xed\xa0\x80", 3, "\\xed\\xa0\\x80" },            /* a surrogate */
-    { "\xf4\x90\x80\x80", 4, "\\xf4\\x90\\x80\\x80" },   /* above U+10FFFF */
-    { "\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80" },       /* U+1F600: kept */
-    { "\xe2\x82", 2, "\\xe2\\x82" },                     /* cut short */
+/* Each input and its escaped form; unescaping gives the input back. */
+static const struct {
+    const char *in, *out;
+} escapes[] = {
+    { "plain", "plain" },
+    { "caf\xc3\xa9", "caf\xc3\xa9" },                 /* valid 2-byte sequence: kept */
+    { "caf\xe9.conf", "caf\\xe9.conf" },              /* latin-1 byte */
+    { "host\xff", "host\\xff" },
+    { "a\\b", "a\\x5cb" },                            /* the escape character itself */
+    { "\xc0\xaf", "\\xc0\\xaf" },                     /* overlong '/' */
+    { "\xed\xa0\x80", "\\xed\\xa0\\x80" },            /* a surrogate */
+    { "\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80" },   /* above U+10FFFF */
+    { "\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80" },       /* U+1F600: kept */
+    { "\xe2\x82", "\\xe2\\x82" },                     /* cut short */
 };
 
 /* Replacing every \xHH by its byte gives the original back. */
@@ -46,11 +43,12 @@ static size_t unescape(const char *s, char *out)
 Test(jsonout, escapes_only_what_is_not_utf8_and_reversibly)
 {
     for (size_t i = 0; i < sizeof(escapes) / sizeof(escapes[0]); i++) {
-        char *got = jsonout_escape(escapes[i].in, escapes[i].len), back[64];
+        size_t len = strlen(escapes[i].in);
+        char *got = jsonout_escape(escapes[i].in, len), back[64];
         size_t n = unescape(got, back);
 
         cr_assert_str_eq(got, escapes[i].out, "row %zu", i);
-        cr_assert_eq(n, escapes[i].len, "row %zu", i);
+        cr_assert_eq(n, len, "row %zu", i);
         cr_assert(memcmp(back, escapes[i].in, n) == 0, "row %zu", i);
         free(got);
     }

@@ -2,17 +2,7 @@
  * Each test moves into a private IPC namespace first (isolate.h: skipped
  * when not root, failed when root cannot): the segments it makes never
  * exist on the host. */
-#include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ipc.h>
-#include <sys/shm.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "host.h"
 #include "orphans.h"
@@ -46,6 +36,13 @@ static struct orphans_verdict classify(const struct shmseg *s)
     return v;
 }
 
+/* The verdict on segment id as status scans it now; its row in *ret. */
+static struct orphans_verdict verdict_of(int id, struct shmseg *ret)
+{
+    *ret = scan(id);
+    return classify(ret);
+}
+
 Test(orphans, dead_creators_segments_are_candidates_removed_after_recheck)
 {
     char why[300];
@@ -55,8 +52,7 @@ Test(orphans, dead_creators_segments_are_candidates_removed_after_recheck)
 
     enter_private_ipc();
     id = create_by_child(0x5150, 10000, 0600, -1, false, NULL);
-    s = scan(id);
-    v = classify(&s);
+    v = verdict_of(id, &s);
     cr_expect_eq(v.creator, PID_GONE);
     cr_expect_eq(v.last, PID_NEVER);
     cr_assert(v.candidate);
@@ -68,8 +64,7 @@ Test(orphans, dead_creators_segments_are_candidates_removed_after_recheck)
     cr_expect_eq(orphans_remove(&s, false, why, sizeof(why)), ORPHAN_ALREADY_GONE, "%s", why);
 
     /* Attached and detached by its dead creator: the last pid is gone too. */
-    s = scan(create_by_child(0x5151, 4096, 0600, -1, true, NULL));
-    v = classify(&s);
+    v = verdict_of(create_by_child(0x5151, 4096, 0600, -1, true, NULL), &s);
     cr_expect_eq(v.last, PID_GONE);
     cr_expect_neq(s.lpid, 0);
     cr_expect(v.candidate);
@@ -87,8 +82,7 @@ Test(orphans, segment_replaced_under_the_same_id_is_not_removed)
 
     enter_private_ipc();
     id = create_by_child(0x5152, 8192, 0600, -1, false, NULL);
-    before = scan(id);
-    cr_assert(classify(&before).candidate);
+    cr_assert(verdict_of(id, &before).candidate);
 
     cr_assert_eq(shmctl(id, IPC_RMID, NULL), 0);
     next_id = fopen("/proc/sys/kernel/shm_next_id", "w");
@@ -97,8 +91,7 @@ Test(orphans, segment_replaced_under_the_same_id_is_not_removed)
     cr_assert_eq(fclose(next_id), 0);
     replacement = create_by_child(0x5152, 8192, 0600, -1, false, NULL);
     cr_assert_eq(replacement, id, "the kernel did not reuse the id: the test proves nothing");
-    after = scan(id);
-    cr_assert(classify(&after).candidate, "the replacement is itself an orphan");
+    cr_assert(verdict_of(id, &after).candidate, "the replacement is itself an orphan");
     cr_assert_neq(after.cpid, before.cpid);
 
     cr_expect_eq(orphans_remove(&before, false, why, sizeof(why)), ORPHAN_CHANGED, "%s", why);
@@ -114,8 +107,7 @@ Test(orphans, attached_since_the_scan_is_not_removed)
 
     enter_private_ipc();
     id = create_by_child(0x5153, 4096, 0600, -1, false, NULL);
-    s = scan(id);
-    cr_assert(classify(&s).candidate);
+    cr_assert(verdict_of(id, &s).candidate);
     p = shmat(id, NULL, 0);
     cr_assert_neq(p, (void *)-1);
     cr_expect_eq(orphans_remove(&s, false, why, sizeof(why)), ORPHAN_CHANGED, "%s", why);
@@ -136,22 +128,19 @@ Test(orphans, live_creator_and_attached_are_not_candidates)
     enter_private_ipc();
     id = shmget(0x5154, 4096, IPC_CREAT | IPC_EXCL | 0600);
     cr_assert_geq(id, 0);
-    s = scan(id);
-    v = classify(&s);
+    v = verdict_of(id, &s);
     cr_expect_eq(v.creator, PID_ALIVE);
     cr_expect_not(v.candidate, "nattch 0 but the creator (this process) lives");
 
     id = create_by_child(0x5155, 4096, 0600, -1, false, NULL);
     p = shmat(id, NULL, 0);
     cr_assert_neq(p, (void *)-1);
-    s = scan(id);
-    v = classify(&s);
+    v = verdict_of(id, &s);
     cr_expect_eq(v.creator, PID_GONE);
     cr_expect_eq(v.last, PID_ALIVE);
     cr_expect_not(v.candidate, "attached");
     cr_assert_eq(shmdt(p), 0);
-    s = scan(id);
-    cr_expect_not(classify(&s).candidate, "the last user (this process) lives");
+    cr_expect_not(verdict_of(id, &s).candidate, "the last user (this process) lives");
 }
 
 Test(orphans, marked_for_destroy_is_not_a_candidate)
@@ -165,10 +154,9 @@ Test(orphans, marked_for_destroy_is_not_a_candidate)
     p = shmat(id, NULL, 0);
     cr_assert_neq(p, (void *)-1);
     cr_assert_eq(shmctl(id, IPC_RMID, NULL), 0);
-    s = scan(id);
+    cr_expect_not(verdict_of(id, &s).candidate);
     cr_expect(s.mode & SHMSEG_MODE_DEST);
     cr_expect_eq(s.key, 0, "the kernel turns the key of a destroyed segment into IPC_PRIVATE");
-    cr_expect_not(classify(&s).candidate);
     cr_assert_eq(shmdt(p), 0);
 }
 

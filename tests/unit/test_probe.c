@@ -5,37 +5,23 @@
  * left, that the outer kernel.shmmax is what it was, and that no segment the
  * probe made is left in /proc/sysvipc/shm. The pure helpers are tested
  * without privileges. */
-#include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
-#include <signal.h>
 #include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ipc.h>
-#include <sys/prctl.h>
-#include <sys/shm.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "host.h"
 #include "kernel.h"
 #include "probe.h"
 #include "sizing.h"
-#include "testing.h"
 #include "helpers.h"
 #include "isolate.h"
 #include "params.h"
 
-#define MiB (UINT64_C(1) << 20)
-#define GiB (UINT64_C(1) << 30)
 #define UNLIMITED SIZING_KERNEL_DEFAULT
 
 static int outer_ns_fd = -1;
@@ -68,8 +54,19 @@ static void enter_private_ipc(void)
     cr_assert_eq(shmmax, SIZING_KERNEL_DEFAULT, "a new IPC namespace starts with the defaults");
 }
 
-/* The namespace's limits, each read back; shmall in pages. */
-static void set_limits(uint64_t shmmax, uint64_t shmall, uint64_t shmmni)
+static struct probe_limits limits_of(uint64_t shmmax, uint64_t shmall, uint64_t shmmni)
+{
+    uint64_t overcommit = 0;
+
+    /* Read only: vm.overcommit_memory is global, never changed here. */
+    cr_assert_eq(kernel_read_uint("/proc/sys/vm/overcommit_memory", &overcommit), 0);
+    return (struct probe_limits){ .shmmax = shmmax, .shmall = shmall, .shmmni = shmmni, .page_size = page(),
+                                  .overcommit_memory = (int)overcommit };
+}
+
+/* The namespace's limits, each read back (shmall in pages), and the same
+ * as the probe is told them. */
+static struct probe_limits set_limits(uint64_t shmmax, uint64_t shmall, uint64_t shmmni)
 {
     const uint64_t want[KEY_COUNT] = { shmmax, shmall, shmmni };
 
@@ -81,23 +78,14 @@ static void set_limits(uint64_t shmmax, uint64_t shmall, uint64_t shmmni)
         cr_assert(kernel_read_limit((enum sizing_key_id)id, &seen) == 0 && seen == want[id],
                   "%s does not read back %" PRIu64, kernel_limit_path(id), want[id]);
     }
+    return limits_of(shmmax, shmall, shmmni);
 }
 
-static struct probe_limits limits_of(uint64_t shmmax, uint64_t shmall, uint64_t shmmni)
+/* A private namespace with the limits most tests use, set and told alike. */
+static struct probe_limits enter_with_usual_limits(void)
 {
-    uint64_t overcommit = 0;
-
-    /* Read only: vm.overcommit_memory is global, never changed here. */
-    cr_assert_eq(kernel_read_uint("/proc/sys/vm/overcommit_memory", &overcommit), 0);
-    return (struct probe_limits){ .shmmax = shmmax, .shmall = shmall, .shmmni = shmmni, .page_size = page(),
-                                  .overcommit_memory = (int)overcommit };
-}
-
-/* The limits most tests use, set and told alike. */
-static struct probe_limits set_usual_limits(void)
-{
-    set_limits(2 * MiB, pages_of(8 * MiB), 16);
-    return limits_of(2 * MiB, pages_of(8 * MiB), 16);
+    enter_private_ipc();
+    return set_limits(2 * MiB, pages_of(8 * MiB), 16);
 }
 
 /* Exactly the segments the test made itself are left in /proc/sysvipc/shm
@@ -205,36 +193,6 @@ Test(probe_pure, testable_threshold)
                      rows[i].shmmax);
 }
 
-Test(probe_pure, headroom)
-{
-    static const struct {
-        uint64_t shmmax, shmall, shmmni, page, shm_tot, segments, headroom;
-    } rows[] = {
-        /* room for a whole shmmax */
-        { 1 * MiB, 1024, 16, 4096, 0, 0, 1 * MiB },
-        /* shmall binds: 10 pages left */
-        { 1 * MiB, 1024, 16, 4096, 1014, 3, 40960 },
-        { 1 * MiB, 64, 16, 65536, 60, 3, 4 * 65536 },
-        /* full, or over-full after shmall was lowered below usage */
-        { 1 * MiB, 1024, 16, 4096, 1024, 3, 0 },
-        { 1 * MiB, 1024, 16, 4096, 5000, 3, 0 },
-        /* every id taken */
-        { 1 * MiB, 1024, 2, 4096, 0, 2, 0 },
-        { 1 * MiB, 1024, 2, 4096, 0, 3, 0 },
-        /* kernel defaults: pages x page size saturates, shmmax binds */
-        { SIZING_KERNEL_DEFAULT, SIZING_KERNEL_DEFAULT, 4096, 4096, 7, 1, SIZING_KERNEL_DEFAULT },
-        /* shmall defaults with a finite shmmax */
-        { 64 * GiB, SIZING_KERNEL_DEFAULT, 4096, 65536, 0, 0, 64 * GiB },
-        { 1 * MiB, 1024, 16, 0, 0, 0, 0 },
-    };
-
-    for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
-        struct probe_limits l = { .shmmax = rows[i].shmmax, .shmall = rows[i].shmall, .shmmni = rows[i].shmmni,
-                                  .page_size = rows[i].page };
-        cr_expect_eq(probe_headroom(&l, rows[i].shm_tot, rows[i].segments), rows[i].headroom, "row %zu", i);
-    }
-}
-
 /* ---- against the kernel, in a private IPC namespace ----------------------- */
 
 Test(probe, refuses_unusable_limits_and_writes_nothing)
@@ -242,8 +200,7 @@ Test(probe, refuses_unusable_limits_and_writes_nothing)
     struct probe_limits l;
     struct probe_result res, before;
 
-    enter_private_ipc();
-    l = set_usual_limits();
+    l = enter_with_usual_limits();
     memset(&res, 0xA5, sizeof(res));
     before = res;
 
@@ -280,11 +237,24 @@ struct scenario {
     bool passed;
 };
 
+/* The outcomes most steps have: passed; the upper bound's pass, the
+ * kernel refusing one byte more with EINVAL; skipped, saying nothing. */
+#define PASSED { PROBE_PASSED, 0, NULL }
+#define BOUND_HOLDS { PROBE_PASSED, EINVAL, NULL }
+#define SKIPPED { PROBE_SKIPPED, 0, NULL }
+#define TOO_LARGE_TO_TEST { PROBE_SKIPPED, 0, "effectively unlimited" }
+
 /* The limits in effect, told as they are: every step passes. */
 #define PASS_ALL(shmmax_, shmall_)                                                                              \
-    .kernel = { shmmax_, shmall_, 16 }, .told = { shmmax_, shmall_, 16 },                                       \
-    .upper_bound = { PROBE_PASSED, EINVAL, NULL }, .acceptance = { PROBE_PASSED, 0, NULL },                     \
-    .round_trip = { PROBE_PASSED, 0, NULL }, .headroom = shmmax_, .passed = true
+    .kernel = { shmmax_, shmall_, 16 }, .told = { shmmax_, shmall_, 16 }, .upper_bound = BOUND_HOLDS,           \
+    .acceptance = PASSED, .round_trip = PASSED, .headroom = shmmax_, .passed = true
+
+/* A shmmax in effect that no request can test: the size steps are skipped
+ * and say why; the round trip still proves segments work. */
+#define UNTESTABLE(shmmax_)                                                                                     \
+    .kernel = { shmmax_, UNLIMITED, SIZING_SHMMNI_DEFAULT }, .told = { shmmax_, UNLIMITED, SIZING_SHMMNI_DEFAULT }, \
+    .upper_bound = TOO_LARGE_TO_TEST, .acceptance = TOO_LARGE_TO_TEST, .round_trip = PASSED, .headroom = shmmax_,  \
+    .passed = true
 
 static const struct scenario scenarios[] = {
     /* Limits in effect, from a small finite one to the largest a request
@@ -302,54 +272,44 @@ static const struct scenario scenarios[] = {
     /* The kernel allows 2 MiB but the probe is told 1 MiB: the limit the
      * agent believes in is not in effect. */
     { .name = "limit not in effect", .kernel = { 2 * MiB, 8 * MiB, 16 }, .told = { 1 * MiB, 8 * MiB, 16 },
-      .upper_bound = { PROBE_FAILED, 0, "not in effect" }, .acceptance = { PROBE_PASSED, 0, NULL },
-      .round_trip = { PROBE_PASSED, 0, NULL }, .headroom = 1 * MiB },
+      .upper_bound = { PROBE_FAILED, 0, "not in effect" }, .acceptance = PASSED, .round_trip = PASSED,
+      .headroom = 1 * MiB },
     /* The kernel's shmmax is below what the probe is told: the upper bound
      * cannot tell, the acceptance does. */
     { .name = "kernel shmmax lower", .kernel = { 1 * MiB, 8 * MiB, 16 }, .told = { 2 * MiB, 8 * MiB, 16 },
-      .upper_bound = { PROBE_PASSED, EINVAL, NULL }, .acceptance = { PROBE_FAILED, EINVAL, "below 2097152" },
-      .round_trip = { PROBE_PASSED, 0, NULL }, .headroom = 2 * MiB },
+      .upper_bound = BOUND_HOLDS, .acceptance = { PROBE_FAILED, EINVAL, "below 2097152" }, .round_trip = PASSED,
+      .headroom = 2 * MiB },
     /* The kernel's shmall is below what the probe is told: usage leaves
      * room by the told value, the kernel says ENOSPC, and a second look at
      * usage shows nobody else took the room. */
     { .name = "kernel shmall lower", .kernel = { 2 * MiB, 1 * MiB, 16 }, .told = { 2 * MiB, 4 * MiB, 16 },
-      .upper_bound = { PROBE_PASSED, EINVAL, NULL }, .acceptance = { PROBE_FAILED, ENOSPC, NULL },
-      .round_trip = { PROBE_PASSED, 0, NULL }, .headroom = 2 * MiB },
+      .upper_bound = BOUND_HOLDS, .acceptance = { PROBE_FAILED, ENOSPC, NULL }, .round_trip = PASSED,
+      .headroom = 2 * MiB },
     /* No room, yet the acceptance still asks: the kernel checks the size
      * before the room, so a shmmax below the one the probe is told shows
      * as EINVAL instead of hiding behind "no room". */
     { .name = "no room still catches a lower shmmax", .kernel = { 1 * MiB, 2 * MiB, 16 },
-      .told = { 2 * MiB, 2 * MiB, 16 }, .others = { 1 * MiB }, .upper_bound = { PROBE_PASSED, EINVAL, NULL },
-      .acceptance = { PROBE_FAILED, EINVAL, NULL }, .round_trip = { PROBE_PASSED, 0, NULL }, .headroom = 1 * MiB },
+      .told = { 2 * MiB, 2 * MiB, 16 }, .others = { 1 * MiB }, .upper_bound = BOUND_HOLDS,
+      .acceptance = { PROBE_FAILED, EINVAL, NULL }, .round_trip = PASSED, .headroom = 1 * MiB },
     /* No room by the shmall the probe is told, but the kernel's is higher:
      * the segment is created (and removed), which shows the cap is not in
      * effect. */
     { .name = "no room catches a higher shmall", .kernel = { 1 * MiB, 4 * MiB, 16 },
-      .told = { 1 * MiB, 1 * MiB, 16 }, .others = { 1 * MiB }, .upper_bound = { PROBE_PASSED, EINVAL, NULL },
-      .acceptance = { PROBE_FAILED, 0, "in effect is higher" }, .round_trip = { PROBE_SKIPPED, 0, NULL } },
+      .told = { 1 * MiB, 1 * MiB, 16 }, .others = { 1 * MiB }, .upper_bound = BOUND_HOLDS,
+      .acceptance = { PROBE_FAILED, 0, "in effect is higher" }, .round_trip = SKIPPED },
     /* shm_tot == shmall: not even the round trip's page fits. */
     { .name = "full", .kernel = { 1 * MiB, 1 * MiB, 16 }, .told = { 1 * MiB, 1 * MiB, 16 }, .others = { 1 * MiB },
-      .upper_bound = { PROBE_PASSED, EINVAL, NULL }, .acceptance = { PROBE_SKIPPED, ENOSPC, "no room" },
-      .round_trip = { PROBE_SKIPPED, 0, NULL }, .passed = true },
+      .upper_bound = BOUND_HOLDS, .acceptance = { PROBE_SKIPPED, ENOSPC, "no room" }, .round_trip = SKIPPED,
+      .passed = true },
     /* Every id taken (used_ids == shmmni). The upper bound still runs:
      * the kernel checks the size before it looks for an id. */
     { .name = "shmmni exhausted", .kernel = { 2 * MiB, 64 * MiB, 2 }, .told = { 2 * MiB, 64 * MiB, 2 },
-      .others = { 1, 1 }, .upper_bound = { PROBE_PASSED, EINVAL, NULL },
-      .acceptance = { PROBE_SKIPPED, ENOSPC, "2 of 2 segments" }, .round_trip = { PROBE_SKIPPED, 0, NULL },
-      .passed = true },
+      .others = { 1, 1 }, .upper_bound = BOUND_HOLDS, .acceptance = { PROBE_SKIPPED, ENOSPC, "2 of 2 segments" },
+      .round_trip = SKIPPED, .passed = true },
     /* The kernel defaults (ULONG_MAX - 2^24), and INT64_MAX, the first
-     * value no request can test: the size steps are skipped and say why;
-     * the round trip still proves segments work. */
-    { .name = "kernel defaults", .kernel = { UNLIMITED, UNLIMITED, SIZING_SHMMNI_DEFAULT },
-      .told = { UNLIMITED, UNLIMITED, SIZING_SHMMNI_DEFAULT },
-      .upper_bound = { PROBE_SKIPPED, 0, "effectively unlimited" },
-      .acceptance = { PROBE_SKIPPED, 0, "effectively unlimited" }, .round_trip = { PROBE_PASSED, 0, NULL },
-      .headroom = UNLIMITED, .passed = true },
-    { .name = "INT64_MAX", .kernel = { INT64_MAX, UNLIMITED, SIZING_SHMMNI_DEFAULT },
-      .told = { INT64_MAX, UNLIMITED, SIZING_SHMMNI_DEFAULT },
-      .upper_bound = { PROBE_SKIPPED, 0, "effectively unlimited" },
-      .acceptance = { PROBE_SKIPPED, 0, "effectively unlimited" }, .round_trip = { PROBE_PASSED, 0, NULL },
-      .headroom = INT64_MAX, .passed = true },
+     * value no request can test. */
+    { .name = "kernel defaults", UNTESTABLE(UNLIMITED) },
+    { .name = "INT64_MAX", UNTESTABLE(INT64_MAX) },
 };
 
 static struct probe_limits limits_in_pages(const struct limits_row *r)
@@ -394,7 +354,7 @@ ParameterizedTest(size_t *i, probe, scenarios)
 
     cr_log_info("%s", s->name);
     enter_private_ipc();
-    set_limits(k.shmmax, k.shmall, k.shmmni);
+    (void)set_limits(k.shmmax, k.shmall, k.shmmni);
     for (; n < ELEMENTSOF(s->others) && s->others[n]; n++) {
         mine[n] = make_segment(s->others[n]);
         pages += pages_of(s->others[n]);
@@ -430,11 +390,10 @@ Test(probe, no_room_reports_exact_headroom)
     struct probe_result res;
 
     enter_private_ipc();
-    set_limits(shmmax, shmall, 16);
+    l = set_limits(shmmax, shmall, 16);
     for (int i = 0; i < 3; i++)
         mine[i] = make_segment(shmmax);
     mine[3] = make_segment((per - 2) * p);
-    l = limits_of(shmmax, shmall, 16);
     run_probe(&l, &res);
 
     expect_step(res.upper_bound, PROBE_PASSED, EINVAL, NULL);
@@ -456,23 +415,30 @@ Test(probe, no_room_reports_exact_headroom)
 
 /* ---- leftovers: what a killed shmprov leaves, and what is not one ---------- */
 
-/* The creator of a segment create_by_child() left alive goes. */
-static void kill_holder(pid_t pid)
-{
-    cr_assert_eq(kill(pid, SIGKILL), 0);
-    cr_assert_eq(waitpid(pid, NULL, 0), pid);
-}
+static struct probe_leftover found[PROBE_LEFTOVERS_MAX];
 
-/* probe_find_leftovers() on the table as it is now, for this euid. */
-static size_t find_leftovers(struct probe_leftover *ret, size_t max)
+/* probe_find_leftovers() into found, on the table as it is now, for this euid. */
+static size_t find_leftovers(void)
 {
     struct shmseg_table *t = NULL;
     size_t n;
 
     cr_assert_eq(host_read_segments(&t), 0);
-    n = probe_find_leftovers(t, geteuid(), ret, max);
+    n = probe_find_leftovers(t, geteuid(), found, PROBE_LEFTOVERS_MAX);
     free(t);
     return n;
+}
+
+static size_t remove_leftovers(void)
+{
+    return probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX);
+}
+
+/* Nothing found, so nothing removed, and why not. */
+static void expect_no_leftovers(const char *why)
+{
+    cr_expect_eq(find_leftovers(), 0, "%s", why);
+    cr_expect_eq(remove_leftovers(), 0, "%s", why);
 }
 
 /* The bug: a probe killed at IPC_RMID left shmmax bytes, which is all of
@@ -482,17 +448,15 @@ static size_t find_leftovers(struct probe_leftover *ret, size_t max)
 Test(probe_leftovers, dead_creators_segment_is_found_and_removed)
 {
     const uint64_t shmmax = 2 * MiB, shmall = pages_of(shmmax);
-    struct probe_leftover found[PROBE_LEFTOVERS_MAX];
     struct probe_result res;
     struct probe_limits l;
     int id;
 
     enter_private_ipc();
-    set_limits(shmmax, shmall, 16);
-    l = limits_of(shmmax, shmall, 16);
+    l = set_limits(shmmax, shmall, 16);
     id = create_by_child(SHMPROV_PROBE_KEY, shmmax, 0600, -1, false, NULL);
 
-    cr_assert_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 1);
+    cr_assert_eq(find_leftovers(), 1);
     cr_expect_eq(found[0].seg.id, id);
     cr_expect_eq(found[0].seg.size, shmmax);
     cr_expect_eq(found[0].seg.key, SHMPROV_PROBE_KEY);
@@ -504,11 +468,11 @@ Test(probe_leftovers, dead_creators_segment_is_found_and_removed)
     cr_expect(strstr(res.key_note, "a killed shmprov's"), "%s", res.key_note);
     cr_expect(segment_exists(id), "probe_run() removed a segment");
 
-    cr_assert_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 1);
+    cr_assert_eq(remove_leftovers(), 1);
     cr_expect_eq(found[0].outcome, ORPHAN_REMOVED, "%s", found[0].why);
     cr_expect_eq(found[0].seg.id, id);
     cr_expect_not(segment_exists(id));
-    cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "nothing left to remove");
+    cr_expect_eq(remove_leftovers(), 0, "nothing left to remove");
 
     run_probe(&l, &res);
     expect_step(res.upper_bound, PROBE_PASSED, EINVAL, NULL);
@@ -523,7 +487,6 @@ Test(probe_leftovers, dead_creators_segment_is_found_and_removed)
  * around it with private segments, names the holder, and leaves nothing. */
 Test(probe_leftovers, live_holder_is_never_touched)
 {
-    struct probe_leftover found[PROBE_LEFTOVERS_MAX];
     struct probe_result res;
     struct probe_limits l;
     char pid_text[32];
@@ -531,12 +494,10 @@ Test(probe_leftovers, live_holder_is_never_touched)
     void *p;
     int id;
 
-    enter_private_ipc();
-    l = set_usual_limits();
+    l = enter_with_usual_limits();
 
     id = create_by_child(SHMPROV_PROBE_KEY, 1 * MiB, 0600, -1, false, &holder);
-    cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "a live creator's segment");
-    cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
+    expect_no_leftovers("a live creator's segment");
     cr_expect(segment_exists(id));
     run_probe(&l, &res);
     cr_expect(res.passed, "%s / %s / %s", res.upper_bound.detail, res.acceptance.detail, res.round_trip.detail);
@@ -548,9 +509,10 @@ Test(probe_leftovers, live_holder_is_never_touched)
     /* Its creator gone but attached by this live process. */
     p = shmat(id, NULL, SHM_RDONLY);
     cr_assert_neq(p, (void *)-1);
-    kill_holder(holder);
-    cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "attached by a live process");
-    cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
+    /* The creator create_by_child() left alive goes. */
+    cr_assert_eq(kill(holder, SIGKILL), 0);
+    cr_assert_eq(waitpid(holder, NULL, 0), holder);
+    expect_no_leftovers("attached by a live process");
     run_probe(&l, &res);
     cr_expect(res.passed);
     cr_expect(strstr(res.key_note, "1 attached"), "%s", res.key_note);
@@ -558,7 +520,7 @@ Test(probe_leftovers, live_holder_is_never_touched)
 
     /* Detached: the last user (this process) lives. */
     cr_assert_eq(shmdt(p), 0);
-    cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
+    cr_expect_eq(remove_leftovers(), 0);
     cr_expect(segment_exists(id));
     leave_checks(&id, 1);
 }
@@ -568,22 +530,19 @@ Test(probe_leftovers, live_holder_is_never_touched)
  * another owner are all left alone. */
 Test(probe_leftovers, other_segments_are_never_touched)
 {
-    struct probe_leftover found[PROBE_LEFTOVERS_MAX];
     int mine[3];
 
     enter_private_ipc();
-    set_limits(2 * MiB, pages_of(64 * MiB), 16);
+    (void)set_limits(2 * MiB, pages_of(64 * MiB), 16);
     mine[0] = create_by_child(0x5150, 1 * MiB, 0600, -1, false, NULL);
     mine[1] = create_by_child(IPC_PRIVATE, 1 * MiB, 0600, -1, false, NULL);
     /* One key names one segment: the probe key's variants one at a time. */
     mine[2] = create_by_child(SHMPROV_PROBE_KEY, 1 * MiB, 0644, -1, false, NULL);
-    cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "mode 0644");
-    cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
+    expect_no_leftovers("mode 0644");
     assert_only_segments(mine, 3);
     cr_assert_eq(shmctl(mine[2], IPC_RMID, NULL), 0);
     mine[2] = create_by_child(SHMPROV_PROBE_KEY, 1 * MiB, 0600, 65534, false, NULL);
-    cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0, "another user's");
-    cr_expect_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
+    expect_no_leftovers("another user's");
     for (int i = 0; i < 3; i++)
         cr_expect(segment_exists(mine[i]), "segment %d was removed", mine[i]);
     leave_checks(mine, 3);
@@ -622,8 +581,7 @@ Test(probe_leftovers, persistent_key_is_never_used)
     struct probe_limits l;
     int id;
 
-    enter_private_ipc();
-    l = set_usual_limits();
+    l = enter_with_usual_limits();
     id = create_by_child(SHMPROV_PROBE_KEY, 4096, 0600, -1, false, NULL);
     run_probe(&l, &res);
     cr_expect(res.passed);
@@ -639,11 +597,9 @@ Test(probe_leftovers, persistent_key_is_never_used)
  * carried it, and none survives. */
 Test(probe_leftovers, probe_leaves_nothing_and_uses_the_key)
 {
-    struct probe_leftover found[PROBE_LEFTOVERS_MAX];
     struct probe_limits l;
 
-    enter_private_ipc();
-    l = set_usual_limits();
+    l = enter_with_usual_limits();
     for (int i = 0; i < 50; i++) {
         struct probe_result res;
         cr_assert_eq(probe_run(&l, &res), 0);
@@ -651,7 +607,7 @@ Test(probe_leftovers, probe_leaves_nothing_and_uses_the_key)
                   res.round_trip.detail);
         cr_assert_str_eq(res.key_note, "", "run %d found the key taken", i);
     }
-    cr_expect_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 0);
+    cr_expect_eq(find_leftovers(), 0);
     leave_checks(NULL, 0);
 }
 
@@ -692,15 +648,13 @@ static int refuse_ipc_rmid(void)
  * cannot be taken off again. */
 Test(probe_leftovers, failed_ipc_rmid_fails_the_probe_and_leaves_a_leftover)
 {
-    struct probe_leftover found[PROBE_LEFTOVERS_MAX];
     struct probe_limits l;
     struct probe_result res;
     int fds[2], status;
     char want[64];
     pid_t pid;
 
-    enter_private_ipc();
-    l = set_usual_limits();
+    l = enter_with_usual_limits();
     l.skip_round_trip = true; /* one segment, the acceptance's */
     cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
     pid = fork();
@@ -721,7 +675,7 @@ Test(probe_leftovers, failed_ipc_rmid_fails_the_probe_and_leaves_a_leftover)
     cr_expect_not(res.passed);
     expect_step(res.acceptance, PROBE_FAILED, EPERM, NULL);
     cr_log_info("acceptance: %s", res.acceptance.detail);
-    cr_assert_eq(find_leftovers(found, PROBE_LEFTOVERS_MAX), 1, "the segment IPC_RMID could not remove");
+    cr_assert_eq(find_leftovers(), 1, "the segment IPC_RMID could not remove");
     (void)snprintf(want, sizeof(want), "segment %d (%" PRIu64 " bytes) was created but could not be removed",
                    (int)found[0].seg.id, 2 * MiB);
     cr_expect(strstr(res.acceptance.detail, want), "%s", res.acceptance.detail);
@@ -729,7 +683,7 @@ Test(probe_leftovers, failed_ipc_rmid_fails_the_probe_and_leaves_a_leftover)
     cr_expect_eq(found[0].seg.cpid, pid);
     cr_expect_eq(found[0].seg.size, 2 * MiB);
 
-    cr_assert_eq(probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX), 1);
+    cr_assert_eq(remove_leftovers(), 1);
     cr_expect_eq(found[0].outcome, ORPHAN_REMOVED, "%s", found[0].why);
     leave_checks(NULL, 0);
 }

@@ -1,12 +1,7 @@
 /* The parser on inline documents. Every bad-profile message an operator can
  * see is also pinned by tests/fixtures/bad via the real binary. */
-#include <criterion/criterion.h>
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
 
-#include "fsutil.h"
-#include "hash.h"
 #include "helpers.h"
 #include "params.h"
 
@@ -28,7 +23,9 @@ static const char full_profile[] =
     "  client_cert: /etc/shmprov/client.pem\n"
     "  client_key: /etc/shmprov/client.key\n"
     "  timeout: 5\n"
-    "  spool_dir: /var/spool/shmprov\n";
+    "  spool_dir: /var/spool/shmprov\n"
+    "metrics:\n"
+    "  textfile: /var/lib/prometheus/node-exporter/shmprov.prom\n";
 
 Test(profile, every_key)
 {
@@ -54,6 +51,7 @@ Test(profile, every_key)
     cr_expect_str_eq(p->report.client_key, "/etc/shmprov/client.key");
     cr_expect_eq(p->report.timeout_s, 5);
     cr_expect_str_eq(p->report.spool_dir, "/var/spool/shmprov");
+    cr_expect_str_eq(p->metrics_textfile, "/var/lib/prometheus/node-exporter/shmprov.prom");
     profile_free(p);
 }
 
@@ -280,22 +278,35 @@ Test(profile, diagnostics_print_file_line_col)
     profile_diags_free(&d);
 }
 
-Test(profile, builtin_is_profiles_default_yaml)
+/* profiles/NAME.yaml of the source tree, parsed. */
+static struct profile *parse_example(const char *name)
 {
+    char path[512], *buf = NULL;
     struct profile_diags d;
     struct profile *p = NULL;
-    char *buf = NULL, hex[65];
     size_t len;
+
+    (void)snprintf(path, sizeof(path), "%s/profiles/%s.yaml", SHMPROV_SOURCE_DIR, name);
+    cr_assert_eq(fsutil_read_file(path, 1 << 20, true, &buf, &len, NULL), 0, "%s", path);
+    profile_diags_init(&d, path);
+    cr_assert_eq(profile_parse(buf, len, path, &d, &p), 0, "%s: %s", path, d.count ? d.items[0].message : "");
+    profile_diags_free(&d);
+    free(buf);
+    return p;
+}
+
+Test(profile, builtin_is_profiles_default_yaml)
+{
+    struct profile *p = NULL, *file = parse_example("default");
+    struct profile_diags d;
 
     profile_diags_init(&d, PROFILE_BUILTIN_NAME);
     cr_assert_eq(profile_load_builtin(&d, &p), 0);
-    cr_assert_not_null(p);
-    cr_assert_eq(fsutil_read_file(SHMPROV_SOURCE_DIR "/profiles/default.yaml", 1 << 20, true, &buf, &len, NULL), 0);
-    hash_sha256_hex(buf, len, hex);
-    cr_expect_str_eq(p->sha256_hex, hex, "the built-in default must be profiles/default.yaml byte for byte");
+    cr_expect_str_eq(p->sha256_hex, file->sha256_hex,
+                     "the built-in default must be profiles/default.yaml byte for byte");
     cr_expect(p->builtin);
     cr_expect_eq(p->policy, POLICY_ENFORCE);
-    free(buf);
+    profile_free(file);
     profile_free(p);
     profile_diags_free(&d);
 }
@@ -313,23 +324,11 @@ Test(profile, example_profiles_parse)
     };
 
     for (size_t i = 0; i < ELEMENTSOF(examples); i++) {
-        char path[512], *buf = NULL;
-        size_t len;
-        struct profile_diags d;
-        struct profile *p = NULL;
+        struct profile *p = parse_example(examples[i].name);
 
-        snprintf(path, sizeof(path), "%s/profiles/%s.yaml", SHMPROV_SOURCE_DIR, examples[i].name);
-        cr_assert_eq(fsutil_read_file(path, 1 << 20, true, &buf, &len, NULL), 0, "%s", path);
-        profile_diags_init(&d, path);
-        cr_expect_eq(profile_parse(buf, len, path, &d, &p), 0, "%s: %s", path,
-                     d.count ? d.items[0].message : "");
-        if (p) {
-            cr_expect_eq(p->workload, examples[i].workload, "%s", path);
-            cr_expect_eq(p->ram_tier, examples[i].tier, "%s", path);
-        }
+        cr_expect_eq(p->workload, examples[i].workload, "%s", examples[i].name);
+        cr_expect_eq(p->ram_tier, examples[i].tier, "%s", examples[i].name);
         profile_free(p);
-        profile_diags_free(&d);
-        free(buf);
     }
 }
 
@@ -454,16 +453,6 @@ Test(profile, labels_change_the_profile_sha256)
 }
 
 /* ---- metrics.textfile -------------------------------------------------- */
-
-Test(profile, metrics_textfile_is_kept)
-{
-    struct profile *p = parse_profile_or_die("version: 1\n"
-                                             "metrics:\n"
-                                             "  textfile: /var/lib/prometheus/node-exporter/shmprov.prom\n");
-
-    cr_expect_str_eq(p->metrics_textfile, "/var/lib/prometheus/node-exporter/shmprov.prom");
-    profile_free(p);
-}
 
 Test(profile, metrics_textfile_lengths)
 {

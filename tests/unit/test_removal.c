@@ -1,10 +1,6 @@
 /* shmprov remove's choices: whose the drop-in is, which keys it sets, what
  * each key is at boot once it is gone, and the removal plan built from a
  * scratch root. */
-#include <criterion/criterion.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 
 #include "dropin.h"
@@ -12,7 +8,6 @@
 #include "helpers.h"
 #include "plan.h"
 #include "removal.h"
-#include "testing.h"
 
 #define DEFAULT UINT64_C(18446744073692774399)
 
@@ -101,33 +96,7 @@ Test(removal, boot_value_shmprov_cannot_read_is_unknown)
     cr_assert(strstr(k.problem, "could not be analysed"), "%s", k.problem);
 }
 
-static char root[] = "/tmp/shmprov-removal-XXXXXX";
-
-static void put(const char *rel, const char *text)
-{
-    char path[256], cmd[300];
-    FILE *f;
-
-    (void)snprintf(path, sizeof(path), "%s%s", root, rel);
-    (void)snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\"", path);
-    cr_assert_eq(system(cmd), 0);
-    f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    cr_assert_eq(fclose(f), 0);
-}
-
-static void make_root(void)
-{
-    scratch_dir_make(root);
-}
-
-static void remove_root(void)
-{
-    scratch_dir_remove(root);
-}
-
-static struct plan *plan_under_root(const struct profile *p, uint64_t shmmax_now)
+static struct plan *plan_in_scratch(const struct profile *p, uint64_t shmmax_now)
 {
     struct host_facts h = { .memtotal_bytes = UINT64_C(8) << 30, .page_size = 4096, .overcommit_memory = 0 };
     struct plan *plan = NULL;
@@ -137,22 +106,23 @@ static struct plan *plan_under_root(const struct profile *p, uint64_t shmmax_now
         h.current.value[id] = id == KEY_SHMMNI ? 4096 : DEFAULT;
     }
     h.current.value[KEY_SHMMAX] = shmmax_now;
-    cr_assert_eq(plan_build(p, &h, true, root, &plan), 0);
+    cr_assert_eq(plan_build(p, &h, true, scratch(), &plan), 0);
     return plan;
 }
 
-Test(removal, prepare_makes_the_boot_values_the_targets, .init = make_root, .fini = remove_root)
+Test(removal, prepare_makes_the_boot_values_the_targets, .init = scratch_make, .fini = scratch_remove)
 {
     struct profile *p = parse_profile_or_die("version: 1\nhost: {ram_tier: small}\n");
-    struct plan *plan = plan_under_root(p, 4294967296);
+    struct plan *plan = plan_in_scratch(p, 4294967296);
     struct removal *r = NULL;
 
-    put("/etc/sysctl.d/60-shmprov.conf", plan->dropin_new);
+    put_file(scratch(), "etc/sysctl.d/60-shmprov.conf", plan->dropin_new);
     plan_free(plan);
-    put("/usr/lib/sysctl.d/50-x.conf", "kernel.shmall = 777\n");
-    put("/usr/lib/sysctl.d/60-shmprov.conf", "kernel.shmmni = 9999\n"); /* hidden by ours, never ours to reset */
-    plan = plan_under_root(p, 4294967296);
-    cr_assert_eq(removal_prepare(plan, root, NULL, &r), 0);
+    put_file(scratch(), "usr/lib/sysctl.d/50-x.conf", "kernel.shmall = 777\n");
+    /* Hidden by ours, never ours to reset. */
+    put_file(scratch(), "usr/lib/sysctl.d/60-shmprov.conf", "kernel.shmmni = 9999\n");
+    plan = plan_in_scratch(p, 4294967296);
+    cr_assert_eq(removal_prepare(plan, scratch(), NULL, &r), 0);
     cr_assert_eq(r->owner, REMOVAL_OWNED_RENDERED);
     cr_assert_null(plan->dropin_new, "a removal plan has no new text");
     cr_assert(plan->dropin_changed);
@@ -170,14 +140,14 @@ Test(removal, prepare_makes_the_boot_values_the_targets, .init = make_root, .fin
     profile_free(p);
 }
 
-Test(removal, prepare_without_a_drop_in_resets_the_profile_keys, .init = make_root, .fini = remove_root)
+Test(removal, prepare_without_a_drop_in_resets_the_profile_keys, .init = scratch_make, .fini = scratch_remove)
 {
     struct profile *p = parse_profile_or_die("version: 1\nhost: {ram_tier: small}\nlimits: {shmmni: 8192}\n");
-    struct plan *plan = plan_under_root(p, 1234);
+    struct plan *plan = plan_in_scratch(p, 1234);
     struct removal *r = NULL;
 
-    put("/etc/sysctl.d/10-x.conf", "kernel.shmmax = 0x10\n");
-    cr_assert_eq(removal_prepare(plan, root, NULL, &r), 0);
+    put_file(scratch(), "etc/sysctl.d/10-x.conf", "kernel.shmmax = 0x10\n");
+    cr_assert_eq(removal_prepare(plan, scratch(), NULL, &r), 0);
     cr_assert_eq(r->owner, REMOVAL_ABSENT);
     cr_assert(!plan->dropin_changed);
     cr_assert(r->keys[KEY_SHMMAX].managed && r->keys[KEY_SHMALL].managed && r->keys[KEY_SHMMNI].managed);

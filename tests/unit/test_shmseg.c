@@ -1,11 +1,13 @@
 /* /proc/sysvipc/shm rows: every column, the flags in the mode word, and
- * every way the text can be wrong (each must be refused, never half-read). */
+ * every way the text can be wrong (each must be refused, never half-read),
+ * through shmseg_parse() and host_parse_sysvipc_shm(), which sums them. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "shmseg.h"
+#include "testing.h"
 
 #define HEADER                                                                                          \
     "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      " \
@@ -66,25 +68,33 @@ Test(shmseg, old_kernels_without_rss_and_swap)
 Test(shmseg, empty_table)
 {
     struct shmseg_table *t = parse_ok(HEADER);
+    struct sizing_usage u = { .segments = 99 };
 
     cr_expect_eq(t->count, 0);
     free(t);
+    cr_expect_eq(host_parse_sysvipc_shm(HEADER, 4096, &u), 0);
+    cr_expect_eq(u.segments, 0);
 }
 
 Test(shmseg, usage_sums_whole_pages)
 {
-    struct sizing_usage u;
-    struct shmseg_table *t = parse_ok(
+    static const char text[] =
         HEADER
         "         0          0   600                 10000  3851     0      0     0     0     0     0          0          0 1795967657 0 0\n"
-        "        42          2   600                  4096  3853     0      0     0     0     0     0          0          0 1795967657 0 0\n");
+        "-559038737          1  1666            4294967296  3852  3852      1     0     0     0     0          0          0 1795967657 0 0\n"
+        "        42          2   600                  4096  3853     0      0     0     0     0     0          0          0 1795967657 0 0\n";
+    struct shmseg_table *t = parse_ok(text);
+    struct sizing_usage u, host;
 
     cr_assert_eq(shmseg_usage(t, 4096, &u), 0);
-    cr_expect_eq(u.segments, 2);
-    cr_expect_eq(u.bytes, 14096);
-    cr_expect_eq(u.pages, 3 + 1, "10000 bytes take 3 whole pages");
-    cr_expect_eq(u.largest_segment, 10000);
+    cr_expect_eq(u.segments, 3);
+    cr_expect_eq(u.bytes, UINT64_C(10000) + UINT64_C(4294967296) + 4096);
+    cr_expect_eq(u.pages, 3 + 1048576 + 1, "10000 bytes take 3 whole pages");
+    cr_expect_eq(u.largest_segment, UINT64_C(4294967296));
+    cr_assert_eq(host_parse_sysvipc_shm(text, 4096, &host), 0);
+    cr_expect_eq(memcmp(&host, &u, sizeof(u)), 0, "the host's sums are shmseg_usage()'s");
     cr_expect_eq(shmseg_usage(t, 0, &u), -EINVAL);
+    cr_expect_eq(host_parse_sysvipc_shm(HEADER, 0, &u), -EINVAL);
     free(t);
 }
 
@@ -112,19 +122,19 @@ Test(shmseg, perms_text)
     cr_expect_str_eq(buf, "rwxrwxrwx");
 }
 
-struct bad_case {
-    const char *name, *text;
-};
-
 Test(shmseg, malformed_text_is_refused_whole)
 {
-    static const struct bad_case cases[] = {
+    static const struct {
+        const char *name, *text;
+    } cases[] = {
         { "empty", "" },
+        { "garbage", "garbage\n" },
         { "no header", "         0          0   600  10000  1 0 0 0 0 0 0 0 0 1\n" },
         { "header only, no newline", "       key      shmid perms" },
         { "row cut short (no newline)", HEADER "         0          0   600" },
         { "last row without newline", HEADER "0 0 600 1 1 0 0 0 0 0 0 0 0 1" },
         { "too few columns", HEADER "0 0 600 1 1 0 0 0 0 0 0 0 0\n" },
+        { "three columns", HEADER "x y z\n" },
         { "too many columns", HEADER "0 0 600 1 1 0 0 0 0 0 0 0 0 1 0 0 9\n" },
         { "letters", HEADER "0 0 600 1x 1 0 0 0 0 0 0 0 0 1 0 0\n" },
         { "octal perms with 8", HEADER "0 0 680 1 1 0 0 0 0 0 0 0 0 1 0 0\n" },
@@ -138,18 +148,22 @@ Test(shmseg, malformed_text_is_refused_whole)
         { "uid beyond 32 bits", HEADER "0 0 600 1 1 0 0 4294967296 0 0 0 0 0 1 0 0\n" },
         { "plus sign", HEADER "0 0 600 +1 1 0 0 0 0 0 0 0 0 1 0 0\n" },
         { "tab", HEADER "0 0 600 1\t1 0 0 0 0 0 0 0 0 1 0 0\n" },
-        { "NUL inside", HEADER "0 0 600 1 1 0 0 0 0 0 0 0 0 1 0 0\n\0" "0 0 600 1 1 0 0 0 0 0 0 0 0 1 0 0\n" },
         { "blank row", HEADER "\n" },
         { "lone minus", HEADER "- 0 600 1 1 0 0 0 0 0 0 0 0 1 0 0\n" },
     };
 
+    /* Two good rows with a NUL between them, the whole length given. */
+    static const char nul_inside[] = HEADER "0 0 600 1 1 0 0 0 0 0 0 0 0 1 0 0\n\0" "0 0 600 1 1 0 0 0 0 0 0 0 0 1 0 0\n";
+    struct shmseg_table *whole = NULL;
+
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct shmseg_table *t = NULL;
-        size_t len = strlen(cases[i].text);
+        struct sizing_usage u;
 
-        if (strcmp(cases[i].name, "NUL inside") == 0)
-            len = strlen(HEADER) + 2 * strlen("0 0 600 1 1 0 0 0 0 0 0 0 0 1 0 0\n") + 1;
-        cr_expect_eq(shmseg_parse(cases[i].text, len, &t), -EINVAL, "%s: accepted", cases[i].name);
+        cr_expect_eq(shmseg_parse(cases[i].text, strlen(cases[i].text), &t), -EINVAL, "%s: accepted", cases[i].name);
         cr_expect_null(t, "%s: a table was returned", cases[i].name);
+        cr_expect_eq(host_parse_sysvipc_shm(cases[i].text, 4096, &u), -EINVAL, "%s: summed", cases[i].name);
     }
+    cr_expect_eq(shmseg_parse(nul_inside, sizeof(nul_inside) - 1, &whole), -EINVAL, "NUL inside: accepted");
+    cr_expect_null(whole, "NUL inside: a table was returned");
 }

@@ -77,14 +77,12 @@ Test(sizes, parse_uint_rejects_what_yaml_or_the_kernel_would_misread)
     cr_expect_eq(v, 0);
 }
 
-struct human_row {
-    uint64_t bytes;
-    const char *text;
-};
-
 Test(sizes, format_human)
 {
-    static const struct human_row hrows[] = {
+    static const struct {
+        uint64_t bytes;
+        const char *text;
+    } hrows[] = {
         { 0, "0 B" },
         { 1023, "1023 B" },
         { 4096, "4 KiB" },

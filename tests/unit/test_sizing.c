@@ -1,13 +1,11 @@
 /* The sizing guide's numbers, both policies, both page sizes, the guards
  * and the overrides. */
-#include <criterion/criterion.h>
 #include <errno.h>
-#include <stdio.h>
 
 #include "helpers.h"
+#include "probe.h"
 #include "sizing.h"
 
-#define GiB (UINT64_C(1) << 30)
 #define DEFAULT SIZING_KERNEL_DEFAULT
 
 struct derivation_row {
@@ -52,29 +50,29 @@ static const struct derivation_row derivation_rows[] = {
     { "version: 1\nlimits: {shmall: 16GiB}\n", 8 * GiB, 65536, TIER_SMALL, 4294967296, 262144 },
 };
 
-static void compute(const char *yaml, uint64_t memtotal, uint64_t page, const struct sizing_current *current,
-                    const struct sizing_usage *usage, bool force, struct sizing_result *out,
-                    struct profile **ret_profile)
+/* sizing_compute() on yaml; the result keeps nothing of the profile. */
+static struct sizing_result compute(const char *yaml, uint64_t memtotal, uint64_t page,
+                                    const struct sizing_current *current, const struct sizing_usage *usage, bool force)
 {
     struct profile *p = parse_profile_or_die(yaml);
     struct sizing_input in = { .profile = p, .memtotal_bytes = memtotal, .page_size = page, .force = force };
+    struct sizing_result r;
 
     if (current)
         in.current = *current;
     if (usage)
         in.usage = *usage;
-    cr_assert_eq(sizing_compute(&in, out), 0);
-    *ret_profile = p;
+    cr_assert_eq(sizing_compute(&in, &r), 0);
+    profile_free(p);
+    return r;
 }
 
 Test(sizing, derivation_table)
 {
     for (size_t i = 0; i < sizeof(derivation_rows) / sizeof(derivation_rows[0]); i++) {
         const struct derivation_row *row = &derivation_rows[i];
-        struct sizing_result r;
-        struct profile *p;
+        struct sizing_result r = compute(row->yaml, row->memtotal, row->page, NULL, NULL, false);
 
-        compute(row->yaml, row->memtotal, row->page, NULL, NULL, false, &r, &p);
         cr_expect_eq(r.tier, row->tier, "row %zu: tier %d, expected %d", i, r.tier, row->tier);
         cr_expect_eq(r.keys[KEY_SHMMAX].target, row->shmmax, "row %zu: shmmax %llu, expected %llu", i,
                      (unsigned long long)r.keys[KEY_SHMMAX].target, (unsigned long long)row->shmmax);
@@ -82,7 +80,6 @@ Test(sizing, derivation_table)
                      (unsigned long long)r.keys[KEY_SHMALL].target, (unsigned long long)row->shmall);
         cr_expect_eq(r.nproblems, 0, "row %zu: unexpected problem: %s", i, r.problems[0].text);
         cr_expect_not(r.keys[KEY_SHMMNI].managed, "row %zu: shmmni managed without being set", i);
-        profile_free(p);
     }
 }
 
@@ -91,14 +88,13 @@ Test(sizing, derived_shmmax_is_page_aligned_and_shmall_exact)
     static const uint64_t pages[] = { 4096, 16384, 65536 };
     for (size_t i = 0; i < 3; i++)
         for (uint64_t mem = 1 * GiB + 12345 * 1024; mem < 200 * GiB; mem = mem * 3 + 4096) {
-            struct sizing_result r;
-            struct profile *p;
-            compute("version: 1\nhost: {workload: bigdata}\n", mem, pages[i], NULL, NULL, false, &r, &p);
+            struct sizing_result r =
+                compute("version: 1\nhost: {workload: bigdata}\n", mem, pages[i], NULL, NULL, false);
+
             cr_expect_eq(r.keys[KEY_SHMMAX].target % pages[i], 0);
             cr_expect_eq(r.keys[KEY_SHMALL].target * pages[i], r.keys[KEY_SHMMAX].target);
             cr_expect_leq(r.keys[KEY_SHMMAX].target, mem / 4 * 3);
             cr_expect_gt(r.keys[KEY_SHMMAX].target + pages[i], mem / 4 * 3);
-            profile_free(p);
         }
 }
 
@@ -130,28 +126,22 @@ Test(sizing, policies)
     for (size_t i = 0; i < sizeof(policy_rows) / sizeof(policy_rows[0]); i++) {
         const struct policy_row *row = &policy_rows[i];
         struct sizing_current cur = { .known = { true, true, true }, .value = { row->current_max, row->current_all, 4096 } };
-        struct sizing_result r;
-        struct profile *p;
+        struct sizing_result r = compute(row->yaml, 0, 4096, &cur, NULL, false);
 
-        compute(row->yaml, 0, 4096, &cur, NULL, false, &r, &p);
         cr_expect_eq(r.keys[KEY_SHMMAX].target, row->target_max, "row %zu shmmax", i);
         cr_expect_eq(r.keys[KEY_SHMALL].target, row->target_all, "row %zu shmall", i);
         cr_expect_eq(r.keys[KEY_SHMMAX].action, row->action_max, "row %zu shmmax action", i);
         cr_expect_eq(r.keys[KEY_SHMALL].action, row->action_all, "row %zu shmall action", i);
         cr_expect_eq(r.keys[KEY_SHMMAX].persist, row->persist_max, "row %zu persist", i);
-        profile_free(p);
     }
 }
 
 Test(sizing, unknown_current_value_is_set)
 {
-    struct sizing_result r;
-    struct profile *p;
+    struct sizing_result r = compute("version: 1\nhost: {ram_tier: small}\n", 0, 4096, NULL, NULL, false);
 
-    compute("version: 1\nhost: {ram_tier: small}\n", 0, 4096, NULL, NULL, false, &r, &p);
     cr_expect_eq(r.keys[KEY_SHMMAX].action, ACTION_SET);
     cr_expect_str_eq(sizing_action_name(r.keys[KEY_SHMMAX].action), "set");
-    profile_free(p);
 }
 
 /* The guards (segments in use: the host's state) and the profile's own
@@ -197,11 +187,9 @@ Test(sizing, problems)
 
     for (size_t i = 0; i < sizeof(problem_rows) / sizeof(problem_rows[0]); i++) {
         const struct problem_row *row = &problem_rows[i];
-        struct sizing_result r;
-        struct profile *p;
+        struct sizing_result r =
+            compute(row->yaml, 8 * GiB, row->page, row->kernel_defaults ? &defaults : NULL, &row->usage, row->force);
 
-        compute(row->yaml, 8 * GiB, row->page, row->kernel_defaults ? &defaults : NULL, &row->usage, row->force, &r,
-                &p);
         if (!row->problem) {
             cr_expect_eq(r.nproblems, 0, "row %zu: unexpected problem: %s", i, r.problems[0].text);
         } else {
@@ -210,21 +198,17 @@ Test(sizing, problems)
             cr_expect_eq(r.problems[0].in_profile, row->in_profile, "row %zu", i);
             cr_expect_eq(r.problems[0].key, row->key, "row %zu", i);
         }
-        profile_free(p);
     }
 }
 
 Test(sizing, shmmni_is_managed_only_when_set)
 {
     struct sizing_current cur = { .known = { true, true, true }, .value = { DEFAULT, DEFAULT, 4096 } };
-    struct sizing_result r;
-    struct profile *p;
+    struct sizing_result r = compute("version: 1\nlimits: {shmmni: 8192}\n", 8 * GiB, 4096, &cur, NULL, false);
 
-    compute("version: 1\nlimits: {shmmni: 8192}\n", 8 * GiB, 4096, &cur, NULL, false, &r, &p);
     cr_expect(r.keys[KEY_SHMMNI].managed);
     cr_expect_eq(r.keys[KEY_SHMMNI].target, 8192);
     cr_expect_eq(r.keys[KEY_SHMMNI].action, ACTION_RAISE);
-    profile_free(p);
 }
 
 Test(sizing, rejects_bad_page_size_and_missing_memtotal)
@@ -252,18 +236,34 @@ Test(sizing, classify_boundaries)
     cr_expect_eq(sizing_classify(UINT64_MAX), TIER_LARGE);
 }
 
+/* The largest segment newseg() would create now; probe_headroom() tells
+ * the probe the same under the limits it is told. */
 struct headroom_row {
-    uint64_t shmmax, shmall, shmmni, pages_used, segments, headroom;
+    uint64_t shmmax, shmall, shmmni, page, pages_used, segments, headroom;
     enum sizing_key_id by;
 };
 
 static const struct headroom_row headroom_rows[] = {
-    { 1000000, 100, 10, 0, 0, 409600, KEY_SHMALL },
-    { 8192, 100, 10, 0, 0, 8192, KEY_SHMMAX },
-    { 8192, 100, 10, 100, 3, 0, KEY_SHMALL },
-    { 8192, 100, 10, 0, 10, 0, KEY_SHMMNI }, /* every id taken */
-    /* pages x page size saturates instead of wrapping */
-    { SIZING_KERNEL_DEFAULT, SIZING_KERNEL_DEFAULT, 4096, 0, 0, SIZING_KERNEL_DEFAULT, KEY_SHMMAX },
+    { 1000000, 100, 10, 4096, 0, 0, 409600, KEY_SHMALL },
+    { 8192, 100, 10, 4096, 0, 0, 8192, KEY_SHMMAX },
+    { 1 * MiB, 1024, 16, 4096, 0, 0, 1 * MiB, KEY_SHMMAX },
+    /* shmall binds: 10 pages left */
+    { 1 * MiB, 1024, 16, 4096, 1014, 3, 40960, KEY_SHMALL },
+    { 1 * MiB, 64, 16, 65536, 60, 3, 4 * 65536, KEY_SHMALL },
+    /* full, or over-full after shmall was lowered below usage */
+    { 8192, 100, 10, 4096, 100, 3, 0, KEY_SHMALL },
+    { 1 * MiB, 1024, 16, 4096, 1024, 3, 0, KEY_SHMALL },
+    { 1 * MiB, 1024, 16, 4096, 5000, 3, 0, KEY_SHMALL },
+    /* every id taken */
+    { 8192, 100, 10, 4096, 0, 10, 0, KEY_SHMMNI },
+    { 1 * MiB, 1024, 2, 4096, 0, 2, 0, KEY_SHMMNI },
+    { 1 * MiB, 1024, 2, 4096, 0, 3, 0, KEY_SHMMNI },
+    /* kernel defaults: pages x page size saturates instead of wrapping, shmmax binds */
+    { DEFAULT, DEFAULT, 4096, 4096, 0, 0, DEFAULT, KEY_SHMMAX },
+    { DEFAULT, DEFAULT, 4096, 4096, 7, 1, DEFAULT, KEY_SHMMAX },
+    /* shmall defaults with a finite shmmax */
+    { 64 * GiB, DEFAULT, 4096, 65536, 0, 0, 64 * GiB, KEY_SHMMAX },
+    { 1 * MiB, 1024, 16, 0, 0, 0, 0, KEY_SHMALL }, /* no page size: no room */
 };
 
 Test(sizing, headroom_as_newseg_decides)
@@ -272,11 +272,14 @@ Test(sizing, headroom_as_newseg_decides)
         const struct headroom_row *row = &headroom_rows[i];
         struct sizing_current limits = { .known = { true, true, true },
                                          .value = { row->shmmax, row->shmall, row->shmmni } };
-        struct sizing_headroom h = sizing_headroom_now(&limits, 4096, row->pages_used, row->segments);
+        struct probe_limits told = { .shmmax = row->shmmax, .shmall = row->shmall, .shmmni = row->shmmni,
+                                     .page_size = row->page };
+        struct sizing_headroom h = sizing_headroom_now(&limits, row->page, row->pages_used, row->segments);
 
         cr_expect(h.known, "row %zu", i);
         cr_expect_eq(h.bytes, row->headroom, "row %zu", i);
         cr_expect_eq(h.limited_by, row->by, "row %zu", i);
+        cr_expect_eq(probe_headroom(&told, row->pages_used, row->segments), row->headroom, "row %zu: the probe's", i);
     }
     cr_expect_not(sizing_headroom_now(&(struct sizing_current){ .known = { true, true, false } }, 4096, 0, 0).known,
                   "unknown without all three limits");
