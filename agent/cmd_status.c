@@ -91,8 +91,8 @@ static void status_metrics(const struct status *s, struct metrics *m)
         m->segments = (struct metrics_u64){ true, s->kernel.segments };
         m->pages = (struct metrics_u64){ true, s->kernel.pages };
     }
-    m->bytes = (struct metrics_u64){ s->segments != NULL, s->bytes };
-    m->largest = (struct metrics_u64){ s->segments != NULL, s->largest };
+    m->bytes = (struct metrics_u64){ s->segments != NULL, s->table.bytes };
+    m->largest = (struct metrics_u64){ s->segments != NULL, s->table.largest_segment };
     m->orphans = (struct metrics_u64){ s->segments != NULL, s->norphans - s->npersistent_orphans };
     m->leftovers = (struct metrics_u64){ s->segments != NULL, s->nleftovers };
     metrics_set_boot(m, plan, s->boot_known ? &s->boot : NULL);

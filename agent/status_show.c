@@ -197,9 +197,9 @@ static void print_usage(FILE *out, const struct status *s)
     fprintf(out, "  segments      %" PRIu64 " of %" PRIu64 " (kernel.shmmni), ", segments, shmmni);
     print_percent(out, segments, shmmni);
     if (s->segments) {
-        sizes_format_human(s->bytes, human, sizeof(human));
+        sizes_format_human(s->table.bytes, human, sizeof(human));
         fprintf(out, "\n  memory        %" PRIu64 " bytes (%s) in %" PRIu64 " pages of %" PRIu64 " (kernel.shmall), ",
-                s->bytes, human, pages, shmall);
+                s->table.bytes, human, pages, shmall);
     } else {
         fprintf(out, "\n  memory        %" PRIu64 " pages of %" PRIu64 " (kernel.shmall), ", pages, shmall);
     }
@@ -212,10 +212,10 @@ static void print_usage(FILE *out, const struct status *s)
         fputs("  largest       unknown (the segment table could not be read)\n", out);
         return;
     }
-    sizes_format_human(s->largest, human, sizeof(human));
-    fprintf(out, "  largest       %" PRIu64 " bytes (%s) of %" PRIu64 " (kernel.shmmax), ", s->largest, human,
+    sizes_format_human(s->table.largest_segment, human, sizeof(human));
+    fprintf(out, "  largest       %" PRIu64 " bytes (%s) of %" PRIu64 " (kernel.shmmax), ", s->table.largest_segment, human,
             shmmax);
-    print_percent(out, s->largest, shmmax);
+    print_percent(out, s->table.largest_segment, shmmax);
     fputc('\n', out);
 }
 
@@ -426,8 +426,8 @@ static json_object *json_usage(const struct status *s)
     json_object_object_add(o, "source", jsonout_string(s->kernel_known ? "SHM_INFO" : "/proc/sysvipc/shm"));
     jsonout_add_u64(o, "segments", true, s->segments_in_use);
     jsonout_add_u64(o, "pages", true, s->pages_in_use);
-    jsonout_add_u64(o, "bytes", s->segments != NULL, s->bytes);
-    jsonout_add_u64(o, "largest_segment", s->segments != NULL, s->largest);
+    jsonout_add_u64(o, "bytes", s->segments != NULL, s->table.bytes);
+    jsonout_add_u64(o, "largest_segment", s->segments != NULL, s->table.largest_segment);
     jsonout_add_u64(o, "rss_pages", s->kernel_known, s->kernel.rss_pages);
     jsonout_add_u64(o, "swap_pages", s->kernel_known, s->kernel.swap_pages);
     return o;
