@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "fsutil.h"
 #include "host.h"
 #include "probe.h"
@@ -22,7 +23,7 @@ static uint64_t ns_inode(const char *path, bool *ret_known)
  * only files anyone can read, so the answer does not depend on privileges. */
 static void detect_container(struct status_namespace *ns)
 {
-    char *text = NULL;
+    CLEANUP_FREE char *text = NULL;
     size_t len;
 
     if (fsutil_read_file("/run/systemd/container", 4096, false, &text, &len, NULL) == 0) {
@@ -31,10 +32,8 @@ static void detect_container(struct status_namespace *ns)
             memcpy(ns->container_buf, text, len);
             ns->container_buf[len] = '\0';
             ns->container = ns->container_buf;
-        }
-        free(text);
-        if (ns->container)
             return;
+        }
     }
     if (access("/.dockerenv", F_OK) == 0)
         ns->container = "docker";

@@ -58,32 +58,28 @@ static const char *overcommit_name(int mode)
 /* What vm.overcommit_memory means for the next shmget(). */
 static void overcommit_meaning(const struct host_facts *h, char *buf, size_t len)
 {
+    static const char *const meanings[] = {
+        "a new segment is refused (ENOMEM) only when it is larger than RAM + swap; its memory is allocated when "
+        "first touched",
+        "a new segment is never refused for lack of memory; memory is allocated when first touched, and the OOM "
+        "killer acts if it runs out",
+        "every new segment is charged in full against CommitLimit (SHM_NORESERVE is ignored): one larger than "
+        "what is left fails with ENOMEM",
+    };
+    int mode = h->overcommit_memory;
     char limit[32], avail[32];
 
-    switch (h->overcommit_memory) {
-    case 0:
-        (void)snprintf(buf, len, "a new segment is refused (ENOMEM) only when it is larger than RAM + swap; "
-                                 "its memory is allocated when first touched");
-        break;
-    case 1:
-        (void)snprintf(buf, len, "a new segment is never refused for lack of memory; memory is allocated when "
-                                 "first touched, and the OOM killer acts if it runs out");
-        break;
-    case 2:
-        if (!h->commit_known) {
-            (void)snprintf(buf, len, "every new segment is charged in full against CommitLimit (SHM_NORESERVE "
-                                     "is ignored): one larger than what is left fails with ENOMEM");
-            break;
-        }
+    if (mode < 0 || mode > 2) {
+        (void)snprintf(buf, len, "unknown (/proc/sys/vm/overcommit_memory unreadable)");
+    } else if (mode < 2 || !h->commit_known) {
+        (void)snprintf(buf, len, "%s", meanings[mode]);
+    } else {
         sizes_format_human(h->commit_limit_bytes, limit, sizeof(limit));
-        sizes_format_human(h->committed_bytes < h->commit_limit_bytes
-                               ? h->commit_limit_bytes - h->committed_bytes : 0, avail, sizeof(avail));
+        sizes_format_human(h->committed_bytes < h->commit_limit_bytes ? h->commit_limit_bytes - h->committed_bytes
+                                                                      : 0, avail, sizeof(avail));
         (void)snprintf(buf, len, "every new segment is charged in full against CommitLimit %s (SHM_NORESERVE "
                                  "is ignored); %s is left, so a larger segment fails with ENOMEM even within "
                                  "the limits", limit, avail);
-        break;
-    default:
-        (void)snprintf(buf, len, "unknown (/proc/sys/vm/overcommit_memory unreadable)");
     }
 }
 
@@ -99,25 +95,29 @@ static const char *owner_name(uint32_t uid, char *buf, size_t len)
     return buf;
 }
 
-/* shmall in bytes for people; pages x page size may not fit in 64 bits. */
-static void pages_human(uint64_t pages, uint64_t page_size, char *buf, size_t len)
+/* count units of unit_bytes for people: shmall's pages x page size may
+ * not fit in 64 bits. */
+static void human_size(uint64_t count, uint64_t unit_bytes, char *buf, size_t len)
 {
-    if (page_size && pages > UINT64_MAX / page_size)
+    if (unit_bytes && count > UINT64_MAX / unit_bytes)
         (void)snprintf(buf, len, "more than 16 EiB");
     else
-        sizes_format_human(pages * page_size, buf, len);
+        sizes_format_human(count * unit_bytes, buf, len);
 }
 
 /* ---- text ----------------------------------------------------------------- */
 
-static void print_percent(FILE *out, uint64_t used, uint64_t limit)
+/* " of LIMIT (kernel.KEY), P %": what a usage line counts against. */
+static void print_against(FILE *out, const struct status *s, enum sizing_key_id key, uint64_t used)
 {
+    uint64_t limit = s->plan->host.current.value[key];
     double p = limit ? (double)used * 100.0 / (double)limit : 0.0;
 
+    fprintf(out, " of %" PRIu64 " (%s), ", limit, sizing_key_name(key));
     if (used > 0 && p < 0.1)
-        fputs("<0.1 %", out);
+        fputs("<0.1 %\n", out);
     else
-        fprintf(out, "%.1f %%", p);
+        fprintf(out, "%.1f %%\n", p);
 }
 
 static void print_boot_line(FILE *out, const char *label, enum boot_source b, const struct winner *w)
@@ -151,11 +151,8 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
         fputs("unknown (cannot read it)\n", out);
     } else {
         fprintf(out, "%" PRIu64 " %s", h->current.value[key], unit_of(key));
-        if (key == KEY_SHMMAX) {
-            sizes_format_human(h->current.value[key], human, sizeof(human));
-            fprintf(out, " (%s)", human);
-        } else if (key == KEY_SHMALL) {
-            pages_human(h->current.value[key], h->page_size, human, sizeof(human));
+        if (key != KEY_SHMMNI) {
+            human_size(h->current.value[key], key == KEY_SHMALL ? h->page_size : 1, human, sizeof(human));
             fprintf(out, " (%s)", human);
         }
         fputs(is_kernel_default(key, h->current.value[key]) ? ", the kernel's default\n" : "\n", out);
@@ -170,23 +167,22 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
         print_boot_line(out, " (sysctl --system)", b[1], w[1]);
     }
 
-    if (!k->managed)
+    if (!k->managed) {
         fputs("      profile: does not set it\n", out);
-    else if (plan_key_in_sync(plan, key))
-        fprintf(out, "      profile: wants %s%" PRIu64 ": matches\n",
-                plan->profile->policy == POLICY_RAISE_ONLY ? "at least " : "", k->derived);
+        return;
+    }
+    fprintf(out, "      profile: wants %s%" PRIu64 ": ", plan->profile->policy == POLICY_RAISE_ONLY ? "at least " : "",
+            k->derived);
+    if (plan_key_in_sync(plan, key))
+        fputs("matches\n", out);
     else
-        fprintf(out, "      profile: wants %s%" PRIu64 ": differs ('shmprov apply' would %s it)\n",
-                plan->profile->policy == POLICY_RAISE_ONLY ? "at least " : "", k->derived,
+        fprintf(out, "differs ('shmprov apply' would %s it)\n",
                 k->action == ACTION_LOWER ? "lower" : k->action == ACTION_RAISE ? "raise" : "set");
 }
 
 static void print_usage(FILE *out, const struct status *s)
 {
-    const struct host_facts *h = &s->plan->host;
-    uint64_t shmmni = h->current.value[KEY_SHMMNI], shmall = h->current.value[KEY_SHMALL],
-             shmmax = h->current.value[KEY_SHMMAX];
-    uint64_t segments = s->segments_in_use, pages = s->pages_in_use;
+    const struct sizing_usage *t = &s->table;
     char human[32];
 
     if (!s->kernel_known && !s->segments) {
@@ -194,17 +190,15 @@ static void print_usage(FILE *out, const struct status *s)
         return;
     }
     fprintf(out, "\nUsage (%s)\n", s->kernel_known ? "the kernel's counters, shmctl SHM_INFO" : "/proc/sysvipc/shm");
-    fprintf(out, "  segments      %" PRIu64 " of %" PRIu64 " (kernel.shmmni), ", segments, shmmni);
-    print_percent(out, segments, shmmni);
+    fprintf(out, "  segments      %" PRIu64, s->segments_in_use);
+    print_against(out, s, KEY_SHMMNI, s->segments_in_use);
+    fputs("  memory        ", out);
     if (s->segments) {
-        sizes_format_human(s->table.bytes, human, sizeof(human));
-        fprintf(out, "\n  memory        %" PRIu64 " bytes (%s) in %" PRIu64 " pages of %" PRIu64 " (kernel.shmall), ",
-                s->table.bytes, human, pages, shmall);
-    } else {
-        fprintf(out, "\n  memory        %" PRIu64 " pages of %" PRIu64 " (kernel.shmall), ", pages, shmall);
+        sizes_format_human(t->bytes, human, sizeof(human));
+        fprintf(out, "%" PRIu64 " bytes (%s) in ", t->bytes, human);
     }
-    print_percent(out, pages, shmall);
-    fputc('\n', out);
+    fprintf(out, "%" PRIu64 " pages", s->pages_in_use);
+    print_against(out, s, KEY_SHMALL, s->pages_in_use);
     if (s->kernel_known)
         fprintf(out, "  resident      %" PRIu64 " pages, swapped %" PRIu64 " pages\n", s->kernel.rss_pages,
                 s->kernel.swap_pages);
@@ -212,11 +206,9 @@ static void print_usage(FILE *out, const struct status *s)
         fputs("  largest       unknown (the segment table could not be read)\n", out);
         return;
     }
-    sizes_format_human(s->table.largest_segment, human, sizeof(human));
-    fprintf(out, "  largest       %" PRIu64 " bytes (%s) of %" PRIu64 " (kernel.shmmax), ", s->table.largest_segment, human,
-            shmmax);
-    print_percent(out, s->table.largest_segment, shmmax);
-    fputc('\n', out);
+    sizes_format_human(t->largest_segment, human, sizeof(human));
+    fprintf(out, "  largest       %" PRIu64 " bytes (%s)", t->largest_segment, human);
+    print_against(out, s, KEY_SHMMAX, t->largest_segment);
 }
 
 static void print_headroom_and_overcommit(FILE *out, const struct status *s)
