@@ -51,10 +51,8 @@ struct status {
     struct conflicts boot;
 };
 
-/* orphans_classify() with probe_leftover set: shmprov's own test segment
- * left by a killed run is shown as what it is, not as an orphan of unknown
- * origin, unless the profile says the key is another program's
- * (persistent). What status lists and the metrics count. */
+/* orphans_classify() plus probe_leftover: shmprov's own test segment is
+ * not an orphan of unknown origin, unless its key is persistent. */
 void status_judge_segment(const struct shmseg *seg, const struct profile *p, uid_t euid,
                           struct orphans_verdict *ret);
 

@@ -304,7 +304,6 @@ static void print_leftovers(FILE *out, const struct status *s)
 static void print_segments(FILE *out, const struct status *s, bool with_segments)
 {
     const struct shmseg_table *t = s->segments;
-    bool header = false;
 
     if (!t) {
         fprintf(out, "\nSegments: unknown (cannot read /proc/sysvipc/shm: %s)\n",
@@ -318,6 +317,10 @@ static void print_segments(FILE *out, const struct status *s, bool with_segments
         fprintf(out, "; probe leftovers: %zu", s->nleftovers);
     fputc('\n', out);
     print_leftovers(out, s);
+    /* Without --segments, only the candidates and leftovers are listed. */
+    if (with_segments ? t->count : s->norphans + s->nleftovers)
+        fprintf(out, "  %-10s %10s %-10s %-9s %15s %6s  %-18s %-18s %s\n", "KEY", "ID", "OWNER", "PERMS", "BYTES",
+                "NATTCH", "CREATOR", "LAST", "STATE");
     for (size_t i = 0, listed = 0; i < t->count; i++) {
         if (!with_segments && !s->verdicts[i].candidate && !s->verdicts[i].probe_leftover)
             continue;
@@ -326,11 +329,6 @@ static void print_segments(FILE *out, const struct status *s, bool with_segments
             fprintf(out, "  ... and %zu more orphan candidates\n",
                     s->norphans + s->nleftovers - STATUS_CANDIDATES_LISTED);
             break;
-        }
-        if (!header) {
-            fprintf(out, "  %-10s %10s %-10s %-9s %15s %6s  %-18s %-18s %s\n", "KEY", "ID", "OWNER", "PERMS",
-                    "BYTES", "NATTCH", "CREATOR", "LAST", "STATE");
-            header = true;
         }
         print_segment_row(out, &t->items[i], &s->verdicts[i]);
     }
