@@ -405,12 +405,8 @@ void metrics_publish(const struct metrics *m, const struct profile *p)
     if (!path)
         return;
     out = open_memstream(&text, &len);
-    if (!out) {
-        log_warn("cannot write the metrics to %s: %s", path, strerror(errno));
-        return;
-    }
-    r = metrics_render(m, out);
-    if (fclose(out) != 0 && r == 0)
+    r = out ? metrics_render(m, out) : -errno;
+    if (out && fclose(out) != 0 && r == 0)
         r = -ENOMEM;
     if (r == 0) {
         /* What a run killed mid-write left beside it. */
