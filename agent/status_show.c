@@ -158,8 +158,8 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
         fputs(is_kernel_default(key, h->current.value[key]) ? ", the kernel's default\n" : "\n", out);
     }
 
-    for (int r = 0; r < 2; r++)
-        b[r] = boot_source(s, (enum sysctld_rules)r, key, &w[r]);
+    for (enum sysctld_rules r = 0; r < SYSCTLD_RULE_SETS; r++)
+        b[r] = boot_source(s, r, key, &w[r]);
     if (b[0] == b[1] && (!w[0] || (strcmp(w[0]->path, w[1]->path) == 0 && w[0]->line == w[1]->line))) {
         print_boot_line(out, "", b[0], w[0]);
     } else {
@@ -350,8 +350,8 @@ int status_print_text(const struct status *s, bool with_segments, FILE *out)
             plan->profile_note ? plan->profile_note : "", plan->profile_note ? ")" : "");
     print_namespace(out, s);
     fputs("\nLimits (running now)\n", out);
-    for (int key = 0; key < KEY_COUNT; key++)
-        print_limit(out, s, (enum sizing_key_id)key);
+    for (enum sizing_key_id key = 0; key < KEY_COUNT; key++)
+        print_limit(out, s, key);
     print_usage(out, s);
     print_headroom_and_overcommit(out, s);
     print_segments(out, s, with_segments);
@@ -364,16 +364,16 @@ static json_object *json_boot(const struct status *s, enum sizing_key_id key)
 {
     json_object *o = json_object_new_object();
 
-    for (int r = 0; r < 2; r++) {
+    for (enum sysctld_rules r = 0; r < SYSCTLD_RULE_SETS; r++) {
         const struct winner *w;
-        enum boot_source b = boot_source(s, (enum sysctld_rules)r, key, &w);
+        enum boot_source b = boot_source(s, r, key, &w);
         json_object *src = json_object_new_object();
 
         json_object_object_add(src, "source", jsonout_string(boot_source_name(b)));
         json_object_object_add(src, "file", w ? jsonout_string(w->path) : NULL);
         json_object_object_add(src, "line", w ? json_object_new_uint64(w->line) : NULL);
         json_object_object_add(src, "value", w ? jsonout_string(w->value) : NULL);
-        json_object_object_add(o, sysctld_rules_name((enum sysctld_rules)r), src);
+        json_object_object_add(o, sysctld_rules_name(r), src);
     }
     return o;
 }
@@ -381,27 +381,24 @@ static json_object *json_boot(const struct status *s, enum sizing_key_id key)
 static json_object *json_limits(const struct status *s)
 {
     const struct plan *plan = s->plan;
-    const struct host_facts *h = &plan->host;
     json_object *o = json_object_new_object();
 
-    for (int key = 0; key < KEY_COUNT; key++) {
+    for (enum sizing_key_id key = 0; key < KEY_COUNT; key++) {
         const struct sizing_key *k = &plan->sizing.keys[key];
-        bool known = h->current.known[key];
+        bool known = plan->host.current.known[key];
+        uint64_t value = plan->host.current.value[key];
         json_object *l = json_object_new_object(), *prof = json_object_new_object();
 
-        jsonout_add_u64(l, "value", known, h->current.value[key]);
-        json_object_object_add(l, "unit", jsonout_string(unit_of((enum sizing_key_id)key)));
-        json_object_object_add(l, "kernel_default",
-                               json_object_new_boolean(known && is_kernel_default((enum sizing_key_id)key,
-                                                                                  h->current.value[key])));
-        json_object_object_add(l, "boot", json_boot(s, (enum sizing_key_id)key));
+        jsonout_add_u64(l, "value", known, value);
+        json_object_object_add(l, "unit", jsonout_string(unit_of(key)));
+        json_object_object_add(l, "kernel_default", json_object_new_boolean(known && is_kernel_default(key, value)));
+        json_object_object_add(l, "boot", json_boot(s, key));
         json_object_object_add(prof, "managed", json_object_new_boolean(k->managed));
         jsonout_add_u64(prof, "wants", k->managed, k->derived);
         json_object_object_add(prof, "matches",
-                               k->managed ? json_object_new_boolean(plan_key_in_sync(plan, (enum sizing_key_id)key))
-                                          : NULL);
+                               k->managed ? json_object_new_boolean(plan_key_in_sync(plan, key)) : NULL);
         json_object_object_add(l, "profile", prof);
-        json_object_object_add(o, sizing_key_name((enum sizing_key_id)key), l);
+        json_object_object_add(o, sizing_key_name(key), l);
     }
     return o;
 }
