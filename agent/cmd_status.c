@@ -43,14 +43,21 @@ struct removals {
     unsigned removed; /* really removed: not with --dry-run */
 };
 
-/* Counts the removals that failed, and those that happened. A probe
+/* The outcome of each removal, counting those that failed (nothing can be
+ * looked for without the segment table) and those that happened. A probe
  * leftover (shmprov's own test segment, left by a killed run: probe.h) is
  * removed too, under the same re-check and named as what it is: it is
  * known to be ours and dead, and it may hold all of kernel.shmall. (Never
  * persistent: status.c does not call a persistent key's segment a
  * leftover.) */
-static void remove_orphans(const struct status *s, bool dry_run, json_object *removals, struct removals *n)
+static json_object *remove_orphans(const struct status *s, bool dry_run, struct removals *n)
 {
+    json_object *removals = json_object_new_array();
+
+    if (!s->segments) {
+        log_error("cannot look for orphans: /proc/sysvipc/shm: %s", host_segments_reason(s->segments_errno));
+        n->failed++;
+    }
     for (size_t i = 0; s->segments && i < s->segments->count; i++) {
         const struct shmseg *seg = &s->segments->items[i];
         const struct orphans_verdict *v = &s->verdicts[i];
@@ -78,6 +85,7 @@ static void remove_orphans(const struct status *s, bool dry_run, json_object *re
         json_object_object_add(o, "reason", jsonout_string(why));
         json_object_array_add(removals, o);
     }
+    return removals;
 }
 
 /* The metrics of what status read: the kernel's counters for usage where
@@ -91,8 +99,8 @@ static void status_metrics(const struct status *s, struct metrics *m)
         m->segments = (struct metrics_u64){ true, s->kernel.segments };
         m->pages = (struct metrics_u64){ true, s->kernel.pages };
     }
-    m->bytes = (struct metrics_u64){ s->segments != NULL, s->bytes };
-    m->largest = (struct metrics_u64){ s->segments != NULL, s->largest };
+    m->bytes = (struct metrics_u64){ s->segments != NULL, s->table.bytes };
+    m->largest = (struct metrics_u64){ s->segments != NULL, s->table.largest_segment };
     m->orphans = (struct metrics_u64){ s->segments != NULL, s->norphans - s->npersistent_orphans };
     m->leftovers = (struct metrics_u64){ s->segments != NULL, s->nleftovers };
     metrics_set_boot(m, plan, s->boot_known ? &s->boot : NULL);
@@ -169,14 +177,8 @@ static int cmd_status(const struct cli_options *o)
 
     /* Removal first, so the listing printed is the one that was acted on
      * and the outcomes can go with it. */
-    if (o->remove_orphans) {
-        removals = json_object_new_array();
-        if (!status->segments)
-            log_error("cannot look for orphans: /proc/sysvipc/shm: %s", host_segments_reason(status->segments_errno));
-        remove_orphans(status, o->dry_run, removals, &removed);
-        if (!status->segments)
-            removed.failed++;
-    }
+    if (o->remove_orphans)
+        removals = remove_orphans(status, o->dry_run, &removed);
     /* Gathered only where they go: plain status reads no state file. */
     if ((o->output == OUTPUT_PROMETHEUS || profile->metrics_textfile) && gather_metrics(status, &removed, m) < 0) {
         log_error("cannot read the status: %s", strerror(ENOMEM));

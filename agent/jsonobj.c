@@ -3,9 +3,10 @@
 #include "jsonout.h"
 #include "version.h"
 
-static json_object *known_string(bool known, const char *s)
+/* An identity field that could not be read is empty: null. */
+static json_object *nonempty_string(const char *s)
 {
-    return known && s[0] ? jsonout_string(s) : NULL;
+    return s[0] ? jsonout_string(s) : NULL;
 }
 
 json_object *jsonobj_host(const struct host_facts *h, const struct host_identity *id)
@@ -13,11 +14,11 @@ json_object *jsonobj_host(const struct host_facts *h, const struct host_identity
     json_object *o = json_object_new_object();
 
     json_object_object_add(o, "hostname", jsonout_string(h->hostname));
-    json_object_object_add(o, "fqdn", known_string(id && id->fqdn_known, id ? id->fqdn : ""));
+    json_object_object_add(o, "fqdn", id->fqdn_known ? nonempty_string(id->fqdn) : NULL);
     json_object_object_add(o, "kernel", jsonout_string(h->kernel_release));
-    json_object_object_add(o, "arch", known_string(id != NULL, id ? id->arch : ""));
-    json_object_object_add(o, "os_id", known_string(id != NULL, id ? id->os_id : ""));
-    json_object_object_add(o, "os_version_id", known_string(id != NULL, id ? id->os_version_id : ""));
+    json_object_object_add(o, "arch", nonempty_string(id->arch));
+    json_object_object_add(o, "os_id", nonempty_string(id->os_id));
+    json_object_object_add(o, "os_version_id", nonempty_string(id->os_version_id));
     jsonout_add_u64(o, "page_size", true, h->page_size);
     jsonout_add_u64(o, "memtotal_bytes", true, h->memtotal_bytes);
     return o;

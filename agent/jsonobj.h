@@ -12,7 +12,7 @@
 #include "sizing.h"
 
 /* {hostname, fqdn, kernel, arch, os_id, os_version_id, page_size,
- * memtotal_bytes}; id may be NULL (then the identity fields are null). */
+ * memtotal_bytes}; an identity field not read is null. */
 json_object *jsonobj_host(const struct host_facts *h, const struct host_identity *id);
 
 /* {path, builtin, sha256, ram_tier, tier, workload, policy}: ram_tier as

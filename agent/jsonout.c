@@ -8,10 +8,7 @@
 #include "cleanup.h"
 #include "testing.h"
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when
- * the byte at s does not start one: RFC 3629, so no overlong forms, no
- * surrogates, nothing above U+10FFFF. */
-static size_t utf8_sequence(const unsigned char *s, size_t n)
+size_t jsonout_utf8_length(const unsigned char *s, size_t n)
 {
     size_t len;
     unsigned char lo = 0x80, hi = 0xbf;
@@ -53,7 +50,7 @@ static size_t escape_into(const char *s, size_t len, char *out)
     char *o = out;
 
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_sequence(p + i, len - i);
+        size_t n = jsonout_utf8_length(p + i, len - i);
 
         if (n == 0 || p[i] == '\\') {
             *o++ = '\\';

@@ -25,6 +25,11 @@
 json_object *jsonout_string(const char *s);
 json_object *jsonout_string_len(const char *s, size_t len);
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when
+ * the byte at s does not start one: RFC 3629, so no overlong forms, no
+ * surrogates, nothing above U+10FFFF. Profiles are checked with it too. */
+size_t jsonout_utf8_length(const unsigned char *s, size_t n);
+
 /* Adds name: v, or name: null plus name_decimal: "v" above 2^53-1, or
  * name: null when !known. */
 void jsonout_add_u64(json_object *o, const char *name, bool known, uint64_t v);

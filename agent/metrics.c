@@ -11,9 +11,8 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "log.h"
-#include "orphans.h"
-#include "probe.h"
 #include "spool.h"
+#include "status.h"
 #include "version.h"
 
 /* A temporary file beside the textfile this old belongs to a run that
@@ -106,17 +105,12 @@ void metrics_count_segments(struct metrics *m, const struct profile *p, const st
     for (size_t i = 0; t && i < t->count; i++) {
         struct orphans_verdict v;
 
-        orphans_classify(&t->items[i], p->persistent_keys, p->npersistent_keys, &v);
-        /* As status.c: shmprov's own leftover is not an orphan of unknown
-         * origin, and a persistent key's segment is meant to outlive its
-         * creator (--remove-orphans never removes it, so an alert on it
-         * could never be cleared). */
-        if (v.persistent)
-            continue;
-        if (probe_is_leftover(&t->items[i], euid))
-            leftovers++;
-        else if (v.candidate)
-            orphans++;
+        /* A persistent key's segment is meant to outlive its creator
+         * (--remove-orphans never removes it, so an alert on it could
+         * never be cleared). */
+        status_judge_segment(&t->items[i], p, euid, &v);
+        leftovers += v.probe_leftover;
+        orphans += v.candidate && !v.persistent;
     }
     m->orphans.value = orphans;
     m->leftovers.value = leftovers;
@@ -411,12 +405,8 @@ void metrics_publish(const struct metrics *m, const struct profile *p)
     if (!path)
         return;
     out = open_memstream(&text, &len);
-    if (!out) {
-        log_warn("cannot write the metrics to %s: %s", path, strerror(errno));
-        return;
-    }
-    r = metrics_render(m, out);
-    if (fclose(out) != 0 && r == 0)
+    r = out ? metrics_render(m, out) : -errno;
+    if (out && fclose(out) != 0 && r == 0)
         r = -ENOMEM;
     if (r == 0) {
         /* What a run killed mid-write left beside it. */

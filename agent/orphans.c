@@ -114,14 +114,12 @@ enum orphans_outcome orphans_remove(const struct shmseg *s, bool dry_run, char *
         (void)snprintf(why, why_len, "its creator or last user is alive again");
         return ORPHAN_CHANGED;
     }
-    if (dry_run) {
-        (void)snprintf(why, why_len, "still an orphan on re-check");
+    (void)snprintf(why, why_len, "still an orphan on re-check");
+    if (dry_run)
         return ORPHAN_WOULD_REMOVE;
-    }
     if (shmctl(s->id, IPC_RMID, NULL) < 0)
         return call_failed("IPC_RMID failed", errno,
                            errno == EPERM ? " (another user's segment: root needs CAP_SYS_ADMIN to remove it)" : "",
                            why, why_len);
-    (void)snprintf(why, why_len, "still an orphan on re-check");
     return ORPHAN_REMOVED;
 }

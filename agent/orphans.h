@@ -23,9 +23,9 @@ struct orphans_verdict {
     enum orphans_pid_state creator, last;
     bool candidate;  /* nattch 0, not marked for destroy, creator and last gone */
     bool persistent; /* the profile marks its key persistent: never removed */
-    /* Set by the caller from probe_is_leftover() (orphans_classify() leaves
-     * it false): shmprov's own test segment, left by a killed run. Such a
-     * segment is then not counted as a candidate of unknown origin. */
+    /* Set by status_judge_segment() (orphans_classify() leaves it false):
+     * shmprov's own test segment, left by a killed run. Such a segment is
+     * then not counted as a candidate of unknown origin. */
     bool probe_leftover;
 };
 

@@ -28,14 +28,6 @@ static const char *overcommit_meaning(int mode)
     return mode >= 0 && mode <= 2 ? meanings[mode] : "unknown";
 }
 
-static void print_value(FILE *out, bool known, uint64_t value)
-{
-    if (known)
-        fprintf(out, "%-22" PRIu64, value);
-    else
-        fprintf(out, "%-22s", "(unknown)");
-}
-
 /* How the limits follow from the profile: what it asks for (raise-only
  * may keep a higher running value, which the runtime table shows). */
 static void print_derivation(const struct plan *plan, FILE *out)
@@ -80,12 +72,14 @@ static void print_runtime(const struct plan *plan, FILE *out)
     fprintf(out, "  %-15s %-22s %-22s %s\n", "KEY", "CURRENT", "TARGET", "ACTION");
     for (int id = 0; id < KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
+        char current[24] = "(unknown)";
+
         if (!k->managed)
             continue;
-        fprintf(out, "  %-15s ", sizing_key_name(id));
-        print_value(out, k->current_known, k->current);
-        fprintf(out, " %-22" PRIu64 " %s%s\n", k->target, sizing_action_name(k->action),
-                k->persist ? "" : " (raise-only)");
+        if (k->current_known)
+            (void)snprintf(current, sizeof(current), "%" PRIu64, k->current);
+        fprintf(out, "  %-15s %-22s %-22" PRIu64 " %s%s\n", sizing_key_name(id), current, k->target,
+                sizing_action_name(k->action), k->persist ? "" : " (raise-only)");
     }
     if (h->runtime_write_errno != 0)
         fprintf(out, "  note: apply cannot change the running kernel here: %s\n",

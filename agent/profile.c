@@ -12,6 +12,7 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "hash.h"
+#include "jsonout.h"
 #include "sysctld.h"
 #include "testing.h"
 
@@ -367,36 +368,6 @@ fail:
  * libyaml reports bad UTF-8 by byte offset only and silently accepts
  * UTF-16; checking first gives a line and column and one encoding. */
 
-static size_t utf8_sequence_length(const unsigned char *s, size_t left)
-{
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t cp;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        n = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (left < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    /* Overlong forms, surrogates and values past U+10FFFF are not UTF-8. */
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 static int check_encoding(struct reader *rd, const char *buf, size_t len)
 {
     const unsigned char *s = (const unsigned char *)buf;
@@ -413,7 +384,7 @@ static int check_encoding(struct reader *rd, const char *buf, size_t len)
             add_diag(rd, line, col, "NUL byte: a profile is UTF-8 text");
             return -EINVAL;
         }
-        n = utf8_sequence_length(s + i, len - i);
+        n = jsonout_utf8_length(s + i, len - i);
         if (n == 0) {
             add_diag(rd, line, col, "invalid UTF-8 (byte 0x%02x): a profile is UTF-8 text", s[i]);
             return -EINVAL;

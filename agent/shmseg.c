@@ -15,10 +15,10 @@ struct cursor {
     const char *p, *end;
 };
 
-/* One space-separated field as an integer: decimal (base 10) or the octal
- * perms (base 8), with an optional '-' where negative makes sense. No
- * strtoull: it would accept "+", "0x" and leading space, and read past a
- * field that is not NUL-terminated. */
+/* The space-separated field at c (spaces before it skipped) as an integer:
+ * decimal (base 10) or the octal perms (base 8), with an optional '-' where
+ * negative makes sense. No strtoull: it would accept "+", "0x" and leading
+ * space, and read past a field that is not NUL-terminated. */
 static bool next_field(struct cursor *c, unsigned base, bool allow_negative, uint64_t max_magnitude,
                        bool *ret_negative, uint64_t *ret)
 {
@@ -26,8 +26,6 @@ static bool next_field(struct cursor *c, unsigned base, bool allow_negative, uin
     bool negative = false;
     size_t digits = 0;
 
-    while (c->p < c->end && *c->p == ' ')
-        c->p++;
     if (c->p < c->end && *c->p == '-' && allow_negative) {
         negative = true;
         c->p++;
@@ -47,38 +45,33 @@ static bool next_field(struct cursor *c, unsigned base, bool allow_negative, uin
     return true;
 }
 
+/* Each column's largest magnitude, so that every cast in parse_row() is
+ * exact: key is a signed int, pids are pid_t (they do not go negative in
+ * /proc), perms octal, the rest unsigned. */
+static const uint64_t column_max[FIELDS_MAX] = {
+    UINT64_C(2147483648), INT32_MAX, 07777, UINT64_MAX,   /* key shmid perms size */
+    INT32_MAX, INT32_MAX, UINT64_MAX,                     /* cpid lpid nattch */
+    UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX,       /* uid gid cuid cgid */
+    INT64_MAX, INT64_MAX, INT64_MAX, UINT64_MAX, UINT64_MAX, /* atime dtime ctime rss swap */
+};
+
 static int parse_row(const char *line, const char *eol, struct shmseg *s)
 {
     struct cursor c = { line, eol };
     uint64_t v[FIELDS_MAX] = { 0 };
     bool neg[FIELDS_MAX] = { false };
-    unsigned n = 0;
+    unsigned n;
 
-    for (; n < FIELDS_MAX; n++) {
-        /* key is a signed int; pids are pid_t (they do not go negative in
-         * /proc); the rest unsigned; perms octal. Bounds keep every cast
-         * below exact. */
-        unsigned base = n == 2 ? 8 : 10;
-        bool negative_ok = n == 0;
-        uint64_t max = n == 0 ? UINT64_C(2147483648)
-                       : n == 1 ? INT32_MAX
-                       : n == 2 ? 07777
-                       : (n >= 4 && n <= 5) ? INT32_MAX
-                       : (n >= 7 && n <= 10) ? UINT32_MAX
-                       : (n >= 11 && n <= 13) ? INT64_MAX
-                       : UINT64_MAX;
-
+    for (n = 0;; n++) {
         while (c.p < c.end && *c.p == ' ')
             c.p++;
-        if (c.p == c.end)
+        if (c.p == c.end || n == FIELDS_MAX)
             break;
-        if (!next_field(&c, base, negative_ok, max, &neg[n], &v[n]))
+        if (!next_field(&c, n == 2 ? 8 : 10, n == 0, column_max[n], &neg[n], &v[n]))
             return -EINVAL;
         if (n == 0 && !neg[n] && v[n] > INT32_MAX)
             return -EINVAL;
     }
-    while (c.p < c.end && *c.p == ' ')
-        c.p++;
     if (n < FIELDS_MIN || c.p != c.end)
         return -EINVAL;
 

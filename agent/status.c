@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "fsutil.h"
 #include "host.h"
 #include "probe.h"
@@ -22,7 +23,7 @@ static uint64_t ns_inode(const char *path, bool *ret_known)
  * only files anyone can read, so the answer does not depend on privileges. */
 static void detect_container(struct status_namespace *ns)
 {
-    char *text = NULL;
+    CLEANUP_FREE char *text = NULL;
     size_t len;
 
     if (fsutil_read_file("/run/systemd/container", 4096, false, &text, &len, NULL) == 0) {
@@ -31,10 +32,8 @@ static void detect_container(struct status_namespace *ns)
             memcpy(ns->container_buf, text, len);
             ns->container_buf[len] = '\0';
             ns->container = ns->container_buf;
-        }
-        free(text);
-        if (ns->container)
             return;
+        }
     }
     if (access("/.dockerenv", F_OK) == 0)
         ns->container = "docker";
@@ -54,9 +53,18 @@ static void read_namespace(struct status_namespace *ns)
     detect_container(ns);
 }
 
+void status_judge_segment(const struct shmseg *seg, const struct profile *p, uid_t euid,
+                          struct orphans_verdict *ret)
+{
+    orphans_classify(seg, p->persistent_keys, p->npersistent_keys, ret);
+    if (!ret->persistent && probe_is_leftover(seg, euid)) {
+        ret->probe_leftover = true;
+        ret->candidate = false;
+    }
+}
+
 static int classify_segments(struct status *s)
 {
-    const struct profile *p = s->plan->profile;
     const struct shmseg_table *t = s->segments;
     uid_t euid = geteuid();
 
@@ -64,25 +72,15 @@ static int classify_segments(struct status *s)
     if (!s->verdicts)
         return -ENOMEM;
     for (size_t i = 0; i < t->count; i++) {
-        const struct shmseg *seg = &t->items[i];
+        struct orphans_verdict *v = &s->verdicts[i];
 
-        orphans_classify(seg, p->persistent_keys, p->npersistent_keys, &s->verdicts[i]);
-        /* shmprov's own leftover is shown as what it is, not as an orphan
-         * of unknown origin; unless the profile says the key is another
-         * program's (persistent). */
-        if (!s->verdicts[i].persistent && probe_is_leftover(seg, euid)) {
-            s->verdicts[i].probe_leftover = true;
-            s->verdicts[i].candidate = false;
-            s->nleftovers++;
-        }
-        if (s->verdicts[i].candidate) {
-            s->norphans++;
-            s->npersistent_orphans += s->verdicts[i].persistent;
-        }
-        s->bytes += seg->size;
-        if (seg->size > s->largest)
-            s->largest = seg->size;
+        status_judge_segment(&t->items[i], s->plan->profile, euid, v);
+        s->nleftovers += v->probe_leftover;
+        s->norphans += v->candidate;
+        s->npersistent_orphans += v->candidate && v->persistent;
     }
+    /* The host's page size is never 0: this cannot fail. */
+    (void)shmseg_usage(t, s->plan->host.page_size, &s->table);
     return 0;
 }
 
@@ -102,9 +100,9 @@ int status_gather(const struct plan *plan, const struct shmseg_table *segments, 
     s->segments_errno = segments_errno;
     if (segments && classify_segments(s) < 0)
         goto fail;
-    s->segments_in_use = s->kernel_known ? s->kernel.segments : plan->host.usage.segments;
-    s->pages_in_use = s->kernel_known ? s->kernel.pages : plan->host.usage.pages;
-    if (s->kernel_known || plan->host.usage_known)
+    s->segments_in_use = s->kernel_known ? s->kernel.segments : s->table.segments;
+    s->pages_in_use = s->kernel_known ? s->kernel.pages : s->table.pages;
+    if (s->kernel_known || segments)
         s->headroom = sizing_headroom_now(&plan->host.current, plan->host.page_size, s->pages_in_use,
                                           s->segments_in_use);
 

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "conflicts.h"
 #include "kernel.h"
@@ -39,16 +40,21 @@ struct status {
     uint64_t segments_in_use, pages_in_use;
     const struct shmseg_table *segments; /* NULL when /proc/sysvipc/shm could not be read */
     int segments_errno;
+    struct sizing_usage table; /* the table's sums, as plan counts them */
     struct orphans_verdict *verdicts; /* one per segment */
     size_t norphans, npersistent_orphans; /* candidates, probe leftovers not included */
     size_t nleftovers; /* probe segments a killed shmprov left (verdict.probe_leftover) */
-    uint64_t bytes, largest; /* from the table */
     struct sizing_headroom headroom; /* under the running limits, from the usage above */
     /* Who sets each key at boot, under systemd-sysctl's and procps' rules:
      * the analysis verify makes (boot_known false when it failed). */
     bool boot_known;
     struct conflicts boot;
 };
+
+/* orphans_classify() plus probe_leftover: shmprov's own test segment is
+ * not an orphan of unknown origin, unless its key is persistent. */
+void status_judge_segment(const struct shmseg *seg, const struct profile *p, uid_t euid,
+                          struct orphans_verdict *ret);
 
 /* Reads everything else for plan's profile and host, and judges segments
  * (borrowed: NULL when they could not be read, segments_errno says why).

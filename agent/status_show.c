@@ -58,32 +58,28 @@ static const char *overcommit_name(int mode)
 /* What vm.overcommit_memory means for the next shmget(). */
 static void overcommit_meaning(const struct host_facts *h, char *buf, size_t len)
 {
+    static const char *const meanings[] = {
+        "a new segment is refused (ENOMEM) only when it is larger than RAM + swap; its memory is allocated when "
+        "first touched",
+        "a new segment is never refused for lack of memory; memory is allocated when first touched, and the OOM "
+        "killer acts if it runs out",
+        "every new segment is charged in full against CommitLimit (SHM_NORESERVE is ignored): one larger than "
+        "what is left fails with ENOMEM",
+    };
+    int mode = h->overcommit_memory;
     char limit[32], avail[32];
 
-    switch (h->overcommit_memory) {
-    case 0:
-        (void)snprintf(buf, len, "a new segment is refused (ENOMEM) only when it is larger than RAM + swap; "
-                                 "its memory is allocated when first touched");
-        break;
-    case 1:
-        (void)snprintf(buf, len, "a new segment is never refused for lack of memory; memory is allocated when "
-                                 "first touched, and the OOM killer acts if it runs out");
-        break;
-    case 2:
-        if (!h->commit_known) {
-            (void)snprintf(buf, len, "every new segment is charged in full against CommitLimit (SHM_NORESERVE "
-                                     "is ignored): one larger than what is left fails with ENOMEM");
-            break;
-        }
+    if (mode < 0 || mode > 2) {
+        (void)snprintf(buf, len, "unknown (/proc/sys/vm/overcommit_memory unreadable)");
+    } else if (mode < 2 || !h->commit_known) {
+        (void)snprintf(buf, len, "%s", meanings[mode]);
+    } else {
         sizes_format_human(h->commit_limit_bytes, limit, sizeof(limit));
-        sizes_format_human(h->committed_bytes < h->commit_limit_bytes
-                               ? h->commit_limit_bytes - h->committed_bytes : 0, avail, sizeof(avail));
+        sizes_format_human(h->committed_bytes < h->commit_limit_bytes ? h->commit_limit_bytes - h->committed_bytes
+                                                                      : 0, avail, sizeof(avail));
         (void)snprintf(buf, len, "every new segment is charged in full against CommitLimit %s (SHM_NORESERVE "
                                  "is ignored); %s is left, so a larger segment fails with ENOMEM even within "
                                  "the limits", limit, avail);
-        break;
-    default:
-        (void)snprintf(buf, len, "unknown (/proc/sys/vm/overcommit_memory unreadable)");
     }
 }
 
@@ -99,25 +95,29 @@ static const char *owner_name(uint32_t uid, char *buf, size_t len)
     return buf;
 }
 
-/* shmall in bytes for people; pages x page size may not fit in 64 bits. */
-static void pages_human(uint64_t pages, uint64_t page_size, char *buf, size_t len)
+/* count units of unit_bytes for people: shmall's pages x page size may
+ * not fit in 64 bits. */
+static void human_size(uint64_t count, uint64_t unit_bytes, char *buf, size_t len)
 {
-    if (page_size && pages > UINT64_MAX / page_size)
+    if (unit_bytes && count > UINT64_MAX / unit_bytes)
         (void)snprintf(buf, len, "more than 16 EiB");
     else
-        sizes_format_human(pages * page_size, buf, len);
+        sizes_format_human(count * unit_bytes, buf, len);
 }
 
 /* ---- text ----------------------------------------------------------------- */
 
-static void print_percent(FILE *out, uint64_t used, uint64_t limit)
+/* " of LIMIT (kernel.KEY), P %": what a usage line counts against. */
+static void print_against(FILE *out, const struct status *s, enum sizing_key_id key, uint64_t used)
 {
+    uint64_t limit = s->plan->host.current.value[key];
     double p = limit ? (double)used * 100.0 / (double)limit : 0.0;
 
+    fprintf(out, " of %" PRIu64 " (%s), ", limit, sizing_key_name(key));
     if (used > 0 && p < 0.1)
-        fputs("<0.1 %", out);
+        fputs("<0.1 %\n", out);
     else
-        fprintf(out, "%.1f %%", p);
+        fprintf(out, "%.1f %%\n", p);
 }
 
 static void print_boot_line(FILE *out, const char *label, enum boot_source b, const struct sysctld_assignment *w)
@@ -151,18 +151,15 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
         fputs("unknown (cannot read it)\n", out);
     } else {
         fprintf(out, "%" PRIu64 " %s", h->current.value[key], unit_of(key));
-        if (key == KEY_SHMMAX) {
-            sizes_format_human(h->current.value[key], human, sizeof(human));
-            fprintf(out, " (%s)", human);
-        } else if (key == KEY_SHMALL) {
-            pages_human(h->current.value[key], h->page_size, human, sizeof(human));
+        if (key != KEY_SHMMNI) {
+            human_size(h->current.value[key], key == KEY_SHMALL ? h->page_size : 1, human, sizeof(human));
             fprintf(out, " (%s)", human);
         }
         fputs(is_kernel_default(key, h->current.value[key]) ? ", the kernel's default\n" : "\n", out);
     }
 
-    for (int r = 0; r < SYSCTLD_RULE_SETS; r++)
-        b[r] = boot_source(s, (enum sysctld_rules)r, key, &w[r]);
+    for (enum sysctld_rules r = 0; r < SYSCTLD_RULE_SETS; r++)
+        b[r] = boot_source(s, r, key, &w[r]);
     if (b[0] == b[1] && (!w[0] || (strcmp(w[0]->path, w[1]->path) == 0 && w[0]->line == w[1]->line))) {
         print_boot_line(out, "", b[0], w[0]);
     } else {
@@ -170,23 +167,22 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
         print_boot_line(out, " (sysctl --system)", b[1], w[1]);
     }
 
-    if (!k->managed)
+    if (!k->managed) {
         fputs("      profile: does not set it\n", out);
-    else if (plan_key_in_sync(plan, key))
-        fprintf(out, "      profile: wants %s%" PRIu64 ": matches\n",
-                plan->profile->policy == POLICY_RAISE_ONLY ? "at least " : "", k->derived);
+        return;
+    }
+    fprintf(out, "      profile: wants %s%" PRIu64 ": ", plan->profile->policy == POLICY_RAISE_ONLY ? "at least " : "",
+            k->derived);
+    if (plan_key_in_sync(plan, key))
+        fputs("matches\n", out);
     else
-        fprintf(out, "      profile: wants %s%" PRIu64 ": differs ('shmprov apply' would %s it)\n",
-                plan->profile->policy == POLICY_RAISE_ONLY ? "at least " : "", k->derived,
+        fprintf(out, "differs ('shmprov apply' would %s it)\n",
                 k->action == ACTION_LOWER ? "lower" : k->action == ACTION_RAISE ? "raise" : "set");
 }
 
 static void print_usage(FILE *out, const struct status *s)
 {
-    const struct host_facts *h = &s->plan->host;
-    uint64_t shmmni = h->current.value[KEY_SHMMNI], shmall = h->current.value[KEY_SHMALL],
-             shmmax = h->current.value[KEY_SHMMAX];
-    uint64_t segments = s->segments_in_use, pages = s->pages_in_use;
+    const struct sizing_usage *t = &s->table;
     char human[32];
 
     if (!s->kernel_known && !s->segments) {
@@ -194,17 +190,15 @@ static void print_usage(FILE *out, const struct status *s)
         return;
     }
     fprintf(out, "\nUsage (%s)\n", s->kernel_known ? "the kernel's counters, shmctl SHM_INFO" : "/proc/sysvipc/shm");
-    fprintf(out, "  segments      %" PRIu64 " of %" PRIu64 " (kernel.shmmni), ", segments, shmmni);
-    print_percent(out, segments, shmmni);
+    fprintf(out, "  segments      %" PRIu64, s->segments_in_use);
+    print_against(out, s, KEY_SHMMNI, s->segments_in_use);
+    fputs("  memory        ", out);
     if (s->segments) {
-        sizes_format_human(s->bytes, human, sizeof(human));
-        fprintf(out, "\n  memory        %" PRIu64 " bytes (%s) in %" PRIu64 " pages of %" PRIu64 " (kernel.shmall), ",
-                s->bytes, human, pages, shmall);
-    } else {
-        fprintf(out, "\n  memory        %" PRIu64 " pages of %" PRIu64 " (kernel.shmall), ", pages, shmall);
+        sizes_format_human(t->bytes, human, sizeof(human));
+        fprintf(out, "%" PRIu64 " bytes (%s) in ", t->bytes, human);
     }
-    print_percent(out, pages, shmall);
-    fputc('\n', out);
+    fprintf(out, "%" PRIu64 " pages", s->pages_in_use);
+    print_against(out, s, KEY_SHMALL, s->pages_in_use);
     if (s->kernel_known)
         fprintf(out, "  resident      %" PRIu64 " pages, swapped %" PRIu64 " pages\n", s->kernel.rss_pages,
                 s->kernel.swap_pages);
@@ -212,11 +206,9 @@ static void print_usage(FILE *out, const struct status *s)
         fputs("  largest       unknown (the segment table could not be read)\n", out);
         return;
     }
-    sizes_format_human(s->largest, human, sizeof(human));
-    fprintf(out, "  largest       %" PRIu64 " bytes (%s) of %" PRIu64 " (kernel.shmmax), ", s->largest, human,
-            shmmax);
-    print_percent(out, s->largest, shmmax);
-    fputc('\n', out);
+    sizes_format_human(t->largest_segment, human, sizeof(human));
+    fprintf(out, "  largest       %" PRIu64 " bytes (%s)", t->largest_segment, human);
+    print_against(out, s, KEY_SHMMAX, t->largest_segment);
 }
 
 static void print_headroom_and_overcommit(FILE *out, const struct status *s)
@@ -312,7 +304,6 @@ static void print_leftovers(FILE *out, const struct status *s)
 static void print_segments(FILE *out, const struct status *s, bool with_segments)
 {
     const struct shmseg_table *t = s->segments;
-    bool header = false;
 
     if (!t) {
         fprintf(out, "\nSegments: unknown (cannot read /proc/sysvipc/shm: %s)\n",
@@ -326,6 +317,10 @@ static void print_segments(FILE *out, const struct status *s, bool with_segments
         fprintf(out, "; probe leftovers: %zu", s->nleftovers);
     fputc('\n', out);
     print_leftovers(out, s);
+    /* Without --segments, only the candidates and leftovers are listed. */
+    if (with_segments ? t->count : s->norphans + s->nleftovers)
+        fprintf(out, "  %-10s %10s %-10s %-9s %15s %6s  %-18s %-18s %s\n", "KEY", "ID", "OWNER", "PERMS", "BYTES",
+                "NATTCH", "CREATOR", "LAST", "STATE");
     for (size_t i = 0, listed = 0; i < t->count; i++) {
         if (!with_segments && !s->verdicts[i].candidate && !s->verdicts[i].probe_leftover)
             continue;
@@ -334,11 +329,6 @@ static void print_segments(FILE *out, const struct status *s, bool with_segments
             fprintf(out, "  ... and %zu more orphan candidates\n",
                     s->norphans + s->nleftovers - STATUS_CANDIDATES_LISTED);
             break;
-        }
-        if (!header) {
-            fprintf(out, "  %-10s %10s %-10s %-9s %15s %6s  %-18s %-18s %s\n", "KEY", "ID", "OWNER", "PERMS",
-                    "BYTES", "NATTCH", "CREATOR", "LAST", "STATE");
-            header = true;
         }
         print_segment_row(out, &t->items[i], &s->verdicts[i]);
     }
@@ -360,8 +350,8 @@ int status_print_text(const struct status *s, bool with_segments, FILE *out)
             plan->profile_note ? plan->profile_note : "", plan->profile_note ? ")" : "");
     print_namespace(out, s);
     fputs("\nLimits (running now)\n", out);
-    for (int key = 0; key < KEY_COUNT; key++)
-        print_limit(out, s, (enum sizing_key_id)key);
+    for (enum sizing_key_id key = 0; key < KEY_COUNT; key++)
+        print_limit(out, s, key);
     print_usage(out, s);
     print_headroom_and_overcommit(out, s);
     print_segments(out, s, with_segments);
@@ -374,16 +364,16 @@ static json_object *json_boot(const struct status *s, enum sizing_key_id key)
 {
     json_object *o = json_object_new_object();
 
-    for (int r = 0; r < SYSCTLD_RULE_SETS; r++) {
+    for (enum sysctld_rules r = 0; r < SYSCTLD_RULE_SETS; r++) {
         const struct sysctld_assignment *w;
-        enum boot_source b = boot_source(s, (enum sysctld_rules)r, key, &w);
+        enum boot_source b = boot_source(s, r, key, &w);
         json_object *src = json_object_new_object();
 
         json_object_object_add(src, "source", jsonout_string(boot_source_name(b)));
         json_object_object_add(src, "file", w ? jsonout_string(w->path) : NULL);
         json_object_object_add(src, "line", w ? json_object_new_uint64(w->line) : NULL);
         json_object_object_add(src, "value", w ? jsonout_string(w->value) : NULL);
-        json_object_object_add(o, sysctld_rules_name((enum sysctld_rules)r), src);
+        json_object_object_add(o, sysctld_rules_name(r), src);
     }
     return o;
 }
@@ -391,27 +381,24 @@ static json_object *json_boot(const struct status *s, enum sizing_key_id key)
 static json_object *json_limits(const struct status *s)
 {
     const struct plan *plan = s->plan;
-    const struct host_facts *h = &plan->host;
     json_object *o = json_object_new_object();
 
-    for (int key = 0; key < KEY_COUNT; key++) {
+    for (enum sizing_key_id key = 0; key < KEY_COUNT; key++) {
         const struct sizing_key *k = &plan->sizing.keys[key];
-        bool known = h->current.known[key];
+        bool known = plan->host.current.known[key];
+        uint64_t value = plan->host.current.value[key];
         json_object *l = json_object_new_object(), *prof = json_object_new_object();
 
-        jsonout_add_u64(l, "value", known, h->current.value[key]);
-        json_object_object_add(l, "unit", jsonout_string(unit_of((enum sizing_key_id)key)));
-        json_object_object_add(l, "kernel_default",
-                               json_object_new_boolean(known && is_kernel_default((enum sizing_key_id)key,
-                                                                                  h->current.value[key])));
-        json_object_object_add(l, "boot", json_boot(s, (enum sizing_key_id)key));
+        jsonout_add_u64(l, "value", known, value);
+        json_object_object_add(l, "unit", jsonout_string(unit_of(key)));
+        json_object_object_add(l, "kernel_default", json_object_new_boolean(known && is_kernel_default(key, value)));
+        json_object_object_add(l, "boot", json_boot(s, key));
         json_object_object_add(prof, "managed", json_object_new_boolean(k->managed));
         jsonout_add_u64(prof, "wants", k->managed, k->derived);
         json_object_object_add(prof, "matches",
-                               k->managed ? json_object_new_boolean(plan_key_in_sync(plan, (enum sizing_key_id)key))
-                                          : NULL);
+                               k->managed ? json_object_new_boolean(plan_key_in_sync(plan, key)) : NULL);
         json_object_object_add(l, "profile", prof);
-        json_object_object_add(o, sizing_key_name((enum sizing_key_id)key), l);
+        json_object_object_add(o, sizing_key_name(key), l);
     }
     return o;
 }
@@ -426,8 +413,8 @@ static json_object *json_usage(const struct status *s)
     json_object_object_add(o, "source", jsonout_string(s->kernel_known ? "SHM_INFO" : "/proc/sysvipc/shm"));
     jsonout_add_u64(o, "segments", true, s->segments_in_use);
     jsonout_add_u64(o, "pages", true, s->pages_in_use);
-    jsonout_add_u64(o, "bytes", s->segments != NULL, s->bytes);
-    jsonout_add_u64(o, "largest_segment", s->segments != NULL, s->largest);
+    jsonout_add_u64(o, "bytes", s->segments != NULL, s->table.bytes);
+    jsonout_add_u64(o, "largest_segment", s->segments != NULL, s->table.largest_segment);
     jsonout_add_u64(o, "rss_pages", s->kernel_known, s->kernel.rss_pages);
     jsonout_add_u64(o, "swap_pages", s->kernel_known, s->kernel.swap_pages);
     return o;
