@@ -406,7 +406,7 @@ static int memo_open(struct memo *m, const char *root)
     *m = (struct memo){ .rootfd = -1 };
     if (!root || root[0] != '/')
         return -EINVAL;
-    m->rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    m->rootfd = TEMP_FAILURE_RETRY(open(root, O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (m->rootfd < 0)
         return -errno;
     m->prefix = realpath(root, NULL);
@@ -463,17 +463,17 @@ static int open_in_root(const struct memo *m, const char *path)
     struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT };
     CLEANUP_FREE char *real = NULL;
     struct stat st;
-    int fd = (int)syscall(SYS_openat2, m->rootfd, path, &how, sizeof(how));
+    int fd = (int)TEMP_FAILURE_RETRY(syscall(SYS_openat2, m->rootfd, path, &how, sizeof(how)));
 
     if (fd >= 0 || errno != ENOSYS)
         return fd;
     if (!m->prefix[0])
-        return open(path, O_PATH | O_CLOEXEC); /* the live system: nothing to leave */
+        return TEMP_FAILURE_RETRY(open(path, O_PATH | O_CLOEXEC)); /* the live system: nothing to leave */
     /* Linux before 5.6 has no openat2(). Under --root a path is then opened
      * only when none of its components is a symbolic link (O_NOFOLLOW for
      * the last, where /proc says it leads for the others): what that gives
      * up is following links inside an image, which "cannot be resolved". */
-    fd = openat(m->rootfd, path + 1, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    fd = TEMP_FAILURE_RETRY(openat(m->rootfd, path + 1, O_PATH | O_NOFOLLOW | O_CLOEXEC));
     if (fd < 0)
         return -1;
     if (fstat(fd, &st) < 0 || S_ISLNK(st.st_mode) || path_inside_root(m, fd, &real) < 0 ||
