@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "cli.h"
 #include "conflicts.h"
 #include "host.h"
@@ -20,7 +21,6 @@
 #include "metrics.h"
 #include "probe.h"
 #include "report.h"
-#include "runreport.h"
 
 /* Adds one discrepancy; its message is printf-formatted. Quietly full
  * at REPORT_DRIFT_MAX: the first ones are the ones a person reads. */
@@ -93,8 +93,7 @@ static void check_dropin(const struct plan *plan, struct report_drift_list *l)
 
 /* A test segment a killed shmprov left behind holds up to all of
  * kernel.shmall while everything else looks in sync. Reported, never
- * removed here: verify changes nothing. t is the segment table (NULL when
- * it could not be read: err says why). */
+ * removed here: verify changes nothing. */
 static void check_probe_leftovers(const struct plan *plan, struct report_drift_list *l)
 {
     const struct shmseg_table *t = plan->host.segments;
@@ -161,10 +160,8 @@ static void say_result(const struct cli_options *o, const struct report_run *rr)
     } else {
         print_text(rr->plan, rr->drift);
     }
-    if (o->report && rr->profile->report.url)
-        runreport_send(rr->profile, report_data(rr), false);
-    else if (o->report)
-        log_warn("--report: the profile sets no report.url; nothing sent");
+    if (o->report)
+        cli_send_asked_report(rr);
 }
 
 static int cmd_verify(const struct cli_options *o)
@@ -172,7 +169,7 @@ static int cmd_verify(const struct cli_options *o)
     struct profile *profile = NULL;
     struct plan *plan = NULL;
     struct conflicts conflicts;
-    struct report_drift_list *drift = calloc(1, sizeof(*drift));
+    CLEANUP_FREE struct report_drift_list *drift = calloc(1, sizeof(*drift));
     const char *note = NULL;
     int code, r;
 
@@ -209,7 +206,6 @@ static int cmd_verify(const struct cli_options *o)
 out:
     plan_free(plan);
     profile_free(profile);
-    free(drift);
     return code;
 }
 
