@@ -2,8 +2,10 @@
  * nothing, show what apply would do. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "cleanup.h"
 #include "cli.h"
 #include "conflicts.h"
 #include "log.h"
@@ -84,44 +86,44 @@ static int print_json(const struct plan *plan, const struct conflicts *c, bool r
     return r;
 }
 
+/* What plan shows once the plan is built, and its exit code. */
+static int show_plan(const struct cli_options *o, const struct plan *plan)
+{
+    CLEANUP_FREE struct conflicts *c = malloc(sizeof(*c));
+    /* The same boot-order analysis apply makes before it writes. */
+    int r = c ? conflicts_check(plan, NULL, c) : -ENOMEM;
+    bool refuses;
+
+    if (r < 0) {
+        log_error("cannot analyse the sysctl.d directories: %s", strerror(-r));
+        return EXIT_FAILURE_RUNTIME;
+    }
+    refuses = c->count > 0 && !plan->profile->conflicts_warn_only;
+    if (o->output == OUTPUT_JSON) {
+        r = print_json(plan, c, refuses);
+    } else {
+        r = plan_print_text(plan, stdout);
+        print_boot_order(plan, c, refuses);
+    }
+    if (o->report)
+        report_dry_run(plan, c);
+    /* A profile that contradicts itself is exit 2 already (cli_build_plan). */
+    return r < 0 || refuses || plan_refusal(plan) != PLAN_PROCEEDS ? EXIT_FAILURE_RUNTIME : EXIT_OK;
+}
+
 int cmd_plan(const struct cli_options *o)
 {
     struct profile *profile = NULL;
     struct plan *plan = NULL;
-    struct conflicts conflicts;
     const char *note = NULL;
-    bool refuses;
-    int code, r;
+    int code = cli_load_profile(o, &profile, &note);
 
-    code = cli_load_profile(o, &profile, &note);
-    if (code != EXIT_OK)
-        return code;
-
-    code = cli_build_plan(profile, o->force, NULL, &plan, NULL, 0);
-    if (code != EXIT_OK)
-        goto out;
-    plan->profile_note = note;
-
-    /* The same boot-order analysis apply makes before it writes. */
-    r = conflicts_check(plan, NULL, &conflicts);
-    if (r < 0) {
-        log_error("cannot analyse the sysctl.d directories: %s", strerror(-r));
-        code = EXIT_FAILURE_RUNTIME;
-        goto out;
+    if (code == EXIT_OK)
+        code = cli_build_plan(profile, o->force, NULL, &plan, NULL, 0);
+    if (code == EXIT_OK) {
+        plan->profile_note = note;
+        code = show_plan(o, plan);
     }
-    refuses = conflicts.count > 0 && !profile->conflicts_warn_only;
-
-    if (o->output == OUTPUT_JSON) {
-        r = print_json(plan, &conflicts, refuses);
-    } else {
-        r = plan_print_text(plan, stdout);
-        print_boot_order(plan, &conflicts, refuses);
-    }
-    if (o->report)
-        report_dry_run(plan, &conflicts);
-    /* A profile that contradicts itself is exit 2 already (cli_build_plan). */
-    code = r < 0 || refuses || plan_refusal(plan) != PLAN_PROCEEDS ? EXIT_FAILURE_RUNTIME : EXIT_OK;
-out:
     plan_free(plan);
     profile_free(profile);
     return code;

@@ -164,46 +164,45 @@ static void say_result(const struct cli_options *o, const struct report_run *rr)
         cli_send_asked_report(rr);
 }
 
-static int cmd_verify(const struct cli_options *o)
+/* What verify finds once the plan is built, and its exit code. */
+static int verify_plan(const struct cli_options *o, const struct plan *plan)
 {
-    struct profile *profile = NULL;
-    struct plan *plan = NULL;
-    struct conflicts conflicts;
     CLEANUP_FREE struct report_drift_list *drift = calloc(1, sizeof(*drift));
-    const char *note = NULL;
-    int code, r;
+    CLEANUP_FREE struct conflicts *conflicts = malloc(sizeof(*conflicts));
+    int r = drift && conflicts ? conflicts_check_on_disk(plan, conflicts) : -ENOMEM;
 
-    if (!drift)
-        return EXIT_FAILURE_RUNTIME;
-    code = cli_load_profile(o, &profile, &note);
-    if (code != EXIT_OK)
-        goto out;
-    code = cli_build_plan(profile, true, NULL, &plan, NULL, 0);
-    if (code != EXIT_OK)
-        goto out;
-    r = conflicts_check_on_disk(plan, &conflicts);
     if (r < 0) {
         log_error("cannot analyse the sysctl.d directories: %s", strerror(-r));
-        code = EXIT_FAILURE_RUNTIME;
-        goto out;
+        return EXIT_FAILURE_RUNTIME;
     }
-
     check_runtime(plan, drift);
     check_dropin(plan, drift);
-    check_boot_order(&conflicts, drift);
+    check_boot_order(conflicts, drift);
     check_probe_leftovers(plan, drift);
 
     struct report_run rr = {
-        .command = "verify", .result = drift->count ? "drift" : "in-sync", .profile = profile, .plan = plan,
-        .conflicts = &conflicts, .drift = drift, .resolve_fqdn = o->report,
+        .command = "verify", .result = drift->count ? "drift" : "in-sync", .profile = plan->profile, .plan = plan,
+        .conflicts = conflicts, .drift = drift, .resolve_fqdn = o->report,
     };
     lastapply_sha256_on_disk(plan->dropin_path, rr.dropin_sha256_on_disk);
     say_result(o, &rr);
     /* The metrics of what verify found: the same checks, as numbers. */
-    if (profile->metrics_textfile)
-        metrics_publish_plan(plan, &conflicts, plan->host.segments, NULL);
-    code = drift->count ? EXIT_DRIFT : EXIT_OK;
-out:
+    if (plan->profile->metrics_textfile)
+        metrics_publish_plan(plan, conflicts, plan->host.segments, NULL);
+    return drift->count ? EXIT_DRIFT : EXIT_OK;
+}
+
+static int cmd_verify(const struct cli_options *o)
+{
+    struct profile *profile = NULL;
+    struct plan *plan = NULL;
+    const char *note = NULL;
+    int code = cli_load_profile(o, &profile, &note);
+
+    if (code == EXIT_OK)
+        code = cli_build_plan(profile, true, NULL, &plan, NULL, 0);
+    if (code == EXIT_OK)
+        code = verify_plan(o, plan);
     plan_free(plan);
     profile_free(profile);
     return code;
