@@ -122,7 +122,7 @@ struct cli_run {
     bool refused;
     bool profile_invalid; /* contradicts itself: exit 2, said already, no report */
     const struct conflicts *conflicts;     /* for the report: as the files stand at the end; NULL: unknown */
-    const struct report_drift_list *drift; /* for the report: what the run put back; NULL: none */
+    const struct report_drift_list *drift; /* for the report: the drift an apply puts back; NULL: none */
     uint64_t start_ms;
     struct state state; /* as this run recorded it */
 };
