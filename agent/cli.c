@@ -384,6 +384,25 @@ int cli_build_plan(const struct profile *profile, bool force, const char *root, 
     return EXIT_OK;
 }
 
+int cli_with_plan(const struct cli_options *o, bool force,
+                  int (*use)(const struct cli_options *o, const struct plan *plan))
+{
+    struct profile *profile = NULL;
+    struct plan *plan = NULL;
+    const char *note = NULL;
+    int code = cli_load_profile(o, &profile, &note);
+
+    if (code == EXIT_OK)
+        code = cli_build_plan(profile, force, NULL, &plan, NULL, 0);
+    if (code == EXIT_OK) {
+        plan->profile_note = note;
+        code = use(o, plan);
+    }
+    plan_free(plan);
+    profile_free(profile);
+    return code;
+}
+
 static void log_outcome(const struct apply_outcome *out)
 {
     if (out->probe_ran && out->probe.key_note[0])

@@ -107,6 +107,11 @@ int cli_lock(const char *path, struct lock **ret, char *why, size_t why_len);
 int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret, char *why,
                    size_t why_len);
 
+/* Loads the profile, builds its plan (force: as --force) and returns what
+ * use returns for it; the exit code of a step that failed, said. */
+int cli_with_plan(const struct cli_options *o, bool force,
+                  int (*use)(const struct cli_options *o, const struct plan *plan));
+
 /* What apply and remove collect on their way, for their output, their
  * state record and their report. Each command's own run begins with it. */
 struct cli_run {

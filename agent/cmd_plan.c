@@ -113,20 +113,7 @@ static int show_plan(const struct cli_options *o, const struct plan *plan)
 
 int cmd_plan(const struct cli_options *o)
 {
-    struct profile *profile = NULL;
-    struct plan *plan = NULL;
-    const char *note = NULL;
-    int code = cli_load_profile(o, &profile, &note);
-
-    if (code == EXIT_OK)
-        code = cli_build_plan(profile, o->force, NULL, &plan, NULL, 0);
-    if (code == EXIT_OK) {
-        plan->profile_note = note;
-        code = show_plan(o, plan);
-    }
-    plan_free(plan);
-    profile_free(profile);
-    return code;
+    return cli_with_plan(o, o->force, show_plan);
 }
 
 const struct cli_command cmd_plan_entry = {

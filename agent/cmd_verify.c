@@ -194,18 +194,7 @@ static int verify_plan(const struct cli_options *o, const struct plan *plan)
 
 static int cmd_verify(const struct cli_options *o)
 {
-    struct profile *profile = NULL;
-    struct plan *plan = NULL;
-    const char *note = NULL;
-    int code = cli_load_profile(o, &profile, &note);
-
-    if (code == EXIT_OK)
-        code = cli_build_plan(profile, true, NULL, &plan, NULL, 0);
-    if (code == EXIT_OK)
-        code = verify_plan(o, plan);
-    plan_free(plan);
-    profile_free(profile);
-    return code;
+    return cli_with_plan(o, true, verify_plan);
 }
 
 const struct cli_command cmd_verify_entry = {
