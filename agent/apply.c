@@ -345,6 +345,29 @@ static int prepare_dropin_dir(const struct plan *plan, const struct apply_option
     return 0;
 }
 
+/* Everything that would stop the run, decided before anything is touched:
+ * 0 to go on, 1 when there is nothing to do here (not applicable), -1
+ * refused with out's error set. */
+static int check_before_touching(const struct plan *plan, const struct apply_options *o, bool runtime_changes,
+                                 struct apply_outcome *out)
+{
+    int r;
+
+    if (plan->dropin_problem[0]) {
+        (void)snprintf(out->error, sizeof(out->error), "%s (nothing changed)", plan->dropin_problem);
+        set_error_code(out, APPLY_ERR_IO, "dropin");
+        return -1;
+    }
+    r = decide_runtime(plan, o, runtime_changes, out);
+    if (r != 0)
+        return r;
+    if (!out->runtime_skipped && check_current_known(plan, out) < 0) {
+        set_error_code(out, APPLY_ERR_HOST_UNREADABLE, "runtime");
+        return -1;
+    }
+    return prepare_dropin_dir(plan, o, out) < 0 ? -1 : 0;
+}
+
 int apply_run(const struct plan *plan, const struct apply_options *o, struct apply_outcome *ret)
 {
     struct apply_outcome *out = ret;
@@ -360,29 +383,14 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
         runtime_changes |= k->managed && (!k->current_known || k->current != k->target);
     }
 
-    /* Decide everything that would stop us before touching anything. */
-    if (plan->dropin_problem[0]) {
-        (void)snprintf(out->error, sizeof(out->error), "%s (nothing changed)", plan->dropin_problem);
-        set_error_code(out, APPLY_ERR_IO, "dropin");
-        goto failed_untouched;
-    }
-    r = decide_runtime(plan, o, runtime_changes, out);
+    r = check_before_touching(plan, o, runtime_changes, out);
     if (r > 0)
         return 0; /* not applicable here: nothing to do */
-    if (r < 0)
-        goto failed_untouched;
-
-    if (!out->runtime_skipped && check_current_known(plan, out) < 0) {
-        set_error_code(out, APPLY_ERR_HOST_UNREADABLE, "runtime");
-        goto failed_untouched;
+    if (r < 0 || (r = change_dropin(plan, out)) < 0) {
+        out->result = APPLY_FAILED; /* nothing changed */
+        return 0;
     }
-    if (prepare_dropin_dir(plan, o, out) < 0)
-        goto failed_untouched;
-
-    r = change_dropin(plan, out);
-    if (r < 0)
-        goto failed_untouched;
-    if (r > 0)
+    if (r > 0) /* changed, but not durably: undone */
         goto rollback;
 
     if (out->runtime_skipped) {
@@ -406,9 +414,5 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
 
 rollback:
     roll_back(plan, out);
-    return 0;
-
-failed_untouched:
-    out->result = APPLY_FAILED;
     return 0;
 }

@@ -14,8 +14,11 @@
 #include "clock.h"
 #include "fsutil.h"
 #include "host.h"
+#include "jsonout.h"
+#include "lastapply.h"
 #include "lock.h"
 #include "log.h"
+#include "runreport.h"
 #include "streams.h"
 #include "version.h"
 
@@ -381,6 +384,25 @@ int cli_build_plan(const struct profile *profile, bool force, const char *root, 
     return EXIT_OK;
 }
 
+int cli_with_plan(const struct cli_options *o, bool force,
+                  int (*use)(const struct cli_options *o, const struct plan *plan))
+{
+    struct profile *profile = NULL;
+    struct plan *plan = NULL;
+    const char *note = NULL;
+    int code = cli_load_profile(o, &profile, &note);
+
+    if (code == EXIT_OK)
+        code = cli_build_plan(profile, force, NULL, &plan, NULL, 0);
+    if (code == EXIT_OK) {
+        plan->profile_note = note;
+        code = use(o, plan);
+    }
+    plan_free(plan);
+    profile_free(profile);
+    return code;
+}
+
 static void log_outcome(const struct apply_outcome *out)
 {
     if (out->probe_ran && out->probe.key_note[0])
@@ -394,30 +416,136 @@ static void log_outcome(const struct apply_outcome *out)
     }
 }
 
-bool cli_transaction(const char *command, const struct plan *plan, const struct apply_options *opts,
-                     struct apply_outcome *out, struct report_error *error)
+bool cli_run_transaction(struct cli_run *run, const struct apply_options *opts)
 {
-    int r = apply_run(plan, opts, out);
+    int r = apply_run(run->plan, opts, &run->out);
 
     if (r < 0) {
-        (void)snprintf(error->message, sizeof(error->message), "%s failed: %s", command, strerror(-r));
-        log_error("%s", error->message);
-        error->code = REPORT_ERR_IO;
-        error->step = "runtime";
+        (void)snprintf(run->error.message, sizeof(run->error.message), "%s failed: %s", run->command, strerror(-r));
+        log_error("%s", run->error.message);
+        run->error.code = REPORT_ERR_IO;
+        run->error.step = "runtime";
         return false;
     }
-    log_outcome(out);
+    run->out_known = true;
+    log_outcome(&run->out);
     return true;
 }
 
-void cli_state_run(uint64_t start_ms, const char *result, const struct apply_outcome *out, struct state_run *ret)
+void *cli_run_new(size_t size, const struct cli_options *o, const char *command)
+{
+    struct cli_run *run = calloc(1, size);
+
+    if (run) {
+        run->o = o;
+        run->command = command;
+        run->start_ms = clock_monotonic_ms();
+    }
+    return run;
+}
+
+void cli_refuse(struct cli_run *run, const char *code, const char *step, const char *fmt, ...)
+{
+    va_list ap;
+
+    run->refused = true;
+    run->error.code = code;
+    run->error.step = step;
+    if (!fmt)
+        return;
+    va_start(ap, fmt);
+    (void)vsnprintf(run->error.message, sizeof(run->error.message), fmt, ap);
+    va_end(ap);
+    log_error("%s", run->error.message);
+}
+
+bool cli_run_lock(struct cli_run *run)
+{
+    int r = cli_lock(LOCK_DEFAULT_PATH, &run->lock, run->error.message, sizeof(run->error.message));
+
+    if (r < 0)
+        cli_refuse(run, r == -EWOULDBLOCK ? REPORT_ERR_LOCK_TIMEOUT : REPORT_ERR_IO, "lock", NULL);
+    return r == 0;
+}
+
+bool cli_run_plan(struct cli_run *run, bool force)
+{
+    int code = cli_build_plan(run->profile, force, run->o->root, &run->plan, run->error.message,
+                              sizeof(run->error.message));
+
+    run->profile_invalid = code == EXIT_USAGE;
+    if (code != EXIT_OK)
+        cli_refuse(run, REPORT_ERR_HOST_UNREADABLE, "plan", NULL);
+    return code == EXIT_OK;
+}
+
+bool cli_run_succeeded(const struct cli_run *run)
+{
+    return run->out_known && (run->out.result == APPLY_CHANGED || run->out.result == APPLY_UNCHANGED);
+}
+
+void cli_run_state(const struct cli_run *run, struct state_run *ret)
 {
     memset(ret, 0, sizeof(*ret));
     ret->known = true;
     ret->end = (uint64_t)time(NULL);
-    ret->duration_ms = clock_monotonic_ms() - start_ms;
-    ret->probe_passed = out && out->probe_ran ? out->probe.passed : -1;
-    (void)snprintf(ret->result, sizeof(ret->result), "%s", result);
+    ret->duration_ms = clock_monotonic_ms() - run->start_ms;
+    ret->probe_passed = run->out_known && run->out.probe_ran ? run->out.probe.passed : -1;
+    (void)snprintf(ret->result, sizeof(ret->result), "%s", run->result);
+}
+
+json_object *cli_run_report(const struct cli_run *run)
+{
+    struct report_run rr = {
+        .command = run->command,
+        .result = run->result,
+        .profile = run->profile,
+        .plan = run->plan,
+        .conflicts = run->conflicts,
+        .out = run->out_known ? &run->out : NULL,
+        .error = run->error.code ? &run->error : NULL,
+        .drift = run->drift,
+        .corrective_change = run->drift && run->drift->count > 0 && run->out_known &&
+                             run->out.result == APPLY_CHANGED,
+        .duration_ms = clock_monotonic_ms() - run->start_ms,
+        .resolve_fqdn = run->profile->report.url && !run->o->no_report && !run->o->defer_report,
+    };
+
+    lastapply_sha256_on_disk(run->plan ? run->plan->dropin_path : run->profile->dropin, rr.dropin_sha256_on_disk);
+    return report_data(&rr);
+}
+
+void cli_run_conclude(struct cli_run *run, void (*record)(struct cli_run *), void (*print)(const struct cli_run *))
+{
+    if (!run->o->root && !run->o->dry_run)
+        record(run);
+    if (run->o->output == OUTPUT_JSON) {
+        /* The very document a report carries as its data. */
+        json_object *data = cli_run_report(run);
+        printf("%s\n", jsonout_text(data, true));
+        json_object_put(data);
+    } else if (print) {
+        print(run);
+    } else {
+        printf("shmprov %s: %s\n  %s: %s\n", run->command, run->result, run->error.code, run->error.message);
+    }
+    lock_release(run->lock);
+    run->lock = NULL;
+}
+
+void cli_run_free(struct cli_run *run)
+{
+    lock_release(run->lock);
+    plan_free(run->plan);
+    profile_free(run->profile);
+}
+
+void cli_send_asked_report(const struct report_run *rr)
+{
+    if (rr->profile->report.url)
+        runreport_send(rr->profile, report_data(rr), false);
+    else
+        log_warn("--report: the profile sets no report.url; nothing sent");
 }
 
 /* As coreutils' close_stdout: a result that never reached its reader (a

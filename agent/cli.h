@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <json-c/json.h>
 
 #include "apply.h"
 #include "plan.h"
@@ -106,17 +107,62 @@ int cli_lock(const char *path, struct lock **ret, char *why, size_t why_len);
 int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret, char *why,
                    size_t why_len);
 
-/* Runs the transaction (apply.c) for command ("apply", "remove") and logs
- * its outcome once: a failure and what was restored, the probe's note on
- * its key. Returns true with *out filled; false on an internal error,
- * said, with *error set (io, step runtime). */
-bool cli_transaction(const char *command, const struct plan *plan, const struct apply_options *opts,
-                     struct apply_outcome *out, struct report_error *error);
+/* Loads the profile, builds its plan (force: as --force) and returns what
+ * use returns for it; the exit code of a step that failed, said. */
+int cli_with_plan(const struct cli_options *o, bool force,
+                  int (*use)(const struct cli_options *o, const struct plan *plan));
 
-/* The state record (state.h) of a run that started at start_ms (clock_monotonic_ms)
- * and ends now with result; out (may be NULL) says whether its probe ran
- * and passed. */
-void cli_state_run(uint64_t start_ms, const char *result, const struct apply_outcome *out, struct state_run *ret);
+/* What apply and remove collect on their way, for their output, their
+ * state record and their report. Each command's own run begins with it. */
+struct cli_run {
+    const struct cli_options *o;
+    const char *command; /* "apply", "remove" */
+    const char *result;  /* the report's result word, once the run is over */
+    struct profile *profile;
+    struct plan *plan;
+    struct lock *lock;
+    struct apply_outcome out;
+    bool out_known;
+    struct report_error error;
+    bool refused;
+    bool profile_invalid; /* contradicts itself: exit 2, said already, no report */
+    const struct conflicts *conflicts;     /* for the report: as the files stand at the end; NULL: unknown */
+    const struct report_drift_list *drift; /* for the report: the drift an apply puts back; NULL: none */
+    uint64_t start_ms;
+    struct state state; /* as this run recorded it */
+};
+
+/* A command's run of size bytes (it begins with a struct cli_run),
+ * zeroed, started now; NULL when out of memory. */
+void *cli_run_new(size_t size, const struct cli_options *o, const char *command);
+/* Refuses the run: a stable code and the step, and (fmt not NULL) the
+ * reason, said and kept for the report. */
+void cli_refuse(struct cli_run *run, const char *code, const char *step, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Takes the apply lock, or refuses the run (the reason in run->error). */
+bool cli_run_lock(struct cli_run *run);
+/* Builds run->plan, or refuses the run. */
+bool cli_run_plan(struct cli_run *run, bool force);
+/* Runs the transaction (apply.c) for run->plan and logs its outcome once:
+ * a failure and what was restored, the probe's note on its key. Returns
+ * true with run->out filled; false on an internal error, said, with
+ * run->error set (io, step runtime). */
+bool cli_run_transaction(struct cli_run *run, const struct apply_options *opts);
+/* Whether the transaction ran and left the host as asked. */
+bool cli_run_succeeded(const struct cli_run *run);
+/* The state record (state.h) of run, which ends now. */
+void cli_run_state(const struct cli_run *run, struct state_run *ret);
+/* The run as report data: also what --output json prints. */
+json_object *cli_run_report(const struct cli_run *run);
+/* Records the run on the live system (record), says its result (print;
+ * NULL: there is nothing to show but the error) and lets the next apply
+ * in: the kernel and the drop-in are done. */
+void cli_run_conclude(struct cli_run *run, void (*record)(struct cli_run *), void (*print)(const struct cli_run *));
+/* Releases the lock, the plan and the profile (not run itself). */
+void cli_run_free(struct cli_run *run);
+
+/* --report (verify, apply --dry-run): sends rr's report, or says why not. */
+void cli_send_asked_report(const struct report_run *rr);
 
 /* plan, and apply --dry-run */
 int cmd_plan(const struct cli_options *o);

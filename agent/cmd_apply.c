@@ -2,36 +2,39 @@
  * (apply.c), then say what happened. `apply --dry-run` is `plan`. */
 #include <errno.h>
 #include <inttypes.h>
-#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
 #include "apply.h"
+#include "cleanup.h"
 #include "cli.h"
-#include "clock.h"
 #include "conflicts.h"
-#include "delivery.h"
 #include "host.h"
-#include "lock.h"
-#include "jsonout.h"
 #include "lastapply.h"
 #include "log.h"
 #include "metrics.h"
-#include "report.h"
 #include "runreport.h"
-#include "state.h"
 
+/* What only an apply collects, after what every run does. */
+struct apply_run {
+    struct cli_run base;
+    struct conflicts conflicts; /* base.conflicts points here once they are known */
+    struct report_drift_list drift;
+    bool conflicts_on_disk; /* conflicts read from the disk again after a rollback */
+};
 
 static const char *step_text(const struct probe_step *s)
 {
     return s->detail[0] ? s->detail : probe_status_name(s->status);
 }
 
-static void print_text(const struct plan *plan, const struct conflicts *c, const struct apply_outcome *out)
+static void print_text(const struct cli_run *run)
 {
+    const struct plan *plan = run->plan;
+    const struct apply_outcome *out = &run->out;
+    const struct conflicts *c = &((const struct apply_run *)run)->conflicts;
+
     printf("shmprov apply: %s\n", apply_result_name(out->result));
     if (out->result == APPLY_NOT_APPLICABLE) {
         printf("  runtime not applicable here: %s\n", out->runtime_skip_reason);
@@ -100,34 +103,8 @@ static void remove_probe_leftovers(const struct profile *p, struct probe_leftove
     }
 }
 
-/* Everything one apply collects on its way, for its output and its report. */
-struct apply_run {
-    const struct cli_options *o;
-    struct profile *profile;
-    struct plan *plan;
-    struct lock *lock;
-    struct conflicts conflicts;
-    bool conflicts_known;
-    struct apply_outcome out;
-    bool out_known;
-    struct report_error error;
-    bool refused;
-    bool profile_invalid; /* contradicts itself: exit 2, said already, no report */
-    struct report_drift_list drift;
-    uint64_t start_ms;
-    bool conflicts_on_disk; /* conflicts read from the disk again after a rollback */
-    struct state state;     /* as this run recorded it (lastapply_record) */
-};
-
-static void refuse(struct apply_run *run, const char *code, const char *step)
-{
-    run->refused = true;
-    run->error.code = code;
-    run->error.step = step;
-}
-
 /* Guards (existing segments): refuse, unless --force. */
-static bool refused_by_guards(struct apply_run *run)
+static bool refused_by_guards(struct cli_run *run)
 {
     const struct sizing_result *s = &run->plan->sizing;
     size_t used = 0;
@@ -140,31 +117,29 @@ static bool refused_by_guards(struct apply_run *run)
             used = sizeof(run->error.message) - 1;
     }
     if (s->nproblems)
-        refuse(run, REPORT_ERR_SEGMENTS_IN_USE, "guard");
+        cli_refuse(run, REPORT_ERR_SEGMENTS_IN_USE, "guard", NULL);
     return s->nproblems > 0;
 }
 
 /* Boot-order conflicts: refuse, unless the profile says warn. */
 static bool refused_by_conflicts(struct apply_run *run)
 {
+    struct cli_run *b = &run->base;
     struct conflicts *c = &run->conflicts;
-    int r = conflicts_check(run->plan, run->o->root, c);
+    int r = conflicts_check(b->plan, b->o->root, c);
 
     if (r < 0) {
-        (void)snprintf(run->error.message, sizeof(run->error.message), "cannot analyse the sysctl.d directories: %s",
-                       strerror(-r));
-        log_error("%s", run->error.message);
-        refuse(run, REPORT_ERR_IO, "conflicts");
+        cli_refuse(b, REPORT_ERR_IO, "conflicts", "cannot analyse the sysctl.d directories: %s", strerror(-r));
         return true;
     }
-    run->conflicts_known = true;
-    if (c->count > 0 && !run->profile->conflicts_warn_only) {
+    b->conflicts = c;
+    if (c->count > 0 && !b->profile->conflicts_warn_only) {
         conflicts_log(c, true);
         log_error("refusing to apply: another file would override %s at boot (nothing changed; "
                   "'conflicts: warn' in the profile downgrades this to a warning)",
-                  run->plan->dropin_path);
-        (void)snprintf(run->error.message, sizeof(run->error.message), "%s", c->items[0].text);
-        refuse(run, REPORT_ERR_CONFLICT, "conflicts");
+                  b->plan->dropin_path);
+        (void)snprintf(b->error.message, sizeof(b->error.message), "%s", c->items[0].text);
+        cli_refuse(b, REPORT_ERR_CONFLICT, "conflicts", NULL);
         return true;
     }
     if (c->count > 0)
@@ -174,13 +149,13 @@ static bool refused_by_conflicts(struct apply_run *run)
 
 static void run_transaction(struct apply_run *run, const struct probe_leftover *leftovers, int nleftovers)
 {
-    struct apply_options opts = { .root = run->o->root, .no_verify = run->o->no_verify,
-                                  .persist_only = run->o->persist_only };
-    struct apply_outcome *out = &run->out;
+    struct cli_run *b = &run->base;
+    struct apply_options opts = { .root = b->o->root, .no_verify = b->o->no_verify,
+                                  .persist_only = b->o->persist_only };
+    struct apply_outcome *out = &b->out;
 
-    if (!cli_transaction("apply", run->plan, &opts, out, &run->error))
+    if (!cli_run_transaction(b, &opts))
         return;
-    run->out_known = true;
     out->probe_leftovers_found = nleftovers;
     for (int i = 0; i < nleftovers; i++) {
         out->probe_leftovers[i] = leftovers[i];
@@ -188,115 +163,60 @@ static void run_transaction(struct apply_run *run, const struct probe_leftover *
     }
     /* After a rollback the report shows who wins each key now, not who
      * would have. */
-    if (out->result == APPLY_FAILED && !run->o->root)
-        run->conflicts_known = run->conflicts_on_disk = conflicts_check_on_disk(run->plan, &run->conflicts) == 0;
+    if (out->result == APPLY_FAILED && !b->o->root) {
+        run->conflicts_on_disk = conflicts_check_on_disk(b->plan, &run->conflicts) == 0;
+        b->conflicts = run->conflicts_on_disk ? &run->conflicts : NULL;
+    }
 }
 
 /* Plans, refuses, or runs the transaction; run says which. */
 static void decide_and_apply(struct apply_run *run)
 {
+    struct cli_run *b = &run->base;
     struct probe_leftover leftovers[PROBE_LEFTOVERS_MAX];
-    int nleftovers = 0, code;
+    int nleftovers = 0;
 
     /* An image root belongs to its build; only the live system is shared. */
-    code = run->o->root ? 0 : cli_lock(LOCK_DEFAULT_PATH, &run->lock, run->error.message,
-                                       sizeof(run->error.message));
-    if (code < 0) {
-        refuse(run, code == -EWOULDBLOCK ? REPORT_ERR_LOCK_TIMEOUT : REPORT_ERR_IO, "lock");
+    if (!b->o->root && !cli_run_lock(b))
         return;
-    }
-    if (!run->o->root)
-        remove_probe_leftovers(run->profile, leftovers, &nleftovers);
+    if (!b->o->root)
+        remove_probe_leftovers(b->profile, leftovers, &nleftovers);
     /* Read the state only once the lock is held: another apply may just
      * have changed it. */
-    code = cli_build_plan(run->profile, run->o->force, run->o->root, &run->plan, run->error.message,
-                          sizeof(run->error.message));
-    run->profile_invalid = code == EXIT_USAGE;
-    if (code != EXIT_OK) {
-        refuse(run, REPORT_ERR_HOST_UNREADABLE, "plan");
+    if (!cli_run_plan(b, b->o->force) || refused_by_guards(b))
         return;
-    }
-    if (refused_by_guards(run))
-        return;
-    if (run->plan->tier_warning[0])
-        log_warn("%s", run->plan->tier_warning);
-    if (run->o->root && run->profile->ram_tier == TIER_AUTO)
+    if (b->plan->tier_warning)
+        log_warn("%s", b->plan->tier_warning);
+    if (b->o->root && b->profile->ram_tier == TIER_AUTO)
         log_warn("--root with 'ram_tier: auto' sizes the image for THIS machine's MemTotal (%" PRIu64
                  " bytes); set host.ram_tier for images meant for other hosts",
-                 run->plan->host.memtotal_bytes);
+                 b->plan->host.memtotal_bytes);
     if (refused_by_conflicts(run))
         return;
-    if (!run->o->root)
-        lastapply_drift(run->plan, &run->drift);
+    if (!b->o->root)
+        lastapply_drift(b->plan, &run->drift);
     run_transaction(run, leftovers, nleftovers);
-}
-
-static const char *result_word(const struct apply_run *run)
-{
-    if (run->refused)
-        return "refused";
-    return run->out_known ? apply_result_name(run->out.result) : "failed";
-}
-
-static json_object *run_report(const struct apply_run *run)
-{
-    struct report_run rr = {
-        .command = "apply",
-        .result = result_word(run),
-        .profile = run->profile,
-        .plan = run->plan,
-        .conflicts = run->conflicts_known ? &run->conflicts : NULL,
-        .out = run->out_known ? &run->out : NULL,
-        .error = run->error.code ? &run->error : NULL,
-        .drift = &run->drift,
-        .corrective_change = run->drift.count > 0 && run->out_known && run->out.result == APPLY_CHANGED,
-        .duration_ms = clock_monotonic_ms() - run->start_ms,
-        .resolve_fqdn = run->profile->report.url && !run->o->no_report && !run->o->defer_report,
-    };
-
-    lastapply_sha256_on_disk(run->out_known ? run->out.dropin_path
-                             : run->plan    ? run->plan->dropin_path
-                                            : run->profile->dropin,
-                             rr.dropin_sha256_on_disk);
-    return report_data(&rr);
-}
-
-static void say_result(const struct apply_run *run)
-{
-    if (run->o->output == OUTPUT_JSON) {
-        /* The very document a report carries as its data. */
-        json_object *data = run_report(run);
-        printf("%s\n", jsonout_text(data, true));
-        json_object_put(data);
-    } else if (run->out_known) {
-        print_text(run->plan, &run->conflicts, &run->out);
-    } else {
-        printf("shmprov apply: %s\n  %s: %s\n", result_word(run), run->error.code, run->error.message);
-    }
 }
 
 /* One record per apply on the live system, whatever its result: the
  * metrics alert on a failed or refused one, and on none for too long.
  * Under the apply lock, so records follow the order of the applies. */
-static void record_run(struct apply_run *run)
+static void record_run(struct cli_run *run)
 {
     struct state_run r;
-    bool success = run->out_known && (run->out.result == APPLY_CHANGED || run->out.result == APPLY_UNCHANGED);
 
-    cli_state_run(run->start_ms, result_word(run), run->out_known ? &run->out : NULL, &r);
-    lastapply_record(run->plan, success ? &run->out : NULL, &r, &run->state);
+    cli_run_state(run, &r);
+    lastapply_record(run->plan, cli_run_succeeded(run) ? &run->out : NULL, &r, &run->state);
 }
 
 /* Whether the drop-in on disk holds the profile's bytes after this run:
  * written or already so, or written and not put back by a rollback that
  * could not; else as the plan found it. */
-static bool dropin_is_new(const struct apply_run *run, const struct plan *plan)
+static bool dropin_is_new(const struct cli_run *run, const struct plan *plan)
 {
-    const struct apply_outcome *out = &run->out;
-
-    if (run->out_known && (out->result == APPLY_CHANGED || out->result == APPLY_UNCHANGED))
+    if (cli_run_succeeded(run))
         return true;
-    if (run->out_known && out->dropin_written && !out->dropin_restored)
+    if (run->out_known && run->out.dropin_written && !run->out.dropin_restored)
         return true;
     return plan->dropin_read_errno == 0 && !plan->dropin_changed;
 }
@@ -306,15 +226,14 @@ static bool dropin_is_new(const struct apply_run *run, const struct plan *plan)
  * Otherwise (refused, not applicable) the disk is asked now. */
 static void boot_metrics(const struct apply_run *run, const struct plan *plan, bool dropin_new, struct metrics *m)
 {
-    struct conflicts *disk;
+    CLEANUP_FREE struct conflicts *disk = NULL;
 
-    if (run->conflicts_known && (dropin_new || run->conflicts_on_disk)) {
-        metrics_set_boot(m, plan, &run->conflicts);
+    if (run->base.conflicts && (dropin_new || run->conflicts_on_disk)) {
+        metrics_set_boot(m, plan, run->base.conflicts);
         return;
     }
     disk = malloc(sizeof(*disk));
     metrics_set_boot(m, plan, disk && conflicts_check_on_disk(plan, disk) == 0 ? disk : NULL);
-    free(disk);
 }
 
 /* The metrics after this apply, from what it knows; only the segment
@@ -322,12 +241,13 @@ static void boot_metrics(const struct apply_run *run, const struct plan *plan, b
  * lock was never taken, so there is none. */
 static void fill_metrics(const struct apply_run *run, const struct plan *plan, struct metrics *m)
 {
-    struct shmseg_table *segments = NULL;
-    bool dropin_new = plan && dropin_is_new(run, plan);
+    const struct cli_run *b = &run->base;
+    CLEANUP_FREE struct shmseg_table *segments = NULL;
+    bool dropin_new = plan && dropin_is_new(b, plan);
 
-    metrics_init(m, run->profile, plan);
-    for (int id = 0; plan && run->out_known && id < KEY_COUNT; id++) {
-        const struct apply_key_outcome *k = &run->out.keys[id];
+    metrics_init(m, b->profile, plan);
+    for (int id = 0; plan && b->out_known && id < KEY_COUNT; id++) {
+        const struct apply_key_outcome *k = &b->out.keys[id];
 
         /* Read again after the change or the rollback; never read (nothing
          * was touched): the plan's value stands. */
@@ -339,36 +259,59 @@ static void fill_metrics(const struct apply_run *run, const struct plan *plan, s
         boot_metrics(run, plan, dropin_new, m);
     }
     (void)host_read_segments(&segments);
-    metrics_count_segments(m, run->profile, segments);
-    free(segments);
-    metrics_set_state(m, &run->state);
-    metrics_read_spool(m, run->profile);
+    metrics_count_segments(m, b->profile, segments);
+    metrics_set_state(m, &b->state);
+    metrics_read_spool(m, b->profile);
 }
 
 static void publish_metrics(const struct apply_run *run)
 {
-    struct metrics *m = malloc(sizeof(*m));
+    const struct cli_run *b = &run->base;
+    CLEANUP_FREE struct metrics *m = malloc(sizeof(*m));
     struct plan *own = NULL;
-    const struct plan *plan = run->plan;
+    const struct plan *plan = b->plan;
 
     if (!m) {
-        log_warn("cannot write the metrics to %s: %s", run->profile->metrics_textfile, strerror(ENOMEM));
+        log_warn("cannot write the metrics to %s: %s", b->profile->metrics_textfile, strerror(ENOMEM));
         return;
     }
     /* Refused at the lock: the other apply is done or nearly; these are
      * the limits it leaves. */
-    if (!plan && run->error.step && strcmp(run->error.step, "lock") == 0 &&
-        cli_build_plan(run->profile, true, NULL, &own, NULL, 0) == EXIT_OK)
+    if (!plan && b->error.step && strcmp(b->error.step, "lock") == 0 &&
+        cli_build_plan(b->profile, true, NULL, &own, NULL, 0) == EXIT_OK)
         plan = own;
     fill_metrics(run, plan, m);
-    metrics_publish(m, run->profile);
+    metrics_publish(m, b->profile);
     plan_free(own);
-    free(m);
+}
+
+/* Record, say, report, then the metrics: last, so the spool's figures
+ * include this run's report (the spool has its own lock). */
+static void finish(struct apply_run *run)
+{
+    struct cli_run *b = &run->base;
+    const struct cli_options *o = b->o;
+
+    b->result = b->refused ? "refused" : b->out_known ? apply_result_name(b->out.result) : "failed";
+    cli_run_conclude(b, record_run, b->out_known ? print_text : NULL);
+    if (b->profile->report.url && !o->no_report && o->root)
+        log_info("--root: no report (the image is not a host)");
+    else if (b->profile->report.url && !o->no_report)
+        runreport_send(b->profile, cli_run_report(b), o->defer_report);
+    if (b->profile->metrics_textfile && !o->root)
+        publish_metrics(run);
+}
+
+static int exit_code(const struct cli_run *run)
+{
+    if (run->profile_invalid)
+        return EXIT_USAGE;
+    return run->out_known && run->out.result != APPLY_FAILED ? EXIT_OK : EXIT_FAILURE_RUNTIME;
 }
 
 static int cmd_apply(const struct cli_options *o)
 {
-    struct apply_run *run;
+    CLEANUP_FREE struct apply_run *run = NULL;
     const char *note = NULL;
     int code;
 
@@ -376,41 +319,20 @@ static int cmd_apply(const struct cli_options *o)
         return cmd_plan(o);
     if (o->root && cli_check_root(o->root) < 0)
         return EXIT_USAGE;
-    run = calloc(1, sizeof(*run));
+    run = cli_run_new(sizeof(*run), o, "apply");
     if (!run)
         return EXIT_FAILURE_RUNTIME;
-    run->o = o;
-    run->start_ms = clock_monotonic_ms();
-    code = cli_load_profile(o, &run->profile, &note);
-    if (code != EXIT_OK)
-        goto out;
-    decide_and_apply(run);
-    /* A profile that contradicts itself was said already: exit 2, and no
-     * report of a run that never was one. */
-    if (run->profile_invalid) {
-        code = EXIT_USAGE;
-        goto out;
+    run->base.drift = &run->drift;
+    code = cli_load_profile(o, &run->base.profile, &note);
+    if (code == EXIT_OK) {
+        decide_and_apply(run);
+        code = exit_code(&run->base);
+        /* A profile that contradicts itself was said already: exit 2, and
+         * no report of a run that never was one. */
+        if (!run->base.profile_invalid)
+            finish(run);
     }
-    code = run->out_known && run->out.result != APPLY_FAILED ? EXIT_OK : EXIT_FAILURE_RUNTIME;
-    if (!o->root)
-        record_run(run);
-    say_result(run);
-    /* The kernel and the drop-in are done: let the next apply in before
-     * waiting on the network (the spool has its own lock). */
-    lock_release(run->lock);
-    run->lock = NULL;
-    if (run->profile->report.url && !o->no_report && o->root)
-        log_info("--root: no report (the image is not a host)");
-    else if (run->profile->report.url && !o->no_report)
-        runreport_send(run->profile, run_report(run), o->defer_report);
-    /* Last, so the spool's figures include this run's report. */
-    if (run->profile->metrics_textfile && !o->root)
-        publish_metrics(run);
-out:
-    lock_release(run->lock);
-    plan_free(run->plan);
-    profile_free(run->profile);
-    free(run);
+    cli_run_free(&run->base);
     return code;
 }
 

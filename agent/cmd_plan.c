@@ -13,7 +13,6 @@
 #include "lastapply.h"
 #include "plan_show.h"
 #include "report.h"
-#include "runreport.h"
 
 static void print_boot_order(const struct plan *plan, const struct conflicts *c, bool refuses)
 {
@@ -57,86 +56,64 @@ static void report_dry_run(const struct plan *plan, const struct conflicts *c)
         .resolve_fqdn = true,
     };
 
-    if (!plan->profile->report.url) {
-        log_warn("--report: the profile sets no report.url; nothing sent");
-        return;
-    }
     lastapply_sha256_on_disk(plan->dropin_path, rr.dropin_sha256_on_disk);
-    runreport_send(plan->profile, report_data(&rr), false);
+    cli_send_asked_report(&rr);
 }
 
-static int exit_code_of(enum plan_refusal refusal)
+/* The plan as one JSON document with the boot order; on stderr too what
+ * would refuse, as the text says it on stdout. */
+static int print_json(const struct plan *plan, const struct conflicts *c, bool refuses)
 {
-    static const int codes[] = {
-        [PLAN_PROCEEDS] = EXIT_OK,
-        [PLAN_HOST_REFUSES] = EXIT_FAILURE_RUNTIME,
-        [PLAN_PROFILE_CONTRADICTS] = EXIT_USAGE,
-    };
-    return codes[refusal];
+    json_object *doc = plan_to_json(plan);
+    int r;
+
+    if (!doc)
+        return -ENOMEM;
+    json_object_object_add(doc, "boot_order", boot_order_json(plan, c));
+    json_object_object_add(doc, "conflicts", conflicts_json(c));
+    /* The boot-order analysis's notes (odd files in sysctl.d) too. */
+    for (size_t i = 0; i < c->nwarnings; i++)
+        json_object_array_add(json_object_object_get(doc, "warnings"), jsonout_string(c->warnings[i]));
+    r = printf("%s\n", jsonout_text(doc, true)) < 0 ? -EIO : 0;
+    json_object_put(doc);
+    for (unsigned i = 0; i < plan->nwarnings; i++)
+        log_warn("%s", plan->warnings[i]);
+    for (unsigned i = 0; i < plan->sizing.nproblems; i++)
+        log_error("apply would refuse: %s", plan->sizing.problems[i].text);
+    if (plan->dropin_problem[0])
+        log_error("apply would refuse: %s", plan->dropin_problem);
+    conflicts_log(c, refuses);
+    return r;
+}
+
+/* What plan shows once the plan is built, and its exit code. */
+static int show_plan(const struct cli_options *o, const struct plan *plan)
+{
+    CLEANUP_FREE struct conflicts *c = malloc(sizeof(*c));
+    /* The same boot-order analysis apply makes before it writes. */
+    int r = c ? conflicts_check(plan, NULL, c) : -ENOMEM;
+    bool refuses;
+
+    if (r < 0) {
+        log_error("cannot analyse the sysctl.d directories: %s", strerror(-r));
+        return EXIT_FAILURE_RUNTIME;
+    }
+    refuses = c->count > 0 && !plan->profile->conflicts_warn_only;
+    if (o->output == OUTPUT_JSON) {
+        r = print_json(plan, c, refuses);
+    } else {
+        r = plan_print_text(plan, stdout);
+        print_boot_order(plan, c, refuses);
+    }
+    if (o->report)
+        report_dry_run(plan, c);
+    /* A profile that contradicts itself is exit 2 already (cli_build_plan). */
+    return r < 0 || refuses || plan_refusal(plan) != PLAN_PROCEEDS ? EXIT_FAILURE_RUNTIME : EXIT_OK;
 }
 
 int cmd_plan(const struct cli_options *o)
 {
-    struct profile *profile = NULL;
-    struct plan *plan = NULL;
-    CLEANUP_FREE struct conflicts *conflicts = malloc(sizeof(*conflicts)); /* 20 KiB: off the stack */
-    const char *note = NULL;
-    bool refuses;
-    int code, r;
-
-    code = cli_load_profile(o, &profile, &note);
-    if (code != EXIT_OK)
-        return code;
-
-    code = cli_build_plan(profile, o->force, NULL, &plan, NULL, 0);
-    if (code != EXIT_OK)
-        goto out;
-    plan->profile_note = note;
-
-    /* The same boot-order analysis apply makes before it writes. */
-    r = conflicts ? conflicts_check(plan, NULL, conflicts) : -ENOMEM;
-    if (r < 0) {
-        log_error("cannot analyse the sysctl.d directories: %s", strerror(-r));
-        code = EXIT_FAILURE_RUNTIME;
-        goto out;
-    }
-    refuses = conflicts->count > 0 && !profile->conflicts_warn_only;
-
-    if (o->output == OUTPUT_JSON) {
-        json_object *doc = plan_to_json(plan);
-        if (!doc) {
-            code = EXIT_FAILURE_RUNTIME;
-            goto out;
-        }
-        json_object_object_add(doc, "boot_order", boot_order_json(plan, conflicts));
-        json_object_object_add(doc, "conflicts", conflicts_json(conflicts));
-        /* The boot-order analysis's notes (odd files in sysctl.d) too. */
-        for (size_t i = 0; i < conflicts->nwarnings; i++)
-            json_object_array_add(json_object_object_get(doc, "warnings"),
-                                  jsonout_string(conflicts->warnings[i]));
-        r = printf("%s\n", jsonout_text(doc, true)) < 0 ? -EIO : 0;
-        json_object_put(doc);
-        for (unsigned i = 0; i < plan->nwarnings; i++)
-            log_warn("%s", plan->warnings[i]);
-        /* In JSON the refusal is inside the document; say it on stderr too. */
-        for (unsigned i = 0; i < plan->sizing.nproblems; i++)
-            log_error("apply would refuse: %s", plan->sizing.problems[i].text);
-        if (plan->dropin_problem[0])
-            log_error("apply would refuse: %s", plan->dropin_problem);
-        conflicts_log(conflicts, refuses);
-    } else {
-        r = plan_print_text(plan, stdout);
-        print_boot_order(plan, conflicts, refuses);
-    }
-    if (o->report)
-        report_dry_run(plan, conflicts);
-    code = r < 0 ? EXIT_FAILURE_RUNTIME : exit_code_of(plan_refusal(plan));
-    if (code == EXIT_OK && refuses)
-        code = EXIT_FAILURE_RUNTIME;
-out:
-    plan_free(plan);
-    profile_free(profile);
-    return code;
+    return cli_with_plan(o, o->force, show_plan);
 }
 
 const struct cli_command cmd_plan_entry = {

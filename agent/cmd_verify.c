@@ -21,7 +21,6 @@
 #include "metrics.h"
 #include "probe.h"
 #include "report.h"
-#include "runreport.h"
 
 /* Adds one discrepancy; its message is printf-formatted. Quietly full
  * at REPORT_DRIFT_MAX: the first ones are the ones a person reads. */
@@ -94,8 +93,7 @@ static void check_dropin(const struct plan *plan, struct report_drift_list *l)
 
 /* A test segment a killed shmprov left behind holds up to all of
  * kernel.shmall while everything else looks in sync. Reported, never
- * removed here: verify changes nothing. t is the segment table (NULL when
- * it could not be read: err says why). */
+ * removed here: verify changes nothing. */
 static void check_probe_leftovers(const struct plan *plan, struct report_drift_list *l)
 {
     const struct shmseg_table *t = plan->host.segments;
@@ -162,56 +160,41 @@ static void say_result(const struct cli_options *o, const struct report_run *rr)
     } else {
         print_text(rr->plan, rr->drift);
     }
-    if (o->report && rr->profile->report.url)
-        runreport_send(rr->profile, report_data(rr), false);
-    else if (o->report)
-        log_warn("--report: the profile sets no report.url; nothing sent");
+    if (o->report)
+        cli_send_asked_report(rr);
 }
 
-static int cmd_verify(const struct cli_options *o)
+/* What verify finds once the plan is built, and its exit code. */
+static int verify_plan(const struct cli_options *o, const struct plan *plan)
 {
-    struct profile *profile = NULL;
-    struct plan *plan = NULL;
-    CLEANUP_FREE struct conflicts *conflicts = malloc(sizeof(*conflicts)); /* 20 KiB: off the stack */
-    struct report_drift_list *drift = calloc(1, sizeof(*drift));
-    const char *note = NULL;
-    int code, r;
+    CLEANUP_FREE struct report_drift_list *drift = calloc(1, sizeof(*drift));
+    CLEANUP_FREE struct conflicts *conflicts = malloc(sizeof(*conflicts));
+    int r = drift && conflicts ? conflicts_check_on_disk(plan, conflicts) : -ENOMEM;
 
-    if (!drift)
-        return EXIT_FAILURE_RUNTIME;
-    code = cli_load_profile(o, &profile, &note);
-    if (code != EXIT_OK)
-        goto out;
-    code = cli_build_plan(profile, true, NULL, &plan, NULL, 0);
-    if (code != EXIT_OK)
-        goto out;
-    r = conflicts ? conflicts_check_on_disk(plan, conflicts) : -ENOMEM;
     if (r < 0) {
         log_error("cannot analyse the sysctl.d directories: %s", strerror(-r));
-        code = EXIT_FAILURE_RUNTIME;
-        goto out;
+        return EXIT_FAILURE_RUNTIME;
     }
-
     check_runtime(plan, drift);
     check_dropin(plan, drift);
     check_boot_order(conflicts, drift);
     check_probe_leftovers(plan, drift);
 
     struct report_run rr = {
-        .command = "verify", .result = drift->count ? "drift" : "in-sync", .profile = profile, .plan = plan,
+        .command = "verify", .result = drift->count ? "drift" : "in-sync", .profile = plan->profile, .plan = plan,
         .conflicts = conflicts, .drift = drift, .resolve_fqdn = o->report,
     };
     lastapply_sha256_on_disk(plan->dropin_path, rr.dropin_sha256_on_disk);
     say_result(o, &rr);
     /* The metrics of what verify found: the same checks, as numbers. */
-    if (profile->metrics_textfile)
+    if (plan->profile->metrics_textfile)
         metrics_publish_plan(plan, conflicts, plan->host.segments, NULL);
-    code = drift->count ? EXIT_DRIFT : EXIT_OK;
-out:
-    plan_free(plan);
-    profile_free(profile);
-    free(drift);
-    return code;
+    return drift->count ? EXIT_DRIFT : EXIT_OK;
+}
+
+static int cmd_verify(const struct cli_options *o)
+{
+    return cli_with_plan(o, true, verify_plan);
 }
 
 const struct cli_command cmd_verify_entry = {

@@ -72,7 +72,7 @@ static void warn_tier_fit(struct plan *plan)
                 "ram_tier: %s (%s nominal) on a host with %s of RAM lets shared memory reach %s, %.1f times its "
                 "RAM: is this profile meant for this host?",
                 profile_tier_name(s->tier), nominal, ram, reach, (double)bytes / (double)mem);
-    (void)snprintf(plan->tier_warning, sizeof(plan->tier_warning), "%s", plan->warnings[plan->nwarnings - 1]);
+    plan->tier_warning = plan->warnings[plan->nwarnings - 1];
 }
 
 static int read_current_dropin(struct plan *plan)

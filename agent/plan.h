@@ -33,7 +33,7 @@ struct plan {
 
     unsigned nwarnings;
     char warnings[KEY_COUNT + 3][320];
-    char tier_warning[320]; /* the profile's tier does not fit this host's RAM; "" when it does */
+    const char *tier_warning; /* of warnings[]: the tier does not fit this host's RAM; NULL when it does */
 };
 
 /* Builds the plan: sizing from the profile and host facts, then the drop-in

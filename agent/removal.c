@@ -151,7 +151,7 @@ static void set_warnings(struct plan *plan, const struct removal *r)
 
     plan->sizing.nproblems = 0;
     plan->nwarnings = 0;
-    plan->tier_warning[0] = '\0';
+    plan->tier_warning = NULL;
     for (int id = 0; id < KEY_COUNT && plan->nwarnings < max; id++) {
         const struct sysctld_assignment *sd = &r->boot.winners[id][SYSCTLD_SYSTEMD], *pp = &r->boot.winners[id][SYSCTLD_PROCPS];
 

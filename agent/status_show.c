@@ -143,7 +143,7 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
     const struct host_facts *h = &plan->host;
     const struct sizing_key *k = &plan->sizing.keys[key];
     const struct sysctld_assignment *w[SYSCTLD_RULE_SETS];
-    enum boot_source b[2];
+    enum boot_source b[SYSCTLD_RULE_SETS];
     char human[32];
 
     fprintf(out, "  %-14s", sizing_key_name(key));
