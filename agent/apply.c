@@ -121,7 +121,7 @@ static int write_and_confirm(enum sizing_key_id id, uint64_t value, uint64_t *re
  * the step before may have been a passing one. */
 static void restore_runtime(const struct plan *plan, struct apply_outcome *out)
 {
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         const char *sep = out->restored[0] ? "; " : "";
         char why[256];
@@ -153,7 +153,7 @@ static void restore_runtime(const struct plan *plan, struct apply_outcome *out)
 
 static int write_runtime(const struct plan *plan, struct apply_outcome *out)
 {
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         uint64_t seen = 0;
         bool seen_known = false, wrote = false;
@@ -173,7 +173,7 @@ static int write_runtime(const struct plan *plan, struct apply_outcome *out)
 
 static void read_after(struct apply_outcome *out)
 {
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         int r = kernel_read_limit(id, &out->keys[id].after);
         out->keys[id].after_known = r == 0;
         out->keys[id].after_error = r;
@@ -185,7 +185,7 @@ static void read_after(struct apply_outcome *out)
 static int check_after(const struct plan *plan, struct apply_outcome *out)
 {
     read_after(out);
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         if (!k->managed || (out->keys[id].after_known && out->keys[id].after == k->target))
             continue;
@@ -206,7 +206,7 @@ static int check_after(const struct plan *plan, struct apply_outcome *out)
  * would have nothing (or 0) to go back to. */
 static int check_current_known(const struct plan *plan, struct apply_outcome *out)
 {
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         if (!k->managed || k->current_known)
             continue;
@@ -234,9 +234,9 @@ static uint64_t probe_limit(const struct plan *plan, const struct apply_outcome 
 static int run_probe(const struct plan *plan, bool changed, struct apply_outcome *out)
 {
     struct probe_limits limits = {
-        .shmmax = probe_limit(plan, out, KEY_SHMMAX),
-        .shmall = probe_limit(plan, out, KEY_SHMALL),
-        .shmmni = probe_limit(plan, out, KEY_SHMMNI),
+        .shmmax = probe_limit(plan, out, SIZING_KEY_SHMMAX),
+        .shmall = probe_limit(plan, out, SIZING_KEY_SHMALL),
+        .shmmni = probe_limit(plan, out, SIZING_KEY_SHMMNI),
         .page_size = plan->host.page_size,
         .overcommit_memory = plan->host.overcommit_memory,
         .skip_round_trip = !changed,
@@ -378,7 +378,7 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
     /* As large as the plan's: the copy is never cut short. */
     _Static_assert(sizeof(out->dropin_path) >= sizeof(plan->dropin_path), "dropin_path would be truncated");
     (void)snprintf(out->dropin_path, sizeof(out->dropin_path), "%s", plan->dropin_path);
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         runtime_changes |= k->managed && (!k->current_known || k->current != k->target);
     }

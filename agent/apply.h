@@ -42,7 +42,7 @@ struct apply_outcome {
     char dropin_path[4096]; /* where it was (or would be) written, root included */
     bool dropin_written; /* written, or for a removal plan deleted */
     int stale_temps_removed;
-    struct apply_key_outcome keys[KEY_COUNT];
+    struct apply_key_outcome keys[SIZING_KEY_COUNT];
     bool runtime_skipped; /* --root, or not applicable here */
     const char *runtime_skip_reason;
     bool probe_ran;

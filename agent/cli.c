@@ -144,11 +144,11 @@ static void long_options(const struct cli_command *cmd, struct option *ret)
 static int set_output(const char *format, struct cli_options *o)
 {
     if (strcmp(format, "text") == 0)
-        o->output = OUTPUT_TEXT;
+        o->output = CLI_OUTPUT_TEXT;
     else if (strcmp(format, "json") == 0)
-        o->output = OUTPUT_JSON;
+        o->output = CLI_OUTPUT_JSON;
     else if (strcmp(format, "prometheus") == 0)
-        o->output = OUTPUT_PROMETHEUS;
+        o->output = CLI_OUTPUT_PROMETHEUS;
     else
         return cli_usage_error("--output must be 'text', 'json' or 'prometheus', not '%s'", format);
     return CONTINUE;
@@ -225,7 +225,7 @@ static int check_command_line(const struct cli_command *cmd, const struct cli_op
         return cli_usage_error("unexpected argument '%s'", o->args[0]);
     /* apply, remove and verify write the metrics to metrics.textfile;
      * their stdout is their result. */
-    if (o->output == OUTPUT_PROMETHEUS && !cmd->prometheus)
+    if (o->output == CLI_OUTPUT_PROMETHEUS && !cmd->prometheus)
         return cli_usage_error("--output prometheus is for 'status' only, not '%s' (apply, verify and status write "
                                "the metrics to the profile's metrics.textfile)", cmd->name);
     if (cmd->check && cmd->check(o) != EXIT_OK)
@@ -359,7 +359,7 @@ int cli_build_plan(const struct profile *profile, bool force, const char *root, 
         say_error(why, why_len, "cannot read the page size of this kernel: %s", strerror(-r));
         return EXIT_FAILURE_RUNTIME;
     }
-    if (host.memtotal_bytes == 0 && profile->ram_tier == TIER_AUTO) {
+    if (host.memtotal_bytes == 0 && profile->ram_tier == PROFILE_TIER_AUTO) {
         say_error(why, why_len,
                   "cannot read MemTotal (%s), which 'ram_tier: auto' needs; set host.ram_tier in the profile",
                   host.memtotal_error);
@@ -519,7 +519,7 @@ void cli_run_conclude(struct cli_run *run, void (*record)(struct cli_run *), voi
 {
     if (!run->o->root && !run->o->dry_run)
         record(run);
-    if (run->o->output == OUTPUT_JSON) {
+    if (run->o->output == CLI_OUTPUT_JSON) {
         /* The very document a report carries as its data. */
         json_object *data = cli_run_report(run);
         printf("%s\n", jsonout_text(data, true));
@@ -562,7 +562,7 @@ static int finish_stdout(int code)
 
 int cli_main(int argc, char **argv)
 {
-    struct cli_options o = { .output = OUTPUT_TEXT };
+    struct cli_options o = { .output = CLI_OUTPUT_TEXT };
     const struct cli_command *cmd = NULL;
     int r;
 

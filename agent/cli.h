@@ -20,8 +20,8 @@ enum exit_code {
     EXIT_DRIFT = 3,           /* verify found drift */
 };
 
-/* OUTPUT_PROMETHEUS: the metrics (metrics.h), status only. */
-enum output_format { OUTPUT_TEXT, OUTPUT_JSON, OUTPUT_PROMETHEUS };
+/* CLI_OUTPUT_PROMETHEUS: the metrics (metrics.h), status only. */
+enum output_format { CLI_OUTPUT_TEXT, CLI_OUTPUT_JSON, CLI_OUTPUT_PROMETHEUS };
 
 struct cli_options {
     const char *profile_path; /* NULL: the default path, else the built-in */

@@ -46,7 +46,7 @@ static void print_text(const struct cli_run *run)
            : out->dropin_written                             ? "written"
            : plan->dropin_changed                            ? "not written"
                                                              : "unchanged");
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         if (!k->managed)
             continue;
@@ -187,7 +187,7 @@ static void decide_and_apply(struct apply_run *run)
         return;
     if (b->plan->tier_warning)
         log_warn("%s", b->plan->tier_warning);
-    if (b->o->root && b->profile->ram_tier == TIER_AUTO)
+    if (b->o->root && b->profile->ram_tier == PROFILE_TIER_AUTO)
         log_warn("--root with 'ram_tier: auto' sizes the image for THIS machine's MemTotal (%" PRIu64
                  " bytes); set host.ram_tier for images meant for other hosts",
                  b->plan->host.memtotal_bytes);
@@ -246,7 +246,7 @@ static void fill_metrics(const struct apply_run *run, const struct plan *plan, s
     bool dropin_new = plan && dropin_is_new(b, plan);
 
     metrics_init(m, b->profile, plan);
-    for (int id = 0; plan && b->out_known && id < KEY_COUNT; id++) {
+    for (int id = 0; plan && b->out_known && id < SIZING_KEY_COUNT; id++) {
         const struct apply_key_outcome *k = &b->out.keys[id];
 
         /* Read again after the change or the rollback; never read (nothing

@@ -58,7 +58,7 @@ static int cmd_flush(const struct cli_options *o)
                   sum.error[0] ? sum.error : "the collector did not take them");
     else if (sum.error[0])
         log_warn("%s", sum.error);
-    if (o->output == OUTPUT_JSON)
+    if (o->output == CLI_OUTPUT_JSON)
         print_json(&sum);
     else if (sum.waiting_unknown)
         printf("shmprov flush: %u delivered, %u rejected, %u quarantined, unknown how many waiting in %s\n",

@@ -17,7 +17,7 @@
 static void print_boot_order(const struct plan *plan, const struct conflicts *c, bool refuses)
 {
     printf("\nBoot order (who sets each key last once apply has written %s)\n", plan->profile->dropin);
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         if (!k->managed)
             continue;
@@ -41,7 +41,7 @@ static json_object *boot_order_json(const struct plan *plan, const struct confli
 {
     json_object *o = json_object_new_object();
 
-    for (int id = 0; id < KEY_COUNT; id++)
+    for (int id = 0; id < SIZING_KEY_COUNT; id++)
         if (plan->sizing.keys[id].managed)
             json_object_object_add(o, sizing_key_name(id), conflicts_winner_json(c, id));
     return o;
@@ -99,7 +99,7 @@ static int show_plan(const struct cli_options *o, const struct plan *plan)
         return EXIT_FAILURE_RUNTIME;
     }
     refuses = c->count > 0 && !plan->profile->conflicts_warn_only;
-    if (o->output == OUTPUT_JSON) {
+    if (o->output == CLI_OUTPUT_JSON) {
         r = print_json(plan, c, refuses);
     } else {
         r = plan_print_text(plan, stdout);

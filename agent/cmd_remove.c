@@ -120,7 +120,7 @@ static bool nothing_to_do(const struct cli_run *run)
 
     if (run->plan->dropin_changed)
         return false;
-    for (int id = 0; runtime && id < KEY_COUNT; id++) {
+    for (int id = 0; runtime && id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &run->plan->sizing.keys[id];
         if (k->managed && (!k->current_known || k->current != k->target))
             return false;
@@ -157,7 +157,7 @@ static void print_keys(const struct cli_run *run, const struct removal *removal)
 {
     bool rolled_back = run->out_known && run->out.result == APPLY_FAILED;
 
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &run->plan->sizing.keys[id];
         const struct removal_key *rk = &removal->keys[id];
         const struct apply_key_outcome *after = &run->out.keys[id];

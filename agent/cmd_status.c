@@ -133,9 +133,9 @@ static int gather_metrics(const struct status *s, const struct removals *removed
 static void print_status(const struct cli_options *o, const struct status *status, const struct metrics *m,
                          json_object *removals)
 {
-    if (o->output == OUTPUT_PROMETHEUS) {
+    if (o->output == CLI_OUTPUT_PROMETHEUS) {
         (void)metrics_render(m, stdout);
-    } else if (o->output == OUTPUT_JSON) {
+    } else if (o->output == CLI_OUTPUT_JSON) {
         json_object *doc = status_to_json(status);
         if (removals)
             json_object_object_add(doc, "removals", json_object_get(removals));
@@ -180,7 +180,7 @@ static int cmd_status(const struct cli_options *o)
     if (o->remove_orphans)
         removals = remove_orphans(status, o->dry_run, &removed);
     /* Gathered only where they go: plain status reads no state file. */
-    if ((o->output == OUTPUT_PROMETHEUS || profile->metrics_textfile) && gather_metrics(status, &removed, m) < 0) {
+    if ((o->output == CLI_OUTPUT_PROMETHEUS || profile->metrics_textfile) && gather_metrics(status, &removed, m) < 0) {
         log_error("cannot read the status: %s", strerror(ENOMEM));
         code = EXIT_FAILURE_RUNTIME;
         goto out;

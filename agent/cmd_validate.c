@@ -83,7 +83,7 @@ static int cmd_validate(const struct cli_options *o)
         log_error("cannot read the page size of this kernel");
         return EXIT_FAILURE_RUNTIME;
     }
-    if (o->output == OUTPUT_JSON) {
+    if (o->output == CLI_OUTPUT_JSON) {
         doc = json_object_new_object();
         results = json_object_new_array();
         json_object_object_add(doc, "command", json_object_new_string("validate"));

@@ -44,9 +44,9 @@ static struct report_drift *add(struct report_drift_list *l, const char *kind, c
 
 static void check_runtime(const struct plan *plan, struct report_drift_list *l)
 {
-    bool raise_only = plan->profile->policy == POLICY_RAISE_ONLY;
+    bool raise_only = plan->profile->policy == PROFILE_POLICY_RAISE_ONLY;
 
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         struct report_drift *d = NULL;
 
@@ -152,7 +152,7 @@ static void print_text(const struct plan *plan, const struct report_drift_list *
 
 static void say_result(const struct cli_options *o, const struct report_run *rr)
 {
-    if (o->output == OUTPUT_JSON) {
+    if (o->output == CLI_OUTPUT_JSON) {
         /* The same document verify --report sends. */
         json_object *doc = report_data(rr);
         printf("%s\n", jsonout_text(doc, true));

@@ -73,13 +73,13 @@ static void carry_warnings(struct conflicts *c, const struct sysctld_analysis *a
  * counts, the file on disk does not); otherwise the disk as it is. */
 static int check(const struct plan *plan, const char *root, bool as_written, struct conflicts *c)
 {
-    const char *ours = plan->profile->dropin, *keys[KEY_COUNT];
+    const char *ours = plan->profile->dropin, *keys[SIZING_KEY_COUNT];
     struct sysctld_analysis *both[SYSCTLD_RULE_SETS];
     int r;
 
-    for (int id = 0; id < KEY_COUNT; id++)
+    for (int id = 0; id < SIZING_KEY_COUNT; id++)
         keys[id] = sizing_key_name((enum sizing_key_id)id);
-    r = sysctld_analyse_both(root ? root : "/", keys, KEY_COUNT, as_written ? ours : NULL,
+    r = sysctld_analyse_both(root ? root : "/", keys, SIZING_KEY_COUNT, as_written ? ours : NULL,
                              as_written ? plan->dropin_new : NULL, as_written ? plan->dropin_new_len : 0, both);
     if (r < 0)
         return r; /* the caller treats *c as unknown */
@@ -88,7 +88,7 @@ static int check(const struct plan *plan, const char *root, bool as_written, str
         struct sysctld_analysis *a = both[rules];
         carry_warnings(c, a);
         c->uncertain[rules] = a->incomplete || a->blocked;
-        for (int id = 0; id < KEY_COUNT; id++) {
+        for (int id = 0; id < SIZING_KEY_COUNT; id++) {
             const struct sizing_key *k = &plan->sizing.keys[id];
             const struct sysctld_key_report *rep = &a->keys[id];
 

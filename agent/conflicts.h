@@ -23,7 +23,7 @@ struct conflicts {
     size_t count;
     struct conflict items[CONFLICTS_MAX];
     /* Who sets each key last at boot, per rules, once apply has written. */
-    struct sysctld_assignment winners[KEY_COUNT][SYSCTLD_RULE_SETS];
+    struct sysctld_assignment winners[SIZING_KEY_COUNT][SYSCTLD_RULE_SETS];
     /* Per rules: a file could not be analysed, or would hang the tool; the
      * winners above may then be wrong. */
     bool uncertain[SYSCTLD_RULE_SETS];

@@ -33,7 +33,7 @@ int dropin_render(const struct profile *p, const struct sizing_result *s, char *
         fprintf(f, "# shmmax: %u%% of RAM, rounded down to a whole page\n", s->fraction_pct);
     fprintf(f, "# shmall: %s\n", p->shmall.set ? "set by the profile" : "shmmax / page size");
 
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &s->keys[id];
         if (!k->managed)
             continue;

@@ -167,7 +167,7 @@ int host_read(struct host_facts *f)
     f->overcommit_memory = -1;
     read_meminfo(f);
 
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         f->current.error[id] = kernel_read_limit(id, &f->current.value[id]);
         f->current.known[id] = f->current.error[id] == 0;
     }
@@ -180,7 +180,7 @@ int host_read(struct host_facts *f)
         f->overcommit_memory = (int)value;
 
     /* access() reports EROFS for a read-only mount even to root. */
-    f->runtime_write_errno = TEMP_FAILURE_RETRY(access(kernel_limit_path(KEY_SHMMAX), W_OK)) == 0 ? 0 : errno;
+    f->runtime_write_errno = TEMP_FAILURE_RETRY(access(kernel_limit_path(SIZING_KEY_SHMMAX), W_OK)) == 0 ? 0 : errno;
 
     if (gethostname(f->hostname, sizeof(f->hostname) - 1) < 0)
         (void)snprintf(f->hostname, sizeof(f->hostname), "unknown");

@@ -14,7 +14,7 @@
 #include "fsutil.h"
 #include "sizes.h"
 
-static const char *const paths[KEY_COUNT] = {
+static const char *const paths[SIZING_KEY_COUNT] = {
     "/proc/sys/kernel/shmmax", "/proc/sys/kernel/shmall", "/proc/sys/kernel/shmmni",
 };
 

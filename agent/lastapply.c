@@ -34,7 +34,7 @@ static struct report_drift *next(struct report_drift_list *l)
 
 static void runtime_drift(const struct plan *plan, const struct state_apply *last, struct report_drift_list *l)
 {
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         struct report_drift *d;
 
@@ -89,7 +89,7 @@ static void success_record(const struct plan *plan, const struct apply_outcome *
 {
     memset(a, 0, sizeof(*a));
     a->known = true;
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         a->managed[id] = plan->sizing.keys[id].managed && out->keys[id].after_known;
         a->value[id] = out->keys[id].after;
     }

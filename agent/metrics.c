@@ -29,18 +29,18 @@ void metrics_init(struct metrics *m, const struct profile *p, const struct plan 
     (void)snprintf(m->profile_sha256, sizeof(m->profile_sha256), "%s", p->sha256_hex);
     /* The tier used: measured under auto, which needs the plan. */
     m->tier = plan ? profile_tier_name(plan->sizing.tier)
-              : p->ram_tier != TIER_AUTO ? profile_tier_name(p->ram_tier)
+              : p->ram_tier != PROFILE_TIER_AUTO ? profile_tier_name(p->ram_tier)
                                          : "unknown";
     m->workload = profile_workload_name(p->workload);
     m->policy = profile_policy_name(p->policy);
     m->policy_id = p->policy;
     m->page_size = plan ? plan->host.page_size : page > 0 ? (uint64_t)page : 0;
-    for (int id = 0; id < KEY_COUNT; id++)
+    for (int id = 0; id < SIZING_KEY_COUNT; id++)
         for (int c = 0; c < METRICS_CHECKS; c++)
             m->keys[id].in_sync[c] = -1;
     if (!plan)
         return;
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
 
         m->keys[id].managed = k->managed;
@@ -70,14 +70,14 @@ void metrics_set_running(struct metrics *m, enum sizing_key_id key, bool known, 
 
 void metrics_set_dropin(struct metrics *m, bool in_sync)
 {
-    for (int id = 0; id < KEY_COUNT; id++)
+    for (int id = 0; id < SIZING_KEY_COUNT; id++)
         if (m->keys[id].managed)
             m->keys[id].in_sync[METRICS_CHECK_DROPIN] = in_sync;
 }
 
 void metrics_set_boot(struct metrics *m, const struct plan *plan, const struct conflicts *c)
 {
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         const struct sysctld_assignment *w;
 
@@ -203,7 +203,7 @@ static void gauge(FILE *out, const char *name, const char *help, struct metrics_
 
 static void render_limit(FILE *out, const struct metrics *m, enum sizing_key_id key)
 {
-    static const char *const units[KEY_COUNT] = { "bytes", "pages", "segments" };
+    static const char *const units[SIZING_KEY_COUNT] = { "bytes", "pages", "segments" };
     const struct metrics_key *k = &m->keys[key];
     struct label l[2] = { { "key", sizing_key_name(key) }, { "value", "running" } };
     char name[32], help[256], text[24];
@@ -214,7 +214,7 @@ static void render_limit(FILE *out, const struct metrics *m, enum sizing_key_id 
     (void)snprintf(help, sizeof(help),
                    "%s in %s: running (the kernel now), profile (what apply sets), derived (what %s, before the "
                    "policy).", sizing_key_name(key), units[key],
-                   key == KEY_SHMMNI ? "the profile asks" : "the sizing rules or the explicit limit ask");
+                   key == SIZING_KEY_SHMMNI ? "the profile asks" : "the sizing rules or the explicit limit ask");
     header(out, name, help);
     if (k->running.known)
         sample(out, name, l, 2, u64_text(k->running.value, text));
@@ -231,7 +231,7 @@ static void render_in_sync(FILE *out, const struct metrics *m)
     static const char *const checks[METRICS_CHECKS] = { "runtime", "dropin", "boot" };
     bool any = false;
 
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         for (int c = 0; c < METRICS_CHECKS; c++) {
             struct label l[2] = { { "key", sizing_key_name((enum sizing_key_id)id) }, { "check", checks[c] } };
 
@@ -253,7 +253,7 @@ static void render_in_sync(FILE *out, const struct metrics *m)
  * keeps anyway. */
 static void render_shmall_bytes(FILE *out, const struct metrics *m)
 {
-    const struct metrics_u64 *pages = &m->keys[KEY_SHMALL].running;
+    const struct metrics_u64 *pages = &m->keys[SIZING_KEY_SHMALL].running;
     char text[40];
 
     if (!pages->known || m->page_size == 0)
@@ -275,11 +275,11 @@ static void render_headroom(FILE *out, const struct metrics *m)
     char text[24];
     struct label l = { "limited_by", NULL };
 
-    if (!k[KEY_SHMMAX].running.known || !k[KEY_SHMALL].running.known || !k[KEY_SHMMNI].running.known ||
-        !m->segments.known || !m->pages.known || m->page_size == 0)
+    if (!k[SIZING_KEY_SHMMAX].running.known || !k[SIZING_KEY_SHMALL].running.known ||
+        !k[SIZING_KEY_SHMMNI].running.known || !m->segments.known || !m->pages.known || m->page_size == 0)
         return;
-    bytes = sizing_headroom(k[KEY_SHMMAX].running.value, k[KEY_SHMALL].running.value, k[KEY_SHMMNI].running.value,
-                            m->page_size, m->pages.value, m->segments.value, &by);
+    bytes = sizing_headroom(k[SIZING_KEY_SHMMAX].running.value, k[SIZING_KEY_SHMALL].running.value,
+                            k[SIZING_KEY_SHMMNI].running.value, m->page_size, m->pages.value, m->segments.value, &by);
     l.value = sizing_key_name(by);
     header(out, "shmprov_headroom_bytes",
            "The largest segment that can be created now, in bytes, and the limit that decides it.");
@@ -353,7 +353,7 @@ static void render_info(FILE *out, const struct metrics *m)
 
 int metrics_render(const struct metrics *m, FILE *out)
 {
-    for (int id = 0; id < KEY_COUNT; id++)
+    for (int id = 0; id < SIZING_KEY_COUNT; id++)
         render_limit(out, m, (enum sizing_key_id)id);
     render_in_sync(out, m);
     render_shmall_bytes(out, m);

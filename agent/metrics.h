@@ -46,7 +46,7 @@ struct metrics {
     uint64_t page_size; /* 0: not known (no plan) */
     enum policy policy_id;
 
-    struct metrics_key keys[KEY_COUNT];
+    struct metrics_key keys[SIZING_KEY_COUNT];
     struct metrics_u64 segments, pages; /* in use now, as shmget() counts them */
     struct metrics_u64 bytes, largest;  /* from /proc/sysvipc/shm */
     struct metrics_u64 orphans;         /* orphan candidates not persistent and not probe leftovers */

@@ -11,27 +11,27 @@
 enum orphans_pid_state orphans_pid_state(int64_t pid, bool is_last_pid, const struct shmseg *s)
 {
     if (pid == 0)
-        return is_last_pid && s->atime == 0 && s->dtime == 0 ? PID_NEVER : PID_NOT_VISIBLE;
+        return is_last_pid && s->atime == 0 && s->dtime == 0 ? ORPHANS_PID_NEVER : ORPHANS_PID_NOT_VISIBLE;
     if (pid < 0 || pid > INT32_MAX)
-        return PID_NOT_VISIBLE;
+        return ORPHANS_PID_NOT_VISIBLE;
     /* EPERM: it exists, owned by someone else. A pid reused by an unrelated
      * process reads as alive too: that only ever keeps a segment. */
     if (kill((pid_t)pid, 0) == 0 || errno == EPERM)
-        return PID_ALIVE;
-    return errno == ESRCH ? PID_GONE : PID_NOT_VISIBLE;
+        return ORPHANS_PID_ALIVE;
+    return errno == ESRCH ? ORPHANS_PID_GONE : ORPHANS_PID_NOT_VISIBLE;
 }
 
 const char *orphans_pid_state_name(enum orphans_pid_state state)
 {
     static const char *const names[] = { "alive", "gone", "never attached", "not visible here" };
 
-    return state <= PID_NOT_VISIBLE ? names[state] : names[PID_NOT_VISIBLE];
+    return state <= ORPHANS_PID_NOT_VISIBLE ? names[state] : names[ORPHANS_PID_NOT_VISIBLE];
 }
 
 static bool is_orphan(const struct shmseg *s, enum orphans_pid_state creator, enum orphans_pid_state last)
 {
-    return s->nattch == 0 && !(s->mode & SHMSEG_MODE_DEST) && creator == PID_GONE &&
-           (last == PID_GONE || last == PID_NEVER);
+    return s->nattch == 0 && !(s->mode & SHMSEG_MODE_DEST) && creator == ORPHANS_PID_GONE &&
+           (last == ORPHANS_PID_GONE || last == ORPHANS_PID_NEVER);
 }
 
 void orphans_classify(const struct shmseg *s, const uint32_t *persistent_keys, size_t npersistent_keys,

@@ -13,10 +13,10 @@
 #include "shmseg.h"
 
 enum orphans_pid_state {
-    PID_ALIVE,
-    PID_GONE,
-    PID_NEVER,     /* last pid only: nothing ever attached */
-    PID_NOT_VISIBLE /* 0 in /proc: a process of another pid namespace; assumed alive */
+    ORPHANS_PID_ALIVE,
+    ORPHANS_PID_GONE,
+    ORPHANS_PID_NEVER,     /* last pid only: nothing ever attached */
+    ORPHANS_PID_NOT_VISIBLE /* 0 in /proc: a process of another pid namespace; assumed alive */
 };
 
 struct orphans_verdict {

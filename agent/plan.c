@@ -33,23 +33,23 @@ static void add_warning(struct plan *plan, const char *fmt, ...)
  * to what, because that is the change operators do not expect. */
 static void warn_lowering(struct plan *plan)
 {
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         char to[32];
 
-        if (!k->managed || k->action != ACTION_LOWER)
+        if (!k->managed || k->action != SIZING_ACTION_LOWER)
             continue;
-        if (id == KEY_SHMMNI) {
+        if (id == SIZING_KEY_SHMMNI) {
             add_warning(plan, "%s would be lowered from %" PRIu64 " to %" PRIu64, sizing_key_name(id),
                         k->current, k->target);
             continue;
         }
-        sizes_format_human(id == KEY_SHMALL ? k->target * plan->host.page_size : k->target, to, sizeof(to));
-        add_warning(plan, "%s would be lowered from %" PRIu64 "%s to %" PRIu64 " (%s)%s",
-                    sizing_key_name(id), k->current,
-                    k->current == SIZING_KERNEL_DEFAULT ? " (the kernel's built-in default, effectively unlimited)" : "",
-                    k->target, to,
-                    plan->profile->policy == POLICY_ENFORCE ? "; 'policy: raise-only' never lowers a limit" : "");
+        sizes_format_human(id == SIZING_KEY_SHMALL ? k->target * plan->host.page_size : k->target, to, sizeof(to));
+        add_warning(
+            plan, "%s would be lowered from %" PRIu64 "%s to %" PRIu64 " (%s)%s", sizing_key_name(id), k->current,
+            k->current == SIZING_KERNEL_DEFAULT ? " (the kernel's built-in default, effectively unlimited)" : "",
+            k->target, to,
+            plan->profile->policy == PROFILE_POLICY_ENFORCE ? "; 'policy: raise-only' never lowers a limit" : "");
     }
 }
 
@@ -59,7 +59,7 @@ static void warn_lowering(struct plan *plan)
 static void warn_tier_fit(struct plan *plan)
 {
     const struct sizing_result *s = &plan->sizing;
-    uint64_t pages = s->keys[KEY_SHMALL].derived, mem = plan->host.memtotal_bytes;
+    uint64_t pages = s->keys[SIZING_KEY_SHMALL].derived, mem = plan->host.memtotal_bytes;
     uint64_t bytes = pages > UINT64_MAX / s->page_size ? UINT64_MAX : pages * s->page_size;
     char nominal[32], ram[32], reach[32];
 
@@ -174,7 +174,7 @@ void plan_free(struct plan *plan)
 
 bool plan_value_in_sync(enum policy policy, uint64_t derived, uint64_t value)
 {
-    return policy == POLICY_RAISE_ONLY ? value >= derived : value == derived;
+    return policy == PROFILE_POLICY_RAISE_ONLY ? value >= derived : value == derived;
 }
 
 bool plan_key_in_sync(const struct plan *plan, enum sizing_key_id key)

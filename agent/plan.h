@@ -32,7 +32,7 @@ struct plan {
     char *dropin_diff; /* unified diff, "" when unchanged */
 
     unsigned nwarnings;
-    char warnings[KEY_COUNT + 3][320];
+    char warnings[SIZING_KEY_COUNT + 3][320];
     const char *tier_warning; /* of warnings[]: the tier does not fit this host's RAM; NULL when it does */
 };
 

@@ -12,9 +12,9 @@
 static const char *tier_reason(const struct sizing_result *s)
 {
     static const char *const detected[] = {
-        [TIER_SMALL] = "auto: MemTotal is below 16 GiB",
-        [TIER_MEDIUM] = "auto: MemTotal is from 16 GiB up to 64 GiB",
-        [TIER_LARGE] = "auto: MemTotal is 64 GiB or more",
+        [PROFILE_TIER_SMALL] = "auto: MemTotal is below 16 GiB",
+        [PROFILE_TIER_MEDIUM] = "auto: MemTotal is from 16 GiB up to 64 GiB",
+        [PROFILE_TIER_LARGE] = "auto: MemTotal is 64 GiB or more",
     };
     return s->tier_detected ? detected[s->tier] : "set in the profile";
 }
@@ -34,7 +34,7 @@ static void print_derivation(const struct plan *plan, FILE *out)
 {
     const struct profile *p = plan->profile;
     const struct sizing_result *s = &plan->sizing;
-    const struct sizing_key *max = &s->keys[KEY_SHMMAX], *all = &s->keys[KEY_SHMALL];
+    const struct sizing_key *max = &s->keys[SIZING_KEY_SHMMAX], *all = &s->keys[SIZING_KEY_SHMALL];
     char ram[32], maxh[32], allh[32];
 
     sizes_format_human(s->ram_bytes, ram, sizeof(ram));
@@ -52,15 +52,15 @@ static void print_derivation(const struct plan *plan, FILE *out)
         fprintf(out, "  shmmax     %" PRIu64 " bytes (%s) = %u%% of RAM%s, rounded down to a page\n",
                 max->derived, maxh, s->fraction_pct,
                 p->shmmax.set ? " (profile)"
-                : p->workload == WORKLOAD_GENERAL ? " (the tier table)"
+                : p->workload == PROFILE_WORKLOAD_GENERAL ? " (the tier table)"
                                                   : "");
     fprintf(out, "  shmall     %" PRIu64 " pages (%s) = %s\n", all->derived, allh,
             p->shmall.set ? "set by the profile" : "shmmax / page size");
-    if (s->keys[KEY_SHMMNI].managed)
-        fprintf(out, "  shmmni     %" PRIu64 " segments, set by the profile\n", s->keys[KEY_SHMMNI].derived);
+    if (s->keys[SIZING_KEY_SHMMNI].managed)
+        fprintf(out, "  shmmni     %" PRIu64 " segments, set by the profile\n", s->keys[SIZING_KEY_SHMMNI].derived);
     fprintf(out, "  page size  %" PRIu64 " bytes (this kernel)\n", s->page_size);
     fprintf(out, "  policy     %s (%s)\n\n", profile_policy_name(p->policy),
-            p->policy == POLICY_ENFORCE ? "set exactly the derived values"
+            p->policy == PROFILE_POLICY_ENFORCE ? "set exactly the derived values"
                                         : "never lower a value that is already higher");
 }
 
@@ -70,7 +70,7 @@ static void print_runtime(const struct plan *plan, FILE *out)
 
     fprintf(out, "Runtime changes (/proc/sys/kernel)\n");
     fprintf(out, "  %-15s %-22s %-22s %s\n", "KEY", "CURRENT", "TARGET", "ACTION");
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &plan->sizing.keys[id];
         char current[24] = "(unknown)";
 
@@ -169,7 +169,7 @@ static json_object *json_keys(const struct sizing_result *s)
 {
     json_object *a = json_object_new_array();
 
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &s->keys[id];
         json_object *o;
 

@@ -54,24 +54,24 @@ static void on_line(void *ctx, const struct sysctld_line *l)
 {
     bool *set = ctx;
 
-    if (l->value && l->key_index < KEY_COUNT)
+    if (l->value && l->key_index < SIZING_KEY_COUNT)
         set[l->key_index] = true;
 }
 
-void removal_keys_set_by(const char *text, size_t len, bool ret[KEY_COUNT])
+void removal_keys_set_by(const char *text, size_t len, bool ret[SIZING_KEY_COUNT])
 {
-    const char *keys[KEY_COUNT];
+    const char *keys[SIZING_KEY_COUNT];
 
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         keys[id] = sizing_key_name((enum sizing_key_id)id);
         ret[id] = false;
     }
-    (void)sysctld_parse_text(SYSCTLD_SYSTEMD, text, len, keys, KEY_COUNT, on_line, NULL, ret);
+    (void)sysctld_parse_text(SYSCTLD_SYSTEMD, text, len, keys, SIZING_KEY_COUNT, on_line, NULL, ret);
 }
 
 uint64_t removal_kernel_default(enum sizing_key_id id)
 {
-    return id == KEY_SHMMNI ? SIZING_SHMMNI_DEFAULT : SIZING_KERNEL_DEFAULT;
+    return id == SIZING_KEY_SHMMNI ? SIZING_SHMMNI_DEFAULT : SIZING_KERNEL_DEFAULT;
 }
 
 void removal_boot_value(enum sizing_key_id id, const struct sysctld_assignment *w, bool uncertain, struct removal_key *ret)
@@ -106,19 +106,21 @@ void removal_boot_value(enum sizing_key_id id, const struct sysctld_assignment *
  * read, those the profile manages. */
 static void pick_keys(const struct plan *plan, struct removal *r)
 {
-    bool set[KEY_COUNT] = { false };
+    bool set[SIZING_KEY_COUNT] = { false };
 
     if (plan->dropin_old)
         removal_keys_set_by(plan->dropin_old, plan->dropin_old_len, set);
-    for (int id = 0; id < KEY_COUNT; id++)
+    for (int id = 0; id < SIZING_KEY_COUNT; id++)
         r->keys[id].managed = plan->dropin_old ? set[id] : plan->sizing.keys[id].managed;
 }
 
 static enum sizing_action action_of(const struct sizing_key *k)
 {
     if (!k->current_known)
-        return ACTION_SET;
-    return k->target > k->current ? ACTION_RAISE : k->target < k->current ? ACTION_LOWER : ACTION_KEEP;
+        return SIZING_ACTION_SET;
+    return k->target > k->current   ? SIZING_ACTION_RAISE
+           : k->target < k->current ? SIZING_ACTION_LOWER
+                                    : SIZING_ACTION_KEEP;
 }
 
 /* The boot values become the plan's targets, from the running values as
@@ -127,7 +129,7 @@ static enum sizing_action action_of(const struct sizing_key *k)
  * written to it. */
 static void set_targets(struct plan *plan, const struct removal *r)
 {
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         struct sizing_key *k = &plan->sizing.keys[id];
         const struct removal_key *rk = &r->keys[id];
 
@@ -152,7 +154,7 @@ static void set_warnings(struct plan *plan, const struct removal *r)
     plan->sizing.nproblems = 0;
     plan->nwarnings = 0;
     plan->tier_warning = NULL;
-    for (int id = 0; id < KEY_COUNT && plan->nwarnings < max; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT && plan->nwarnings < max; id++) {
         const struct sysctld_assignment *sd = &r->boot.winners[id][SYSCTLD_SYSTEMD], *pp = &r->boot.winners[id][SYSCTLD_PROCPS];
 
         if (!r->keys[id].managed || (sd->known == pp->known && (!sd->known || strcmp(sd->value, pp->value) == 0)))
@@ -185,7 +187,7 @@ int removal_prepare(struct plan *plan, const char *root, const char *recorded_sh
     r->owner = removal_judge_owner(plan->dropin_old, plan->dropin_old_len, recorded_sha256, r->rendered,
                                    r->rendered_len);
     pick_keys(plan, r);
-    for (int id = 0; id < KEY_COUNT; id++)
+    for (int id = 0; id < SIZING_KEY_COUNT; id++)
         plan->sizing.keys[id].persist = false;
     /* With no new text, the analysis is of the tree once the file is gone. */
     rc = conflicts_check(plan, root, &r->boot);
@@ -193,7 +195,7 @@ int removal_prepare(struct plan *plan, const char *root, const char *recorded_sh
         removal_free(r);
         return rc;
     }
-    for (int id = 0; id < KEY_COUNT; id++)
+    for (int id = 0; id < SIZING_KEY_COUNT; id++)
         if (r->keys[id].managed)
             removal_boot_value((enum sizing_key_id)id, &r->boot.winners[id][SYSCTLD_SYSTEMD],
                                r->boot.uncertain[SYSCTLD_SYSTEMD], &r->keys[id]);
@@ -213,7 +215,7 @@ void removal_free(struct removal *r)
 
 const struct removal_key *removal_unknown_key(const struct removal *r)
 {
-    for (int id = 0; id < KEY_COUNT; id++)
+    for (int id = 0; id < SIZING_KEY_COUNT; id++)
         if (r->keys[id].managed && !r->keys[id].boot_known)
             return &r->keys[id];
     return NULL;

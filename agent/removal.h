@@ -39,7 +39,7 @@ struct removal_key {
 
 struct removal {
     enum removal_owner owner;
-    struct removal_key keys[KEY_COUNT];
+    struct removal_key keys[SIZING_KEY_COUNT];
     /* Who wins each key at boot once the drop-in is gone, under both
      * tools' rules (the report's winning_file). */
     struct conflicts boot;

@@ -41,7 +41,7 @@ static json_object *keys_json(const struct report_run *run)
 {
     json_object *a = json_object_new_array();
 
-    for (int id = 0; run->plan && id < KEY_COUNT; id++) {
+    for (int id = 0; run->plan && id < SIZING_KEY_COUNT; id++) {
         const struct sizing_key *k = &run->plan->sizing.keys[id];
         json_object *o;
 
@@ -212,7 +212,7 @@ json_object *report_data(const struct report_run *run)
     json_object_object_add(d, "rollback", rollback_json(run->out));
     add_host(d, run);
     json_object_object_add(d, "profile", jsonobj_profile(run->profile, tier_known,
-                                                         tier_known ? run->plan->sizing.tier : TIER_AUTO));
+                                                         tier_known ? run->plan->sizing.tier : PROFILE_TIER_AUTO));
     json_object_object_add(d, "labels", jsonobj_labels(run->profile));
     add_apply_parts(d, run);
     jsonout_add_u64(d, "duration_ms", true, run->duration_ms);

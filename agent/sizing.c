@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const key_names[KEY_COUNT] = { "kernel.shmmax", "kernel.shmall", "kernel.shmmni" };
+static const char *const key_names[SIZING_KEY_COUNT] = { "kernel.shmmax", "kernel.shmall", "kernel.shmmni" };
 static const char *const action_names[] = { "keep", "raise", "lower", "set" };
 
 const char *sizing_key_name(enum sizing_key_id id) { return key_names[id]; }
@@ -15,24 +15,24 @@ const char *sizing_action_name(enum sizing_action action) { return action_names[
 enum ram_tier sizing_classify(uint64_t memtotal_bytes)
 {
     if (memtotal_bytes < (UINT64_C(16) << 30))
-        return TIER_SMALL;
+        return PROFILE_TIER_SMALL;
     if (memtotal_bytes < (UINT64_C(64) << 30))
-        return TIER_MEDIUM;
-    return TIER_LARGE;
+        return PROFILE_TIER_MEDIUM;
+    return PROFILE_TIER_LARGE;
 }
 
 /* A fixed tier's nominal RAM. */
 static const uint64_t tier_ram[] = {
-    [TIER_SMALL] = SIZING_TIER_SMALL_RAM,
-    [TIER_MEDIUM] = SIZING_TIER_MEDIUM_RAM,
-    [TIER_LARGE] = SIZING_TIER_LARGE_RAM,
+    [PROFILE_TIER_SMALL] = SIZING_TIER_SMALL_RAM,
+    [PROFILE_TIER_MEDIUM] = SIZING_TIER_MEDIUM_RAM,
+    [PROFILE_TIER_LARGE] = SIZING_TIER_LARGE_RAM,
 };
 
 /* The guide: general follows the tier table (half of RAM), database half,
  * bigdata three quarters. */
 static unsigned workload_pct(enum workload workload)
 {
-    return workload == WORKLOAD_BIGDATA ? 75 : 50;
+    return workload == PROFILE_WORKLOAD_BIGDATA ? 75 : 50;
 }
 
 /* floor(ram * pct / 100) without overflowing 64 bits. */
@@ -62,8 +62,8 @@ static void derive(const struct sizing_input *in, struct sizing_result *r)
 {
     const struct profile *p = in->profile;
     uint64_t page = in->page_size;
-    struct sizing_key *max = &r->keys[KEY_SHMMAX], *all = &r->keys[KEY_SHMALL],
-                      *mni = &r->keys[KEY_SHMMNI];
+    struct sizing_key *max = &r->keys[SIZING_KEY_SHMMAX], *all = &r->keys[SIZING_KEY_SHMALL],
+                      *mni = &r->keys[SIZING_KEY_SHMMNI];
 
     r->fraction_pct = workload_pct(p->workload);
     max->source = all->source = "derived";
@@ -84,7 +84,7 @@ static void derive(const struct sizing_input *in, struct sizing_result *r)
         all->derived = p->shmall.in_pages ? p->shmall.size.value : p->shmall.size.value / page;
         all->source = "profile";
         if (all->derived < max->derived / page + (max->derived % page != 0))
-            add_problem(r, true, KEY_SHMALL,
+            add_problem(r, true, SIZING_KEY_SHMALL,
                         "limits.shmall (%" PRIu64 " pages of %" PRIu64 " bytes) is smaller than limits.shmmax (%" PRIu64
                         " bytes): shmall x page size must be at least shmmax",
                         all->derived, page, max->derived);
@@ -100,7 +100,7 @@ static void derive(const struct sizing_input *in, struct sizing_result *r)
 
 static void apply_policy(const struct sizing_input *in, struct sizing_result *r)
 {
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         struct sizing_key *k = &r->keys[id];
 
         if (!k->managed)
@@ -109,17 +109,17 @@ static void apply_policy(const struct sizing_input *in, struct sizing_result *r)
         k->current = in->current.value[id];
         k->target = k->derived;
         k->persist = true;
-        if (in->profile->policy == POLICY_RAISE_ONLY && k->current_known && k->current > k->derived) {
+        if (in->profile->policy == PROFILE_POLICY_RAISE_ONLY && k->current_known && k->current > k->derived) {
             k->target = k->current;
             k->persist = false;
             k->source = "kept (raise-only)";
         }
         if (!k->current_known)
-            k->action = ACTION_SET;
+            k->action = SIZING_ACTION_SET;
         else if (k->target == k->current)
-            k->action = ACTION_KEEP;
+            k->action = SIZING_ACTION_KEEP;
         else
-            k->action = k->target > k->current ? ACTION_RAISE : ACTION_LOWER;
+            k->action = k->target > k->current ? SIZING_ACTION_RAISE : SIZING_ACTION_LOWER;
     }
 }
 
@@ -127,23 +127,23 @@ static void apply_policy(const struct sizing_input *in, struct sizing_result *r)
  * allocation: refuse unless the operator forces it. */
 static void check_guards(const struct sizing_input *in, struct sizing_result *r)
 {
-    const struct sizing_key *max = &r->keys[KEY_SHMMAX], *all = &r->keys[KEY_SHMALL],
-                            *mni = &r->keys[KEY_SHMMNI];
+    const struct sizing_key *max = &r->keys[SIZING_KEY_SHMMAX], *all = &r->keys[SIZING_KEY_SHMALL],
+                            *mni = &r->keys[SIZING_KEY_SHMMNI];
 
     if (in->force)
         return;
     if (all->target < in->usage.pages)
-        add_problem(r, false, KEY_SHMALL,
+        add_problem(r, false, SIZING_KEY_SHMALL,
                     "kernel.shmall: target %" PRIu64 " pages is below the %" PRIu64
                     " pages existing segments already use",
                     all->target, in->usage.pages);
     if (max->target < in->usage.largest_segment)
-        add_problem(r, false, KEY_SHMMAX,
+        add_problem(r, false, SIZING_KEY_SHMMAX,
                     "kernel.shmmax: target %" PRIu64 " bytes is below the largest existing segment (%" PRIu64
                     " bytes)",
                     max->target, in->usage.largest_segment);
     if (mni->managed && mni->target < in->usage.segments)
-        add_problem(r, false, KEY_SHMMNI,
+        add_problem(r, false, SIZING_KEY_SHMMNI,
                     "kernel.shmmni: target %" PRIu64 " is below the %" PRIu64 " segments that exist",
                     mni->target, in->usage.segments);
 }
@@ -156,7 +156,7 @@ int sizing_compute(const struct sizing_input *in, struct sizing_result *ret)
         return -EINVAL;
     memset(&r, 0, sizeof(r));
     r.page_size = in->page_size;
-    if (in->profile->ram_tier == TIER_AUTO) {
+    if (in->profile->ram_tier == PROFILE_TIER_AUTO) {
         if (in->memtotal_bytes == 0)
             return -EINVAL;
         r.tier_detected = true;
@@ -168,9 +168,10 @@ int sizing_compute(const struct sizing_input *in, struct sizing_result *ret)
     }
 
     derive(in, &r);
-    if (r.keys[KEY_SHMMAX].derived == 0)
-        add_problem(&r, false, KEY_SHMMAX, "kernel.shmmax: %u%% of %" PRIu64 " bytes of RAM is less than one page",
-                    r.fraction_pct, r.ram_bytes);
+    if (r.keys[SIZING_KEY_SHMMAX].derived == 0)
+        add_problem(&r, false, SIZING_KEY_SHMMAX,
+                    "kernel.shmmax: %u%% of %" PRIu64 " bytes of RAM is less than one page", r.fraction_pct,
+                    r.ram_bytes);
     apply_policy(in, &r);
     check_guards(in, &r);
     *ret = r;
@@ -183,27 +184,27 @@ uint64_t sizing_headroom(uint64_t shmmax, uint64_t shmall, uint64_t shmmni, uint
     uint64_t free_pages, bytes;
 
     if (segments >= shmmni) {
-        *ret_limited_by = KEY_SHMMNI;
+        *ret_limited_by = SIZING_KEY_SHMMNI;
         return 0;
     }
     if (page_size == 0 || shm_tot_pages >= shmall) {
-        *ret_limited_by = KEY_SHMALL;
+        *ret_limited_by = SIZING_KEY_SHMALL;
         return 0;
     }
     free_pages = shmall - shm_tot_pages;
     bytes = free_pages > UINT64_MAX / page_size ? UINT64_MAX : free_pages * page_size;
-    *ret_limited_by = bytes < shmmax ? KEY_SHMALL : KEY_SHMMAX;
+    *ret_limited_by = bytes < shmmax ? SIZING_KEY_SHMALL : SIZING_KEY_SHMMAX;
     return bytes < shmmax ? bytes : shmmax;
 }
 
 struct sizing_headroom sizing_headroom_now(const struct sizing_current *limits, uint64_t page_size,
                                            uint64_t shm_tot_pages, uint64_t segments)
 {
-    struct sizing_headroom h = { .known = limits->known[KEY_SHMMAX] && limits->known[KEY_SHMALL] &&
-                                          limits->known[KEY_SHMMNI] };
+    struct sizing_headroom h = { .known = limits->known[SIZING_KEY_SHMMAX] && limits->known[SIZING_KEY_SHMALL] &&
+                                          limits->known[SIZING_KEY_SHMMNI] };
 
     if (h.known)
-        h.bytes = sizing_headroom(limits->value[KEY_SHMMAX], limits->value[KEY_SHMALL], limits->value[KEY_SHMMNI],
-                                  page_size, shm_tot_pages, segments, &h.limited_by);
+        h.bytes = sizing_headroom(limits->value[SIZING_KEY_SHMMAX], limits->value[SIZING_KEY_SHMALL],
+                                  limits->value[SIZING_KEY_SHMMNI], page_size, shm_tot_pages, segments, &h.limited_by);
     return h;
 }

@@ -18,17 +18,17 @@
 #define SIZING_TIER_MEDIUM_RAM (UINT64_C(32) << 30)
 #define SIZING_TIER_LARGE_RAM (UINT64_C(128) << 30)
 
-enum sizing_key_id { KEY_SHMMAX, KEY_SHMALL, KEY_SHMMNI, KEY_COUNT };
-/* ACTION_SET: the current value could not be read. */
-enum sizing_action { ACTION_KEEP, ACTION_RAISE, ACTION_LOWER, ACTION_SET };
+enum sizing_key_id { SIZING_KEY_SHMMAX, SIZING_KEY_SHMALL, SIZING_KEY_SHMMNI, SIZING_KEY_COUNT };
+/* SIZING_ACTION_SET: the current value could not be read. */
+enum sizing_action { SIZING_ACTION_KEEP, SIZING_ACTION_RAISE, SIZING_ACTION_LOWER, SIZING_ACTION_SET };
 
 const char *sizing_key_name(enum sizing_key_id id); /* "kernel.shmmax" */
 const char *sizing_action_name(enum sizing_action action);
 
 struct sizing_current {
-    bool known[KEY_COUNT];
-    uint64_t value[KEY_COUNT];
-    int error[KEY_COUNT]; /* when not known: the read's negative errno */
+    bool known[SIZING_KEY_COUNT];
+    uint64_t value[SIZING_KEY_COUNT];
+    int error[SIZING_KEY_COUNT]; /* when not known: the read's negative errno */
 };
 
 struct sizing_usage {
@@ -69,13 +69,13 @@ struct sizing_problem {
 };
 
 struct sizing_result {
-    enum ram_tier tier;   /* never TIER_AUTO: the class used or detected */
+    enum ram_tier tier;   /* never PROFILE_TIER_AUTO: the class used or detected */
     bool tier_detected;   /* tier was auto */
     uint64_t ram_bytes;
     unsigned fraction_pct; /* share of RAM for shmmax (derivation or override) */
     bool shmmax_overridden;
     uint64_t page_size;
-    struct sizing_key keys[KEY_COUNT];
+    struct sizing_key keys[SIZING_KEY_COUNT];
     /* Why apply would refuse (guards, inconsistent overrides), if anything. */
     unsigned nproblems;
     struct sizing_problem problems[SIZING_MAX_PROBLEMS];

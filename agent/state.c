@@ -53,7 +53,7 @@ static int parse_apply(json_object *o, struct state_apply *a)
 
     if (!json_object_object_get_ex(o, "keys", &keys) || !json_object_is_type(keys, json_type_object))
         return -EBADMSG;
-    for (int id = 0; id < KEY_COUNT; id++)
+    for (int id = 0; id < SIZING_KEY_COUNT; id++)
         a->managed[id] = read_u64(keys, sizing_key_name(id), &a->value[id]);
     read_text(o, "dropin_path", a->dropin_path, sizeof(a->dropin_path));
     read_text(o, "dropin_sha256", a->dropin_sha256, sizeof(a->dropin_sha256));
@@ -148,7 +148,7 @@ static json_object *apply_json(const struct state_apply *a)
         return NULL;
     o = json_object_new_object();
     keys = json_object_new_object();
-    for (int id = 0; id < KEY_COUNT; id++)
+    for (int id = 0; id < SIZING_KEY_COUNT; id++)
         if (a->managed[id])
             add_u64(keys, sizing_key_name(id), a->value[id]);
     json_object_object_add(o, "keys", keys);
@@ -238,7 +238,7 @@ static bool same_apply(const struct state_apply *a, const struct state_apply *b)
     if (a->known != b->known || strcmp(a->dropin_path, b->dropin_path) != 0 ||
         strcmp(a->dropin_sha256, b->dropin_sha256) != 0 || strcmp(a->profile_sha256, b->profile_sha256) != 0)
         return false;
-    for (int id = 0; id < KEY_COUNT; id++)
+    for (int id = 0; id < SIZING_KEY_COUNT; id++)
         if (a->managed[id] != b->managed[id] || (a->managed[id] && a->value[id] != b->value[id]))
             return false;
     return true;

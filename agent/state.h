@@ -22,8 +22,8 @@
 
 struct state_apply {
     bool known;                  /* a successful apply was recorded */
-    bool managed[KEY_COUNT];
-    uint64_t value[KEY_COUNT];   /* what it set (or kept) */
+    bool managed[SIZING_KEY_COUNT];
+    uint64_t value[SIZING_KEY_COUNT];   /* what it set (or kept) */
     char dropin_path[4096];
     char dropin_sha256[65];      /* of the bytes it left on disk */
     char profile_sha256[65];

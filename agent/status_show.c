@@ -18,12 +18,12 @@
 
 static bool is_kernel_default(enum sizing_key_id key, uint64_t value)
 {
-    return key == KEY_SHMMNI ? value == SIZING_SHMMNI_DEFAULT : value == SIZING_KERNEL_DEFAULT;
+    return key == SIZING_KEY_SHMMNI ? value == SIZING_SHMMNI_DEFAULT : value == SIZING_KERNEL_DEFAULT;
 }
 
 static const char *unit_of(enum sizing_key_id key)
 {
-    return key == KEY_SHMMAX ? "bytes" : key == KEY_SHMALL ? "pages" : "segments";
+    return key == SIZING_KEY_SHMMAX ? "bytes" : key == SIZING_KEY_SHMALL ? "pages" : "segments";
 }
 
 /* Where a key's value comes from at boot under one set of rules. */
@@ -151,8 +151,8 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
         fputs("unknown (cannot read it)\n", out);
     } else {
         fprintf(out, "%" PRIu64 " %s", h->current.value[key], unit_of(key));
-        if (key != KEY_SHMMNI) {
-            human_size(h->current.value[key], key == KEY_SHMALL ? h->page_size : 1, human, sizeof(human));
+        if (key != SIZING_KEY_SHMMNI) {
+            human_size(h->current.value[key], key == SIZING_KEY_SHMALL ? h->page_size : 1, human, sizeof(human));
             fprintf(out, " (%s)", human);
         }
         fputs(is_kernel_default(key, h->current.value[key]) ? ", the kernel's default\n" : "\n", out);
@@ -171,13 +171,13 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
         fputs("      profile: does not set it\n", out);
         return;
     }
-    fprintf(out, "      profile: wants %s%" PRIu64 ": ", plan->profile->policy == POLICY_RAISE_ONLY ? "at least " : "",
-            k->derived);
+    fprintf(out, "      profile: wants %s%" PRIu64 ": ",
+            plan->profile->policy == PROFILE_POLICY_RAISE_ONLY ? "at least " : "", k->derived);
     if (plan_key_in_sync(plan, key))
         fputs("matches\n", out);
     else
         fprintf(out, "differs ('shmprov apply' would %s it)\n",
-                k->action == ACTION_LOWER ? "lower" : k->action == ACTION_RAISE ? "raise" : "set");
+                k->action == SIZING_ACTION_LOWER ? "lower" : k->action == SIZING_ACTION_RAISE ? "raise" : "set");
 }
 
 static void print_usage(FILE *out, const struct status *s)
@@ -191,14 +191,14 @@ static void print_usage(FILE *out, const struct status *s)
     }
     fprintf(out, "\nUsage (%s)\n", s->kernel_known ? "the kernel's counters, shmctl SHM_INFO" : "/proc/sysvipc/shm");
     fprintf(out, "  segments      %" PRIu64, s->segments_in_use);
-    print_against(out, s, KEY_SHMMNI, s->segments_in_use);
+    print_against(out, s, SIZING_KEY_SHMMNI, s->segments_in_use);
     fputs("  memory        ", out);
     if (s->segments) {
         sizes_format_human(t->bytes, human, sizeof(human));
         fprintf(out, "%" PRIu64 " bytes (%s) in ", t->bytes, human);
     }
     fprintf(out, "%" PRIu64 " pages", s->pages_in_use);
-    print_against(out, s, KEY_SHMALL, s->pages_in_use);
+    print_against(out, s, SIZING_KEY_SHMALL, s->pages_in_use);
     if (s->kernel_known)
         fprintf(out, "  resident      %" PRIu64 " pages, swapped %" PRIu64 " pages\n", s->kernel.rss_pages,
                 s->kernel.swap_pages);
@@ -208,7 +208,7 @@ static void print_usage(FILE *out, const struct status *s)
     }
     sizes_format_human(t->largest_segment, human, sizeof(human));
     fprintf(out, "  largest       %" PRIu64 " bytes (%s)", t->largest_segment, human);
-    print_against(out, s, KEY_SHMMAX, t->largest_segment);
+    print_against(out, s, SIZING_KEY_SHMMAX, t->largest_segment);
 }
 
 static void print_headroom_and_overcommit(FILE *out, const struct status *s)
@@ -258,7 +258,7 @@ static void print_segment_row(FILE *out, const struct shmseg *seg, const struct 
 
     shmseg_perms_text(seg->mode, perms);
     (void)snprintf(creator, sizeof(creator), "%" PRId64 " %s", seg->cpid, orphans_pid_state_name(v->creator));
-    if (v->last == PID_NEVER)
+    if (v->last == ORPHANS_PID_NEVER)
         (void)snprintf(last, sizeof(last), "-");
     else
         (void)snprintf(last, sizeof(last), "%" PRId64 " %s", seg->lpid, orphans_pid_state_name(v->last));
@@ -350,7 +350,7 @@ int status_print_text(const struct status *s, bool with_segments, FILE *out)
             plan->profile_note ? plan->profile_note : "", plan->profile_note ? ")" : "");
     print_namespace(out, s);
     fputs("\nLimits (running now)\n", out);
-    for (enum sizing_key_id key = 0; key < KEY_COUNT; key++)
+    for (enum sizing_key_id key = 0; key < SIZING_KEY_COUNT; key++)
         print_limit(out, s, key);
     print_usage(out, s);
     print_headroom_and_overcommit(out, s);
@@ -383,7 +383,7 @@ static json_object *json_limits(const struct status *s)
     const struct plan *plan = s->plan;
     json_object *o = json_object_new_object();
 
-    for (enum sizing_key_id key = 0; key < KEY_COUNT; key++) {
+    for (enum sizing_key_id key = 0; key < SIZING_KEY_COUNT; key++) {
         const struct sizing_key *k = &plan->sizing.keys[key];
         bool known = plan->host.current.known[key];
         uint64_t value = plan->host.current.value[key];

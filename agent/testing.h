@@ -111,7 +111,7 @@ enum removal_owner removal_judge_owner(const char *bytes, size_t len, const char
 
 /* Which keys a drop-in's text sets (an exclusion, "-key" alone, sets
  * nothing), as systemd-sysctl reads it. */
-void removal_keys_set_by(const char *text, size_t len, bool ret[KEY_COUNT]);
+void removal_keys_set_by(const char *text, size_t len, bool ret[SIZING_KEY_COUNT]);
 
 /* The boot value of key id once the drop-in is gone: the value of w, the
  * winning line (w->known false: no file sets it, the kernel's default),

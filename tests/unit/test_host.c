@@ -29,7 +29,7 @@ Test(host, reads_this_host)
     cr_expect_gt(f.page_size, 0);
     cr_expect_eq(f.page_size & (f.page_size - 1), 0, "page size is a power of two");
     cr_expect_gt(f.memtotal_bytes, 0);
-    cr_expect(f.current.known[KEY_SHMMAX]);
-    cr_expect(f.current.known[KEY_SHMALL]);
+    cr_expect(f.current.known[SIZING_KEY_SHMMAX]);
+    cr_expect(f.current.known[SIZING_KEY_SHMALL]);
     cr_expect(f.usage_known);
 }

@@ -80,9 +80,9 @@ Test(metrics, large_values_exact_and_shmall_bytes_as_a_float)
 {
     start(SMALL);
     m.page_size = 4096;
-    metrics_set_running(&m, KEY_SHMMAX, true, UINT64_C(18446744073692774399));
-    metrics_set_running(&m, KEY_SHMALL, true, UINT64_C(18446744073692774399));
-    metrics_set_running(&m, KEY_SHMMNI, true, 4096);
+    metrics_set_running(&m, SIZING_KEY_SHMMAX, true, UINT64_C(18446744073692774399));
+    metrics_set_running(&m, SIZING_KEY_SHMALL, true, UINT64_C(18446744073692774399));
+    metrics_set_running(&m, SIZING_KEY_SHMMNI, true, 4096);
     m.segments = (struct metrics_u64){ true, 0 };
     m.pages = (struct metrics_u64){ true, 0 };
     render();
@@ -125,8 +125,8 @@ Test(metrics, every_family_has_help_and_type_once_before_its_samples)
     char *save = NULL, last[128] = "";
 
     start(SMALL);
-    m.keys[KEY_SHMMAX].managed = true;
-    metrics_set_running(&m, KEY_SHMMAX, true, 1);
+    m.keys[SIZING_KEY_SHMMAX].managed = true;
+    metrics_set_running(&m, SIZING_KEY_SHMMAX, true, 1);
     metrics_set_dropin(&m, true);
     m.segments = m.pages = m.bytes = m.largest = m.orphans = m.leftovers = (struct metrics_u64){ true, 0 };
     m.waiting = m.dropped = m.quarantined = m.rejected = (struct metrics_u64){ true, 0 };
@@ -152,21 +152,21 @@ Test(metrics, every_family_has_help_and_type_once_before_its_samples)
 Test(metrics, in_sync_follows_the_policy_and_unknown_is_left_out)
 {
     start(SMALL "policy: raise-only\n");
-    m.keys[KEY_SHMMAX].managed = true;
-    m.keys[KEY_SHMMAX].derived = 100;
-    metrics_set_running(&m, KEY_SHMMAX, true, 200);
-    cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_RUNTIME], 1, "raise-only: more is in sync");
-    metrics_set_running(&m, KEY_SHMMAX, true, 99);
-    cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_RUNTIME], 0);
-    metrics_set_running(&m, KEY_SHMMAX, false, 0);
-    cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_RUNTIME], 0, "unreadable: drift, as verify says");
+    m.keys[SIZING_KEY_SHMMAX].managed = true;
+    m.keys[SIZING_KEY_SHMMAX].derived = 100;
+    metrics_set_running(&m, SIZING_KEY_SHMMAX, true, 200);
+    cr_expect_eq(m.keys[SIZING_KEY_SHMMAX].in_sync[METRICS_CHECK_RUNTIME], 1, "raise-only: more is in sync");
+    metrics_set_running(&m, SIZING_KEY_SHMMAX, true, 99);
+    cr_expect_eq(m.keys[SIZING_KEY_SHMMAX].in_sync[METRICS_CHECK_RUNTIME], 0);
+    metrics_set_running(&m, SIZING_KEY_SHMMAX, false, 0);
+    cr_expect_eq(m.keys[SIZING_KEY_SHMMAX].in_sync[METRICS_CHECK_RUNTIME], 0, "unreadable: drift, as verify says");
     render();
     expect_line("shmprov_in_sync{key=\"kernel.shmmax\",check=\"runtime\"} 0");
     cr_expect_null(strstr(text, "check=\"dropin\""), "not known: left out, never a guessed 0");
     cr_expect_null(strstr(text, "value=\"running\""), "unreadable: no running series");
-    m.policy_id = POLICY_ENFORCE;
-    metrics_set_running(&m, KEY_SHMMAX, true, 200);
-    cr_expect_eq(m.keys[KEY_SHMMAX].in_sync[METRICS_CHECK_RUNTIME], 0, "enforce: exactly");
+    m.policy_id = PROFILE_POLICY_ENFORCE;
+    metrics_set_running(&m, SIZING_KEY_SHMMAX, true, 200);
+    cr_expect_eq(m.keys[SIZING_KEY_SHMMAX].in_sync[METRICS_CHECK_RUNTIME], 0, "enforce: exactly");
 }
 
 /* The boot check of one key after metrics_set_boot(). */
@@ -185,21 +185,21 @@ Test(metrics, boot_is_shmprovs_dropin_winning_under_systemd_sysctl)
     cr_assert(plan && c);
     start(SMALL);
     plan->profile = p;
-    plan->sizing.keys[KEY_SHMMAX] = (struct sizing_key){ .managed = true, .persist = true };
-    plan->sizing.keys[KEY_SHMALL] = (struct sizing_key){ .managed = true, .persist = false }; /* kept (raise-only) */
-    m.keys[KEY_SHMMAX].managed = m.keys[KEY_SHMALL].managed = true;
-    cr_expect_eq(boot_in_sync(plan, NULL, KEY_SHMMAX), -1);
+    plan->sizing.keys[SIZING_KEY_SHMMAX] = (struct sizing_key){ .managed = true, .persist = true };
+    plan->sizing.keys[SIZING_KEY_SHMALL] = (struct sizing_key){ .managed = true, .persist = false }; /* kept (raise-only) */
+    m.keys[SIZING_KEY_SHMMAX].managed = m.keys[SIZING_KEY_SHMALL].managed = true;
+    cr_expect_eq(boot_in_sync(plan, NULL, SIZING_KEY_SHMMAX), -1);
 
-    c->winners[KEY_SHMMAX][SYSCTLD_SYSTEMD].known = true;
-    strcpy(c->winners[KEY_SHMMAX][SYSCTLD_SYSTEMD].path, p->dropin);
-    cr_expect_eq(boot_in_sync(plan, c, KEY_SHMMAX), 1);
-    cr_expect_eq(boot_in_sync(plan, c, KEY_SHMALL), 1, "not in the drop-in: nothing to lose");
-    cr_expect_eq(boot_in_sync(plan, c, KEY_SHMMNI), -1, "not managed");
+    c->winners[SIZING_KEY_SHMMAX][SYSCTLD_SYSTEMD].known = true;
+    strcpy(c->winners[SIZING_KEY_SHMMAX][SYSCTLD_SYSTEMD].path, p->dropin);
+    cr_expect_eq(boot_in_sync(plan, c, SIZING_KEY_SHMMAX), 1);
+    cr_expect_eq(boot_in_sync(plan, c, SIZING_KEY_SHMALL), 1, "not in the drop-in: nothing to lose");
+    cr_expect_eq(boot_in_sync(plan, c, SIZING_KEY_SHMMNI), -1, "not managed");
     c->uncertain[SYSCTLD_SYSTEMD] = true;
-    cr_expect_eq(boot_in_sync(plan, c, KEY_SHMMAX), 0, "a file not analysed may win");
+    cr_expect_eq(boot_in_sync(plan, c, SIZING_KEY_SHMMAX), 0, "a file not analysed may win");
     c->uncertain[SYSCTLD_SYSTEMD] = false;
-    strcpy(c->winners[KEY_SHMMAX][SYSCTLD_SYSTEMD].path, "/etc/sysctl.d/99-other.conf");
-    cr_expect_eq(boot_in_sync(plan, c, KEY_SHMMAX), 0);
+    strcpy(c->winners[SIZING_KEY_SHMMAX][SYSCTLD_SYSTEMD].path, "/etc/sysctl.d/99-other.conf");
+    cr_expect_eq(boot_in_sync(plan, c, SIZING_KEY_SHMMAX), 0);
     free(c);
     free(plan);
 }

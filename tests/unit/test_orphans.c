@@ -53,8 +53,8 @@ Test(orphans, dead_creators_segments_are_candidates_removed_after_recheck)
     enter_private_ipc();
     id = create_by_child(0x5150, 10000, 0600, -1, false, NULL);
     v = verdict_of(id, &s);
-    cr_expect_eq(v.creator, PID_GONE);
-    cr_expect_eq(v.last, PID_NEVER);
+    cr_expect_eq(v.creator, ORPHANS_PID_GONE);
+    cr_expect_eq(v.last, ORPHANS_PID_NEVER);
     cr_assert(v.candidate);
 
     cr_expect_eq(orphans_remove(&s, true, why, sizeof(why)), ORPHAN_WOULD_REMOVE, "%s", why);
@@ -65,7 +65,7 @@ Test(orphans, dead_creators_segments_are_candidates_removed_after_recheck)
 
     /* Attached and detached by its dead creator: the last pid is gone too. */
     v = verdict_of(create_by_child(0x5151, 4096, 0600, -1, true, NULL), &s);
-    cr_expect_eq(v.last, PID_GONE);
+    cr_expect_eq(v.last, ORPHANS_PID_GONE);
     cr_expect_neq(s.lpid, 0);
     cr_expect(v.candidate);
 }
@@ -129,15 +129,15 @@ Test(orphans, live_creator_and_attached_are_not_candidates)
     id = shmget(0x5154, 4096, IPC_CREAT | IPC_EXCL | 0600);
     cr_assert_geq(id, 0);
     v = verdict_of(id, &s);
-    cr_expect_eq(v.creator, PID_ALIVE);
+    cr_expect_eq(v.creator, ORPHANS_PID_ALIVE);
     cr_expect_not(v.candidate, "nattch 0 but the creator (this process) lives");
 
     id = create_by_child(0x5155, 4096, 0600, -1, false, NULL);
     p = shmat(id, NULL, 0);
     cr_assert_neq(p, (void *)-1);
     v = verdict_of(id, &s);
-    cr_expect_eq(v.creator, PID_GONE);
-    cr_expect_eq(v.last, PID_ALIVE);
+    cr_expect_eq(v.creator, ORPHANS_PID_GONE);
+    cr_expect_eq(v.last, ORPHANS_PID_ALIVE);
     cr_expect_not(v.candidate, "attached");
     cr_assert_eq(shmdt(p), 0);
     cr_expect_not(verdict_of(id, &s).candidate, "the last user (this process) lives");
@@ -181,10 +181,10 @@ Test(orphans, pid_states)
 {
     struct shmseg never = { 0 }, attached = { .atime = 1 };
 
-    cr_expect_eq(orphans_pid_state(getpid(), false, &never), PID_ALIVE);
-    cr_expect_eq(orphans_pid_state(1, false, &never), PID_ALIVE);
-    cr_expect_eq(orphans_pid_state(0, false, &never), PID_NOT_VISIBLE);
-    cr_expect_eq(orphans_pid_state(0, true, &never), PID_NEVER);
-    cr_expect_eq(orphans_pid_state(0, true, &attached), PID_NOT_VISIBLE);
-    cr_expect_eq(orphans_pid_state(-5, false, &never), PID_NOT_VISIBLE);
+    cr_expect_eq(orphans_pid_state(getpid(), false, &never), ORPHANS_PID_ALIVE);
+    cr_expect_eq(orphans_pid_state(1, false, &never), ORPHANS_PID_ALIVE);
+    cr_expect_eq(orphans_pid_state(0, false, &never), ORPHANS_PID_NOT_VISIBLE);
+    cr_expect_eq(orphans_pid_state(0, true, &never), ORPHANS_PID_NEVER);
+    cr_expect_eq(orphans_pid_state(0, true, &attached), ORPHANS_PID_NOT_VISIBLE);
+    cr_expect_eq(orphans_pid_state(-5, false, &never), ORPHANS_PID_NOT_VISIBLE);
 }

@@ -46,11 +46,11 @@ static void enter_private_ipc(void)
 {
     uint64_t shmmax = 0;
 
-    cr_assert_eq(kernel_read_limit(KEY_SHMMAX, &outer_shmmax), 0);
+    cr_assert_eq(kernel_read_limit(SIZING_KEY_SHMMAX, &outer_shmmax), 0);
     outer_ns_fd = open("/proc/self/ns/ipc", O_RDONLY | O_CLOEXEC);
     cr_assert_geq(outer_ns_fd, 0, "cannot open /proc/self/ns/ipc: %s", strerror(errno));
     isolate(CLONE_NEWIPC, "creates real SysV segments and changes kernel.shm* limits");
-    cr_assert_eq(kernel_read_limit(KEY_SHMMAX, &shmmax), 0);
+    cr_assert_eq(kernel_read_limit(SIZING_KEY_SHMMAX, &shmmax), 0);
     cr_assert_eq(shmmax, SIZING_KERNEL_DEFAULT, "a new IPC namespace starts with the defaults");
 }
 
@@ -68,9 +68,9 @@ static struct probe_limits limits_of(uint64_t shmmax, uint64_t shmall, uint64_t 
  * as the probe is told them. */
 static struct probe_limits set_limits(uint64_t shmmax, uint64_t shmall, uint64_t shmmni)
 {
-    const uint64_t want[KEY_COUNT] = { shmmax, shmall, shmmni };
+    const uint64_t want[SIZING_KEY_COUNT] = { shmmax, shmall, shmmni };
 
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         uint64_t seen = 0;
         int r = kernel_write_limit((enum sizing_key_id)id, want[id]);
 
@@ -117,7 +117,7 @@ static void assert_outer_untouched(void)
         uint64_t now = 0;
         if (setns(outer_ns_fd, CLONE_NEWIPC) < 0)
             _exit(2);
-        if (kernel_read_limit(KEY_SHMMAX, &now) < 0)
+        if (kernel_read_limit(SIZING_KEY_SHMMAX, &now) < 0)
             _exit(3);
         _exit(now == outer_shmmax ? 0 : 1);
     }

@@ -31,9 +31,9 @@ Test(profile, every_key)
 {
     struct profile *p = parse_profile_or_die(full_profile);
 
-    cr_expect_eq(p->ram_tier, TIER_LARGE);
-    cr_expect_eq(p->workload, WORKLOAD_BIGDATA);
-    cr_expect_eq(p->policy, POLICY_RAISE_ONLY);
+    cr_expect_eq(p->ram_tier, PROFILE_TIER_LARGE);
+    cr_expect_eq(p->workload, PROFILE_WORKLOAD_BIGDATA);
+    cr_expect_eq(p->policy, PROFILE_POLICY_RAISE_ONLY);
     cr_expect(p->shmmax.set);
     cr_expect_eq(p->shmmax.size.kind, SIZE_PERCENT);
     cr_expect_eq(p->shmmax.size.value, 60);
@@ -59,9 +59,9 @@ Test(profile, defaults)
 {
     struct profile *p = parse_profile_or_die("version: 1\n");
 
-    cr_expect_eq(p->ram_tier, TIER_AUTO);
-    cr_expect_eq(p->workload, WORKLOAD_GENERAL);
-    cr_expect_eq(p->policy, POLICY_ENFORCE);
+    cr_expect_eq(p->ram_tier, PROFILE_TIER_AUTO);
+    cr_expect_eq(p->workload, PROFILE_WORKLOAD_GENERAL);
+    cr_expect_eq(p->policy, PROFILE_POLICY_ENFORCE);
     cr_expect_not(p->shmmax.set);
     cr_expect_not(p->shmall.set);
     cr_expect_not(p->shmmni.set);
@@ -255,7 +255,7 @@ ParameterizedTest(size_t *i, profile, accepted)
     struct profile *p = parse_profile_or_die(accepted[*i]);
 
     if (strstr(accepted[*i], "raise-only"))
-        cr_expect_eq(p->policy, POLICY_RAISE_ONLY);
+        cr_expect_eq(p->policy, PROFILE_POLICY_RAISE_ONLY);
     cr_expect_eq(p->nlabels, 0);
     profile_free(p);
 }
@@ -305,7 +305,7 @@ Test(profile, builtin_is_profiles_default_yaml)
     cr_expect_str_eq(p->sha256_hex, file->sha256_hex,
                      "the built-in default must be profiles/default.yaml byte for byte");
     cr_expect(p->builtin);
-    cr_expect_eq(p->policy, POLICY_ENFORCE);
+    cr_expect_eq(p->policy, PROFILE_POLICY_ENFORCE);
     profile_free(file);
     profile_free(p);
     profile_diags_free(&d);
@@ -318,9 +318,9 @@ Test(profile, example_profiles_parse)
         enum ram_tier tier;
         enum workload workload;
     } examples[] = {
-        { "default", TIER_AUTO, WORKLOAD_GENERAL },     { "small", TIER_SMALL, WORKLOAD_GENERAL },
-        { "medium", TIER_MEDIUM, WORKLOAD_GENERAL },    { "large", TIER_LARGE, WORKLOAD_GENERAL },
-        { "postgresql", TIER_AUTO, WORKLOAD_DATABASE }, { "bigdata", TIER_AUTO, WORKLOAD_BIGDATA },
+        { "default", PROFILE_TIER_AUTO, PROFILE_WORKLOAD_GENERAL },     { "small", PROFILE_TIER_SMALL, PROFILE_WORKLOAD_GENERAL },
+        { "medium", PROFILE_TIER_MEDIUM, PROFILE_WORKLOAD_GENERAL },    { "large", PROFILE_TIER_LARGE, PROFILE_WORKLOAD_GENERAL },
+        { "postgresql", PROFILE_TIER_AUTO, PROFILE_WORKLOAD_DATABASE }, { "bigdata", PROFILE_TIER_AUTO, PROFILE_WORKLOAD_BIGDATA },
     };
 
     for (size_t i = 0; i < ELEMENTSOF(examples); i++) {

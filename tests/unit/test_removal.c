@@ -15,9 +15,9 @@ static const char ours[] = DROPIN_HEADER "# profile: x\nkernel.shmmax = 42949672
 
 Test(removal, kernel_defaults_are_the_uapi_values)
 {
-    cr_assert_eq(removal_kernel_default(KEY_SHMMAX), DEFAULT);
-    cr_assert_eq(removal_kernel_default(KEY_SHMALL), DEFAULT);
-    cr_assert_eq(removal_kernel_default(KEY_SHMMNI), 4096);
+    cr_assert_eq(removal_kernel_default(SIZING_KEY_SHMMAX), DEFAULT);
+    cr_assert_eq(removal_kernel_default(SIZING_KEY_SHMALL), DEFAULT);
+    cr_assert_eq(removal_kernel_default(SIZING_KEY_SHMMNI), 4096);
 }
 
 Test(removal, owner_by_the_recorded_sha256)
@@ -50,14 +50,14 @@ Test(removal, keys_set_by_a_drop_in)
 {
     const char glob[] = "# kernel.shmmni = 1\nkernel.shm* = 5\n";
     const char exclusion[] = "-kernel.shmmni\nkernel/shmall = 7\n";
-    bool set[KEY_COUNT];
+    bool set[SIZING_KEY_COUNT];
 
     removal_keys_set_by(ours, strlen(ours), set);
-    cr_assert(set[KEY_SHMMAX] && set[KEY_SHMALL] && !set[KEY_SHMMNI]);
+    cr_assert(set[SIZING_KEY_SHMMAX] && set[SIZING_KEY_SHMALL] && !set[SIZING_KEY_SHMMNI]);
     removal_keys_set_by(glob, strlen(glob), set);
-    cr_assert(set[KEY_SHMMAX] && set[KEY_SHMALL] && set[KEY_SHMMNI], "a pattern sets every key it matches");
+    cr_assert(set[SIZING_KEY_SHMMAX] && set[SIZING_KEY_SHMALL] && set[SIZING_KEY_SHMMNI], "a pattern sets every key it matches");
     removal_keys_set_by(exclusion, strlen(exclusion), set);
-    cr_assert(!set[KEY_SHMMAX] && set[KEY_SHMALL] && !set[KEY_SHMMNI], "an exclusion sets nothing");
+    cr_assert(!set[SIZING_KEY_SHMMAX] && set[SIZING_KEY_SHMALL] && !set[SIZING_KEY_SHMMNI], "an exclusion sets nothing");
 }
 
 Test(removal, boot_value_of_a_winner_or_the_default)
@@ -66,15 +66,15 @@ Test(removal, boot_value_of_a_winner_or_the_default)
     struct sysctld_assignment none = { .known = false };
     struct removal_key k;
 
-    removal_boot_value(KEY_SHMMAX, &w, false, &k);
+    removal_boot_value(SIZING_KEY_SHMMAX, &w, false, &k);
     cr_assert(k.boot_known);
     cr_assert_eq(k.boot, 123456789);
     cr_assert_str_eq(k.source, "/usr/lib/sysctl.d/50-x.conf:3");
-    removal_boot_value(KEY_SHMMNI, &none, false, &k);
+    removal_boot_value(SIZING_KEY_SHMMNI, &none, false, &k);
     cr_assert(k.boot_known);
     cr_assert_eq(k.boot, 4096);
     cr_assert_str_eq(k.source, REMOVAL_SOURCE_DEFAULT);
-    removal_boot_value(KEY_SHMALL, &none, false, &k);
+    removal_boot_value(SIZING_KEY_SHMALL, &none, false, &k);
     cr_assert_eq(k.boot, DEFAULT);
 }
 
@@ -86,12 +86,12 @@ Test(removal, boot_value_shmprov_cannot_read_is_unknown)
 
     for (size_t i = 0; i < sizeof(unreadable) / sizeof(unreadable[0]); i++) {
         (void)snprintf(w.value, sizeof(w.value), "%s", unreadable[i]);
-        removal_boot_value(KEY_SHMMAX, &w, false, &k);
+        removal_boot_value(SIZING_KEY_SHMMAX, &w, false, &k);
         cr_assert(!k.boot_known, "'%s' read as %llu", unreadable[i], (unsigned long long)k.boot);
         cr_assert(strstr(k.problem, "/etc/sysctl.d/99-x.conf:2 sets kernel.shmmax to '"), "%s", k.problem);
     }
     w.known = false;
-    removal_boot_value(KEY_SHMMAX, &w, true, &k);
+    removal_boot_value(SIZING_KEY_SHMMAX, &w, true, &k);
     cr_assert(!k.boot_known, "an analysis that could not read every file knows no default either");
     cr_assert(strstr(k.problem, "could not be analysed"), "%s", k.problem);
 }
@@ -101,11 +101,11 @@ static struct plan *plan_in_scratch(const struct profile *p, uint64_t shmmax_now
     struct host_facts h = { .memtotal_bytes = UINT64_C(8) << 30, .page_size = 4096, .overcommit_memory = 0 };
     struct plan *plan = NULL;
 
-    for (int id = 0; id < KEY_COUNT; id++) {
+    for (int id = 0; id < SIZING_KEY_COUNT; id++) {
         h.current.known[id] = true;
-        h.current.value[id] = id == KEY_SHMMNI ? 4096 : DEFAULT;
+        h.current.value[id] = id == SIZING_KEY_SHMMNI ? 4096 : DEFAULT;
     }
-    h.current.value[KEY_SHMMAX] = shmmax_now;
+    h.current.value[SIZING_KEY_SHMMAX] = shmmax_now;
     cr_assert_eq(plan_build(p, &h, true, scratch(), &plan), 0);
     return plan;
 }
@@ -126,14 +126,14 @@ Test(removal, prepare_makes_the_boot_values_the_targets, .init = scratch_make, .
     cr_assert_eq(r->owner, REMOVAL_OWNED_RENDERED);
     cr_assert_null(plan->dropin_new, "a removal plan has no new text");
     cr_assert(plan->dropin_changed);
-    cr_assert(r->keys[KEY_SHMMAX].managed && r->keys[KEY_SHMALL].managed && !r->keys[KEY_SHMMNI].managed);
-    cr_assert_eq(plan->sizing.keys[KEY_SHMMAX].target, DEFAULT);
-    cr_assert_eq(plan->sizing.keys[KEY_SHMMAX].action, ACTION_RAISE);
-    cr_assert_str_eq(plan->sizing.keys[KEY_SHMMAX].source, REMOVAL_SOURCE_DEFAULT);
-    cr_assert_eq(plan->sizing.keys[KEY_SHMALL].target, 777);
-    cr_assert_eq(plan->sizing.keys[KEY_SHMALL].action, ACTION_LOWER);
-    cr_assert_str_eq(r->keys[KEY_SHMALL].source, "/usr/lib/sysctl.d/50-x.conf:1");
-    cr_assert(!plan->sizing.keys[KEY_SHMMNI].managed);
+    cr_assert(r->keys[SIZING_KEY_SHMMAX].managed && r->keys[SIZING_KEY_SHMALL].managed && !r->keys[SIZING_KEY_SHMMNI].managed);
+    cr_assert_eq(plan->sizing.keys[SIZING_KEY_SHMMAX].target, DEFAULT);
+    cr_assert_eq(plan->sizing.keys[SIZING_KEY_SHMMAX].action, SIZING_ACTION_RAISE);
+    cr_assert_str_eq(plan->sizing.keys[SIZING_KEY_SHMMAX].source, REMOVAL_SOURCE_DEFAULT);
+    cr_assert_eq(plan->sizing.keys[SIZING_KEY_SHMALL].target, 777);
+    cr_assert_eq(plan->sizing.keys[SIZING_KEY_SHMALL].action, SIZING_ACTION_LOWER);
+    cr_assert_str_eq(r->keys[SIZING_KEY_SHMALL].source, "/usr/lib/sysctl.d/50-x.conf:1");
+    cr_assert(!plan->sizing.keys[SIZING_KEY_SHMMNI].managed);
     cr_assert_null(removal_unknown_key(r));
     removal_free(r);
     plan_free(plan);
@@ -150,10 +150,10 @@ Test(removal, prepare_without_a_drop_in_resets_the_profile_keys, .init = scratch
     cr_assert_eq(removal_prepare(plan, scratch(), NULL, &r), 0);
     cr_assert_eq(r->owner, REMOVAL_ABSENT);
     cr_assert(!plan->dropin_changed);
-    cr_assert(r->keys[KEY_SHMMAX].managed && r->keys[KEY_SHMALL].managed && r->keys[KEY_SHMMNI].managed);
+    cr_assert(r->keys[SIZING_KEY_SHMMAX].managed && r->keys[SIZING_KEY_SHMALL].managed && r->keys[SIZING_KEY_SHMMNI].managed);
     cr_assert_not_null(removal_unknown_key(r), "0x10 is refused, not read as 16 nor as the default");
-    cr_assert_eq(plan->sizing.keys[KEY_SHMMAX].target, 1234, "an unknown boot value leaves the key alone");
-    cr_assert_eq(plan->sizing.keys[KEY_SHMMNI].target, 4096);
+    cr_assert_eq(plan->sizing.keys[SIZING_KEY_SHMMAX].target, 1234, "an unknown boot value leaves the key alone");
+    cr_assert_eq(plan->sizing.keys[SIZING_KEY_SHMMNI].target, 4096);
     removal_free(r);
     plan_free(plan);
     profile_free(p);

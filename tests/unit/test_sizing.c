@@ -19,35 +19,35 @@ struct derivation_row {
 
 static const struct derivation_row derivation_rows[] = {
     /* The guide's table, 4 KiB pages. */
-    { "version: 1\nhost: {ram_tier: small}\n", 0, 4096, TIER_SMALL, 4294967296, 1048576 },
-    { "version: 1\nhost: {ram_tier: medium}\n", 0, 4096, TIER_MEDIUM, 17179869184, 4194304 },
-    { "version: 1\nhost: {ram_tier: large}\n", 0, 4096, TIER_LARGE, 68719476736, 16777216 },
+    { "version: 1\nhost: {ram_tier: small}\n", 0, 4096, PROFILE_TIER_SMALL, 4294967296, 1048576 },
+    { "version: 1\nhost: {ram_tier: medium}\n", 0, 4096, PROFILE_TIER_MEDIUM, 17179869184, 4194304 },
+    { "version: 1\nhost: {ram_tier: large}\n", 0, 4096, PROFILE_TIER_LARGE, 68719476736, 16777216 },
     /* 64 KiB pages (arm64, ppc64le): same bytes, 16x fewer pages. */
-    { "version: 1\nhost: {ram_tier: small}\n", 0, 65536, TIER_SMALL, 4294967296, 65536 },
-    { "version: 1\nhost: {ram_tier: medium}\n", 0, 65536, TIER_MEDIUM, 17179869184, 262144 },
-    { "version: 1\nhost: {ram_tier: large}\n", 0, 65536, TIER_LARGE, 68719476736, 1048576 },
+    { "version: 1\nhost: {ram_tier: small}\n", 0, 65536, PROFILE_TIER_SMALL, 4294967296, 65536 },
+    { "version: 1\nhost: {ram_tier: medium}\n", 0, 65536, PROFILE_TIER_MEDIUM, 17179869184, 262144 },
+    { "version: 1\nhost: {ram_tier: large}\n", 0, 65536, PROFILE_TIER_LARGE, 68719476736, 1048576 },
     /* Workloads: database 50 %, bigdata 75 %. */
-    { "version: 1\nhost: {ram_tier: small, workload: database}\n", 0, 4096, TIER_SMALL, 4294967296, 1048576 },
-    { "version: 1\nhost: {ram_tier: medium, workload: database}\n", 0, 4096, TIER_MEDIUM, 17179869184, 4194304 },
-    { "version: 1\nhost: {ram_tier: small, workload: bigdata}\n", 0, 4096, TIER_SMALL, 6442450944, 1572864 },
-    { "version: 1\nhost: {ram_tier: medium, workload: bigdata}\n", 0, 4096, TIER_MEDIUM, 25769803776, 6291456 },
-    { "version: 1\nhost: {ram_tier: large, workload: bigdata}\n", 0, 4096, TIER_LARGE, 103079215104, 25165824 },
-    { "version: 1\nhost: {ram_tier: large, workload: bigdata}\n", 0, 65536, TIER_LARGE, 103079215104, 1572864 },
+    { "version: 1\nhost: {ram_tier: small, workload: database}\n", 0, 4096, PROFILE_TIER_SMALL, 4294967296, 1048576 },
+    { "version: 1\nhost: {ram_tier: medium, workload: database}\n", 0, 4096, PROFILE_TIER_MEDIUM, 17179869184, 4194304 },
+    { "version: 1\nhost: {ram_tier: small, workload: bigdata}\n", 0, 4096, PROFILE_TIER_SMALL, 6442450944, 1572864 },
+    { "version: 1\nhost: {ram_tier: medium, workload: bigdata}\n", 0, 4096, PROFILE_TIER_MEDIUM, 25769803776, 6291456 },
+    { "version: 1\nhost: {ram_tier: large, workload: bigdata}\n", 0, 4096, PROFILE_TIER_LARGE, 103079215104, 25165824 },
+    { "version: 1\nhost: {ram_tier: large, workload: bigdata}\n", 0, 65536, PROFILE_TIER_LARGE, 103079215104, 1572864 },
     /* auto: measured MemTotal, rounded down to a whole page. */
-    { "version: 1\n", 8052617216, 4096, TIER_SMALL, 4026306560, 982985 },
-    { "version: 1\n", 8052617216, 65536, TIER_SMALL, 4026269696, 61436 },
-    { "version: 1\n", 16 * GiB - 1024, 4096, TIER_SMALL, 8589930496, 2097151 },
-    { "version: 1\n", 16 * GiB, 4096, TIER_MEDIUM, 8589934592, 2097152 },
-    { "version: 1\n", 64 * GiB - 1024, 4096, TIER_MEDIUM, 34359734272, 8388607 },
-    { "version: 1\n", 64 * GiB, 4096, TIER_LARGE, 34359738368, 8388608 },
-    { "version: 1\nhost: {workload: bigdata}\n", 25165824000, 4096, TIER_MEDIUM, 18874368000, 4608000 },
+    { "version: 1\n", 8052617216, 4096, PROFILE_TIER_SMALL, 4026306560, 982985 },
+    { "version: 1\n", 8052617216, 65536, PROFILE_TIER_SMALL, 4026269696, 61436 },
+    { "version: 1\n", 16 * GiB - 1024, 4096, PROFILE_TIER_SMALL, 8589930496, 2097151 },
+    { "version: 1\n", 16 * GiB, 4096, PROFILE_TIER_MEDIUM, 8589934592, 2097152 },
+    { "version: 1\n", 64 * GiB - 1024, 4096, PROFILE_TIER_MEDIUM, 34359734272, 8388607 },
+    { "version: 1\n", 64 * GiB, 4096, PROFILE_TIER_LARGE, 34359738368, 8388608 },
+    { "version: 1\nhost: {workload: bigdata}\n", 25165824000, 4096, PROFILE_TIER_MEDIUM, 18874368000, 4608000 },
     /* Overrides. */
-    { "version: 1\nhost: {ram_tier: medium}\nlimits: {shmmax: 60%}\n", 0, 4096, TIER_MEDIUM, 20615839744, 5033164 },
-    { "version: 1\nhost: {ram_tier: medium}\nlimits: {shmmax: 10GiB}\n", 0, 4096, TIER_MEDIUM, 10737418240, 2621440 },
-    { "version: 1\nlimits: {shmmax: 1000000}\n", 8 * GiB, 4096, TIER_SMALL, 1000000, 245 },
-    { "version: 1\nlimits: {shmmax: 16GiB, shmall: 16GiB}\n", 8 * GiB, 4096, TIER_SMALL, 17179869184, 4194304 },
-    { "version: 1\nlimits: {shmmax: 16GiB, shmall: 8000000}\n", 8 * GiB, 4096, TIER_SMALL, 17179869184, 8000000 },
-    { "version: 1\nlimits: {shmall: 16GiB}\n", 8 * GiB, 65536, TIER_SMALL, 4294967296, 262144 },
+    { "version: 1\nhost: {ram_tier: medium}\nlimits: {shmmax: 60%}\n", 0, 4096, PROFILE_TIER_MEDIUM, 20615839744, 5033164 },
+    { "version: 1\nhost: {ram_tier: medium}\nlimits: {shmmax: 10GiB}\n", 0, 4096, PROFILE_TIER_MEDIUM, 10737418240, 2621440 },
+    { "version: 1\nlimits: {shmmax: 1000000}\n", 8 * GiB, 4096, PROFILE_TIER_SMALL, 1000000, 245 },
+    { "version: 1\nlimits: {shmmax: 16GiB, shmall: 16GiB}\n", 8 * GiB, 4096, PROFILE_TIER_SMALL, 17179869184, 4194304 },
+    { "version: 1\nlimits: {shmmax: 16GiB, shmall: 8000000}\n", 8 * GiB, 4096, PROFILE_TIER_SMALL, 17179869184, 8000000 },
+    { "version: 1\nlimits: {shmall: 16GiB}\n", 8 * GiB, 65536, PROFILE_TIER_SMALL, 4294967296, 262144 },
 };
 
 /* sizing_compute() on yaml; the result keeps nothing of the profile. */
@@ -74,12 +74,12 @@ Test(sizing, derivation_table)
         struct sizing_result r = compute(row->yaml, row->memtotal, row->page, NULL, NULL, false);
 
         cr_expect_eq(r.tier, row->tier, "row %zu: tier %d, expected %d", i, r.tier, row->tier);
-        cr_expect_eq(r.keys[KEY_SHMMAX].target, row->shmmax, "row %zu: shmmax %llu, expected %llu", i,
-                     (unsigned long long)r.keys[KEY_SHMMAX].target, (unsigned long long)row->shmmax);
-        cr_expect_eq(r.keys[KEY_SHMALL].target, row->shmall, "row %zu: shmall %llu, expected %llu", i,
-                     (unsigned long long)r.keys[KEY_SHMALL].target, (unsigned long long)row->shmall);
+        cr_expect_eq(r.keys[SIZING_KEY_SHMMAX].target, row->shmmax, "row %zu: shmmax %llu, expected %llu", i,
+                     (unsigned long long)r.keys[SIZING_KEY_SHMMAX].target, (unsigned long long)row->shmmax);
+        cr_expect_eq(r.keys[SIZING_KEY_SHMALL].target, row->shmall, "row %zu: shmall %llu, expected %llu", i,
+                     (unsigned long long)r.keys[SIZING_KEY_SHMALL].target, (unsigned long long)row->shmall);
         cr_expect_eq(r.nproblems, 0, "row %zu: unexpected problem: %s", i, r.problems[0].text);
-        cr_expect_not(r.keys[KEY_SHMMNI].managed, "row %zu: shmmni managed without being set", i);
+        cr_expect_not(r.keys[SIZING_KEY_SHMMNI].managed, "row %zu: shmmni managed without being set", i);
     }
 }
 
@@ -91,10 +91,10 @@ Test(sizing, derived_shmmax_is_page_aligned_and_shmall_exact)
             struct sizing_result r =
                 compute("version: 1\nhost: {workload: bigdata}\n", mem, pages[i], NULL, NULL, false);
 
-            cr_expect_eq(r.keys[KEY_SHMMAX].target % pages[i], 0);
-            cr_expect_eq(r.keys[KEY_SHMALL].target * pages[i], r.keys[KEY_SHMMAX].target);
-            cr_expect_leq(r.keys[KEY_SHMMAX].target, mem / 4 * 3);
-            cr_expect_gt(r.keys[KEY_SHMMAX].target + pages[i], mem / 4 * 3);
+            cr_expect_eq(r.keys[SIZING_KEY_SHMMAX].target % pages[i], 0);
+            cr_expect_eq(r.keys[SIZING_KEY_SHMALL].target * pages[i], r.keys[SIZING_KEY_SHMMAX].target);
+            cr_expect_leq(r.keys[SIZING_KEY_SHMMAX].target, mem / 4 * 3);
+            cr_expect_gt(r.keys[SIZING_KEY_SHMMAX].target + pages[i], mem / 4 * 3);
         }
 }
 
@@ -108,17 +108,17 @@ struct policy_row {
 
 static const struct policy_row policy_rows[] = {
     /* enforce on the kernel defaults lowers both. */
-    { "version: 1\nhost: {ram_tier: small}\n", DEFAULT, DEFAULT, 4294967296, 1048576, ACTION_LOWER, ACTION_LOWER, true },
+    { "version: 1\nhost: {ram_tier: small}\n", DEFAULT, DEFAULT, 4294967296, 1048576, SIZING_ACTION_LOWER, SIZING_ACTION_LOWER, true },
     /* raise-only on the kernel defaults keeps both, and persists neither. */
-    { "version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n", DEFAULT, DEFAULT, DEFAULT, DEFAULT, ACTION_KEEP, ACTION_KEEP, false },
+    { "version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n", DEFAULT, DEFAULT, DEFAULT, DEFAULT, SIZING_ACTION_KEEP, SIZING_ACTION_KEEP, false },
     /* raise-only below the derived values raises. */
-    { "version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n", 1 * GiB, 262144, 4294967296, 1048576, ACTION_RAISE, ACTION_RAISE, true },
+    { "version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n", 1 * GiB, 262144, 4294967296, 1048576, SIZING_ACTION_RAISE, SIZING_ACTION_RAISE, true },
     /* raise-only mixed: shmmax higher (kept), shmall lower (raised). */
-    { "version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n", 8 * GiB, 1000, 8 * GiB, 1048576, ACTION_KEEP, ACTION_RAISE, false },
+    { "version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n", 8 * GiB, 1000, 8 * GiB, 1048576, SIZING_ACTION_KEEP, SIZING_ACTION_RAISE, false },
     /* enforce when already equal: keep. */
-    { "version: 1\nhost: {ram_tier: small}\n", 4294967296, 1048576, 4294967296, 1048576, ACTION_KEEP, ACTION_KEEP, true },
+    { "version: 1\nhost: {ram_tier: small}\n", 4294967296, 1048576, 4294967296, 1048576, SIZING_ACTION_KEEP, SIZING_ACTION_KEEP, true },
     /* enforce below: raise. */
-    { "version: 1\nhost: {ram_tier: large}\n", 4294967296, 1048576, 68719476736, 16777216, ACTION_RAISE, ACTION_RAISE, true },
+    { "version: 1\nhost: {ram_tier: large}\n", 4294967296, 1048576, 68719476736, 16777216, SIZING_ACTION_RAISE, SIZING_ACTION_RAISE, true },
 };
 
 Test(sizing, policies)
@@ -128,11 +128,11 @@ Test(sizing, policies)
         struct sizing_current cur = { .known = { true, true, true }, .value = { row->current_max, row->current_all, 4096 } };
         struct sizing_result r = compute(row->yaml, 0, 4096, &cur, NULL, false);
 
-        cr_expect_eq(r.keys[KEY_SHMMAX].target, row->target_max, "row %zu shmmax", i);
-        cr_expect_eq(r.keys[KEY_SHMALL].target, row->target_all, "row %zu shmall", i);
-        cr_expect_eq(r.keys[KEY_SHMMAX].action, row->action_max, "row %zu shmmax action", i);
-        cr_expect_eq(r.keys[KEY_SHMALL].action, row->action_all, "row %zu shmall action", i);
-        cr_expect_eq(r.keys[KEY_SHMMAX].persist, row->persist_max, "row %zu persist", i);
+        cr_expect_eq(r.keys[SIZING_KEY_SHMMAX].target, row->target_max, "row %zu shmmax", i);
+        cr_expect_eq(r.keys[SIZING_KEY_SHMALL].target, row->target_all, "row %zu shmall", i);
+        cr_expect_eq(r.keys[SIZING_KEY_SHMMAX].action, row->action_max, "row %zu shmmax action", i);
+        cr_expect_eq(r.keys[SIZING_KEY_SHMALL].action, row->action_all, "row %zu shmall action", i);
+        cr_expect_eq(r.keys[SIZING_KEY_SHMMAX].persist, row->persist_max, "row %zu persist", i);
     }
 }
 
@@ -140,8 +140,8 @@ Test(sizing, unknown_current_value_is_set)
 {
     struct sizing_result r = compute("version: 1\nhost: {ram_tier: small}\n", 0, 4096, NULL, NULL, false);
 
-    cr_expect_eq(r.keys[KEY_SHMMAX].action, ACTION_SET);
-    cr_expect_str_eq(sizing_action_name(r.keys[KEY_SHMMAX].action), "set");
+    cr_expect_eq(r.keys[SIZING_KEY_SHMMAX].action, SIZING_ACTION_SET);
+    cr_expect_str_eq(sizing_action_name(r.keys[SIZING_KEY_SHMMAX].action), "set");
 }
 
 /* The guards (segments in use: the host's state) and the profile's own
@@ -160,25 +160,25 @@ struct problem_row {
 static const struct problem_row problem_rows[] = {
     { "version: 1\nhost: {ram_tier: small}\n", 4096, false, { 3, 5 * GiB, 1310720, 2 * GiB }, false,
       "kernel.shmall: target 1048576 pages is below the 1310720 pages existing segments already use", false,
-      KEY_SHMALL },
+      SIZING_KEY_SHMALL },
     /* --force allows it. */
     { "version: 1\nhost: {ram_tier: small}\n", 4096, false, { 3, 5 * GiB, 1310720, 2 * GiB }, true, NULL, false, 0 },
     { "version: 1\nhost: {ram_tier: small}\nlimits: {shmall: 4000000}\n", 4096, false, { 1, 6 * GiB, 1572864, 6 * GiB },
       false, "kernel.shmmax: target 4294967296 bytes is below the largest existing segment (6442450944 bytes)", false,
-      KEY_SHMMAX },
+      SIZING_KEY_SHMMAX },
     { "version: 1\nhost: {ram_tier: small}\nlimits: {shmmni: 10}\n", 4096, false, { .segments = 20 }, false,
-      "kernel.shmmni: target 10 is below the 20 segments that exist", false, KEY_SHMMNI },
+      "kernel.shmmni: target 10 is below the 20 segments that exist", false, SIZING_KEY_SHMMNI },
     /* raise-only never trips the guards it cannot cause. */
     { "version: 1\nhost: {ram_tier: small}\npolicy: raise-only\n", 4096, true, { 1, 6 * GiB, 1572864, 6 * GiB }, false,
       NULL, false, 0 },
     { "version: 1\nlimits:\n  shmmax: 16GiB\n  shmall: 1000\n", 4096, false, { 0 }, false,
       "limits.shmall (1000 pages of 4096 bytes) is smaller than limits.shmmax (17179869184 bytes): shmall x page size "
-      "must be at least shmmax", true, KEY_SHMALL },
+      "must be at least shmmax", true, SIZING_KEY_SHMALL },
     /* The same shmall is enough with 64 KiB pages only if it covers shmmax. */
     { "version: 1\nlimits:\n  shmmax: 16GiB\n  shmall: 262144\n", 65536, false, { 0 }, false, NULL, false, 0 },
     { "version: 1\nlimits:\n  shmmax: 16GiB\n  shmall: 262144\n", 4096, false, { 0 }, false,
       "limits.shmall (262144 pages of 4096 bytes) is smaller than limits.shmmax (17179869184 bytes): shmall x page "
-      "size must be at least shmmax", true, KEY_SHMALL },
+      "size must be at least shmmax", true, SIZING_KEY_SHMALL },
 };
 
 Test(sizing, problems)
@@ -206,9 +206,9 @@ Test(sizing, shmmni_is_managed_only_when_set)
     struct sizing_current cur = { .known = { true, true, true }, .value = { DEFAULT, DEFAULT, 4096 } };
     struct sizing_result r = compute("version: 1\nlimits: {shmmni: 8192}\n", 8 * GiB, 4096, &cur, NULL, false);
 
-    cr_expect(r.keys[KEY_SHMMNI].managed);
-    cr_expect_eq(r.keys[KEY_SHMMNI].target, 8192);
-    cr_expect_eq(r.keys[KEY_SHMMNI].action, ACTION_RAISE);
+    cr_expect(r.keys[SIZING_KEY_SHMMNI].managed);
+    cr_expect_eq(r.keys[SIZING_KEY_SHMMNI].target, 8192);
+    cr_expect_eq(r.keys[SIZING_KEY_SHMMNI].action, SIZING_ACTION_RAISE);
 }
 
 Test(sizing, rejects_bad_page_size_and_missing_memtotal)
@@ -228,12 +228,12 @@ Test(sizing, rejects_bad_page_size_and_missing_memtotal)
 
 Test(sizing, classify_boundaries)
 {
-    cr_expect_eq(sizing_classify(8 * GiB), TIER_SMALL);
-    cr_expect_eq(sizing_classify(16 * GiB - 1), TIER_SMALL);
-    cr_expect_eq(sizing_classify(16 * GiB), TIER_MEDIUM);
-    cr_expect_eq(sizing_classify(64 * GiB - 1), TIER_MEDIUM);
-    cr_expect_eq(sizing_classify(64 * GiB), TIER_LARGE);
-    cr_expect_eq(sizing_classify(UINT64_MAX), TIER_LARGE);
+    cr_expect_eq(sizing_classify(8 * GiB), PROFILE_TIER_SMALL);
+    cr_expect_eq(sizing_classify(16 * GiB - 1), PROFILE_TIER_SMALL);
+    cr_expect_eq(sizing_classify(16 * GiB), PROFILE_TIER_MEDIUM);
+    cr_expect_eq(sizing_classify(64 * GiB - 1), PROFILE_TIER_MEDIUM);
+    cr_expect_eq(sizing_classify(64 * GiB), PROFILE_TIER_LARGE);
+    cr_expect_eq(sizing_classify(UINT64_MAX), PROFILE_TIER_LARGE);
 }
 
 /* The largest segment newseg() would create now; probe_headroom() tells
@@ -244,26 +244,26 @@ struct headroom_row {
 };
 
 static const struct headroom_row headroom_rows[] = {
-    { 1000000, 100, 10, 4096, 0, 0, 409600, KEY_SHMALL },
-    { 8192, 100, 10, 4096, 0, 0, 8192, KEY_SHMMAX },
-    { 1 * MiB, 1024, 16, 4096, 0, 0, 1 * MiB, KEY_SHMMAX },
+    { 1000000, 100, 10, 4096, 0, 0, 409600, SIZING_KEY_SHMALL },
+    { 8192, 100, 10, 4096, 0, 0, 8192, SIZING_KEY_SHMMAX },
+    { 1 * MiB, 1024, 16, 4096, 0, 0, 1 * MiB, SIZING_KEY_SHMMAX },
     /* shmall binds: 10 pages left */
-    { 1 * MiB, 1024, 16, 4096, 1014, 3, 40960, KEY_SHMALL },
-    { 1 * MiB, 64, 16, 65536, 60, 3, 4 * 65536, KEY_SHMALL },
+    { 1 * MiB, 1024, 16, 4096, 1014, 3, 40960, SIZING_KEY_SHMALL },
+    { 1 * MiB, 64, 16, 65536, 60, 3, 4 * 65536, SIZING_KEY_SHMALL },
     /* full, or over-full after shmall was lowered below usage */
-    { 8192, 100, 10, 4096, 100, 3, 0, KEY_SHMALL },
-    { 1 * MiB, 1024, 16, 4096, 1024, 3, 0, KEY_SHMALL },
-    { 1 * MiB, 1024, 16, 4096, 5000, 3, 0, KEY_SHMALL },
+    { 8192, 100, 10, 4096, 100, 3, 0, SIZING_KEY_SHMALL },
+    { 1 * MiB, 1024, 16, 4096, 1024, 3, 0, SIZING_KEY_SHMALL },
+    { 1 * MiB, 1024, 16, 4096, 5000, 3, 0, SIZING_KEY_SHMALL },
     /* every id taken */
-    { 8192, 100, 10, 4096, 0, 10, 0, KEY_SHMMNI },
-    { 1 * MiB, 1024, 2, 4096, 0, 2, 0, KEY_SHMMNI },
-    { 1 * MiB, 1024, 2, 4096, 0, 3, 0, KEY_SHMMNI },
+    { 8192, 100, 10, 4096, 0, 10, 0, SIZING_KEY_SHMMNI },
+    { 1 * MiB, 1024, 2, 4096, 0, 2, 0, SIZING_KEY_SHMMNI },
+    { 1 * MiB, 1024, 2, 4096, 0, 3, 0, SIZING_KEY_SHMMNI },
     /* kernel defaults: pages x page size saturates instead of wrapping, shmmax binds */
-    { DEFAULT, DEFAULT, 4096, 4096, 0, 0, DEFAULT, KEY_SHMMAX },
-    { DEFAULT, DEFAULT, 4096, 4096, 7, 1, DEFAULT, KEY_SHMMAX },
+    { DEFAULT, DEFAULT, 4096, 4096, 0, 0, DEFAULT, SIZING_KEY_SHMMAX },
+    { DEFAULT, DEFAULT, 4096, 4096, 7, 1, DEFAULT, SIZING_KEY_SHMMAX },
     /* shmall defaults with a finite shmmax */
-    { 64 * GiB, DEFAULT, 4096, 65536, 0, 0, 64 * GiB, KEY_SHMMAX },
-    { 1 * MiB, 1024, 16, 0, 0, 0, 0, KEY_SHMALL }, /* no page size: no room */
+    { 64 * GiB, DEFAULT, 4096, 65536, 0, 0, 64 * GiB, SIZING_KEY_SHMMAX },
+    { 1 * MiB, 1024, 16, 0, 0, 0, 0, SIZING_KEY_SHMALL }, /* no page size: no room */
 };
 
 Test(sizing, headroom_as_newseg_decides)
