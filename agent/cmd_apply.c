@@ -358,7 +358,7 @@ const struct cli_command cmd_apply_entry = {
         CLI_FLAG("persist-only", persist_only, "where /proc/sys is read-only (a container), write the drop-in anyway"),
         CLI_TRANSACTION_OPTIONS,
         CLI_FLAG("force", force, "allow limits below what existing segments use"),
-        { NULL },
+        { 0 },
     },
     .check = check_options,
     .exec = cmd_apply,

@@ -121,7 +121,7 @@ const struct cli_command cmd_plan_entry = {
     .help = "show the derived values and every change apply would make; changes nothing",
     .options = (const struct cli_option[]){
         CLI_FLAG("force", force, "allow limits below what existing segments use"),
-        { NULL },
+        { 0 },
     },
     .exec = cmd_plan,
 };

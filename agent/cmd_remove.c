@@ -321,7 +321,7 @@ const struct cli_command cmd_remove_entry = {
                  "regular file)"),
         CLI_VALUE("root", "DIR", root, "delete the drop-in under DIR only (image builds)"),
         CLI_TRANSACTION_OPTIONS,
-        { NULL },
+        { 0 },
     },
     .exec = cmd_remove,
 };

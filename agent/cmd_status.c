@@ -218,7 +218,7 @@ const struct cli_command cmd_status_entry = {
                  "re-check right before removal; keys the profile lists in segments.persistent_keys are kept; a "
                  "log line per segment; exit 1 if one fails"),
         CLI_FLAG("dry-run", dry_run, "with --remove-orphans: re-check, remove nothing"),
-        { NULL },
+        { 0 },
     },
     .prometheus = true,
     .check = check_options,

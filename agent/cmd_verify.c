@@ -203,7 +203,7 @@ const struct cli_command cmd_verify_entry = {
             "exit 3 on drift",
     .options = (const struct cli_option[]){
         CLI_FLAG("report", report, "report the result (in-sync or drift) as apply does"),
-        { NULL },
+        { 0 },
     },
     .exec = cmd_verify,
 };

@@ -17,40 +17,33 @@ static void emit(const char *prefix, const char *fmt, va_list ap)
     fputc('\n', stderr);
 }
 
+/* The body of each log_*(): said only from level on, with its prefix. */
+#define EMIT_FROM(level, prefix) \
+    do { \
+        va_list ap; \
+        if (current_level < (level)) \
+            return; \
+        va_start(ap, fmt); \
+        emit(prefix, fmt, ap); \
+        va_end(ap); \
+    } while (0)
+
 void log_error(const char *fmt, ...)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    emit("error: ", fmt, ap);
-    va_end(ap);
+    EMIT_FROM(LOG_QUIET, "error: ");
 }
 
 void log_warn(const char *fmt, ...)
 {
-    va_list ap;
-    if (current_level < LOG_NORMAL)
-        return;
-    va_start(ap, fmt);
-    emit("warning: ", fmt, ap);
-    va_end(ap);
+    EMIT_FROM(LOG_NORMAL, "warning: ");
 }
 
 void log_info(const char *fmt, ...)
 {
-    va_list ap;
-    if (current_level < LOG_NORMAL)
-        return;
-    va_start(ap, fmt);
-    emit("", fmt, ap);
-    va_end(ap);
+    EMIT_FROM(LOG_NORMAL, "");
 }
 
 void log_debug(const char *fmt, ...)
 {
-    va_list ap;
-    if (current_level < LOG_VERBOSE)
-        return;
-    va_start(ap, fmt);
-    emit("debug: ", fmt, ap);
-    va_end(ap);
+    EMIT_FROM(LOG_VERBOSE, "debug: ");
 }

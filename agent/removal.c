@@ -42,8 +42,8 @@ const char *removal_owner_text(enum removal_owner owner)
         [REMOVAL_OWNED_RECORD] = "shmprov's: its sha256 is the one the last apply recorded",
         [REMOVAL_OWNED_RENDERED] = "shmprov's: it has shmprov's header and holds what the profile gives now",
         [REMOVAL_EDITED] = "edited since shmprov wrote it: its sha256 is not the one the last apply recorded",
-        [REMOVAL_NOT_RENDERED] = "not what shmprov would write: it has shmprov's header but not what the profile "
-                                 "gives now (edited, or written from another profile), and no apply recorded it",
+        [REMOVAL_NOT_RENDERED] = ("not what shmprov would write: it has shmprov's header but not what the profile "
+                                  "gives now (edited, or written from another profile), and no apply recorded it"),
         [REMOVAL_FOREIGN] = "not shmprov's: it does not start with shmprov's header and no apply recorded it",
     };
 

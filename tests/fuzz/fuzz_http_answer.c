@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "http.h"
 #include "testing.h"
 
@@ -130,7 +131,7 @@ static struct http_request request(uint64_t timeout_ms)
         .body_len = strlen(BODY),
         .bearer_token = TOKEN,
         .idempotency_key = "fuzz",
-        .deadline_ms = http_now_ms() + timeout_ms,
+        .deadline_ms = clock_monotonic_ms() + timeout_ms,
     };
 }
 
