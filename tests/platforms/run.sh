@@ -44,11 +44,34 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${SHMPROV_CI_CACHE:-/var/cache/shmprov-ci}/platforms
 WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/shmprov-$arch.XXXXXX")
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
+say() { echo "== $arch: $*"; }
+# The machine is left as it was found: the packages of $arch this run
+# installs are purged, and the architecture removed again when this run
+# added it. A foreign architecture left enabled would make every later
+# `apt-get update` on the machine depend on that architecture's indexes.
+arch_packages() {
+    dpkg-query -W -f='${db:Status-Abbrev} ${binary:Package}\n' | awk -v a=":$arch" '$1 ~ /^.i/ && substr($2, length($2) - length(a) + 1) == a { print $2 }' | sort
+}
+arch_added=0
+packages_before=$(arch_packages)
+restore_machine() {
+    local added
+    added=$(comm -13 <(echo "$packages_before") <(arch_packages))
+    if [ -n "$added" ]; then
+        # shellcheck disable=SC2086 # one package per word
+        # Only this architecture's copies: its libc6 counts as essential to apt.
+        apt-get -o DPkg::Lock::Timeout=600 -y -qq --allow-remove-essential purge $added >/dev/null 2>&1 ||
+            echo "warning: could not purge the $arch packages this run installed: $added" >&2
+    fi
+    if [ "$arch_added" = 1 ] && ! dpkg --remove-architecture "$arch"; then
+        echo "warning: dpkg --remove-architecture $arch failed; later apt-get updates read its indexes" >&2
+    fi
+}
 cleanup() {
+    restore_machine
     if [ "${KEEP:-0}" = 1 ]; then echo "work directory kept: $WORK"; else rm -rf --one-file-system "$WORK"; fi
 }
 trap cleanup EXIT
-say() { echo "== $arch: $*"; }
 
 # --- tools and the target's libraries --------------------------------------
 apt=(apt-get -o DPkg::Lock::Timeout=600 -y -qq --no-install-recommends)
@@ -62,6 +85,7 @@ done
 if ! dpkg --print-foreign-architectures | grep -x "$arch" >/dev/null; then
     say "dpkg --add-architecture $arch"
     dpkg --add-architecture "$arch"
+    arch_added=1
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
