@@ -208,7 +208,7 @@ static int parse_options(int argc, char **argv, const struct cli_command *cmd, s
             return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
         if (c == '?')
             return refuse_option(argv[optind - 1], cmd);
-        if (c >= OPT_COMMAND) {
+        if (cmd && c >= OPT_COMMAND) { /* without a command, only globals are in longopts */
             set_command_option(&cmd->options[c - OPT_COMMAND], optarg, o);
         } else if ((r = set_global(c, optarg, o)) != CONTINUE) {
             return r;

@@ -83,6 +83,8 @@ static void refuse_by_removal(struct remove_run *run)
     struct cli_run *b = &run->base;
     const char *path = b->plan->dropin_path;
 
+    if (!run->removal) /* decided before this is called; nothing to say without it */
+        return;
     conflicts_log(&run->removal->boot, false);
     if (b->plan->dropin_problem[0])
         cli_refuse(b, REPORT_ERR_IO, "dropin", "refusing to remove: %s (nothing changed)", b->plan->dropin_problem);
@@ -247,7 +249,7 @@ static void record_run(struct cli_run *run)
 static void publish_metrics(const struct cli_run *run)
 {
     struct plan *plan = NULL;
-    CLEANUP_FREE struct conflicts *disk = malloc(sizeof(*disk));
+    struct conflicts *disk = malloc(sizeof(*disk));
 
     if (disk && cli_build_plan(run->profile, true, NULL, &plan, NULL, 0) == EXIT_OK) {
         metrics_publish_plan(plan, conflicts_check_on_disk(plan, disk) == 0 ? disk : NULL, plan->host.segments,
@@ -256,6 +258,7 @@ static void publish_metrics(const struct cli_run *run)
         log_warn("cannot write the metrics to %s", run->profile->metrics_textfile);
     }
     plan_free(plan);
+    free(disk);
 }
 
 static int exit_code(const struct cli_run *run)

@@ -167,12 +167,14 @@ static void say_result(const struct cli_options *o, const struct report_run *rr)
 /* What verify finds once the plan is built, and its exit code. */
 static int verify_plan(const struct cli_options *o, const struct plan *plan)
 {
-    CLEANUP_FREE struct report_drift_list *drift = calloc(1, sizeof(*drift));
-    CLEANUP_FREE struct conflicts *conflicts = malloc(sizeof(*conflicts));
+    struct report_drift_list *drift = calloc(1, sizeof(*drift));
+    struct conflicts *conflicts = malloc(sizeof(*conflicts));
     int r = drift && conflicts ? conflicts_check_on_disk(plan, conflicts) : -ENOMEM;
 
     if (r < 0) {
         log_error("cannot analyse the sysctl.d directories: %s", strerror(-r));
+        free(drift);
+        free(conflicts);
         return EXIT_FAILURE_RUNTIME;
     }
     check_runtime(plan, drift);
@@ -189,7 +191,10 @@ static int verify_plan(const struct cli_options *o, const struct plan *plan)
     /* The metrics of what verify found: the same checks, as numbers. */
     if (plan->profile->metrics_textfile)
         metrics_publish_plan(plan, conflicts, plan->host.segments, NULL);
-    return drift->count ? EXIT_DRIFT : EXIT_OK;
+    r = drift->count ? EXIT_DRIFT : EXIT_OK;
+    free(drift);
+    free(conflicts);
+    return r;
 }
 
 static int cmd_verify(const struct cli_options *o)

@@ -12,7 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cleanup.h"
 #include "clock.h"
 #include "fsutil.h"
 #include "hash.h"
@@ -414,7 +413,7 @@ static int batch_key(const struct loaded *l, size_t n, char ret[sizeof("batch-")
 {
     /* An id and its newline fit in sizeof(id). */
     size_t size = n * sizeof(l->e->id) + 1, used = 0;
-    CLEANUP_FREE char *ids = malloc(size);
+    char *ids = malloc(size);
     char hex[65];
 
     if (!ids)
@@ -422,6 +421,7 @@ static int batch_key(const struct loaded *l, size_t n, char ret[sizeof("batch-")
     for (size_t i = 0; i < n; i++)
         used += (size_t)snprintf(ids + used, size - used, "%s\n", l[i].e->id);
     hash_sha256_hex(ids, used, hex);
+    free(ids);
     (void)snprintf(ret, sizeof("batch-") + 64, "batch-%s", hex);
     return 0;
 }

@@ -84,19 +84,19 @@ const char *fsutil_strerror(int negative_errno)
 /* Splits path into a directory fd and the base name inside it. */
 static int open_parent(const char *path, int *ret_dirfd, char *name, size_t name_len)
 {
-    CLEANUP_FREE char *copy = strdup(path);
-    char *base;
+    const char *base = strrchr(path, '/');
+    char *dir;
     int fd;
 
-    if (!copy)
-        return -ENOMEM;
-    base = strrchr(copy, '/');
     if (!base || base[1] == '\0')
         return -EINVAL;
     if ((size_t)snprintf(name, name_len, "%s", base + 1) >= name_len)
         return -ENAMETOOLONG;
-    *base = '\0';
-    fd = TEMP_FAILURE_RETRY(open(copy[0] ? copy : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    dir = base == path ? strdup("/") : strndup(path, (size_t)(base - path));
+    if (!dir)
+        return -ENOMEM;
+    fd = TEMP_FAILURE_RETRY(open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    free(dir);
     if (fd < 0)
         return -errno;
     *ret_dirfd = fd;
@@ -223,15 +223,21 @@ int fsutil_remove_stale_temps_at(int dirfd, const char *name, unsigned min_age_s
     /* fdopendir() takes the fd it is given: list through a duplicate,
      * from the top (it shares dirfd's offset; rewinddir() would fail
      * unseen). */
-    CLEANUP_CLOSE int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    int fd;
 
     if ((size_t)snprintf(prefix, sizeof(prefix), FSUTIL_TEMP_PREFIX "%s%s", name ? name : "", name ? "." : "") >=
         sizeof(prefix))
         return -ENAMETOOLONG; /* cut short, it could match another file's temporaries */
     prefix_len = strlen(prefix);
-    if (fd < 0 || lseek(fd, 0, SEEK_SET) < 0 || !(dir = fdopendir(fd)))
+    fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
         return -errno;
-    fd = -1; /* the DIR's now */
+    if (lseek(fd, 0, SEEK_SET) < 0 || !(dir = fdopendir(fd))) {
+        int r = -errno;
+
+        close(fd);
+        return r;
+    }
     // cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc 2.24); this DIR is not shared
     while ((de = readdir(dir))) {
         struct stat st;
@@ -261,34 +267,41 @@ int fsutil_remove_stale_temps(const char *path, unsigned min_age_s)
 
 int fsutil_mkdir_p(const char *dir, mode_t mode)
 {
-    CLEANUP_FREE char *copy = strdup(dir);
+    char *copy = strdup(dir);
+    int r = 0;
 
     if (!copy)
         return -ENOMEM;
     if (!copy[0])
-        return -EINVAL;
-    for (char *p = copy + 1;; p++) {
+        r = -EINVAL;
+    for (char *p = copy + 1; r == 0; p++) {
         char c = *p;
 
         if (c != '/' && c != '\0')
             continue;
         *p = '\0';
         if (TEMP_FAILURE_RETRY(mkdir(copy, mode)) < 0 && errno != EEXIST)
-            return -errno;
+            r = -errno;
         *p = c;
         if (c == '\0')
-            return 0;
+            break;
     }
+    free(copy);
+    return r;
 }
 
 int fsutil_mkdir_parents(const char *path)
 {
-    CLEANUP_FREE char *dir = strdup(path);
-    char *slash = dir ? strrchr(dir, '/') : NULL;
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    int r;
 
+    if (!slash || slash == path)
+        return 0;
+    dir = strndup(path, (size_t)(slash - path));
     if (!dir)
         return -ENOMEM;
-    if (slash)
-        *slash = '\0';
-    return slash && dir[0] ? fsutil_mkdir_p(dir, 0755) : 0;
+    r = fsutil_mkdir_p(dir, 0755);
+    free(dir);
+    return r;
 }

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cleanup.h"
 #include "testing.h"
 
 size_t jsonout_utf8_length(const unsigned char *s, size_t n)
@@ -85,9 +84,11 @@ char *jsonout_escape(const char *s, size_t len)
 
 json_object *jsonout_string_len(const char *s, size_t len)
 {
-    CLEANUP_FREE char *escaped = s ? escape_alloc(len) : NULL;
+    char *escaped = s ? escape_alloc(len) : NULL;
+    json_object *o = escaped ? json_object_new_string_len(escaped, (int)escape_into(s, len, escaped)) : NULL;
 
-    return escaped ? json_object_new_string_len(escaped, (int)escape_into(s, len, escaped)) : NULL;
+    free(escaped);
+    return o;
 }
 
 json_object *jsonout_string(const char *s)

@@ -10,7 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cleanup.h"
 #include "clock.h"
 #include "fsutil.h"
 
@@ -38,20 +37,11 @@ static int open_lock_file(const char *path)
     return TEMP_FAILURE_RETRY(open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0644));
 }
 
-int lock_acquire(const char *path, unsigned timeout_ms, struct lock **ret, long *ret_holder_pid)
+/* Waits for the exclusive lock on fd until deadline (CLOCK_MONOTONIC ms). */
+static int wait_for_lock(int fd, uint64_t deadline, long *ret_holder_pid)
 {
     struct timespec pause = { 0, 20L * 1000 * 1000 };
-    uint64_t deadline = clock_monotonic_ms() + timeout_ms;
-    struct lock *l;
-    char pid[32];
-    int n;
-    CLEANUP_CLOSE int fd = open_lock_file(path);
 
-    /* Its directory (/run/shmprov, on a tmpfs) is made only when missing. */
-    if (fd < 0 && errno == ENOENT && fsutil_mkdir_parents(path) == 0)
-        fd = open_lock_file(path);
-    if (fd < 0)
-        return -errno;
     while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         if (errno != EWOULDBLOCK && errno != EINTR)
             return -errno;
@@ -61,15 +51,32 @@ int lock_acquire(const char *path, unsigned timeout_ms, struct lock **ret, long 
         }
         nanosleep(&pause, NULL);
     }
+    return 0;
+}
+
+int lock_acquire(const char *path, unsigned timeout_ms, struct lock **ret, long *ret_holder_pid)
+{
+    uint64_t deadline = clock_monotonic_ms() + timeout_ms;
+    struct lock *l = NULL;
+    char pid[32];
+    int n, r, fd = open_lock_file(path);
+
+    /* Its directory (/run/shmprov, on a tmpfs) is made only when missing. */
+    if (fd < 0 && errno == ENOENT && fsutil_mkdir_parents(path) == 0)
+        fd = open_lock_file(path);
+    if (fd < 0)
+        return -errno;
+    r = wait_for_lock(fd, deadline, ret_holder_pid);
+    l = r == 0 ? malloc(sizeof(*l)) : NULL;
+    if (!l) {
+        close(fd);
+        return r < 0 ? r : -ENOMEM;
+    }
     n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
     if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
         /* The lock is held; only the courtesy of naming ourselves failed. */
     }
-    l = malloc(sizeof(*l));
-    if (!l)
-        return -ENOMEM;
     l->fd = fd;
-    fd = -1; /* the lock's now */
     *ret = l;
     return 0;
 }

@@ -126,11 +126,12 @@ static int attempt(uint64_t size, struct attempt *ret, unsigned char **ret_seg)
      * SIGTERM, SIGINT, SIGHUP and the rest are delivered after IPC_RMID,
      * when the segment can no longer outlive the agent; only SIGKILL (or a
      * crash) can land inside. */
+    *ret = a;
+    if (ret_seg)
+        *ret_seg = (void *)-1;
     sigfillset(&all);
     if (sigprocmask(SIG_BLOCK, &all, &saved) < 0)
         return -errno;
-    if (ret_seg)
-        *ret_seg = (void *)-1;
     a.shmid = create_segment((size_t)size, &a.keyed);
     if (a.shmid < 0) {
         a.create_err = errno;

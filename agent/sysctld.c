@@ -65,8 +65,8 @@ static int canonical_key(const char *key, char ret[SYSCTLD_KEY_MAX])
     if (n == 0 || n >= SYSCTLD_KEY_MAX || !strchr(name_chars, key[0]) || !strchr(name_chars, key[n - 1]))
         return -EINVAL;
     for (size_t i = 0; i < n; i++) {
-        ret[i] = key[i] == '.' ? '/' : key[i];
-        if (!strchr(name_chars, key[i]) && (ret[i] != '/' || ret[i - 1] == '/'))
+        ret[i] = (char)(key[i] == '.' ? '/' : key[i]);
+        if (!strchr(name_chars, key[i]) && (i == 0 || ret[i] != '/' || ret[i - 1] == '/'))
             return -EINVAL;
     }
     ret[n] = '\0';
@@ -461,7 +461,8 @@ static int path_inside_root(const struct memo *m, int fd, char **ret)
 static int open_in_root(const struct memo *m, const char *path)
 {
     struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT };
-    CLEANUP_FREE char *real = NULL;
+    char *real = NULL;
+    bool inside;
     struct stat st;
     int fd = (int)TEMP_FAILURE_RETRY(syscall(SYS_openat2, m->rootfd, path, &how, sizeof(how)));
 
@@ -476,8 +477,10 @@ static int open_in_root(const struct memo *m, const char *path)
     fd = TEMP_FAILURE_RETRY(openat(m->rootfd, path + 1, O_PATH | O_NOFOLLOW | O_CLOEXEC));
     if (fd < 0)
         return -1;
-    if (fstat(fd, &st) < 0 || S_ISLNK(st.st_mode) || path_inside_root(m, fd, &real) < 0 ||
-        strcmp(real, path) != 0) {
+    inside = fstat(fd, &st) == 0 && !S_ISLNK(st.st_mode) && path_inside_root(m, fd, &real) == 0 && real &&
+             strcmp(real, path) == 0;
+    free(real);
+    if (!inside) {
         close(fd);
         errno = ELOOP;
         return -1;
@@ -491,27 +494,28 @@ static int open_in_root(const struct memo *m, const char *path)
 static char *where_missing(const struct memo *m, const char *path)
 {
     const char *name = strrchr(path, '/') + 1;
-    CLEANUP_FREE char *dir = strndup(path, (size_t)(name - path)), *target = malloc(PATH_MAX),
-                      *real = NULL;
-    CLEANUP_CLOSE int fd = dir ? open_in_root(m, dir) : -1;
+    char *dir = strndup(path, (size_t)(name - path)), *target = malloc(PATH_MAX), *real = NULL;
+    int fd = dir ? open_in_root(m, dir) : -1;
     char *ret = NULL;
-    ssize_t n;
+    ssize_t n = fd < 0 || !target ? -1 : readlinkat(fd, name, target, PATH_MAX - 1);
 
-    if (!dir || !target)
-        return NULL;
-    n = fd < 0 ? -1 : readlinkat(fd, name, target, PATH_MAX - 1);
     if (n >= 0)
         target[n] = '\0';
-    if (n < 0)
-        ret = strdup(path);
-    else if (target[0] == '/')
+    if (!dir || !target)
+        ret = NULL;
+    else if (n >= 0 && target[0] == '/')
         ret = strdup(target);
-    else if (path_inside_root(m, fd, &real) == 0)
+    else if (n >= 0 && path_inside_root(m, fd, &real) == 0 && real)
         ret = join(real, target);
     else
-        ret = strdup(path);
+        ret = strdup(path); /* not a link, or one whose directory cannot be placed */
     if (ret)
         clean_path(ret, true);
+    if (fd >= 0)
+        close(fd);
+    free(real);
+    free(target);
+    free(dir);
     return ret;
 }
 
@@ -998,7 +1002,7 @@ static void copy_value(char ret[SYSCTLD_VALUE_MAX], const char *value)
         unsigned char c = (unsigned char)value[i];
         ret[i] = (char)(c < 0x20 || c == 0x7f ? '?' : c);
     }
-    strcpy(ret + keep, keep < n ? "..." : "");
+    memcpy(ret + keep, keep < n ? "..." : "", keep < n ? sizeof("...") : 1);
 }
 
 /* Which line the tool writes last. Both tools write explicit names in list
@@ -1036,18 +1040,21 @@ static void fill_report(const struct analyser *an, const struct keystate *ks, co
 static int set_pending(struct analyser *an, const char *path, const char *text, size_t len)
 {
     const char *slash = strrchr(path, '/');
-    CLEANUP_FREE char *dir = NULL;
     const struct looked *l;
+    char *dir;
 
-    if (path[0] != '/' || !slash[1] || strcmp(slash + 1, ".") == 0 || strcmp(slash + 1, "..") == 0 ||
+    if (!slash || path[0] != '/' || !slash[1] || strcmp(slash + 1, ".") == 0 || strcmp(slash + 1, "..") == 0 ||
         (!text && len > 0))
         return -EINVAL;
     dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
     l = dir ? memo_get(an->memo, LOOK_RESOLVE, dir) : NULL;
+    free(dir);
     if (!l)
         return -ENOMEM;
     if (l->r < 0 && l->r != -ENOENT)
         return l->r;
+    if (!l->data)
+        return -ENOMEM;
     an->pending = (struct pending){
         .dir = l->data, .real = join(l->data, slash + 1),
         .name = slash + 1, .text = text, .len = len,

@@ -302,6 +302,8 @@ Test(profile, builtin_is_profiles_default_yaml)
 
     profile_diags_init(&d, PROFILE_BUILTIN_NAME);
     cr_assert_eq(profile_load_builtin(&d, &p), 0);
+    cr_assert_not_null(p);
+    cr_assert_not_null(file);
     cr_expect_str_eq(p->sha256_hex, file->sha256_hex,
                      "the built-in default must be profiles/default.yaml byte for byte");
     cr_expect(p->builtin);

@@ -253,7 +253,7 @@ static void describe(const struct sysctld_analysis *a, char *buf, size_t size)
     size_t len = 0;
 
     buf[0] = '\0';
-    for (size_t k = 0; k < a->nkeys; k++) {
+    for (size_t k = 0; k < a->nkeys && k < sizeof(short_names) / sizeof(short_names[0]); k++) {
         const struct sysctld_key_report *r = &a->keys[k];
         const struct sysctld_assignment *w = &r->winner;
 
