@@ -149,24 +149,16 @@ static void print_status(const struct cli_options *o, const struct status *statu
     }
 }
 
-static int cmd_status(const struct cli_options *o)
+/* What status shows once the plan is built, and its exit code. */
+static int show_status(const struct cli_options *o, const struct plan *plan)
 {
-    struct profile *profile = NULL;
-    struct plan *plan = NULL;
+    const struct profile *profile = plan->profile;
     struct status *status = NULL;
     struct metrics *m = NULL;
     json_object *removals = NULL;
     struct removals removed = { 0 };
-    const char *note = NULL;
     int code, r;
 
-    code = cli_load_profile(o, &profile, &note);
-    if (code != EXIT_OK)
-        return code;
-    code = cli_build_plan(profile, true, NULL, &plan, NULL, 0);
-    if (code != EXIT_OK)
-        goto out;
-    plan->profile_note = note;
     r = status_gather(plan, plan->host.segments, plan->host.segments_errno, &status);
     m = malloc(sizeof(*m));
     if (r < 0 || !m) {
@@ -193,9 +185,12 @@ out:
     json_object_put(removals);
     free(m);
     status_free(status);
-    plan_free(plan);
-    profile_free(profile);
     return code;
+}
+
+static int cmd_status(const struct cli_options *o)
+{
+    return cli_with_plan(o, true, show_status);
 }
 
 static int check_options(const struct cli_options *o)
