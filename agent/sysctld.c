@@ -18,23 +18,13 @@
 #include "fsutil.h"
 #include "testing.h"
 
-/* What follows models which file wins under each tool's rules precisely,
- * because a model that is only nearly right would tell an operator that
- * shmprov's drop-in wins when it does not; where the tools only read odd
- * bytes differently, it says "uncertain" instead (is_odd). Every rule
- * below was checked against the real binaries (systemd 252.39 and procps-ng
- * 4.0.2 on Debian 12) in a private IPC and mount namespace with tmpfs over
- * every directory they read; the comments say where the two tools differ.
- * The integration tests compare this module with the real tools the same
- * way. */
+/* Which file wins is modelled exactly, since a nearly right model would
+ * say shmprov's drop-in wins when it does not; where the tools only read
+ * odd bytes differently, the lines are "uncertain" instead (is_odd). The
+ * comments say where the two tools differ. */
 
-static const char *const systemd_dirs[] = {
-    /* Debian builds systemd 252 without split-usr: /lib/sysctl.d is not in
-     * its list (on merged-/usr systems it is /usr/lib/sysctl.d anyway). */
-    "/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", NULL,
-};
-
-/* procps' list is the longer one: every directory either tool reads. */
+/* procps' list; systemd's lacks the last, /lib/sysctl.d: Debian builds
+ * systemd 252 without split-usr. */
 const char *const sysctld_dirs[] = {
     "/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d",
     "/lib/sysctl.d", NULL,
@@ -80,13 +70,10 @@ struct span {
     size_t n;
 };
 
-/* Both tools end a line at '\n' and read "\r\n" as one end of line. They
- * part on a NUL (systemd ends a line there, procps drops the rest of the
- * line), a lone '\r' (a line end for systemd, part of the value for procps)
- * and '\v' or '\f' (space for procps, not for systemd). Rather than emulate
- * each, such a byte splits its line into pieces read on their own, and what
- * they and every later line of the file set is uncertain: systemd numbers
- * those lines differently too. */
+/* Both tools end a line at '\n' or "\r\n", but read a NUL, a lone '\r',
+ * '\v' and '\f' differently. Not emulated: such a byte splits its line into
+ * pieces, and what they and every later line set is uncertain (systemd
+ * numbers those lines differently too). */
 static bool is_odd(char c)
 {
     return c == '\0' || c == '\r' || c == '\v' || c == '\f';
@@ -108,25 +95,16 @@ static bool is_space(char c)
     return c == ' ' || c == '\t';
 }
 
-static struct span lstrip(struct span s)
+/* Drops trailing spaces, and leading ones too when left. */
+static struct span strip(struct span s, bool left)
 {
-    while (s.n > 0 && is_space(s.p[0])) {
+    while (left && s.n > 0 && is_space(s.p[0])) {
         s.p++;
         s.n--;
     }
-    return s;
-}
-
-static struct span rstrip(struct span s)
-{
     while (s.n > 0 && is_space(s.p[s.n - 1]))
         s.n--;
     return s;
-}
-
-static struct span strip(struct span s)
-{
-    return rstrip(lstrip(s));
 }
 
 struct split {
@@ -139,7 +117,7 @@ struct split {
  * a line the tool warns about. */
 static int split_line(enum sysctld_rules rules, struct span line, struct split *ret)
 {
-    struct span s = strip(line);
+    struct span s = strip(line, true);
     const char *eq;
 
     /* (procps skips a one-character last line without a newline, where
@@ -156,7 +134,7 @@ static int split_line(enum sysctld_rules rules, struct span line, struct split *
     } else {
         ret->has_value = true;
         ret->key = (struct span){ s.p, (size_t)(eq - s.p) };
-        ret->value = strip((struct span){ eq + 1, s.n - (size_t)(eq - s.p) - 1 });
+        ret->value = strip((struct span){ eq + 1, s.n - (size_t)(eq - s.p) - 1 }, true);
         if (s.p[0] == '-') {
             ret->ignore_failure = true;
             ret->key.p++;
@@ -166,7 +144,7 @@ static int split_line(enum sysctld_rules rules, struct span line, struct split *
     /* systemd strips the key again after the '-'; procps only strips its
      * end, so "- kernel.shmmax = 1" names " kernel/shmmax" there and sets
      * nothing. */
-    ret->key = rules == SYSCTLD_SYSTEMD ? strip(ret->key) : rstrip(ret->key);
+    ret->key = strip(ret->key, rules == SYSCTLD_SYSTEMD);
     return 1;
 }
 
@@ -376,11 +354,9 @@ static bool grow(void **items, size_t *cap, size_t n, size_t size)
 }
 
 /* ---- the disk, looked at once -------------------------------------------
- * A boot-order check reads one tree under both tools' rules, and they read
- * mostly the same directories and files. Every resolution, directory
- * listing and file read goes through a memo, so a second analysis of the
- * same tree answers from memory (sysctld_analyse_both). Paths in the memo
- * are on the target system, inside root. */
+ * Both tools read mostly the same directories and files: every resolution,
+ * listing and read goes through a memo, so the second analysis of a tree
+ * answers from memory. Paths in the memo are inside root. */
 enum look { LOOK_RESOLVE, LOOK_LIST, LOOK_READ };
 
 struct looked {
@@ -540,8 +516,8 @@ static void resolve_into(const struct memo *m, struct looked *l)
 /* Reads the names of directory l->path (resolved already) into l->data. */
 static void list_into(const struct memo *m, struct looked *l)
 {
-    size_t cap = 0;
     struct dirent *de;
+    FILE *names;
     DIR *d;
     int fd = TEMP_FAILURE_RETRY(openat(m->rootfd, l->path[1] ? l->path + 1 : ".",
                                        O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
@@ -557,20 +533,16 @@ static void list_into(const struct memo *m, struct looked *l)
         close(fd);
         return;
     }
+    names = open_memstream(&l->data, &l->len);
     // cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc 2.24); this DIR is not shared
-    for (errno = 0; (de = readdir(d)); errno = 0) {
-        size_t n = strlen(de->d_name) + 1;
-
-        while (l->len + n > cap)
-            if (!grow((void **)&l->data, &cap, cap, 256)) {
-                closedir(d);
-                l->r = -ENOMEM;
-                return;
-            }
-        memcpy(l->data + l->len, de->d_name, n);
-        l->len += n;
-    }
-    l->r = -errno;
+    for (errno = 0; names && (de = readdir(d)); errno = 0)
+        (void)fwrite(de->d_name, 1, strlen(de->d_name) + 1, names);
+    l->r = names ? -errno : -ENOMEM;
+    /* fclose() need not report a failed write: check the flag too. */
+    if (names && ferror(names))
+        l->r = -ENOMEM;
+    if (names && fclose(names) != 0)
+        l->r = -ENOMEM;
     closedir(d);
 }
 
@@ -609,7 +581,7 @@ static const struct looked *memo_get(struct memo *m, enum look kind, const char 
     return l;
 }
 
-/* One line naming a key, in the order the tool reads them. */
+/* One line naming a key. */
 struct seen {
     char *name;
     char *value; /* NULL: an exclusion */
@@ -619,13 +591,11 @@ struct seen {
 };
 
 struct keystate {
+    /* What the tool will write, in order: for procps every line; for
+     * systemd its ordered hashmap, one entry per name. */
     struct seen *seen;
-    size_t nseen, capseen;
-    /* The tool's list of what it will write, as indexes into seen[]: for
-     * procps every line in order; for systemd its ordered hashmap. */
-    size_t *order;
-    size_t norder, caporder;
-    size_t nuncertain; /* lines naming the key that are not analysed */
+    size_t nseen, cap;
+    size_t total; /* lines naming the key, those not analysed too */
 };
 
 struct conffile {
@@ -689,32 +659,37 @@ static void mark_incomplete(struct analyser *an)
     a->incomplete = true;
 }
 
-
 static bool same_value(const char *a, const char *b)
 {
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-/* systemd-sysctl keeps one entry per name in an ordered hashmap. The same
- * value again keeps the entry where it was (this line, seen[idx], still
- * gets the credit: deleting the earlier one changes nothing) and returns
- * true; a different value, or an exclusion, drops the old entry, for the
- * new one to be appended: so an exclusion cancels an earlier assignment. */
-static bool systemd_replaces(struct keystate *ks, size_t idx)
+static void free_seen(struct seen *s)
 {
-    const struct seen *s = &ks->seen[idx];
+    free(s->name);
+    free(s->value);
+}
 
-    for (size_t i = 0; i < ks->norder; i++) {
-        const struct seen *old = &ks->seen[ks->order[i]];
+/* systemd-sysctl keeps one entry per name in an ordered hashmap. The same
+ * value again keeps the entry where it was, with this line's credit, and
+ * returns true; a different value, or an exclusion, drops the old entry
+ * for the new one to be appended: so an exclusion cancels an assignment. */
+static bool systemd_replaces(struct keystate *ks, const struct seen *s)
+{
+    for (size_t i = 0; i < ks->nseen; i++) {
+        struct seen *old = &ks->seen[i];
+        bool same;
 
         if (strcmp(old->name, s->name) != 0)
             continue;
-        if (same_value(old->value, s->value)) {
-            ks->order[i] = idx;
+        same = same_value(old->value, s->value);
+        free_seen(old);
+        if (same) {
+            *old = *s;
             return true;
         }
-        memmove(&ks->order[i], &ks->order[i + 1], (ks->norder - i - 1) * sizeof(*ks->order));
-        ks->norder--;
+        memmove(old, old + 1, (ks->nseen - i - 1) * sizeof(*old));
+        ks->nseen--;
         return false;
     }
     return false;
@@ -724,26 +699,19 @@ static void on_line(void *ctx, const struct sysctld_line *l)
 {
     struct analyser *an = ctx;
     struct keystate *ks = &an->keys[l->key_index];
-    struct seen *s;
-    size_t idx;
+    struct seen s;
 
     if (an->oom)
         return;
+    ks->total++;
     if (l->uncertain) {
         add_warning(an, "%s:%u: %s: systemd-sysctl and sysctl --system read this line differently (a NUL, "
                         "carriage return, vertical tab or form feed in it or before it), not analysed",
                     an->parsing, l->line, an->names[l->key_index]);
         mark_incomplete(an);
-        ks->nuncertain++;
         return;
     }
-    if (!grow((void **)&ks->seen, &ks->capseen, ks->nseen, sizeof(*ks->seen)) ||
-        !grow((void **)&ks->order, &ks->caporder, ks->norder, sizeof(*ks->order))) {
-        an->oom = true;
-        return;
-    }
-    s = &ks->seen[ks->nseen];
-    *s = (struct seen){
+    s = (struct seen){
         .name = strdup(l->name),
         .value = l->value ? strndup(l->value, l->value_len) : NULL,
         .glob = l->glob,
@@ -752,16 +720,18 @@ static void on_line(void *ctx, const struct sysctld_line *l)
         .path = an->parsing,
         .line = l->line,
     };
-    if (!s->name || (l->value && !s->value)) {
-        free(s->name);
-        free(s->value);
-        an->oom = true;
-        return;
-    }
-    idx = ks->nseen++;
+    if (!s.name || (l->value && !s.value))
+        goto oom;
     /* procps 4.0.2 keeps every line and writes them in order. */
-    if (an->rules == SYSCTLD_PROCPS || !systemd_replaces(ks, idx))
-        ks->order[ks->norder++] = idx;
+    if (an->rules == SYSCTLD_SYSTEMD && systemd_replaces(ks, &s))
+        return;
+    if (!grow((void **)&ks->seen, &ks->cap, ks->nseen, sizeof(s)))
+        goto oom;
+    ks->seen[ks->nseen++] = s;
+    return;
+oom:
+    free_seen(&s);
+    an->oom = true;
 }
 
 /* About the file parsed last, as the tool names it. */
@@ -823,6 +793,8 @@ static bool is_dev_null(const struct looked *l)
            (l->r == 0 && S_ISCHR(l->mode) && l->rdev == makedev(1, 3));
 }
 
+#define STILL_MASKS "skipped (it still masks same-named files in later directories)"
+
 /* One *.conf entry the tool will open, in boot order. */
 static void analyse_file(struct analyser *an, const struct conffile *f)
 {
@@ -845,16 +817,13 @@ static void analyse_file(struct analyser *an, const struct conffile *f)
     if (r == -ENOMEM) {
         an->oom = true;
     } else if (r == -ENOENT) {
-        add_warning(an, "%s: dangling symbolic link, skipped (it still masks same-named files "
-                        "in later directories)", f->path);
+        add_warning(an, "%s: dangling symbolic link, " STILL_MASKS, f->path);
     } else if (r < 0) {
-        add_warning(an, "%s: cannot be resolved (%s), skipped (it still masks same-named files "
-                        "in later directories)", f->path, strerror(-r));
+        add_warning(an, "%s: cannot be resolved (%s), " STILL_MASKS, f->path, strerror(-r));
     } else if (S_ISREG(l->mode)) {
         read_and_parse(an, f->path, l->data);
     } else if (S_ISDIR(l->mode)) {
-        add_warning(an, "%s: is a directory, skipped (it still masks same-named files in later "
-                        "directories)", f->path);
+        add_warning(an, "%s: is a directory, " STILL_MASKS, f->path);
     } else if (S_ISFIFO(l->mode)) {
         /* Both tools open it without O_NONBLOCK and wait for a writer; both
          * apply only after reading every file, so nothing is applied, and
@@ -959,11 +928,14 @@ static int compare_files(const void *x, const void *y)
 
 static void list_files(struct analyser *an)
 {
-    const char *const *dirs = an->rules == SYSCTLD_SYSTEMD ? systemd_dirs : sysctld_dirs;
+    const char *const *dirs = sysctld_dirs;
 
-    for (size_t i = 0; dirs[i] && !an->oom; i++) {
+    for (size_t i = 0; dirs[i] && !an->oom && (an->rules == SYSCTLD_PROCPS || dirs[i + 1]); i++) {
         const struct looked *l = memo_get(an->memo, LOOK_RESOLVE, dirs[i]);
         const char *real = l ? l->data : NULL;
+        /* systemd names files by the resolved directory, procps by the one
+         * it opened. */
+        const char *shown = an->rules == SYSCTLD_SYSTEMD ? real : dirs[i];
         int r = l ? l->r : -ENOMEM;
 
         if (r == -ENOMEM) {
@@ -973,7 +945,7 @@ static void list_files(struct analyser *an)
         if (r == -ENOENT) {
             /* A drop-in about to be written creates its directory. */
             if (is_pending_dir(an, real) && an->pending.text)
-                add_file(an, an->rules == SYSCTLD_SYSTEMD ? real : dirs[i], real, an->pending.name);
+                add_file(an, shown, real, an->pending.name);
             continue;
         }
         if (r < 0) {
@@ -985,10 +957,8 @@ static void list_files(struct analyser *an)
             add_warning(an, "%s: is not a directory, ignored", dirs[i]);
             continue;
         }
-        /* systemd names files by the resolved directory, procps by the one it
-         * opened. A second view of one directory (/lib -> usr/lib) adds
-         * nothing: its names are taken already. */
-        list_directory(an, an->rules == SYSCTLD_SYSTEMD ? real : dirs[i], real);
+        /* A second view of one directory (/lib -> usr/lib) adds nothing. */
+        list_directory(an, shown, real);
     }
     if (an->nfiles > 1)
         qsort(an->files, an->nfiles, sizeof(*an->files), compare_files);
@@ -1016,11 +986,11 @@ static void fill_report(const struct analyser *an, const struct keystate *ks, co
     const struct seen *winner = NULL;
 
     (void)snprintf(ret->key, sizeof(ret->key), "%s", key);
-    ret->total = ks->nseen + ks->nuncertain;
-    for (size_t i = 0; i < ks->norder; i++)
-        exact_exists = exact_exists || ks->seen[ks->order[i]].exact;
-    for (size_t i = 0; i < ks->norder; i++) {
-        const struct seen *s = &ks->seen[ks->order[i]];
+    ret->total = ks->total;
+    for (size_t i = 0; i < ks->nseen; i++)
+        exact_exists = exact_exists || ks->seen[i].exact;
+    for (size_t i = 0; i < ks->nseen; i++) {
+        const struct seen *s = &ks->seen[i];
 
         if (!s->value || (s->glob && exact_exists))
             continue;
@@ -1065,12 +1035,9 @@ static int set_pending(struct analyser *an, const char *path, const char *text, 
 static void analyser_free(struct analyser *an)
 {
     for (size_t i = 0; i < SYSCTLD_MAX_KEYS; i++) {
-        for (size_t j = 0; j < an->keys[i].nseen; j++) {
-            free(an->keys[i].seen[j].name);
-            free(an->keys[i].seen[j].value);
-        }
+        for (size_t j = 0; j < an->keys[i].nseen; j++)
+            free_seen(&an->keys[i].seen[j]);
         free(an->keys[i].seen);
-        free(an->keys[i].order);
     }
     for (size_t i = 0; i < an->nfiles; i++) {
         free(an->files[i].name);
@@ -1141,17 +1108,12 @@ static int analyse_sets(const char *root, const enum sysctld_rules *rules, size_
                         const char *pending_text, size_t pending_len, struct sysctld_analysis **ret)
 {
     struct sysctld_analysis *got[SYSCTLD_RULE_SETS] = { NULL };
-    char canon[SYSCTLD_KEY_MAX];
     struct memo memo;
     int r;
 
-    if (!keys || nkeys == 0 || nkeys > SYSCTLD_MAX_KEYS || !ret)
-        return -EINVAL;
-    for (size_t i = 0; i < nkeys; i++)
-        if (!keys[i] || canonical_key(keys[i], canon) < 0)
-            return -EINVAL;
+    /* Parsing no text checks the rules and keys alone. */
     for (size_t i = 0; i < nsets; i++)
-        if (rules[i] != SYSCTLD_SYSTEMD && rules[i] != SYSCTLD_PROCPS)
+        if (!ret || sysctld_parse_text(rules[i], NULL, 0, keys, nkeys, on_line, NULL, NULL) < 0)
             return -EINVAL;
     r = memo_open(&memo, root);
     for (size_t i = 0; i < nsets && r == 0; i++)
