@@ -1101,29 +1101,26 @@ void sysctld_analysis_free(struct sysctld_analysis *a)
     free(a);
 }
 
-/* Analyses the tree under root once per rule set in rules[], into ret[],
- * which a failure leaves alone. */
-static int analyse_sets(const char *root, const enum sysctld_rules *rules, size_t nsets,
-                        const char *const *keys, size_t nkeys, const char *pending_path,
-                        const char *pending_text, size_t pending_len, struct sysctld_analysis **ret)
+int sysctld_analyse_both(const char *root, const char *const *keys, size_t nkeys, const char *pending_path,
+                         const char *pending_text, size_t pending_len,
+                         struct sysctld_analysis *ret[SYSCTLD_RULE_SETS])
 {
     struct sysctld_analysis *got[SYSCTLD_RULE_SETS] = { NULL };
     struct memo memo;
     int r;
 
-    /* Parsing no text checks the rules and keys alone. */
-    for (size_t i = 0; i < nsets; i++)
-        if (!ret || sysctld_parse_text(rules[i], NULL, 0, keys, nkeys, on_line, NULL, NULL) < 0)
-            return -EINVAL;
+    /* Parsing no text checks the keys alone. */
+    if (!ret || sysctld_parse_text(SYSCTLD_SYSTEMD, NULL, 0, keys, nkeys, on_line, NULL, NULL) < 0)
+        return -EINVAL;
     r = memo_open(&memo, root);
-    for (size_t i = 0; i < nsets && r == 0; i++)
-        r = analyse(&memo, rules[i], keys, nkeys, pending_path, pending_text, pending_len, &got[i]);
+    for (int rules = 0; rules < SYSCTLD_RULE_SETS && r == 0; rules++)
+        r = analyse(&memo, rules, keys, nkeys, pending_path, pending_text, pending_len, &got[rules]);
     memo_free(&memo);
-    for (size_t i = 0; i < nsets; i++) {
+    for (int rules = 0; rules < SYSCTLD_RULE_SETS; rules++) {
         if (r == 0)
-            ret[i] = got[i];
+            ret[rules] = got[rules];
         else
-            sysctld_analysis_free(got[i]);
+            sysctld_analysis_free(got[rules]);
     }
     return r;
 }
@@ -1132,15 +1129,14 @@ int sysctld_analyse_pending(const char *root, enum sysctld_rules rules, const ch
                             size_t nkeys, const char *pending_path, const char *pending_text,
                             size_t pending_len, struct sysctld_analysis **ret)
 {
-    return analyse_sets(root, &rules, 1, keys, nkeys, pending_path, pending_text, pending_len, ret);
-}
+    struct sysctld_analysis *both[SYSCTLD_RULE_SETS];
+    int r = -EINVAL;
 
-int sysctld_analyse_both(const char *root, const char *const *keys, size_t nkeys, const char *pending_path,
-                         const char *pending_text, size_t pending_len,
-                         struct sysctld_analysis *ret[SYSCTLD_RULE_SETS])
-{
-    static const enum sysctld_rules all[SYSCTLD_RULE_SETS] = { SYSCTLD_SYSTEMD, SYSCTLD_PROCPS };
-
-    return analyse_sets(root, all, SYSCTLD_RULE_SETS, keys, nkeys, pending_path, pending_text, pending_len,
-                        ret);
+    if (ret && (rules == SYSCTLD_SYSTEMD || rules == SYSCTLD_PROCPS))
+        r = sysctld_analyse_both(root, keys, nkeys, pending_path, pending_text, pending_len, both);
+    if (r == 0) {
+        *ret = both[rules];
+        sysctld_analysis_free(both[1 - rules]);
+    }
+    return r;
 }
