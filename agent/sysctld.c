@@ -213,14 +213,6 @@ static bool procps_can_open(const char *name)
     return !(n > 0 && name[n - 1] == '/') && !(n >= 2 && name[n - 2] == '/' && name[n - 1] == '.');
 }
 
-/* Whether a line's (simplified) name writes canon, a canonical key. Globs
- * are expanded with glob(3) under /proc/sys by both tools, which is
- * fnmatch() with FNM_PATHNAME|FNM_PERIOD on the path. */
-static bool name_targets(const char *name, bool glob, const char *canon)
-{
-    return glob ? fnmatch(name, canon, FNM_PATHNAME | FNM_PERIOD) == 0 : strcmp(name, canon) == 0;
-}
-
 /* One text being parsed, and where in it. */
 struct parser {
     enum sysctld_rules rules;
@@ -282,7 +274,8 @@ static int parse_line(const struct parser *ps, struct span line)
     for (size_t i = 0; i < ps->nkeys; i++) {
         struct sysctld_line l;
 
-        if (!name_targets(simple, glob, ps->canon[i]))
+        /* Both tools expand globs with glob(3) under /proc/sys. */
+        if (glob ? fnmatch(simple, ps->canon[i], FNM_PATHNAME | FNM_PERIOD) != 0 : strcmp(simple, ps->canon[i]) != 0)
             continue;
         if (sp.has_value && sp.value.n == 0 && !empty_warned) {
             warnf(ps, "empty value for %s, which the kernel refuses", ps->keys[i]);
@@ -659,11 +652,6 @@ static void mark_incomplete(struct analyser *an)
     a->incomplete = true;
 }
 
-static bool same_value(const char *a, const char *b)
-{
-    return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
 static void free_seen(struct seen *s)
 {
     free(s->name);
@@ -682,7 +670,7 @@ static bool systemd_replaces(struct keystate *ks, const struct seen *s)
 
         if (strcmp(old->name, s->name) != 0)
             continue;
-        same = same_value(old->value, s->value);
+        same = old->value && s->value ? strcmp(old->value, s->value) == 0 : old->value == s->value;
         free_seen(old);
         if (same) {
             *old = *s;
@@ -839,22 +827,28 @@ static void analyse_file(struct analyser *an, const struct conffile *f)
     }
 }
 
-/* procps reads /etc/sysctl.conf after every drop-in, but only when stat()
- * says it is a regular file: a FIFO there is skipped, not waited on. */
+/* What the tool applies after every drop-in. procps reads /etc/sysctl.conf
+ * only when stat() says it is a regular file: a FIFO there is skipped, not
+ * waited on. */
 static void analyse_last_file(struct analyser *an)
 {
-    const struct looked *l = memo_get(an->memo, LOOK_RESOLVE, PROCPS_LAST_FILE);
+    const char *path = an->rules == SYSCTLD_PROCPS ? PROCPS_LAST_FILE : SYSTEMD_CREDENTIAL;
+    const struct looked *l = memo_get(an->memo, LOOK_RESOLVE, path);
 
-    if (!l)
+    if (!l || l->r == -ENOMEM) {
         an->oom = true;
-    else if ((l->r == 0 || l->r == -ENOENT) && parse_pending(an, PROCPS_LAST_FILE, l->data))
+    } else if (an->rules == SYSCTLD_SYSTEMD) {
+        if (l->r == 0) {
+            add_warning(an, "%s: a sysctl.extra credential is applied after every file, not analysed", path);
+            mark_incomplete(an);
+        }
+    } else if ((l->r == 0 || l->r == -ENOENT) && parse_pending(an, path, l->data)) {
         return;
-    else if (l->r < 0)
-        an->oom = an->oom || l->r == -ENOMEM;
-    else if (S_ISREG(l->mode))
-        read_and_parse(an, PROCPS_LAST_FILE, l->data);
-    else if (!is_dev_null(l))
-        add_warning(an, "%s: is not a regular file, skipped by sysctl --system", PROCPS_LAST_FILE);
+    } else if (l->r == 0 && S_ISREG(l->mode)) {
+        read_and_parse(an, path, l->data);
+    } else if (l->r == 0 && !is_dev_null(l)) {
+        add_warning(an, "%s: is not a regular file, skipped by sysctl --system", path);
+    }
 }
 
 static bool wanted_name(enum sysctld_rules rules, const char *name)
@@ -1049,26 +1043,6 @@ static void analyser_free(struct analyser *an)
     sysctld_analysis_free(an->a);
 }
 
-/* Reads every file the tool reads, in its order. */
-static void read_tree(struct analyser *an)
-{
-    list_files(an);
-    for (size_t i = 0; i < an->nfiles && !an->oom; i++)
-        analyse_file(an, &an->files[i]);
-    if (an->rules == SYSCTLD_PROCPS && !an->oom)
-        analyse_last_file(an);
-    if (an->rules == SYSCTLD_SYSTEMD && !an->oom) {
-        const struct looked *l = memo_get(an->memo, LOOK_RESOLVE, SYSTEMD_CREDENTIAL);
-
-        if (l && l->r == 0) {
-            add_warning(an, "%s: a sysctl.extra credential is applied after every file, not analysed",
-                        SYSTEMD_CREDENTIAL);
-            mark_incomplete(an);
-        }
-        an->oom = an->oom || !l || l->r == -ENOMEM;
-    }
-}
-
 static int analyse(struct memo *memo, enum sysctld_rules rules, const char *const *keys, size_t nkeys,
                    const char *pending_path, const char *pending_text, size_t pending_len,
                    struct sysctld_analysis **ret)
@@ -1081,7 +1055,12 @@ static int analyse(struct memo *memo, enum sysctld_rules rules, const char *cons
     if (r == 0) {
         an.a->rules = rules;
         an.a->nkeys = nkeys;
-        read_tree(&an);
+        /* Every file the tool reads, in its order. */
+        list_files(&an);
+        for (size_t i = 0; i < an.nfiles && !an.oom; i++)
+            analyse_file(&an, &an.files[i]);
+        if (!an.oom)
+            analyse_last_file(&an);
         r = an.oom ? -ENOMEM : 0;
     }
     if (r == 0) {
