@@ -108,8 +108,7 @@ static struct span strip(struct span s, bool left)
 }
 
 struct split {
-    struct span key, value;
-    bool has_value; /* false: "-key" alone, an exclusion */
+    struct span key, value; /* value.p NULL: "-key" alone, an exclusion */
     bool ignore_failure;
 };
 
@@ -132,7 +131,6 @@ static int split_line(enum sysctld_rules rules, struct span line, struct split *
             return -1;
         ret->key = (struct span){ s.p + 1, s.n - 1 };
     } else {
-        ret->has_value = true;
         ret->key = (struct span){ s.p, (size_t)(eq - s.p) };
         ret->value = strip((struct span){ eq + 1, s.n - (size_t)(eq - s.p) - 1 }, true);
         if (s.p[0] == '-') {
@@ -162,24 +160,27 @@ static void swap_separators(char *s)
         *n = *n == '.' ? '/' : '.';
 }
 
-/* Drops the empty and "." components of a path. For a key name (systemd's
- * path_simplify() plus dropping the leading '/') ".." stays and nothing
- * becomes "."; for an absolute path, ".." drops the component before it,
- * stopping at "/". */
-static void clean_path(char *s, bool absolute)
+/* Drops the empty and "." components of a path. In a key name (systemd's
+ * path_simplify(), no leading '/') ".." stays; in an absolute path, ".."
+ * drops the component before it. Returns whether there was a "..". */
+static bool clean_path(char *s, bool absolute)
 {
     char *w = s;
     const char *r = s;
+    bool dotdot = false;
 
     while (*r) {
         const char *e;
         size_t n;
+        bool up;
 
         while (*r == '/')
             r++;
         e = strchrnul(r, '/');
         n = (size_t)(e - r);
-        if (absolute && n == 2 && r[0] == '.' && r[1] == '.') {
+        up = n == 2 && r[0] == '.' && r[1] == '.';
+        dotdot = dotdot || up;
+        if (absolute && up) {
             while (w > s && *--w != '/')
                 ;
         } else if (n > 0 && !(n == 1 && r[0] == '.')) {
@@ -193,14 +194,7 @@ static void clean_path(char *s, bool absolute)
     if (w == s)
         *w++ = absolute ? '/' : '.';
     *w = '\0';
-}
-
-static bool has_dotdot(const char *s)
-{
-    for (const char *p = s; (p = strstr(p, "..")); p++)
-        if ((p == s || p[-1] == '/') && (p[2] == '/' || p[2] == '\0'))
-            return true;
-    return false;
+    return dotdot;
 }
 
 /* procps opens "/proc/sys/" + name as written, which the kernel resolves
@@ -243,7 +237,8 @@ static void warnf(const struct parser *ps, const char *fmt, ...)
 /* Returns 0 or -ENOMEM. */
 static int parse_line(const struct parser *ps, struct span line)
 {
-    CLEANUP_FREE char *name = NULL, *simple = NULL; /* as the tool keeps it; simplified */
+    CLEANUP_FREE char *raw = NULL, *simple = NULL;
+    const char *name; /* as the tool keeps it */
     struct split sp;
     bool glob, empty_warned = false;
     int r = split_line(ps->rules, line, &sp);
@@ -254,21 +249,19 @@ static int parse_line(const struct parser *ps, struct span line)
      * such a key cannot set ours either. */
     if (r <= 0 || sp.key.n == 0 || sp.key.n >= PATH_MAX)
         return 0;
-    if (!(name = strndup(sp.key.p, sp.key.n)))
+    if (!(raw = strndup(sp.key.p, sp.key.n)))
         return -ENOMEM;
-    swap_separators(name);
-    if (ps->rules == SYSCTLD_SYSTEMD)
-        clean_path(name, false);
-    if (has_dotdot(name)) {
+    swap_separators(raw);
+    if (!(simple = strdup(raw)))
+        return -ENOMEM;
+    name = ps->rules == SYSCTLD_SYSTEMD ? simple : raw;
+    if (clean_path(simple, false)) {
         /* The kernel would resolve it, the model does not; nobody writes it. */
         warnf(ps, "key '%s' has a '..' component, not analysed", name);
         return 0;
     }
-    if (ps->rules == SYSCTLD_PROCPS && !procps_can_open(name))
+    if (ps->rules == SYSCTLD_PROCPS && !procps_can_open(raw))
         return 0;
-    if (!(simple = strdup(name)))
-        return -ENOMEM;
-    clean_path(simple, false);
     glob = strpbrk(name, "*?[") != NULL;
 
     for (size_t i = 0; i < ps->nkeys; i++) {
@@ -277,7 +270,7 @@ static int parse_line(const struct parser *ps, struct span line)
         /* Both tools expand globs with glob(3) under /proc/sys. */
         if (glob ? fnmatch(simple, ps->canon[i], FNM_PATHNAME | FNM_PERIOD) != 0 : strcmp(simple, ps->canon[i]) != 0)
             continue;
-        if (sp.has_value && sp.value.n == 0 && !empty_warned) {
+        if (sp.value.p && sp.value.n == 0 && !empty_warned) {
             warnf(ps, "empty value for %s, which the kernel refuses", ps->keys[i]);
             empty_warned = true;
         }
@@ -285,8 +278,8 @@ static int parse_line(const struct parser *ps, struct span line)
             .key_index = i,
             .line = ps->lineno,
             .name = name,
-            .value = sp.has_value ? sp.value.p : NULL,
-            .value_len = sp.has_value ? sp.value.n : 0,
+            .value = sp.value.p,
+            .value_len = sp.value.n,
             .glob = glob,
             .exact = strcmp(name, ps->canon[i]) == 0,
             .ignore_failure = sp.ignore_failure,
@@ -359,7 +352,7 @@ struct looked {
     bool opened;    /* LIST: the directory could be opened (its entries maybe not all read: see r) */
     mode_t mode;    /* RESOLVE: all the analysis needs of struct stat */
     dev_t rdev;
-    char *data;     /* RESOLVE: where path leads; LIST: the names, each NUL-terminated; READ: the bytes */
+    char *data;     /* RESOLVE: where path leads, missing too; LIST: the names, each NUL-terminated; READ: the bytes */
     size_t len;
 };
 
@@ -439,10 +432,9 @@ static int open_in_root(const struct memo *m, const char *path)
         return fd;
     if (!m->prefix[0])
         return TEMP_FAILURE_RETRY(open(path, O_PATH | O_CLOEXEC)); /* the live system: nothing to leave */
-    /* Linux before 5.6 has no openat2(). Under --root a path is then opened
-     * only when none of its components is a symbolic link (O_NOFOLLOW for
-     * the last, where /proc says it leads for the others): what that gives
-     * up is following links inside an image, which "cannot be resolved". */
+    /* Linux before 5.6 has no openat2(): under --root a path is then opened
+     * only when none of its components is a symbolic link, and a link
+     * inside an image "cannot be resolved". */
     fd = TEMP_FAILURE_RETRY(openat(m->rootfd, path + 1, O_PATH | O_NOFOLLOW | O_CLOEXEC));
     if (fd < 0)
         return -1;
@@ -549,10 +541,8 @@ static void read_into(const struct memo *m, struct looked *l)
                : fsutil_read_file(host, SYSCTLD_FILE_MAX_BYTES, true, &l->data, &l->len, NULL);
 }
 
-/* What kind of look at path (inside root) found, looked at on the first
- * call only; NULL on ENOMEM. RESOLVE: ->data is where path leads, also
- * when it is missing (-ENOENT); LIST: the names (those read before an error
- * too); READ: the bytes. */
+/* What a look of kind at path (inside root) found, looked at on the first
+ * call only (see struct looked); NULL on ENOMEM. */
 static const struct looked *memo_get(struct memo *m, enum look kind, const char *path)
 {
     static void (*const look_at[])(const struct memo *, struct looked *) = {
@@ -777,8 +767,7 @@ static bool parse_pending(struct analyser *an, const char *path, const char *rea
 /* Whether a resolved path (found or missing) is /dev/null. */
 static bool is_dev_null(const struct looked *l)
 {
-    return strcmp(l->data, "/dev/null") == 0 ||
-           (l->r == 0 && S_ISCHR(l->mode) && l->rdev == makedev(1, 3));
+    return strcmp(l->data, "/dev/null") == 0 || (l->r == 0 && S_ISCHR(l->mode) && l->rdev == makedev(1, 3));
 }
 
 #define STILL_MASKS "skipped (it still masks same-named files in later directories)"
@@ -813,9 +802,8 @@ static void analyse_file(struct analyser *an, const struct conffile *f)
     } else if (S_ISDIR(l->mode)) {
         add_warning(an, "%s: is a directory, " STILL_MASKS, f->path);
     } else if (S_ISFIFO(l->mode)) {
-        /* Both tools open it without O_NONBLOCK and wait for a writer; both
-         * apply only after reading every file, so nothing is applied, and
-         * at boot systemd-sysctl.service fails after its 90 s timeout. */
+        /* Both tools wait for a writer, and apply only after reading every
+         * file: nothing is applied (systemd-sysctl.service times out). */
         add_warning(an, "%s: is a FIFO, %s would block opening it and apply nothing", f->path,
                     sysctld_rules_name(an->rules));
         an->a->blocked = true;
@@ -862,8 +850,7 @@ static bool wanted_name(enum sysctld_rules rules, const char *name)
     return rules == SYSCTLD_PROCPS || name[0] != '.';
 }
 
-/* Adds name from directory shown (real inside root) unless a directory read
- * earlier had it: the first one found masks the others. */
+/* Adds name from directory shown (real inside root) unless already there. */
 static void add_file(struct analyser *an, const char *shown, const char *real, const char *name)
 {
     struct conffile *f;
@@ -906,8 +893,7 @@ static void list_directory(struct analyser *an, const char *shown, const char *r
         add_file(an, shown, real, name);
     }
     if (l->r < 0) {
-        add_warning(an, "%s: cannot be %s (%s), not analysed", shown, l->opened ? "listed" : "opened",
-                    strerror(-l->r));
+        add_warning(an, "%s: cannot be %s (%s), not analysed", shown, l->opened ? "listed" : "opened", strerror(-l->r));
         mark_incomplete(an);
     }
     if (l->opened && is_pending_dir(an, real) && an->pending.text)

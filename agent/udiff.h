@@ -21,7 +21,5 @@
  * Returns 0 and a malloc'd string in *ret_text, "" when the lines are the
  * same; or, leaving *ret_text alone, -EINVAL for bad arguments, -E2BIG past
  * UDIFF_MAX_LINES lines or UDIFF_MAX_CELLS cells, or -ENOMEM. */
-int udiff_render(const char *old_text, size_t old_len,
-                 const char *new_text, size_t new_len,
-                 const char *old_label, const char *new_label,
-                 char **ret_text);
+int udiff_render(const char *old_text, size_t old_len, const char *new_text, size_t new_len,
+                 const char *old_label, const char *new_label, char **ret_text);

@@ -150,15 +150,14 @@ Test(sysctld_parse, rejects_bad_arguments)
     struct record r = { .len = 0 };
 
     cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, keys, 0, record_line, NULL, &r), -EINVAL);
-    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, keys, SYSCTLD_MAX_KEYS + 1, record_line,
-                                    NULL, &r), -EINVAL);
+    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, keys, SYSCTLD_MAX_KEYS + 1, record_line, NULL, &r),
+                 -EINVAL);
     cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, NULL, 1, keys, 3, record_line, NULL, &r), -EINVAL);
     cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, keys, 3, NULL, NULL, &r), -EINVAL);
-    cr_expect_eq(sysctld_parse_text((enum sysctld_rules)7, "x", 1, keys, 3, record_line, NULL, &r),
-                 -EINVAL);
+    cr_expect_eq(sysctld_parse_text((enum sysctld_rules)7, "x", 1, keys, 3, record_line, NULL, &r), -EINVAL);
     for (size_t i = 0; i < sizeof(bad_keys) / sizeof(bad_keys[0]); i++)
-        cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, bad_keys[i], 1, record_line, NULL,
-                                        &r), -EINVAL, "key '%s'", bad_keys[i][0]);
+        cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, bad_keys[i], 1, record_line, NULL, &r), -EINVAL,
+                     "key '%s'", bad_keys[i][0]);
     cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, NULL, 0, keys, 3, record_line, NULL, &r), 0);
 }
 

@@ -96,8 +96,7 @@ ParameterizedTest(size_t *i, udiff, matches_gnu_diff)
     int r;
 
     /* The old label must be ignored when the old file is absent. */
-    r = udiff_render(c->old, c->old ? strlen(c->old) : 0, c->new, strlen(c->new), "a/old",
-                     "b/new", &text);
+    r = udiff_render(c->old, c->old ? strlen(c->old) : 0, c->new, strlen(c->new), "a/old", "b/new", &text);
     cr_assert_eq(r, 0, "%s: udiff_render returned %d", c->name, r);
     cr_assert_not_null(text, "%s", c->name);
     cr_expect_str_eq(text, c->expected, "%s: got\n%s", c->name, text);
