@@ -455,14 +455,13 @@ static int open_in_root(const struct memo *m, const char *path)
 static char *where_missing(const struct memo *m, const char *path)
 {
     const char *name = strrchr(path, '/') + 1;
-    char *dir = strndup(path, (size_t)(name - path)), *target = malloc(PATH_MAX), *real = NULL;
+    char *dir = strndup(path, (size_t)(name - path)), *real = NULL, *ret = NULL, target[PATH_MAX];
     int fd = dir ? open_in_root(m, dir) : -1;
-    char *ret = NULL;
-    ssize_t n = fd < 0 || !target ? -1 : readlinkat(fd, name, target, PATH_MAX - 1);
+    ssize_t n = fd < 0 ? -1 : readlinkat(fd, name, target, sizeof(target) - 1);
 
     if (n >= 0)
         target[n] = '\0';
-    if (!dir || !target)
+    if (!dir)
         ret = NULL;
     else if (n >= 0 && target[0] == '/')
         ret = strdup(target);
@@ -475,7 +474,6 @@ static char *where_missing(const struct memo *m, const char *path)
     if (fd >= 0)
         close(fd);
     free(real);
-    free(target);
     free(dir);
     return ret;
 }
@@ -614,7 +612,6 @@ static void add_warning(struct analyser *an, const char *fmt, ...) __attribute__
 static void add_warning(struct analyser *an, const char *fmt, ...)
 {
     struct sysctld_analysis *a = an->a;
-    char text[SYSCTLD_WARNING_MAX];
     va_list ap;
 
     if (a->nwarnings >= SYSCTLD_MAX_WARNINGS) {
@@ -622,13 +619,8 @@ static void add_warning(struct analyser *an, const char *fmt, ...)
         return;
     }
     va_start(ap, fmt);
-    (void)vsnprintf(text, sizeof(text), fmt, ap);
+    (void)vsnprintf(a->warnings[a->nwarnings++], sizeof(a->warnings[0]), fmt, ap);
     va_end(ap);
-    a->warnings[a->nwarnings] = strdup(text);
-    if (a->warnings[a->nwarnings])
-        a->nwarnings++;
-    else
-        an->oom = true;
 }
 
 /* The winners may be wrong now; the first reason (the warning just
@@ -1061,8 +1053,6 @@ static int analyse(struct memo *memo, enum sysctld_rules rules, const char *cons
 
 void sysctld_analysis_free(struct sysctld_analysis *a)
 {
-    for (size_t i = 0; a && i < a->nwarnings; i++)
-        free(a->warnings[i]);
     free(a);
 }
 

@@ -77,7 +77,7 @@ struct sysctld_analysis {
     bool incomplete; /* a file the tool reads was not analysed: the winners may be wrong */
     const char *incomplete_why; /* the first such file and why, when incomplete (one of warnings[]) */
     size_t nwarnings, dropped_warnings;
-    char *warnings[SYSCTLD_MAX_WARNINGS]; /* "PATH: why" or "PATH:LINE: why", each < SYSCTLD_WARNING_MAX */
+    char warnings[SYSCTLD_MAX_WARNINGS][SYSCTLD_WARNING_MAX]; /* "PATH: why" or "PATH:LINE: why" */
 };
 
 /* Scans the configuration under root ("/", or an image for --root) as each
