@@ -221,7 +221,6 @@ struct invalid_case {
     bool null_ret;
 };
 
-/* name, old, old_len, new, old_label, new_label, null_ret */
 static const struct invalid_case invalid_cases[] = {
     { "NULL new_text", "a\n", 2, NULL, "a", "b", false },
     { "NULL ret_text", "a\n", 2, "b\n", "a", "b", true },
