@@ -873,6 +873,7 @@ static bool is_pending_dir(const struct analyser *an, const char *real)
 static void list_directory(struct analyser *an, const char *shown, const char *real)
 {
     const struct looked *l = memo_get(an->memo, LOOK_LIST, real);
+    const char *pending = is_pending_dir(an, real) ? an->pending.name : NULL;
 
     if (!l) {
         an->oom = true;
@@ -880,7 +881,7 @@ static void list_directory(struct analyser *an, const char *shown, const char *r
     }
     for (const char *name = l->data; name && name < l->data + l->len && !an->oom; name += strlen(name) + 1) {
         /* A pending removal: the file will not be there. */
-        if (is_pending_dir(an, real) && strcmp(name, an->pending.name) == 0 && !an->pending.text)
+        if (pending && !an->pending.text && strcmp(name, pending) == 0)
             continue;
         add_file(an, shown, real, name);
     }
@@ -888,8 +889,8 @@ static void list_directory(struct analyser *an, const char *shown, const char *r
         add_warning(an, "%s: cannot be %s (%s), not analysed", shown, l->opened ? "listed" : "opened", strerror(-l->r));
         mark_incomplete(an);
     }
-    if (l->opened && is_pending_dir(an, real) && an->pending.text)
-        add_file(an, shown, real, an->pending.name);
+    if (l->opened && pending && an->pending.text)
+        add_file(an, shown, real, pending);
 }
 
 static int compare_files(const void *x, const void *y)
