@@ -6,8 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-int dropin_render(const struct profile *p, const struct sizing_result *s, char **ret_text,
-                  size_t *ret_len)
+int dropin_render(const struct profile *p, const struct sizing_result *s, char **ret_text, size_t *ret_len)
 {
     char *text = NULL;
     size_t len = 0;
@@ -40,8 +39,7 @@ int dropin_render(const struct profile *p, const struct sizing_result *s, char *
         if (k->persist)
             fprintf(f, "%s = %" PRIu64 "\n", sizing_key_name(id), k->target);
         else
-            fprintf(f, "# %s: not set (raise-only, the running value is already higher)\n",
-                    sizing_key_name(id));
+            fprintf(f, "# %s: not set (raise-only, the running value is already higher)\n", sizing_key_name(id));
     }
 
     /* A failed fprintf() above leaves the stream's error flag set, and

@@ -16,5 +16,4 @@
 /* Renders the drop-in for profile p and sizing result s. Returns 0 and a
  * malloc'd NUL-terminated text in *ret_text (length in *ret_len), or
  * -ENOMEM. */
-int dropin_render(const struct profile *p, const struct sizing_result *s, char **ret_text,
-                  size_t *ret_len);
+int dropin_render(const struct profile *p, const struct sizing_result *s, char **ret_text, size_t *ret_len);

@@ -18,23 +18,13 @@
 #include "fsutil.h"
 #include "testing.h"
 
-/* What follows models which file wins under each tool's rules precisely,
- * because a model that is only nearly right would tell an operator that
- * shmprov's drop-in wins when it does not; where the tools only read odd
- * bytes differently, it says "uncertain" instead (is_odd). Every rule
- * below was checked against the real binaries (systemd 252.39 and procps-ng
- * 4.0.2 on Debian 12) in a private IPC and mount namespace with tmpfs over
- * every directory they read; the comments say where the two tools differ.
- * The integration tests compare this module with the real tools the same
- * way. */
+/* Which file wins is modelled exactly, since a nearly right model would
+ * say shmprov's drop-in wins when it does not; where the tools only read
+ * odd bytes differently, the lines are "uncertain" instead (is_odd). The
+ * comments say where the two tools differ. */
 
-static const char *const systemd_dirs[] = {
-    /* Debian builds systemd 252 without split-usr: /lib/sysctl.d is not in
-     * its list (on merged-/usr systems it is /usr/lib/sysctl.d anyway). */
-    "/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", NULL,
-};
-
-/* procps' list is the longer one: every directory either tool reads. */
+/* procps' list; systemd's lacks the last, /lib/sysctl.d: Debian builds
+ * systemd 252 without split-usr. */
 const char *const sysctld_dirs[] = {
     "/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d",
     "/lib/sysctl.d", NULL,
@@ -80,13 +70,10 @@ struct span {
     size_t n;
 };
 
-/* Both tools end a line at '\n' and read "\r\n" as one end of line. They
- * part on a NUL (systemd ends a line there, procps drops the rest of the
- * line), a lone '\r' (a line end for systemd, part of the value for procps)
- * and '\v' or '\f' (space for procps, not for systemd). Rather than emulate
- * each, such a byte splits its line into pieces read on their own, and what
- * they and every later line of the file set is uncertain: systemd numbers
- * those lines differently too. */
+/* Both tools end a line at '\n' or "\r\n", but read a NUL, a lone '\r',
+ * '\v' and '\f' differently. Not emulated: such a byte splits its line into
+ * pieces, and what they and every later line set is uncertain (systemd
+ * numbers those lines differently too). */
 static bool is_odd(char c)
 {
     return c == '\0' || c == '\r' || c == '\v' || c == '\f';
@@ -108,30 +95,20 @@ static bool is_space(char c)
     return c == ' ' || c == '\t';
 }
 
-static struct span lstrip(struct span s)
+/* Drops trailing spaces, and leading ones too when left. */
+static struct span strip(struct span s, bool left)
 {
-    while (s.n > 0 && is_space(s.p[0])) {
+    while (left && s.n > 0 && is_space(s.p[0])) {
         s.p++;
         s.n--;
     }
-    return s;
-}
-
-static struct span rstrip(struct span s)
-{
     while (s.n > 0 && is_space(s.p[s.n - 1]))
         s.n--;
     return s;
 }
 
-static struct span strip(struct span s)
-{
-    return rstrip(lstrip(s));
-}
-
 struct split {
-    struct span key, value;
-    bool has_value; /* false: "-key" alone, an exclusion */
+    struct span key, value; /* value.p NULL: "-key" alone, an exclusion */
     bool ignore_failure;
 };
 
@@ -139,7 +116,7 @@ struct split {
  * a line the tool warns about. */
 static int split_line(enum sysctld_rules rules, struct span line, struct split *ret)
 {
-    struct span s = strip(line);
+    struct span s = strip(line, true);
     const char *eq;
 
     /* (procps skips a one-character last line without a newline, where
@@ -154,9 +131,8 @@ static int split_line(enum sysctld_rules rules, struct span line, struct split *
             return -1;
         ret->key = (struct span){ s.p + 1, s.n - 1 };
     } else {
-        ret->has_value = true;
         ret->key = (struct span){ s.p, (size_t)(eq - s.p) };
-        ret->value = strip((struct span){ eq + 1, s.n - (size_t)(eq - s.p) - 1 });
+        ret->value = strip((struct span){ eq + 1, s.n - (size_t)(eq - s.p) - 1 }, true);
         if (s.p[0] == '-') {
             ret->ignore_failure = true;
             ret->key.p++;
@@ -166,7 +142,7 @@ static int split_line(enum sysctld_rules rules, struct span line, struct split *
     /* systemd strips the key again after the '-'; procps only strips its
      * end, so "- kernel.shmmax = 1" names " kernel/shmmax" there and sets
      * nothing. */
-    ret->key = rules == SYSCTLD_SYSTEMD ? strip(ret->key) : rstrip(ret->key);
+    ret->key = strip(ret->key, rules == SYSCTLD_SYSTEMD);
     return 1;
 }
 
@@ -184,24 +160,27 @@ static void swap_separators(char *s)
         *n = *n == '.' ? '/' : '.';
 }
 
-/* Drops the empty and "." components of a path. For a key name (systemd's
- * path_simplify() plus dropping the leading '/') ".." stays and nothing
- * becomes "."; for an absolute path, ".." drops the component before it,
- * stopping at "/". */
-static void clean_path(char *s, bool absolute)
+/* Drops the empty and "." components of a path. In a key name (systemd's
+ * path_simplify(), no leading '/') ".." stays; in an absolute path, ".."
+ * drops the component before it. Returns whether there was a "..". */
+static bool clean_path(char *s, bool absolute)
 {
     char *w = s;
     const char *r = s;
+    bool dotdot = false;
 
     while (*r) {
         const char *e;
         size_t n;
+        bool up;
 
         while (*r == '/')
             r++;
         e = strchrnul(r, '/');
         n = (size_t)(e - r);
-        if (absolute && n == 2 && r[0] == '.' && r[1] == '.') {
+        up = n == 2 && r[0] == '.' && r[1] == '.';
+        dotdot = dotdot || up;
+        if (absolute && up) {
             while (w > s && *--w != '/')
                 ;
         } else if (n > 0 && !(n == 1 && r[0] == '.')) {
@@ -215,14 +194,7 @@ static void clean_path(char *s, bool absolute)
     if (w == s)
         *w++ = absolute ? '/' : '.';
     *w = '\0';
-}
-
-static bool has_dotdot(const char *s)
-{
-    for (const char *p = s; (p = strstr(p, "..")); p++)
-        if ((p == s || p[-1] == '/') && (p[2] == '/' || p[2] == '\0'))
-            return true;
-    return false;
+    return dotdot;
 }
 
 /* procps opens "/proc/sys/" + name as written, which the kernel resolves
@@ -233,14 +205,6 @@ static bool procps_can_open(const char *name)
     size_t n = strlen(name);
 
     return !(n > 0 && name[n - 1] == '/') && !(n >= 2 && name[n - 2] == '/' && name[n - 1] == '.');
-}
-
-/* Whether a line's (simplified) name writes canon, a canonical key. Globs
- * are expanded with glob(3) under /proc/sys by both tools, which is
- * fnmatch() with FNM_PATHNAME|FNM_PERIOD on the path. */
-static bool name_targets(const char *name, bool glob, const char *canon)
-{
-    return glob ? fnmatch(name, canon, FNM_PATHNAME | FNM_PERIOD) == 0 : strcmp(name, canon) == 0;
 }
 
 /* One text being parsed, and where in it. */
@@ -273,7 +237,8 @@ static void warnf(const struct parser *ps, const char *fmt, ...)
 /* Returns 0 or -ENOMEM. */
 static int parse_line(const struct parser *ps, struct span line)
 {
-    CLEANUP_FREE char *name = NULL, *simple = NULL; /* as the tool keeps it; simplified */
+    CLEANUP_FREE char *raw = NULL, *simple = NULL;
+    const char *name; /* as the tool keeps it */
     struct split sp;
     bool glob, empty_warned = false;
     int r = split_line(ps->rules, line, &sp);
@@ -284,29 +249,28 @@ static int parse_line(const struct parser *ps, struct span line)
      * such a key cannot set ours either. */
     if (r <= 0 || sp.key.n == 0 || sp.key.n >= PATH_MAX)
         return 0;
-    if (!(name = strndup(sp.key.p, sp.key.n)))
+    if (!(raw = strndup(sp.key.p, sp.key.n)))
         return -ENOMEM;
-    swap_separators(name);
-    if (ps->rules == SYSCTLD_SYSTEMD)
-        clean_path(name, false);
-    if (has_dotdot(name)) {
+    swap_separators(raw);
+    if (!(simple = strdup(raw)))
+        return -ENOMEM;
+    name = ps->rules == SYSCTLD_SYSTEMD ? simple : raw;
+    if (clean_path(simple, false)) {
         /* The kernel would resolve it, the model does not; nobody writes it. */
         warnf(ps, "key '%s' has a '..' component, not analysed", name);
         return 0;
     }
-    if (ps->rules == SYSCTLD_PROCPS && !procps_can_open(name))
+    if (ps->rules == SYSCTLD_PROCPS && !procps_can_open(raw))
         return 0;
-    if (!(simple = strdup(name)))
-        return -ENOMEM;
-    clean_path(simple, false);
     glob = strpbrk(name, "*?[") != NULL;
 
     for (size_t i = 0; i < ps->nkeys; i++) {
         struct sysctld_line l;
 
-        if (!name_targets(simple, glob, ps->canon[i]))
+        /* Both tools expand globs with glob(3) under /proc/sys. */
+        if (glob ? fnmatch(simple, ps->canon[i], FNM_PATHNAME | FNM_PERIOD) != 0 : strcmp(simple, ps->canon[i]) != 0)
             continue;
-        if (sp.has_value && sp.value.n == 0 && !empty_warned) {
+        if (sp.value.p && sp.value.n == 0 && !empty_warned) {
             warnf(ps, "empty value for %s, which the kernel refuses", ps->keys[i]);
             empty_warned = true;
         }
@@ -314,8 +278,8 @@ static int parse_line(const struct parser *ps, struct span line)
             .key_index = i,
             .line = ps->lineno,
             .name = name,
-            .value = sp.has_value ? sp.value.p : NULL,
-            .value_len = sp.has_value ? sp.value.n : 0,
+            .value = sp.value.p,
+            .value_len = sp.value.n,
             .glob = glob,
             .exact = strcmp(name, ps->canon[i]) == 0,
             .ignore_failure = sp.ignore_failure,
@@ -376,11 +340,9 @@ static bool grow(void **items, size_t *cap, size_t n, size_t size)
 }
 
 /* ---- the disk, looked at once -------------------------------------------
- * A boot-order check reads one tree under both tools' rules, and they read
- * mostly the same directories and files. Every resolution, directory
- * listing and file read goes through a memo, so a second analysis of the
- * same tree answers from memory (sysctld_analyse_both). Paths in the memo
- * are on the target system, inside root. */
+ * Both tools read mostly the same directories and files: every resolution,
+ * listing and read goes through a memo, so the second analysis of a tree
+ * answers from memory. Paths in the memo are inside root. */
 enum look { LOOK_RESOLVE, LOOK_LIST, LOOK_READ };
 
 struct looked {
@@ -390,7 +352,7 @@ struct looked {
     bool opened;    /* LIST: the directory could be opened (its entries maybe not all read: see r) */
     mode_t mode;    /* RESOLVE: all the analysis needs of struct stat */
     dev_t rdev;
-    char *data;     /* RESOLVE: where path leads; LIST: the names, each NUL-terminated; READ: the bytes */
+    char *data;     /* RESOLVE: where path leads, missing too; LIST: the names, each NUL-terminated; READ: the bytes */
     size_t len;
 };
 
@@ -470,10 +432,9 @@ static int open_in_root(const struct memo *m, const char *path)
         return fd;
     if (!m->prefix[0])
         return TEMP_FAILURE_RETRY(open(path, O_PATH | O_CLOEXEC)); /* the live system: nothing to leave */
-    /* Linux before 5.6 has no openat2(). Under --root a path is then opened
-     * only when none of its components is a symbolic link (O_NOFOLLOW for
-     * the last, where /proc says it leads for the others): what that gives
-     * up is following links inside an image, which "cannot be resolved". */
+    /* Linux before 5.6 has no openat2(): under --root a path is then opened
+     * only when none of its components is a symbolic link, and a link
+     * inside an image "cannot be resolved". */
     fd = TEMP_FAILURE_RETRY(openat(m->rootfd, path + 1, O_PATH | O_NOFOLLOW | O_CLOEXEC));
     if (fd < 0)
         return -1;
@@ -494,14 +455,13 @@ static int open_in_root(const struct memo *m, const char *path)
 static char *where_missing(const struct memo *m, const char *path)
 {
     const char *name = strrchr(path, '/') + 1;
-    char *dir = strndup(path, (size_t)(name - path)), *target = malloc(PATH_MAX), *real = NULL;
+    char *dir = strndup(path, (size_t)(name - path)), *real = NULL, *ret = NULL, target[PATH_MAX];
     int fd = dir ? open_in_root(m, dir) : -1;
-    char *ret = NULL;
-    ssize_t n = fd < 0 || !target ? -1 : readlinkat(fd, name, target, PATH_MAX - 1);
+    ssize_t n = fd < 0 ? -1 : readlinkat(fd, name, target, sizeof(target) - 1);
 
     if (n >= 0)
         target[n] = '\0';
-    if (!dir || !target)
+    if (!dir)
         ret = NULL;
     else if (n >= 0 && target[0] == '/')
         ret = strdup(target);
@@ -514,7 +474,6 @@ static char *where_missing(const struct memo *m, const char *path)
     if (fd >= 0)
         close(fd);
     free(real);
-    free(target);
     free(dir);
     return ret;
 }
@@ -540,8 +499,8 @@ static void resolve_into(const struct memo *m, struct looked *l)
 /* Reads the names of directory l->path (resolved already) into l->data. */
 static void list_into(const struct memo *m, struct looked *l)
 {
-    size_t cap = 0;
     struct dirent *de;
+    FILE *names;
     DIR *d;
     int fd = TEMP_FAILURE_RETRY(openat(m->rootfd, l->path[1] ? l->path + 1 : ".",
                                        O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
@@ -557,20 +516,16 @@ static void list_into(const struct memo *m, struct looked *l)
         close(fd);
         return;
     }
+    names = open_memstream(&l->data, &l->len);
     // cppcheck-suppress readdirCalled ; readdir_r is deprecated (glibc 2.24); this DIR is not shared
-    for (errno = 0; (de = readdir(d)); errno = 0) {
-        size_t n = strlen(de->d_name) + 1;
-
-        while (l->len + n > cap)
-            if (!grow((void **)&l->data, &cap, cap, 256)) {
-                closedir(d);
-                l->r = -ENOMEM;
-                return;
-            }
-        memcpy(l->data + l->len, de->d_name, n);
-        l->len += n;
-    }
-    l->r = -errno;
+    for (errno = 0; names && (de = readdir(d)); errno = 0)
+        (void)fwrite(de->d_name, 1, strlen(de->d_name) + 1, names);
+    l->r = names ? -errno : -ENOMEM;
+    /* fclose() need not report a failed write: check the flag too. */
+    if (names && ferror(names))
+        l->r = -ENOMEM;
+    if (names && fclose(names) != 0)
+        l->r = -ENOMEM;
     closedir(d);
 }
 
@@ -584,10 +539,8 @@ static void read_into(const struct memo *m, struct looked *l)
                : fsutil_read_file(host, SYSCTLD_FILE_MAX_BYTES, true, &l->data, &l->len, NULL);
 }
 
-/* What kind of look at path (inside root) found, looked at on the first
- * call only; NULL on ENOMEM. RESOLVE: ->data is where path leads, also
- * when it is missing (-ENOENT); LIST: the names (those read before an error
- * too); READ: the bytes. */
+/* What a look of kind at path (inside root) found, looked at on the first
+ * call only (see struct looked); NULL on ENOMEM. */
 static const struct looked *memo_get(struct memo *m, enum look kind, const char *path)
 {
     static void (*const look_at[])(const struct memo *, struct looked *) = {
@@ -609,7 +562,7 @@ static const struct looked *memo_get(struct memo *m, enum look kind, const char 
     return l;
 }
 
-/* One line naming a key, in the order the tool reads them. */
+/* One line naming a key. */
 struct seen {
     char *name;
     char *value; /* NULL: an exclusion */
@@ -619,13 +572,11 @@ struct seen {
 };
 
 struct keystate {
+    /* What the tool will write, in order: for procps every line; for
+     * systemd its ordered hashmap, one entry per name. */
     struct seen *seen;
-    size_t nseen, capseen;
-    /* The tool's list of what it will write, as indexes into seen[]: for
-     * procps every line in order; for systemd its ordered hashmap. */
-    size_t *order;
-    size_t norder, caporder;
-    size_t nuncertain; /* lines naming the key that are not analysed */
+    size_t nseen, cap;
+    size_t total; /* lines naming the key, those not analysed too */
 };
 
 struct conffile {
@@ -661,7 +612,6 @@ static void add_warning(struct analyser *an, const char *fmt, ...) __attribute__
 static void add_warning(struct analyser *an, const char *fmt, ...)
 {
     struct sysctld_analysis *a = an->a;
-    char text[SYSCTLD_WARNING_MAX];
     va_list ap;
 
     if (a->nwarnings >= SYSCTLD_MAX_WARNINGS) {
@@ -669,13 +619,8 @@ static void add_warning(struct analyser *an, const char *fmt, ...)
         return;
     }
     va_start(ap, fmt);
-    (void)vsnprintf(text, sizeof(text), fmt, ap);
+    (void)vsnprintf(a->warnings[a->nwarnings++], sizeof(a->warnings[0]), fmt, ap);
     va_end(ap);
-    a->warnings[a->nwarnings] = strdup(text);
-    if (a->warnings[a->nwarnings])
-        a->nwarnings++;
-    else
-        an->oom = true;
 }
 
 /* The winners may be wrong now; the first reason (the warning just
@@ -689,32 +634,32 @@ static void mark_incomplete(struct analyser *an)
     a->incomplete = true;
 }
 
-
-static bool same_value(const char *a, const char *b)
+static void free_seen(struct seen *s)
 {
-    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+    free(s->name);
+    free(s->value);
 }
 
 /* systemd-sysctl keeps one entry per name in an ordered hashmap. The same
- * value again keeps the entry where it was (this line, seen[idx], still
- * gets the credit: deleting the earlier one changes nothing) and returns
- * true; a different value, or an exclusion, drops the old entry, for the
- * new one to be appended: so an exclusion cancels an earlier assignment. */
-static bool systemd_replaces(struct keystate *ks, size_t idx)
+ * value again keeps the entry where it was, with this line's credit, and
+ * returns true; a different value, or an exclusion, drops the old entry
+ * for the new one to be appended: so an exclusion cancels an assignment. */
+static bool systemd_replaces(struct keystate *ks, const struct seen *s)
 {
-    const struct seen *s = &ks->seen[idx];
-
-    for (size_t i = 0; i < ks->norder; i++) {
-        const struct seen *old = &ks->seen[ks->order[i]];
+    for (size_t i = 0; i < ks->nseen; i++) {
+        struct seen *old = &ks->seen[i];
+        bool same;
 
         if (strcmp(old->name, s->name) != 0)
             continue;
-        if (same_value(old->value, s->value)) {
-            ks->order[i] = idx;
+        same = old->value && s->value ? strcmp(old->value, s->value) == 0 : old->value == s->value;
+        free_seen(old);
+        if (same) {
+            *old = *s;
             return true;
         }
-        memmove(&ks->order[i], &ks->order[i + 1], (ks->norder - i - 1) * sizeof(*ks->order));
-        ks->norder--;
+        memmove(old, old + 1, (ks->nseen - i - 1) * sizeof(*old));
+        ks->nseen--;
         return false;
     }
     return false;
@@ -724,26 +669,19 @@ static void on_line(void *ctx, const struct sysctld_line *l)
 {
     struct analyser *an = ctx;
     struct keystate *ks = &an->keys[l->key_index];
-    struct seen *s;
-    size_t idx;
+    struct seen s;
 
     if (an->oom)
         return;
+    ks->total++;
     if (l->uncertain) {
         add_warning(an, "%s:%u: %s: systemd-sysctl and sysctl --system read this line differently (a NUL, "
                         "carriage return, vertical tab or form feed in it or before it), not analysed",
                     an->parsing, l->line, an->names[l->key_index]);
         mark_incomplete(an);
-        ks->nuncertain++;
         return;
     }
-    if (!grow((void **)&ks->seen, &ks->capseen, ks->nseen, sizeof(*ks->seen)) ||
-        !grow((void **)&ks->order, &ks->caporder, ks->norder, sizeof(*ks->order))) {
-        an->oom = true;
-        return;
-    }
-    s = &ks->seen[ks->nseen];
-    *s = (struct seen){
+    s = (struct seen){
         .name = strdup(l->name),
         .value = l->value ? strndup(l->value, l->value_len) : NULL,
         .glob = l->glob,
@@ -752,16 +690,18 @@ static void on_line(void *ctx, const struct sysctld_line *l)
         .path = an->parsing,
         .line = l->line,
     };
-    if (!s->name || (l->value && !s->value)) {
-        free(s->name);
-        free(s->value);
-        an->oom = true;
-        return;
-    }
-    idx = ks->nseen++;
+    if (!s.name || (l->value && !s.value))
+        goto oom;
     /* procps 4.0.2 keeps every line and writes them in order. */
-    if (an->rules == SYSCTLD_PROCPS || !systemd_replaces(ks, idx))
-        ks->order[ks->norder++] = idx;
+    if (an->rules == SYSCTLD_SYSTEMD && systemd_replaces(ks, &s))
+        return;
+    if (!grow((void **)&ks->seen, &ks->cap, ks->nseen, sizeof(s)))
+        goto oom;
+    ks->seen[ks->nseen++] = s;
+    return;
+oom:
+    free_seen(&s);
+    an->oom = true;
 }
 
 /* About the file parsed last, as the tool names it. */
@@ -819,9 +759,10 @@ static bool parse_pending(struct analyser *an, const char *path, const char *rea
 /* Whether a resolved path (found or missing) is /dev/null. */
 static bool is_dev_null(const struct looked *l)
 {
-    return strcmp(l->data, "/dev/null") == 0 ||
-           (l->r == 0 && S_ISCHR(l->mode) && l->rdev == makedev(1, 3));
+    return strcmp(l->data, "/dev/null") == 0 || (l->r == 0 && S_ISCHR(l->mode) && l->rdev == makedev(1, 3));
 }
+
+#define STILL_MASKS "skipped (it still masks same-named files in later directories)"
 
 /* One *.conf entry the tool will open, in boot order. */
 static void analyse_file(struct analyser *an, const struct conffile *f)
@@ -845,20 +786,16 @@ static void analyse_file(struct analyser *an, const struct conffile *f)
     if (r == -ENOMEM) {
         an->oom = true;
     } else if (r == -ENOENT) {
-        add_warning(an, "%s: dangling symbolic link, skipped (it still masks same-named files "
-                        "in later directories)", f->path);
+        add_warning(an, "%s: dangling symbolic link, " STILL_MASKS, f->path);
     } else if (r < 0) {
-        add_warning(an, "%s: cannot be resolved (%s), skipped (it still masks same-named files "
-                        "in later directories)", f->path, strerror(-r));
+        add_warning(an, "%s: cannot be resolved (%s), " STILL_MASKS, f->path, strerror(-r));
     } else if (S_ISREG(l->mode)) {
         read_and_parse(an, f->path, l->data);
     } else if (S_ISDIR(l->mode)) {
-        add_warning(an, "%s: is a directory, skipped (it still masks same-named files in later "
-                        "directories)", f->path);
+        add_warning(an, "%s: is a directory, " STILL_MASKS, f->path);
     } else if (S_ISFIFO(l->mode)) {
-        /* Both tools open it without O_NONBLOCK and wait for a writer; both
-         * apply only after reading every file, so nothing is applied, and
-         * at boot systemd-sysctl.service fails after its 90 s timeout. */
+        /* Both tools wait for a writer, and apply only after reading every
+         * file: nothing is applied (systemd-sysctl.service times out). */
         add_warning(an, "%s: is a FIFO, %s would block opening it and apply nothing", f->path,
                     sysctld_rules_name(an->rules));
         an->a->blocked = true;
@@ -870,22 +807,28 @@ static void analyse_file(struct analyser *an, const struct conffile *f)
     }
 }
 
-/* procps reads /etc/sysctl.conf after every drop-in, but only when stat()
- * says it is a regular file: a FIFO there is skipped, not waited on. */
+/* What the tool applies after every drop-in. procps reads /etc/sysctl.conf
+ * only when stat() says it is a regular file: a FIFO there is skipped, not
+ * waited on. */
 static void analyse_last_file(struct analyser *an)
 {
-    const struct looked *l = memo_get(an->memo, LOOK_RESOLVE, PROCPS_LAST_FILE);
+    const char *path = an->rules == SYSCTLD_PROCPS ? PROCPS_LAST_FILE : SYSTEMD_CREDENTIAL;
+    const struct looked *l = memo_get(an->memo, LOOK_RESOLVE, path);
 
-    if (!l)
+    if (!l || l->r == -ENOMEM) {
         an->oom = true;
-    else if ((l->r == 0 || l->r == -ENOENT) && parse_pending(an, PROCPS_LAST_FILE, l->data))
+    } else if (an->rules == SYSCTLD_SYSTEMD) {
+        if (l->r == 0) {
+            add_warning(an, "%s: a sysctl.extra credential is applied after every file, not analysed", path);
+            mark_incomplete(an);
+        }
+    } else if ((l->r == 0 || l->r == -ENOENT) && parse_pending(an, path, l->data)) {
         return;
-    else if (l->r < 0)
-        an->oom = an->oom || l->r == -ENOMEM;
-    else if (S_ISREG(l->mode))
-        read_and_parse(an, PROCPS_LAST_FILE, l->data);
-    else if (!is_dev_null(l))
-        add_warning(an, "%s: is not a regular file, skipped by sysctl --system", PROCPS_LAST_FILE);
+    } else if (l->r == 0 && S_ISREG(l->mode)) {
+        read_and_parse(an, path, l->data);
+    } else if (l->r == 0 && !is_dev_null(l)) {
+        add_warning(an, "%s: is not a regular file, skipped by sysctl --system", path);
+    }
 }
 
 static bool wanted_name(enum sysctld_rules rules, const char *name)
@@ -899,8 +842,7 @@ static bool wanted_name(enum sysctld_rules rules, const char *name)
     return rules == SYSCTLD_PROCPS || name[0] != '.';
 }
 
-/* Adds name from directory shown (real inside root) unless a directory read
- * earlier had it: the first one found masks the others. */
+/* Adds name from directory shown (real inside root) unless already there. */
 static void add_file(struct analyser *an, const char *shown, const char *real, const char *name)
 {
     struct conffile *f;
@@ -931,6 +873,7 @@ static bool is_pending_dir(const struct analyser *an, const char *real)
 static void list_directory(struct analyser *an, const char *shown, const char *real)
 {
     const struct looked *l = memo_get(an->memo, LOOK_LIST, real);
+    const char *pending = is_pending_dir(an, real) ? an->pending.name : NULL;
 
     if (!l) {
         an->oom = true;
@@ -938,17 +881,16 @@ static void list_directory(struct analyser *an, const char *shown, const char *r
     }
     for (const char *name = l->data; name && name < l->data + l->len && !an->oom; name += strlen(name) + 1) {
         /* A pending removal: the file will not be there. */
-        if (is_pending_dir(an, real) && strcmp(name, an->pending.name) == 0 && !an->pending.text)
+        if (pending && !an->pending.text && strcmp(name, pending) == 0)
             continue;
         add_file(an, shown, real, name);
     }
     if (l->r < 0) {
-        add_warning(an, "%s: cannot be %s (%s), not analysed", shown, l->opened ? "listed" : "opened",
-                    strerror(-l->r));
+        add_warning(an, "%s: cannot be %s (%s), not analysed", shown, l->opened ? "listed" : "opened", strerror(-l->r));
         mark_incomplete(an);
     }
-    if (l->opened && is_pending_dir(an, real) && an->pending.text)
-        add_file(an, shown, real, an->pending.name);
+    if (l->opened && pending && an->pending.text)
+        add_file(an, shown, real, pending);
 }
 
 static int compare_files(const void *x, const void *y)
@@ -959,11 +901,14 @@ static int compare_files(const void *x, const void *y)
 
 static void list_files(struct analyser *an)
 {
-    const char *const *dirs = an->rules == SYSCTLD_SYSTEMD ? systemd_dirs : sysctld_dirs;
+    const char *const *dirs = sysctld_dirs;
 
-    for (size_t i = 0; dirs[i] && !an->oom; i++) {
+    for (size_t i = 0; dirs[i] && !an->oom && (an->rules == SYSCTLD_PROCPS || dirs[i + 1]); i++) {
         const struct looked *l = memo_get(an->memo, LOOK_RESOLVE, dirs[i]);
         const char *real = l ? l->data : NULL;
+        /* systemd names files by the resolved directory, procps by the one
+         * it opened. */
+        const char *shown = an->rules == SYSCTLD_SYSTEMD ? real : dirs[i];
         int r = l ? l->r : -ENOMEM;
 
         if (r == -ENOMEM) {
@@ -973,7 +918,7 @@ static void list_files(struct analyser *an)
         if (r == -ENOENT) {
             /* A drop-in about to be written creates its directory. */
             if (is_pending_dir(an, real) && an->pending.text)
-                add_file(an, an->rules == SYSCTLD_SYSTEMD ? real : dirs[i], real, an->pending.name);
+                add_file(an, shown, real, an->pending.name);
             continue;
         }
         if (r < 0) {
@@ -985,10 +930,8 @@ static void list_files(struct analyser *an)
             add_warning(an, "%s: is not a directory, ignored", dirs[i]);
             continue;
         }
-        /* systemd names files by the resolved directory, procps by the one it
-         * opened. A second view of one directory (/lib -> usr/lib) adds
-         * nothing: its names are taken already. */
-        list_directory(an, an->rules == SYSCTLD_SYSTEMD ? real : dirs[i], real);
+        /* A second view of one directory (/lib -> usr/lib) adds nothing. */
+        list_directory(an, shown, real);
     }
     if (an->nfiles > 1)
         qsort(an->files, an->nfiles, sizeof(*an->files), compare_files);
@@ -1016,11 +959,11 @@ static void fill_report(const struct analyser *an, const struct keystate *ks, co
     const struct seen *winner = NULL;
 
     (void)snprintf(ret->key, sizeof(ret->key), "%s", key);
-    ret->total = ks->nseen + ks->nuncertain;
-    for (size_t i = 0; i < ks->norder; i++)
-        exact_exists = exact_exists || ks->seen[ks->order[i]].exact;
-    for (size_t i = 0; i < ks->norder; i++) {
-        const struct seen *s = &ks->seen[ks->order[i]];
+    ret->total = ks->total;
+    for (size_t i = 0; i < ks->nseen; i++)
+        exact_exists = exact_exists || ks->seen[i].exact;
+    for (size_t i = 0; i < ks->nseen; i++) {
+        const struct seen *s = &ks->seen[i];
 
         if (!s->value || (s->glob && exact_exists))
             continue;
@@ -1065,12 +1008,9 @@ static int set_pending(struct analyser *an, const char *path, const char *text, 
 static void analyser_free(struct analyser *an)
 {
     for (size_t i = 0; i < SYSCTLD_MAX_KEYS; i++) {
-        for (size_t j = 0; j < an->keys[i].nseen; j++) {
-            free(an->keys[i].seen[j].name);
-            free(an->keys[i].seen[j].value);
-        }
+        for (size_t j = 0; j < an->keys[i].nseen; j++)
+            free_seen(&an->keys[i].seen[j]);
         free(an->keys[i].seen);
-        free(an->keys[i].order);
     }
     for (size_t i = 0; i < an->nfiles; i++) {
         free(an->files[i].name);
@@ -1080,26 +1020,6 @@ static void analyser_free(struct analyser *an)
     free(an->files);
     free(an->pending.real);
     sysctld_analysis_free(an->a);
-}
-
-/* Reads every file the tool reads, in its order. */
-static void read_tree(struct analyser *an)
-{
-    list_files(an);
-    for (size_t i = 0; i < an->nfiles && !an->oom; i++)
-        analyse_file(an, &an->files[i]);
-    if (an->rules == SYSCTLD_PROCPS && !an->oom)
-        analyse_last_file(an);
-    if (an->rules == SYSCTLD_SYSTEMD && !an->oom) {
-        const struct looked *l = memo_get(an->memo, LOOK_RESOLVE, SYSTEMD_CREDENTIAL);
-
-        if (l && l->r == 0) {
-            add_warning(an, "%s: a sysctl.extra credential is applied after every file, not analysed",
-                        SYSTEMD_CREDENTIAL);
-            mark_incomplete(an);
-        }
-        an->oom = an->oom || !l || l->r == -ENOMEM;
-    }
 }
 
 static int analyse(struct memo *memo, enum sysctld_rules rules, const char *const *keys, size_t nkeys,
@@ -1114,7 +1034,12 @@ static int analyse(struct memo *memo, enum sysctld_rules rules, const char *cons
     if (r == 0) {
         an.a->rules = rules;
         an.a->nkeys = nkeys;
-        read_tree(&an);
+        /* Every file the tool reads, in its order. */
+        list_files(&an);
+        for (size_t i = 0; i < an.nfiles && !an.oom; i++)
+            analyse_file(&an, &an.files[i]);
+        if (!an.oom)
+            analyse_last_file(&an);
         r = an.oom ? -ENOMEM : 0;
     }
     if (r == 0) {
@@ -1129,39 +1054,29 @@ static int analyse(struct memo *memo, enum sysctld_rules rules, const char *cons
 
 void sysctld_analysis_free(struct sysctld_analysis *a)
 {
-    for (size_t i = 0; a && i < a->nwarnings; i++)
-        free(a->warnings[i]);
     free(a);
 }
 
-/* Analyses the tree under root once per rule set in rules[], into ret[],
- * which a failure leaves alone. */
-static int analyse_sets(const char *root, const enum sysctld_rules *rules, size_t nsets,
-                        const char *const *keys, size_t nkeys, const char *pending_path,
-                        const char *pending_text, size_t pending_len, struct sysctld_analysis **ret)
+int sysctld_analyse_both(const char *root, const char *const *keys, size_t nkeys, const char *pending_path,
+                         const char *pending_text, size_t pending_len,
+                         struct sysctld_analysis *ret[SYSCTLD_RULE_SETS])
 {
     struct sysctld_analysis *got[SYSCTLD_RULE_SETS] = { NULL };
-    char canon[SYSCTLD_KEY_MAX];
     struct memo memo;
     int r;
 
-    if (!keys || nkeys == 0 || nkeys > SYSCTLD_MAX_KEYS || !ret)
+    /* Parsing no text checks the keys alone. */
+    if (!ret || sysctld_parse_text(SYSCTLD_SYSTEMD, NULL, 0, keys, nkeys, on_line, NULL, NULL) < 0)
         return -EINVAL;
-    for (size_t i = 0; i < nkeys; i++)
-        if (!keys[i] || canonical_key(keys[i], canon) < 0)
-            return -EINVAL;
-    for (size_t i = 0; i < nsets; i++)
-        if (rules[i] != SYSCTLD_SYSTEMD && rules[i] != SYSCTLD_PROCPS)
-            return -EINVAL;
     r = memo_open(&memo, root);
-    for (size_t i = 0; i < nsets && r == 0; i++)
-        r = analyse(&memo, rules[i], keys, nkeys, pending_path, pending_text, pending_len, &got[i]);
+    for (int rules = 0; rules < SYSCTLD_RULE_SETS && r == 0; rules++)
+        r = analyse(&memo, rules, keys, nkeys, pending_path, pending_text, pending_len, &got[rules]);
     memo_free(&memo);
-    for (size_t i = 0; i < nsets; i++) {
+    for (int rules = 0; rules < SYSCTLD_RULE_SETS; rules++) {
         if (r == 0)
-            ret[i] = got[i];
+            ret[rules] = got[rules];
         else
-            sysctld_analysis_free(got[i]);
+            sysctld_analysis_free(got[rules]);
     }
     return r;
 }
@@ -1170,15 +1085,14 @@ int sysctld_analyse_pending(const char *root, enum sysctld_rules rules, const ch
                             size_t nkeys, const char *pending_path, const char *pending_text,
                             size_t pending_len, struct sysctld_analysis **ret)
 {
-    return analyse_sets(root, &rules, 1, keys, nkeys, pending_path, pending_text, pending_len, ret);
-}
+    struct sysctld_analysis *both[SYSCTLD_RULE_SETS];
+    int r = -EINVAL;
 
-int sysctld_analyse_both(const char *root, const char *const *keys, size_t nkeys, const char *pending_path,
-                         const char *pending_text, size_t pending_len,
-                         struct sysctld_analysis *ret[SYSCTLD_RULE_SETS])
-{
-    static const enum sysctld_rules all[SYSCTLD_RULE_SETS] = { SYSCTLD_SYSTEMD, SYSCTLD_PROCPS };
-
-    return analyse_sets(root, all, SYSCTLD_RULE_SETS, keys, nkeys, pending_path, pending_text, pending_len,
-                        ret);
+    if (ret && (rules == SYSCTLD_SYSTEMD || rules == SYSCTLD_PROCPS))
+        r = sysctld_analyse_both(root, keys, nkeys, pending_path, pending_text, pending_len, both);
+    if (r == 0) {
+        *ret = both[rules];
+        sysctld_analysis_free(both[1 - rules]);
+    }
+    return r;
 }

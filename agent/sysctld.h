@@ -1,21 +1,16 @@
 #pragma once
 /* Which file and line finally sets each kernel key shmprov manages at boot
- * (README "apply, a transaction", step 2): a drop-in that a later file overrides is a
- * silent failure, so the command layer refuses or warns when the winner of
- * a key is not shmprov's own drop-in.
- *
- * Two sets of rules, each modelled on the tool as Debian 12 ships it and
- * checked against the real binaries in private IPC and mount namespaces:
+ * (README "apply, a transaction", step 2): a drop-in that a later file
+ * overrides is a silent failure. Two sets of rules, modelled on the tools
+ * as Debian 12 ships them and checked against the real binaries:
  *
  *  SYSCTLD_SYSTEMD  systemd-sysctl 252 at boot: *.conf in /etc/sysctl.d,
  *                   /run/sysctl.d, /usr/local/lib/sysctl.d, /usr/lib/sysctl.d.
  *  SYSCTLD_PROCPS   procps-ng 4.0.2 `sysctl --system`: the same plus
  *                   /lib/sysctl.d, then /etc/sysctl.conf read last.
  *
- * The line parser is pure (a buffer in, callbacks out), so it
- * is tested and fuzzed without a file system; the analysis of a tree is the
- * one I/O edge. Neither logs: problems in the files are returned as warnings for
- * the caller to report. */
+ * The line parser is pure, so it is tested and fuzzed without a file
+ * system. Problems in the files are returned as warnings. */
 
 #include <limits.h>
 #include <stdbool.h>
@@ -29,9 +24,7 @@ enum sysctld_rules { SYSCTLD_SYSTEMD, SYSCTLD_PROCPS };
 #define SYSCTLD_KEY_MAX 64
 #define SYSCTLD_VALUE_MAX 64
 #define SYSCTLD_FILE_MAX_BYTES ((size_t)1024 * 1024)
-/* Paths in results: sysctl.d paths are short, and a small result keeps the
- * analysis from touching hundreds of pages on every boot (longer paths are
- * cut, never overflowed). */
+/* sysctl.d paths are short: longer ones are cut in results, never overflowed. */
 #define SYSCTLD_PATH_MAX 512
 #define SYSCTLD_WARNING_MAX (SYSCTLD_PATH_MAX + 128)
 
@@ -53,10 +46,9 @@ typedef void (*sysctld_line_fn)(void *ctx, const struct sysctld_line *l);
 typedef void (*sysctld_warning_fn)(void *ctx, unsigned line, const char *why);
 
 /* Parses one file's text under rules, calling on_line for every line that
- * names one of keys[] ("kernel.shmmax" or "kernel/shmmax"; a glob line is
- * reported once per key it matches) and on_warning for lines the tool warns
- * about. on_warning may be NULL. Returns 0, -EINVAL for bad arguments, or
- * -ENOMEM. */
+ * names one of keys[] ("kernel.shmmax" or "kernel/shmmax"; a glob line once
+ * per key it matches) and on_warning (which may be NULL) for lines the tool
+ * warns about. Returns 0, -EINVAL for bad arguments, or -ENOMEM. */
 int sysctld_parse_text(enum sysctld_rules rules, const char *text, size_t len,
                        const char *const *keys, size_t nkeys, sysctld_line_fn on_line,
                        sysctld_warning_fn on_warning, void *ctx);
@@ -85,22 +77,18 @@ struct sysctld_analysis {
     bool incomplete; /* a file the tool reads was not analysed: the winners may be wrong */
     const char *incomplete_why; /* the first such file and why, when incomplete (one of warnings[]) */
     size_t nwarnings, dropped_warnings;
-    char *warnings[SYSCTLD_MAX_WARNINGS]; /* "PATH: why" or "PATH:LINE: why", each < SYSCTLD_WARNING_MAX */
+    char warnings[SYSCTLD_MAX_WARNINGS][SYSCTLD_WARNING_MAX]; /* "PATH: why" or "PATH:LINE: why" */
 };
 
-/* Scans the configuration under root ("/" for the live system, an image root
- * for --root) as each tool would at boot and sets ret[SYSCTLD_SYSTEMD] and
- * ret[SYSCTLD_PROCPS] for keys[], with every directory listed and every file
- * read once for both. Symbolic links are resolved inside root, never on the
- * host. Unreadable or odd files are warnings, never errors.
+/* Scans the configuration under root ("/", or an image for --root) as each
+ * tool would at boot into ret[SYSCTLD_SYSTEMD] and ret[SYSCTLD_PROCPS],
+ * reading every file once for both. Symbolic links are resolved inside
+ * root, never on the host. Unreadable or odd files are warnings, not errors.
  *
- * pending_path (absolute, on the target system) may be NULL: the disk as it
- * is. Otherwise the analysis is as it will be once that file holds
- * pending_text (pending_len bytes), or is gone when pending_text is NULL; the
- * file on disk, if any, is not read, and its directory need not exist. For
- * checking a drop-in before writing it: its new lines count, its old ones do
- * not, and a same-named file in a directory read first still hides it. A
- * path the tool never reads simply never wins.
+ * With pending_path (absolute, on the target system) the analysis is as it
+ * will be once that file holds pending_text (pending_len bytes), or is gone
+ * when pending_text is NULL; the file on disk is not read and its directory
+ * need not exist. A same-named file in a directory read first still hides it.
  *
  * Returns 0, or a negative errno with ret untouched: -EINVAL for bad arguments,
  * -ENOENT/-ENOTDIR when root is not a directory, -ENOMEM. */

@@ -137,8 +137,9 @@ static void put_hunk(FILE *out, const struct op *ops, size_t from, size_t to)
         put_line(out, ops[k].kind, ops[k].line);
 }
 
-/* Every hunk: changes with their context, merged when close. */
-static void put_hunks(FILE *out, const struct op *ops, size_t nops)
+/* Every hunk: changes with their context, merged when close; after the
+ * labels when there is one. */
+static void put_hunks(FILE *out, const struct op *ops, size_t nops, const char *old_label, const char *new_label)
 {
     for (size_t k = 0; k < nops;) {
         size_t first, last;
@@ -147,6 +148,10 @@ static void put_hunks(FILE *out, const struct op *ops, size_t nops)
             k++;
         if (k == nops)
             return;
+        if (old_label) {
+            fprintf(out, "--- %s\n+++ %s\n", old_label, new_label);
+            old_label = NULL;
+        }
         first = last = k;
         for (k++; k < nops && k - last <= 2 * CONTEXT + 1; k++)
             if (ops[k].kind != ' ')
@@ -156,42 +161,14 @@ static void put_hunks(FILE *out, const struct op *ops, size_t nops)
     }
 }
 
-static int render(const struct line *old, size_t n, const struct line *new, size_t m, const char *old_label,
-                  const char *new_label, char **ret_text)
-{
-    struct op *ops = malloc((n + m + 1) * sizeof(*ops));
-    size_t nops = 0, size = 0;
-    char *text = NULL;
-    FILE *out;
-    int r = ops ? edit_script(old, n, new, m, ops, &nops) : -ENOMEM;
-    bool changed = false;
-
-    for (size_t k = 0; r == 0 && k < nops; k++)
-        changed = changed || ops[k].kind != ' ';
-    if (r == 0 && !(out = open_memstream(&text, &size)))
-        r = -ENOMEM;
-    if (r == 0) {
-        if (changed) {
-            fprintf(out, "--- %s\n+++ %s\n", old_label, new_label);
-            put_hunks(out, ops, nops);
-        }
-        if (fclose(out) != 0)
-            r = -ENOMEM;
-    }
-    free(ops);
-    if (r < 0) {
-        free(text);
-        return r;
-    }
-    *ret_text = text;
-    return 0;
-}
-
 int udiff_render(const char *old_text, size_t old_len, const char *new_text, size_t new_len,
                  const char *old_label, const char *new_label, char **ret_text)
 {
     struct line *old = NULL, *new = NULL;
-    size_t n = 0, m = 0;
+    struct op *ops = NULL;
+    size_t n = 0, m = 0, nops = 0, size = 0;
+    char *text = NULL;
+    FILE *out = NULL;
     int r;
 
     if (!new_text || !new_label || !ret_text || (old_text && !old_label) || (!old_text && old_len > 0) ||
@@ -200,9 +177,24 @@ int udiff_render(const char *old_text, size_t old_len, const char *new_text, siz
     r = split(old_text, old_text ? old_len : 0, &old, &n);
     if (r == 0)
         r = split(new_text, new_len, &new, &m);
+    if (r == 0 && !(ops = malloc((n + m + 1) * sizeof(*ops))))
+        r = -ENOMEM;
     if (r == 0)
-        r = render(old, n, new, m, old_text ? old_label : "/dev/null", new_label, ret_text);
+        r = edit_script(old, n, new, m, ops, &nops);
+    if (r == 0 && !(out = open_memstream(&text, &size)))
+        r = -ENOMEM;
+    if (r == 0) {
+        put_hunks(out, ops, nops, old_text ? old_label : "/dev/null", new_label);
+        if (fclose(out) != 0)
+            r = -ENOMEM;
+    }
+    free(ops);
     free(old);
     free(new);
-    return r;
+    if (r < 0) {
+        free(text);
+        return r;
+    }
+    *ret_text = text;
+    return 0;
 }

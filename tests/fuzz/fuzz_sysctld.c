@@ -36,8 +36,7 @@ static void on_line(void *ctx, const struct sysctld_line *l)
         abort();
     if (l->value) {
         /* Points into the text it was given. */
-        if (l->value < s->text || l->value_len > s->len ||
-            (size_t)(l->value - s->text) > s->len - l->value_len)
+        if (l->value < s->text || l->value_len > s->len || (size_t)(l->value - s->text) > s->len - l->value_len)
             abort();
     } else if (l->value_len != 0) {
         abort();
@@ -70,8 +69,7 @@ static void check_assignment(const struct sysctld_assignment *a)
             abort();
 }
 
-static void analyse(enum sysctld_rules rules, const char *text, size_t len,
-                    const struct seen *s)
+static void analyse(enum sysctld_rules rules, const char *text, size_t len, const struct seen *s)
 {
     struct sysctld_analysis *a = NULL;
     int r;

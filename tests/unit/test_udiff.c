@@ -96,8 +96,7 @@ ParameterizedTest(size_t *i, udiff, matches_gnu_diff)
     int r;
 
     /* The old label must be ignored when the old file is absent. */
-    r = udiff_render(c->old, c->old ? strlen(c->old) : 0, c->new, strlen(c->new), "a/old",
-                     "b/new", &text);
+    r = udiff_render(c->old, c->old ? strlen(c->old) : 0, c->new, strlen(c->new), "a/old", "b/new", &text);
     cr_assert_eq(r, 0, "%s: udiff_render returned %d", c->name, r);
     cr_assert_not_null(text, "%s", c->name);
     cr_expect_str_eq(text, c->expected, "%s: got\n%s", c->name, text);
@@ -222,7 +221,6 @@ struct invalid_case {
     bool null_ret;
 };
 
-/* name, old, old_len, new, old_label, new_label, null_ret */
 static const struct invalid_case invalid_cases[] = {
     { "NULL new_text", "a\n", 2, NULL, "a", "b", false },
     { "NULL ret_text", "a\n", 2, "b\n", "a", "b", true },
