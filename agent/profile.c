@@ -416,6 +416,7 @@ struct key_rule {
     uint64_t min, max;        /* integers; enums: max is the number of names */
     const char *unit;         /* integers, and what a bare size counts */
     const char *const *names; /* enums */
+    bool string;              /* a char * the profile owns */
 };
 
 static void *field(struct reader *rd, const struct key_rule *k) { return (char *)rd->p + k->offset; }
@@ -442,14 +443,6 @@ static bool expect_scalar(struct reader *rd, const char *key, const struct ynode
     return false;
 }
 
-static bool expect_mapping(struct reader *rd, const char *key, const struct ynode *v)
-{
-    if (v->type == Y_MAPPING)
-        return true;
-    add_diag(rd, v->line, v->col, "'%s' must be a mapping, not %s", key, type_name(v));
-    return false;
-}
-
 /* Appends name to the list "a, b, c" in list[size]. */
 static void append_name(char *list, size_t size, const char *name)
 {
@@ -458,45 +451,28 @@ static void append_name(char *list, size_t size, const char *name)
     (void)snprintf(list + used, size - used, "%s%s", used ? ", " : "", name);
 }
 
-/* The index of v's value among k->names, or -1 after saying why. */
-static int enum_index(struct reader *rd, const struct key_rule *k, const struct ynode *v)
-{
-    char allowed[128] = "";
-
-    if (!expect_scalar(rd, k->key, v))
-        return -1;
-    for (size_t i = 0; i < k->max; i++)
-        if (strcmp(v->value, k->names[i]) == 0)
-            return (int)i;
-    for (size_t i = 0; i < k->max; i++)
-        append_name(allowed, sizeof(allowed), k->names[i]);
-    add_diag(rd, v->line, v->col, "'%s' must be one of %s, not '%s'", k->key, allowed, v->value);
-    return -1;
-}
-
 /* The profile's enums are unsigned ints, as C gives an enum without
- * negative values. */
+ * negative values; the field gets the index of the name. */
 _Static_assert(sizeof(enum ram_tier) == sizeof(unsigned) && sizeof(enum workload) == sizeof(unsigned) &&
                    sizeof(enum policy) == sizeof(unsigned),
                "enum fields are written as unsigned");
 
 static bool parse_enum(struct reader *rd, const struct key_rule *k, const struct ynode *v)
 {
-    int i = enum_index(rd, k, v);
+    char allowed[128] = "";
 
-    if (i >= 0)
-        *(unsigned *)field(rd, k) = (unsigned)i;
-    return i >= 0;
-}
-
-/* conflicts: refuse or warn, kept as whether to only warn. */
-static bool parse_conflicts(struct reader *rd, const struct key_rule *k, const struct ynode *v)
-{
-    int i = enum_index(rd, k, v);
-
-    if (i >= 0)
-        *(bool *)field(rd, k) = i == 1;
-    return i >= 0;
+    if (!expect_scalar(rd, k->key, v))
+        return false;
+    for (size_t i = 0; i < k->max; i++) {
+        if (strcmp(v->value, k->names[i]) == 0) {
+            *(unsigned *)field(rd, k) = (unsigned)i;
+            return true;
+        }
+    }
+    for (size_t i = 0; i < k->max; i++)
+        append_name(allowed, sizeof(allowed), k->names[i]);
+    add_diag(rd, v->line, v->col, "'%s' must be one of %s, not '%s'", k->key, allowed, v->value);
+    return false;
 }
 
 /* Integers must be written as YAML integers: a quoted "4096" is a string. */
@@ -839,50 +815,41 @@ static void excerpt(const char *s, char out[48])
     (void)snprintf(out + cut, 48 - cut, "%s", cut < n ? "..." : "");
 }
 
-/* Why name is not a label name (^[a-z][a-z0-9_.-]{0,62}$), or NULL. Names
- * are lowercase so that 'Role' and 'role' cannot be two labels that a
- * collector then merges or keeps apart depending on its own rules. */
-static const char *label_name_problem(const char *name, char why[48])
-{
-    size_t n = strlen(name);
-    unsigned char c;
-
-    if (n == 0)
-        return "it is empty";
-    if (n > PROFILE_LABEL_NAME_MAX)
-        return "it is longer than 63 characters";
-    if (strpbrk(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
-        return "label names are lowercase";
-    if (name[0] < 'a' || name[0] > 'z')
-        return "it must start with a letter";
-    c = (unsigned char)name[strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_.-")];
-    if (c == '\0')
-        return NULL;
-    if (c == ' ')
-        return "a space is not allowed";
-    if (c < 0x20 || c >= 0x7f)
-        return c < 0x80 ? "a control character is not allowed" : "a non-ASCII character is not allowed";
-    (void)snprintf(why, 48, "'%c' is not allowed", c);
-    return why;
-}
-
-/* The name of the label at kids[i] of map: a plain word, once, valid. */
+/* The name of the label at kids[i] of map: a plain word, once, and
+ * ^[a-z][a-z0-9_.-]{0,62}$. Names are lowercase so that 'Role' and 'role'
+ * cannot be two labels that a collector merges or keeps apart by its own rules. */
 static bool label_name_ok(struct reader *rd, const struct ynode *map, size_t i)
 {
     const struct ynode *k = map->kids[i], *twin;
-    const char *why;
+    const char *why = NULL, *name = k->value;
     char shown[48], buf[48];
+    unsigned char c;
 
     if (k->type != Y_SCALAR) {
         add_diag(rd, k->line, k->col, "a label name must be a word, not %s", type_name(k));
         return false;
     }
-    excerpt(k->value, shown);
+    excerpt(name, shown);
     if ((twin = earlier_twin(map, i))) {
         add_diag(rd, k->line, k->col, "duplicate key 'labels.%s' (first at line %u)", shown, twin->line);
         return false;
     }
-    why = label_name_problem(k->value, buf);
+    c = (unsigned char)name[strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_.-")];
+    (void)snprintf(buf, sizeof(buf), "'%c' is not allowed", c);
+    if (name[0] == '\0')
+        why = "it is empty";
+    else if (strlen(name) > PROFILE_LABEL_NAME_MAX)
+        why = "it is longer than 63 characters";
+    else if (strpbrk(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+        why = "label names are lowercase";
+    else if (name[0] < 'a' || name[0] > 'z')
+        why = "it must start with a letter";
+    else if (c == ' ')
+        why = "a space is not allowed";
+    else if (c && (c < 0x20 || c >= 0x7f))
+        why = c < 0x80 ? "a control character is not allowed" : "a non-ASCII character is not allowed";
+    else if (c)
+        why = buf;
     if (why)
         add_diag(rd, k->line, k->col,
                  "label name '%s' is not valid: %s (a lowercase letter, then up to 62 lowercase "
@@ -981,14 +948,17 @@ static void walk_mapping(struct reader *rd, const char *where, const struct ynod
 
 static bool parse_section(struct reader *rd, const struct key_rule *k, const struct ynode *v)
 {
-    if (!expect_mapping(rd, k->key, v))
+    if (v->type != Y_MAPPING) {
+        add_diag(rd, v->line, v->col, "'%s' must be a mapping, not %s", k->key, type_name(v));
         return false;
+    }
     walk_mapping(rd, k->key, v);
     return true;
 }
 
 #define SECTION(name) { .key = (name), .parse = parse_section }
 #define FIELD(f) .offset = offsetof(struct profile, f)
+#define STRING(f) FIELD(f), .string = true
 #define NAMES(a) .names = (a), .max = COUNT(a)
 #define RANGE(lo, hi, in) .min = (lo), .max = (hi), .unit = (in)
 
@@ -1003,23 +973,23 @@ static const struct key_rule rules[] = {
     { "limits.shmmax", parse_size_limit, FIELD(shmmax), .unit = "bytes" },
     { "limits.shmall", parse_size_limit, FIELD(shmall), .unit = "pages" },
     { "limits.shmmni", parse_count_limit, FIELD(shmmni), RANGE(1, PROFILE_SHMMNI_MAX, "segments") },
-    { "dropin", parse_dropin, FIELD(dropin) },
-    { "conflicts", parse_conflicts, FIELD(conflicts_warn_only), NAMES(conflicts_names) },
+    { "dropin", parse_dropin, STRING(dropin) },
+    { "conflicts", parse_enum, FIELD(conflicts_warn_only), NAMES(conflicts_names) },
     SECTION("report"),
-    { "report.url", parse_url, FIELD(report.url) },
-    { "report.token_file", parse_path, FIELD(report.token_file) },
-    { "report.ca_file", parse_path, FIELD(report.ca_file) },
-    { "report.client_cert", parse_path, FIELD(report.client_cert) },
-    { "report.client_key", parse_path, FIELD(report.client_key) },
+    { "report.url", parse_url, STRING(report.url) },
+    { "report.token_file", parse_path, STRING(report.token_file) },
+    { "report.ca_file", parse_path, STRING(report.ca_file) },
+    { "report.client_cert", parse_path, STRING(report.client_cert) },
+    { "report.client_key", parse_path, STRING(report.client_key) },
     { "report.timeout", parse_uint, FIELD(report.timeout_s), RANGE(1, 300, "seconds") },
     { "report.splay", parse_uint, FIELD(report.splay_s), RANGE(0, 3600, "seconds") },
-    { "report.spool_dir", parse_path, FIELD(report.spool_dir) },
+    { "report.spool_dir", parse_path, STRING(report.spool_dir) },
     { "report.spool_max_events", parse_uint, FIELD(report.spool_max_events), RANGE(1, 100000, "events") },
     SECTION("segments"),
     { "segments.persistent_keys", .parse = parse_persistent_keys },
     { "labels", .parse = parse_labels },
     SECTION("metrics"),
-    { "metrics.textfile", parse_textfile, FIELD(metrics_textfile) },
+    { "metrics.textfile", parse_textfile, STRING(metrics_textfile) },
 };
 
 /* The name of rule's key in section where ("" for the top level), or NULL
@@ -1120,16 +1090,11 @@ void profile_free(struct profile *p)
 {
     if (!p)
         return;
+    for (size_t i = 0; i < COUNT(rules); i++)
+        if (rules[i].string)
+            free(*(char **)((char *)p + rules[i].offset));
     free(p->path);
     free(p->canonical_path);
-    free(p->dropin);
-    free(p->report.url);
-    free(p->report.token_file);
-    free(p->report.ca_file);
-    free(p->report.client_cert);
-    free(p->report.client_key);
-    free(p->report.spool_dir);
-    free(p->metrics_textfile);
     free(p);
 }
 

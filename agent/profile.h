@@ -75,7 +75,7 @@ struct profile {
     struct profile_limit shmall;
     struct profile_limit shmmni;
     char *dropin;
-    bool conflicts_warn_only; /* conflicts: warn (default refuse) */
+    unsigned conflicts_warn_only; /* conflicts: 1 for warn, 0 (the default) for refuse */
     /* metrics.textfile: where apply, verify and status write their
      * Prometheus metrics (metrics.h); NULL when not set. */
     char *metrics_textfile;
