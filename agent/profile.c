@@ -289,60 +289,56 @@ static struct ynode *start_node(struct reader *rd, const yaml_event_t *ev, unsig
     return NULL;
 }
 
-static struct ynode *read_node(struct reader *rd, yaml_event_t *ev, unsigned depth);
-
-/* Reads the children of a mapping or list up to its end event. */
-static int read_kids(struct reader *rd, struct ynode *node, unsigned depth)
+/* Builds the node that starts with *ev (consumed), with its children up to
+ * its end event (libyaml nests them, so the next end event is its own).
+ * Returns the node or NULL after recording why; on NULL the caller stops reading. */
+static struct ynode *read_node(struct reader *rd, yaml_event_t *ev, unsigned depth)
 {
-    yaml_event_type_t end = node->type == Y_MAPPING ? YAML_MAPPING_END_EVENT : YAML_SEQUENCE_END_EVENT;
+    struct ynode *node = start_node(rd, ev, depth), *kid, **kids;
+    yaml_event_t next;
 
-    for (;;) {
-        yaml_event_t ev;
-        struct ynode *kid, **kids;
-
-        if (next_event(rd, &ev) < 0)
-            return -EINVAL;
-        if (ev.type == end) {
-            yaml_event_delete(&ev);
-            return 0;
+    yaml_event_delete(ev);
+    while (node && node->type != Y_SCALAR) {
+        if (next_event(rd, &next) < 0)
+            goto fail;
+        if (next.type == YAML_MAPPING_END_EVENT || next.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&next);
+            break;
         }
-        kid = read_node(rd, &ev, depth + 1);
+        kid = read_node(rd, &next, depth + 1);
         if (!kid)
-            return -EINVAL;
-        kids = realloc(node->kids, (node->nkids + 1) * sizeof(struct ynode *));
+            goto fail;
+        kids = realloc(node->kids, (node->nkids + 1) * sizeof(*kids));
         if (!kids) {
             rd->oom = 1;
             ynode_free(kid);
-            return -ENOMEM;
+            goto fail;
         }
         node->kids = kids;
         node->kids[node->nkids++] = kid;
     }
-}
-
-/* Builds the node that starts with *ev (consumed). Returns the node or NULL
- * after recording why; on NULL the caller stops reading. */
-static struct ynode *read_node(struct reader *rd, yaml_event_t *ev, unsigned depth)
-{
-    struct ynode *node = start_node(rd, ev, depth);
-
-    yaml_event_delete(ev);
-    if (node && node->type != Y_SCALAR && read_kids(rd, node, depth) < 0) {
-        ynode_free(node);
-        return NULL;
-    }
     return node;
+fail:
+    ynode_free(node);
+    return NULL;
 }
 
-/* Reads exactly one document. Returns its root, or NULL (diagnostics
+/* Reads buf, exactly one document. Returns its root, or NULL (diagnostics
  * recorded; an empty stream is reported as such). */
-static struct ynode *read_document(struct reader *rd)
+static struct ynode *read_document(struct reader *rd, const char *buf, size_t len)
 {
+    /* Editors on some systems start UTF-8 files with a byte-order mark;
+     * skip it rather than let it shift every column of the first line. */
+    size_t bom = len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
     yaml_event_t ev;
     yaml_mark_t mark;
     struct ynode *root;
     int type;
 
+    rd->buf = buf + bom;
+    rd->len = len - bom;
+    yaml_parser_set_input_string(&rd->parser, (const unsigned char *)rd->buf, rd->len);
+    yaml_parser_set_encoding(&rd->parser, YAML_UTF8_ENCODING);
     if (skip_event(rd, NULL) < 0) /* STREAM-START */
         return NULL;
     type = skip_event(rd, NULL); /* DOCUMENT-START, or the end of an empty stream */
@@ -1116,28 +1112,6 @@ static struct profile *profile_new(const char *file)
     return p;
 }
 
-/* Reads the document into rd->p: its root, or NULL with why in diags. */
-static struct ynode *read_profile(struct reader *rd, const char *buf, size_t len)
-{
-    struct ynode *root;
-    size_t bom;
-
-    if (check_encoding(rd, buf, len) < 0)
-        return NULL;
-    /* Editors on some systems start UTF-8 files with a byte-order mark;
-     * skip it rather than let it shift every column of the first line. */
-    bom = len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
-    rd->buf = buf + bom;
-    rd->len = len - bom;
-    yaml_parser_set_input_string(&rd->parser, (const unsigned char *)rd->buf, rd->len);
-    yaml_parser_set_encoding(&rd->parser, YAML_UTF8_ENCODING);
-    hash_sha256_hex(buf, len, rd->p->sha256_hex);
-    root = read_document(rd);
-    if (root)
-        check_root(rd, root);
-    return root;
-}
-
 int profile_parse(const char *buf, size_t len, const char *file, struct profile_diags *diags,
                   struct profile **ret)
 {
@@ -1151,10 +1125,14 @@ int profile_parse(const char *buf, size_t len, const char *file, struct profile_
     if (!yaml_parser_initialize(&rd.parser))
         return -ENOMEM;
     rd.p = profile_new(file);
-    if (rd.p) {
-        root = read_profile(&rd, buf, len);
-        r = rd.oom ? -ENOMEM : !root || diags->count > before ? -EINVAL : 0;
+    if (rd.p && check_encoding(&rd, buf, len) == 0) {
+        hash_sha256_hex(buf, len, rd.p->sha256_hex);
+        root = read_document(&rd, buf, len);
     }
+    if (root)
+        check_root(&rd, root);
+    if (rd.p)
+        r = rd.oom ? -ENOMEM : !root || diags->count > before ? -EINVAL : 0;
     if (r == -EINVAL)
         sort_diags(diags, before);
     if (r == 0) {
