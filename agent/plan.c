@@ -16,8 +16,7 @@
 
 #define DROPIN_MAX_BYTES ((size_t)1024 * 1024)
 
-static void add_warning(struct plan *plan, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add_warning(struct plan *plan, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void add_warning(struct plan *plan, const char *fmt, ...)
 {
     va_list ap;
     size_t max = sizeof(plan->warnings) / sizeof(plan->warnings[0]);

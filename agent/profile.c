@@ -188,8 +188,7 @@ static int next_event(struct reader *rd, yaml_event_t *ev)
     return 0;
 }
 
-/* Reads an event only to see its type (and where it starts, into *mark):
- * the type, or -1 after a syntax error. */
+/* The next event's type (and start, into *mark), or -1 after a syntax error. */
 static int skip_event(struct reader *rd, yaml_mark_t *mark)
 {
     yaml_event_t ev;
@@ -395,12 +394,9 @@ static int check_encoding(struct reader *rd, const char *buf, size_t len)
 }
 
 /* ---- schema ------------------------------------------------------------
- * One row a key (rules[] below): the key with its section
- * ("report.timeout"), the parser that reads its value, where in struct
- * profile the value lands, and the bounds the parser checks. Unknown and
- * duplicate keys are refused once, in walk_mapping(). A value found wrong
- * is reported and the whole profile thrown away, so a parser may write its
- * field before it has checked everything. */
+ * One row a key (rules[] below): "section.key", the parser of its value,
+ * the field it fills and the bounds checked. A wrong value throws the whole
+ * profile away, so a parser may write its field before it has checked everything. */
 
 struct key_rule;
 typedef bool (*key_parser)(struct reader *rd, const struct key_rule *k, const struct ynode *v);
@@ -1064,8 +1060,7 @@ static void check_root(struct reader *rd, const struct ynode *root)
 }
 
 /* Structural problems are found while reading, the rest while walking:
- * report them in file order, as a compiler would. Stable, and at most
- * MAX_DIAGS items, so insertion sort. */
+ * report them in file order, as a compiler would (stable: insertion sort). */
 static void sort_diags(struct profile_diags *d, size_t from)
 {
     for (size_t i = from + 1; i < d->count; i++) {
