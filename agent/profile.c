@@ -307,7 +307,7 @@ static struct ynode *read_node(struct reader *rd, yaml_event_t *ev, unsigned dep
         kid = read_node(rd, &next, depth + 1);
         if (!kid)
             goto fail;
-        kids = realloc(node->kids, (node->nkids + 1) * sizeof(*kids));
+        kids = realloc(node->kids, (node->nkids + 1) * sizeof(struct ynode *));
         if (!kids) {
             rd->oom = 1;
             ynode_free(kid);

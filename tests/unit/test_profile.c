@@ -285,15 +285,12 @@ Test(profile, diagnostics_print_file_line_col)
 static struct profile *parse_example(const char *name)
 {
     char path[512], *buf = NULL;
-    struct profile_diags d;
-    struct profile *p = NULL;
+    struct profile *p;
     size_t len;
 
     (void)snprintf(path, sizeof(path), "%s/profiles/%s.yaml", SHMPROV_SOURCE_DIR, name);
     cr_assert_eq(fsutil_read_file(path, 1 << 20, true, &buf, &len, NULL), 0, "%s", path);
-    profile_diags_init(&d, path);
-    cr_assert_eq(profile_parse(buf, len, path, &d, &p), 0, "%s: %s", path, d.count ? d.items[0].message : "");
-    profile_diags_free(&d);
+    p = parse_profile_or_die(buf);
     free(buf);
     return p;
 }
@@ -323,9 +320,12 @@ Test(profile, example_profiles_parse)
         enum ram_tier tier;
         enum workload workload;
     } examples[] = {
-        { "default", PROFILE_TIER_AUTO, PROFILE_WORKLOAD_GENERAL },     { "small", PROFILE_TIER_SMALL, PROFILE_WORKLOAD_GENERAL },
-        { "medium", PROFILE_TIER_MEDIUM, PROFILE_WORKLOAD_GENERAL },    { "large", PROFILE_TIER_LARGE, PROFILE_WORKLOAD_GENERAL },
-        { "postgresql", PROFILE_TIER_AUTO, PROFILE_WORKLOAD_DATABASE }, { "bigdata", PROFILE_TIER_AUTO, PROFILE_WORKLOAD_BIGDATA },
+        { "default", PROFILE_TIER_AUTO, PROFILE_WORKLOAD_GENERAL },
+        { "small", PROFILE_TIER_SMALL, PROFILE_WORKLOAD_GENERAL },
+        { "medium", PROFILE_TIER_MEDIUM, PROFILE_WORKLOAD_GENERAL },
+        { "large", PROFILE_TIER_LARGE, PROFILE_WORKLOAD_GENERAL },
+        { "postgresql", PROFILE_TIER_AUTO, PROFILE_WORKLOAD_DATABASE },
+        { "bigdata", PROFILE_TIER_AUTO, PROFILE_WORKLOAD_BIGDATA },
     };
 
     for (size_t i = 0; i < ELEMENTSOF(examples); i++) {
