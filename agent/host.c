@@ -19,7 +19,8 @@
 /* 32768 segments (shmmni's maximum) take 5.6 MB in /proc/sysvipc/shm. */
 #define SYSVIPC_SHM_MAX ((size_t)8 * 1024 * 1024)
 
-int host_parse_meminfo_field(const char *text, const char *name, uint64_t *ret_bytes)
+/* Any "NAME:  N kB" line of /proc/meminfo -> bytes. Returns 0 or -EINVAL. */
+static int meminfo_field(const char *text, const char *name, uint64_t *ret_bytes)
 {
     size_t name_len = strlen(name);
     const char *line = text;
@@ -54,7 +55,7 @@ int host_parse_meminfo(const char *text, uint64_t *ret_bytes)
 {
     uint64_t bytes;
 
-    if (host_parse_meminfo_field(text, "MemTotal", &bytes) < 0 || bytes == 0)
+    if (meminfo_field(text, "MemTotal", &bytes) < 0 || bytes == 0)
         return -EINVAL;
     *ret_bytes = bytes;
     return 0;
@@ -149,8 +150,8 @@ static void read_meminfo(struct host_facts *f)
     else
         (void)snprintf(f->memtotal_error, sizeof(f->memtotal_error),
                        "%s: no line 'MemTotal: N kB' with N from 1 to 2^54", path);
-    f->commit_known = host_parse_meminfo_field(buf, "CommitLimit", &f->commit_limit_bytes) == 0 &&
-                      host_parse_meminfo_field(buf, "Committed_AS", &f->committed_bytes) == 0;
+    f->commit_known = meminfo_field(buf, "CommitLimit", &f->commit_limit_bytes) == 0 &&
+                      meminfo_field(buf, "Committed_AS", &f->committed_bytes) == 0;
 }
 
 int host_read(struct host_facts *f)

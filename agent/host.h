@@ -37,9 +37,6 @@ struct host_facts {
 int host_read(struct host_facts *f);
 void host_facts_free(struct host_facts *h);
 
-/* Any "NAME:  N kB" line of /proc/meminfo -> bytes. Returns 0 or -EINVAL. */
-int host_parse_meminfo_field(const char *text, const char *name, uint64_t *ret_bytes);
-
 struct shmseg_table;
 /* Reads every segment of this IPC namespace from /proc/sysvipc/shm (or
  * $SHMPROV_TEST_PROC_DIR/sysvipc/shm: a test-only override, also for

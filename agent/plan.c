@@ -16,8 +16,7 @@
 
 #define DROPIN_MAX_BYTES ((size_t)1024 * 1024)
 
-static void add_warning(struct plan *plan, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add_warning(struct plan *plan, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void add_warning(struct plan *plan, const char *fmt, ...)
 {
     va_list ap;
     size_t max = sizeof(plan->warnings) / sizeof(plan->warnings[0]);
@@ -105,9 +104,7 @@ static int compare_dropin(struct plan *plan)
     plan->dropin_changed = !plan->dropin_old || plan->dropin_old_len != plan->dropin_new_len ||
                            memcmp(plan->dropin_old, plan->dropin_new, plan->dropin_new_len) != 0;
     hash_sha256_hex(plan->dropin_new, plan->dropin_new_len, plan->dropin_new_sha256);
-    if (plan->dropin_old && !plan->dropin_changed)
-        memcpy(plan->dropin_old_sha256, plan->dropin_new_sha256, sizeof(plan->dropin_old_sha256));
-    else if (plan->dropin_old)
+    if (plan->dropin_old)
         hash_sha256_hex(plan->dropin_old, plan->dropin_old_len, plan->dropin_old_sha256);
     r = udiff_render(plan->dropin_old, plan->dropin_old_len, plan->dropin_new, plan->dropin_new_len,
                      plan->dropin_old ? plan->dropin_path : "/dev/null", plan->dropin_path, &plan->dropin_diff);

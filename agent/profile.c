@@ -188,8 +188,7 @@ static int next_event(struct reader *rd, yaml_event_t *ev)
     return 0;
 }
 
-/* Reads an event only to see its type (and where it starts, into *mark):
- * the type, or -1 after a syntax error. */
+/* The next event's type (and start, into *mark), or -1 after a syntax error. */
 static int skip_event(struct reader *rd, yaml_mark_t *mark)
 {
     yaml_event_t ev;
@@ -289,60 +288,56 @@ static struct ynode *start_node(struct reader *rd, const yaml_event_t *ev, unsig
     return NULL;
 }
 
-static struct ynode *read_node(struct reader *rd, yaml_event_t *ev, unsigned depth);
-
-/* Reads the children of a mapping or list up to its end event. */
-static int read_kids(struct reader *rd, struct ynode *node, unsigned depth)
+/* Builds the node that starts with *ev (consumed), with its children up to
+ * its end event (libyaml nests them, so the next end event is its own).
+ * Returns the node or NULL after recording why; on NULL the caller stops reading. */
+static struct ynode *read_node(struct reader *rd, yaml_event_t *ev, unsigned depth)
 {
-    yaml_event_type_t end = node->type == Y_MAPPING ? YAML_MAPPING_END_EVENT : YAML_SEQUENCE_END_EVENT;
+    struct ynode *node = start_node(rd, ev, depth), *kid, **kids;
+    yaml_event_t next;
 
-    for (;;) {
-        yaml_event_t ev;
-        struct ynode *kid, **kids;
-
-        if (next_event(rd, &ev) < 0)
-            return -EINVAL;
-        if (ev.type == end) {
-            yaml_event_delete(&ev);
-            return 0;
+    yaml_event_delete(ev);
+    while (node && node->type != Y_SCALAR) {
+        if (next_event(rd, &next) < 0)
+            goto fail;
+        if (next.type == YAML_MAPPING_END_EVENT || next.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&next);
+            break;
         }
-        kid = read_node(rd, &ev, depth + 1);
+        kid = read_node(rd, &next, depth + 1);
         if (!kid)
-            return -EINVAL;
+            goto fail;
         kids = realloc(node->kids, (node->nkids + 1) * sizeof(struct ynode *));
         if (!kids) {
             rd->oom = 1;
             ynode_free(kid);
-            return -ENOMEM;
+            goto fail;
         }
         node->kids = kids;
         node->kids[node->nkids++] = kid;
     }
-}
-
-/* Builds the node that starts with *ev (consumed). Returns the node or NULL
- * after recording why; on NULL the caller stops reading. */
-static struct ynode *read_node(struct reader *rd, yaml_event_t *ev, unsigned depth)
-{
-    struct ynode *node = start_node(rd, ev, depth);
-
-    yaml_event_delete(ev);
-    if (node && node->type != Y_SCALAR && read_kids(rd, node, depth) < 0) {
-        ynode_free(node);
-        return NULL;
-    }
     return node;
+fail:
+    ynode_free(node);
+    return NULL;
 }
 
-/* Reads exactly one document. Returns its root, or NULL (diagnostics
+/* Reads buf, exactly one document. Returns its root, or NULL (diagnostics
  * recorded; an empty stream is reported as such). */
-static struct ynode *read_document(struct reader *rd)
+static struct ynode *read_document(struct reader *rd, const char *buf, size_t len)
 {
+    /* Editors on some systems start UTF-8 files with a byte-order mark;
+     * skip it rather than let it shift every column of the first line. */
+    size_t bom = len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
     yaml_event_t ev;
     yaml_mark_t mark;
     struct ynode *root;
     int type;
 
+    rd->buf = buf + bom;
+    rd->len = len - bom;
+    yaml_parser_set_input_string(&rd->parser, (const unsigned char *)rd->buf, rd->len);
+    yaml_parser_set_encoding(&rd->parser, YAML_UTF8_ENCODING);
     if (skip_event(rd, NULL) < 0) /* STREAM-START */
         return NULL;
     type = skip_event(rd, NULL); /* DOCUMENT-START, or the end of an empty stream */
@@ -399,12 +394,9 @@ static int check_encoding(struct reader *rd, const char *buf, size_t len)
 }
 
 /* ---- schema ------------------------------------------------------------
- * One row a key (rules[] below): the key with its section
- * ("report.timeout"), the parser that reads its value, where in struct
- * profile the value lands, and the bounds the parser checks. Unknown and
- * duplicate keys are refused once, in walk_mapping(). A value found wrong
- * is reported and the whole profile thrown away, so a parser may write its
- * field before it has checked everything. */
+ * One row a key (rules[] below): "section.key", the parser of its value,
+ * the field it fills and the bounds checked. A wrong value throws the whole
+ * profile away, so a parser may write its field before it has checked everything. */
 
 struct key_rule;
 typedef bool (*key_parser)(struct reader *rd, const struct key_rule *k, const struct ynode *v);
@@ -416,6 +408,7 @@ struct key_rule {
     uint64_t min, max;        /* integers; enums: max is the number of names */
     const char *unit;         /* integers, and what a bare size counts */
     const char *const *names; /* enums */
+    bool string;              /* a char * the profile owns */
 };
 
 static void *field(struct reader *rd, const struct key_rule *k) { return (char *)rd->p + k->offset; }
@@ -442,14 +435,6 @@ static bool expect_scalar(struct reader *rd, const char *key, const struct ynode
     return false;
 }
 
-static bool expect_mapping(struct reader *rd, const char *key, const struct ynode *v)
-{
-    if (v->type == Y_MAPPING)
-        return true;
-    add_diag(rd, v->line, v->col, "'%s' must be a mapping, not %s", key, type_name(v));
-    return false;
-}
-
 /* Appends name to the list "a, b, c" in list[size]. */
 static void append_name(char *list, size_t size, const char *name)
 {
@@ -458,45 +443,28 @@ static void append_name(char *list, size_t size, const char *name)
     (void)snprintf(list + used, size - used, "%s%s", used ? ", " : "", name);
 }
 
-/* The index of v's value among k->names, or -1 after saying why. */
-static int enum_index(struct reader *rd, const struct key_rule *k, const struct ynode *v)
-{
-    char allowed[128] = "";
-
-    if (!expect_scalar(rd, k->key, v))
-        return -1;
-    for (size_t i = 0; i < k->max; i++)
-        if (strcmp(v->value, k->names[i]) == 0)
-            return (int)i;
-    for (size_t i = 0; i < k->max; i++)
-        append_name(allowed, sizeof(allowed), k->names[i]);
-    add_diag(rd, v->line, v->col, "'%s' must be one of %s, not '%s'", k->key, allowed, v->value);
-    return -1;
-}
-
 /* The profile's enums are unsigned ints, as C gives an enum without
- * negative values. */
+ * negative values; the field gets the index of the name. */
 _Static_assert(sizeof(enum ram_tier) == sizeof(unsigned) && sizeof(enum workload) == sizeof(unsigned) &&
                    sizeof(enum policy) == sizeof(unsigned),
                "enum fields are written as unsigned");
 
 static bool parse_enum(struct reader *rd, const struct key_rule *k, const struct ynode *v)
 {
-    int i = enum_index(rd, k, v);
+    char allowed[128] = "";
 
-    if (i >= 0)
-        *(unsigned *)field(rd, k) = (unsigned)i;
-    return i >= 0;
-}
-
-/* conflicts: refuse or warn, kept as whether to only warn. */
-static bool parse_conflicts(struct reader *rd, const struct key_rule *k, const struct ynode *v)
-{
-    int i = enum_index(rd, k, v);
-
-    if (i >= 0)
-        *(bool *)field(rd, k) = i == 1;
-    return i >= 0;
+    if (!expect_scalar(rd, k->key, v))
+        return false;
+    for (size_t i = 0; i < k->max; i++) {
+        if (strcmp(v->value, k->names[i]) == 0) {
+            *(unsigned *)field(rd, k) = (unsigned)i;
+            return true;
+        }
+    }
+    for (size_t i = 0; i < k->max; i++)
+        append_name(allowed, sizeof(allowed), k->names[i]);
+    add_diag(rd, v->line, v->col, "'%s' must be one of %s, not '%s'", k->key, allowed, v->value);
+    return false;
 }
 
 /* Integers must be written as YAML integers: a quoted "4096" is a string. */
@@ -839,50 +807,41 @@ static void excerpt(const char *s, char out[48])
     (void)snprintf(out + cut, 48 - cut, "%s", cut < n ? "..." : "");
 }
 
-/* Why name is not a label name (^[a-z][a-z0-9_.-]{0,62}$), or NULL. Names
- * are lowercase so that 'Role' and 'role' cannot be two labels that a
- * collector then merges or keeps apart depending on its own rules. */
-static const char *label_name_problem(const char *name, char why[48])
-{
-    size_t n = strlen(name);
-    unsigned char c;
-
-    if (n == 0)
-        return "it is empty";
-    if (n > PROFILE_LABEL_NAME_MAX)
-        return "it is longer than 63 characters";
-    if (strpbrk(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
-        return "label names are lowercase";
-    if (name[0] < 'a' || name[0] > 'z')
-        return "it must start with a letter";
-    c = (unsigned char)name[strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_.-")];
-    if (c == '\0')
-        return NULL;
-    if (c == ' ')
-        return "a space is not allowed";
-    if (c < 0x20 || c >= 0x7f)
-        return c < 0x80 ? "a control character is not allowed" : "a non-ASCII character is not allowed";
-    (void)snprintf(why, 48, "'%c' is not allowed", c);
-    return why;
-}
-
-/* The name of the label at kids[i] of map: a plain word, once, valid. */
+/* The name of the label at kids[i] of map: a plain word, once, and
+ * ^[a-z][a-z0-9_.-]{0,62}$. Names are lowercase so that 'Role' and 'role'
+ * cannot be two labels that a collector merges or keeps apart by its own rules. */
 static bool label_name_ok(struct reader *rd, const struct ynode *map, size_t i)
 {
     const struct ynode *k = map->kids[i], *twin;
-    const char *why;
+    const char *why = NULL, *name = k->value;
     char shown[48], buf[48];
+    unsigned char c;
 
     if (k->type != Y_SCALAR) {
         add_diag(rd, k->line, k->col, "a label name must be a word, not %s", type_name(k));
         return false;
     }
-    excerpt(k->value, shown);
+    excerpt(name, shown);
     if ((twin = earlier_twin(map, i))) {
         add_diag(rd, k->line, k->col, "duplicate key 'labels.%s' (first at line %u)", shown, twin->line);
         return false;
     }
-    why = label_name_problem(k->value, buf);
+    c = (unsigned char)name[strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_.-")];
+    (void)snprintf(buf, sizeof(buf), "'%c' is not allowed", c);
+    if (name[0] == '\0')
+        why = "it is empty";
+    else if (strlen(name) > PROFILE_LABEL_NAME_MAX)
+        why = "it is longer than 63 characters";
+    else if (strpbrk(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+        why = "label names are lowercase";
+    else if (name[0] < 'a' || name[0] > 'z')
+        why = "it must start with a letter";
+    else if (c == ' ')
+        why = "a space is not allowed";
+    else if (c && (c < 0x20 || c >= 0x7f))
+        why = c < 0x80 ? "a control character is not allowed" : "a non-ASCII character is not allowed";
+    else if (c)
+        why = buf;
     if (why)
         add_diag(rd, k->line, k->col,
                  "label name '%s' is not valid: %s (a lowercase letter, then up to 62 lowercase "
@@ -981,14 +940,17 @@ static void walk_mapping(struct reader *rd, const char *where, const struct ynod
 
 static bool parse_section(struct reader *rd, const struct key_rule *k, const struct ynode *v)
 {
-    if (!expect_mapping(rd, k->key, v))
+    if (v->type != Y_MAPPING) {
+        add_diag(rd, v->line, v->col, "'%s' must be a mapping, not %s", k->key, type_name(v));
         return false;
+    }
     walk_mapping(rd, k->key, v);
     return true;
 }
 
 #define SECTION(name) { .key = (name), .parse = parse_section }
 #define FIELD(f) .offset = offsetof(struct profile, f)
+#define STRING(f) FIELD(f), .string = true
 #define NAMES(a) .names = (a), .max = COUNT(a)
 #define RANGE(lo, hi, in) .min = (lo), .max = (hi), .unit = (in)
 
@@ -1003,23 +965,23 @@ static const struct key_rule rules[] = {
     { "limits.shmmax", parse_size_limit, FIELD(shmmax), .unit = "bytes" },
     { "limits.shmall", parse_size_limit, FIELD(shmall), .unit = "pages" },
     { "limits.shmmni", parse_count_limit, FIELD(shmmni), RANGE(1, PROFILE_SHMMNI_MAX, "segments") },
-    { "dropin", parse_dropin, FIELD(dropin) },
-    { "conflicts", parse_conflicts, FIELD(conflicts_warn_only), NAMES(conflicts_names) },
+    { "dropin", parse_dropin, STRING(dropin) },
+    { "conflicts", parse_enum, FIELD(conflicts_warn_only), NAMES(conflicts_names) },
     SECTION("report"),
-    { "report.url", parse_url, FIELD(report.url) },
-    { "report.token_file", parse_path, FIELD(report.token_file) },
-    { "report.ca_file", parse_path, FIELD(report.ca_file) },
-    { "report.client_cert", parse_path, FIELD(report.client_cert) },
-    { "report.client_key", parse_path, FIELD(report.client_key) },
+    { "report.url", parse_url, STRING(report.url) },
+    { "report.token_file", parse_path, STRING(report.token_file) },
+    { "report.ca_file", parse_path, STRING(report.ca_file) },
+    { "report.client_cert", parse_path, STRING(report.client_cert) },
+    { "report.client_key", parse_path, STRING(report.client_key) },
     { "report.timeout", parse_uint, FIELD(report.timeout_s), RANGE(1, 300, "seconds") },
     { "report.splay", parse_uint, FIELD(report.splay_s), RANGE(0, 3600, "seconds") },
-    { "report.spool_dir", parse_path, FIELD(report.spool_dir) },
+    { "report.spool_dir", parse_path, STRING(report.spool_dir) },
     { "report.spool_max_events", parse_uint, FIELD(report.spool_max_events), RANGE(1, 100000, "events") },
     SECTION("segments"),
     { "segments.persistent_keys", .parse = parse_persistent_keys },
     { "labels", .parse = parse_labels },
     SECTION("metrics"),
-    { "metrics.textfile", parse_textfile, FIELD(metrics_textfile) },
+    { "metrics.textfile", parse_textfile, STRING(metrics_textfile) },
 };
 
 /* The name of rule's key in section where ("" for the top level), or NULL
@@ -1098,8 +1060,7 @@ static void check_root(struct reader *rd, const struct ynode *root)
 }
 
 /* Structural problems are found while reading, the rest while walking:
- * report them in file order, as a compiler would. Stable, and at most
- * MAX_DIAGS items, so insertion sort. */
+ * report them in file order, as a compiler would (stable: insertion sort). */
 static void sort_diags(struct profile_diags *d, size_t from)
 {
     for (size_t i = from + 1; i < d->count; i++) {
@@ -1120,16 +1081,11 @@ void profile_free(struct profile *p)
 {
     if (!p)
         return;
+    for (size_t i = 0; i < COUNT(rules); i++)
+        if (rules[i].string)
+            free(*(char **)((char *)p + rules[i].offset));
     free(p->path);
     free(p->canonical_path);
-    free(p->dropin);
-    free(p->report.url);
-    free(p->report.token_file);
-    free(p->report.ca_file);
-    free(p->report.client_cert);
-    free(p->report.client_key);
-    free(p->report.spool_dir);
-    free(p->metrics_textfile);
     free(p);
 }
 
@@ -1151,28 +1107,6 @@ static struct profile *profile_new(const char *file)
     return p;
 }
 
-/* Reads the document into rd->p: its root, or NULL with why in diags. */
-static struct ynode *read_profile(struct reader *rd, const char *buf, size_t len)
-{
-    struct ynode *root;
-    size_t bom;
-
-    if (check_encoding(rd, buf, len) < 0)
-        return NULL;
-    /* Editors on some systems start UTF-8 files with a byte-order mark;
-     * skip it rather than let it shift every column of the first line. */
-    bom = len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
-    rd->buf = buf + bom;
-    rd->len = len - bom;
-    yaml_parser_set_input_string(&rd->parser, (const unsigned char *)rd->buf, rd->len);
-    yaml_parser_set_encoding(&rd->parser, YAML_UTF8_ENCODING);
-    hash_sha256_hex(buf, len, rd->p->sha256_hex);
-    root = read_document(rd);
-    if (root)
-        check_root(rd, root);
-    return root;
-}
-
 int profile_parse(const char *buf, size_t len, const char *file, struct profile_diags *diags,
                   struct profile **ret)
 {
@@ -1186,10 +1120,14 @@ int profile_parse(const char *buf, size_t len, const char *file, struct profile_
     if (!yaml_parser_initialize(&rd.parser))
         return -ENOMEM;
     rd.p = profile_new(file);
-    if (rd.p) {
-        root = read_profile(&rd, buf, len);
-        r = rd.oom ? -ENOMEM : !root || diags->count > before ? -EINVAL : 0;
+    if (rd.p && check_encoding(&rd, buf, len) == 0) {
+        hash_sha256_hex(buf, len, rd.p->sha256_hex);
+        root = read_document(&rd, buf, len);
     }
+    if (root)
+        check_root(&rd, root);
+    if (rd.p)
+        r = rd.oom ? -ENOMEM : !root || diags->count > before ? -EINVAL : 0;
     if (r == -EINVAL)
         sort_diags(diags, before);
     if (r == 0) {

@@ -18,9 +18,8 @@
 #define PROFILE_LABELS_MAX 16
 #define PROFILE_LABEL_NAME_MAX 63   /* bytes; ^[a-z][a-z0-9_.-]{0,62}$ */
 #define PROFILE_LABEL_VALUE_MAX 256 /* bytes of UTF-8 */
-/* metrics.textfile: at most this many bytes, and a file name short enough
- * for fsutil_write_atomic()'s temporary name beside it (".shmprov-tmp."
- * + name + ".xxxxxxxx") to stay within NAME_MAX. */
+/* metrics.textfile: a name short enough for fsutil_write_atomic()'s
+ * temporary name beside it (".shmprov-tmp." + name + ".xxxxxxxx") to fit NAME_MAX. */
 #define PROFILE_TEXTFILE_MAX 1024
 #define PROFILE_TEXTFILE_NAME_MAX 200
 
@@ -75,14 +74,11 @@ struct profile {
     struct profile_limit shmall;
     struct profile_limit shmmni;
     char *dropin;
-    bool conflicts_warn_only; /* conflicts: warn (default refuse) */
-    /* metrics.textfile: where apply, verify and status write their
-     * Prometheus metrics (metrics.h); NULL when not set. */
-    char *metrics_textfile;
+    unsigned conflicts_warn_only; /* conflicts: 1 for warn, 0 (the default) for refuse */
+    char *metrics_textfile; /* where apply, verify and status write metrics; NULL when not set */
     struct profile_report report;
-    /* segments.persistent_keys: System V keys (as the kernel stores them,
-     * the bits of a key_t) whose segments are meant to outlive their
-     * creators; `status --remove-orphans` never removes them. */
+    /* segments.persistent_keys: System V keys (the bits of a key_t) whose
+     * segments outlive their creators; `status --remove-orphans` keeps them. */
     uint32_t persistent_keys[PROFILE_PERSISTENT_KEYS_MAX];
     size_t npersistent_keys;
     /* labels: in file order, names unique. */

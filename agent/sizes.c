@@ -59,7 +59,8 @@ int sizes_parse(const char *text, bool allow_percent, struct size_value *ret,
 
     if (ndigits == 0) {
         *ret_why = text[0] == '-' ? "size must not be negative"
-                                  : "not a size: expected a number of bytes, optionally with a unit (K, M, G, T, KiB, MiB, GiB, TiB)";
+                                  : "not a size: expected a number of bytes, optionally with a unit "
+                                    "(K, M, G, T, KiB, MiB, GiB, TiB)";
         return -EINVAL;
     }
     if (ndigits >= sizeof(digits)) {

@@ -41,9 +41,8 @@ static uint64_t percent_of(uint64_t ram, unsigned pct)
     return (ram / 100) * pct + (ram % 100) * pct / 100;
 }
 
-static void add_problem(struct sizing_result *r, bool in_profile, enum sizing_key_id key, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void add_problem(struct sizing_result *r, bool in_profile, enum sizing_key_id key, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static void add_problem(struct sizing_result *r, bool in_profile,
+                                                               enum sizing_key_id key, const char *fmt, ...)
 {
     struct sizing_problem *p;
     va_list ap;
