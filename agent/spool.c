@@ -125,19 +125,12 @@ static int read_counter_in(const char *dir, enum spool_counter c, uint64_t *ret)
     if (r < 0)
         return r;
     /* strtoull would take a sign or spaces: require a digit first. */
-    if (buf[0] < '0' || buf[0] > '9') {
-        r = -EBADMSG;
-        goto out;
-    }
     errno = 0;
     value = strtoull(buf, &end, 10);
-    if (errno != 0 || (*end != '\0' && strcmp(end, "\n") != 0)) {
+    if (buf[0] < '0' || buf[0] > '9' || errno != 0 || (*end != '\0' && strcmp(end, "\n") != 0))
         r = -EBADMSG;
-        goto out;
-    }
-    *ret = value;
-    r = 0;
-out:
+    else
+        *ret = value;
     free(buf);
     return r;
 }
@@ -305,23 +298,21 @@ const char *spool_path(const struct spool *s)
 
 const char *spool_counter_file(enum spool_counter c)
 {
-    return c < SPOOL_COUNTERS ? counter_files[c] : "?";
+    return counter_files[c];
 }
 
 uint64_t spool_count(const struct spool *s, enum spool_counter c)
 {
-    return s && c < SPOOL_COUNTERS ? s->counters[c].value : 0;
+    return s->counters[c].value;
 }
 
 bool spool_count_unknown(const struct spool *s, enum spool_counter c)
 {
-    return s && c < SPOOL_COUNTERS && s->counters[c].unknown;
+    return s->counters[c].unknown;
 }
 
 int spool_counter_damaged(const struct spool *s, enum spool_counter c, int *ret_rewrite_error)
 {
-    if (!s || c >= SPOOL_COUNTERS)
-        return -EINVAL;
     if (ret_rewrite_error)
         *ret_rewrite_error = s->counters[c].rewrite;
     return s->counters[c].damage;
@@ -460,8 +451,6 @@ out:
 
 int spool_list(struct spool *s, struct spool_entry **ret, size_t *ret_count)
 {
-    if (!s || !ret || !ret_count)
-        return -EINVAL;
     return scan(s, ret, ret_count, NULL);
 }
 
@@ -471,7 +460,7 @@ static int entry_path(const struct spool *s, const struct spool_entry *e, char *
 {
     uint64_t seq;
 
-    if (!s || !e || !parse_name(e->name, &seq))
+    if (!parse_name(e->name, &seq))
         return -EINVAL;
     *ret = path_in(s->path, e->name);
     return *ret ? 0 : -ENOMEM;
@@ -480,7 +469,7 @@ static int entry_path(const struct spool *s, const struct spool_entry *e, char *
 int spool_read(struct spool *s, const struct spool_entry *e, char **ret_json, size_t *ret_len)
 {
     CLEANUP_FREE char *path = NULL;
-    int r = ret_json && ret_len ? entry_path(s, e, &path) : -EINVAL;
+    int r = entry_path(s, e, &path);
 
     return r < 0 ? r : fsutil_read_file(path, SPOOL_MAX_EVENT_BYTES, true, ret_json, ret_len, NULL);
 }
@@ -532,7 +521,7 @@ int spool_set_aside(struct spool *s, const struct spool_entry *e, enum spool_cou
 
     if (ret_sync_error)
         *ret_sync_error = 0;
-    if (!s || !e || (unsigned)c >= SPOOL_COUNTERS || !aside_dirs[c] || !parse_name(e->name, &seq))
+    if (!aside_dirs[c] || !parse_name(e->name, &seq))
         return -EINVAL;
     k = &s->counters[c];
     r = open_aside(s, aside_dirs[c], &qfd);
@@ -562,23 +551,12 @@ out:
     return r;
 }
 
-static int remove_marker(const struct spool *s, enum spool_counter c)
-{
-    CLEANUP_FREE char *path = path_in(s->path, unknown_files[c]);
-    int r = path ? fsutil_remove_durable(path) : -ENOMEM;
-
-    return r == -ENOENT ? 0 : r;
-}
-
 int spool_clear_count(struct spool *s, enum spool_counter c, uint64_t reported, bool unknown_reported)
 {
-    struct counter *k;
+    struct counter *k = &s->counters[c];
     uint64_t left;
     int r;
 
-    if (!s || c >= SPOOL_COUNTERS)
-        return -EINVAL;
-    k = &s->counters[c];
     if (reported > 0) {
         left = k->value > reported ? k->value - reported : 0;
         r = write_counter(s, c, left);
@@ -587,8 +565,10 @@ int spool_clear_count(struct spool *s, enum spool_counter c, uint64_t reported, 
         k->value = left;
     }
     if (unknown_reported && k->unknown) {
-        r = remove_marker(s, c);
-        if (r < 0)
+        CLEANUP_FREE char *marker = path_in(s->path, unknown_files[c]);
+
+        r = marker ? fsutil_remove_durable(marker) : -ENOMEM;
+        if (r < 0 && r != -ENOENT)
             return r;
         k->unknown = false;
     }
