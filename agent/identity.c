@@ -49,17 +49,6 @@ static int read_id_file(const char *path, bool nofollow, char id[33])
     return r;
 }
 
-static void hex_of(const unsigned char *bytes, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex[bytes[i] >> 4];
-        out[2 * i + 1] = hex[bytes[i] & 0xf];
-    }
-    out[2 * n] = '\0';
-}
-
 /* Never fails: without getrandom() (a seccomp filter, an old kernel) the
  * id is a hash of the clocks (to the nanosecond, and the uptime), the pid
  * and a stack address (ASLR): weaker, but still different on two hosts in
@@ -73,7 +62,8 @@ static void random_id(char id[33])
     struct timespec rt = { 0, 0 }, mono = { 0, 0 };
 
     if (TEMP_FAILURE_RETRY(getrandom(b, sizeof(b), 0)) == (ssize_t)sizeof(b)) {
-        hex_of(b, sizeof(b), id);
+        for (size_t i = 0; i < sizeof(b); i++)
+            (void)snprintf(id + 2 * i, 3, "%02x", b[i]);
         return;
     }
     clock_gettime(CLOCK_REALTIME, &rt);
