@@ -197,7 +197,7 @@ static void *serve(void *arg)
 }
 
 /* On the heap: the requests it keeps are too large for a stack frame. */
-static struct server *server_start_with(const struct step *steps, size_t nsteps, bool keep_alive)
+static struct server *server_start(const struct step *steps, size_t nsteps, bool keep_alive)
 {
     struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t addr_len = sizeof(addr);
@@ -215,11 +215,6 @@ static struct server *server_start_with(const struct step *steps, size_t nsteps,
     sv->port = ntohs(addr.sin_port);
     cr_assert_eq(pthread_create(&sv->thread, NULL, serve, sv), 0);
     return sv;
-}
-
-static struct server *server_start(const struct step *steps, size_t nsteps)
-{
-    return server_start_with(steps, nsteps, false);
 }
 
 static void server_stop(struct server *sv)
@@ -273,7 +268,7 @@ static void expect_no_token(const struct http_result *res)
 static struct server *run_steps(const struct step *steps, size_t nsteps, struct http_request *req,
                                 struct http_result *res)
 {
-    struct server *sv = server_start(steps, nsteps);
+    struct server *sv = server_start(steps, nsteps, false);
 
     *req = request_to(sv->port, 5000);
     cr_assert_eq(http_post(req, res), 0);
@@ -321,7 +316,7 @@ Test(http, no_token_no_authorization_header)
     struct http_request req;
     struct http_result res;
 
-    sv = server_start(steps, 1);
+    sv = server_start(steps, 1, false);
     req = request_to(sv->port, 5000);
     req.bearer_token = NULL;
     req.idempotency_key = NULL;
@@ -364,6 +359,7 @@ struct post_case {
     const char *url;    /* instead of the server's */
     int64_t timeout_ms; /* the deadline, from when the request is made */
     bool warm_up;       /* libcurl loaded first: a short deadline goes to the answer */
+    bool keep_alive;    /* the server answers each request on the same connection */
     /* What the post must end with: */
     enum http_outcome outcome;
     int attempts;          /* exactly, or AT_LEAST(n) */
@@ -375,6 +371,9 @@ struct post_case {
 };
 
 static const struct post_case post_cases[] = {
+    /* A retry goes on the session's connection when the server keeps it. */
+    { .name = "a_session_retries_on_its_connection", STEPS(ANSWER(KEEP_500), ANSWER(KEEP_202)), .keep_alive = true,
+      .timeout_ms = 5000, .outcome = HTTP_DELIVERED, .attempts = 2, .status = 202, .connections = 1 },
     /* First wait: random in [0, 250 ms]. */
     { .name = "retries_a_500_after_a_jittered_wait", STEPS(ANSWER(ERR_500), ANSWER(OK_202)), .timeout_ms = 5000,
       .outcome = HTTP_DELIVERED, .attempts = 2, .status = 202, .max_ms = 250 + SLACK_MS },
@@ -489,7 +488,7 @@ ParameterizedTest(size_t *i, http, post)
     if (c->warm_up)
         warm_up();
     if (c->nsteps > 0)
-        sv = server_start(c->steps, c->nsteps);
+        sv = server_start(c->steps, c->nsteps, c->keep_alive);
     req = request_to(c->nsteps > 0 ? sv->port : unused_port(), c->timeout_ms);
     if (c->url)
         req.url = c->url;
@@ -507,7 +506,7 @@ ParameterizedTest(size_t *i, http, post)
 static struct server *start_elsewhere(char *head, size_t len, bool keep)
 {
     static const struct step close_steps[] = { ANSWER(OK_202) }, keep_steps[] = { ANSWER(KEEP_202) };
-    struct server *elsewhere = server_start(keep ? keep_steps : close_steps, 1);
+    struct server *elsewhere = server_start(keep ? keep_steps : close_steps, 1, false);
 
     snprintf(head, len, "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%u/steal\r\n%s",
              elsewhere->port, keep ? "Content-Length: 0\r\n\r\n" : CLOSE);
@@ -550,15 +549,22 @@ Test(http, bad_arguments)
         { offsetof(struct http_request, content_type), "application/json\r\nX-Evil: 1" },
     };
     struct http_request good = request_to(unused_port(), 1000), req;
+    struct http_session *s = NULL;
     struct http_result res;
 
     cr_expect_eq(http_post(NULL, &res), -EINVAL);
     cr_expect_eq(http_post(&good, NULL), -EINVAL);
+    cr_expect_eq(http_session_open(NULL), -EINVAL);
+    cr_expect_eq(http_session_post(NULL, &good, &res), -EINVAL);
+    cr_assert_eq(http_session_open(&s), 0);
     for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
         req = good;
         *(const char **)((char *)&req + bad[i].field) = bad[i].value;
         cr_expect_eq(http_post(&req, &res), -EINVAL, "bad argument %zu", i);
+        cr_expect_eq(http_session_post(s, &req, &res), -EINVAL, "bad argument %zu on a session", i);
     }
+    http_session_close(s);
+    http_session_close(NULL);
 }
 
 /* ---- sessions: one connection for a run's requests ----------------------- */
@@ -582,7 +588,7 @@ Test(http, a_session_carries_every_request_on_one_connection)
     struct http_request req;
     CLEANUP_FREE struct server *sv = NULL;
 
-    sv = server_start_with(steps, 3, true);
+    sv = server_start(steps, 3, true);
     cr_assert_eq(http_session_open(&s), 0);
     for (int i = 0; i < 3; i++) {
         req = request_to(sv->port, 5000);
@@ -607,25 +613,6 @@ Test(http, a_session_carries_every_request_on_one_connection)
     }
 }
 
-Test(http, a_session_retries_on_its_connection)
-{
-    static const struct step steps[] = { ANSWER(KEEP_500), ANSWER(KEEP_202) };
-    struct http_session *s = NULL;
-    struct http_request req;
-    struct http_result res;
-    CLEANUP_FREE struct server *sv = NULL;
-
-    sv = server_start_with(steps, 2, true);
-    cr_assert_eq(http_session_open(&s), 0);
-    req = request_to(sv->port, 5000);
-    cr_assert_eq(http_session_post(s, &req, &res), 0);
-    http_session_close(s);
-    server_stop(sv);
-    cr_expect_eq(res.outcome, HTTP_DELIVERED, "%s", res.error);
-    cr_expect_eq(res.attempts, 2);
-    cr_expect_eq(atomic_load(&sv->connections), 1);
-}
-
 /* A server that closes the connection after each answer, saying so or
  * not: the next request opens a new one, unseen by the caller. */
 Test(http, a_session_reopens_a_connection_the_server_closed)
@@ -639,7 +626,7 @@ Test(http, a_session_reopens_a_connection_the_server_closed)
         struct http_request req;
         CLEANUP_FREE struct server *sv = NULL;
 
-        sv = server_start(scripts[i], 2);
+        sv = server_start(scripts[i], 2, false);
         cr_assert_eq(http_session_open(&s), 0);
         req = request_to(sv->port, 5000);
         post_delivered(s, &req);
@@ -664,7 +651,7 @@ Test(http, a_session_keeps_the_policy_on_every_request)
     elsewhere = start_elsewhere(head, sizeof(head), true);
     steps[0] = (struct step)ANSWER(KEEP_202);
     steps[1] = (struct step){ head, 0, 0 };
-    sv = server_start_with(steps, 2, true);
+    sv = server_start(steps, 2, true);
     cr_assert_eq(http_session_open(&s), 0);
     req = request_to(sv->port, 5000);
     post_delivered(s, &req);
@@ -675,21 +662,6 @@ Test(http, a_session_keeps_the_policy_on_every_request)
     cr_expect_eq(res.outcome, HTTP_REJECTED, "the second request follows no redirect either");
     cr_expect_eq(atomic_load(&elsewhere->connections), 0, "the token went elsewhere");
     cr_expect_eq(atomic_load(&sv->connections), 1);
-}
-
-Test(http, session_bad_arguments)
-{
-    struct http_request req = request_to(unused_port(), 1000);
-    struct http_session *s = NULL;
-    struct http_result res;
-
-    cr_expect_eq(http_session_open(NULL), -EINVAL);
-    cr_expect_eq(http_session_post(NULL, &req, &res), -EINVAL);
-    cr_assert_eq(http_session_open(&s), 0);
-    req.bearer_token = "tok\r\nX-Evil: 1";
-    cr_expect_eq(http_session_post(s, &req, &res), -EINVAL);
-    http_session_close(s);
-    http_session_close(NULL);
 }
 
 /* The wait after a retryable failure, from what libcurl read of
