@@ -32,42 +32,16 @@ static void say(struct delivery_summary *s, const char *fmt, ...)
     va_end(ap);
 }
 
-/* What is wrong with a token file, said naming the path only, or 0. */
-static int token_problem(const char *path, const struct stat *st, const char *token, size_t len,
-                         struct delivery_summary *sum)
-{
-    /* As ssh does with private keys: a secret others can read is refused. */
-    if (st->st_mode & 077) {
-        say(sum, "token file '%s' is accessible by group or others (mode %04o); chmod 0600 it", path,
-            (unsigned)(st->st_mode & 07777));
-        return -EPERM;
-    }
-    if (geteuid() == 0 && st->st_uid != 0) {
-        say(sum, "token file '%s' is owned by uid %u, not root", path, (unsigned)st->st_uid);
-        return -EPERM;
-    }
-    for (size_t i = 0; i < len; i++)
-        if (token[i] <= ' ' || token[i] > '~') {
-            say(sum, "token file '%s' must hold one line of visible ASCII", path);
-            return -EINVAL;
-        }
-    if (len == 0) {
-        say(sum, "token file '%s' is empty", path);
-        return -EINVAL;
-    }
-    return 0;
-}
-
 /* Reads a bearer token: a regular file (a symlink is followed, its target
  * checked), at most 4 KiB, readable by nobody but its owner (ssh's rule: no
  * group or other permission at all), one line of visible ASCII. The token
  * never appears in messages. Returns 0 with a malloc'd token, or a negative
- * errno with sum->error saying why. */
+ * errno with sum->error saying why, naming the path only. */
 static int read_token(const char *path, char **ret_token, struct delivery_summary *sum)
 {
     struct stat st;
     char *buf = NULL;
-    size_t len;
+    size_t len, visible = 0;
     int r = fsutil_read_file(path, TOKEN_MAX_BYTES, false, &buf, &len, &st);
 
     if (r < 0) {
@@ -76,7 +50,22 @@ static int read_token(const char *path, char **ret_token, struct delivery_summar
     }
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
         buf[--len] = '\0';
-    r = token_problem(path, &st, buf, len, sum);
+    while (visible < len && buf[visible] > ' ' && buf[visible] <= '~')
+        visible++;
+    if (st.st_mode & 077) {
+        say(sum, "token file '%s' is accessible by group or others (mode %04o); chmod 0600 it", path,
+            (unsigned)(st.st_mode & 07777));
+        r = -EPERM;
+    } else if (geteuid() == 0 && st.st_uid != 0) {
+        say(sum, "token file '%s' is owned by uid %u, not root", path, (unsigned)st.st_uid);
+        r = -EPERM;
+    } else if (visible < len) {
+        say(sum, "token file '%s' must hold one line of visible ASCII", path);
+        r = -EINVAL;
+    } else if (len == 0) {
+        say(sum, "token file '%s' is empty", path);
+        r = -EINVAL;
+    }
     if (r < 0) {
         explicit_bzero(buf, len);
         free(buf);
