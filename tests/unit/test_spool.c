@@ -43,7 +43,7 @@ static const char *uuid(unsigned n)
 }
 
 /* Names in where (dot files only, with dots_only), "." and ".." aside. */
-static size_t count_names_in(const char *where, bool dots_only)
+static size_t count_names(const char *where, bool dots_only)
 {
     DIR *d = opendir(where);
     size_t n = 0;
@@ -53,16 +53,6 @@ static size_t count_names_in(const char *where, bool dots_only)
         n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 && (!dots_only || de->d_name[0] == '.');
     closedir(d);
     return n;
-}
-
-static size_t count_names(const char *where)
-{
-    return count_names_in(where, false);
-}
-
-static size_t count_temps(void)
-{
-    return count_names_in(scratch(), true);
 }
 
 static void put_ok(struct spool *s, unsigned n, size_t len)
@@ -121,7 +111,7 @@ Test(spool, put_list_read_oldest_first)
     cr_expect_eq(st.st_mode & 07777, 0600);
     free(e);
 
-    cr_expect_eq(count_temps(), 0, "no temporary file left behind");
+    cr_expect_eq(count_names(scratch(), true), 0, "no temporary file left behind");
     cr_expect_eq(dropped(s), 0);
     spool_close(s);
 }
@@ -242,7 +232,7 @@ Test(spool, ids_must_be_lowercase_uuids)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_expect_eq(spool_put(s, bad[i], "{}", 2, NULL), -EINVAL, "%s", bad[i]);
     cr_expect_eq(spool_put(s, NULL, "{}", 2, NULL), -EINVAL);
-    cr_expect_eq(count_names(scratch()), 0);
+    cr_expect_eq(count_names(scratch(), false), 0);
     spool_close(s);
 }
 
@@ -693,7 +683,7 @@ Test(spool, quarantine_that_cannot_move_or_count_leaves_the_event_uncounted)
     cr_assert_eq(n, 1);
     cr_expect_lt(spool_set_aside(s, &e[0], SPOOL_COUNTER_QUARANTINED, NULL), 0);
     cr_expect_eq(access(path_of(name), F_OK), 0, "left in place");
-    cr_expect_eq(count_names(path_of("elsewhere")), 0);
+    cr_expect_eq(count_names(path_of("elsewhere"), false), 0);
     cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 0);
     spool_close(s);
     cr_assert_eq(unlink(path_of(SPOOL_QUARANTINE_DIR)), 0);
@@ -742,7 +732,7 @@ Test(spool, full_disk_fails_cleanly)
     memset(big, 'x', len);
     cr_expect_eq(spool_put(s, uuid(2), big, len, NULL), -ENOSPC);
     expect_ids(s, want, 1);
-    cr_expect_eq(count_temps(), 0, "no half-written file left");
+    cr_expect_eq(count_names(scratch(), true), 0, "no half-written file left");
     cr_expect_eq(dropped(s), 0);
     free(big);
     spool_close(s);
