@@ -383,27 +383,6 @@ static struct dirent *next_entry(DIR *d)
     return de;
 }
 
-/* Appends our entry named name unless it vanished; *newest follows the
- * highest sequence seen. */
-static int add_entry(const struct spool *s, const char *name, uint64_t seq, struct spool_entry **entries,
-                     size_t *count, size_t *cap, uint64_t *newest)
-{
-    if (*count == *cap) {
-        size_t bigger_cap = *cap ? *cap * 2 : 16;
-        struct spool_entry *bigger = realloc(*entries, bigger_cap * sizeof(**entries));
-        if (!bigger)
-            return -ENOMEM;
-        *entries = bigger;
-        *cap = bigger_cap;
-    }
-    if (inspect(s, name, &(*entries)[*count]) == 1)
-        return 0;
-    if (seq > *newest)
-        *newest = seq;
-    (*count)++;
-    return 0;
-}
-
 /* All our entries, sorted, and the highest sequence among them (usable or
  * not) so that a new one sorts after every one of them. */
 static int scan(const struct spool *s, struct spool_entry **ret, size_t *ret_count,
@@ -425,9 +404,23 @@ static int scan(const struct spool *s, struct spool_entry **ret, size_t *ret_cou
         /* Dot files include fsutil_write_atomic()'s temporary files. */
         if (de->d_name[0] == '.' || !parse_name(de->d_name, &seq))
             continue;
-        r = add_entry(s, de->d_name, seq, &entries, &count, &cap, &newest);
-        if (r < 0)
-            goto out;
+        if (count == cap) {
+            size_t bigger_cap = cap ? cap * 2 : 16;
+            struct spool_entry *bigger = realloc(entries, bigger_cap * sizeof(*entries));
+
+            if (!bigger) {
+                r = -ENOMEM;
+                goto out;
+            }
+            entries = bigger;
+            cap = bigger_cap;
+        }
+        /* One that vanished meanwhile is not listed. */
+        if (inspect(s, de->d_name, &entries[count]) == 1)
+            continue;
+        if (seq > newest)
+            newest = seq;
+        count++;
     }
     if (errno != 0) {
         r = -errno;
