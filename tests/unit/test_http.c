@@ -300,26 +300,6 @@ Test(http, delivers_with_the_headers_and_body_on_the_wire)
     cr_expect_str_eq(body + 4, BODY);
 }
 
-Test(http, no_token_no_authorization_header)
-{
-    static const struct step steps[] = { ANSWER(OK_202) };
-    CLEANUP_FREE struct server *sv = NULL;
-    struct http_request req;
-    struct http_result res;
-
-    sv = server_start(steps, 1, false);
-    req = request_to(sv->port, 5000);
-    req.bearer_token = NULL;
-    req.idempotency_key = NULL;
-    req.content_type = "application/cloudevents-batch+json";
-    cr_assert_eq(http_post(&req, &res), 0);
-    server_stop(sv);
-    cr_expect_eq(res.outcome, HTTP_DELIVERED);
-    cr_expect_null(strcasestr(sv->request[0], "Authorization:"));
-    cr_expect_null(strcasestr(sv->request[0], "Idempotency-Key:"));
-    cr_expect_not_null(strstr(sv->request[0], "Content-Type: application/cloudevents-batch+json\r\n"));
-}
-
 /* Loads libcurl with a first post, so that a short deadline afterwards
  * is spent on the answer rather than on loading the library. */
 static void warm_up(void)
@@ -542,26 +522,29 @@ static void post_delivered(struct http_session *s, const struct http_request *re
 
 Test(http, a_session_carries_every_request_on_one_connection)
 {
-    static const struct step steps[] = { ANSWER(KEEP_202), ANSWER(KEEP_202), ANSWER(KEEP_202) };
-    static const char *const keys[] = { EVENT_ID, "7d2e4b6f-9e8c-4d3b-8f1a-2b3c4d5e6f70", "batch-0123abcd" };
+    static const struct step steps[] = { ANSWER(KEEP_202), ANSWER(KEEP_202), ANSWER(KEEP_202), ANSWER(KEEP_202) };
+    static const char *const keys[] = { EVENT_ID, "7d2e4b6f-9e8c-4d3b-8f1a-2b3c4d5e6f70", "batch-0123abcd", NULL };
     struct http_session *s = NULL;
     struct http_request req;
     CLEANUP_FREE struct server *sv = NULL;
 
-    sv = server_start(steps, 3, true);
+    sv = server_start(steps, 4, true);
     cr_assert_eq(http_session_open(&s), 0);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         req = request_to(sv->port, 5000);
         req.idempotency_key = keys[i];
-        /* Nothing carries over from the request before: not the token. */
-        if (i == 1)
+        /* Nothing carries over from the request before: not the token, nor
+         * the key. The last is a batch with neither. */
+        if (i == 1 || i == 3)
             req.bearer_token = NULL;
+        if (i == 3)
+            req.content_type = "application/cloudevents-batch+json";
         post_delivered(s, &req);
     }
     http_session_close(s);
     server_stop(sv);
     cr_expect_eq(atomic_load(&sv->connections), 1, "one connection (one handshake) for the session");
-    cr_expect_eq(atomic_load(&sv->requests), 3);
+    cr_expect_eq(atomic_load(&sv->requests), 4);
     for (int i = 0; i < 3; i++) {
         char want[128];
 
@@ -571,6 +554,9 @@ Test(http, a_session_carries_every_request_on_one_connection)
         cr_expect_eq(strstr(sv->request[i], "\r\nAuthorization: Bearer " TOKEN "\r\n") != NULL, i != 1,
                      "request %d: %s", i, sv->request[i]);
     }
+    cr_expect_null(strcasestr(sv->request[3], "Authorization:"));
+    cr_expect_null(strcasestr(sv->request[3], "Idempotency-Key:"));
+    cr_expect_not_null(strstr(sv->request[3], "Content-Type: application/cloudevents-batch+json\r\n"));
 }
 
 /* A server that closes the connection after each answer, saying so or
