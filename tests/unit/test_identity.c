@@ -65,8 +65,8 @@ Test(os_release, values)
     for (size_t i = 0; i < sizeof(value_cases) / sizeof(value_cases[0]); i++) {
         char buf[64] = "x";
 
-        cr_expect_eq(identity_os_release_value(value_cases[i].text, value_cases[i].key, buf, sizeof(buf)), value_cases[i].ret,
-                     "case %zu", i);
+        cr_expect_eq(identity_os_release_value(value_cases[i].text, value_cases[i].key, buf, sizeof(buf)),
+                     value_cases[i].ret, "case %zu", i);
         cr_expect_str_eq(buf, value_cases[i].value, "case %zu", i);
     }
 }

@@ -456,7 +456,8 @@ Test(spool, damaged_counter_is_a_warning_and_makes_the_count_unknown)
     for (int c = 0; c < SPOOL_COUNTERS; c++) {
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
             cr_assert_eq(fsutil_write_atomic(path_of(files[c]), bad[i], strlen(bad[i]), 0600), 0);
-            cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0, "%s \"%s\" does not fail the spool", files[c], bad[i]);
+            cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0, "%s \"%s\" does not fail the spool", files[c],
+                         bad[i]);
             cr_expect_eq(spool_counter_damaged(s, (enum spool_counter)c, &rewrite), -EBADMSG, "\"%s\"", bad[i]);
             cr_expect_eq(rewrite, 0);
             cr_expect(spool_count_unknown(s, (enum spool_counter)c));
