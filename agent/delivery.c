@@ -32,50 +32,16 @@ static void say(struct delivery_summary *s, const char *fmt, ...)
     va_end(ap);
 }
 
-static void free_token(char *token)
-{
-    if (token) {
-        explicit_bzero(token, strlen(token));
-        free(token);
-    }
-}
-
-/* What is wrong with a token file, said naming the path only, or 0. */
-static int token_problem(const char *path, const struct stat *st, const char *token, size_t len,
-                         struct delivery_summary *sum)
-{
-    /* As ssh does with private keys: a secret others can read is refused. */
-    if (st->st_mode & 077) {
-        say(sum, "token file '%s' is accessible by group or others (mode %04o); chmod 0600 it", path,
-            (unsigned)(st->st_mode & 07777));
-        return -EPERM;
-    }
-    if (geteuid() == 0 && st->st_uid != 0) {
-        say(sum, "token file '%s' is owned by uid %u, not root", path, (unsigned)st->st_uid);
-        return -EPERM;
-    }
-    for (size_t i = 0; i < len; i++)
-        if (token[i] <= ' ' || token[i] > '~') {
-            say(sum, "token file '%s' must hold one line of visible ASCII", path);
-            return -EINVAL;
-        }
-    if (len == 0) {
-        say(sum, "token file '%s' is empty", path);
-        return -EINVAL;
-    }
-    return 0;
-}
-
 /* Reads a bearer token: a regular file (a symlink is followed, its target
  * checked), at most 4 KiB, readable by nobody but its owner (ssh's rule: no
  * group or other permission at all), one line of visible ASCII. The token
  * never appears in messages. Returns 0 with a malloc'd token, or a negative
- * errno with sum->error saying why. */
+ * errno with sum->error saying why, naming the path only. */
 static int read_token(const char *path, char **ret_token, struct delivery_summary *sum)
 {
     struct stat st;
     char *buf = NULL;
-    size_t len;
+    size_t len, visible = 0;
     int r = fsutil_read_file(path, TOKEN_MAX_BYTES, false, &buf, &len, &st);
 
     if (r < 0) {
@@ -84,7 +50,22 @@ static int read_token(const char *path, char **ret_token, struct delivery_summar
     }
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
         buf[--len] = '\0';
-    r = token_problem(path, &st, buf, len, sum);
+    while (visible < len && buf[visible] > ' ' && buf[visible] <= '~')
+        visible++;
+    if (st.st_mode & 077) {
+        say(sum, "token file '%s' is accessible by group or others (mode %04o); chmod 0600 it", path,
+            (unsigned)(st.st_mode & 07777));
+        r = -EPERM;
+    } else if (geteuid() == 0 && st.st_uid != 0) {
+        say(sum, "token file '%s' is owned by uid %u, not root", path, (unsigned)st.st_uid);
+        r = -EPERM;
+    } else if (visible < len) {
+        say(sum, "token file '%s' must hold one line of visible ASCII", path);
+        r = -EINVAL;
+    } else if (len == 0) {
+        say(sum, "token file '%s' is empty", path);
+        r = -EINVAL;
+    }
     if (r < 0) {
         explicit_bzero(buf, len);
         free(buf);
@@ -240,11 +221,12 @@ static json_object *parse_event(const char *text, size_t len, const char **why)
     return obj;
 }
 
-/* Errors that will not go away by themselves: not a regular file, a
- * symlink, too large, unreadable media. */
-static bool permanent(int r)
+/* Failures reading a spooled event that say what the file is, and will
+ * say it again: not a regular file, a symlink, too large. Such an event is
+ * quarantined, never delivered. */
+static bool never_delivered(int r)
 {
-    return r == -EINVAL || r == -EISDIR || r == -ELOOP || r == -EFBIG || r == -EIO;
+    return r == -ELOOP || r == -EINVAL || r == -EISDIR || r == -EFBIG;
 }
 
 /* Moves an event that must never be sent again (a damaged one, or one the
@@ -311,7 +293,8 @@ static int load_event(struct spool *sp, const struct spool_entry *e, struct deli
         return 0;
     if (r == -ENOENT)
         return 1;
-    if (!why && permanent(r)) {
+    /* Unreadable media (-EIO) will not get better either. */
+    if (!why && (never_delivered(r) || r == -EIO)) {
         (void)snprintf(unusable, sizeof(unusable), "cannot be used (%s)", fsutil_strerror(r));
         why = unusable;
     }
@@ -325,20 +308,6 @@ static int load_event(struct spool *sp, const struct spool_entry *e, struct deli
     return 1;
 }
 
-/* True when the event is out of the spool for good. */
-static bool remove_delivered(struct spool *sp, const struct spool_entry *e, struct delivery_summary *sum)
-{
-    int r = spool_remove(sp, e);
-
-    if (r < 0 && r != -ENOENT) {
-        say(sum, "report %s was delivered, but removing %s/%s from the spool failed (%s); if it is still there, "
-            "it is sent again (same id)", e->id, spool_path(sp), e->name, strerror(-r));
-        log_warn("%s", sum->error);
-        return false;
-    }
-    return true;
-}
-
 /* A 2xx for the event e, which carried c. Removed first, then subtracted:
  * a crash in between leaves the counts for the next report to carry again
  * (an over-count, never a loss); the other way round, the event sent again
@@ -347,8 +316,15 @@ static bool remove_delivered(struct spool *sp, const struct spool_entry *e, stru
 static void delivered(struct spool *sp, const struct spool_entry *e, const struct carried *c,
                       struct delivery_summary *sum)
 {
-    if (remove_delivered(sp, e, sum))
-        clear_carried(sp, c);
+    int r = spool_remove(sp, e);
+
+    if (r < 0 && r != -ENOENT) {
+        say(sum, "report %s was delivered, but removing %s/%s from the spool failed (%s); if it is still there, "
+            "it is sent again (same id)", e->id, spool_path(sp), e->name, strerror(-r));
+        log_warn("%s", sum->error);
+        return;
+    }
+    clear_carried(sp, c);
 }
 
 /* A 2xx for a loaded event: counted, and what it carried read back from it. */
@@ -394,16 +370,6 @@ static void send_loaded(struct sender *snd, struct spool *sp, const struct loade
         rejected(sp, l->e, status, snd->sum);
     else
         snd->network_down = true;
-}
-
-static void send_one(struct sender *snd, struct spool *sp, const struct spool_entry *e)
-{
-    struct loaded l;
-
-    if (load_event(sp, e, snd->sum, &l) != 0)
-        return;
-    send_loaded(snd, sp, &l);
-    free_loaded(&l);
 }
 
 /* A batch's Idempotency-Key, the same for the same events in the same
@@ -563,7 +529,9 @@ static void stop_sender(struct sender *snd)
 {
     http_session_close(snd->http);
     snd->http = NULL;
-    free_token(snd->token);
+    if (snd->token)
+        explicit_bzero(snd->token, strlen(snd->token));
+    free(snd->token);
     snd->token = NULL;
 }
 
@@ -585,18 +553,6 @@ void delivery_splay(const struct profile *p)
         ;
 }
 
-/* Failures reading a spooled event that say what the file is, and will
- * say it again: such an event is quarantined, never delivered. */
-static bool never_delivered(int r)
-{
-    return r == -ELOOP || r == -EINVAL || r == -EISDIR || r == -EFBIG;
-}
-
-static uint64_t add_saturated(uint64_t a, uint64_t b)
-{
-    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
 /* Adds what the spooled event e carries to *c. False when it cannot be
  * read now, so what it carries is unknown. */
 static bool add_waiting(struct spool *sp, const struct spool_entry *e, struct carried *c)
@@ -614,7 +570,7 @@ static bool add_waiting(struct spool *sp, const struct spool_entry *e, struct ca
     carried_of(l.obj, &one);
     free_loaded(&l);
     for (int i = 0; i < SPOOL_COUNTERS; i++)
-        c->count[i] = add_saturated(c->count[i], one.count[i]);
+        c->count[i] = c->count[i] > UINT64_MAX - one.count[i] ? UINT64_MAX : c->count[i] + one.count[i];
     return true;
 }
 
@@ -699,6 +655,7 @@ static void send_spool(const struct profile *p, struct spool *sp, const char *js
 {
     struct spool_entry *e = NULL;
     struct sender snd;
+    struct loaded l;
     enum http_outcome o;
     long status = 0;
     size_t n = 0;
@@ -725,8 +682,9 @@ static void send_spool(const struct profile *p, struct spool *sp, const char *js
                 delivered(sp, &e[i], c, sum);
             else if (o == HTTP_REJECTED)
                 rejected(sp, &e[i], status, sum);
-        } else if (!snd.network_down) {
-            send_one(&snd, sp, &e[i]);
+        } else if (!snd.network_down && load_event(sp, &e[i], sum, &l) == 0) {
+            send_loaded(&snd, sp, &l);
+            free_loaded(&l);
         }
     }
 out:

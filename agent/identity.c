@@ -49,17 +49,6 @@ static int read_id_file(const char *path, bool nofollow, char id[33])
     return r;
 }
 
-static void hex_of(const unsigned char *bytes, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex[bytes[i] >> 4];
-        out[2 * i + 1] = hex[bytes[i] & 0xf];
-    }
-    out[2 * n] = '\0';
-}
-
 /* Never fails: without getrandom() (a seccomp filter, an old kernel) the
  * id is a hash of the clocks (to the nanosecond, and the uptime), the pid
  * and a stack address (ASLR): weaker, but still different on two hosts in
@@ -73,7 +62,8 @@ static void random_id(char id[33])
     struct timespec rt = { 0, 0 }, mono = { 0, 0 };
 
     if (TEMP_FAILURE_RETRY(getrandom(b, sizeof(b), 0)) == (ssize_t)sizeof(b)) {
-        hex_of(b, sizeof(b), id);
+        for (size_t i = 0; i < sizeof(b); i++)
+            (void)snprintf(id + 2 * i, 3, "%02x", b[i]);
         return;
     }
     clock_gettime(CLOCK_REALTIME, &rt);
@@ -96,32 +86,6 @@ static void source_of(const char id[33], char buf[IDENTITY_SOURCE_LEN + 1])
     (void)snprintf(buf, IDENTITY_SOURCE_LEN + 1, IDENTITY_SOURCE_PREFIX "%.32s", hex);
 }
 
-/* A crash between writing the staging file and linking it leaves the
- * staging file (and inside fsutil_write_atomic, its own temporary); only
- * those older than a minute go, never a concurrent creator's. */
-static void remove_stale_staging(const char *state_dir)
-{
-    int dirfd = TEMP_FAILURE_RETRY(open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-
-    if (dirfd < 0)
-        return;
-    (void)fsutil_remove_stale_temps_at(dirfd, IDENTITY_HOST_ID_NAME, 60);
-    (void)fsutil_remove_stale_temps_at(dirfd, FSUTIL_TEMP_PREFIX IDENTITY_HOST_ID_NAME, 60);
-    close(dirfd);
-}
-
-static int sync_dir(const char *dir)
-{
-    int fd = TEMP_FAILURE_RETRY(open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)), r = 0;
-
-    if (fd < 0)
-        return -errno;
-    if (TEMP_FAILURE_RETRY(fsync(fd)) < 0)
-        r = -errno;
-    close(fd);
-    return r;
-}
-
 /* Create-once: the new id is written whole to a staging file, then link()ed
  * to host-id, which fails when host-id exists. A plain rename would replace
  * an id another run created a moment before, and that run's reports would
@@ -130,27 +94,41 @@ static int host_id_create(const char *state_dir, const char *path, char id[33])
 {
     CLEANUP_FREE char *staging = NULL;
     char content[34], nonce[33];
-    int r;
+    int dirfd, r;
 
     r = fsutil_mkdir_parents(path);
     if (r < 0)
         return r;
-    remove_stale_staging(state_dir);
+    dirfd = TEMP_FAILURE_RETRY(open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    /* A crash between writing the staging file and linking it leaves the
+     * staging file (and inside fsutil_write_atomic, its own temporary); only
+     * those older than a minute go, never a concurrent creator's. */
+    if (dirfd >= 0) {
+        (void)fsutil_remove_stale_temps_at(dirfd, IDENTITY_HOST_ID_NAME, 60);
+        (void)fsutil_remove_stale_temps_at(dirfd, FSUTIL_TEMP_PREFIX IDENTITY_HOST_ID_NAME, 60);
+    }
     random_id(id);
     random_id(nonce);
-    if (asprintf(&staging, "%s/" FSUTIL_TEMP_PREFIX IDENTITY_HOST_ID_NAME ".%.16s", state_dir, nonce) < 0)
-        return -ENOMEM;
+    if (asprintf(&staging, "%s/" FSUTIL_TEMP_PREFIX IDENTITY_HOST_ID_NAME ".%.16s", state_dir, nonce) < 0) {
+        r = -ENOMEM;
+        goto out;
+    }
     (void)snprintf(content, sizeof(content), "%s\n", id);
     r = fsutil_write_atomic(staging, content, 33, 0644);
     if (r < 0)
-        return r;
-    if (link(staging, path) == 0)
-        (void)sync_dir(state_dir); /* visible now: this run and the next use it either way */
-    else if (errno == EEXIST)
+        goto out;
+    if (link(staging, path) == 0) {
+        if (dirfd >= 0) /* visible now: this run and the next use it either way */
+            (void)TEMP_FAILURE_RETRY(fsync(dirfd));
+    } else if (errno == EEXIST) {
         r = read_id_file(path, true, id); /* another run was first: its id is the host's */
-    else
+    } else {
         r = -errno;
+    }
     (void)unlink(staging);
+out:
+    if (dirfd >= 0)
+        close(dirfd);
     return r;
 }
 

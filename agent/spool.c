@@ -125,19 +125,12 @@ static int read_counter_in(const char *dir, enum spool_counter c, uint64_t *ret)
     if (r < 0)
         return r;
     /* strtoull would take a sign or spaces: require a digit first. */
-    if (buf[0] < '0' || buf[0] > '9') {
-        r = -EBADMSG;
-        goto out;
-    }
     errno = 0;
     value = strtoull(buf, &end, 10);
-    if (errno != 0 || (*end != '\0' && strcmp(end, "\n") != 0)) {
+    if (buf[0] < '0' || buf[0] > '9' || errno != 0 || (*end != '\0' && strcmp(end, "\n") != 0))
         r = -EBADMSG;
-        goto out;
-    }
-    *ret = value;
-    r = 0;
-out:
+    else
+        *ret = value;
     free(buf);
     return r;
 }
@@ -305,23 +298,21 @@ const char *spool_path(const struct spool *s)
 
 const char *spool_counter_file(enum spool_counter c)
 {
-    return c < SPOOL_COUNTERS ? counter_files[c] : "?";
+    return counter_files[c];
 }
 
 uint64_t spool_count(const struct spool *s, enum spool_counter c)
 {
-    return s && c < SPOOL_COUNTERS ? s->counters[c].value : 0;
+    return s->counters[c].value;
 }
 
 bool spool_count_unknown(const struct spool *s, enum spool_counter c)
 {
-    return s && c < SPOOL_COUNTERS && s->counters[c].unknown;
+    return s->counters[c].unknown;
 }
 
 int spool_counter_damaged(const struct spool *s, enum spool_counter c, int *ret_rewrite_error)
 {
-    if (!s || c >= SPOOL_COUNTERS)
-        return -EINVAL;
     if (ret_rewrite_error)
         *ret_rewrite_error = s->counters[c].rewrite;
     return s->counters[c].damage;
@@ -392,27 +383,6 @@ static struct dirent *next_entry(DIR *d)
     return de;
 }
 
-/* Appends our entry named name unless it vanished; *newest follows the
- * highest sequence seen. */
-static int add_entry(const struct spool *s, const char *name, uint64_t seq, struct spool_entry **entries,
-                     size_t *count, size_t *cap, uint64_t *newest)
-{
-    if (*count == *cap) {
-        size_t bigger_cap = *cap ? *cap * 2 : 16;
-        struct spool_entry *bigger = realloc(*entries, bigger_cap * sizeof(**entries));
-        if (!bigger)
-            return -ENOMEM;
-        *entries = bigger;
-        *cap = bigger_cap;
-    }
-    if (inspect(s, name, &(*entries)[*count]) == 1)
-        return 0;
-    if (seq > *newest)
-        *newest = seq;
-    (*count)++;
-    return 0;
-}
-
 /* All our entries, sorted, and the highest sequence among them (usable or
  * not) so that a new one sorts after every one of them. */
 static int scan(const struct spool *s, struct spool_entry **ret, size_t *ret_count,
@@ -434,9 +404,23 @@ static int scan(const struct spool *s, struct spool_entry **ret, size_t *ret_cou
         /* Dot files include fsutil_write_atomic()'s temporary files. */
         if (de->d_name[0] == '.' || !parse_name(de->d_name, &seq))
             continue;
-        r = add_entry(s, de->d_name, seq, &entries, &count, &cap, &newest);
-        if (r < 0)
-            goto out;
+        if (count == cap) {
+            size_t bigger_cap = cap ? cap * 2 : 16;
+            struct spool_entry *bigger = realloc(entries, bigger_cap * sizeof(*entries));
+
+            if (!bigger) {
+                r = -ENOMEM;
+                goto out;
+            }
+            entries = bigger;
+            cap = bigger_cap;
+        }
+        /* One that vanished meanwhile is not listed. */
+        if (inspect(s, de->d_name, &entries[count]) == 1)
+            continue;
+        if (seq > newest)
+            newest = seq;
+        count++;
     }
     if (errno != 0) {
         r = -errno;
@@ -460,8 +444,6 @@ out:
 
 int spool_list(struct spool *s, struct spool_entry **ret, size_t *ret_count)
 {
-    if (!s || !ret || !ret_count)
-        return -EINVAL;
     return scan(s, ret, ret_count, NULL);
 }
 
@@ -471,7 +453,7 @@ static int entry_path(const struct spool *s, const struct spool_entry *e, char *
 {
     uint64_t seq;
 
-    if (!s || !e || !parse_name(e->name, &seq))
+    if (!parse_name(e->name, &seq))
         return -EINVAL;
     *ret = path_in(s->path, e->name);
     return *ret ? 0 : -ENOMEM;
@@ -480,7 +462,7 @@ static int entry_path(const struct spool *s, const struct spool_entry *e, char *
 int spool_read(struct spool *s, const struct spool_entry *e, char **ret_json, size_t *ret_len)
 {
     CLEANUP_FREE char *path = NULL;
-    int r = ret_json && ret_len ? entry_path(s, e, &path) : -EINVAL;
+    int r = entry_path(s, e, &path);
 
     return r < 0 ? r : fsutil_read_file(path, SPOOL_MAX_EVENT_BYTES, true, ret_json, ret_len, NULL);
 }
@@ -532,7 +514,7 @@ int spool_set_aside(struct spool *s, const struct spool_entry *e, enum spool_cou
 
     if (ret_sync_error)
         *ret_sync_error = 0;
-    if (!s || !e || (unsigned)c >= SPOOL_COUNTERS || !aside_dirs[c] || !parse_name(e->name, &seq))
+    if (!aside_dirs[c] || !parse_name(e->name, &seq))
         return -EINVAL;
     k = &s->counters[c];
     r = open_aside(s, aside_dirs[c], &qfd);
@@ -562,23 +544,12 @@ out:
     return r;
 }
 
-static int remove_marker(const struct spool *s, enum spool_counter c)
-{
-    CLEANUP_FREE char *path = path_in(s->path, unknown_files[c]);
-    int r = path ? fsutil_remove_durable(path) : -ENOMEM;
-
-    return r == -ENOENT ? 0 : r;
-}
-
 int spool_clear_count(struct spool *s, enum spool_counter c, uint64_t reported, bool unknown_reported)
 {
-    struct counter *k;
+    struct counter *k = &s->counters[c];
     uint64_t left;
     int r;
 
-    if (!s || c >= SPOOL_COUNTERS)
-        return -EINVAL;
-    k = &s->counters[c];
     if (reported > 0) {
         left = k->value > reported ? k->value - reported : 0;
         r = write_counter(s, c, left);
@@ -587,8 +558,10 @@ int spool_clear_count(struct spool *s, enum spool_counter c, uint64_t reported, 
         k->value = left;
     }
     if (unknown_reported && k->unknown) {
-        r = remove_marker(s, c);
-        if (r < 0)
+        CLEANUP_FREE char *marker = path_in(s->path, unknown_files[c]);
+
+        r = marker ? fsutil_remove_durable(marker) : -ENOMEM;
+        if (r < 0 && r != -ENOENT)
             return r;
         k->unknown = false;
     }

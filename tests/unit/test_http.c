@@ -149,14 +149,12 @@ static void play(struct server *sv, int fd, const struct step *st)
     }
 }
 
-static void keep_request(struct server *sv, const char *request, size_t len, unsigned connection)
+static void keep_request(struct server *sv, const char *request, unsigned connection)
 {
     unsigned n = atomic_fetch_add(&sv->requests, 1);
 
     if (n < MAX_KEPT_REQUESTS) {
-        size_t kept = len < sizeof(sv->request[n]) ? len : sizeof(sv->request[n]) - 1;
-        memcpy(sv->request[n], request, kept);
-        sv->request[n][kept] = '\0';
+        snprintf(sv->request[n], sizeof(sv->request[n]), "%s", request);
         sv->request_connection[n] = connection;
     }
 }
@@ -168,7 +166,6 @@ static void *serve(void *arg)
 
     while (!atomic_load(&sv->stop)) {
         char request[4096];
-        size_t len;
         unsigned connection;
         int c;
 
@@ -178,17 +175,16 @@ static void *serve(void *arg)
         if (c < 0)
             continue;
         connection = atomic_fetch_add(&sv->connections, 1) + 1;
-        len = read_request(sv, c, request, sizeof(request));
+        read_request(sv, c, request, sizeof(request));
         for (;;) {
-            keep_request(sv, request, len, connection);
+            keep_request(sv, request, connection);
             /* Past the script: close at once (the client sees nothing). */
             if (next >= sv->nsteps)
                 break;
             play(sv, c, &sv->steps[next++]);
             if (!sv->keep_alive)
                 break;
-            len = read_request(sv, c, request, sizeof(request));
-            if (len == 0)
+            if (read_request(sv, c, request, sizeof(request)) == 0)
                 break; /* the client closed it */
         }
         close(c);
@@ -197,7 +193,7 @@ static void *serve(void *arg)
 }
 
 /* On the heap: the requests it keeps are too large for a stack frame. */
-static struct server *server_start_with(const struct step *steps, size_t nsteps, bool keep_alive)
+static struct server *server_start(const struct step *steps, size_t nsteps, bool keep_alive)
 {
     struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t addr_len = sizeof(addr);
@@ -217,11 +213,6 @@ static struct server *server_start_with(const struct step *steps, size_t nsteps,
     return sv;
 }
 
-static struct server *server_start(const struct step *steps, size_t nsteps)
-{
-    return server_start_with(steps, nsteps, false);
-}
-
 static void server_stop(struct server *sv)
 {
     if (!sv)
@@ -231,18 +222,13 @@ static void server_stop(struct server *sv)
     close(sv->fd);
 }
 
-/* A port nothing listens on: bound, then released. */
+/* A port nothing listens on: a server's, once it has stopped. */
 static unsigned short unused_port(void)
 {
-    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t addr_len = sizeof(addr);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CLEANUP_FREE struct server *sv = server_start(NULL, 0, false);
 
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&addr, &addr_len), 0);
-    close(fd);
-    return ntohs(addr.sin_port);
+    server_stop(sv);
+    return sv->port;
 }
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -273,7 +259,7 @@ static void expect_no_token(const struct http_result *res)
 static struct server *run_steps(const struct step *steps, size_t nsteps, struct http_request *req,
                                 struct http_result *res)
 {
-    struct server *sv = server_start(steps, nsteps);
+    struct server *sv = server_start(steps, nsteps, false);
 
     *req = request_to(sv->port, 5000);
     cr_assert_eq(http_post(req, res), 0);
@@ -314,26 +300,6 @@ Test(http, delivers_with_the_headers_and_body_on_the_wire)
     cr_expect_str_eq(body + 4, BODY);
 }
 
-Test(http, no_token_no_authorization_header)
-{
-    static const struct step steps[] = { ANSWER(OK_202) };
-    CLEANUP_FREE struct server *sv = NULL;
-    struct http_request req;
-    struct http_result res;
-
-    sv = server_start(steps, 1);
-    req = request_to(sv->port, 5000);
-    req.bearer_token = NULL;
-    req.idempotency_key = NULL;
-    req.content_type = "application/cloudevents-batch+json";
-    cr_assert_eq(http_post(&req, &res), 0);
-    server_stop(sv);
-    cr_expect_eq(res.outcome, HTTP_DELIVERED);
-    cr_expect_null(strcasestr(sv->request[0], "Authorization:"));
-    cr_expect_null(strcasestr(sv->request[0], "Idempotency-Key:"));
-    cr_expect_not_null(strstr(sv->request[0], "Content-Type: application/cloudevents-batch+json\r\n"));
-}
-
 /* Loads libcurl with a first post, so that a short deadline afterwards
  * is spent on the answer rather than on loading the library. */
 static void warm_up(void)
@@ -364,6 +330,7 @@ struct post_case {
     const char *url;    /* instead of the server's */
     int64_t timeout_ms; /* the deadline, from when the request is made */
     bool warm_up;       /* libcurl loaded first: a short deadline goes to the answer */
+    bool keep_alive;    /* the server answers each request on the same connection */
     /* What the post must end with: */
     enum http_outcome outcome;
     int attempts;          /* exactly, or AT_LEAST(n) */
@@ -375,6 +342,9 @@ struct post_case {
 };
 
 static const struct post_case post_cases[] = {
+    /* A retry goes on the session's connection when the server keeps it. */
+    { .name = "a_session_retries_on_its_connection", STEPS(ANSWER(KEEP_500), ANSWER(KEEP_202)), .keep_alive = true,
+      .timeout_ms = 5000, .outcome = HTTP_DELIVERED, .attempts = 2, .status = 202, .connections = 1 },
     /* First wait: random in [0, 250 ms]. */
     { .name = "retries_a_500_after_a_jittered_wait", STEPS(ANSWER(ERR_500), ANSWER(OK_202)), .timeout_ms = 5000,
       .outcome = HTTP_DELIVERED, .attempts = 2, .status = 202, .max_ms = 250 + SLACK_MS },
@@ -489,7 +459,7 @@ ParameterizedTest(size_t *i, http, post)
     if (c->warm_up)
         warm_up();
     if (c->nsteps > 0)
-        sv = server_start(c->steps, c->nsteps);
+        sv = server_start(c->steps, c->nsteps, c->keep_alive);
     req = request_to(c->nsteps > 0 ? sv->port : unused_port(), c->timeout_ms);
     if (c->url)
         req.url = c->url;
@@ -500,37 +470,6 @@ ParameterizedTest(size_t *i, http, post)
     if (c->nsteps > 0)
         server_stop(sv);
     expect_post_case(c, &res, elapsed, sv ? atomic_load(&sv->connections) : 0);
-}
-
-/* Starts elsewhere, another server, and writes into head a redirect to it
- * that closes the connection, or with keep, leaves it open. */
-static struct server *start_elsewhere(char *head, size_t len, bool keep)
-{
-    static const struct step close_steps[] = { ANSWER(OK_202) }, keep_steps[] = { ANSWER(KEEP_202) };
-    struct server *elsewhere = server_start(keep ? keep_steps : close_steps, 1);
-
-    snprintf(head, len, "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%u/steal\r\n%s",
-             elsewhere->port, keep ? "Content-Length: 0\r\n\r\n" : CLOSE);
-    return elsewhere;
-}
-
-Test(http, redirect_is_rejected_and_not_followed)
-{
-    struct step steps[1];
-    CLEANUP_FREE struct server *sv = NULL, *elsewhere = NULL;
-    struct http_request req;
-    struct http_result res;
-    char head[256];
-
-    elsewhere = start_elsewhere(head, sizeof(head), false);
-    steps[0] = (struct step){ head, 0, 0 };
-    RUN(steps, req, res);
-    server_stop(elsewhere);
-    cr_expect_eq(res.outcome, HTTP_REJECTED);
-    cr_expect_eq(res.status, 307);
-    cr_expect_eq(res.attempts, 1);
-    cr_expect_eq(atomic_load(&elsewhere->connections), 0, "the token went elsewhere");
-    cr_expect_not_null(strstr(res.error, "redirect"), "%s", res.error);
 }
 
 Test(http, bad_arguments)
@@ -550,15 +489,22 @@ Test(http, bad_arguments)
         { offsetof(struct http_request, content_type), "application/json\r\nX-Evil: 1" },
     };
     struct http_request good = request_to(unused_port(), 1000), req;
+    struct http_session *s = NULL;
     struct http_result res;
 
     cr_expect_eq(http_post(NULL, &res), -EINVAL);
     cr_expect_eq(http_post(&good, NULL), -EINVAL);
+    cr_expect_eq(http_session_open(NULL), -EINVAL);
+    cr_expect_eq(http_session_post(NULL, &good, &res), -EINVAL);
+    cr_assert_eq(http_session_open(&s), 0);
     for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
         req = good;
         *(const char **)((char *)&req + bad[i].field) = bad[i].value;
         cr_expect_eq(http_post(&req, &res), -EINVAL, "bad argument %zu", i);
+        cr_expect_eq(http_session_post(s, &req, &res), -EINVAL, "bad argument %zu on a session", i);
     }
+    http_session_close(s);
+    http_session_close(NULL);
 }
 
 /* ---- sessions: one connection for a run's requests ----------------------- */
@@ -576,26 +522,29 @@ static void post_delivered(struct http_session *s, const struct http_request *re
 
 Test(http, a_session_carries_every_request_on_one_connection)
 {
-    static const struct step steps[] = { ANSWER(KEEP_202), ANSWER(KEEP_202), ANSWER(KEEP_202) };
-    static const char *const keys[] = { EVENT_ID, "7d2e4b6f-9e8c-4d3b-8f1a-2b3c4d5e6f70", "batch-0123abcd" };
+    static const struct step steps[] = { ANSWER(KEEP_202), ANSWER(KEEP_202), ANSWER(KEEP_202), ANSWER(KEEP_202) };
+    static const char *const keys[] = { EVENT_ID, "7d2e4b6f-9e8c-4d3b-8f1a-2b3c4d5e6f70", "batch-0123abcd", NULL };
     struct http_session *s = NULL;
     struct http_request req;
     CLEANUP_FREE struct server *sv = NULL;
 
-    sv = server_start_with(steps, 3, true);
+    sv = server_start(steps, 4, true);
     cr_assert_eq(http_session_open(&s), 0);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         req = request_to(sv->port, 5000);
         req.idempotency_key = keys[i];
-        /* Nothing carries over from the request before: not the token. */
-        if (i == 1)
+        /* Nothing carries over from the request before: not the token, nor
+         * the key. The last is a batch with neither. */
+        if (i == 1 || i == 3)
             req.bearer_token = NULL;
+        if (i == 3)
+            req.content_type = "application/cloudevents-batch+json";
         post_delivered(s, &req);
     }
     http_session_close(s);
     server_stop(sv);
     cr_expect_eq(atomic_load(&sv->connections), 1, "one connection (one handshake) for the session");
-    cr_expect_eq(atomic_load(&sv->requests), 3);
+    cr_expect_eq(atomic_load(&sv->requests), 4);
     for (int i = 0; i < 3; i++) {
         char want[128];
 
@@ -605,25 +554,9 @@ Test(http, a_session_carries_every_request_on_one_connection)
         cr_expect_eq(strstr(sv->request[i], "\r\nAuthorization: Bearer " TOKEN "\r\n") != NULL, i != 1,
                      "request %d: %s", i, sv->request[i]);
     }
-}
-
-Test(http, a_session_retries_on_its_connection)
-{
-    static const struct step steps[] = { ANSWER(KEEP_500), ANSWER(KEEP_202) };
-    struct http_session *s = NULL;
-    struct http_request req;
-    struct http_result res;
-    CLEANUP_FREE struct server *sv = NULL;
-
-    sv = server_start_with(steps, 2, true);
-    cr_assert_eq(http_session_open(&s), 0);
-    req = request_to(sv->port, 5000);
-    cr_assert_eq(http_session_post(s, &req, &res), 0);
-    http_session_close(s);
-    server_stop(sv);
-    cr_expect_eq(res.outcome, HTTP_DELIVERED, "%s", res.error);
-    cr_expect_eq(res.attempts, 2);
-    cr_expect_eq(atomic_load(&sv->connections), 1);
+    cr_expect_null(strcasestr(sv->request[3], "Authorization:"));
+    cr_expect_null(strcasestr(sv->request[3], "Idempotency-Key:"));
+    cr_expect_not_null(strstr(sv->request[3], "Content-Type: application/cloudevents-batch+json\r\n"));
 }
 
 /* A server that closes the connection after each answer, saying so or
@@ -639,7 +572,7 @@ Test(http, a_session_reopens_a_connection_the_server_closed)
         struct http_request req;
         CLEANUP_FREE struct server *sv = NULL;
 
-        sv = server_start(scripts[i], 2);
+        sv = server_start(scripts[i], 2, false);
         cr_assert_eq(http_session_open(&s), 0);
         req = request_to(sv->port, 5000);
         post_delivered(s, &req);
@@ -652,8 +585,11 @@ Test(http, a_session_reopens_a_connection_the_server_closed)
     }
 }
 
+/* A redirect is refused and not followed, on a session's later requests
+ * too: the token never goes to another server. */
 Test(http, a_session_keeps_the_policy_on_every_request)
 {
+    static const struct step elsewhere_steps[] = { ANSWER(KEEP_202) };
     struct step steps[2];
     CLEANUP_FREE struct server *sv = NULL, *elsewhere = NULL;
     struct http_session *s = NULL;
@@ -661,10 +597,12 @@ Test(http, a_session_keeps_the_policy_on_every_request)
     struct http_result res;
     char head[256];
 
-    elsewhere = start_elsewhere(head, sizeof(head), true);
+    elsewhere = server_start(elsewhere_steps, 1, false);
+    snprintf(head, sizeof(head), "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%u/steal\r\n"
+             "Content-Length: 0\r\n\r\n", elsewhere->port);
     steps[0] = (struct step)ANSWER(KEEP_202);
     steps[1] = (struct step){ head, 0, 0 };
-    sv = server_start_with(steps, 2, true);
+    sv = server_start(steps, 2, true);
     cr_assert_eq(http_session_open(&s), 0);
     req = request_to(sv->port, 5000);
     post_delivered(s, &req);
@@ -673,23 +611,11 @@ Test(http, a_session_keeps_the_policy_on_every_request)
     server_stop(sv);
     server_stop(elsewhere);
     cr_expect_eq(res.outcome, HTTP_REJECTED, "the second request follows no redirect either");
+    cr_expect_eq(res.status, 307);
+    cr_expect_eq(res.attempts, 1);
+    cr_expect_not_null(strstr(res.error, "redirect"), "%s", res.error);
     cr_expect_eq(atomic_load(&elsewhere->connections), 0, "the token went elsewhere");
     cr_expect_eq(atomic_load(&sv->connections), 1);
-}
-
-Test(http, session_bad_arguments)
-{
-    struct http_request req = request_to(unused_port(), 1000);
-    struct http_session *s = NULL;
-    struct http_result res;
-
-    cr_expect_eq(http_session_open(NULL), -EINVAL);
-    cr_expect_eq(http_session_post(NULL, &req, &res), -EINVAL);
-    cr_assert_eq(http_session_open(&s), 0);
-    req.bearer_token = "tok\r\nX-Evil: 1";
-    cr_expect_eq(http_session_post(s, &req, &res), -EINVAL);
-    http_session_close(s);
-    http_session_close(NULL);
 }
 
 /* The wait after a retryable failure, from what libcurl read of

@@ -1,28 +1,16 @@
 /* The host's identity for reports: the os-release parser on fixed text, the
  * CloudEvents source on scratch files, the FQDN rules in a private UTS
  * namespace (isolate.h: skipped when not root, failed when root cannot). */
-#include <criterion/criterion.h>
-#include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include "fsutil.h"
 #include "hash.h"
+#include "helpers.h"
 #include "identity.h"
 #include "isolate.h"
-#include "testing.h"
+#include "params.h"
 
 /* ---- os-release ------------------------------------------------------- */
-
-static int value_of(const char *text, const char *key, char *buf, size_t len)
-{
-    return identity_os_release_value(text, key, buf, len);
-}
 
 /* One key's value, as the shell would read it; "" on every failure. */
 static const struct {
@@ -77,53 +65,40 @@ Test(os_release, values)
     for (size_t i = 0; i < sizeof(value_cases) / sizeof(value_cases[0]); i++) {
         char buf[64] = "x";
 
-        cr_expect_eq(value_of(value_cases[i].text, value_cases[i].key, buf, sizeof(buf)), value_cases[i].ret,
-                     "case %zu", i);
+        cr_expect_eq(identity_os_release_value(value_cases[i].text, value_cases[i].key, buf, sizeof(buf)),
+                     value_cases[i].ret, "case %zu", i);
         cr_expect_str_eq(buf, value_cases[i].value, "case %zu", i);
     }
 }
 
-Test(os_release, debian_as_shipped)
-{
-    static const char text[] = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"
-                               "NAME=\"Debian GNU/Linux\"\n"
-                               "VERSION_ID=\"12\"\n"
-                               "VERSION=\"12 (bookworm)\"\n"
-                               "VERSION_CODENAME=bookworm\n"
-                               "ID=debian\n"
-                               "HOME_URL=\"https://www.debian.org/\"\n";
-    char id[64], version[64];
-
-    cr_expect_eq(identity_parse_os_release(text, id, sizeof(id), version, sizeof(version)), 2);
-    cr_expect_str_eq(id, "debian");
-    cr_expect_str_eq(version, "12");
-}
-
-Test(os_release, comments_blank_lines_and_indentation)
-{
-    static const char text[] = "# ID=commented\n"
-                               "\n"
-                               "   \t\n"
-                               "  ID=opensuse-leap   # the distribution\n"
-                               "VERSION_ID=\"15.5\"\t# a comment after a quote\n";
-    char id[64], version[64];
-
-    cr_expect_eq(identity_parse_os_release(text, id, sizeof(id), version, sizeof(version)), 2);
-    cr_expect_str_eq(id, "opensuse-leap");
-    cr_expect_str_eq(version, "15.5");
-}
-
-Test(os_release, missing_keys)
-{
-    char id[64] = "x", version[64] = "x";
-
-    cr_expect_eq(identity_parse_os_release("NAME=Linux\n", id, sizeof(id), version, sizeof(version)), 0);
-    cr_expect_str_eq(id, "");
-    cr_expect_str_eq(version, "");
+/* ID and VERSION_ID together, as identity_read() takes them. */
+static const struct {
+    const char *text;
+    int found;
+    const char *id, *version;
+} release_cases[] = {
+    { "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\n"
+      "VERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\nHOME_URL=\"https://www.debian.org/\"\n",
+      2, "debian", "12" },
+    /* Comments, blank lines and indentation. */
+    { "# ID=commented\n\n   \t\n  ID=opensuse-leap   # the distribution\n"
+      "VERSION_ID=\"15.5\"\t# a comment after a quote\n",
+      2, "opensuse-leap", "15.5" },
+    { "NAME=Linux\n", 0, "", "" },
     /* Rolling releases (Arch) have no VERSION_ID: unknown, not an error. */
-    cr_expect_eq(identity_parse_os_release("ID=arch\nBUILD_ID=rolling\n", id, sizeof(id), version, sizeof(version)), 1);
-    cr_expect_str_eq(id, "arch");
-    cr_expect_str_eq(version, "");
+    { "ID=arch\nBUILD_ID=rolling\n", 1, "arch", "" },
+};
+
+Test(os_release, id_and_version_id)
+{
+    for (size_t i = 0; i < ELEMENTSOF(release_cases); i++) {
+        char id[64] = "x", version[64] = "x";
+
+        cr_expect_eq(identity_parse_os_release(release_cases[i].text, id, sizeof(id), version, sizeof(version)),
+                     release_cases[i].found, "case %zu", i);
+        cr_expect_str_eq(id, release_cases[i].id, "case %zu", i);
+        cr_expect_str_eq(version, release_cases[i].version, "case %zu", i);
+    }
 }
 
 Test(os_release, long_lines)
@@ -135,42 +110,32 @@ Test(os_release, long_lines)
     cr_assert_not_null(text);
     memset(text, 'x', junk);
     strcpy(text + junk, "\nID=after-a-long-line\n");
-    cr_expect_eq(value_of(text, "ID", buf, sizeof(buf)), 0);
+    cr_expect_eq(identity_os_release_value(text, "ID", buf, sizeof(buf)), 0);
     cr_expect_str_eq(buf, "after-a-long-line");
 
     /* 63 characters fit in 64 bytes; 64 do not, and are not cut. */
     memset(value, 'a', 63);
     value[63] = '\0';
     snprintf(text, junk, "VERSION_ID=%s\n", value);
-    cr_expect_eq(value_of(text, "VERSION_ID", buf, sizeof(buf)), 0);
+    cr_expect_eq(identity_os_release_value(text, "VERSION_ID", buf, sizeof(buf)), 0);
     cr_expect_eq(strlen(buf), 63);
     snprintf(text, junk, "VERSION_ID=\"%sb\"\n", value);
-    cr_expect_eq(value_of(text, "VERSION_ID", buf, sizeof(buf)), -E2BIG);
+    cr_expect_eq(identity_os_release_value(text, "VERSION_ID", buf, sizeof(buf)), -E2BIG);
     cr_expect_str_eq(buf, "");
 
     memset(text, 'y', junk);
     memcpy(text, "ID=", 3);
     text[junk] = '\0';
-    cr_expect_eq(value_of(text, "ID", buf, sizeof(buf)), -E2BIG);
+    cr_expect_eq(identity_os_release_value(text, "ID", buf, sizeof(buf)), -E2BIG);
     free(text);
 }
 
 /* ---- identity_read: arch and os-release -------------------------------- */
 
-static char scratch[64];
-
 static void make_scratch(void)
 {
-    snprintf(scratch, sizeof(scratch), "/tmp/shmprov-identity.XXXXXX");
-    cr_assert_not_null(mkdtemp(scratch));
+    scratch_make();
     umask(022);
-}
-
-static void remove_scratch(void)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "chmod -R u+w %s; rm -rf %s", scratch, scratch);
-    cr_assert_eq(system(cmd), 0);
 }
 
 static char *in_scratch(const char *name)
@@ -178,26 +143,18 @@ static char *in_scratch(const char *name)
     static char buf[4][256];
     static int next;
     char *p = buf[next++ % 4];
-    snprintf(p, 256, "%s/%s", scratch, name);
+    snprintf(p, 256, "%s/%s", scratch(), name);
     return p;
 }
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "%s", path);
-    fputs(text, f);
-    cr_assert_eq(fclose(f), 0);
-}
-
-TestSuite(identity, .init = make_scratch, .fini = remove_scratch);
+TestSuite(identity, .init = make_scratch, .fini = scratch_remove);
 
 Test(identity, read_uses_the_test_os_release_and_uname)
 {
     struct host_identity h;
     struct utsname uts;
 
-    write_file(in_scratch("os-release"), "ID=\"rhel\"\nVERSION_ID='9.4'\n");
+    put_file(scratch(), "os-release", "ID=\"rhel\"\nVERSION_ID='9.4'\n");
     cr_assert_eq(setenv("SHMPROV_TEST_OS_RELEASE", in_scratch("os-release"), 1), 0);
     cr_assert_eq(identity_read(&h, false), 0);
     cr_expect_str_eq(h.os_id, "rhel");
@@ -229,43 +186,28 @@ Test(fqdn, plausible_names)
 }
 
 /* A node name of our choosing needs a UTS namespace of our own. */
-static void set_nodename(const char *name)
+Test(fqdn, from_the_nodename)
 {
+    static const struct {
+        const char *nodename;
+        bool resolve;
+        const char *fqdn; /* "": unknown */
+    } cases[] = {
+        { "db1.example.net", false, "db1.example.net" },
+        { "db1-shmprov-test", false, "" },
+        { "localhost.localdomain", false, "" },
+        /* Resolving "localhost" gives "localhost": still unknown. */
+        { "localhost", true, "" },
+    };
+    struct host_identity h;
+
     isolate(CLONE_NEWUTS, "sets a node name");
-    cr_assert_eq(sethostname(name, strlen(name)), 0);
-}
-
-Test(fqdn, nodename_with_a_dot_is_the_fqdn)
-{
-    struct host_identity h;
-
-    set_nodename("db1.example.net");
-    cr_assert_eq(identity_read(&h, false), 0);
-    cr_expect(h.fqdn_known);
-    cr_expect_str_eq(h.fqdn, "db1.example.net");
-}
-
-Test(fqdn, short_nodename_without_resolving_is_unknown)
-{
-    struct host_identity h;
-
-    set_nodename("db1-shmprov-test");
-    cr_assert_eq(identity_read(&h, false), 0);
-    cr_expect_not(h.fqdn_known);
-    cr_expect_str_eq(h.fqdn, "");
-}
-
-Test(fqdn, localdomain_is_unknown)
-{
-    struct host_identity h;
-
-    set_nodename("localhost.localdomain");
-    cr_assert_eq(identity_read(&h, false), 0);
-    cr_expect_not(h.fqdn_known);
-    /* Resolving "localhost" gives "localhost": still unknown. */
-    set_nodename("localhost");
-    cr_assert_eq(identity_read(&h, true), 0);
-    cr_expect_not(h.fqdn_known);
+    for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+        cr_assert_eq(sethostname(cases[i].nodename, strlen(cases[i].nodename)), 0);
+        cr_assert_eq(identity_read(&h, cases[i].resolve), 0);
+        cr_expect_eq(h.fqdn_known, cases[i].fqdn[0] != '\0', "%s", cases[i].nodename);
+        cr_expect_str_eq(h.fqdn, cases[i].fqdn, "%s", cases[i].nodename);
+    }
 }
 
 /* ---- the source --------------------------------------------------------- */
@@ -287,13 +229,13 @@ Test(identity, machine_id_gives_the_v1_hash)
     char source[IDENTITY_SOURCE_LEN + 1];
     struct stat st;
 
-    write_file(in_scratch("machine-id"), PINNED_ID "\n");
+    put_file(scratch(), "machine-id", PINNED_ID "\n");
     cr_expect_eq(identity_source(in_scratch("machine-id"), in_scratch("state"), source),
                  IDENTITY_FROM_MACHINE_ID);
     cr_expect_str_eq(source, PINNED_SOURCE);
     cr_expect_eq(stat(in_scratch("state"), &st), -1, "the state directory is not touched");
 
-    write_file(in_scratch("machine-id"), PINNED_ID); /* no newline */
+    put_file(scratch(), "machine-id", PINNED_ID); /* no newline */
     cr_expect_eq(identity_source(in_scratch("machine-id"), in_scratch("state"), source), 0);
     cr_expect_str_eq(source, PINNED_SOURCE);
 }
@@ -305,10 +247,10 @@ Test(identity, unusable_machine_ids_fall_back)
                                        PINNED_ID "0\n", PINNED_ID "\n\n" };
     char source[IDENTITY_SOURCE_LEN + 1];
 
-    write_file(in_scratch("host-id"), PINNED_ID "\n");
+    put_file(scratch(), "host-id", PINNED_ID "\n");
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        write_file(in_scratch("machine-id"), bad[i]);
-        cr_expect_eq(identity_source(in_scratch("machine-id"), scratch, source),
+        put_file(scratch(), "machine-id", bad[i]);
+        cr_expect_eq(identity_source(in_scratch("machine-id"), scratch(), source),
                      IDENTITY_FROM_HOST_ID, "machine-id '%s'", bad[i]);
         /* host-id is hashed exactly as a machine id would be. */
         cr_expect_str_eq(source, PINNED_SOURCE);
@@ -382,8 +324,8 @@ Test(identity, unusable_host_id_is_left_alone)
     char source[IDENTITY_SOURCE_LEN + 1], *buf = NULL;
     size_t len;
 
-    write_file(in_scratch("host-id"), "not an id\n");
-    cr_expect_eq(identity_source(NULL, scratch, source), -EINVAL);
+    put_file(scratch(), "host-id", "not an id\n");
+    cr_expect_eq(identity_source(NULL, scratch(), source), -EINVAL);
     expect_source_form(source);
     cr_assert_eq(fsutil_read_file(in_scratch("host-id"), 256, true, &buf, &len, NULL), 0);
     cr_expect_str_eq(buf, "not an id\n");
@@ -391,9 +333,9 @@ Test(identity, unusable_host_id_is_left_alone)
 
     /* Never through a symlink. */
     cr_assert_eq(unlink(in_scratch("host-id")), 0);
-    write_file(in_scratch("elsewhere"), PINNED_ID "\n");
+    put_file(scratch(), "elsewhere", PINNED_ID "\n");
     cr_assert_eq(symlink(in_scratch("elsewhere"), in_scratch("host-id")), 0);
-    cr_expect_eq(identity_source(NULL, scratch, source), -ELOOP);
+    cr_expect_eq(identity_source(NULL, scratch(), source), -ELOOP);
     cr_expect_str_neq(source, PINNED_SOURCE);
 }
 
@@ -415,7 +357,7 @@ static void expect_per_run_ids(const char *state, int want_rc)
 Test(identity, unwritable_state_dir_gives_a_per_run_id)
 {
     /* Below a regular file no directory can be made, even by root. */
-    write_file(in_scratch("file"), "");
+    put_file(scratch(), "file", "");
     expect_per_run_ids(in_scratch("file/state"), -ENOTDIR);
     expect_per_run_ids("", -EINVAL);
     expect_per_run_ids(NULL, -EINVAL);

@@ -1,45 +1,22 @@
 /* The spool of undelivered events, on a scratch directory. */
-#include <criterion/criterion.h>
 #include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "fsutil.h"
-#include "spool.h"
+#include "helpers.h"
 #include "isolate.h"
+#include "spool.h"
 
-static char dir[64];
-
-static void make_dir(void)
-{
-    snprintf(dir, sizeof(dir), "/tmp/shmprov-spool.XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-}
-
-static void remove_dir(void)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
-}
-
-TestSuite(spool, .init = make_dir, .fini = remove_dir, .timeout = 30);
+TestSuite(spool, .init = scratch_make, .fini = scratch_remove, .timeout = 30);
 
 static char *path_of(const char *name)
 {
     static char buf[4][256];
     static int next;
     char *p = buf[next++ % 4];
-    snprintf(p, 256, "%s/%s", dir, name);
+    snprintf(p, 256, "%s/%s", scratch(), name);
     return p;
 }
 
@@ -66,7 +43,7 @@ static const char *uuid(unsigned n)
 }
 
 /* Names in where (dot files only, with dots_only), "." and ".." aside. */
-static size_t count_names_in(const char *where, bool dots_only)
+static size_t count_names(const char *where, bool dots_only)
 {
     DIR *d = opendir(where);
     size_t n = 0;
@@ -76,16 +53,6 @@ static size_t count_names_in(const char *where, bool dots_only)
         n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 && (!dots_only || de->d_name[0] == '.');
     closedir(d);
     return n;
-}
-
-static size_t count_names(const char *where)
-{
-    return count_names_in(where, false);
-}
-
-static size_t count_temps(void)
-{
-    return count_names_in(dir, true);
 }
 
 static void put_ok(struct spool *s, unsigned n, size_t len)
@@ -121,9 +88,8 @@ Test(spool, put_list_read_oldest_first)
     char *json = NULL;
     size_t n, len;
     struct stat st;
-    char path[300];
 
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     cr_assert_eq(spool_put(s, uuid(1), "{\"n\":1}", 7, NULL), 0);
     cr_assert_eq(spool_put(s, uuid(2), "{\"n\":2}", 7, NULL), 0);
     cr_assert_eq(spool_put(s, uuid(3), "{\"n\":3}", 7, NULL), 0);
@@ -141,12 +107,11 @@ Test(spool, put_list_read_oldest_first)
     cr_expect_eq(len, 7);
     cr_expect_str_eq(json, "{\"n\":2}");
     free(json);
-    snprintf(path, sizeof(path), "%s/%s", dir, e[0].name);
-    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(stat(path_of(e[0].name), &st), 0);
     cr_expect_eq(st.st_mode & 07777, 0600);
     free(e);
 
-    cr_expect_eq(count_temps(), 0, "no temporary file left behind");
+    cr_expect_eq(count_names(scratch(), true), 0, "no temporary file left behind");
     cr_expect_eq(dropped(s), 0);
     spool_close(s);
 }
@@ -158,18 +123,18 @@ Test(spool, order_holds_across_runs_and_a_clock_gone_back)
     /* A file from the "future" (the clock was ahead, then reset). */
     char future[128];
 
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     put_ok(s, 1, 10);
     spool_close(s);
 
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     put_ok(s, 2, 10);
     spool_close(s);
 
     snprintf(future, sizeof(future), "18000000000000000000-%s.json", uuid(3));
     cr_assert_eq(fsutil_write_atomic(path_of(future), "{}", 2, 0600), 0);
 
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     put_ok(s, 4, 10);
     expect_ids(s, want, 4);
     spool_close(s);
@@ -181,7 +146,7 @@ Test(spool, count_bound_drops_oldest_and_counts_them)
     const unsigned want[] = { 3, 4, 5 };
     const unsigned want_after[] = { 5, 6, 7 };
 
-    cr_assert_eq(spool_open(dir, 3, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 3, 1 << 20, &s), 0);
     for (unsigned i = 1; i <= 5; i++)
         put_ok(s, i, 20);
     expect_ids(s, want, 3);
@@ -189,7 +154,7 @@ Test(spool, count_bound_drops_oldest_and_counts_them)
     spool_close(s);
 
     /* The counter outlives the run... */
-    cr_assert_eq(spool_open(dir, 3, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 3, 1 << 20, &s), 0);
     cr_expect_eq(dropped(s), 2);
     /* ...drops after the report was built stay counted... */
     put_ok(s, 6, 20);
@@ -201,12 +166,12 @@ Test(spool, count_bound_drops_oldest_and_counts_them)
     spool_close(s);
 
     /* ...and what was reported is gone for good. */
-    cr_assert_eq(spool_open(dir, 3, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 3, 1 << 20, &s), 0);
     cr_expect_eq(dropped(s), 2);
     cr_assert_eq(clear_dropped(s, 2), 0);
     cr_expect_eq(dropped(s), 0);
     spool_close(s);
-    cr_assert_eq(spool_open(dir, 3, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 3, 1 << 20, &s), 0);
     cr_expect_eq(dropped(s), 0);
     spool_close(s);
 }
@@ -218,7 +183,7 @@ Test(spool, byte_bound_drops_oldest_and_refuses_what_cannot_fit)
     const unsigned want_big[] = { 4 };
     char big[200];
 
-    cr_assert_eq(spool_open(dir, 100, 100, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 100, 100, &s), 0);
     put_ok(s, 1, 40);
     put_ok(s, 2, 40);
     put_ok(s, 3, 40); /* 120 > 100: 1 goes */
@@ -246,7 +211,7 @@ Test(spool, event_over_the_size_cap_is_refused)
 
     cr_assert_not_null(big);
     memset(big, 'x', len);
-    cr_assert_eq(spool_open(dir, 10, UINT64_MAX, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, UINT64_MAX, &s), 0);
     cr_expect_eq(spool_put(s, uuid(1), big, len, NULL), -EFBIG);
     cr_expect_eq(spool_put(s, uuid(1), big, len - 1, NULL), 0);
     spool_close(s);
@@ -263,11 +228,11 @@ Test(spool, ids_must_be_lowercase_uuids)
     };
     struct spool *s = NULL;
 
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_expect_eq(spool_put(s, bad[i], "{}", 2, NULL), -EINVAL, "%s", bad[i]);
     cr_expect_eq(spool_put(s, NULL, "{}", 2, NULL), -EINVAL);
-    cr_expect_eq(count_names(dir), 0);
+    cr_expect_eq(count_names(scratch(), false), 0);
     spool_close(s);
 }
 
@@ -278,7 +243,7 @@ Test(spool, same_id_is_kept_once)
     char *json = NULL;
     size_t n, len;
 
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     cr_assert_eq(spool_put(s, uuid(1), "first", 5, NULL), 0);
     cr_assert_eq(spool_put(s, uuid(1), "again", 5, NULL), 0);
     cr_assert_eq(spool_list(s, &e, &n), 0);
@@ -297,7 +262,7 @@ Test(spool, remove_deletes_only_named_events)
     const unsigned want[] = { 2 };
     size_t n;
 
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     put_ok(s, 1, 5);
     put_ok(s, 2, 5);
     cr_assert_eq(spool_list(s, &e, &n), 0);
@@ -310,7 +275,7 @@ Test(spool, remove_deletes_only_named_events)
     memset(&bogus, 0, sizeof(bogus));
     snprintf(bogus.name, sizeof(bogus.name), "keep.txt");
     cr_expect_eq(spool_remove(s, &bogus), -EINVAL);
-    snprintf(bogus.name, sizeof(bogus.name), "../%s", strrchr(dir, '/') + 1);
+    snprintf(bogus.name, sizeof(bogus.name), "../%s", strrchr(scratch(), '/') + 1);
     cr_expect_eq(spool_remove(s, &bogus), -EINVAL);
     cr_expect_eq(access(path_of("keep.txt"), F_OK), 0);
     spool_close(s);
@@ -336,7 +301,7 @@ Test(spool, foreign_and_temporary_files_are_ignored_and_kept)
 
     for (size_t i = 0; i < nforeign; i++)
         cr_assert_eq(fsutil_write_atomic(path_of(foreign[i]), "{}", 2, 0600), 0, "%s", foreign[i]);
-    cr_assert_eq(spool_open(dir, 1, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 1, 1 << 20, &s), 0);
     cr_assert_eq(spool_list(s, &e, &n), 0);
     cr_expect_eq(n, 0);
     cr_expect_null(e);
@@ -372,7 +337,7 @@ Test(spool, symlinks_fifos_and_oversized_files_are_listed_unusable_and_kept)
     close(fd);
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    cr_assert_eq(spool_open(dir, 1, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 1, 1 << 20, &s), 0);
     cr_assert_eq(spool_list(s, &e, &n), 0);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     cr_expect_lt(t1.tv_sec - t0.tv_sec, 2, "a FIFO never blocks the listing");
@@ -416,8 +381,8 @@ Test(spool, unreadable_event_is_listed_unusable)
     cr_assert_eq(fsutil_write_atomic(path_of(name), "{}", 2, 0000), 0);
     /* Root reads anything: become nobody, with the directory still
      * searchable but the file not readable. */
-    cr_assert_eq(chmod(dir, 0711), 0);
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(chmod(scratch(), 0711), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     /* Only the effective id changes, so the scratch directory can still
      * be removed afterwards. */
     if (geteuid() == 0)
@@ -434,10 +399,10 @@ Test(spool, unreadable_event_is_listed_unusable)
 Test(spool, directory_is_made_private_and_must_be_trusted)
 {
     struct spool *s = NULL;
-    char deep[200], link[200];
+    char deep[200];
     struct stat st;
 
-    snprintf(deep, sizeof(deep), "%s/var/lib/shmprov/spool/", dir);
+    snprintf(deep, sizeof(deep), "%s/var/lib/shmprov/spool/", scratch());
     cr_assert_eq(spool_open(deep, 10, 1 << 20, &s), 0);
     cr_expect_str_eq(spool_path(s), path_of("var/lib/shmprov/spool"));
     spool_close(s);
@@ -447,11 +412,9 @@ Test(spool, directory_is_made_private_and_must_be_trusted)
     cr_expect_eq(st.st_mode & 07777, 0700);
 
     /* A symlinked spool directory, with or without a trailing slash. */
-    snprintf(link, sizeof(link), "%s/link", dir);
-    cr_assert_eq(symlink(path_of("var/lib/shmprov/spool"), link), 0);
-    cr_expect_eq(spool_open(link, 10, 1 << 20, &s), -ELOOP);
-    snprintf(link, sizeof(link), "%s/link//", dir);
-    cr_expect_eq(spool_open(link, 10, 1 << 20, &s), -ELOOP);
+    cr_assert_eq(symlink(path_of("var/lib/shmprov/spool"), path_of("link")), 0);
+    cr_expect_eq(spool_open(path_of("link"), 10, 1 << 20, &s), -ELOOP);
+    cr_expect_eq(spool_open(path_of("link//"), 10, 1 << 20, &s), -ELOOP);
 
     /* Writable by others: they could plant or delete events. */
     cr_assert_eq(chmod(path_of("var/lib/shmprov/spool"), 0770), 0);
@@ -464,8 +427,8 @@ Test(spool, directory_is_made_private_and_must_be_trusted)
     cr_assert_eq(fsutil_write_atomic(path_of("file"), "x", 1, 0600), 0);
     cr_expect_eq(spool_open(path_of("file"), 10, 1 << 20, &s), -ENOTDIR);
 
-    cr_expect_eq(spool_open(dir, 0, 1 << 20, &s), -EINVAL);
-    cr_expect_eq(spool_open(dir, 10, 0, &s), -EINVAL);
+    cr_expect_eq(spool_open(scratch(), 0, 1 << 20, &s), -EINVAL);
+    cr_expect_eq(spool_open(scratch(), 10, 0, &s), -EINVAL);
     spool_close(NULL);
 }
 
@@ -493,7 +456,8 @@ Test(spool, damaged_counter_is_a_warning_and_makes_the_count_unknown)
     for (int c = 0; c < SPOOL_COUNTERS; c++) {
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
             cr_assert_eq(fsutil_write_atomic(path_of(files[c]), bad[i], strlen(bad[i]), 0600), 0);
-            cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0, "%s \"%s\" does not fail the spool", files[c], bad[i]);
+            cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0, "%s \"%s\" does not fail the spool", files[c],
+                         bad[i]);
             cr_expect_eq(spool_counter_damaged(s, (enum spool_counter)c, &rewrite), -EBADMSG, "\"%s\"", bad[i]);
             cr_expect_eq(rewrite, 0);
             cr_expect(spool_count_unknown(s, (enum spool_counter)c));
@@ -507,14 +471,14 @@ Test(spool, damaged_counter_is_a_warning_and_makes_the_count_unknown)
         }
         /* Rewritten: the next run finds no damage, yet the count stays
          * unknown until a delivered report has said so. */
-        cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+        cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
         cr_expect_eq(spool_counter_damaged(s, (enum spool_counter)c, NULL), 0);
         cr_expect(spool_count_unknown(s, (enum spool_counter)c));
         cr_assert_eq(spool_clear_count(s, (enum spool_counter)c, 0, true), 0);
         cr_expect_not(spool_count_unknown(s, (enum spool_counter)c));
         spool_close(s);
         cr_expect_neq(access(path_of(markers[c]), F_OK), 0);
-        cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+        cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
         cr_expect_not(spool_count_unknown(s, (enum spool_counter)c));
         spool_close(s);
     }
@@ -525,7 +489,7 @@ Test(spool, damaged_counter_still_counts_drops_from_zero)
     struct spool *s = NULL;
 
     cr_assert_eq(fsutil_write_atomic(path_of(SPOOL_DROPPED_FILE), "garbage", 7, 0600), 0);
-    cr_assert_eq(spool_open(dir, 1, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 1, 1 << 20, &s), 0);
     put_ok(s, 1, 10);
     put_ok(s, 2, 10);
     cr_expect_eq(dropped(s), 1);
@@ -542,7 +506,7 @@ Test(spool, unreadable_counter_is_a_warning_too)
     /* A directory where the counter should be: unreadable, and in the way
      * of the rewrite too. */
     cr_assert_eq(mkdir(path_of(SPOOL_DROPPED_FILE), 0700), 0);
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     cr_expect_eq(spool_counter_damaged(s, SPOOL_COUNTER_DROPPED, &rewrite), -EISDIR);
     cr_expect_eq(rewrite, -EEXIST);
     cr_expect(spool_count_unknown(s, SPOOL_COUNTER_DROPPED));
@@ -555,7 +519,7 @@ Test(spool, good_counter_is_read_and_cleared)
     struct spool *s = NULL;
 
     cr_assert_eq(fsutil_write_atomic(path_of(SPOOL_DROPPED_FILE), "42\n", 3, 0600), 0);
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     cr_expect_eq(spool_counter_damaged(s, SPOOL_COUNTER_DROPPED, NULL), 0);
     cr_expect_not(spool_count_unknown(s, SPOOL_COUNTER_DROPPED));
     cr_expect_eq(dropped(s), 42);
@@ -612,7 +576,7 @@ Test(spool, a_drop_whose_sync_failed_is_still_counted)
     struct spool *s = NULL;
     const unsigned want[] = { 2 };
 
-    cr_assert_eq(spool_open(dir, 1, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 1, 1 << 20, &s), 0);
     put_ok(s, 1, 10);
     sync_fault = SYNC_FAILS_AFTER_UNLINK;
     put_ok(s, 2, 10); /* 1 is deleted, and the delete "fails" */
@@ -631,7 +595,7 @@ Test(spool, an_event_renamed_into_place_is_spooled_even_if_the_sync_failed)
     int sync_error = 0;
     size_t n;
 
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     sync_fault = SYNC_FAILS_AFTER_RENAME;
     cr_expect_eq(spool_put(s, uuid(1), "{}", 2, &sync_error), 0, "it is there: it will be sent");
     sync_fault = SYNC_OK;
@@ -669,7 +633,7 @@ Test(spool, quarantine_moves_counts_and_stops_listing)
 
     plant(1, 1, "{\"specversion\":\"1.0\",\"id\":\"", cut, sizeof(cut));
     plant(2, 2, "{\"n\":2}", good, sizeof(good));
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     cr_assert_eq(spool_list(s, &e, &n), 0);
     cr_assert_eq(n, 2);
     cr_assert_str_eq(e[0].name, cut);
@@ -688,7 +652,7 @@ Test(spool, quarantine_moves_counts_and_stops_listing)
 
     /* The count outlives the run, the quarantined file is never listed,
      * and only what a report carried is cleared. */
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 1);
     expect_ids(s, want, 1);
     cr_assert_eq(spool_list(s, &e, &n), 0);
@@ -698,7 +662,7 @@ Test(spool, quarantine_moves_counts_and_stops_listing)
     cr_assert_eq(spool_clear_count(s, SPOOL_COUNTER_QUARANTINED, 1, false), 0);
     spool_close(s);
     expect_file(SPOOL_QUARANTINED_FILE, "1\n");
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     expect_ids(s, NULL, 0);
     cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 1);
     spool_close(s);
@@ -715,19 +679,19 @@ Test(spool, quarantine_that_cannot_move_or_count_leaves_the_event_uncounted)
     /* A symlink as the quarantine directory: never followed. */
     cr_assert_eq(mkdir(path_of("elsewhere"), 0700), 0);
     cr_assert_eq(symlink(path_of("elsewhere"), path_of(SPOOL_QUARANTINE_DIR)), 0);
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     cr_assert_eq(spool_list(s, &e, &n), 0);
     cr_assert_eq(n, 1);
     cr_expect_lt(spool_set_aside(s, &e[0], SPOOL_COUNTER_QUARANTINED, NULL), 0);
     cr_expect_eq(access(path_of(name), F_OK), 0, "left in place");
-    cr_expect_eq(count_names(path_of("elsewhere")), 0);
+    cr_expect_eq(count_names(path_of("elsewhere"), false), 0);
     cr_expect_eq(spool_count(s, SPOOL_COUNTER_QUARANTINED), 0);
     spool_close(s);
     cr_assert_eq(unlink(path_of(SPOOL_QUARANTINE_DIR)), 0);
 
     /* A counter that cannot be written: not counted, not moved. */
     cr_assert_eq(mkdir(path_of(SPOOL_QUARANTINED_FILE), 0700), 0);
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     cr_expect_lt(spool_set_aside(s, &e[0], SPOOL_COUNTER_QUARANTINED, NULL), 0);
     cr_expect_eq(access(path_of(name), F_OK), 0, "left in place");
     free(e);
@@ -744,7 +708,7 @@ Test(spool, stale_temporary_files_of_a_killed_run_are_removed)
     cr_assert_eq(fsutil_write_atomic(path_of(old), "{", 1, 0600), 0);
     cr_assert_eq(fsutil_write_atomic(path_of(fresh), "{", 1, 0600), 0);
     cr_assert_eq(utimensat(AT_FDCWD, path_of(old), times, 0), 0);
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     cr_expect_neq(access(path_of(old), F_OK), 0, "an hour-old temp file is a dead run's");
     cr_expect_eq(access(path_of(fresh), F_OK), 0, "a fresh one may be a live writer's");
     spool_close(s);
@@ -760,18 +724,18 @@ Test(spool, full_disk_fails_cleanly)
     char *big;
 
     isolate(CLONE_NEWNS, "fills a file system");
-    isolate_tmpfs(dir, "size=64k,mode=0700");
+    isolate_tmpfs(scratch(), "size=64k,mode=0700");
 
-    cr_assert_eq(spool_open(dir, 10, 1 << 20, &s), 0);
+    cr_assert_eq(spool_open(scratch(), 10, 1 << 20, &s), 0);
     put_ok(s, 1, 100);
     big = malloc(len);
     cr_assert_not_null(big);
     memset(big, 'x', len);
     cr_expect_eq(spool_put(s, uuid(2), big, len, NULL), -ENOSPC);
     expect_ids(s, want, 1);
-    cr_expect_eq(count_temps(), 0, "no half-written file left");
+    cr_expect_eq(count_names(scratch(), true), 0, "no half-written file left");
     cr_expect_eq(dropped(s), 0);
     free(big);
     spool_close(s);
-    umount2(dir, MNT_DETACH);
+    umount2(scratch(), MNT_DETACH);
 }
