@@ -171,6 +171,16 @@ static void step_no_room(struct probe_step *step, const struct probe_limits *l, 
              size, u->pages, l->shmall, u->segments, l->shmmni, probe_headroom(l, u->pages, u->segments));
 }
 
+/* Steps 1 and 2 ask for shmmax bytes or one more: a step that cannot is
+ * skipped and says why. */
+static bool skipped_untestable(const struct probe_limits *l, struct probe_step *step, const char *why)
+{
+    if (probe_shmmax_testable(l->shmmax))
+        return false;
+    step_set(step, PROBE_SKIPPED, 0, "kernel.shmmax %" PRIu64 " is effectively unlimited: %s", l->shmmax, why);
+    return true;
+}
+
 /* Step 1. One byte more than shmmax must be refused with EINVAL: newseg()
  * checks the size against shmmax before anything else, so EINVAL proves the
  * limit, and any other answer (even ENOSPC or ENOMEM) means the size got
@@ -181,12 +191,8 @@ static int step_upper_bound(const struct probe_limits *l, struct probe_step *ste
     uint64_t size;
     int r;
 
-    if (!probe_shmmax_testable(l->shmmax)) {
-        step_set(step, PROBE_SKIPPED, 0,
-                 "kernel.shmmax %" PRIu64 " is effectively unlimited: no request of one byte more can test it",
-                 l->shmmax);
+    if (skipped_untestable(l, step, "no request of one byte more can test it"))
         return 0;
-    }
     size = l->shmmax + 1;
     step->bytes = size;
     r = attempt(size, &a, NULL);
@@ -286,12 +292,8 @@ static int step_acceptance(const struct probe_limits *l, struct probe_result *re
 
     if (r < 0)
         return r;
-    if (!probe_shmmax_testable(l->shmmax)) {
-        step_set(step, PROBE_SKIPPED, 0,
-                 "kernel.shmmax %" PRIu64 " is effectively unlimited: no segment of that size can be requested",
-                 l->shmmax);
+    if (skipped_untestable(l, step, "no segment of that size can be requested"))
         return 0;
-    }
     if (l->shmmax == 0) {
         step_set(step, PROBE_SKIPPED, 0, "kernel.shmmax is 0: no segment can be created at all");
         return 0;
