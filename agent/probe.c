@@ -28,7 +28,6 @@
 #define PROBE_SHM_PERMS 0600
 #define PROBE_SHM_FLAGS (IPC_CREAT | IPC_EXCL | PROBE_SHM_PERMS | SHM_NORESERVE)
 
-/* Result of one create-and-remove attempt. */
 struct attempt {
     bool created;
     bool keyed; /* under SHMPROV_PROBE_KEY, not IPC_PRIVATE */
@@ -109,23 +108,16 @@ static int create_segment(size_t size, bool *ret_keyed)
     return shmget(IPC_PRIVATE, size, PROBE_SHM_FLAGS);
 }
 
-/* Creates a segment of size bytes and marks it for removal at once, with
- * every catchable signal blocked in between. The upper bound and the
- * acceptance only ask whether the kernel accepts the size (ret_seg NULL:
- * never attached); the round trip attaches it first, and after IPC_RMID it
- * lives exactly as long as it is attached, so the detach, or this
- * process's death even by SIGKILL, destroys it. Returns <0 only when
- * signals could not be blocked. */
+/* Creates a segment of size bytes and marks it for removal at once. It
+ * exists unmarked only between shmget and IPC_RMID, with every catchable
+ * signal blocked: only SIGKILL (or a crash) can land there. The round trip
+ * (ret_seg not NULL) attaches it first; marked, it then lives exactly as
+ * long as it is attached. Returns <0 only when signals could not be blocked. */
 static int attempt(uint64_t size, struct attempt *ret, unsigned char **ret_seg)
 {
     struct attempt a = { .shmid = -1 };
     sigset_t all, saved;
 
-    /* A segment exists without being marked for removal only between
-     * shmget and IPC_RMID. With every catchable signal blocked there,
-     * SIGTERM, SIGINT, SIGHUP and the rest are delivered after IPC_RMID,
-     * when the segment can no longer outlive the agent; only SIGKILL (or a
-     * crash) can land inside. */
     *ret = a;
     if (ret_seg)
         *ret_seg = (void *)-1;
@@ -144,8 +136,7 @@ static int attempt(uint64_t size, struct attempt *ret, unsigned char **ret_seg)
         if (shmctl(a.shmid, IPC_RMID, NULL) < 0)
             a.remove_err = errno;
     }
-    /* Cannot fail with a set sigprocmask itself returned. Signals that
-     * arrived in the window are delivered here. */
+    /* Signals that arrived in the window are delivered here. */
     (void)sigprocmask(SIG_SETMASK, &saved, NULL);
     *ret = a;
     return 0;
@@ -316,8 +307,6 @@ static int step_acceptance(const struct probe_limits *l, struct probe_result *re
     judge_acceptance(l, &a, &u, room, step);
     return 0;
 }
-
-/* ---- step 3: round trip ------------------------------------------------- */
 
 /* Writes a pattern that differs from byte to byte and from run to run
  * (seed), and reads it back; false at the first byte that differs. */

@@ -1,13 +1,12 @@
 #pragma once
-/* The probe (README "apply, a transaction", step 5): proves with real shmget() calls that the running
- * kernel enforces the limits apply has just written, in the agent's own IPC
- * namespace. Every shmget carries SHM_NORESERVE and no segment is ever
- * touched except the one-page round-trip segment, so probing a 64 GiB limit
- * costs no memory. No segment the probe creates survives it, even when the
- * agent is killed by any catchable signal: every create->IPC_RMID window
- * runs with all catchable signals blocked (SIGKILL cannot be blocked; that
- * window is a few syscalls long, and what SIGKILL leaves there carries
- * SHMPROV_PROBE_KEY, so the next apply finds it and removes it). */
+/* The probe (README "apply, a transaction", step 5): proves with real
+ * shmget() calls that the running kernel enforces the limits apply has just
+ * written, in the agent's own IPC namespace. Every shmget carries
+ * SHM_NORESERVE and only the one-page round-trip segment is ever touched,
+ * so probing a 64 GiB limit costs no memory. No segment the probe creates
+ * survives it: each create->IPC_RMID window runs with all catchable signals
+ * blocked, and what SIGKILL leaves there carries SHMPROV_PROBE_KEY, so the
+ * next apply removes it. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -17,16 +16,12 @@
 #include "orphans.h"
 #include "shmseg.h"
 
-/* The key of every segment the probe creates ("shmp" in ASCII), so one that
- * outlives its shmprov (SIGKILL between shmget and IPC_RMID, or an IPC_RMID
- * that failed) can be told from everybody else's and removed by the next
- * apply. Created with IPC_CREAT | IPC_EXCL: the probe never opens a segment
- * that already exists. IPC_RMID makes the key private at once, so the
- * probe's successive segments never collide. When another segment holds the
- * key, the probe uses IPC_PRIVATE segments instead and says whose the key
- * is (probe_result.key_note): failing would let any local user who creates
- * a segment with this key (no privilege needed) make every apply roll back,
- * and the key's holder is never touched. */
+/* The key of every segment the probe creates ("shmp" in ASCII), so a
+ * leftover can be told from everybody else's. IPC_CREAT | IPC_EXCL: the
+ * probe never opens an existing segment, and IPC_RMID makes the key private
+ * at once. When another segment holds the key, the probe uses IPC_PRIVATE
+ * segments, never touches the holder, and says whose the key is (key_note):
+ * failing would let any local user make every apply roll back. */
 #define SHMPROV_PROBE_KEY 0x73686d70
 
 /* A key names one segment at a time, so there is at most one leftover;
