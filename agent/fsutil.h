@@ -22,15 +22,12 @@ const char *fsutil_strerror(int negative_errno);
  * systemd-sysctl nor sysctl --system ever reads one as configuration. */
 #define FSUTIL_TEMP_PREFIX ".shmprov-tmp."
 
-/* The one way shmprov writes a system file: a temporary file in
- * the same directory (O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC), every byte
- * written, fchmod(mode), fsync, rename over path, fsync of the directory.
- * Anything but a regular file at path (a symlink above all) is refused with
- * -ELOOP (symlink) or -EEXIST (other), before anything is written. On any
- * failure path is unchanged and the temporary file is gone, except when
- * the rename happened and only the directory fsync after it failed (see
- * fsutil_write_atomic_renamed). Every call that a signal can interrupt is
- * retried on EINTR, close() excepted. */
+/* The one way shmprov writes a system file: a temporary file in the same
+ * directory, every byte written, fchmod(mode), fsync, rename over path,
+ * fsync of the directory. A symlink at path is refused with -ELOOP, anything
+ * else but a regular file with -EEXIST, before anything is written. On any
+ * failure path is unchanged and the temporary file is gone, unless only the
+ * directory fsync after the rename failed (fsutil_write_atomic_renamed). */
 int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
 /* The same, and *ret_renamed says whether the new bytes reached path: true

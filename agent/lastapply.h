@@ -18,12 +18,10 @@ void lastapply_sha256_on_disk(const char *path, char out[65]);
  * another drop-in path. */
 void lastapply_drift(const struct plan *plan, struct report_drift_list *ret);
 
-/* Records an apply on the live system in the state file, in one write:
- * run (its result, end and duration) whatever the result, and for a
- * successful one (out not NULL: changed or unchanged) what it set. A
- * failure to is a warning only. *ret gets the state as recorded, or,
- * when it could not be written, the file as it is with run laid over it:
- * what the metrics of this run say either way. */
+/* Records an apply in the state file: run whatever the result, and for a
+ * successful one (out not NULL) what it set. A failure to is a warning
+ * only. *ret gets the state as recorded, or the file as it is with run laid
+ * over it: what the metrics of this run say either way. */
 void lastapply_record(const struct plan *plan, const struct apply_outcome *out, const struct state_run *run,
                       struct state *ret);
 

@@ -177,23 +177,9 @@ static void add_host(json_object *d, const struct report_run *run)
     free(read);
 }
 
-static void add_apply_parts(json_object *d, const struct report_run *run)
-{
-    const struct apply_outcome *out = run->out;
-
-    json_object_object_add(d, "keys", keys_json(run));
-    json_object_object_add(d, "dropin", dropin_json(run));
-    json_object_object_add(d, "conflicts", run->conflicts ? conflicts_json(run->conflicts) : json_object_new_array());
-    json_object_object_add(d, "probe", out && out->probe_ran ? probe_json(&out->probe) : NULL);
-    json_object_object_add(d, "probe_leftovers_removed", leftovers_json(out));
-    json_object_object_add(d, "warnings", run->plan ? strings_json(run->plan->warnings, run->plan->nwarnings)
-                                                    : json_object_new_array());
-    json_object_object_add(d, "runtime_skipped",
-                           out && out->runtime_skipped ? jsonout_string(out->runtime_skip_reason) : NULL);
-}
-
 json_object *report_data(const struct report_run *run)
 {
+    const struct apply_outcome *out = run->out;
     json_object *d = json_object_new_object();
     bool tier_known = run->plan != NULL;
 
@@ -203,12 +189,20 @@ json_object *report_data(const struct report_run *run)
     json_object_object_add(d, "corrective_change", json_object_new_boolean(run->corrective_change));
     json_object_object_add(d, "drift", drift_json(run->drift));
     json_object_object_add(d, "error", error_json(run));
-    json_object_object_add(d, "rollback", run->out && run->out->rollback_ran ? rollback_json(run->out) : NULL);
+    json_object_object_add(d, "rollback", out && out->rollback_ran ? rollback_json(out) : NULL);
     add_host(d, run);
     json_object_object_add(d, "profile", jsonobj_profile(run->profile, tier_known,
                                                          tier_known ? run->plan->sizing.tier : PROFILE_TIER_AUTO));
     json_object_object_add(d, "labels", jsonobj_labels(run->profile));
-    add_apply_parts(d, run);
+    json_object_object_add(d, "keys", keys_json(run));
+    json_object_object_add(d, "dropin", dropin_json(run));
+    json_object_object_add(d, "conflicts", run->conflicts ? conflicts_json(run->conflicts) : json_object_new_array());
+    json_object_object_add(d, "probe", out && out->probe_ran ? probe_json(&out->probe) : NULL);
+    json_object_object_add(d, "probe_leftovers_removed", leftovers_json(out));
+    json_object_object_add(d, "warnings", run->plan ? strings_json(run->plan->warnings, run->plan->nwarnings)
+                                                    : json_object_new_array());
+    json_object_object_add(d, "runtime_skipped",
+                           out && out->runtime_skipped ? jsonout_string(out->runtime_skip_reason) : NULL);
     jsonout_add_u64(d, "duration_ms", true, run->duration_ms);
     /* Set from the spool when the report is sent; here (--output json)
      * there is no spool to count. */

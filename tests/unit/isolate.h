@@ -12,11 +12,9 @@
 
 #include <sched.h> /* CLONE_NEW* */
 
-/* Moves the calling test into a new namespace: flag is one of
- * CLONE_NEWIPC, CLONE_NEWNS and CLONE_NEWUTS. With CLONE_NEWNS every mount
- * is made private first, so that what the test mounts stays its own. what
- * says what the test does there ("creates real SysV segments"), for the
- * message. */
+/* Moves the calling test into a new namespace (CLONE_NEWIPC, CLONE_NEWNS,
+ * whose mounts are made private first, or CLONE_NEWUTS). what says what the
+ * test does there ("creates real SysV segments"), for the message. */
 void isolate(int flag, const char *what);
 
 /* Mounts a tmpfs with options over dir, in the mount namespace isolate()

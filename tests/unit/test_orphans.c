@@ -29,18 +29,14 @@ static struct shmseg scan(int id)
     return found;
 }
 
-static struct orphans_verdict classify(const struct shmseg *s)
-{
-    struct orphans_verdict v;
-    orphans_classify(s, NULL, 0, &v);
-    return v;
-}
-
 /* The verdict on segment id as status scans it now; its row in *ret. */
 static struct orphans_verdict verdict_of(int id, struct shmseg *ret)
 {
+    struct orphans_verdict v;
+
     *ret = scan(id);
-    return classify(ret);
+    orphans_classify(ret, NULL, 0, &v);
+    return v;
 }
 
 Test(orphans, dead_creators_segments_are_candidates_removed_after_recheck)
