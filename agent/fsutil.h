@@ -5,12 +5,10 @@
 #include <stddef.h>
 #include <sys/stat.h>
 
-/* Reads a whole regular file of at most max bytes into a NUL-terminated
- * malloc'd buffer. With nofollow a symlink at path is refused (-ELOOP).
- * Never blocks on a FIFO (opened O_NONBLOCK, then refused as -EINVAL, like
- * any file that is not regular). Files whose st_size is 0 (procfs) are read
- * to EOF, still bounded by max. Returns 0 or a negative errno:
- * -EFBIG when larger than max. ret_st may be NULL. */
+/* Reads a whole regular file of at most max bytes (-EFBIG) into a
+ * NUL-terminated malloc'd buffer; procfs files are read to EOF. With
+ * nofollow a symlink is refused (-ELOOP); a FIFO, never blocked on, is
+ * -EINVAL like anything not regular. ret_st may be NULL. */
 int fsutil_read_file(const char *path, size_t max, bool nofollow, char **ret_buf,
                      size_t *ret_len, struct stat *ret_st);
 
@@ -39,10 +37,9 @@ int fsutil_write_atomic_renamed(const char *path, const void *data, size_t len, 
  * its directory. -ENOENT when there is nothing to remove. */
 int fsutil_remove_durable(const char *path);
 
-/* Deletes the temporary files of path a killed run left in its directory,
- * leaving those younger than min_age_s seconds (0: none), which may belong
- * to a writer still at work. Returns how many were removed, or a negative
- * errno. */
+/* Deletes the temporary files of path a killed run left, but those younger
+ * than min_age_s seconds (a writer may be at work; 0: none). Returns how
+ * many were removed, or a negative errno. */
 int fsutil_remove_stale_temps(const char *path, unsigned min_age_s);
 
 /* The same in the directory dirfd, for the temporaries of name (NULL: of

@@ -20,11 +20,9 @@
 #include "sizing.h"
 #include "testing.h"
 
-/* IPC_EXCL: a segment that already holds SHMPROV_PROBE_KEY is never opened,
- * whoever's it is (with IPC_PRIVATE it changes nothing). SHM_NORESERVE
- * keeps the kernel from committing swap for a segment that is never
- * touched, so proving a 64 GiB limit costs nothing (strict overcommit,
- * vm.overcommit_memory = 2, ignores it: see the acceptance). */
+/* IPC_EXCL: a segment that already holds SHMPROV_PROBE_KEY is never opened.
+ * SHM_NORESERVE: no swap committed for a segment never touched (except
+ * under strict overcommit: see the acceptance). */
 #define PROBE_SHM_PERMS 0600
 #define PROBE_SHM_FLAGS (IPC_CREAT | IPC_EXCL | PROBE_SHM_PERMS | SHM_NORESERVE)
 
@@ -266,13 +264,11 @@ static void judge_acceptance(const struct probe_limits *l, const struct attempt 
                                          : "");
 }
 
-/* Step 2. A segment of exactly shmmax bytes must be accepted when current
- * usage leaves room for it. When it does not, the probe reports how much
- * room there is rather than failing (other programs' segments are not the
- * limits' fault), but still makes the request: the kernel checks the size
- * against shmmax before it looks for room, so EINVAL still shows a shmmax
- * below the one we were told, and a success where there is no room shows a
- * shmall or shmmni above it. */
+/* Step 2. A segment of exactly shmmax bytes must be accepted when usage
+ * leaves room for it. Without room the probe reports the room there is
+ * (other programs' segments are not the limits' fault) but still asks: the
+ * kernel checks shmmax first, so EINVAL still shows a lower shmmax, and a
+ * success without room a higher shmall or shmmni. */
 static int step_acceptance(const struct probe_limits *l, struct probe_result *res)
 {
     struct probe_step *step = &res->acceptance;

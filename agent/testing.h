@@ -99,11 +99,9 @@ enum removal_owner removal_judge_owner(const char *bytes, size_t len, const char
  * nothing), as systemd-sysctl reads it. */
 void removal_keys_set_by(const char *text, size_t len, bool ret[SIZING_KEY_COUNT]);
 
-/* The boot value of key id once the drop-in is gone: the value of w, the
- * winning line (w->known false: no file sets it, the kernel's default),
- * read as apply reads values (plain decimal); uncertain: the analysis
- * could not read every file, so it is unknown. Fills the boot fields of
- * *ret; boot_known false with problem when unknown or unreadable. */
+/* The boot value of key id once the drop-in is gone: the winning line w's
+ * (none: the kernel's default), unknown when uncertain (not every file was
+ * read) or unreadable as plain decimal: then boot_known false, problem says. */
 void removal_boot_value(enum sizing_key_id id, const struct sysctld_assignment *w, bool uncertain,
                         struct removal_key *ret);
 

@@ -140,12 +140,6 @@ static int make_segment(uint64_t bytes)
     return id;
 }
 
-static void remove_segments(const int *ids, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        cr_assert_eq(shmctl(ids[i], IPC_RMID, NULL), 0, "IPC_RMID %d: %s", ids[i], strerror(errno));
-}
-
 static void run_probe(const struct probe_limits *l, struct probe_result *res)
 {
     int r = probe_run(l, res);
@@ -394,8 +388,9 @@ Test(probe, no_room_reports_exact_headroom)
     cr_expect_lt(shmget(IPC_PRIVATE, (size_t)res.headroom_bytes + 1, IPC_CREAT | 0600), 0);
     cr_expect_eq(errno, ENOSPC);
     id = make_segment(res.headroom_bytes);
-    remove_segments(&id, 1);
-    remove_segments(mine, 4);
+    cr_assert_eq(shmctl(id, IPC_RMID, NULL), 0);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(shmctl(mine[i], IPC_RMID, NULL), 0);
     assert_only_segments(NULL, 0);
 }
 
