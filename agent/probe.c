@@ -75,9 +75,8 @@ static bool fits(const struct probe_limits *l, const struct kernel_shm_usage *u,
     return pages_for(bytes, l->page_size) <= l->shmall - u->pages;
 }
 
-static void step_set(struct probe_step *step, enum probe_step_status status, int err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void step_set(struct probe_step *step, enum probe_step_status status, int err, const char *fmt, ...)
+static __attribute__((format(printf, 4, 5))) void step_set(struct probe_step *step, enum probe_step_status status,
+                                                           int err, const char *fmt, ...)
 {
     va_list ap;
 

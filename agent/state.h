@@ -56,10 +56,9 @@ int state_load(const char *dir, struct state *ret);
  * state as written. Returns 0 or a negative errno. */
 int state_record_run(const char *dir, const struct state_run *run, const struct state_apply *a, struct state *ret);
 
-/* Records a run of `shmprov remove` the same way, in one write: run as
- * the last run; dropin_path (not NULL: the drop-in is gone) forgets the
- * last successful apply when it left that drop-in, so the next apply does
- * not take the removal for drift. Returns 0 or a negative errno. */
+/* Records a run of `shmprov remove` the same way; dropin_path (not NULL:
+ * it is gone) forgets the apply that left it, so the next apply does not
+ * take the removal for drift. Returns 0 or a negative errno. */
 int state_record_removal(const char *dir, const struct state_run *run, const char *dropin_path, struct state *ret);
 
 /* The next event sequence number (1, 2, ...), kept under the state lock.

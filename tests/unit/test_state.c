@@ -86,7 +86,8 @@ Test(state, numbers_are_strings_never_json_numbers, .init = scratch_make, .fini 
     cr_assert_eq(s.sequence, 5);
 }
 
-Test(state, every_result_is_the_last_run_and_only_success_moves_last_success, .init = scratch_and_run, .fini = scratch_remove)
+Test(state, every_result_is_the_last_run_and_only_success_moves_last_success, .init = scratch_and_run,
+     .fini = scratch_remove)
 {
     static struct state_apply a = { .known = true, .managed = { true, true, false },
                                     .value = { 4294967296, 1048576, 0 } };
