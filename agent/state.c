@@ -282,7 +282,7 @@ int state_record_removal(const char *dir, const struct state_run *run, const cha
 
 int state_next_sequence(const char *dir, uint64_t *ret)
 {
-    struct state *s = malloc(sizeof(*s));
+    struct state *s = calloc(1, sizeof(*s));
     int r;
 
     if (!s)
