@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,14 @@ static void read_text(json_object *o, const char *name, char *buf, size_t len)
         (void)snprintf(buf, len, "%s", json_object_get_string(v));
 }
 
+/* The recorded apply's text fields, read and written alike. */
+#define APPLY_TEXT(field) { #field, offsetof(struct state_apply, field), sizeof(((struct state_apply *)NULL)->field) }
+static const struct {
+    const char *name;
+    size_t offset, size;
+} apply_texts[] = { APPLY_TEXT(dropin_path), APPLY_TEXT(dropin_sha256), APPLY_TEXT(profile_sha256), APPLY_TEXT(time) };
+#define APPLY_TEXTS (sizeof(apply_texts) / sizeof(apply_texts[0]))
+
 static int parse_apply(json_object *o, struct state_apply *a)
 {
     json_object *keys;
@@ -55,10 +64,8 @@ static int parse_apply(json_object *o, struct state_apply *a)
         return -EBADMSG;
     for (int id = 0; id < SIZING_KEY_COUNT; id++)
         a->managed[id] = read_u64(keys, sizing_key_name(id), &a->value[id]);
-    read_text(o, "dropin_path", a->dropin_path, sizeof(a->dropin_path));
-    read_text(o, "dropin_sha256", a->dropin_sha256, sizeof(a->dropin_sha256));
-    read_text(o, "profile_sha256", a->profile_sha256, sizeof(a->profile_sha256));
-    read_text(o, "time", a->time, sizeof(a->time));
+    for (size_t i = 0; i < APPLY_TEXTS; i++)
+        read_text(o, apply_texts[i].name, (char *)a + apply_texts[i].offset, apply_texts[i].size);
     a->known = a->dropin_path[0] != '\0';
     return a->known ? 0 : -EBADMSG;
 }
@@ -148,10 +155,8 @@ static json_object *apply_json(const struct state_apply *a)
         if (a->managed[id])
             add_u64(keys, sizing_key_name(id), a->value[id]);
     json_object_object_add(o, "keys", keys);
-    json_object_object_add(o, "dropin_path", json_object_new_string(a->dropin_path));
-    json_object_object_add(o, "dropin_sha256", json_object_new_string(a->dropin_sha256));
-    json_object_object_add(o, "profile_sha256", json_object_new_string(a->profile_sha256));
-    json_object_object_add(o, "time", json_object_new_string(a->time));
+    for (size_t i = 0; i < APPLY_TEXTS; i++)
+        json_object_object_add(o, apply_texts[i].name, json_object_new_string((const char *)a + apply_texts[i].offset));
     return o;
 }
 
