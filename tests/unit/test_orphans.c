@@ -1,9 +1,6 @@
-/* Orphan verdicts and the re-check before IPC_RMID, on the real kernel.
- * Each test moves into a private IPC namespace first (isolate.h: skipped
- * when not root, failed when root cannot): the segments it makes never
+/* Orphan verdicts and the re-check before IPC_RMID, on the real kernel,
+ * each test in a private IPC namespace (isolate.h): its segments never
  * exist on the host. */
-#include <errno.h>
-
 #include "host.h"
 #include "orphans.h"
 #include "helpers.h"
