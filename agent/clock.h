@@ -1,6 +1,4 @@
-#ifndef SHMPROV_CLOCK_H
-#define SHMPROV_CLOCK_H
-
+#pragma once
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -18,5 +16,3 @@ uint64_t clock_realtime_ns(void);
 /* realtime_ns as RFC 3339 UTC: "...T17:21:22Z", or with micro
  * "...T17:21:22.123456Z". */
 void clock_format_utc(uint64_t realtime_ns, bool micro, char out[CLOCK_TEXT_MAX]);
-
-#endif

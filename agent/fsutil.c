@@ -265,9 +265,10 @@ int fsutil_remove_stale_temps(const char *path, unsigned min_age_s)
     return r < 0 ? r : fsutil_remove_stale_temps_at(dirfd, name, min_age_s);
 }
 
-int fsutil_mkdir_p(const char *dir, mode_t mode)
+/* mkdir -p of the first len bytes of path. */
+static int mkdir_prefix(const char *path, size_t len, mode_t mode)
 {
-    char *copy = strdup(dir);
+    char *copy = strndup(path, len);
     int r = 0;
 
     if (!copy)
@@ -290,18 +291,14 @@ int fsutil_mkdir_p(const char *dir, mode_t mode)
     return r;
 }
 
+int fsutil_mkdir_p(const char *dir, mode_t mode)
+{
+    return mkdir_prefix(dir, strlen(dir), mode);
+}
+
 int fsutil_mkdir_parents(const char *path)
 {
     const char *slash = strrchr(path, '/');
-    char *dir;
-    int r;
 
-    if (!slash || slash == path)
-        return 0;
-    dir = strndup(path, (size_t)(slash - path));
-    if (!dir)
-        return -ENOMEM;
-    r = fsutil_mkdir_p(dir, 0755);
-    free(dir);
-    return r;
+    return !slash || slash == path ? 0 : mkdir_prefix(path, (size_t)(slash - path), 0755);
 }

@@ -5,12 +5,10 @@
 #include <stddef.h>
 #include <sys/stat.h>
 
-/* Reads a whole regular file of at most max bytes into a NUL-terminated
- * malloc'd buffer. With nofollow a symlink at path is refused (-ELOOP).
- * Never blocks on a FIFO (opened O_NONBLOCK, then refused as -EINVAL, like
- * any file that is not regular). Files whose st_size is 0 (procfs) are read
- * to EOF, still bounded by max. Returns 0 or a negative errno:
- * -EFBIG when larger than max. ret_st may be NULL. */
+/* Reads a whole regular file of at most max bytes (-EFBIG) into a
+ * NUL-terminated malloc'd buffer; procfs files are read to EOF. With
+ * nofollow a symlink is refused (-ELOOP); a FIFO, never blocked on, is
+ * -EINVAL like anything not regular. ret_st may be NULL. */
 int fsutil_read_file(const char *path, size_t max, bool nofollow, char **ret_buf,
                      size_t *ret_len, struct stat *ret_st);
 
@@ -22,15 +20,12 @@ const char *fsutil_strerror(int negative_errno);
  * systemd-sysctl nor sysctl --system ever reads one as configuration. */
 #define FSUTIL_TEMP_PREFIX ".shmprov-tmp."
 
-/* The one way shmprov writes a system file: a temporary file in
- * the same directory (O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC), every byte
- * written, fchmod(mode), fsync, rename over path, fsync of the directory.
- * Anything but a regular file at path (a symlink above all) is refused with
- * -ELOOP (symlink) or -EEXIST (other), before anything is written. On any
- * failure path is unchanged and the temporary file is gone, except when
- * the rename happened and only the directory fsync after it failed (see
- * fsutil_write_atomic_renamed). Every call that a signal can interrupt is
- * retried on EINTR, close() excepted. */
+/* The one way shmprov writes a system file: a temporary file in the same
+ * directory, every byte written, fchmod(mode), fsync, rename over path,
+ * fsync of the directory. A symlink at path is refused with -ELOOP, anything
+ * else but a regular file with -EEXIST, before anything is written. On any
+ * failure path is unchanged and the temporary file is gone, unless only the
+ * directory fsync after the rename failed (fsutil_write_atomic_renamed). */
 int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
 /* The same, and *ret_renamed says whether the new bytes reached path: true
@@ -42,10 +37,9 @@ int fsutil_write_atomic_renamed(const char *path, const void *data, size_t len, 
  * its directory. -ENOENT when there is nothing to remove. */
 int fsutil_remove_durable(const char *path);
 
-/* Deletes the temporary files of path a killed run left in its directory,
- * leaving those younger than min_age_s seconds (0: none), which may belong
- * to a writer still at work. Returns how many were removed, or a negative
- * errno. */
+/* Deletes the temporary files of path a killed run left, but those younger
+ * than min_age_s seconds (a writer may be at work; 0: none). Returns how
+ * many were removed, or a negative errno. */
 int fsutil_remove_stale_temps(const char *path, unsigned min_age_s);
 
 /* The same in the directory dirfd, for the temporaries of name (NULL: of

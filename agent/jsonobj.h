@@ -1,7 +1,6 @@
 #pragma once
-/* The objects every JSON document shares (plan, status, verify, the
- * report), built in one place so the same thing has the same shape and
- * field names everywhere: the host, the profile, its labels, a key. */
+/* The objects every JSON document shares (the host, the profile, its
+ * labels, a key), built in one place so they have one shape everywhere. */
 
 #include <json-c/json.h>
 #include <stdbool.h>

@@ -159,10 +159,12 @@ static void write_dropin_record(const struct state_apply *a)
                  strerror(-r));
 }
 
-/* The state file could not be written: what this run's metrics say is the
- * file as it is, with run laid over it. */
-static void state_as_if_recorded(const struct state_run *run, struct state *ret)
+/* The state file could not be written (r): what this run's metrics say is
+ * the file as it is, with run laid over it. */
+static void not_recorded(int r, const char *what, const char *consequence, const struct state_run *run,
+                         struct state *ret)
 {
+    log_warn("cannot record this %s in %s/%s: %s%s", what, STATE_DIR, STATE_FILE, strerror(-r), consequence);
     (void)state_load(STATE_DIR, ret);
     ret->last_run = *run;
     ret->last_run.known = true;
@@ -185,9 +187,7 @@ void lastapply_record(const struct plan *plan, const struct apply_outcome *out, 
     free(a);
     if (r == 0)
         return;
-    log_warn("cannot record this apply in %s/%s: %s%s", STATE_DIR, STATE_FILE, strerror(-r),
-             out ? "; the next report cannot say what drifted since" : "");
-    state_as_if_recorded(run, ret);
+    not_recorded(r, "apply", out ? "; the next report cannot say what drifted since" : "", run, ret);
     if (out)
         ret->last_success_end = run->end;
 }
@@ -214,9 +214,7 @@ void lastapply_record_removal(const char *removed, const struct state_run *run, 
 
     if (r == 0 && removed)
         delete_dropin_record(removed);
-    if (r == 0)
-        return;
-    log_warn("cannot record this removal in %s/%s: %s%s", STATE_DIR, STATE_FILE, strerror(-r),
-             removed ? "; the next apply will report the removed drop-in as drift" : "");
-    state_as_if_recorded(run, ret);
+    else if (r < 0)
+        not_recorded(r, "removal", removed ? "; the next apply will report the removed drop-in as drift" : "", run,
+                     ret);
 }

@@ -12,18 +12,14 @@
  * or "" when it is absent or unreadable. */
 void lastapply_sha256_on_disk(const char *path, char out[65]);
 
-/* Each managed key whose running value, and the drop-in whose bytes,
- * differ from what the last successful apply left, as plan found them
- * before this run. Nothing when no apply was recorded, or it recorded
- * another drop-in path. */
+/* Each managed key and the drop-in that differ, as plan found them, from
+ * what the last successful apply left there (none recorded: nothing). */
 void lastapply_drift(const struct plan *plan, struct report_drift_list *ret);
 
-/* Records an apply on the live system in the state file, in one write:
- * run (its result, end and duration) whatever the result, and for a
- * successful one (out not NULL: changed or unchanged) what it set. A
- * failure to is a warning only. *ret gets the state as recorded, or,
- * when it could not be written, the file as it is with run laid over it:
- * what the metrics of this run say either way. */
+/* Records an apply in the state file: run whatever the result, and for a
+ * successful one (out not NULL) what it set. A failure to is a warning
+ * only. *ret gets the state as recorded, or the file as it is with run laid
+ * over it: what the metrics of this run say either way. */
 void lastapply_record(const struct plan *plan, const struct apply_outcome *out, const struct state_run *run,
                       struct state *ret);
 
@@ -32,8 +28,7 @@ void lastapply_record(const struct plan *plan, const struct apply_outcome *out, 
  * Returns 0, -ENOENT when neither records one, or -ENOMEM. */
 int lastapply_recorded_dropin(char path[4096], char sha[65]);
 
-/* Records a run of `shmprov remove` on the live system (state.h), whatever
- * its result. removed (not NULL: the drop-in at that path is gone) also
- * forgets the apply that left it and deletes dropin.sha256 when it names
- * it. A failure to is a warning only; *ret as lastapply_record() says. */
+/* Records a run of `shmprov remove` the same way; removed (not NULL: that
+ * drop-in is gone) also forgets the apply that left it, and dropin.sha256
+ * when it names it. */
 void lastapply_record_removal(const char *removed, const struct state_run *run, struct state *ret);

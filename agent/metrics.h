@@ -1,15 +1,13 @@
 #pragma once
-/* Prometheus metrics (README "Monitoring"): what apply, verify and status
- * know, in the text exposition format 0.0.4, for `status --output
- * prometheus` and for node_exporter's textfile collector (the profile's
- * metrics.textfile). The metric names and labels are a contract with the
- * alert rules in packaging/prometheus/: change neither without them.
+/* Prometheus metrics (README "Monitoring") in the text exposition format
+ * 0.0.4, for `status --output prometheus` and node_exporter's textfile
+ * collector. The metric names and labels are a contract with the alert
+ * rules in packaging/prometheus/: change neither without them.
  *
- * A command fills a struct metrics from what it has already read (the
- * plan, the host facts, the boot-order analysis, the segment table), so
- * writing the textfile reads almost nothing again; this module renders it
- * and writes it. A value that is not known is left out, never guessed: an
- * alert on a missing series stays silent instead of firing on a zero. */
+ * A command fills a struct metrics from what it has already read, so
+ * writing the textfile reads almost nothing again. A value that is not
+ * known is left out, never guessed: an alert on a missing series stays
+ * silent instead of firing on a zero. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -60,9 +58,7 @@ struct metrics {
 };
 
 /* Starts from the profile and, when there is one, the plan: info, the
- * limits (running: what the plan read), runtime and drop-in in sync as
- * the plan found them, usage from the host facts. Nothing else is known
- * yet. */
+ * limits, runtime and drop-in in sync, usage. Nothing else is known yet. */
 void metrics_init(struct metrics *m, const struct profile *p, const struct plan *plan);
 
 /* The running value of key is now value (after an apply), or not known;
@@ -95,16 +91,12 @@ void metrics_read_spool(struct metrics *m, const struct profile *p);
 int metrics_render(const struct metrics *m, FILE *out);
 
 /* Renders m into the profile's metrics.textfile, if it sets one:
- * atomically (a temporary file in the same directory, then a rename),
- * mode 0644. A symlink at the path is replaced, never followed. Any
- * failure (a missing directory above all) is a warning naming the path
- * and why, never the command's failure. */
+ * atomically, mode 0644; a symlink at the path is replaced, never followed.
+ * Any failure is a warning naming the path and why, never the command's. */
 void metrics_publish(const struct metrics *m, const struct profile *p);
 
-/* Fills the metrics of the host as it stands from plan (built now), the
- * boot-order analysis of the disk c (NULL: not known), the segment table
- * t (NULL: not known) and the state s (NULL: read the state file), then
- * publishes them as metrics_publish() does: what verify, and remove after
- * its transaction, write. */
+/* Fills the metrics from plan (built now), the boot-order analysis c and
+ * the segment table t (each NULL: not known) and the state s (NULL: read
+ * the state file), then publishes them as metrics_publish() does. */
 void metrics_publish_plan(const struct plan *plan, const struct conflicts *c, const struct shmseg_table *t,
                           const struct state *s);

@@ -1,11 +1,8 @@
 #pragma once
-/* Orphan segments: System V segments nobody uses and nobody can find again
- * through a live process. The guide's cleanup one-liner removes every
- * segment owned by a user, which can delete a live database's memory; here
- * a segment is only a candidate when nothing is attached AND both the
- * process that created it and the last one that attached or detached are
- * gone, and it is removed only after a re-check, right before IPC_RMID,
- * finds it unchanged. */
+/* Orphan segments: nothing attached AND both the creator and the last
+ * process that attached or detached gone (not merely a user's, which can
+ * be a live database's memory). One is removed only after a re-check,
+ * right before IPC_RMID, finds it unchanged. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -49,9 +46,7 @@ enum orphans_outcome {
 
 const char *orphans_outcome_name(enum orphans_outcome outcome); /* "removed", "would-remove", ... */
 
-/* Re-reads the segment scanned as *s with IPC_STAT and removes it with
- * IPC_RMID only when it is still that segment (same id, key, size, ctime,
- * creator and last pid) and still an orphan (nattch 0, not marked for
- * destroy, both pids gone). With dry_run, stops before IPC_RMID. Writes one
- * sentence into why (why it was or was not removed). */
+/* Removes the segment scanned as *s only when IPC_STAT finds it still that
+ * segment (id, key, size, ctime, both pids) and still an orphan; with
+ * dry_run, stops before IPC_RMID. why gets one sentence: why or why not. */
 enum orphans_outcome orphans_remove(const struct shmseg *s, bool dry_run, char *why, size_t why_len);

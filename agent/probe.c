@@ -20,15 +20,12 @@
 #include "sizing.h"
 #include "testing.h"
 
-/* IPC_EXCL: a segment that already holds SHMPROV_PROBE_KEY is never opened,
- * whoever's it is (with IPC_PRIVATE it changes nothing). SHM_NORESERVE
- * keeps the kernel from committing swap for a segment that is never
- * touched, so proving a 64 GiB limit costs nothing (strict overcommit,
- * vm.overcommit_memory = 2, ignores it: see the acceptance). */
+/* IPC_EXCL: a segment that already holds SHMPROV_PROBE_KEY is never opened.
+ * SHM_NORESERVE: no swap committed for a segment never touched (except
+ * under strict overcommit: see the acceptance). */
 #define PROBE_SHM_PERMS 0600
 #define PROBE_SHM_FLAGS (IPC_CREAT | IPC_EXCL | PROBE_SHM_PERMS | SHM_NORESERVE)
 
-/* Result of one create-and-remove attempt. */
 struct attempt {
     bool created;
     bool keyed; /* under SHMPROV_PROBE_KEY, not IPC_PRIVATE */
@@ -78,9 +75,8 @@ static bool fits(const struct probe_limits *l, const struct kernel_shm_usage *u,
     return pages_for(bytes, l->page_size) <= l->shmall - u->pages;
 }
 
-static void step_set(struct probe_step *step, enum probe_step_status status, int err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void step_set(struct probe_step *step, enum probe_step_status status, int err, const char *fmt, ...)
+static __attribute__((format(printf, 4, 5))) void step_set(struct probe_step *step, enum probe_step_status status,
+                                                           int err, const char *fmt, ...)
 {
     va_list ap;
 
@@ -109,23 +105,16 @@ static int create_segment(size_t size, bool *ret_keyed)
     return shmget(IPC_PRIVATE, size, PROBE_SHM_FLAGS);
 }
 
-/* Creates a segment of size bytes and marks it for removal at once, with
- * every catchable signal blocked in between. The upper bound and the
- * acceptance only ask whether the kernel accepts the size (ret_seg NULL:
- * never attached); the round trip attaches it first, and after IPC_RMID it
- * lives exactly as long as it is attached, so the detach, or this
- * process's death even by SIGKILL, destroys it. Returns <0 only when
- * signals could not be blocked. */
+/* Creates a segment of size bytes and marks it for removal at once. It
+ * exists unmarked only between shmget and IPC_RMID, with every catchable
+ * signal blocked: only SIGKILL (or a crash) can land there. The round trip
+ * (ret_seg not NULL) attaches it first; marked, it then lives exactly as
+ * long as it is attached. Returns <0 only when signals could not be blocked. */
 static int attempt(uint64_t size, struct attempt *ret, unsigned char **ret_seg)
 {
     struct attempt a = { .shmid = -1 };
     sigset_t all, saved;
 
-    /* A segment exists without being marked for removal only between
-     * shmget and IPC_RMID. With every catchable signal blocked there,
-     * SIGTERM, SIGINT, SIGHUP and the rest are delivered after IPC_RMID,
-     * when the segment can no longer outlive the agent; only SIGKILL (or a
-     * crash) can land inside. */
     *ret = a;
     if (ret_seg)
         *ret_seg = (void *)-1;
@@ -144,8 +133,7 @@ static int attempt(uint64_t size, struct attempt *ret, unsigned char **ret_seg)
         if (shmctl(a.shmid, IPC_RMID, NULL) < 0)
             a.remove_err = errno;
     }
-    /* Cannot fail with a set sigprocmask itself returned. Signals that
-     * arrived in the window are delivered here. */
+    /* Signals that arrived in the window are delivered here. */
     (void)sigprocmask(SIG_SETMASK, &saved, NULL);
     *ret = a;
     return 0;
@@ -171,6 +159,16 @@ static void step_no_room(struct probe_step *step, const struct probe_limits *l, 
              size, u->pages, l->shmall, u->segments, l->shmmni, probe_headroom(l, u->pages, u->segments));
 }
 
+/* Steps 1 and 2 ask for shmmax bytes or one more: a step that cannot is
+ * skipped and says why. */
+static bool skipped_untestable(const struct probe_limits *l, struct probe_step *step, const char *why)
+{
+    if (probe_shmmax_testable(l->shmmax))
+        return false;
+    step_set(step, PROBE_SKIPPED, 0, "kernel.shmmax %" PRIu64 " is effectively unlimited: %s", l->shmmax, why);
+    return true;
+}
+
 /* Step 1. One byte more than shmmax must be refused with EINVAL: newseg()
  * checks the size against shmmax before anything else, so EINVAL proves the
  * limit, and any other answer (even ENOSPC or ENOMEM) means the size got
@@ -181,12 +179,8 @@ static int step_upper_bound(const struct probe_limits *l, struct probe_step *ste
     uint64_t size;
     int r;
 
-    if (!probe_shmmax_testable(l->shmmax)) {
-        step_set(step, PROBE_SKIPPED, 0,
-                 "kernel.shmmax %" PRIu64 " is effectively unlimited: no request of one byte more can test it",
-                 l->shmmax);
+    if (skipped_untestable(l, step, "no request of one byte more can test it"))
         return 0;
-    }
     size = l->shmmax + 1;
     step->bytes = size;
     r = attempt(size, &a, NULL);
@@ -269,13 +263,11 @@ static void judge_acceptance(const struct probe_limits *l, const struct attempt 
                                          : "");
 }
 
-/* Step 2. A segment of exactly shmmax bytes must be accepted when current
- * usage leaves room for it. When it does not, the probe reports how much
- * room there is rather than failing (other programs' segments are not the
- * limits' fault), but still makes the request: the kernel checks the size
- * against shmmax before it looks for room, so EINVAL still shows a shmmax
- * below the one we were told, and a success where there is no room shows a
- * shmall or shmmni above it. */
+/* Step 2. A segment of exactly shmmax bytes must be accepted when usage
+ * leaves room for it. Without room the probe reports the room there is
+ * (other programs' segments are not the limits' fault) but still asks: the
+ * kernel checks shmmax first, so EINVAL still shows a lower shmmax, and a
+ * success without room a higher shmall or shmmni. */
 static int step_acceptance(const struct probe_limits *l, struct probe_result *res)
 {
     struct probe_step *step = &res->acceptance;
@@ -286,12 +278,8 @@ static int step_acceptance(const struct probe_limits *l, struct probe_result *re
 
     if (r < 0)
         return r;
-    if (!probe_shmmax_testable(l->shmmax)) {
-        step_set(step, PROBE_SKIPPED, 0,
-                 "kernel.shmmax %" PRIu64 " is effectively unlimited: no segment of that size can be requested",
-                 l->shmmax);
+    if (skipped_untestable(l, step, "no segment of that size can be requested"))
         return 0;
-    }
     if (l->shmmax == 0) {
         step_set(step, PROBE_SKIPPED, 0, "kernel.shmmax is 0: no segment can be created at all");
         return 0;
@@ -314,8 +302,6 @@ static int step_acceptance(const struct probe_limits *l, struct probe_result *re
     judge_acceptance(l, &a, &u, room, step);
     return 0;
 }
-
-/* ---- step 3: round trip ------------------------------------------------- */
 
 /* Writes a pattern that differs from byte to byte and from run to run
  * (seed), and reads it back; false at the first byte that differs. */

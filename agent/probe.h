@@ -1,13 +1,12 @@
 #pragma once
-/* The probe (README "apply, a transaction", step 5): proves with real shmget() calls that the running
- * kernel enforces the limits apply has just written, in the agent's own IPC
- * namespace. Every shmget carries SHM_NORESERVE and no segment is ever
- * touched except the one-page round-trip segment, so probing a 64 GiB limit
- * costs no memory. No segment the probe creates survives it, even when the
- * agent is killed by any catchable signal: every create->IPC_RMID window
- * runs with all catchable signals blocked (SIGKILL cannot be blocked; that
- * window is a few syscalls long, and what SIGKILL leaves there carries
- * SHMPROV_PROBE_KEY, so the next apply finds it and removes it). */
+/* The probe (README "apply, a transaction", step 5): proves with real
+ * shmget() calls that the running kernel enforces the limits apply has just
+ * written, in the agent's own IPC namespace. Every shmget carries
+ * SHM_NORESERVE and only the one-page round-trip segment is ever touched,
+ * so probing a 64 GiB limit costs no memory. No segment the probe creates
+ * survives it: each create->IPC_RMID window runs with all catchable signals
+ * blocked, and what SIGKILL leaves there carries SHMPROV_PROBE_KEY, so the
+ * next apply removes it. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -17,16 +16,12 @@
 #include "orphans.h"
 #include "shmseg.h"
 
-/* The key of every segment the probe creates ("shmp" in ASCII), so one that
- * outlives its shmprov (SIGKILL between shmget and IPC_RMID, or an IPC_RMID
- * that failed) can be told from everybody else's and removed by the next
- * apply. Created with IPC_CREAT | IPC_EXCL: the probe never opens a segment
- * that already exists. IPC_RMID makes the key private at once, so the
- * probe's successive segments never collide. When another segment holds the
- * key, the probe uses IPC_PRIVATE segments instead and says whose the key
- * is (probe_result.key_note): failing would let any local user who creates
- * a segment with this key (no privilege needed) make every apply roll back,
- * and the key's holder is never touched. */
+/* The key of every segment the probe creates ("shmp" in ASCII), so a
+ * leftover can be told from everybody else's. IPC_CREAT | IPC_EXCL: the
+ * probe never opens an existing segment, and IPC_RMID makes the key private
+ * at once. When another segment holds the key, the probe uses IPC_PRIVATE
+ * segments, never touches the holder, and says whose the key is (key_note):
+ * failing would let any local user make every apply roll back. */
 #define SHMPROV_PROBE_KEY 0x73686d70
 
 /* A key names one segment at a time, so there is at most one leftover;
@@ -54,11 +49,8 @@ enum probe_step_status { PROBE_PASSED, PROBE_FAILED, PROBE_SKIPPED };
 
 struct probe_step {
     enum probe_step_status status;
-    /* The errno the decisive call returned, 0 when it succeeded or no call
-     * was made. Not only for failures: the upper bound passes with EINVAL,
-     * the acceptance passes with ENOMEM under vm.overcommit_memory = 2 and
-     * is skipped with ENOSPC when usage leaves no room (it still asks: see
-     * probe.c). */
+    /* The errno the decisive call returned, 0 when none: not only for
+     * failures (the upper bound passes with EINVAL, say). */
     int err;
     uint64_t bytes; /* size of the segment requested, 0 when none was */
     char detail[256]; /* one sentence for people; why it passed/failed/was skipped */
@@ -85,24 +77,18 @@ struct probe_leftover {
     char why[160];
 };
 
-/* Runs the three steps (upper bound, acceptance, round trip) and fills
- * *ret. A step that fails is reported in *ret, not the return value: 0 is
- * returned whether or not ret->passed. A negative errno means the probe
- * could not be run at all and *ret is untouched: -EINVAL for unusable
- * limits (page_size not the running kernel's), or the errno of
- * shmctl(SHM_INFO) or sigprocmask. Never attaches anything but the
- * round-trip segment, in this process. */
+/* Runs the three steps and fills *ret: 0 whether or not ret->passed. A
+ * negative errno means the probe could not run and *ret is untouched:
+ * -EINVAL for a page_size not the running kernel's, or the errno of
+ * shmctl(SHM_INFO) or sigprocmask. */
 int probe_run(const struct probe_limits *limits, struct probe_result *ret);
 
 /* "passed", "failed", "skipped" (also the report's JSON values). */
 const char *probe_status_name(enum probe_step_status status);
 
 /* Whether row s of /proc/sysvipc/shm is a probe segment a killed shmprov
- * left behind: key SHMPROV_PROBE_KEY, permissions 0600, owned and created by
- * euid, and an orphan by orphans_classify() (nothing attached, not marked
- * for destroy, its creator and last user gone from this pid namespace). A
- * segment with the key that a live process holds, or another user's, is not
- * one. Reads nothing but the liveness of the two pids. */
+ * left behind: key SHMPROV_PROBE_KEY, mode 0600, owned and created by euid,
+ * and an orphan by orphans_classify(). */
 bool probe_is_leftover(const struct shmseg *s, uid_t euid);
 
 /* Whether keys (a profile's segments.persistent_keys) name
@@ -114,9 +100,7 @@ bool probe_key_persistent(const uint32_t *keys, size_t nkeys);
  * at most max, and returns how many there are (possibly more than max). */
 size_t probe_find_leftovers(const struct shmseg_table *t, uid_t euid, struct probe_leftover *ret, size_t max);
 
-/* Reads /proc/sysvipc/shm and removes the leftovers of geteuid(), each only
- * when orphans_remove()'s re-check with IPC_STAT right before IPC_RMID finds
- * it unchanged and still an orphan. Fills ret[0..n) with the leftovers found
- * (at most max) and the outcome of each; returns n, or a negative errno
- * when the table cannot be read. Meant to run right before probe_run(). */
+/* Removes the leftovers of geteuid() that orphans_remove()'s re-check finds
+ * unchanged. Fills ret[0..n) (n at most max) with each and its outcome;
+ * returns n, or a negative errno when the table cannot be read. */
 int probe_remove_leftovers(struct probe_leftover *ret, size_t max);

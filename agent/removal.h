@@ -1,12 +1,9 @@
 #pragma once
-/* `shmprov remove` (README "shmprov remove"): the inverse of apply. A plan
- * is turned into a removal plan: no new drop-in text (the file is to go),
- * and as each key's target the value boot would give once the drop-in is
- * gone, the winner of the key among the remaining files under
- * systemd-sysctl's rules, else the kernel's default. apply.c then runs it
- * as the same transaction (lock, rollback, probe). The choices are pure
- * functions, tested without a file system; removal_prepare() is the one
- * that reads the sysctl.d directories. Nothing here logs. */
+/* `shmprov remove`, the inverse of apply: a plan turned into a removal
+ * plan, with no new drop-in text and as each key's target the value boot
+ * would give once the drop-in is gone (the remaining files' winner under
+ * systemd-sysctl's rules, else the kernel's default). apply.c runs it as
+ * the same transaction. Only removal_prepare() reads files. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -56,12 +53,10 @@ bool removal_owned(enum removal_owner owner);
 /* The kernel's default of key id (sizing.h). */
 uint64_t removal_kernel_default(enum sizing_key_id id);
 
-/* Turns plan (built from the profile, under root when not NULL) into the
- * removal plan, in place: judges the drop-in against recorded_sha256
- * (may be NULL), picks the keys it sets (the keys the profile manages
- * when it is absent), works out their boot values and makes them the
- * targets. Returns 0 and a removal to removal_free(), or a negative
- * errno (the sysctl.d directories could not be analysed, -ENOMEM). */
+/* Turns plan (under root when not NULL) into the removal plan, in place:
+ * judges the drop-in against recorded_sha256 (may be NULL), picks the keys
+ * it sets (the profile's when it is absent) and makes their boot values the
+ * targets. Returns 0 and a removal to removal_free(), or a negative errno. */
 int removal_prepare(struct plan *plan, const char *root, const char *recorded_sha256, struct removal **ret);
 
 void removal_free(struct removal *r); /* NULL is a no-op */

@@ -86,19 +86,16 @@ static json_object *leftovers_json(const struct apply_outcome *out)
     return a;
 }
 
-static json_object *probe_json(const struct apply_outcome *out)
+static json_object *probe_json(const struct probe_result *p)
 {
-    json_object *o;
+    json_object *o = json_object_new_object();
 
-    if (!out || !out->probe_ran)
-        return NULL;
-    o = json_object_new_object();
-    json_object_object_add(o, "passed", json_object_new_boolean(out->probe.passed));
-    json_object_object_add(o, "upper_bound", step_json(&out->probe.upper_bound));
-    json_object_object_add(o, "acceptance", step_json(&out->probe.acceptance));
-    json_object_object_add(o, "round_trip", step_json(&out->probe.round_trip));
-    jsonout_add_u64(o, "headroom_bytes", true, out->probe.headroom_bytes);
-    json_object_object_add(o, "key_note", out->probe.key_note[0] ? jsonout_string(out->probe.key_note) : NULL);
+    json_object_object_add(o, "passed", json_object_new_boolean(p->passed));
+    json_object_object_add(o, "upper_bound", step_json(&p->upper_bound));
+    json_object_object_add(o, "acceptance", step_json(&p->acceptance));
+    json_object_object_add(o, "round_trip", step_json(&p->round_trip));
+    jsonout_add_u64(o, "headroom_bytes", true, p->headroom_bytes);
+    json_object_object_add(o, "key_note", p->key_note[0] ? jsonout_string(p->key_note) : NULL);
     return o;
 }
 
@@ -136,11 +133,8 @@ static json_object *error_json(const struct report_run *run)
 
 static json_object *rollback_json(const struct apply_outcome *out)
 {
-    json_object *o;
+    json_object *o = json_object_new_object();
 
-    if (!out || !out->rollback_ran)
-        return NULL;
-    o = json_object_new_object();
     json_object_object_add(o, "complete", json_object_new_boolean(!out->rollback_incomplete));
     json_object_object_add(o, "message", jsonout_string(out->restored));
     return o;
@@ -183,23 +177,9 @@ static void add_host(json_object *d, const struct report_run *run)
     free(read);
 }
 
-static void add_apply_parts(json_object *d, const struct report_run *run)
-{
-    const struct apply_outcome *out = run->out;
-
-    json_object_object_add(d, "keys", keys_json(run));
-    json_object_object_add(d, "dropin", dropin_json(run));
-    json_object_object_add(d, "conflicts", run->conflicts ? conflicts_json(run->conflicts) : json_object_new_array());
-    json_object_object_add(d, "probe", probe_json(out));
-    json_object_object_add(d, "probe_leftovers_removed", leftovers_json(out));
-    json_object_object_add(d, "warnings", run->plan ? strings_json(run->plan->warnings, run->plan->nwarnings)
-                                                    : json_object_new_array());
-    json_object_object_add(d, "runtime_skipped",
-                           out && out->runtime_skipped ? jsonout_string(out->runtime_skip_reason) : NULL);
-}
-
 json_object *report_data(const struct report_run *run)
 {
+    const struct apply_outcome *out = run->out;
     json_object *d = json_object_new_object();
     bool tier_known = run->plan != NULL;
 
@@ -209,12 +189,20 @@ json_object *report_data(const struct report_run *run)
     json_object_object_add(d, "corrective_change", json_object_new_boolean(run->corrective_change));
     json_object_object_add(d, "drift", drift_json(run->drift));
     json_object_object_add(d, "error", error_json(run));
-    json_object_object_add(d, "rollback", rollback_json(run->out));
+    json_object_object_add(d, "rollback", out && out->rollback_ran ? rollback_json(out) : NULL);
     add_host(d, run);
     json_object_object_add(d, "profile", jsonobj_profile(run->profile, tier_known,
                                                          tier_known ? run->plan->sizing.tier : PROFILE_TIER_AUTO));
     json_object_object_add(d, "labels", jsonobj_labels(run->profile));
-    add_apply_parts(d, run);
+    json_object_object_add(d, "keys", keys_json(run));
+    json_object_object_add(d, "dropin", dropin_json(run));
+    json_object_object_add(d, "conflicts", run->conflicts ? conflicts_json(run->conflicts) : json_object_new_array());
+    json_object_object_add(d, "probe", out && out->probe_ran ? probe_json(&out->probe) : NULL);
+    json_object_object_add(d, "probe_leftovers_removed", leftovers_json(out));
+    json_object_object_add(d, "warnings", run->plan ? strings_json(run->plan->warnings, run->plan->nwarnings)
+                                                    : json_object_new_array());
+    json_object_object_add(d, "runtime_skipped",
+                           out && out->runtime_skipped ? jsonout_string(out->runtime_skip_reason) : NULL);
     jsonout_add_u64(d, "duration_ms", true, run->duration_ms);
     /* Set from the spool when the report is sent; here (--output json)
      * there is no spool to count. */

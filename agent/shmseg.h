@@ -1,7 +1,6 @@
 #pragma once
-/* /proc/sysvipc/shm, row by row: every System V shared memory segment of
- * the reader's IPC namespace. Pure: text in, a table out; the fuzz target
- * and the unit tests feed it any bytes. */
+/* /proc/sysvipc/shm, row by row: every segment of the reader's IPC
+ * namespace. Pure: text in, a table out, fed any bytes by the fuzz target. */
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,14 @@ static void read_text(json_object *o, const char *name, char *buf, size_t len)
         (void)snprintf(buf, len, "%s", json_object_get_string(v));
 }
 
+/* The recorded apply's text fields, read and written alike. */
+#define APPLY_TEXT(field) { #field, offsetof(struct state_apply, field), sizeof(((struct state_apply *)NULL)->field) }
+static const struct {
+    const char *name;
+    size_t offset, size;
+} apply_texts[] = { APPLY_TEXT(dropin_path), APPLY_TEXT(dropin_sha256), APPLY_TEXT(profile_sha256), APPLY_TEXT(time) };
+#define APPLY_TEXTS (sizeof(apply_texts) / sizeof(apply_texts[0]))
+
 static int parse_apply(json_object *o, struct state_apply *a)
 {
     json_object *keys;
@@ -55,10 +64,8 @@ static int parse_apply(json_object *o, struct state_apply *a)
         return -EBADMSG;
     for (int id = 0; id < SIZING_KEY_COUNT; id++)
         a->managed[id] = read_u64(keys, sizing_key_name(id), &a->value[id]);
-    read_text(o, "dropin_path", a->dropin_path, sizeof(a->dropin_path));
-    read_text(o, "dropin_sha256", a->dropin_sha256, sizeof(a->dropin_sha256));
-    read_text(o, "profile_sha256", a->profile_sha256, sizeof(a->profile_sha256));
-    read_text(o, "time", a->time, sizeof(a->time));
+    for (size_t i = 0; i < APPLY_TEXTS; i++)
+        read_text(o, apply_texts[i].name, (char *)a + apply_texts[i].offset, apply_texts[i].size);
     a->known = a->dropin_path[0] != '\0';
     return a->known ? 0 : -EBADMSG;
 }
@@ -142,30 +149,21 @@ static void add_u64(json_object *o, const char *name, uint64_t v)
 
 static json_object *apply_json(const struct state_apply *a)
 {
-    json_object *o, *keys;
+    json_object *o = json_object_new_object(), *keys = json_object_new_object();
 
-    if (!a->known)
-        return NULL;
-    o = json_object_new_object();
-    keys = json_object_new_object();
     for (int id = 0; id < SIZING_KEY_COUNT; id++)
         if (a->managed[id])
             add_u64(keys, sizing_key_name(id), a->value[id]);
     json_object_object_add(o, "keys", keys);
-    json_object_object_add(o, "dropin_path", json_object_new_string(a->dropin_path));
-    json_object_object_add(o, "dropin_sha256", json_object_new_string(a->dropin_sha256));
-    json_object_object_add(o, "profile_sha256", json_object_new_string(a->profile_sha256));
-    json_object_object_add(o, "time", json_object_new_string(a->time));
+    for (size_t i = 0; i < APPLY_TEXTS; i++)
+        json_object_object_add(o, apply_texts[i].name, json_object_new_string((const char *)a + apply_texts[i].offset));
     return o;
 }
 
 static json_object *run_json(const struct state_run *r)
 {
-    json_object *o;
+    json_object *o = json_object_new_object();
 
-    if (!r->known)
-        return NULL;
-    o = json_object_new_object();
     json_object_object_add(o, "result", json_object_new_string(r->result));
     add_u64(o, "end", r->end);
     add_u64(o, "duration_ms", r->duration_ms);
@@ -186,8 +184,8 @@ static int save(const char *dir, const struct state *s)
     }
     json_object_object_add(doc, "version", json_object_new_int(1));
     add_u64(doc, "sequence", s->sequence);
-    json_object_object_add(doc, "last_apply", apply_json(&s->last_apply));
-    json_object_object_add(doc, "last_run", run_json(&s->last_run));
+    json_object_object_add(doc, "last_apply", s->last_apply.known ? apply_json(&s->last_apply) : NULL);
+    json_object_object_add(doc, "last_run", s->last_run.known ? run_json(&s->last_run) : NULL);
     if (s->last_success_end)
         add_u64(doc, "last_successful_apply_end", s->last_success_end);
     text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -202,33 +200,11 @@ static int save(const char *dir, const struct state *s)
     return r;
 }
 
-/* Load, change, save under the lock; change returns false when there is
- * nothing to save. A damaged file is kept for a person to look at, and
- * replaced. */
-static int update(const char *dir, bool (*change)(struct state *, const void *), const void *arg, struct state *ret)
-{
-    struct lock *l = NULL;
-    long holder = 0;
-    int r;
-
-    /* lock_acquire() makes the lock's directory, /run/shmprov. */
-    r = lock_acquire(STATE_LOCK_PATH, STATE_LOCK_WAIT_MS, &l, &holder);
-    if (r < 0)
-        return r;
-    r = state_load(dir, ret);
-    if (r == -EBADMSG) {
-        CLEANUP_FREE char *path = path_of(dir, ""), *aside = path_of(dir, ".damaged");
-
-        if (path && aside)
-            (void)rename(path, aside);
-    } else if (r < 0) {
-        lock_release(l);
-        return r;
-    }
-    r = change(ret, arg) || r == -EBADMSG ? save(dir, ret) : 0;
-    lock_release(l);
-    return r;
-}
+struct run_record {
+    const struct state_run *run;
+    const struct state_apply *apply; /* NULL: the run was not a successful apply */
+    const char *removed_dropin;      /* a removal: forget the apply that left this drop-in */
+};
 
 /* Whether a and b record the same apply, whenever it was: an apply that
  * changes nothing keeps the record, and its time stays that of the apply
@@ -244,18 +220,10 @@ static bool same_apply(const struct state_apply *a, const struct state_apply *b)
     return true;
 }
 
-struct run_record {
-    const struct state_run *run;
-    const struct state_apply *apply; /* NULL: the run was not a successful apply */
-    const char *removed_dropin;      /* a removal: forget the apply that left this drop-in */
-};
-
-/* Always a change: every apply ends at its own time. The drift record
- * keeps its time when it records the same apply (same_apply()). */
-static bool set_run(struct state *s, const void *arg)
+/* Every apply ends at its own time. The drift record keeps its time when
+ * it records the same apply (same_apply()). */
+static void set_run(struct state *s, const struct run_record *rec)
 {
-    const struct run_record *rec = arg;
-
     s->last_run = *rec->run;
     s->last_run.known = true;
     if (rec->apply) {
@@ -265,24 +233,38 @@ static bool set_run(struct state *s, const void *arg)
     }
     if (rec->removed_dropin && strcmp(s->last_apply.dropin_path, rec->removed_dropin) == 0)
         memset(&s->last_apply, 0, sizeof(s->last_apply));
-    return true;
 }
 
-static bool bump_sequence(struct state *s, const void *arg)
+/* Load, change, save under the lock: rec recorded, or (rec NULL) the
+ * sequence counted up. A damaged file is kept for a person to look at, and
+ * replaced. ret (may be NULL) gets the state as written. */
+static int update(const char *dir, const struct run_record *rec, struct state *ret)
 {
-    (void)arg;
-    s->sequence++;
-    return true;
-}
-
-static int record(const char *dir, const struct run_record *rec, struct state *ret)
-{
-    struct state *s = malloc(sizeof(*s));
+    struct state *s = calloc(1, sizeof(*s));
+    struct lock *l = NULL;
+    long holder = 0;
     int r;
 
     if (!s)
         return -ENOMEM;
-    r = update(dir, set_run, rec, s);
+    /* lock_acquire() makes the lock's directory, /run/shmprov. */
+    r = lock_acquire(STATE_LOCK_PATH, STATE_LOCK_WAIT_MS, &l, &holder);
+    if (r == 0)
+        r = state_load(dir, s);
+    if (r == -EBADMSG) {
+        CLEANUP_FREE char *path = path_of(dir, ""), *aside = path_of(dir, ".damaged");
+
+        if (path && aside)
+            (void)rename(path, aside);
+    }
+    if (r == 0 || r == -EBADMSG) {
+        if (rec)
+            set_run(s, rec);
+        else
+            s->sequence++;
+        r = save(dir, s);
+    }
+    lock_release(l);
     if (r == 0 && ret)
         *ret = *s;
     free(s);
@@ -293,24 +275,24 @@ int state_record_run(const char *dir, const struct state_run *run, const struct 
 {
     struct run_record rec = { .run = run, .apply = a };
 
-    return record(dir, &rec, ret);
+    return update(dir, &rec, ret);
 }
 
 int state_record_removal(const char *dir, const struct state_run *run, const char *dropin_path, struct state *ret)
 {
     struct run_record rec = { .run = run, .removed_dropin = dropin_path };
 
-    return record(dir, &rec, ret);
+    return update(dir, &rec, ret);
 }
 
 int state_next_sequence(const char *dir, uint64_t *ret)
 {
-    struct state *s = malloc(sizeof(*s));
+    struct state *s = calloc(1, sizeof(*s));
     int r;
 
     if (!s)
         return -ENOMEM;
-    r = update(dir, bump_sequence, NULL, s);
+    r = update(dir, NULL, s);
     *ret = r < 0 ? 0 : s->sequence;
     free(s);
     return r;

@@ -1,11 +1,9 @@
 #pragma once
-/* What shmprov remembers between runs, in one small JSON file
- * (/var/lib/shmprov/state.json, written atomically): what the last
- * successful apply set, so the next run can say what drifted since; how
- * the last apply of any result went and when the last successful one
- * ended, for the metrics (metrics.h); and the host's event sequence
- * number. Reading or writing it never decides whether an apply happens; a
- * missing or damaged file only means nothing is remembered. */
+/* What shmprov remembers between runs, in one small JSON file written
+ * atomically: what the last successful apply set (for drift), how the last
+ * apply went (for the metrics), and the event sequence number. It never
+ * decides whether an apply happens; a missing or damaged file only means
+ * nothing is remembered. */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -52,17 +50,15 @@ struct state {
 int state_load(const char *dir, struct state *ret);
 
 /* Records an apply in one write under the state lock: run as the last
- * run, and, for a successful apply (a not NULL), run->end as the last
- * success and a as what the last successful apply set, which replaces the
- * record only when it differs in values, drop-in or profile (its time then
- * stays that of the apply that set them). ret (may be NULL) gets the state
- * as written. Returns 0 or a negative errno. */
+ * run, and for a successful apply (a not NULL) run->end as the last success
+ * and a as what it set, unless the record already holds the same values,
+ * drop-in and profile (its time then stays). ret (may be NULL) gets the
+ * state as written. Returns 0 or a negative errno. */
 int state_record_run(const char *dir, const struct state_run *run, const struct state_apply *a, struct state *ret);
 
-/* Records a run of `shmprov remove` the same way, in one write: run as
- * the last run; dropin_path (not NULL: the drop-in is gone) forgets the
- * last successful apply when it left that drop-in, so the next apply does
- * not take the removal for drift. Returns 0 or a negative errno. */
+/* Records a run of `shmprov remove` the same way; dropin_path (not NULL:
+ * it is gone) forgets the apply that left it, so the next apply does not
+ * take the removal for drift. Returns 0 or a negative errno. */
 int state_record_removal(const char *dir, const struct state_run *run, const char *dropin_path, struct state *ret);
 
 /* The next event sequence number (1, 2, ...), kept under the state lock.

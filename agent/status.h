@@ -1,10 +1,8 @@
 #pragma once
-/* `shmprov status`: what the System V shared memory of this IPC namespace
- * looks like now: the limits and which file sets each one at boot, usage
- * against them as the kernel counts it, headroom, what overcommit means for
- * a new segment, whether this is the host's IPC namespace, and every
- * segment with its orphan verdict. Gathering reads only; status_show.h
- * renders it for people and programs. */
+/* `shmprov status`: the System V shared memory of this IPC namespace now
+ * (limits and who sets them at boot, usage, headroom, overcommit, the
+ * namespace, every segment with its orphan verdict). Gathering only reads;
+ * status_show.h renders it. */
 
 #include <stdbool.h>
 #include <stdint.h>

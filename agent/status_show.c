@@ -9,17 +9,13 @@
 #include "host.h"
 #include "jsonobj.h"
 #include "jsonout.h"
+#include "removal.h"
 #include "sizes.h"
 #include "status_show.h"
 
 #define STATUS_CANDIDATES_LISTED 20
 
 /* ---- facts shared by both renderings ------------------------------------ */
-
-static bool is_kernel_default(enum sizing_key_id key, uint64_t value)
-{
-    return key == SIZING_KEY_SHMMNI ? value == SIZING_SHMMNI_DEFAULT : value == SIZING_KERNEL_DEFAULT;
-}
 
 static const char *unit_of(enum sizing_key_id key)
 {
@@ -155,7 +151,7 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
             human_size(h->current.value[key], key == SIZING_KEY_SHMALL ? h->page_size : 1, human, sizeof(human));
             fprintf(out, " (%s)", human);
         }
-        fputs(is_kernel_default(key, h->current.value[key]) ? ", the kernel's default\n" : "\n", out);
+        fputs(h->current.value[key] == removal_kernel_default(key) ? ", the kernel's default\n" : "\n", out);
     }
 
     for (enum sysctld_rules r = 0; r < SYSCTLD_RULE_SETS; r++)
@@ -391,7 +387,8 @@ static json_object *json_limits(const struct status *s)
 
         jsonout_add_u64(l, "value", known, value);
         json_object_object_add(l, "unit", jsonout_string(unit_of(key)));
-        json_object_object_add(l, "kernel_default", json_object_new_boolean(known && is_kernel_default(key, value)));
+        json_object_object_add(l, "kernel_default",
+                               json_object_new_boolean(known && value == removal_kernel_default(key)));
         json_object_object_add(l, "boot", json_boot(s, key));
         json_object_object_add(prof, "managed", json_object_new_boolean(k->managed));
         jsonout_add_u64(prof, "wants", k->managed, k->derived);

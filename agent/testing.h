@@ -1,9 +1,7 @@
 #pragma once
-/* What only the tests call: the unit tests (tests/unit) and the fuzz targets
- * (tests/fuzz) feed the pure parsers and decisions inside the modules fixed
- * input through these, and swap what a test must. The program never calls
- * them from another module; each defining module includes this header, so
- * its definitions are checked against these declarations. */
+/* What only the unit tests and the fuzz targets call: the pure parsers and
+ * decisions inside the modules, and what a test must swap. Each defining
+ * module includes this header, so its definitions are checked against it. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,32 +27,23 @@ int host_parse_sysvipc_shm(const char *text, uint64_t page_size, struct sizing_u
 /* http_session_post() on a session of its own, closed before it returns. */
 int http_post(const struct http_request *req, struct http_result *ret);
 
-/* The wait before the next attempt, in milliseconds, when left_ms remain
- * before the deadline: jitter_ms (the backoff draw), plus retry_after_s
- * seconds when the answer asked for them, always leaving 100 ms for the
- * attempt itself. retry_after_s is what libcurl read from Retry-After
- * (CURLINFO_RETRY_AFTER: any value; <= 0 means none). Pure; the decision
- * a post takes after each retryable failure. Returns 0 and sets
- * *ret_wait_ms, -ETIME when no attempt fits before the deadline any more,
- * or -ERANGE when Retry-After asks for a wait past it. */
+/* The wait in ms before the next attempt, left_ms before the deadline:
+ * jitter_ms (the backoff draw) plus retry_after_s (CURLINFO_RETRY_AFTER;
+ * <= 0: none), leaving 100 ms for the attempt. Returns 0, -ETIME when no
+ * attempt fits any more, or -ERANGE when Retry-After asks past it. */
 int http_retry_wait(uint64_t left_ms, uint64_t jitter_ms, int64_t retry_after_s,
                     uint64_t *ret_wait_ms);
 
-/* Loads soname instead of "libcurl.so.4" on the next post (NULL restores
- * the default), so a missing libcurl can be tested. A libcurl already
- * loaded stays mapped (unloading it is unsafe); only the next lookup
- * changes. */
+/* Loads soname instead of "libcurl.so.4" on the next post (NULL: the
+ * default), so a missing libcurl can be tested; one already loaded stays. */
 void http_set_library_for_tests(const char *soname);
 
 /* ---- identity ---- */
 
-/* Parses os-release text (NUL-terminated) as the shell would: KEY=value,
- * KEY="double quoted" (backslash escapes $ ` " \ and newline), KEY='single
- * quoted', concatenated parts, # comments and blank lines; lines that are
- * not an assignment are skipped, the last assignment of a key wins.
- * Copies ID and VERSION_ID into id and version_id (each "" when absent,
- * empty, longer than the buffer or holding control characters). Returns how
- * many of the two were found (0..2). */
+/* Parses os-release text as the shell would (quotes, backslash escapes,
+ * concatenated parts, comments; the last assignment of a key wins) into id
+ * and version_id (each "" when absent, empty, too long or holding control
+ * characters). Returns how many of the two were found (0..2). */
 int identity_parse_os_release(const char *text, char *id, size_t id_len, char *version_id,
                               size_t version_id_len);
 
@@ -76,13 +65,10 @@ char *jsonout_escape(const char *s, size_t len);
 
 /* ---- probe ---- */
 
-/* Whether shmmax is a finite limit a request of shmmax + 1 bytes can test.
- * False from min(SIZE_MAX, INT64_MAX) on: shmget takes a size_t, and the
- * kernel holds a segment as a tmpfs file whose size is a loff_t, refusing
- * sizes above MAX_LFS_FILESIZE (INT64_MAX on 64-bit) with EINVAL, the same
- * errno the shmmax check gives, so above it EINVAL proves nothing. The
- * kernel default 18446744073692774399 (ULONG_MAX - 2^24) is above it: the
- * upper bound and the acceptance are skipped for it, and say so. */
+/* Whether a request of shmmax + 1 bytes can test shmmax: not from
+ * min(SIZE_MAX, INT64_MAX) on, since the kernel refuses a segment above
+ * MAX_LFS_FILESIZE with the same EINVAL the shmmax check gives. The kernel
+ * default (ULONG_MAX - 2^24) is above it. */
 bool probe_shmmax_testable(uint64_t shmmax);
 
 /* Largest segment that could be created now: 0 when every id is taken
@@ -113,11 +99,9 @@ enum removal_owner removal_judge_owner(const char *bytes, size_t len, const char
  * nothing), as systemd-sysctl reads it. */
 void removal_keys_set_by(const char *text, size_t len, bool ret[SIZING_KEY_COUNT]);
 
-/* The boot value of key id once the drop-in is gone: the value of w, the
- * winning line (w->known false: no file sets it, the kernel's default),
- * read as apply reads values (plain decimal); uncertain: the analysis
- * could not read every file, so it is unknown. Fills the boot fields of
- * *ret; boot_known false with problem when unknown or unreadable. */
+/* The boot value of key id once the drop-in is gone: the winning line w's
+ * (none: the kernel's default), unknown when uncertain (not every file was
+ * read) or unreadable as plain decimal: then boot_known false, problem says. */
 void removal_boot_value(enum sizing_key_id id, const struct sysctld_assignment *w, bool uncertain,
                         struct removal_key *ret);
 

@@ -84,9 +84,8 @@ static inline bool segment_exists(int id)
     return shmctl(id, IPC_STAT, &ds) == 0;
 }
 
-/* The test's scratch directory: made by scratch_make() (a suite's or a
- * test's .init), removed with all it holds by scratch_remove(). Each test
- * runs in a process of its own, with a template of its own. */
+/* The test's scratch directory, made by scratch_make() (an .init) and
+ * removed with all it holds by scratch_remove(); one per test process. */
 static inline char *scratch(void)
 {
     static char dir[] = "/tmp/shmprov-unit.XXXXXX";

@@ -1,22 +1,15 @@
 #pragma once
 /* Namespaces of a test's own, for the unit tests that create SysV segments,
  * write kernel.shm* limits, take the locks in /run/shmprov, mount or set the
- * node name: each Criterion test runs in a process of its own, so what it
- * unshares ends with it and the host never sees it.
- *
- * Making them needs root (CAP_SYS_ADMIN). When a test cannot have them:
- *   - not root: the test is skipped, saying what was refused and how to run
- *     it (as root, the way CI runs every test);
- *   - root: the test fails. Root that cannot isolate a test is a broken
- *     host, and CI, which runs as root, must never pass on a skip. */
+ * node name: each Criterion test runs in a process of its own, so the host
+ * never sees what it unshares. Without root the test is skipped; as root it
+ * fails, since CI runs as root and must never pass on a skip. */
 
 #include <sched.h> /* CLONE_NEW* */
 
-/* Moves the calling test into a new namespace: flag is one of
- * CLONE_NEWIPC, CLONE_NEWNS and CLONE_NEWUTS. With CLONE_NEWNS every mount
- * is made private first, so that what the test mounts stays its own. what
- * says what the test does there ("creates real SysV segments"), for the
- * message. */
+/* Moves the calling test into a new namespace (CLONE_NEWIPC, CLONE_NEWNS,
+ * whose mounts are made private first, or CLONE_NEWUTS). what says what the
+ * test does there ("creates real SysV segments"), for the message. */
 void isolate(int flag, const char *what);
 
 /* Mounts a tmpfs with options over dir, in the mount namespace isolate()

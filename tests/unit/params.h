@@ -1,9 +1,7 @@
 #pragma once
 /* Table-driven Criterion tests: ParameterizedTestParameters() returns
- * INDEXES(table), and each ParameterizedTest(size_t *i, ...) reads
- * table[*i]. Criterion runs each case in a fresh process, where pointers
- * into the parent's tables would be meaningless, so the cases are given
- * indexes into the tables instead. */
+ * INDEXES(table) and each ParameterizedTest(size_t *i, ...) reads
+ * table[*i]: indexes, since each case runs in a fresh process. */
 #include <criterion/parameterized.h>
 #include <stddef.h>
 

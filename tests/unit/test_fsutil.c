@@ -1,5 +1,4 @@
 /* The one atomic-write helper and the lock, on a scratch directory. */
-#include <errno.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 

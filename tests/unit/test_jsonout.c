@@ -1,11 +1,7 @@
 /* The two promises of every JSON document: numbers a double holds
  * exactly, strings that are valid UTF-8 (escaped reversibly when not). */
-#include <criterion/criterion.h>
-#include <stdlib.h>
-#include <string.h>
-
+#include "helpers.h"
 #include "jsonout.h"
-#include "testing.h"
 
 /* Each input and its escaped form; unescaping gives the input back. */
 static const struct {

@@ -1,9 +1,6 @@
-/* The Prometheus text: exposition format escaping, exact and float
- * values, series left out when not known, the in-sync rules and the
- * segment counts. tests/integration/metrics.sh runs the real commands and
- * promtool. */
-#include <sys/stat.h>
-
+/* The Prometheus text: escaping, exact and float values, series left out
+ * when not known, the in-sync rules and the segment counts (metrics.sh runs
+ * the real commands and promtool). */
 #include "helpers.h"
 #include "metrics.h"
 #include "probe.h"

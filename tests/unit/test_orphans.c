@@ -1,9 +1,6 @@
-/* Orphan verdicts and the re-check before IPC_RMID, on the real kernel.
- * Each test moves into a private IPC namespace first (isolate.h: skipped
- * when not root, failed when root cannot): the segments it makes never
+/* Orphan verdicts and the re-check before IPC_RMID, on the real kernel,
+ * each test in a private IPC namespace (isolate.h): its segments never
  * exist on the host. */
-#include <errno.h>
-
 #include "host.h"
 #include "orphans.h"
 #include "helpers.h"
@@ -29,18 +26,14 @@ static struct shmseg scan(int id)
     return found;
 }
 
-static struct orphans_verdict classify(const struct shmseg *s)
-{
-    struct orphans_verdict v;
-    orphans_classify(s, NULL, 0, &v);
-    return v;
-}
-
 /* The verdict on segment id as status scans it now; its row in *ret. */
 static struct orphans_verdict verdict_of(int id, struct shmseg *ret)
 {
+    struct orphans_verdict v;
+
     *ret = scan(id);
-    return classify(ret);
+    orphans_classify(ret, NULL, 0, &v);
+    return v;
 }
 
 Test(orphans, dead_creators_segments_are_candidates_removed_after_recheck)

@@ -1,10 +1,8 @@
 /* The probe against the real kernel. Every test that reaches shmget first
- * moves into a private IPC namespace (isolate.h: skipped when not root,
- * failed when root cannot) and sets that namespace's limits through /proc/sys/kernel, which changes
- * nothing outside it: each such test ends by checking, from the namespace it
- * left, that the outer kernel.shmmax is what it was, and that no segment the
- * probe made is left in /proc/sysvipc/shm. The pure helpers are tested
- * without privileges. */
+ * moves into a private IPC namespace (isolate.h) and sets its limits there;
+ * each ends by checking that the outer kernel.shmmax is what it was and
+ * that no segment the probe made is left. The pure helpers need no
+ * privileges. */
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/audit.h>
@@ -142,12 +140,6 @@ static int make_segment(uint64_t bytes)
     return id;
 }
 
-static void remove_segments(const int *ids, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        cr_assert_eq(shmctl(ids[i], IPC_RMID, NULL), 0, "IPC_RMID %d: %s", ids[i], strerror(errno));
-}
-
 static void run_probe(const struct probe_limits *l, struct probe_result *res)
 {
     int r = probe_run(l, res);
@@ -225,9 +217,8 @@ struct expected_step {
     const char *says; /* in its detail, when not NULL */
 };
 
-/* One probe in a namespace of its own: the limits the kernel has, the
- * segments other programs hold (sizes, 0 ends), the limits the probe is
- * told, and what it must find. */
+/* One probe: the kernel's limits, other programs' segments (sizes, 0
+ * ends), the limits the probe is told, and what it must find. */
 struct scenario {
     const char *name;
     struct limits_row kernel, told;
@@ -237,8 +228,7 @@ struct scenario {
     bool passed;
 };
 
-/* The outcomes most steps have: passed; the upper bound's pass, the
- * kernel refusing one byte more with EINVAL; skipped, saying nothing. */
+/* The outcomes most steps have. */
 #define PASSED { PROBE_PASSED, 0, NULL }
 #define BOUND_HOLDS { PROBE_PASSED, EINVAL, NULL }
 #define SKIPPED { PROBE_SKIPPED, 0, NULL }
@@ -257,43 +247,35 @@ struct scenario {
     .passed = true
 
 static const struct scenario scenarios[] = {
-    /* Limits in effect, from a small finite one to the largest a request
-     * of one byte more can test: all three steps pass. */
+    /* Limits in effect, up to the largest one byte more can test. */
     { .name = "2 MiB in effect", PASS_ALL(2 * MiB, 4 * MiB) },
     { .name = "not a whole number of pages", PASS_ALL(1000000, 2000000) },
     /* The guide's large tier; SHM_NORESERVE, never touched. */
     { .name = "64 GiB in effect", PASS_ALL(64 * GiB, 128 * GiB) },
     { .name = "2^62 in effect", PASS_ALL(UINT64_C(1) << 62, UNLIMITED) },
     { .name = "INT64_MAX - 1 in effect", PASS_ALL((uint64_t)INT64_MAX - 1, UNLIMITED) },
-    /* A shmmax below one page: the round trip uses a shmmax-sized
-     * segment, however small. */
+    /* Below one page: the round trip's segment is shmmax bytes. */
     { .name = "tiny shmmax", PASS_ALL(1024, 64 * 1024) },
     { .name = "tinier shmmax", PASS_ALL(100, 64 * 1024) },
-    /* The kernel allows 2 MiB but the probe is told 1 MiB: the limit the
-     * agent believes in is not in effect. */
+    /* The kernel allows more than the probe is told. */
     { .name = "limit not in effect", .kernel = { 2 * MiB, 8 * MiB, 16 }, .told = { 1 * MiB, 8 * MiB, 16 },
       .upper_bound = { PROBE_FAILED, 0, "not in effect" }, .acceptance = PASSED, .round_trip = PASSED,
       .headroom = 1 * MiB },
-    /* The kernel's shmmax is below what the probe is told: the upper bound
-     * cannot tell, the acceptance does. */
+    /* The kernel's shmmax is lower: the acceptance tells, not the bound. */
     { .name = "kernel shmmax lower", .kernel = { 1 * MiB, 8 * MiB, 16 }, .told = { 2 * MiB, 8 * MiB, 16 },
       .upper_bound = BOUND_HOLDS, .acceptance = { PROBE_FAILED, EINVAL, "below 2097152" }, .round_trip = PASSED,
       .headroom = 2 * MiB },
-    /* The kernel's shmall is below what the probe is told: usage leaves
-     * room by the told value, the kernel says ENOSPC, and a second look at
-     * usage shows nobody else took the room. */
+    /* The kernel's shmall is lower: ENOSPC, and a second look at usage
+     * shows nobody else took the room. */
     { .name = "kernel shmall lower", .kernel = { 2 * MiB, 1 * MiB, 16 }, .told = { 2 * MiB, 4 * MiB, 16 },
       .upper_bound = BOUND_HOLDS, .acceptance = { PROBE_FAILED, ENOSPC, NULL }, .round_trip = PASSED,
       .headroom = 2 * MiB },
     /* No room, yet the acceptance still asks: the kernel checks the size
-     * before the room, so a shmmax below the one the probe is told shows
-     * as EINVAL instead of hiding behind "no room". */
+     * first, so a lower shmmax shows as EINVAL, not as "no room". */
     { .name = "no room still catches a lower shmmax", .kernel = { 1 * MiB, 2 * MiB, 16 },
       .told = { 2 * MiB, 2 * MiB, 16 }, .others = { 1 * MiB }, .upper_bound = BOUND_HOLDS,
       .acceptance = { PROBE_FAILED, EINVAL, NULL }, .round_trip = PASSED, .headroom = 1 * MiB },
-    /* No room by the shmall the probe is told, but the kernel's is higher:
-     * the segment is created (and removed), which shows the cap is not in
-     * effect. */
+    /* No room by the told shmall, but the kernel's is higher: created. */
     { .name = "no room catches a higher shmall", .kernel = { 1 * MiB, 4 * MiB, 16 },
       .told = { 1 * MiB, 1 * MiB, 16 }, .others = { 1 * MiB }, .upper_bound = BOUND_HOLDS,
       .acceptance = { PROBE_FAILED, 0, "in effect is higher" }, .round_trip = SKIPPED },
@@ -301,13 +283,11 @@ static const struct scenario scenarios[] = {
     { .name = "full", .kernel = { 1 * MiB, 1 * MiB, 16 }, .told = { 1 * MiB, 1 * MiB, 16 }, .others = { 1 * MiB },
       .upper_bound = BOUND_HOLDS, .acceptance = { PROBE_SKIPPED, ENOSPC, "no room" }, .round_trip = SKIPPED,
       .passed = true },
-    /* Every id taken (used_ids == shmmni). The upper bound still runs:
-     * the kernel checks the size before it looks for an id. */
+    /* Every id taken; the upper bound still runs (size before id). */
     { .name = "shmmni exhausted", .kernel = { 2 * MiB, 64 * MiB, 2 }, .told = { 2 * MiB, 64 * MiB, 2 },
       .others = { 1, 1 }, .upper_bound = BOUND_HOLDS, .acceptance = { PROBE_SKIPPED, ENOSPC, "2 of 2 segments" },
       .round_trip = SKIPPED, .passed = true },
-    /* The kernel defaults (ULONG_MAX - 2^24), and INT64_MAX, the first
-     * value no request can test. */
+    /* The kernel defaults, and INT64_MAX, the first untestable value. */
     { .name = "kernel defaults", UNTESTABLE(UNLIMITED) },
     { .name = "INT64_MAX", UNTESTABLE(INT64_MAX) },
 };
@@ -408,8 +388,9 @@ Test(probe, no_room_reports_exact_headroom)
     cr_expect_lt(shmget(IPC_PRIVATE, (size_t)res.headroom_bytes + 1, IPC_CREAT | 0600), 0);
     cr_expect_eq(errno, ENOSPC);
     id = make_segment(res.headroom_bytes);
-    remove_segments(&id, 1);
-    remove_segments(mine, 4);
+    cr_assert_eq(shmctl(id, IPC_RMID, NULL), 0);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(shmctl(mine[i], IPC_RMID, NULL), 0);
     assert_only_segments(NULL, 0);
 }
 
@@ -548,8 +529,8 @@ Test(probe_leftovers, other_segments_are_never_touched)
     leave_checks(mine, 3);
 }
 
-/* Single rows, for what a test cannot make the kernel show (a creator in
- * another pid namespace: pid 0). */
+/* Rows the kernel cannot be made to show (a creator in another pid
+ * namespace: pid 0). */
 Test(probe_pure, leftover_rows)
 {
     struct shmseg s = { .key = SHMPROV_PROBE_KEY, .id = 1, .mode = 0600, .size = 4096, .cpid = INT32_MAX,

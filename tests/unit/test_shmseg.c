@@ -1,13 +1,8 @@
 /* /proc/sysvipc/shm rows: every column, the flags in the mode word, and
  * every way the text can be wrong (each must be refused, never half-read),
  * through shmseg_parse() and host_parse_sysvipc_shm(), which sums them. */
-#include <criterion/criterion.h>
-#include <errno.h>
-#include <stdlib.h>
-#include <string.h>
-
+#include "helpers.h"
 #include "shmseg.h"
-#include "testing.h"
 
 #define HEADER                                                                                          \
     "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      " \
