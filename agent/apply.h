@@ -67,6 +67,5 @@ struct apply_outcome {
 
 const char *apply_result_name(enum apply_result r);
 
-/* Runs the transaction for plan. Returns 0 with *ret filled (its result
- * says whether it failed); a negative errno only for internal errors. */
-int apply_run(const struct plan *plan, const struct apply_options *o, struct apply_outcome *ret);
+/* Runs the transaction for plan; out's result says whether it failed. */
+void apply_run(const struct plan *plan, const struct apply_options *o, struct apply_outcome *out);
