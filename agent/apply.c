@@ -21,8 +21,6 @@ static void append(char *buf, size_t size, const char *fmt, ...)
     size_t used = strlen(buf);
     va_list ap;
 
-    if (used >= size - 1)
-        return;
     va_start(ap, fmt);
     (void)vsnprintf(buf + used, size - used, fmt, ap); /* cut short when full, by design */
     va_end(ap);
@@ -370,7 +368,6 @@ void apply_run(const struct plan *plan, const struct apply_options *o, struct ap
     int r;
 
     memset(out, 0, sizeof(*out));
-    /* As large as the plan's: the copy is never cut short. */
     _Static_assert(sizeof(out->dropin_path) >= sizeof(plan->dropin_path), "dropin_path would be truncated");
     (void)snprintf(out->dropin_path, sizeof(out->dropin_path), "%s", plan->dropin_path);
     for (int id = 0; id < SIZING_KEY_COUNT; id++) {

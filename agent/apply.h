@@ -1,11 +1,9 @@
 #pragma once
-/* Apply as a transaction: write the drop-in, write the running
- * kernel's limits, read them back, prove them with the probe — and on any
- * failure put back the previous runtime values and the previous drop-in
- * bytes (or its absence). The caller holds the lock and has already
- * refused conflicts; this module changes things and undoes them. A
- * removal plan (removal.h: no new drop-in text, the boot values as
- * targets) runs through the same steps: `shmprov remove`. */
+/* Apply as a transaction: write the drop-in, write the running kernel's
+ * limits, read them back, prove them with the probe; on any failure put
+ * back the previous runtime values and drop-in bytes (or its absence).
+ * The caller holds the lock and has refused conflicts. A removal plan
+ * (removal.h) runs through the same steps: `shmprov remove`. */
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -107,14 +107,6 @@ static void print_help(void)
           "Diagnostics go to stderr; stdout carries only the result.\n", stdout);
 }
 
-static const struct cli_command *find_command(const char *name)
-{
-    for (size_t i = 0; i < NCOMMANDS; i++)
-        if (strcmp(commands[i]->name, name) == 0)
-            return commands[i];
-    return NULL;
-}
-
 /* An option getopt_long refused, as given; cmd NULL before the command. */
 static int refuse_option(const char *text, const struct cli_command *cmd)
 {
@@ -142,15 +134,13 @@ static void long_options(const struct cli_command *cmd, struct option *ret)
 
 static int set_output(const char *format, struct cli_options *o)
 {
-    if (strcmp(format, "text") == 0)
-        o->output = CLI_OUTPUT_TEXT;
-    else if (strcmp(format, "json") == 0)
-        o->output = CLI_OUTPUT_JSON;
-    else if (strcmp(format, "prometheus") == 0)
-        o->output = CLI_OUTPUT_PROMETHEUS;
-    else
-        return cli_usage_error("--output must be 'text', 'json' or 'prometheus', not '%s'", format);
-    return CONTINUE;
+    static const char *const names[] = { [CLI_OUTPUT_TEXT] = "text", [CLI_OUTPUT_JSON] = "json",
+                                         [CLI_OUTPUT_PROMETHEUS] = "prometheus" };
+
+    for (o->output = CLI_OUTPUT_TEXT; o->output <= CLI_OUTPUT_PROMETHEUS; o->output++)
+        if (strcmp(format, names[o->output]) == 0)
+            return CONTINUE;
+    return cli_usage_error("--output must be 'text', 'json' or 'prometheus', not '%s'", format);
 }
 
 /* Returns CONTINUE, or the exit code: --help and --version end the run
@@ -239,7 +229,9 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
     if (optind >= argc)
         return cli_usage_error("no command given");
     first = optind;
-    *ret_cmd = find_command(argv[first]);
+    for (size_t i = 0; i < NCOMMANDS && !*ret_cmd; i++)
+        if (strcmp(commands[i]->name, argv[first]) == 0)
+            *ret_cmd = commands[i];
     if (!*ret_cmd)
         return cli_usage_error("unknown command '%s'", argv[first]);
     r = parse_options(argc - first, argv + first, *ret_cmd, o);
@@ -255,18 +247,8 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
  * reading (EIO, EACCES, ENOSPC, ENOMEM, EMFILE...) is a run-time failure. */
 static bool profile_error_is_invalid(int r)
 {
-    switch (r) {
-    case -ENOENT:
-    case -ENOTDIR:
-    case -EISDIR:
-    case -EINVAL:
-    case -EFBIG:
-    case -ELOOP:
-    case -ENAMETOOLONG:
-        return true;
-    default:
-        return false;
-    }
+    return r == -ENOENT || r == -ENOTDIR || r == -EISDIR || r == -EINVAL || r == -EFBIG || r == -ELOOP ||
+           r == -ENAMETOOLONG;
 }
 
 int cli_load_profile(const struct cli_options *o, struct profile **ret, const char **ret_note)
