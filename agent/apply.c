@@ -265,9 +265,10 @@ static int decide_runtime(const struct plan *plan, const struct apply_options *o
 {
     if (o->root) {
         out->runtime_skipped = true;
-        out->runtime_skip_reason = plan->dropin_new
-                                       ? "--root: the drop-in is written under the root only; the running kernel is not touched"
-                                       : "--root: the drop-in is deleted under the root only; the running kernel is not touched";
+        out->runtime_skip_reason = plan->dropin_new ? "--root: the drop-in is written under the root only; the running "
+                                                      "kernel is not touched"
+                                                    : "--root: the drop-in is deleted under the root only; the running "
+                                                      "kernel is not touched";
     } else if (o->keep_runtime) {
         out->runtime_skipped = true;
         out->runtime_skip_reason = "--keep-runtime: the drop-in is deleted; the running kernel is not touched";

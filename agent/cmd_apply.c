@@ -349,7 +349,8 @@ const struct cli_command cmd_apply_entry = {
         CLI_VALUE("root", "DIR", &tx.apply.root,
                   "write the drop-in under DIR only (image builds); the running kernel and the test allocation "
                   "are skipped"),
-        CLI_FLAG("persist-only", &tx.apply.persist_only, "where /proc/sys is read-only (a container), write the drop-in anyway"),
+        CLI_FLAG("persist-only", &tx.apply.persist_only,
+                 "where /proc/sys is read-only (a container), write the drop-in anyway"),
         CLI_TRANSACTION_OPTIONS(tx),
         CLI_FLAG("force", &force, "allow limits below what existing segments use"),
         { 0 },
