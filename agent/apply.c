@@ -9,7 +9,6 @@
 
 #include "fsutil.h"
 #include "kernel.h"
-#include "log.h"
 #include "removal.h"
 
 static const char *const result_names[] = { "unchanged", "changed", "failed", "not-applicable" };
@@ -22,8 +21,6 @@ static void append(char *buf, size_t size, const char *fmt, ...)
     size_t used = strlen(buf);
     va_list ap;
 
-    if (used >= size - 1)
-        return;
     va_start(ap, fmt);
     (void)vsnprintf(buf + used, size - used, fmt, ap); /* cut short when full, by design */
     va_end(ap);
@@ -268,9 +265,10 @@ static int decide_runtime(const struct plan *plan, const struct apply_options *o
 {
     if (o->root) {
         out->runtime_skipped = true;
-        out->runtime_skip_reason = plan->dropin_new
-                                       ? "--root: the drop-in is written under the root only; the running kernel is not touched"
-                                       : "--root: the drop-in is deleted under the root only; the running kernel is not touched";
+        out->runtime_skip_reason = plan->dropin_new ? "--root: the drop-in is written under the root only; the running "
+                                                      "kernel is not touched"
+                                                    : "--root: the drop-in is deleted under the root only; the running "
+                                                      "kernel is not touched";
     } else if (o->keep_runtime) {
         out->runtime_skipped = true;
         out->runtime_skip_reason = "--keep-runtime: the drop-in is deleted; the running kernel is not touched";
@@ -339,9 +337,6 @@ static int prepare_dropin_dir(const struct plan *plan, const struct apply_option
         return r;
     }
     out->stale_temps_removed = fsutil_remove_stale_temps(out->dropin_path, 0);
-    if (out->stale_temps_removed > 0)
-        log_info("removed %d temporary file(s) a killed run left next to %s", out->stale_temps_removed,
-                 out->dropin_path);
     return 0;
 }
 
@@ -368,14 +363,12 @@ static int check_before_touching(const struct plan *plan, const struct apply_opt
     return prepare_dropin_dir(plan, o, out) < 0 ? -1 : 0;
 }
 
-int apply_run(const struct plan *plan, const struct apply_options *o, struct apply_outcome *ret)
+void apply_run(const struct plan *plan, const struct apply_options *o, struct apply_outcome *out)
 {
-    struct apply_outcome *out = ret;
     bool runtime_changes = false;
     int r;
 
     memset(out, 0, sizeof(*out));
-    /* As large as the plan's: the copy is never cut short. */
     _Static_assert(sizeof(out->dropin_path) >= sizeof(plan->dropin_path), "dropin_path would be truncated");
     (void)snprintf(out->dropin_path, sizeof(out->dropin_path), "%s", plan->dropin_path);
     for (int id = 0; id < SIZING_KEY_COUNT; id++) {
@@ -385,17 +378,17 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
 
     r = check_before_touching(plan, o, runtime_changes, out);
     if (r > 0)
-        return 0; /* not applicable here: nothing to do */
+        return; /* not applicable here: nothing to do */
     if (r < 0 || (r = change_dropin(plan, out)) < 0) {
         out->result = APPLY_FAILED; /* nothing changed */
-        return 0;
+        return;
     }
     if (r > 0) /* changed, but not durably: undone */
         goto rollback;
 
     if (out->runtime_skipped) {
         out->result = out->dropin_written ? APPLY_CHANGED : APPLY_UNCHANGED;
-        return 0;
+        return;
     }
 
     if (write_runtime(plan, out) < 0)
@@ -410,9 +403,8 @@ int apply_run(const struct plan *plan, const struct apply_options *o, struct app
     }
 
     out->result = out->dropin_written || runtime_changes ? APPLY_CHANGED : APPLY_UNCHANGED;
-    return 0;
+    return;
 
 rollback:
     roll_back(plan, out);
-    return 0;
 }

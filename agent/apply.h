@@ -1,11 +1,9 @@
 #pragma once
-/* Apply as a transaction: write the drop-in, write the running
- * kernel's limits, read them back, prove them with the probe — and on any
- * failure put back the previous runtime values and the previous drop-in
- * bytes (or its absence). The caller holds the lock and has already
- * refused conflicts; this module changes things and undoes them. A
- * removal plan (removal.h: no new drop-in text, the boot values as
- * targets) runs through the same steps: `shmprov remove`. */
+/* Apply as a transaction: write the drop-in, write the running kernel's
+ * limits, read them back, prove them with the probe; on any failure put
+ * back the previous runtime values and drop-in bytes (or its absence).
+ * The caller holds the lock and has refused conflicts. A removal plan
+ * (removal.h) runs through the same steps: `shmprov remove`. */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -67,6 +65,5 @@ struct apply_outcome {
 
 const char *apply_result_name(enum apply_result r);
 
-/* Runs the transaction for plan. Returns 0 with *ret filled (its result
- * says whether it failed); a negative errno only for internal errors. */
-int apply_run(const struct plan *plan, const struct apply_options *o, struct apply_outcome *ret);
+/* Runs the transaction for plan; out's result says whether it failed. */
+void apply_run(const struct plan *plan, const struct apply_options *o, struct apply_outcome *out);

@@ -1,7 +1,6 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -108,14 +107,6 @@ static void print_help(void)
           "Diagnostics go to stderr; stdout carries only the result.\n", stdout);
 }
 
-static const struct cli_command *find_command(const char *name)
-{
-    for (size_t i = 0; i < NCOMMANDS; i++)
-        if (strcmp(commands[i]->name, name) == 0)
-            return commands[i];
-    return NULL;
-}
-
 /* An option getopt_long refused, as given; cmd NULL before the command. */
 static int refuse_option(const char *text, const struct cli_command *cmd)
 {
@@ -143,15 +134,13 @@ static void long_options(const struct cli_command *cmd, struct option *ret)
 
 static int set_output(const char *format, struct cli_options *o)
 {
-    if (strcmp(format, "text") == 0)
-        o->output = CLI_OUTPUT_TEXT;
-    else if (strcmp(format, "json") == 0)
-        o->output = CLI_OUTPUT_JSON;
-    else if (strcmp(format, "prometheus") == 0)
-        o->output = CLI_OUTPUT_PROMETHEUS;
-    else
-        return cli_usage_error("--output must be 'text', 'json' or 'prometheus', not '%s'", format);
-    return CONTINUE;
+    static const char *const names[] = { [CLI_OUTPUT_TEXT] = "text", [CLI_OUTPUT_JSON] = "json",
+                                         [CLI_OUTPUT_PROMETHEUS] = "prometheus" };
+
+    for (o->output = CLI_OUTPUT_TEXT; o->output <= CLI_OUTPUT_PROMETHEUS; o->output++)
+        if (strcmp(format, names[o->output]) == 0)
+            return CONTINUE;
+    return cli_usage_error("--output must be 'text', 'json' or 'prometheus', not '%s'", format);
 }
 
 /* Returns CONTINUE, or the exit code: --help and --version end the run
@@ -181,14 +170,12 @@ static int set_global(int letter, const char *arg, struct cli_options *o)
     }
 }
 
-static void set_command_option(const struct cli_option *opt, const char *arg, struct cli_options *o)
+static void set_command_option(const struct cli_option *opt, const char *arg)
 {
-    void *field = (char *)o + opt->field;
-
-    if (opt->arg)
-        *(const char **)field = arg;
+    if (opt->value)
+        *opt->value = arg;
     else
-        *(bool *)field = true;
+        *opt->flag = true;
 }
 
 /* Parses the options in argv[1..] (argv[0] is the program or the
@@ -209,7 +196,7 @@ static int parse_options(int argc, char **argv, const struct cli_command *cmd, s
         if (c == '?')
             return refuse_option(argv[optind - 1], cmd);
         if (cmd && c >= OPT_COMMAND) { /* without a command, only globals are in longopts */
-            set_command_option(&cmd->options[c - OPT_COMMAND], optarg, o);
+            set_command_option(&cmd->options[c - OPT_COMMAND], optarg);
         } else if ((r = set_global(c, optarg, o)) != CONTINUE) {
             return r;
         }
@@ -218,7 +205,7 @@ static int parse_options(int argc, char **argv, const struct cli_command *cmd, s
 }
 
 /* What a command's option table cannot say: how many arguments it takes,
- * whether --output prometheus, and which options go together. */
+ * whether --output prometheus. */
 static int check_command_line(const struct cli_command *cmd, const struct cli_options *o)
 {
     if (!cmd->args && o->nargs > 0)
@@ -228,8 +215,6 @@ static int check_command_line(const struct cli_command *cmd, const struct cli_op
     if (o->output == CLI_OUTPUT_PROMETHEUS && !cmd->prometheus)
         return cli_usage_error("--output prometheus is for 'status' only, not '%s' (apply, verify and status write "
                                "the metrics to the profile's metrics.textfile)", cmd->name);
-    if (cmd->check && cmd->check(o) != EXIT_OK)
-        return EXIT_USAGE;
     return CONTINUE;
 }
 
@@ -244,7 +229,9 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
     if (optind >= argc)
         return cli_usage_error("no command given");
     first = optind;
-    *ret_cmd = find_command(argv[first]);
+    for (size_t i = 0; i < NCOMMANDS && !*ret_cmd; i++)
+        if (strcmp(commands[i]->name, argv[first]) == 0)
+            *ret_cmd = commands[i];
     if (!*ret_cmd)
         return cli_usage_error("unknown command '%s'", argv[first]);
     r = parse_options(argc - first, argv + first, *ret_cmd, o);
@@ -260,18 +247,8 @@ static int parse_argv(int argc, char **argv, struct cli_options *o, const struct
  * reading (EIO, EACCES, ENOSPC, ENOMEM, EMFILE...) is a run-time failure. */
 static bool profile_error_is_invalid(int r)
 {
-    switch (r) {
-    case -ENOENT:
-    case -ENOTDIR:
-    case -EISDIR:
-    case -EINVAL:
-    case -EFBIG:
-    case -ELOOP:
-    case -ENAMETOOLONG:
-        return true;
-    default:
-        return false;
-    }
+    return r == -ENOENT || r == -ENOTDIR || r == -EISDIR || r == -EINVAL || r == -EFBIG || r == -ELOOP ||
+           r == -ENAMETOOLONG;
 }
 
 int cli_load_profile(const struct cli_options *o, struct profile **ret, const char **ret_note)
@@ -321,46 +298,58 @@ int cli_check_root(const char *root)
     return 0;
 }
 
-/* Logs a reason, and keeps it for the report when asked to. */
-static void say_error(char *why, size_t why_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say_error(char *why, size_t why_len, const char *fmt, ...)
+/* Logs a reason; returns it, allocated (NULL when out of memory). */
+static char *say_error_v(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+static char *say_error_v(const char *fmt, va_list ap)
 {
-    char text[PATH_MAX + 256];
+    char *text;
+
+    if (vasprintf(&text, fmt, ap) < 0)
+        text = NULL;
+    log_error("%s", text ? text : strerror(ENOMEM));
+    return text;
+}
+
+/* Logs a reason, and keeps it for the report when asked to. */
+static void say_error(char **why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say_error(char **why, const char *fmt, ...)
+{
+    char *text;
     va_list ap;
 
     va_start(ap, fmt);
-    (void)vsnprintf(text, sizeof(text), fmt, ap);
+    text = say_error_v(fmt, ap);
     va_end(ap);
-    log_error("%s", text);
     if (why)
-        (void)snprintf(why, why_len, "%s", text);
+        *why = text;
+    else
+        free(text);
 }
 
-int cli_lock(const char *path, struct lock **ret, char *why, size_t why_len)
+int cli_lock(const char *path, struct lock **ret, char **why)
 {
     long holder = 0;
     int r = lock_acquire(path, LOCK_WAIT_MS, ret, &holder);
 
     if (r == -EWOULDBLOCK)
-        say_error(why, why_len, "another shmprov (pid %ld) holds %s; gave up after %d s", holder, path,
+        say_error(why, "another shmprov (pid %ld) holds %s; gave up after %d s", holder, path,
                   LOCK_WAIT_MS / 1000);
     else if (r < 0)
-        say_error(why, why_len, "cannot lock %s: %s", path, strerror(-r));
+        say_error(why, "cannot lock %s: %s", path, strerror(-r));
     return r;
 }
 
-int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret, char *why,
-                   size_t why_len)
+int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret, char **why)
 {
     struct host_facts host;
     int r = host_read(&host);
 
     if (r < 0) {
-        say_error(why, why_len, "cannot read the page size of this kernel: %s", strerror(-r));
+        say_error(why, "cannot read the page size of this kernel: %s", strerror(-r));
         return EXIT_FAILURE_RUNTIME;
     }
     if (host.memtotal_bytes == 0 && profile->ram_tier == PROFILE_TIER_AUTO) {
-        say_error(why, why_len,
+        say_error(why,
                   "cannot read MemTotal (%s), which 'ram_tier: auto' needs; set host.ram_tier in the profile",
                   host.memtotal_error);
         host_facts_free(&host);
@@ -368,7 +357,7 @@ int cli_build_plan(const struct profile *profile, bool force, const char *root, 
     }
     r = plan_build(profile, &host, force, root, ret);
     if (r < 0) {
-        say_error(why, why_len, "cannot build the plan: %s", strerror(-r));
+        say_error(why, "cannot build the plan: %s", strerror(-r));
         return EXIT_FAILURE_RUNTIME;
     }
     /* A profile that contradicts itself is invalid wherever it is used. */
@@ -393,7 +382,7 @@ int cli_with_plan(const struct cli_options *o, bool force,
     int code = cli_load_profile(o, &profile, &note);
 
     if (code == EXIT_OK)
-        code = cli_build_plan(profile, force, NULL, &plan, NULL, 0);
+        code = cli_build_plan(profile, force, NULL, &plan, NULL);
     if (code == EXIT_OK) {
         plan->profile_note = note;
         code = use(o, plan);
@@ -405,6 +394,9 @@ int cli_with_plan(const struct cli_options *o, bool force,
 
 static void log_outcome(const struct apply_outcome *out)
 {
+    if (out->stale_temps_removed > 0)
+        log_info("removed %d temporary file(s) a killed run left next to %s", out->stale_temps_removed,
+                 out->dropin_path);
     if (out->probe_ran && out->probe.key_note[0])
         log_warn("test allocation: %s", out->probe.key_note);
     if (out->result == APPLY_FAILED) {
@@ -416,28 +408,29 @@ static void log_outcome(const struct apply_outcome *out)
     }
 }
 
-bool cli_run_transaction(struct cli_run *run, const struct apply_options *opts)
+void cli_run_transaction(struct cli_run *run, const struct apply_options *opts)
 {
-    int r = apply_run(run->plan, opts, &run->out);
-
-    if (r < 0) {
-        (void)snprintf(run->error.message, sizeof(run->error.message), "%s failed: %s", run->command, strerror(-r));
-        log_error("%s", run->error.message);
-        run->error.code = REPORT_ERR_IO;
-        run->error.step = "runtime";
-        return false;
-    }
+    apply_run(run->plan, opts, &run->out);
     run->out_known = true;
     log_outcome(&run->out);
-    return true;
 }
 
-void *cli_run_new(size_t size, const struct cli_options *o, const char *command)
+void cli_print_failure(const struct apply_outcome *out)
+{
+    if (out->result != APPLY_FAILED)
+        return;
+    printf("  failed: %s\n", out->error);
+    if (out->restored[0])
+        printf("  restored: %s\n", out->restored);
+}
+
+void *cli_run_new(size_t size, const struct cli_options *o, const struct cli_transaction *tx, const char *command)
 {
     struct cli_run *run = calloc(1, size);
 
     if (run) {
         run->o = o;
+        run->tx = tx;
         run->command = command;
         run->start_ms = clock_monotonic_ms();
     }
@@ -454,28 +447,26 @@ void cli_refuse(struct cli_run *run, const char *code, const char *step, const c
     if (!fmt)
         return;
     va_start(ap, fmt);
-    (void)vsnprintf(run->error.message, sizeof(run->error.message), fmt, ap);
+    run->error.message = say_error_v(fmt, ap);
     va_end(ap);
-    log_error("%s", run->error.message);
 }
 
 bool cli_run_lock(struct cli_run *run)
 {
-    int r = cli_lock(LOCK_DEFAULT_PATH, &run->lock, run->error.message, sizeof(run->error.message));
+    int r = cli_lock(LOCK_DEFAULT_PATH, &run->lock, &run->error.message);
 
     if (r < 0)
-        cli_refuse(run, r == -EWOULDBLOCK ? REPORT_ERR_LOCK_TIMEOUT : REPORT_ERR_IO, "lock", NULL);
+        cli_refuse(run, r == -EWOULDBLOCK ? REPORT_ERR_LOCK_TIMEOUT : APPLY_ERR_IO, "lock", NULL);
     return r == 0;
 }
 
 bool cli_run_plan(struct cli_run *run, bool force)
 {
-    int code = cli_build_plan(run->profile, force, run->o->root, &run->plan, run->error.message,
-                              sizeof(run->error.message));
+    int code = cli_build_plan(run->profile, force, run->tx->apply.root, &run->plan, &run->error.message);
 
     run->profile_invalid = code == EXIT_USAGE;
     if (code != EXIT_OK)
-        cli_refuse(run, REPORT_ERR_HOST_UNREADABLE, "plan", NULL);
+        cli_refuse(run, APPLY_ERR_HOST_UNREADABLE, "plan", NULL);
     return code == EXIT_OK;
 }
 
@@ -508,7 +499,7 @@ json_object *cli_run_report(const struct cli_run *run)
         .corrective_change = run->drift && run->drift->count > 0 && run->out_known &&
                              run->out.result == APPLY_CHANGED,
         .duration_ms = clock_monotonic_ms() - run->start_ms,
-        .resolve_fqdn = run->profile->report.url && !run->o->no_report && !run->o->defer_report,
+        .resolve_fqdn = run->profile->report.url && !run->tx->no_report && !run->tx->defer_report,
     };
 
     lastapply_sha256_on_disk(run->plan ? run->plan->dropin_path : run->profile->dropin, rr.dropin_sha256_on_disk);
@@ -517,7 +508,7 @@ json_object *cli_run_report(const struct cli_run *run)
 
 void cli_run_conclude(struct cli_run *run, void (*record)(struct cli_run *), void (*print)(const struct cli_run *))
 {
-    if (!run->o->root && !run->o->dry_run)
+    if (record)
         record(run);
     if (run->o->output == CLI_OUTPUT_JSON) {
         /* The very document a report carries as its data. */
@@ -538,6 +529,7 @@ void cli_run_free(struct cli_run *run)
     lock_release(run->lock);
     plan_free(run->plan);
     profile_free(run->profile);
+    free(run->error.message);
 }
 
 void cli_send_asked_report(const struct report_run *rr)

@@ -26,39 +26,37 @@ enum output_format { CLI_OUTPUT_TEXT, CLI_OUTPUT_JSON, CLI_OUTPUT_PROMETHEUS };
 struct cli_options {
     const char *profile_path; /* NULL: the default path, else the built-in */
     enum output_format output;
-    bool dry_run;
-    bool force;
-    bool no_report;
-    bool report;       /* verify --report, apply --dry-run --report */
-    bool defer_report; /* spool the report, send it later (boot) */
-    bool no_verify;
-    bool persist_only;
-    bool keep_runtime; /* remove --keep-runtime */
-    const char *root; /* apply --root DIR, remove --root DIR */
-    bool segments;       /* status --segments */
-    bool remove_orphans; /* status --remove-orphans */
     char **args; /* positional arguments after the command */
     int nargs;
 };
 
-/* A long option of one command. Its value lands in struct cli_options at
- * field: a bool set to true for a flag, a const char * for one that takes
- * an argument. */
+/* A long option of one command, a row of its table as git's OPT_BOOL and
+ * OPT_STRING: it points at where its value goes, a bool set to true for a
+ * flag, a const char * for one that takes an argument. That storage is the
+ * command's own, a file-scope static next to its table: a new option is a
+ * row and a variable in its cmd_*.c, nothing else. */
 struct cli_option {
-    const char *name; /* without the leading "--" */
-    const char *arg;  /* its argument in the help ("DIR"); NULL: a flag */
-    size_t field;     /* offsetof(struct cli_options, ...) */
-    const char *help; /* one paragraph: --help wraps it */
+    const char *name;   /* without the leading "--" */
+    const char *arg;    /* its argument in the help ("DIR"); NULL: a flag */
+    bool *flag;         /* a flag's storage */
+    const char **value; /* the storage of an option with an argument */
+    const char *help;   /* one paragraph: --help wraps it */
 };
-/* The rows of an option table, as git's OPT_BOOL and OPT_STRING. */
-#define CLI_FLAG(name, member, help) { name, NULL, offsetof(struct cli_options, member), help }
-#define CLI_VALUE(name, arg, member, help) { name, arg, offsetof(struct cli_options, member), help }
-/* The options of the transaction (apply.c) that apply and remove share. */
-#define CLI_TRANSACTION_OPTIONS \
-    CLI_FLAG("no-verify", no_verify, "skip the test allocation"), \
-    CLI_FLAG("no-report", no_report, \
+#define CLI_FLAG(name, flag, help) { name, NULL, flag, NULL, help }
+#define CLI_VALUE(name, arg, value, help) { name, arg, NULL, value, help }
+
+/* The options of the transaction (apply.c) that apply and remove share:
+ * each command points its rows at its own one of these. */
+struct cli_transaction {
+    struct apply_options apply; /* --root, --no-verify, ... as apply_run() takes them */
+    bool no_report;
+    bool defer_report; /* spool the report, send it later (boot) */
+};
+#define CLI_TRANSACTION_OPTIONS(tx) \
+    CLI_FLAG("no-verify", &(tx).apply.no_verify, "skip the test allocation"), \
+    CLI_FLAG("no-report", &(tx).no_report, \
              "do not report this run (a report that cannot be delivered is spooled, never a failure)"), \
-    CLI_FLAG("defer-report", defer_report, \
+    CLI_FLAG("defer-report", &(tx).defer_report, \
              "spool the report without sending it (at boot: never wait on the network; a later apply or " \
              "flush sends it)")
 
@@ -71,8 +69,7 @@ struct cli_command {
     const char *help;                 /* one paragraph, as an option's */
     const struct cli_option *options; /* ends with a NULL name */
     bool prometheus;                  /* takes --output prometheus */
-    /* Refuses combinations of options (with cli_usage_error); NULL: none. */
-    int (*check)(const struct cli_options *o);
+    /* Refuses first, with cli_usage_error, options that do not go together. */
     int (*exec)(const struct cli_options *o);
 };
 
@@ -96,16 +93,17 @@ int cli_check_root(const char *root);
 
 struct lock;
 /* Takes the lock at path (waiting LOCK_WAIT_MS at most), naming the holder
- * when it cannot (also in why, when not NULL). Returns 0, -EWOULDBLOCK when
- * another shmprov held it all that time, or another negative errno. */
-int cli_lock(const char *path, struct lock **ret, char *why, size_t why_len);
+ * when it cannot (also in *why, allocated, when why is not NULL). Returns
+ * 0, -EWOULDBLOCK when another shmprov held it all that time, or another
+ * negative errno. */
+int cli_lock(const char *path, struct lock **ret, char **why);
 
 /* Reads the host and builds the plan for profile (plan, apply and verify
  * all start so). Reports problems itself; returns an exit code, and the
  * plan only with EXIT_OK. A profile that contradicts itself is EXIT_USAGE.
- * why (may be NULL) gets the reason of an EXIT_FAILURE_RUNTIME. */
-int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret, char *why,
-                   size_t why_len);
+ * *why (why may be NULL) gets the reason of an EXIT_FAILURE_RUNTIME,
+ * allocated. */
+int cli_build_plan(const struct profile *profile, bool force, const char *root, struct plan **ret, char **why);
 
 /* Loads the profile, builds its plan (force: as --force) and returns what
  * use returns for it; the exit code of a step that failed, said. */
@@ -116,6 +114,7 @@ int cli_with_plan(const struct cli_options *o, bool force,
  * state record and their report. Each command's own run begins with it. */
 struct cli_run {
     const struct cli_options *o;
+    const struct cli_transaction *tx;
     const char *command; /* "apply", "remove" */
     const char *result;  /* the report's result word, once the run is over */
     struct profile *profile;
@@ -134,35 +133,38 @@ struct cli_run {
 
 /* A command's run of size bytes (it begins with a struct cli_run),
  * zeroed, started now; NULL when out of memory. */
-void *cli_run_new(size_t size, const struct cli_options *o, const char *command);
+void *cli_run_new(size_t size, const struct cli_options *o, const struct cli_transaction *tx, const char *command);
 /* Refuses the run: a stable code and the step, and (fmt not NULL) the
- * reason, said and kept for the report. */
+ * reason, said and kept for the report; with fmt NULL, the reason is in
+ * run->error.message already. */
 void cli_refuse(struct cli_run *run, const char *code, const char *step, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Takes the apply lock, or refuses the run (the reason in run->error). */
 bool cli_run_lock(struct cli_run *run);
 /* Builds run->plan, or refuses the run. */
 bool cli_run_plan(struct cli_run *run, bool force);
-/* Runs the transaction (apply.c) for run->plan and logs its outcome once:
- * a failure and what was restored, the probe's note on its key. Returns
- * true with run->out filled; false on an internal error, said, with
- * run->error set (io, step runtime). */
-bool cli_run_transaction(struct cli_run *run, const struct apply_options *opts);
+/* Runs the transaction (apply.c) for run->plan, fills run->out and logs
+ * the outcome once: a failure and what was restored, the probe's note on
+ * its key. */
+void cli_run_transaction(struct cli_run *run, const struct apply_options *opts);
+/* The text's lines of a failed transaction: what failed, what was restored. */
+void cli_print_failure(const struct apply_outcome *out);
 /* Whether the transaction ran and left the host as asked. */
 bool cli_run_succeeded(const struct cli_run *run);
 /* The state record (state.h) of run, which ends now. */
 void cli_run_state(const struct cli_run *run, struct state_run *ret);
 /* The run as report data: also what --output json prints. */
 json_object *cli_run_report(const struct cli_run *run);
-/* Records the run on the live system (record), says its result (print;
- * NULL: there is nothing to show but the error) and lets the next apply
- * in: the kernel and the drop-in are done. */
+/* Records the run (record; NULL: not on the live system), says its result
+ * (print; NULL: there is nothing to show but the error) and lets the next
+ * apply in: the kernel and the drop-in are done. */
 void cli_run_conclude(struct cli_run *run, void (*record)(struct cli_run *), void (*print)(const struct cli_run *));
-/* Releases the lock, the plan and the profile (not run itself). */
+/* Releases the lock, the plan, the profile and the error's message (not
+ * run itself). */
 void cli_run_free(struct cli_run *run);
 
 /* --report (verify, apply --dry-run): sends rr's report, or says why not. */
 void cli_send_asked_report(const struct report_run *rr);
 
-/* plan, and apply --dry-run */
-int cmd_plan(const struct cli_options *o);
+/* apply --dry-run: exactly plan (force: --force), reported when asked. */
+int cmd_plan_dry_run(const struct cli_options *o, bool force, bool report);

@@ -16,6 +16,10 @@
 #include "metrics.h"
 #include "runreport.h"
 
+/* apply's options: the rows of cmd_apply_entry point here. */
+static struct cli_transaction tx;
+static bool dry_run, report, force;
+
 /* What only an apply collects, after what every run does. */
 struct apply_run {
     struct cli_run base;
@@ -70,11 +74,7 @@ static void print_text(const struct cli_run *run)
         printf("  test allocation: upper bound %s; acceptance %s; round trip %s\n",
                step_text(&out->probe.upper_bound), step_text(&out->probe.acceptance),
                step_text(&out->probe.round_trip));
-    if (out->result == APPLY_FAILED) {
-        printf("  failed: %s\n", out->error);
-        if (out->restored[0])
-            printf("  restored: %s\n", out->restored);
-    }
+    cli_print_failure(out);
 }
 
 /* A test segment a killed shmprov left behind holds shmmax bytes of
@@ -107,18 +107,21 @@ static void remove_probe_leftovers(const struct profile *p, struct probe_leftove
 static bool refused_by_guards(struct cli_run *run)
 {
     const struct sizing_result *s = &run->plan->sizing;
-    size_t used = 0;
+    size_t len;
+    FILE *message;
 
+    if (s->nproblems == 0)
+        return false;
+    message = open_memstream(&run->error.message, &len);
     for (unsigned i = 0; i < s->nproblems; i++) {
         log_error("refusing to apply: %s (--force overrides; nothing changed)", s->problems[i].text);
-        used += (size_t)snprintf(run->error.message + used, used < sizeof(run->error.message)
-                                 ? sizeof(run->error.message) - used : 0, "%s%s", i ? "; " : "", s->problems[i].text);
-        if (used >= sizeof(run->error.message))
-            used = sizeof(run->error.message) - 1;
+        if (message)
+            fprintf(message, "%s%s", i ? "; " : "", s->problems[i].text);
     }
-    if (s->nproblems)
-        cli_refuse(run, REPORT_ERR_SEGMENTS_IN_USE, "guard", NULL);
-    return s->nproblems > 0;
+    if (message)
+        (void)fclose(message);
+    cli_refuse(run, REPORT_ERR_SEGMENTS_IN_USE, "guard", NULL);
+    return true;
 }
 
 /* Boot-order conflicts: refuse, unless the profile says warn. */
@@ -126,10 +129,10 @@ static bool refused_by_conflicts(struct apply_run *run)
 {
     struct cli_run *b = &run->base;
     struct conflicts *c = &run->conflicts;
-    int r = conflicts_check(b->plan, b->o->root, c);
+    int r = conflicts_check(b->plan, tx.apply.root, c);
 
     if (r < 0) {
-        cli_refuse(b, REPORT_ERR_IO, "conflicts", "cannot analyse the sysctl.d directories: %s", strerror(-r));
+        cli_refuse(b, APPLY_ERR_IO, "conflicts", "cannot analyse the sysctl.d directories: %s", strerror(-r));
         return true;
     }
     b->conflicts = c;
@@ -138,7 +141,7 @@ static bool refused_by_conflicts(struct apply_run *run)
         log_error("refusing to apply: another file would override %s at boot (nothing changed; "
                   "'conflicts: warn' in the profile downgrades this to a warning)",
                   b->plan->dropin_path);
-        (void)snprintf(b->error.message, sizeof(b->error.message), "%s", c->items[0].text);
+        b->error.message = strdup(c->items[0].text);
         cli_refuse(b, REPORT_ERR_CONFLICT, "conflicts", NULL);
         return true;
     }
@@ -150,12 +153,9 @@ static bool refused_by_conflicts(struct apply_run *run)
 static void run_transaction(struct apply_run *run, const struct probe_leftover *leftovers, int nleftovers)
 {
     struct cli_run *b = &run->base;
-    struct apply_options opts = { .root = b->o->root, .no_verify = b->o->no_verify,
-                                  .persist_only = b->o->persist_only };
     struct apply_outcome *out = &b->out;
 
-    if (!cli_run_transaction(b, &opts))
-        return;
+    cli_run_transaction(b, &tx.apply);
     out->probe_leftovers_found = nleftovers;
     for (int i = 0; i < nleftovers; i++) {
         out->probe_leftovers[i] = leftovers[i];
@@ -163,7 +163,7 @@ static void run_transaction(struct apply_run *run, const struct probe_leftover *
     }
     /* After a rollback the report shows who wins each key now, not who
      * would have. */
-    if (out->result == APPLY_FAILED && !b->o->root) {
+    if (out->result == APPLY_FAILED && !tx.apply.root) {
         run->conflicts_on_disk = conflicts_check_on_disk(b->plan, &run->conflicts) == 0;
         b->conflicts = run->conflicts_on_disk ? &run->conflicts : NULL;
     }
@@ -177,23 +177,23 @@ static void decide_and_apply(struct apply_run *run)
     int nleftovers = 0;
 
     /* An image root belongs to its build; only the live system is shared. */
-    if (!b->o->root && !cli_run_lock(b))
+    if (!tx.apply.root && !cli_run_lock(b))
         return;
-    if (!b->o->root)
+    if (!tx.apply.root)
         remove_probe_leftovers(b->profile, leftovers, &nleftovers);
     /* Read the state only once the lock is held: another apply may just
      * have changed it. */
-    if (!cli_run_plan(b, b->o->force) || refused_by_guards(b))
+    if (!cli_run_plan(b, force) || refused_by_guards(b))
         return;
     if (b->plan->tier_warning)
         log_warn("%s", b->plan->tier_warning);
-    if (b->o->root && b->profile->ram_tier == PROFILE_TIER_AUTO)
+    if (tx.apply.root && b->profile->ram_tier == PROFILE_TIER_AUTO)
         log_warn("--root with 'ram_tier: auto' sizes the image for THIS machine's MemTotal (%" PRIu64
                  " bytes); set host.ram_tier for images meant for other hosts",
                  b->plan->host.memtotal_bytes);
     if (refused_by_conflicts(run))
         return;
-    if (!b->o->root)
+    if (!tx.apply.root)
         lastapply_drift(b->plan, &run->drift);
     run_transaction(run, leftovers, nleftovers);
 }
@@ -278,7 +278,7 @@ static void publish_metrics(const struct apply_run *run)
     /* Refused at the lock: the other apply is done or nearly; these are
      * the limits it leaves. */
     if (!plan && b->error.step && strcmp(b->error.step, "lock") == 0 &&
-        cli_build_plan(b->profile, true, NULL, &own, NULL, 0) == EXIT_OK)
+        cli_build_plan(b->profile, true, NULL, &own, NULL) == EXIT_OK)
         plan = own;
     fill_metrics(run, plan, m);
     metrics_publish(m, b->profile);
@@ -290,15 +290,14 @@ static void publish_metrics(const struct apply_run *run)
 static void finish(struct apply_run *run)
 {
     struct cli_run *b = &run->base;
-    const struct cli_options *o = b->o;
 
     b->result = b->refused ? "refused" : b->out_known ? apply_result_name(b->out.result) : "failed";
-    cli_run_conclude(b, record_run, b->out_known ? print_text : NULL);
-    if (b->profile->report.url && !o->no_report && o->root)
+    cli_run_conclude(b, tx.apply.root ? NULL : record_run, b->out_known ? print_text : NULL);
+    if (b->profile->report.url && !tx.no_report && tx.apply.root)
         log_info("--root: no report (the image is not a host)");
-    else if (b->profile->report.url && !o->no_report)
-        runreport_send(b->profile, cli_run_report(b), o->defer_report);
-    if (b->profile->metrics_textfile && !o->root)
+    else if (b->profile->report.url && !tx.no_report)
+        runreport_send(b->profile, cli_run_report(b), tx.defer_report);
+    if (b->profile->metrics_textfile && !tx.apply.root)
         publish_metrics(run);
 }
 
@@ -315,11 +314,15 @@ static int cmd_apply(const struct cli_options *o)
     const char *note = NULL;
     int code;
 
-    if (o->dry_run)
-        return cmd_plan(o);
-    if (o->root && cli_check_root(o->root) < 0)
+    if (report && !dry_run)
+        return cli_usage_error("'apply --report' needs --dry-run: apply reports every run");
+    if (report && tx.no_report)
+        return cli_usage_error("--report and --no-report contradict each other");
+    if (dry_run)
+        return cmd_plan_dry_run(o, force, report);
+    if (tx.apply.root && cli_check_root(tx.apply.root) < 0)
         return EXIT_USAGE;
-    run = cli_run_new(sizeof(*run), o, "apply");
+    run = cli_run_new(sizeof(*run), o, &tx, "apply");
     if (!run)
         return EXIT_FAILURE_RUNTIME;
     run->base.drift = &run->drift;
@@ -336,30 +339,21 @@ static int cmd_apply(const struct cli_options *o)
     return code;
 }
 
-static int check_options(const struct cli_options *o)
-{
-    if (o->report && !o->dry_run)
-        return cli_usage_error("'apply --report' needs --dry-run: apply reports every run");
-    if (o->report && o->no_report)
-        return cli_usage_error("--report and --no-report contradict each other");
-    return EXIT_OK;
-}
-
 const struct cli_command cmd_apply_entry = {
     .name = "apply",
     .help = "write the drop-in, set the running kernel, prove it with a test allocation; on any failure put "
             "everything back",
     .options = (const struct cli_option[]){
-        CLI_FLAG("dry-run", dry_run, "exactly plan"),
-        CLI_FLAG("report", report, "with --dry-run: report it too (result dry-run)"),
-        CLI_VALUE("root", "DIR", root,
+        CLI_FLAG("dry-run", &dry_run, "exactly plan"),
+        CLI_FLAG("report", &report, "with --dry-run: report it too (result dry-run)"),
+        CLI_VALUE("root", "DIR", &tx.apply.root,
                   "write the drop-in under DIR only (image builds); the running kernel and the test allocation "
                   "are skipped"),
-        CLI_FLAG("persist-only", persist_only, "where /proc/sys is read-only (a container), write the drop-in anyway"),
-        CLI_TRANSACTION_OPTIONS,
-        CLI_FLAG("force", force, "allow limits below what existing segments use"),
+        CLI_FLAG("persist-only", &tx.apply.persist_only,
+                 "where /proc/sys is read-only (a container), write the drop-in anyway"),
+        CLI_TRANSACTION_OPTIONS(tx),
+        CLI_FLAG("force", &force, "allow limits below what existing segments use"),
         { 0 },
     },
-    .check = check_options,
     .exec = cmd_apply,
 };

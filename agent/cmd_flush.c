@@ -42,7 +42,7 @@ static int cmd_flush(const struct cli_options *o)
         goto out;
     }
     /* The spool belongs to one shmprov at a time. */
-    if (cli_lock(LOCK_SPOOL_PATH, &lock, NULL, 0) < 0) {
+    if (cli_lock(LOCK_SPOOL_PATH, &lock, NULL) < 0) {
         code = EXIT_FAILURE_RUNTIME;
         goto out;
     }

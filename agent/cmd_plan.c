@@ -14,6 +14,9 @@
 #include "plan_show.h"
 #include "report.h"
 
+static bool force;       /* plan --force: the row of cmd_plan_entry */
+static bool send_report; /* apply --dry-run --report */
+
 static void print_boot_order(const struct plan *plan, const struct conflicts *c, bool refuses)
 {
     printf("\nBoot order (who sets each key last once apply has written %s)\n", plan->profile->dropin);
@@ -105,22 +108,28 @@ static int show_plan(const struct cli_options *o, const struct plan *plan)
         r = plan_print_text(plan, stdout);
         print_boot_order(plan, c, refuses);
     }
-    if (o->report)
+    if (send_report)
         report_dry_run(plan, c);
     /* A profile that contradicts itself is exit 2 already (cli_build_plan). */
     return r < 0 || refuses || plan_refusal(plan) != PLAN_PROCEEDS ? EXIT_FAILURE_RUNTIME : EXIT_OK;
 }
 
-int cmd_plan(const struct cli_options *o)
+int cmd_plan_dry_run(const struct cli_options *o, bool forced, bool report)
 {
-    return cli_with_plan(o, o->force, show_plan);
+    send_report = report;
+    return cli_with_plan(o, forced, show_plan);
+}
+
+static int cmd_plan(const struct cli_options *o)
+{
+    return cli_with_plan(o, force, show_plan);
 }
 
 const struct cli_command cmd_plan_entry = {
     .name = "plan",
     .help = "show the derived values and every change apply would make; changes nothing",
     .options = (const struct cli_option[]){
-        CLI_FLAG("force", force, "allow limits below what existing segments use"),
+        CLI_FLAG("force", &force, "allow limits below what existing segments use"),
         { 0 },
     },
     .exec = cmd_plan,

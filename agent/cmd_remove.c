@@ -19,6 +19,10 @@
 #include "removal.h"
 #include "runreport.h"
 
+/* remove's options: the rows of cmd_remove_entry point here. */
+static struct cli_transaction tx;
+static bool dry_run, force;
+
 /* What only a remove collects, after what every run does. */
 struct remove_run {
     struct cli_run base;
@@ -45,7 +49,7 @@ static int load_profile(struct remove_run *run)
     char *dropin;
     int r;
 
-    if (o->root || profile_exists(o) || lastapply_recorded_dropin(run->recorded_path, run->recorded_sha256) < 0 ||
+    if (tx.apply.root || profile_exists(o) || lastapply_recorded_dropin(run->recorded_path, run->recorded_sha256) < 0 ||
         profile_check_dropin_path(run->recorded_path) < 0)
         return cli_load_profile(o, &run->base.profile, &note);
     log_info("no profile %s: removing the drop-in the last apply recorded, %s (no report)",
@@ -67,7 +71,7 @@ static int load_profile(struct remove_run *run)
 /* The sha256 the last apply recorded for this very drop-in, or NULL. */
 static const char *recorded_sha256(struct remove_run *run)
 {
-    if (run->base.o->root)
+    if (tx.apply.root)
         return NULL;
     if (!run->recorded_path[0] && lastapply_recorded_dropin(run->recorded_path, run->recorded_sha256) < 0)
         return NULL;
@@ -87,12 +91,12 @@ static void refuse_by_removal(struct remove_run *run)
         return;
     conflicts_log(&run->removal->boot, false);
     if (b->plan->dropin_problem[0])
-        cli_refuse(b, REPORT_ERR_IO, "dropin", "refusing to remove: %s (nothing changed)", b->plan->dropin_problem);
-    else if (!removal_owned(run->removal->owner) && !b->o->force)
+        cli_refuse(b, APPLY_ERR_IO, "dropin", "refusing to remove: %s (nothing changed)", b->plan->dropin_problem);
+    else if (!removal_owned(run->removal->owner) && !force)
         cli_refuse(b, REPORT_ERR_DROPIN_NOT_OWNED, "ownership",
                    "refusing to remove %s: %s (nothing changed; --force removes it anyway)", path,
                    removal_owner_text(run->removal->owner));
-    else if (unknown && !b->o->root && !b->o->keep_runtime)
+    else if (unknown && !tx.apply.root && !tx.apply.keep_runtime)
         cli_refuse(b, REPORT_ERR_BOOT_VALUE_UNKNOWN, "boot-values",
                    "refusing to remove %s: %s, so the running kernel cannot be set to it (nothing changed; "
                    "--keep-runtime deletes the file only)", path, unknown->problem);
@@ -106,19 +110,19 @@ static void decide(struct remove_run *run)
 
     /* An image root belongs to its build, a dry run changes nothing:
      * only a removal on the live system is serialised with apply. */
-    if ((!b->o->root && !b->o->dry_run && !cli_run_lock(b)) || !cli_run_plan(b, true))
+    if ((!tx.apply.root && !dry_run && !cli_run_lock(b)) || !cli_run_plan(b, true))
         return;
-    r = removal_prepare(b->plan, b->o->root, recorded_sha256(run), &run->removal);
+    r = removal_prepare(b->plan, tx.apply.root, recorded_sha256(run), &run->removal);
     b->conflicts = run->removal ? &run->removal->boot : NULL;
     if (r < 0)
-        cli_refuse(b, REPORT_ERR_IO, "boot-values", "cannot analyse the sysctl.d directories: %s", strerror(-r));
+        cli_refuse(b, APPLY_ERR_IO, "boot-values", "cannot analyse the sysctl.d directories: %s", strerror(-r));
     else
         refuse_by_removal(run);
 }
 
 static bool nothing_to_do(const struct cli_run *run)
 {
-    bool runtime = !run->o->root && !run->o->keep_runtime;
+    bool runtime = !tx.apply.root && !tx.apply.keep_runtime;
 
     if (run->plan->dropin_changed)
         return false;
@@ -134,11 +138,12 @@ static void run_transaction(struct remove_run *run)
 {
     struct cli_run *b = &run->base;
     /* Nothing to remove proves nothing: the probe runs only after a change. */
-    struct apply_options opts = { .root = b->o->root, .no_verify = b->o->no_verify || nothing_to_do(b),
-                                  .persist_only = true, .keep_runtime = b->o->keep_runtime };
+    struct apply_options opts = { .root = tx.apply.root, .no_verify = tx.apply.no_verify || nothing_to_do(b),
+                                  .persist_only = true, .keep_runtime = tx.apply.keep_runtime };
 
+    cli_run_transaction(b, &opts);
     /* After a rollback the report shows who wins each key now. */
-    if (cli_run_transaction(b, &opts) && b->out.result == APPLY_FAILED && !b->o->root)
+    if (b->out.result == APPLY_FAILED && !tx.apply.root)
         (void)conflicts_check_on_disk(b->plan, &run->removal->boot);
 }
 
@@ -146,7 +151,7 @@ static const char *result_word(const struct cli_run *run)
 {
     if (run->refused)
         return "refused";
-    if (run->o->dry_run)
+    if (dry_run)
         return "dry-run";
     if (!run->out_known)
         return "failed";
@@ -185,7 +190,7 @@ static const char *dropin_text(const struct cli_run *run)
 
     if (!run->plan->dropin_old && run->plan->dropin_read_errno == ENOENT)
         return "absent, nothing to delete";
-    if (run->o->dry_run || run->refused)
+    if (dry_run || run->refused)
         return run->refused ? "kept" : "would be deleted";
     if (out->dropin_written && out->result == APPLY_FAILED)
         return out->dropin_restored ? "deleted, then put back (see restored)" : "deleted, NOT put back";
@@ -198,18 +203,14 @@ static void print_outcome(const struct apply_outcome *out)
         printf("  running kernel not touched: %s\n", out->runtime_skip_reason);
     if (out->probe_ran)
         printf("  test allocation: %s\n", out->probe.passed ? "passed" : "failed");
-    if (out->result == APPLY_FAILED) {
-        printf("  failed: %s\n", out->error);
-        if (out->restored[0])
-            printf("  restored: %s\n", out->restored);
-    }
+    cli_print_failure(out);
 }
 
 static const char *headline(const struct cli_run *run)
 {
     if (!run->refused && nothing_to_do(run))
         return "nothing to remove";
-    return run->o->dry_run && !run->refused ? "would remove" : run->result;
+    return dry_run && !run->refused ? "would remove" : run->result;
 }
 
 static void print_text(const struct cli_run *run)
@@ -217,7 +218,7 @@ static void print_text(const struct cli_run *run)
     const struct removal *removal = ((const struct remove_run *)run)->removal;
     bool rolled_back = run->out_known && run->out.result == APPLY_FAILED;
 
-    printf("shmprov remove%s: %s\n", run->o->dry_run ? " --dry-run" : "", headline(run));
+    printf("shmprov remove%s: %s\n", dry_run ? " --dry-run" : "", headline(run));
     printf("  drop-in %s: %s", run->plan->dropin_path, dropin_text(run));
     if (run->plan->dropin_old && !rolled_back)
         printf(" (%s)", removal_owner_text(removal->owner));
@@ -229,7 +230,7 @@ static void print_text(const struct cli_run *run)
         printf("  %s\n", run->error.message);
     else if (run->out_known)
         print_outcome(&run->out);
-    else if (run->o->dry_run)
+    else if (dry_run)
         printf("  nothing changed (--dry-run)\n");
 }
 
@@ -251,7 +252,7 @@ static void publish_metrics(const struct cli_run *run)
     struct plan *plan = NULL;
     struct conflicts *disk = malloc(sizeof(*disk));
 
-    if (disk && cli_build_plan(run->profile, true, NULL, &plan, NULL, 0) == EXIT_OK) {
+    if (disk && cli_build_plan(run->profile, true, NULL, &plan, NULL) == EXIT_OK) {
         metrics_publish_plan(plan, conflicts_check_on_disk(plan, disk) == 0 ? disk : NULL, plan->host.segments,
                              &run->state);
     } else {
@@ -265,7 +266,7 @@ static int exit_code(const struct cli_run *run)
 {
     if (run->profile_invalid)
         return EXIT_USAGE;
-    if (run->o->dry_run)
+    if (dry_run)
         return run->refused ? EXIT_FAILURE_RUNTIME : EXIT_OK;
     return cli_run_succeeded(run) ? EXIT_OK : EXIT_FAILURE_RUNTIME;
 }
@@ -274,14 +275,14 @@ static int exit_code(const struct cli_run *run)
 static void finish(struct remove_run *run)
 {
     struct cli_run *b = &run->base;
-    bool live = !b->o->root && !b->o->dry_run;
+    bool live = !tx.apply.root && !dry_run;
 
     b->result = result_word(b);
-    cli_run_conclude(b, record_run, b->plan && run->removal ? print_text : NULL);
-    if (!live || run->profile_missing || b->o->no_report || !b->profile->report.url)
-        log_debug("no report: %s", b->o->root ? "--root" : b->o->dry_run ? "--dry-run" : "none asked for");
+    cli_run_conclude(b, live ? record_run : NULL, b->plan && run->removal ? print_text : NULL);
+    if (!live || run->profile_missing || tx.no_report || !b->profile->report.url)
+        log_debug("no report: %s", tx.apply.root ? "--root" : dry_run ? "--dry-run" : "none asked for");
     else
-        runreport_send(b->profile, cli_run_report(b), b->o->defer_report);
+        runreport_send(b->profile, cli_run_report(b), tx.defer_report);
     if (live && b->profile->metrics_textfile)
         publish_metrics(b);
 }
@@ -291,15 +292,15 @@ static int cmd_remove(const struct cli_options *o)
     CLEANUP_FREE struct remove_run *run = NULL;
     int code;
 
-    if (o->root && cli_check_root(o->root) < 0)
+    if (tx.apply.root && cli_check_root(tx.apply.root) < 0)
         return EXIT_USAGE;
-    run = cli_run_new(sizeof(*run), o, "remove");
+    run = cli_run_new(sizeof(*run), o, &tx, "remove");
     if (!run)
         return EXIT_FAILURE_RUNTIME;
     code = load_profile(run);
     if (code == EXIT_OK) {
         decide(run);
-        if (!run->base.refused && !o->dry_run)
+        if (!run->base.refused && !dry_run)
             run_transaction(run);
         code = exit_code(&run->base);
         if (!run->base.profile_invalid)
@@ -317,13 +318,13 @@ const struct cli_command cmd_remove_entry = {
             "of the file systemd-sysctl reads last, else the kernel's default), prove it with a test "
             "allocation; on any failure put everything back",
     .options = (const struct cli_option[]){
-        CLI_FLAG("dry-run", dry_run, "say what would be deleted and each key's value from -> to; change nothing"),
-        CLI_FLAG("keep-runtime", keep_runtime, "delete the drop-in only; the running kernel is not touched"),
-        CLI_FLAG("force", force,
+        CLI_FLAG("dry-run", &dry_run, "say what would be deleted and each key's value from -> to; change nothing"),
+        CLI_FLAG("keep-runtime", &tx.apply.keep_runtime, "delete the drop-in only; the running kernel is not touched"),
+        CLI_FLAG("force", &force,
                  "delete a drop-in that is no longer what shmprov wrote (never a symbolic link or anything but a "
                  "regular file)"),
-        CLI_VALUE("root", "DIR", root, "delete the drop-in under DIR only (image builds)"),
-        CLI_TRANSACTION_OPTIONS,
+        CLI_VALUE("root", "DIR", &tx.apply.root, "delete the drop-in under DIR only (image builds)"),
+        CLI_TRANSACTION_OPTIONS(tx),
         { 0 },
     },
     .exec = cmd_remove,

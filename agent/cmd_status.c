@@ -17,6 +17,11 @@
 #include "metrics.h"
 #include "status_show.h"
 
+/* status's options: the rows of cmd_status_entry point here. */
+static struct {
+    bool segments, remove_orphans, dry_run;
+} opt;
+
 static void log_removal(const struct shmseg *seg, const char *kind, enum orphans_outcome outcome, const char *why)
 {
     char what[160];
@@ -50,7 +55,7 @@ struct removals {
  * known to be ours and dead, and it may hold all of kernel.shmall. (Never
  * persistent: status.c does not call a persistent key's segment a
  * leftover.) */
-static json_object *remove_orphans(const struct status *s, bool dry_run, struct removals *n)
+static json_object *remove_orphans(const struct status *s, struct removals *n)
 {
     json_object *removals = json_object_new_array();
 
@@ -72,7 +77,7 @@ static json_object *remove_orphans(const struct status *s, bool dry_run, struct 
             log_info("kept %s segment id %" PRId32 ": %s", kind, seg->id, why);
             outcome = "kept-persistent";
         } else {
-            enum orphans_outcome r = orphans_remove(seg, dry_run, why, sizeof(why));
+            enum orphans_outcome r = orphans_remove(seg, opt.dry_run, why, sizeof(why));
             log_removal(seg, kind, r, why);
             n->failed += r == ORPHAN_FAILED;
             n->removed += r == ORPHAN_REMOVED;
@@ -142,10 +147,10 @@ static void print_status(const struct cli_options *o, const struct status *statu
         printf("%s\n", jsonout_text(doc, true));
         json_object_put(doc);
     } else {
-        status_print_text(status, o->segments, stdout);
+        status_print_text(status, opt.segments, stdout);
         if (removals)
             printf("\nOrphan removal%s: %zu candidate(s), outcomes in the log lines on stderr\n",
-                   o->dry_run ? " (--dry-run: nothing removed)" : "", json_object_array_length(removals));
+                   opt.dry_run ? " (--dry-run: nothing removed)" : "", json_object_array_length(removals));
     }
 }
 
@@ -169,8 +174,8 @@ static int show_status(const struct cli_options *o, const struct plan *plan)
 
     /* Removal first, so the listing printed is the one that was acted on
      * and the outcomes can go with it. */
-    if (o->remove_orphans)
-        removals = remove_orphans(status, o->dry_run, &removed);
+    if (opt.remove_orphans)
+        removals = remove_orphans(status, &removed);
     /* Gathered only where they go: plain status reads no state file. */
     if ((o->output == CLI_OUTPUT_PROMETHEUS || profile->metrics_textfile) && gather_metrics(status, &removed, m) < 0) {
         log_error("cannot read the status: %s", strerror(ENOMEM));
@@ -190,14 +195,9 @@ out:
 
 static int cmd_status(const struct cli_options *o)
 {
-    return cli_with_plan(o, true, show_status);
-}
-
-static int check_options(const struct cli_options *o)
-{
-    if (o->dry_run && !o->remove_orphans)
+    if (opt.dry_run && !opt.remove_orphans)
         return cli_usage_error("'status --dry-run' needs --remove-orphans: status alone changes nothing");
-    return EXIT_OK;
+    return cli_with_plan(o, true, show_status);
 }
 
 const struct cli_command cmd_status_entry = {
@@ -205,17 +205,16 @@ const struct cli_command cmd_status_entry = {
     .help = "limits (running, at boot, in the profile), page size, usage, headroom, overcommit, namespace, "
             "orphan candidates; changes nothing",
     .options = (const struct cli_option[]){
-        CLI_FLAG("segments", segments,
+        CLI_FLAG("segments", &opt.segments,
                  "list every segment (key, id, owner, perms, size, attached, creator and last pid and whether "
                  "they are alive)"),
-        CLI_FLAG("remove-orphans", remove_orphans,
+        CLI_FLAG("remove-orphans", &opt.remove_orphans,
                  "remove orphan candidates (nothing attached, creator and last user gone) that are unchanged on a "
                  "re-check right before removal; keys the profile lists in segments.persistent_keys are kept; a "
                  "log line per segment; exit 1 if one fails"),
-        CLI_FLAG("dry-run", dry_run, "with --remove-orphans: re-check, remove nothing"),
+        CLI_FLAG("dry-run", &opt.dry_run, "with --remove-orphans: re-check, remove nothing"),
         { 0 },
     },
     .prometheus = true,
-    .check = check_options,
     .exec = cmd_status,
 };

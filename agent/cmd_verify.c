@@ -22,6 +22,8 @@
 #include "probe.h"
 #include "report.h"
 
+static bool report; /* verify --report: the row of cmd_verify_entry */
+
 /* Adds one discrepancy; its message is printf-formatted. Quietly full
  * at REPORT_DRIFT_MAX: the first ones are the ones a person reads. */
 static struct report_drift *add(struct report_drift_list *l, const char *kind, const char *fmt, ...)
@@ -160,7 +162,7 @@ static void say_result(const struct cli_options *o, const struct report_run *rr)
     } else {
         print_text(rr->plan, rr->drift);
     }
-    if (o->report)
+    if (report)
         cli_send_asked_report(rr);
 }
 
@@ -184,7 +186,7 @@ static int verify_plan(const struct cli_options *o, const struct plan *plan)
 
     struct report_run rr = {
         .command = "verify", .result = drift->count ? "drift" : "in-sync", .profile = plan->profile, .plan = plan,
-        .conflicts = conflicts, .drift = drift, .resolve_fqdn = o->report,
+        .conflicts = conflicts, .drift = drift, .resolve_fqdn = report,
     };
     lastapply_sha256_on_disk(plan->dropin_path, rr.dropin_sha256_on_disk);
     say_result(o, &rr);
@@ -207,7 +209,7 @@ const struct cli_command cmd_verify_entry = {
     .help = "compare the running kernel, the drop-in and the boot order with the profile; changes nothing; "
             "exit 3 on drift",
     .options = (const struct cli_option[]){
-        CLI_FLAG("report", report, "report the result (in-sync or drift) as apply does"),
+        CLI_FLAG("report", &report, "report the result (in-sync or drift) as apply does"),
         { 0 },
     },
     .exec = cmd_verify,

@@ -6,7 +6,6 @@
 static enum log_level current_level = LOG_NORMAL;
 
 void log_set_level(enum log_level level) { current_level = level; }
-enum log_level log_get_level(void) { return current_level; }
 
 static void emit(const char *prefix, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void emit(const char *prefix, const char *fmt, va_list ap)

@@ -5,7 +5,6 @@
 enum log_level { LOG_QUIET = 0, LOG_NORMAL = 1, LOG_VERBOSE = 2 };
 
 void log_set_level(enum log_level level);
-enum log_level log_get_level(void);
 
 /* "shmprov: error: ..." — always shown. */
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

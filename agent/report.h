@@ -16,12 +16,11 @@
 #define REPORT_DRIFT_MAX 16
 
 /* The stable error codes of a run that did not apply (README "Reports"),
- * beside apply.h's APPLY_ERR_* for one that failed while applying. */
+ * beside apply.h's APPLY_ERR_* for one that failed while applying (io and
+ * host-unreadable are both). */
 #define REPORT_ERR_CONFLICT "conflict"
 #define REPORT_ERR_SEGMENTS_IN_USE "segments-in-use"
 #define REPORT_ERR_LOCK_TIMEOUT "lock-timeout"
-#define REPORT_ERR_HOST_UNREADABLE "host-unreadable"
-#define REPORT_ERR_IO "io"
 /* shmprov remove: the drop-in is not (or no longer) what shmprov wrote */
 #define REPORT_ERR_DROPIN_NOT_OWNED "dropin-not-owned"
 /* shmprov remove: what boot would set a key to cannot be known */
@@ -30,7 +29,7 @@
 struct report_error {
     const char *code;
     const char *step; /* lock, plan, guard, conflicts, ownership, boot-values, dropin, runtime, probe */
-    char message[4096 + 512];
+    char *message; /* allocated */
 };
 
 /* One way the host differs from what it should be. For apply: from what
