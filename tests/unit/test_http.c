@@ -142,16 +142,6 @@ static void play(struct server *sv, int fd, const struct step *st)
     }
 }
 
-static void keep_request(struct server *sv, const char *request, unsigned connection)
-{
-    unsigned n = atomic_fetch_add(&sv->requests, 1);
-
-    if (n < MAX_KEPT_REQUESTS) {
-        snprintf(sv->request[n], sizeof(sv->request[n]), "%s", request);
-        sv->request_connection[n] = connection;
-    }
-}
-
 static void *serve(void *arg)
 {
     struct server *sv = arg;
@@ -159,7 +149,7 @@ static void *serve(void *arg)
 
     while (!atomic_load(&sv->stop)) {
         char request[4096];
-        unsigned connection;
+        unsigned connection, n;
         int c;
 
         if (!wait_readable(sv, sv->fd))
@@ -170,7 +160,11 @@ static void *serve(void *arg)
         connection = atomic_fetch_add(&sv->connections, 1) + 1;
         read_request(sv, c, request, sizeof(request));
         for (;;) {
-            keep_request(sv, request, connection);
+            n = atomic_fetch_add(&sv->requests, 1);
+            if (n < MAX_KEPT_REQUESTS) {
+                snprintf(sv->request[n], sizeof(sv->request[n]), "%s", request);
+                sv->request_connection[n] = connection;
+            }
             /* Past the script: close at once (the client sees nothing). */
             if (next >= sv->nsteps)
                 break;

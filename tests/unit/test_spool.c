@@ -522,31 +522,27 @@ Test(spool, good_counter_is_read_and_cleared)
  * that follows the unlink (or the rename into place) of an event fails, as
  * a directory sync on a failing disk does: the change is made, the call
  * says it failed. */
-static enum { SYNC_OK, SYNC_FAILS_AFTER_UNLINK, SYNC_FAILS_AFTER_RENAME } sync_fault;
+static enum sync_fault { SYNC_OK, SYNC_FAILS_AFTER_UNLINK, SYNC_FAILS_AFTER_RENAME } sync_fault;
 static int fail_next_sync;
 
-static int is_event(const char *name)
+/* Returns r, arming the next fsync to fail when that syscall changed the event name under fault. */
+static int arm_after(long r, enum sync_fault fault, const char *name)
 {
     size_t len = strlen(name);
-    return name[0] != '.' && len > 5 && strcmp(name + len - 5, ".json") == 0;
+
+    if (r == 0 && sync_fault == fault && name[0] != '.' && len > 5 && strcmp(name + len - 5, ".json") == 0)
+        fail_next_sync = 1;
+    return (int)r;
 }
 
 int unlinkat(int dirfd, const char *name, int flags)
 {
-    long r = syscall(SYS_unlinkat, dirfd, name, flags);
-
-    if (r == 0 && sync_fault == SYNC_FAILS_AFTER_UNLINK && is_event(name))
-        fail_next_sync = 1;
-    return (int)r;
+    return arm_after(syscall(SYS_unlinkat, dirfd, name, flags), SYNC_FAILS_AFTER_UNLINK, name);
 }
 
 int renameat(int olddirfd, const char *oldname, int newdirfd, const char *newname)
 {
-    long r = syscall(SYS_renameat2, olddirfd, oldname, newdirfd, newname, 0);
-
-    if (r == 0 && sync_fault == SYNC_FAILS_AFTER_RENAME && is_event(newname))
-        fail_next_sync = 1;
-    return (int)r;
+    return arm_after(syscall(SYS_renameat2, olddirfd, oldname, newdirfd, newname, 0), SYNC_FAILS_AFTER_RENAME, newname);
 }
 
 int fsync(int fd)
