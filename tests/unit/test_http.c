@@ -2,27 +2,20 @@
  * one canned answer per connection (or, keep_alive, per request, on as
  * few connections as the client uses). Timing bounds are checked on
  * CLOCK_MONOTONIC, the clock of the deadline. */
-#include <criterion/criterion.h>
-#include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cleanup.h"
 #include "clock.h"
+#include "helpers.h"
 #include "http.h"
 #include "params.h"
-#include "testing.h"
 
 #define TOKEN "tok-3f9a7c-SECRET"
 #define EVENT_ID "6c1f3a5e-8d7b-4c2a-9e0f-1a2b3c4d5e6f"
@@ -149,16 +142,6 @@ static void play(struct server *sv, int fd, const struct step *st)
     }
 }
 
-static void keep_request(struct server *sv, const char *request, unsigned connection)
-{
-    unsigned n = atomic_fetch_add(&sv->requests, 1);
-
-    if (n < MAX_KEPT_REQUESTS) {
-        snprintf(sv->request[n], sizeof(sv->request[n]), "%s", request);
-        sv->request_connection[n] = connection;
-    }
-}
-
 static void *serve(void *arg)
 {
     struct server *sv = arg;
@@ -166,7 +149,7 @@ static void *serve(void *arg)
 
     while (!atomic_load(&sv->stop)) {
         char request[4096];
-        unsigned connection;
+        unsigned connection, n;
         int c;
 
         if (!wait_readable(sv, sv->fd))
@@ -177,7 +160,11 @@ static void *serve(void *arg)
         connection = atomic_fetch_add(&sv->connections, 1) + 1;
         read_request(sv, c, request, sizeof(request));
         for (;;) {
-            keep_request(sv, request, connection);
+            n = atomic_fetch_add(&sv->requests, 1);
+            if (n < MAX_KEPT_REQUESTS) {
+                snprintf(sv->request[n], sizeof(sv->request[n]), "%s", request);
+                sv->request_connection[n] = connection;
+            }
             /* Past the script: close at once (the client sees nothing). */
             if (next >= sv->nsteps)
                 break;
@@ -215,8 +202,6 @@ static struct server *server_start(const struct step *steps, size_t nsteps, bool
 
 static void server_stop(struct server *sv)
 {
-    if (!sv)
-        return;
     atomic_store(&sv->stop, true);
     pthread_join(sv->thread, NULL);
     close(sv->fd);
@@ -268,8 +253,6 @@ static struct server *run_steps(const struct step *steps, size_t nsteps, struct 
     return sv;
 }
 
-#define RUN(steps, req, res) (sv = run_steps(steps, ELEMENTSOF(steps), &req, &res))
-
 TestSuite(http, .timeout = 30);
 
 /* ---- tests --------------------------------------------------------------- */
@@ -282,7 +265,7 @@ Test(http, delivers_with_the_headers_and_body_on_the_wire)
     struct http_result res;
     const char *body;
 
-    RUN(steps, req, res);
+    sv = run_steps(steps, ELEMENTSOF(steps), &req, &res);
     cr_expect_eq(res.outcome, HTTP_DELIVERED);
     cr_expect_eq(res.status, 202);
     cr_expect_eq(res.attempts, 1);
@@ -300,16 +283,16 @@ Test(http, delivers_with_the_headers_and_body_on_the_wire)
     cr_expect_str_eq(body + 4, BODY);
 }
 
-/* Loads libcurl with a first post, so that a short deadline afterwards
- * is spent on the answer rather than on loading the library. */
+/* A post a server answers 202 must be delivered. As a first post it loads
+ * libcurl, so that a short deadline afterwards is spent on the answer
+ * rather than on loading the library. */
 static void warm_up(void)
 {
     static const struct step steps[] = { ANSWER(OK_202) };
-    CLEANUP_FREE struct server *sv = NULL;
     struct http_request req;
     struct http_result res;
 
-    RUN(steps, req, res);
+    free(run_steps(steps, ELEMENTSOF(steps), &req, &res));
     cr_assert_eq(res.outcome, HTTP_DELIVERED, "%s", res.error);
 }
 
@@ -590,18 +573,16 @@ Test(http, a_session_reopens_a_connection_the_server_closed)
 Test(http, a_session_keeps_the_policy_on_every_request)
 {
     static const struct step elsewhere_steps[] = { ANSWER(KEEP_202) };
-    struct step steps[2];
     CLEANUP_FREE struct server *sv = NULL, *elsewhere = NULL;
     struct http_session *s = NULL;
     struct http_request req;
     struct http_result res;
     char head[256];
+    const struct step steps[] = { ANSWER(KEEP_202), ANSWER(head) };
 
     elsewhere = server_start(elsewhere_steps, 1, false);
     snprintf(head, sizeof(head), "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:%u/steal\r\n"
              "Content-Length: 0\r\n\r\n", elsewhere->port);
-    steps[0] = (struct step)ANSWER(KEEP_202);
-    steps[1] = (struct step){ head, 0, 0 };
     sv = server_start(steps, 2, true);
     cr_assert_eq(http_session_open(&s), 0);
     req = request_to(sv->port, 5000);
@@ -661,14 +642,13 @@ Test(http, retry_wait_table)
         { UINT64_MAX, UINT64_MAX, 1, 0, UINT64_MAX - 100 },
     };
 
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
         uint64_t wait = 12345;
         int r = http_retry_wait(cases[i].left_ms, cases[i].jitter_ms, cases[i].retry_after_s, &wait);
 
         cr_expect_eq(r, cases[i].ret, "case %zu: returned %d", i, r);
         if (cases[i].ret == 0)
-            cr_expect_eq(wait, cases[i].wait_ms, "case %zu: waits %llu ms", i,
-                         (unsigned long long)wait);
+            cr_expect_eq(wait, cases[i].wait_ms, "case %zu: waits %llu ms", i, (unsigned long long)wait);
         else
             cr_expect_eq(wait, 12345, "case %zu: *ret_wait_ms written on failure", i);
     }
@@ -689,11 +669,6 @@ static bool libcurl_mapped(void)
 
 Test(http, libcurl_is_loaded_on_the_first_post_only)
 {
-    static const struct step steps[] = { ANSWER(OK_202) };
-    CLEANUP_FREE struct server *sv = NULL;
-    struct http_request req;
-    struct http_result res;
-
     struct http_session *s = NULL;
 
     cr_assert_not(libcurl_mapped(), "libcurl is linked or loaded before any report");
@@ -701,15 +676,12 @@ Test(http, libcurl_is_loaded_on_the_first_post_only)
     cr_assert_eq(http_session_open(&s), 0);
     http_session_close(s);
     cr_assert_not(libcurl_mapped(), "opening a session loads nothing");
-    RUN(steps, req, res);
-    cr_expect_eq(res.outcome, HTTP_DELIVERED);
+    warm_up();
     cr_expect(libcurl_mapped());
 }
 
 Test(http, missing_libcurl_is_reported_as_unavailable)
 {
-    static const struct step steps[] = { ANSWER(OK_202) };
-    CLEANUP_FREE struct server *sv = NULL;
     struct http_request req;
     struct http_result res;
 
@@ -729,6 +701,5 @@ Test(http, missing_libcurl_is_reported_as_unavailable)
     cr_expect_not_null(strstr(res.error, "curl_global_init"), "%s", res.error);
 
     http_set_library_for_tests(NULL);
-    RUN(steps, req, res);
-    cr_expect_eq(res.outcome, HTTP_DELIVERED);
+    warm_up();
 }
