@@ -385,7 +385,6 @@ Test(probe, no_room_reports_exact_headroom)
 
 static struct probe_leftover found[PROBE_LEFTOVERS_MAX];
 
-/* probe_find_leftovers() into found, on the table as it is now, for this euid. */
 static size_t find_leftovers(void)
 {
     struct shmseg_table *t = NULL;
@@ -402,7 +401,6 @@ static size_t remove_leftovers(void)
     return probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX);
 }
 
-/* Nothing found, so nothing removed, and why not. */
 static void expect_no_leftovers(const char *why)
 {
     cr_expect_eq(find_leftovers(), 0, "%s", why);
