@@ -168,11 +168,7 @@ static const char *at(const char *rel)
     static char path[2 * PATH_MAX];
 
     cr_assert_lt((size_t)snprintf(path, sizeof(path), "%s/%s", root, rel), sizeof(path));
-    for (char *s = strchr(path + strlen(root) + 1, '/'); s; s = strchr(s + 1, '/')) {
-        *s = '\0';
-        cr_assert(mkdir(path, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", path, strerror(errno));
-        *s = '/';
-    }
+    cr_assert_eq(fsutil_mkdir_parents(path), 0, "mkdir for %s", path);
     return path;
 }
 
