@@ -3,7 +3,6 @@
  * each ends by checking that the outer kernel.shmmax is what it was and
  * that no segment the probe made is left. The pure helpers need no
  * privileges. */
-#include <errno.h>
 #include <inttypes.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -38,20 +37,6 @@ static uint64_t pages_of(uint64_t bytes)
     return bytes / page() + (bytes % page() != 0);
 }
 
-/* Leaves the host's IPC namespace for a private one, remembering the way
- * back so the end of the test can look at the outer limits. */
-static void enter_private_ipc(void)
-{
-    uint64_t shmmax = 0;
-
-    cr_assert_eq(kernel_read_limit(SIZING_KEY_SHMMAX, &outer_shmmax), 0);
-    outer_ns_fd = open("/proc/self/ns/ipc", O_RDONLY | O_CLOEXEC);
-    cr_assert_geq(outer_ns_fd, 0, "cannot open /proc/self/ns/ipc: %s", strerror(errno));
-    isolate(CLONE_NEWIPC, "creates real SysV segments and changes kernel.shm* limits");
-    cr_assert_eq(kernel_read_limit(SIZING_KEY_SHMMAX, &shmmax), 0);
-    cr_assert_eq(shmmax, SIZING_KERNEL_DEFAULT, "a new IPC namespace starts with the defaults");
-}
-
 static struct probe_limits limits_of(uint64_t shmmax, uint64_t shmall, uint64_t shmmni)
 {
     uint64_t overcommit = 0;
@@ -62,14 +47,22 @@ static struct probe_limits limits_of(uint64_t shmmax, uint64_t shmall, uint64_t 
                                   .overcommit_memory = (int)overcommit };
 }
 
-/* The namespace's limits, each read back (shmall in pages), and the same
- * as the probe is told them. */
-static struct probe_limits set_limits(uint64_t shmmax, uint64_t shmall, uint64_t shmmni)
+/* Leaves the host's IPC namespace for a private one, remembering the way
+ * back so the end of the test can look at the outer limits, and sets the
+ * private limits, each read back (shmall in pages), and the same as the
+ * probe is told them. */
+static struct probe_limits enter_with_limits(uint64_t shmmax, uint64_t shmall, uint64_t shmmni)
 {
     const uint64_t want[SIZING_KEY_COUNT] = { shmmax, shmall, shmmni };
+    uint64_t seen = 0;
 
+    cr_assert_eq(kernel_read_limit(SIZING_KEY_SHMMAX, &outer_shmmax), 0);
+    outer_ns_fd = open("/proc/self/ns/ipc", O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(outer_ns_fd, 0, "cannot open /proc/self/ns/ipc: %s", strerror(errno));
+    isolate(CLONE_NEWIPC, "creates real SysV segments and changes kernel.shm* limits");
+    cr_assert_eq(kernel_read_limit(SIZING_KEY_SHMMAX, &seen), 0);
+    cr_assert_eq(seen, SIZING_KERNEL_DEFAULT, "a new IPC namespace starts with the defaults");
     for (int id = 0; id < SIZING_KEY_COUNT; id++) {
-        uint64_t seen = 0;
         int r = kernel_write_limit((enum sizing_key_id)id, want[id]);
 
         cr_assert_eq(r, 0, "cannot write %" PRIu64 " to %s: %s", want[id], kernel_limit_path(id), strerror(-r));
@@ -79,11 +72,10 @@ static struct probe_limits set_limits(uint64_t shmmax, uint64_t shmall, uint64_t
     return limits_of(shmmax, shmall, shmmni);
 }
 
-/* A private namespace with the limits most tests use, set and told alike. */
+/* The limits most tests use. */
 static struct probe_limits enter_with_usual_limits(void)
 {
-    enter_private_ipc();
-    return set_limits(2 * MiB, pages_of(8 * MiB), 16);
+    return enter_with_limits(2 * MiB, pages_of(8 * MiB), 16);
 }
 
 /* Exactly the segments the test made itself are left in /proc/sysvipc/shm
@@ -294,9 +286,7 @@ static const struct scenario scenarios[] = {
 
 static struct probe_limits limits_in_pages(const struct limits_row *r)
 {
-    return (struct probe_limits){ .shmmax = r->shmmax,
-                                  .shmall = r->shmall == UNLIMITED ? UNLIMITED : pages_of(r->shmall),
-                                  .shmmni = r->shmmni };
+    return limits_of(r->shmmax, r->shmall == UNLIMITED ? UNLIMITED : pages_of(r->shmall), r->shmmni);
 }
 
 static void expect_step_as(const char *which, const struct probe_step *got, const struct expected_step *want,
@@ -326,20 +316,18 @@ ParameterizedTestParameters(probe, scenarios)
 ParameterizedTest(size_t *i, probe, scenarios)
 {
     const struct scenario *s = &scenarios[*i];
-    struct probe_limits k = limits_in_pages(&s->kernel), told = limits_in_pages(&s->told), l;
+    struct probe_limits k = limits_in_pages(&s->kernel), l = limits_in_pages(&s->told);
     struct probe_result res;
     int mine[ELEMENTSOF(s->others)];
     uint64_t pages = 0;
     size_t n = 0;
 
     cr_log_info("%s", s->name);
-    enter_private_ipc();
-    (void)set_limits(k.shmmax, k.shmall, k.shmmni);
+    (void)enter_with_limits(k.shmmax, k.shmall, k.shmmni);
     for (; n < ELEMENTSOF(s->others) && s->others[n]; n++) {
         mine[n] = make_segment(s->others[n]);
         pages += pages_of(s->others[n]);
     }
-    l = limits_of(told.shmmax, told.shmall, told.shmmni);
     run_probe(&l, &res);
 
     expect_step_as("upper bound", &res.upper_bound, &s->upper_bound, l.overcommit_memory);
@@ -369,8 +357,7 @@ Test(probe, no_room_reports_exact_headroom)
     struct probe_limits l;
     struct probe_result res;
 
-    enter_private_ipc();
-    l = set_limits(shmmax, shmall, 16);
+    l = enter_with_limits(shmmax, shmall, 16);
     for (int i = 0; i < 3; i++)
         mine[i] = make_segment(shmmax);
     mine[3] = make_segment((per - 2) * p);
@@ -398,7 +385,6 @@ Test(probe, no_room_reports_exact_headroom)
 
 static struct probe_leftover found[PROBE_LEFTOVERS_MAX];
 
-/* probe_find_leftovers() into found, on the table as it is now, for this euid. */
 static size_t find_leftovers(void)
 {
     struct shmseg_table *t = NULL;
@@ -415,7 +401,6 @@ static size_t remove_leftovers(void)
     return probe_remove_leftovers(found, PROBE_LEFTOVERS_MAX);
 }
 
-/* Nothing found, so nothing removed, and why not. */
 static void expect_no_leftovers(const char *why)
 {
     cr_expect_eq(find_leftovers(), 0, "%s", why);
@@ -433,8 +418,7 @@ Test(probe_leftovers, dead_creators_segment_is_found_and_removed)
     struct probe_limits l;
     int id;
 
-    enter_private_ipc();
-    l = set_limits(shmmax, shmall, 16);
+    l = enter_with_limits(shmmax, shmall, 16);
     id = create_by_child(SHMPROV_PROBE_KEY, shmmax, 0600, -1, false, NULL);
 
     cr_assert_eq(find_leftovers(), 1);
@@ -490,7 +474,6 @@ Test(probe_leftovers, live_holder_is_never_touched)
     /* Its creator gone but attached by this live process. */
     p = shmat(id, NULL, SHM_RDONLY);
     cr_assert_neq(p, (void *)-1);
-    /* The creator create_by_child() left alive goes. */
     cr_assert_eq(kill(holder, SIGKILL), 0);
     cr_assert_eq(waitpid(holder, NULL, 0), holder);
     expect_no_leftovers("attached by a live process");
@@ -513,8 +496,7 @@ Test(probe_leftovers, other_segments_are_never_touched)
 {
     int mine[3];
 
-    enter_private_ipc();
-    (void)set_limits(2 * MiB, pages_of(64 * MiB), 16);
+    (void)enter_with_limits(2 * MiB, pages_of(64 * MiB), 16);
     mine[0] = create_by_child(0x5150, 1 * MiB, 0600, -1, false, NULL);
     mine[1] = create_by_child(IPC_PRIVATE, 1 * MiB, 0600, -1, false, NULL);
     /* One key names one segment: the probe key's variants one at a time. */

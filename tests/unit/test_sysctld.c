@@ -1,17 +1,9 @@
-#include <criterion/criterion.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
+#include "helpers.h"
+#include "params.h"
 #include "sysctld.h"
-#include "testing.h"
 
 /* The expectations below are what systemd-sysctl 252 and procps-ng 4.0.2
  * actually did with the same input, run in private IPC and mount
@@ -25,39 +17,20 @@ static const char *const short_names[] = { "max", "all", "mni" };
  * " glob", " exclude", " ignore", " inexact" (a non-glob name that is not
  * the canonical spelling) and " uncertain" as needed, and "W@3" for a warning. */
 
-struct record {
-    char text[4096];
-    size_t len;
-};
-
-static void record(struct record *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void record(struct record *r, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (r->len)
-        r->len += (size_t)snprintf(r->text + r->len, sizeof(r->text) - r->len, "; ");
-    va_start(ap, fmt);
-    n = vsnprintf(r->text + r->len, sizeof(r->text) - r->len, fmt, ap);
-    va_end(ap);
-    cr_assert(n >= 0 && (size_t)n < sizeof(r->text) - r->len, "record overflow");
-    r->len += (size_t)n;
-}
-
 static void record_line(void *ctx, const struct sysctld_line *l)
 {
-    struct record *r = ctx;
+    FILE *f = ctx;
 
-    record(r, "%s@%u%s%.*s%s%s%s%s", short_names[l->key_index], l->line, l->value ? "=" : " exclude",
-           (int)l->value_len, l->value ? l->value : "", l->glob ? " glob" : "", l->ignore_failure ? " ignore" : "",
-           !l->glob && !l->exact ? " inexact" : "", l->uncertain ? " uncertain" : "");
+    fprintf(f, "%s%s@%u%s%.*s%s%s%s%s", ftell(f) ? "; " : "", short_names[l->key_index], l->line,
+            l->value ? "=" : " exclude", (int)l->value_len, l->value ? l->value : "", l->glob ? " glob" : "",
+            l->ignore_failure ? " ignore" : "", !l->glob && !l->exact ? " inexact" : "",
+            l->uncertain ? " uncertain" : "");
 }
 
 static void record_warning(void *ctx, unsigned line, const char *why)
 {
     cr_assert(why && *why);
-    record(ctx, "W@%u", line);
+    fprintf(ctx, "%sW@%u", ftell(ctx) ? "; " : "", line);
 }
 
 #define NUL_TEXT "kernel.shmmax = 1\0junk\nkernel.shmall = 2\n"
@@ -117,16 +90,19 @@ static const struct parse_case parse_cases[] = {
 
 static void run_parse_cases(enum sysctld_rules rules)
 {
-    for (size_t i = 0; i < sizeof(parse_cases) / sizeof(parse_cases[0]); i++) {
+    for (size_t i = 0; i < ELEMENTSOF(parse_cases); i++) {
         const struct parse_case *c = &parse_cases[i];
-        size_t len = c->len ? c->len : strlen(c->text);
-        struct record r = { .len = 0 };
-        int ret;
+        char *got = NULL;
+        size_t got_len = 0;
+        FILE *f = open_memstream(&got, &got_len);
+        int ret = sysctld_parse_text(rules, c->text, c->len ? c->len : strlen(c->text), keys, 3, record_line,
+                                     record_warning, f);
 
-        ret = sysctld_parse_text(rules, c->text, len, keys, 3, record_line, record_warning, &r);
+        cr_assert_eq(fclose(f), 0);
         cr_expect_eq(ret, 0, "%s: returned %d", c->name, ret);
-        cr_expect_str_eq(r.text, rules == SYSCTLD_PROCPS && c->procps ? c->procps : c->systemd, "%s (%s)",
+        cr_expect_str_eq(got, rules == SYSCTLD_PROCPS && c->procps ? c->procps : c->systemd, "%s (%s)",
                          c->name, sysctld_rules_name(rules));
+        free(got);
     }
 }
 
@@ -138,23 +114,28 @@ Test(sysctld_parse, arguments)
     static const char *const bad_keys[][1] = { { "kernel..shmmax" }, { "kernel//shmmax" }, { ".kernel" },
                                                { "kernel." }, { "kernel.shm*" }, { "" } };
     static const char *const slash_keys[] = { "kernel/shmmax" };
-    struct record r = { .len = 0 };
+    char *got = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&got, &len);
 
     /* A managed key may be spelt with slashes too. */
-    cr_assert_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "kernel.shmmax = 1\n", 18, slash_keys, 1, record_line, NULL, &r),
+    cr_assert_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "kernel.shmmax = 1\n", 18, slash_keys, 1, record_line, NULL, f),
                  0);
-    cr_expect_str_eq(r.text, "max@1=1");
+    cr_assert_eq(fflush(f), 0);
+    cr_expect_str_eq(got, "max@1=1");
 
-    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, keys, 0, record_line, NULL, &r), -EINVAL);
-    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, keys, SYSCTLD_MAX_KEYS + 1, record_line, NULL, &r),
+    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, keys, 0, record_line, NULL, f), -EINVAL);
+    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, keys, SYSCTLD_MAX_KEYS + 1, record_line, NULL, f),
                  -EINVAL);
-    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, NULL, 1, keys, 3, record_line, NULL, &r), -EINVAL);
-    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, keys, 3, NULL, NULL, &r), -EINVAL);
-    cr_expect_eq(sysctld_parse_text((enum sysctld_rules)7, "x", 1, keys, 3, record_line, NULL, &r), -EINVAL);
-    for (size_t i = 0; i < sizeof(bad_keys) / sizeof(bad_keys[0]); i++)
-        cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, bad_keys[i], 1, record_line, NULL, &r), -EINVAL,
+    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, NULL, 1, keys, 3, record_line, NULL, f), -EINVAL);
+    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, keys, 3, NULL, NULL, f), -EINVAL);
+    cr_expect_eq(sysctld_parse_text((enum sysctld_rules)7, "x", 1, keys, 3, record_line, NULL, f), -EINVAL);
+    for (size_t i = 0; i < ELEMENTSOF(bad_keys); i++)
+        cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, "x", 1, bad_keys[i], 1, record_line, NULL, f), -EINVAL,
                      "key '%s'", bad_keys[i][0]);
-    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, NULL, 0, keys, 3, record_line, NULL, &r), 0);
+    cr_expect_eq(sysctld_parse_text(SYSCTLD_SYSTEMD, NULL, 0, keys, 3, record_line, NULL, f), 0);
+    cr_assert_eq(fclose(f), 0);
+    free(got);
 }
 
 /* ---- the analysis of trees built under a mkdtemp root --------------------
@@ -162,13 +143,6 @@ Test(sysctld_parse, arguments)
 
 static char root[64];
 static char outside[64]; /* a host directory that is not inside root */
-
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    return flag == FTW_DP ? rmdir(path) : unlink(path);
-}
 
 static void make_roots(void)
 {
@@ -180,8 +154,10 @@ static void make_roots(void)
 
 static void remove_roots(void)
 {
-    nftw(root, remove_one, 16, FTW_DEPTH | FTW_PHYS);
-    nftw(outside, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    char cmd[160];
+
+    (void)snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", root, outside);
+    cr_assert_eq(system(cmd), 0);
 }
 
 TestSuite(sysctld_tree, .init = make_roots, .fini = remove_roots, .timeout = 20);
@@ -192,11 +168,7 @@ static const char *at(const char *rel)
     static char path[2 * PATH_MAX];
 
     cr_assert_lt((size_t)snprintf(path, sizeof(path), "%s/%s", root, rel), sizeof(path));
-    for (char *s = strchr(path + strlen(root) + 1, '/'); s; s = strchr(s + 1, '/')) {
-        *s = '\0';
-        cr_assert(mkdir(path, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", path, strerror(errno));
-        *s = '/';
-    }
+    cr_assert_eq(fsutil_mkdir_parents(path), 0, "mkdir for %s", path);
     return path;
 }
 
@@ -208,8 +180,6 @@ static void write_at(const char *path, const char *text, size_t len)
     cr_assert_eq(write(fd, text, len), (ssize_t)len);
     close(fd);
 }
-
-static void put(const char *rel, const char *text) { write_at(at(rel), text, strlen(text)); }
 
 static void put_link(const char *rel, const char *target)
 {
@@ -237,33 +207,30 @@ static bool has_warning(const struct sysctld_analysis *a, const char *needle)
 /* The analysis in one line: for each key that some line names, "max(TOTAL)
  * PATH:LINE=VALUE" (" glob", " ignore" when so) or "max(TOTAL) -" when
  * nothing is written to it; then " blocked" and " incomplete" when so. */
-static void describe(const struct sysctld_analysis *a, char *buf, size_t size)
+static void expect_described(const struct sysctld_analysis *a, const char *want, const char *name)
 {
+    char *got = NULL;
     size_t len = 0;
+    FILE *f = open_memstream(&got, &len);
 
-    buf[0] = '\0';
-    for (size_t k = 0; k < a->nkeys && k < sizeof(short_names) / sizeof(short_names[0]); k++) {
+    cr_assert_not_null(f);
+    for (size_t k = 0; k < a->nkeys && k < ELEMENTSOF(short_names); k++) {
         const struct sysctld_key_report *r = &a->keys[k];
         const struct sysctld_assignment *w = &r->winner;
 
         if (r->total == 0 && !w->known)
             continue;
-        len += (size_t)snprintf(buf + len, size - len, "%s%s(%zu) ", len ? "; " : "", short_names[k], r->total);
+        fprintf(f, "%s%s(%zu) ", ftell(f) ? "; " : "", short_names[k], r->total);
         if (w->known)
-            len += (size_t)snprintf(buf + len, size - len, "%s:%u=%s%s%s", w->path, w->line, w->value,
-                                    w->glob ? " glob" : "", w->ignore_failure ? " ignore" : "");
+            fprintf(f, "%s:%u=%s%s%s", w->path, w->line, w->value, w->glob ? " glob" : "",
+                    w->ignore_failure ? " ignore" : "");
         else
-            len += (size_t)snprintf(buf + len, size - len, "-");
+            fputs("-", f);
     }
-    (void)snprintf(buf + len, size - len, "%s%s", a->blocked ? " blocked" : "", a->incomplete ? " incomplete" : "");
-}
-
-static void expect_described(const struct sysctld_analysis *a, const char *want, const char *name)
-{
-    char got[1024];
-
-    describe(a, got, sizeof(got));
+    fprintf(f, "%s%s", a->blocked ? " blocked" : "", a->incomplete ? " incomplete" : "");
+    cr_assert_eq(fclose(f), 0);
     cr_expect_str_eq(got, want, "%s (%s)", name, sysctld_rules_name(a->rules));
+    free(got);
     cr_expect_eq(a->nkeys, 3);
     cr_expect_str_eq(a->keys[0].key, "kernel.shmmax");
 }
@@ -282,7 +249,7 @@ static void build(const char *spec)
     if (arrow)
         put_link(rel, arrow + 2);
     else if (eq)
-        put(rel, eq + 1);
+        put_file(root, rel, eq + 1);
     else if (spec[n] == '/')
         cr_assert_eq(mkdir(at(rel), 0755), 0);
     else
@@ -436,7 +403,7 @@ static void run_tree_case(const struct tree_case *c)
 {
     remove_roots();
     make_roots();
-    for (size_t i = 0; i < sizeof(c->tree) / sizeof(c->tree[0]) && c->tree[i]; i++)
+    for (size_t i = 0; i < ELEMENTSOF(c->tree) && c->tree[i]; i++)
         build(c->tree[i]);
     for (int rules = 0; rules < SYSCTLD_RULE_SETS; rules++) {
         struct sysctld_analysis *a = analyse_pending((enum sysctld_rules)rules, c->pending, c->pending_text);
@@ -454,7 +421,7 @@ static void run_tree_case(const struct tree_case *c)
 
 Test(sysctld_tree, table)
 {
-    for (size_t i = 0; i < sizeof(tree_cases) / sizeof(tree_cases[0]); i++)
+    for (size_t i = 0; i < ELEMENTSOF(tree_cases); i++)
         run_tree_case(&tree_cases[i]);
 }
 
@@ -470,7 +437,7 @@ Test(sysctld_tree, absolute_symlinks_resolve_inside_root_never_on_the_host)
 {
     char host_file[sizeof(outside) + 16], escape[sizeof(outside) + 64];
 
-    put("usr/lib/sysctl.d/other.txt", "kernel.shmall = 2600\n");
+    put_file(root, "usr/lib/sysctl.d/other.txt", "kernel.shmall = 2600\n");
     put_link("etc/sysctl.d/60-x.conf", "/usr/lib/sysctl.d/other.txt");
     /* A file that exists on the host, outside root, under the same path. */
     snprintf(host_file, sizeof(host_file), "%s/host.conf", outside);
@@ -509,7 +476,7 @@ Test(sysctld_tree, file_over_one_mebibyte_is_not_analysed_and_warnings_are_cappe
     free(big);
     for (int i = 0; i < 40; i++)
         n += (size_t)snprintf(text + n, sizeof(text) - n, "no-equals-here\n");
-    put("etc/sysctl.d/10-a.conf", text);
+    put_file(root, "etc/sysctl.d/10-a.conf", text);
     BOTH(a, {
         cr_expect(a->incomplete);
         cr_expect(has_warning(a, "/etc/sysctl.d/05-big.conf: larger than"));
@@ -525,10 +492,10 @@ Test(sysctld_tree, counts_every_line_when_there_are_many_and_cuts_long_values)
     for (int i = 0; i < 20; i++) {
         snprintf(name, sizeof(name), "etc/sysctl.d/%02d.conf", i);
         snprintf(text, sizeof(text), "kernel.shmmax = %d\n", 1000 + i);
-        put(name, text);
+        put_file(root, name, text);
     }
     snprintf(text, sizeof(text), "kernel.shmmax = %0100d\n", 7);
-    put("etc/sysctl.d/20.conf", text);
+    put_file(root, "etc/sysctl.d/20.conf", text);
     /* Cut to SYSCTLD_VALUE_MAX - 1 bytes, "..." included. */
     snprintf(want, sizeof(want), "max(21) /etc/sysctl.d/20.conf:1=%0*d...", SYSCTLD_VALUE_MAX - 4, 0);
     BOTH(a, { expect_described(a, want, "many"); });
@@ -539,8 +506,8 @@ Test(sysctld_tree, root_with_trailing_slash_and_systemd_credential)
     char slashed[PATH_MAX + 2];
     struct sysctld_analysis *a = NULL;
 
-    put("etc/sysctl.d/10-a.conf", "kernel.shmmax = 1\n");
-    put("run/credentials/@system/sysctl.extra", "kernel.shmmax = 2\n");
+    put_file(root, "etc/sysctl.d/10-a.conf", "kernel.shmmax = 1\n");
+    put_file(root, "run/credentials/@system/sysctl.extra", "kernel.shmmax = 2\n");
     snprintf(slashed, sizeof(slashed), "%s/", root);
     cr_assert_eq(sysctld_analyse_pending(slashed, SYSCTLD_SYSTEMD, keys, 3, NULL, NULL, 0, &a), 0);
     expect_described(a, "max(1) /etc/sysctl.d/10-a.conf:1=1 incomplete", "trailing slash, credential");
@@ -555,7 +522,7 @@ Test(sysctld_tree, errors_leave_the_output_alone)
     struct sysctld_analysis *a = &sentinel;
     char missing[PATH_MAX + 16];
 
-    put("file", "x");
+    put_file(root, "file", "x");
     snprintf(missing, sizeof(missing), "%s/missing", root);
     cr_expect_eq(sysctld_analyse_pending("relative/root", SYSCTLD_SYSTEMD, keys, 3, NULL, NULL, 0, &a), -EINVAL);
     cr_expect_eq(sysctld_analyse_pending(missing, SYSCTLD_SYSTEMD, keys, 3, NULL, NULL, 0, &a), -ENOENT);
