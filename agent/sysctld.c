@@ -629,7 +629,7 @@ static void mark_incomplete(struct analyser *an)
 {
     struct sysctld_analysis *a = an->a;
 
-    if (!a->incomplete && a->nwarnings > 0)
+    if (!a->incomplete && a->nwarnings > 0 && a->dropped_warnings == 0)
         a->incomplete_why = a->warnings[a->nwarnings - 1];
     a->incomplete = true;
 }
@@ -933,7 +933,7 @@ static void list_files(struct analyser *an)
         /* A second view of one directory (/lib -> usr/lib) adds nothing. */
         list_directory(an, shown, real);
     }
-    if (an->nfiles > 1)
+    if (an->nfiles > 1 && !an->oom)
         qsort(an->files, an->nfiles, sizeof(*an->files), compare_files);
 }
 

@@ -482,6 +482,27 @@ Test(sysctld_tree, file_over_one_mebibyte_is_not_analysed_and_warnings_are_cappe
         cr_expect(has_warning(a, "/etc/sysctl.d/05-big.conf: larger than"));
         cr_expect_eq(a->nwarnings, SYSCTLD_MAX_WARNINGS);
         cr_expect_eq(a->dropped_warnings, 1 + 40 - SYSCTLD_MAX_WARNINGS);
+        cr_expect(a->incomplete_why && strstr(a->incomplete_why, "05-big.conf: larger than"));
+    });
+}
+
+/* A reason that comes after the warnings are full is not one of them: none
+ * is named rather than a warning about something else. */
+Test(sysctld_tree, an_incomplete_reason_past_the_warning_cap_is_not_misnamed)
+{
+    size_t len = SYSCTLD_FILE_MAX_BYTES + 1, n = 0;
+    char *big = malloc(len), text[64 * 40];
+
+    cr_assert_not_null(big);
+    memset(big, '#', len);
+    write_at(at("etc/sysctl.d/50-big.conf"), big, len);
+    free(big);
+    for (int i = 0; i < 40; i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "no-equals-here\n");
+    put_file(root, "etc/sysctl.d/10-a.conf", text);
+    BOTH(a, {
+        cr_expect(a->incomplete);
+        cr_expect_null(a->incomplete_why);
     });
 }
 
