@@ -16,16 +16,19 @@
 
 #define DROPIN_MAX_BYTES ((size_t)1024 * 1024)
 
-__attribute__((format(printf, 2, 3))) static void add_warning(struct plan *plan, const char *fmt, ...)
+/* Returns the warning kept, or NULL when the list is full. */
+__attribute__((format(printf, 2, 3))) static const char *add_warning(struct plan *plan, const char *fmt, ...)
 {
     va_list ap;
-    size_t max = sizeof(plan->warnings) / sizeof(plan->warnings[0]);
+    char *w;
 
-    if (plan->nwarnings >= max)
-        return;
+    if (plan->nwarnings >= sizeof(plan->warnings) / sizeof(plan->warnings[0]))
+        return NULL;
+    w = plan->warnings[plan->nwarnings++];
     va_start(ap, fmt);
-    (void)vsnprintf(plan->warnings[plan->nwarnings++], sizeof(plan->warnings[0]), fmt, ap);
+    (void)vsnprintf(w, sizeof(plan->warnings[0]), fmt, ap);
     va_end(ap);
+    return w;
 }
 
 /* Every finite value lowers the kernel's default: say so plainly, from what
@@ -67,11 +70,10 @@ static void warn_tier_fit(struct plan *plan)
     sizes_format_human(s->ram_bytes, nominal, sizeof(nominal));
     sizes_format_human(mem, ram, sizeof(ram));
     sizes_format_human(bytes, reach, sizeof(reach));
-    add_warning(plan,
-                "ram_tier: %s (%s nominal) on a host with %s of RAM lets shared memory reach %s, %.1f times its "
-                "RAM: is this profile meant for this host?",
-                profile_tier_name(s->tier), nominal, ram, reach, (double)bytes / (double)mem);
-    plan->tier_warning = plan->warnings[plan->nwarnings - 1];
+    plan->tier_warning = add_warning(
+        plan, "ram_tier: %s (%s nominal) on a host with %s of RAM lets shared memory reach %s, %.1f times its "
+              "RAM: is this profile meant for this host?",
+        profile_tier_name(s->tier), nominal, ram, reach, (double)bytes / (double)mem);
 }
 
 static int read_current_dropin(struct plan *plan)
