@@ -114,15 +114,6 @@ static void pick_keys(const struct plan *plan, struct removal *r)
         r->keys[id].managed = plan->dropin_old ? set[id] : plan->sizing.keys[id].managed;
 }
 
-static enum sizing_action action_of(const struct sizing_key *k)
-{
-    if (!k->current_known)
-        return SIZING_ACTION_SET;
-    return k->target > k->current   ? SIZING_ACTION_RAISE
-           : k->target < k->current ? SIZING_ACTION_LOWER
-                                    : SIZING_ACTION_KEEP;
-}
-
 /* The boot values become the plan's targets, from the running values as
  * the host read them (sizing fills in only the keys the profile manages).
  * A key whose boot value is unknown keeps its running value: nothing is
@@ -136,11 +127,10 @@ static void set_targets(struct plan *plan, const struct removal *r)
         k->managed = rk->managed;
         k->current_known = plan->host.current.known[id];
         k->current = plan->host.current.value[id];
-        k->persist = false;
         k->target = rk->boot_known ? rk->boot : k->current;
         k->derived = k->target;
         k->source = strcmp(rk->source, REMOVAL_SOURCE_DEFAULT) == 0 ? REMOVAL_SOURCE_DEFAULT : "boot file";
-        k->action = action_of(k);
+        k->action = sizing_action_of(k);
     }
 }
 
