@@ -3,8 +3,7 @@
  * layer's glue between the spool (files) and http (network), which never
  * include each other. An event is spooled BEFORE it is sent, so a run
  * killed mid-send leaves it for the next run; nothing leaves the spool
- * before a 2xx, except a damaged event, which is moved to the spool's
- * quarantine directory and counted in the next report.
+ * before a 2xx but an event set aside, damaged or refused as malformed.
  *
  * All the requests of one delivery_report() or one delivery_flush() go
  * over one http session: one connection, one TLS handshake.

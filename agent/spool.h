@@ -25,9 +25,7 @@
 #define SPOOL_QUARANTINE_DIR "quarantine"
 #define SPOOL_REJECTED_FILE "rejected.count"
 #define SPOOL_REJECTED_DIR "rejected"
-/* Next to a counter ("dropped.count.unknown"): the counter was found
- * damaged and counts only what happened since, until a delivered report
- * has said so. */
+/* Next to a counter ("dropped.count.unknown"): see spool_count_unknown(). */
 #define SPOOL_UNKNOWN_SUFFIX ".unknown"
 
 enum spool_counter {

@@ -1,4 +1,3 @@
-/* Rendering of `shmprov status` (status_show.h). */
 #include <errno.h>
 #include <inttypes.h>
 #include <json-c/json.h>
