@@ -30,11 +30,8 @@ static void add_conflict(struct conflicts *c, enum sizing_key_id key, const stru
 {
     const char *name = sizing_key_name(key), *tool = sysctld_rules_name(a->rules);
     const struct sysctld_assignment *w = &rep->winner;
-    struct conflict *item;
+    struct conflict *item = &c->items[c->count++];
 
-    if (c->count >= CONFLICTS_MAX)
-        return;
-    item = &c->items[c->count++];
     *item = (struct conflict){ .key = key, .rules = a->rules };
     if (a->blocked)
         (void)snprintf(item->text, sizeof(item->text),

@@ -9,7 +9,6 @@
 #include "plan.h"
 #include "sysctld.h"
 
-#define CONFLICTS_MAX 8
 #define CONFLICTS_MAX_WARNINGS 8
 
 struct conflict {
@@ -21,7 +20,7 @@ struct conflict {
 
 struct conflicts {
     size_t count;
-    struct conflict items[CONFLICTS_MAX];
+    struct conflict items[SIZING_KEY_COUNT * SYSCTLD_RULE_SETS]; /* one per key and rules at most */
     /* Who sets each key last at boot, per rules, once apply has written. */
     struct sysctld_assignment winners[SIZING_KEY_COUNT][SYSCTLD_RULE_SETS];
     /* Per rules: a file could not be analysed, or would hang the tool; the

@@ -3,23 +3,16 @@
  * layer's glue between the spool (files) and http (network), which never
  * include each other. An event is spooled BEFORE it is sent, so a run
  * killed mid-send leaves it for the next run; nothing leaves the spool
- * before a 2xx, except a damaged event, which is moved to the spool's
- * quarantine directory and counted in the next report.
+ * before a 2xx but an event set aside, damaged or refused as malformed.
  *
  * All the requests of one delivery_report() or one delivery_flush() go
  * over one http session: one connection, one TLS handshake.
  *
- * The spool's counters (dropped, quarantined, rejected) are carried by
- * events, each count by one event only: a new event carries what no event
- * still waiting in the spool carries, and whichever run or flush delivers
- * an event subtracts what it carried (its data's reports_* members) once
- * its file is out of the spool. So the sum of reports_dropped over the
- * events a collector takes is what was dropped: never more, except when a
- * run dies between removing a delivered event and subtracting (the next
- * event carries those again), and never less, a damaged counter aside
- * (which the *_unknown flags say). An event sent again after a
- * crash between its 2xx and its removal arrives twice under one id; the
- * collector is to count an id once. */
+ * Each count of the spool's counters (dropped, quarantined, rejected)
+ * travels in one event's reports_* members and is subtracted once that
+ * event is delivered: a crash may make a later event count it again, never
+ * hide it. An event sent again after a crash between its 2xx and its
+ * removal arrives twice under one id; the collector is to count an id once. */
 
 #include <json-c/json.h>
 #include <stdbool.h>
@@ -54,13 +47,11 @@ struct delivery_summary {
 void delivery_splay(const struct profile *p);
 
 /* Reports one run: spools the event made from data (consumed; its
- * reports_dropped, reports_quarantined and reports_rejected are set from
- * the spool's counters first, less what events waiting in the spool carry
- * already, 0 when that cannot be read now; the *_unknown flags as the
- * counters say); unless send is false (apply --defer-report,
- * at boot: never wait on the network), then sends every spooled event
- * oldest first, this one last, within one deadline of report.timeout
- * seconds. When the spool cannot take the event and send is true, the
+ * reports_* members are set from the counters, less what waiting events
+ * carry already, 0 when that cannot be read now); unless send is false
+ * (apply --defer-report, at boot: never wait on the network), then sends
+ * every spooled event oldest first, this one last, within one deadline of
+ * report.timeout seconds. When the spool cannot take the event and send is true, the
  * event is sent directly, once (own_direct, spool_error says why).
  * Returns 0 with *ret filled whatever the network did; a negative errno
  * only when the event is lost: neither spooled nor delivered (error says
@@ -69,8 +60,7 @@ int delivery_report(const struct profile *p, json_object *data, bool send, struc
 
 /* `shmprov flush`: sends the spool now, oldest first, in batches
  * (application/cloudevents-batch+json), one by one where the collector
- * does not take batches; damaged events are quarantined. What delivered
- * events carried is subtracted from the counters. Returns 0 with
+ * does not take batches; damaged events are quarantined. Returns 0 with
  * *ret filled, or a negative errno when the spool cannot be opened or
  * listed. */
 int delivery_flush(const struct profile *p, struct delivery_summary *ret);

@@ -203,17 +203,16 @@ static void gauge(FILE *out, const char *name, const char *help, struct metrics_
 
 static void render_limit(FILE *out, const struct metrics *m, enum sizing_key_id key)
 {
-    static const char *const units[SIZING_KEY_COUNT] = { "bytes", "pages", "segments" };
     const struct metrics_key *k = &m->keys[key];
     struct label l[2] = { { "key", sizing_key_name(key) }, { "value", "running" } };
     char name[32], help[256], text[24];
 
     if (!k->running.known && !k->managed)
         return;
-    (void)snprintf(name, sizeof(name), "shmprov_limit_%s", units[key]);
+    (void)snprintf(name, sizeof(name), "shmprov_limit_%s", sizing_key_unit(key));
     (void)snprintf(help, sizeof(help),
                    "%s in %s: running (the kernel now), profile (what apply sets), derived (what %s, before the "
-                   "policy).", sizing_key_name(key), units[key],
+                   "policy).", sizing_key_name(key), sizing_key_unit(key),
                    key == SIZING_KEY_SHMMNI ? "the profile asks" : "the sizing rules or the explicit limit ask");
     header(out, name, help);
     if (k->running.known)

@@ -74,7 +74,8 @@ uint64_t removal_kernel_default(enum sizing_key_id id)
     return id == SIZING_KEY_SHMMNI ? SIZING_SHMMNI_DEFAULT : SIZING_KERNEL_DEFAULT;
 }
 
-void removal_boot_value(enum sizing_key_id id, const struct sysctld_assignment *w, bool uncertain, struct removal_key *ret)
+void removal_boot_value(enum sizing_key_id id, const struct sysctld_assignment *w, bool uncertain,
+                        struct removal_key *ret)
 {
     const char *why = NULL;
 
@@ -93,13 +94,11 @@ void removal_boot_value(enum sizing_key_id id, const struct sysctld_assignment *
         return;
     }
     (void)snprintf(ret->source, sizeof(ret->source), "%s:%u", w->path, w->line);
-    if (sizes_parse_uint(w->value, &ret->boot, &why) < 0) {
+    ret->boot_known = sizes_parse_uint(w->value, &ret->boot, &why) == 0;
+    if (!ret->boot_known)
         (void)snprintf(ret->problem, sizeof(ret->problem),
                        "%s:%u sets %s to '%s', which shmprov cannot read as a value (%s)", w->path, w->line,
                        sizing_key_name(id), w->value, why);
-        return;
-    }
-    ret->boot_known = true;
 }
 
 /* The keys a removal resets: those the drop-in sets; with no drop-in to
@@ -112,15 +111,6 @@ static void pick_keys(const struct plan *plan, struct removal *r)
         removal_keys_set_by(plan->dropin_old, plan->dropin_old_len, set);
     for (int id = 0; id < SIZING_KEY_COUNT; id++)
         r->keys[id].managed = plan->dropin_old ? set[id] : plan->sizing.keys[id].managed;
-}
-
-static enum sizing_action action_of(const struct sizing_key *k)
-{
-    if (!k->current_known)
-        return SIZING_ACTION_SET;
-    return k->target > k->current   ? SIZING_ACTION_RAISE
-           : k->target < k->current ? SIZING_ACTION_LOWER
-                                    : SIZING_ACTION_KEEP;
 }
 
 /* The boot values become the plan's targets, from the running values as
@@ -136,11 +126,10 @@ static void set_targets(struct plan *plan, const struct removal *r)
         k->managed = rk->managed;
         k->current_known = plan->host.current.known[id];
         k->current = plan->host.current.value[id];
-        k->persist = false;
         k->target = rk->boot_known ? rk->boot : k->current;
         k->derived = k->target;
         k->source = strcmp(rk->source, REMOVAL_SOURCE_DEFAULT) == 0 ? REMOVAL_SOURCE_DEFAULT : "boot file";
-        k->action = action_of(k);
+        k->action = sizing_action_of(k);
     }
 }
 
@@ -155,7 +144,8 @@ static void set_warnings(struct plan *plan, const struct removal *r)
     plan->nwarnings = 0;
     plan->tier_warning = NULL;
     for (int id = 0; id < SIZING_KEY_COUNT && plan->nwarnings < max; id++) {
-        const struct sysctld_assignment *sd = &r->boot.winners[id][SYSCTLD_SYSTEMD], *pp = &r->boot.winners[id][SYSCTLD_PROCPS];
+        const struct sysctld_assignment *sd = &r->boot.winners[id][SYSCTLD_SYSTEMD];
+        const struct sysctld_assignment *pp = &r->boot.winners[id][SYSCTLD_PROCPS];
 
         if (!r->keys[id].managed || (sd->known == pp->known && (!sd->known || strcmp(sd->value, pp->value) == 0)))
             continue;

@@ -7,9 +7,11 @@
 #include <string.h>
 
 static const char *const key_names[SIZING_KEY_COUNT] = { "kernel.shmmax", "kernel.shmall", "kernel.shmmni" };
+static const char *const key_units[SIZING_KEY_COUNT] = { "bytes", "pages", "segments" };
 static const char *const action_names[] = { "keep", "raise", "lower", "set" };
 
 const char *sizing_key_name(enum sizing_key_id id) { return key_names[id]; }
+const char *sizing_key_unit(enum sizing_key_id id) { return key_units[id]; }
 const char *sizing_action_name(enum sizing_action action) { return action_names[action]; }
 
 enum ram_tier sizing_classify(uint64_t memtotal_bytes)
@@ -113,13 +115,17 @@ static void apply_policy(const struct sizing_input *in, struct sizing_result *r)
             k->persist = false;
             k->source = "kept (raise-only)";
         }
-        if (!k->current_known)
-            k->action = SIZING_ACTION_SET;
-        else if (k->target == k->current)
-            k->action = SIZING_ACTION_KEEP;
-        else
-            k->action = k->target > k->current ? SIZING_ACTION_RAISE : SIZING_ACTION_LOWER;
+        k->action = sizing_action_of(k);
     }
+}
+
+enum sizing_action sizing_action_of(const struct sizing_key *k)
+{
+    if (!k->current_known)
+        return SIZING_ACTION_SET;
+    if (k->target == k->current)
+        return SIZING_ACTION_KEEP;
+    return k->target > k->current ? SIZING_ACTION_RAISE : SIZING_ACTION_LOWER;
 }
 
 /* Going below what live segments already use breaks them or their next

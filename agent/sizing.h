@@ -23,6 +23,7 @@ enum sizing_key_id { SIZING_KEY_SHMMAX, SIZING_KEY_SHMALL, SIZING_KEY_SHMMNI, SI
 enum sizing_action { SIZING_ACTION_KEEP, SIZING_ACTION_RAISE, SIZING_ACTION_LOWER, SIZING_ACTION_SET };
 
 const char *sizing_key_name(enum sizing_key_id id); /* "kernel.shmmax" */
+const char *sizing_key_unit(enum sizing_key_id id); /* "bytes", "pages", "segments" */
 const char *sizing_action_name(enum sizing_action action);
 
 struct sizing_current {
@@ -80,6 +81,10 @@ struct sizing_result {
     unsigned nproblems;
     struct sizing_problem problems[SIZING_MAX_PROBLEMS];
 };
+
+/* What apply does to k: set when its current value is unknown, else keep,
+ * raise or lower it to its target. */
+enum sizing_action sizing_action_of(const struct sizing_key *k);
 
 /* Classifies a measured MemTotal: <16 GiB small, <64 GiB medium, else large. */
 enum ram_tier sizing_classify(uint64_t memtotal_bytes);

@@ -5,15 +5,9 @@
  * (mode 0600), so a file in the spool is always a whole event.
  *
  * Bounded in count and bytes: an event that would exceed a bound pushes
- * out the oldest ones, and how many were pushed out is kept in a counter
- * file ("dropped.count") until a delivered report has carried it (the
- * caller subtracts what each delivered event carried). An event
- * file that can never be sent (damaged) is moved to the quarantine
- * directory and counted the same way ("quarantined.count"), and one the
- * collector refused as malformed to the rejected directory
- * ("rejected.count"). Nothing else
- * deletes an event but spool_remove(), which the caller calls only after a
- * 2xx.
+ * out the oldest ones, counted (enum spool_counter) until a delivered
+ * report has carried the count. Nothing else deletes an event but
+ * spool_remove(), which the caller calls only after a 2xx.
  *
  * One process at a time: the caller holds the spool lock. */
 
@@ -24,17 +18,14 @@
 /* Files larger than this are never written and, when found, skipped. */
 #define SPOOL_MAX_EVENT_BYTES ((size_t)1024 * 1024)
 
-/* Names inside the spool directory: the counters, and the directory (mode
- * 0700, made on demand) that damaged events are moved to. */
+/* Names inside the spool directory: the counters, and the directories
+ * (mode 0700, made on demand) that events are set aside in. */
 #define SPOOL_DROPPED_FILE "dropped.count"
 #define SPOOL_QUARANTINED_FILE "quarantined.count"
 #define SPOOL_QUARANTINE_DIR "quarantine"
 #define SPOOL_REJECTED_FILE "rejected.count"
-/* Events the collector refused as malformed (400, 413, 415, 422). */
 #define SPOOL_REJECTED_DIR "rejected"
-/* Next to a counter ("dropped.count.unknown"): the counter was found
- * damaged and counts only what happened since, until a delivered report
- * has said so. */
+/* Next to a counter ("dropped.count.unknown"): see spool_count_unknown(). */
 #define SPOOL_UNKNOWN_SUFFIX ".unknown"
 
 enum spool_counter {
@@ -125,15 +116,12 @@ int spool_counter_damaged(const struct spool *s, enum spool_counter c, int *ret_
  * persists the counter. */
 int spool_clear_count(struct spool *s, enum spool_counter c, uint64_t reported, bool unknown_reported);
 
-/* What the spool in dir holds, for gauges: read without the spool lock and
- * without changing anything (spool_open() makes the directory, rewrites
- * damaged counters and deletes stale temporaries: a writer's work, which
- * needs the lock a delivery may hold for its whole network deadline).
- * Every file the spool writes is replaced whole by a rename, so each
- * figure is one a writer left complete; the figures may be from moments
- * apart. A missing directory is an empty spool. Returns 0 (a damaged
- * counter has count_known false), or a negative errno when the directory
- * cannot be listed. */
+/* What the spool in dir holds, for gauges: read without the lock a
+ * delivery may hold for its whole network deadline, and without changing
+ * anything (unlike spool_open()); each figure is whole, but they may be
+ * from moments apart. A missing directory is an empty spool. Returns 0 (a
+ * damaged counter has count_known false), or a negative errno when the
+ * directory cannot be listed. */
 struct spool_figures {
     uint64_t waiting; /* event files */
     uint64_t count[SPOOL_COUNTERS];

@@ -1,4 +1,3 @@
-/* Rendering of `shmprov status` (status_show.h). */
 #include <errno.h>
 #include <inttypes.h>
 #include <json-c/json.h>
@@ -16,11 +15,6 @@
 #define STATUS_CANDIDATES_LISTED 20
 
 /* ---- facts shared by both renderings ------------------------------------ */
-
-static const char *unit_of(enum sizing_key_id key)
-{
-    return key == SIZING_KEY_SHMMAX ? "bytes" : key == SIZING_KEY_SHMALL ? "pages" : "segments";
-}
 
 /* Where a key's value comes from at boot under one set of rules. */
 enum boot_source { BOOT_UNKNOWN, BOOT_KERNEL_DEFAULT, BOOT_DROPIN, BOOT_OTHER_FILE };
@@ -146,7 +140,7 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
     if (!h->current.known[key]) {
         fputs("unknown (cannot read it)\n", out);
     } else {
-        fprintf(out, "%" PRIu64 " %s", h->current.value[key], unit_of(key));
+        fprintf(out, "%" PRIu64 " %s", h->current.value[key], sizing_key_unit(key));
         if (key != SIZING_KEY_SHMMNI) {
             human_size(h->current.value[key], key == SIZING_KEY_SHMALL ? h->page_size : 1, human, sizeof(human));
             fprintf(out, " (%s)", human);
@@ -172,8 +166,7 @@ static void print_limit(FILE *out, const struct status *s, enum sizing_key_id ke
     if (plan_key_in_sync(plan, key))
         fputs("matches\n", out);
     else
-        fprintf(out, "differs ('shmprov apply' would %s it)\n",
-                k->action == SIZING_ACTION_LOWER ? "lower" : k->action == SIZING_ACTION_RAISE ? "raise" : "set");
+        fprintf(out, "differs ('shmprov apply' would %s it)\n", sizing_action_name(k->action));
 }
 
 static void print_usage(FILE *out, const struct status *s)
@@ -386,7 +379,7 @@ static json_object *json_limits(const struct status *s)
         json_object *l = json_object_new_object(), *prof = json_object_new_object();
 
         jsonout_add_u64(l, "value", known, value);
-        json_object_object_add(l, "unit", jsonout_string(unit_of(key)));
+        json_object_object_add(l, "unit", jsonout_string(sizing_key_unit(key)));
         json_object_object_add(l, "kernel_default",
                                json_object_new_boolean(known && value == removal_kernel_default(key)));
         json_object_object_add(l, "boot", json_boot(s, key));
