@@ -148,8 +148,12 @@ static void print_text(const struct plan *plan, const struct report_drift_list *
     printf("shmprov verify: drift from %s\n", plan->profile->path);
     for (unsigned i = 0; i < drift->count; i++)
         printf("  %s: %s\n", drift->items[i].kind, drift->items[i].message);
-    if (plan->dropin_read_errno == 0 && plan->dropin_changed)
-        fputs(plan->dropin_diff, stdout);
+    if (plan->dropin_read_errno == 0 && plan->dropin_changed) {
+        char *diff = plan_diff(plan);
+
+        fputs(diff ? diff : PLAN_DIFF_NO_MEMORY, stdout);
+        free(diff);
+    }
 }
 
 static void say_result(const struct cli_options *o, const struct report_run *rr)

@@ -98,22 +98,25 @@ static int read_current_dropin(struct plan *plan)
     return 0;
 }
 
-/* Whether the drop-in changes, both texts' hashes, and the diff. */
-static int compare_dropin(struct plan *plan)
+/* Whether the drop-in changes, and both texts' hashes. */
+static void compare_dropin(struct plan *plan)
 {
-    int r;
-
     plan->dropin_changed = !plan->dropin_old || plan->dropin_old_len != plan->dropin_new_len ||
                            memcmp(plan->dropin_old, plan->dropin_new, plan->dropin_new_len) != 0;
     hash_sha256_hex(plan->dropin_new, plan->dropin_new_len, plan->dropin_new_sha256);
     if (plan->dropin_old)
         hash_sha256_hex(plan->dropin_old, plan->dropin_old_len, plan->dropin_old_sha256);
-    r = udiff_render(plan->dropin_old, plan->dropin_old_len, plan->dropin_new, plan->dropin_new_len,
-                     plan->dropin_old ? plan->dropin_path : "/dev/null", plan->dropin_path, &plan->dropin_diff);
-    if (r != -E2BIG)
-        return r;
-    plan->dropin_diff = strdup("(the current file is too long to show a diff)\n");
-    return plan->dropin_diff ? 0 : -ENOMEM;
+}
+
+char *plan_diff(const struct plan *plan)
+{
+    char *diff = NULL;
+    int r = udiff_render(plan->dropin_old, plan->dropin_old_len, plan->dropin_new, plan->dropin_new_len,
+                         plan->dropin_old ? plan->dropin_path : "/dev/null", plan->dropin_path, &diff);
+
+    if (r == -E2BIG)
+        return strdup("(the current file is too long to show a diff)\n");
+    return r < 0 ? NULL : diff;
 }
 
 int plan_build(const struct profile *p, struct host_facts *h, bool force, const char *root,
@@ -147,7 +150,7 @@ int plan_build(const struct profile *p, struct host_facts *h, bool force, const 
     if (r == 0)
         r = read_current_dropin(plan);
     if (r == 0)
-        r = compare_dropin(plan);
+        compare_dropin(plan);
     if (r < 0) {
         plan_free(plan);
         return r;
@@ -166,7 +169,6 @@ void plan_free(struct plan *plan)
         return;
     free(plan->dropin_new);
     free(plan->dropin_old);
-    free(plan->dropin_diff);
     host_facts_free(&plan->host);
     free(plan);
 }

@@ -29,7 +29,6 @@ struct plan {
      * of dropin_new ("" in a removal plan) and of dropin_old ("" when it
      * is NULL). */
     char dropin_new_sha256[65], dropin_old_sha256[65];
-    char *dropin_diff; /* unified diff, "" when unchanged */
 
     unsigned nwarnings;
     char warnings[SIZING_KEY_COUNT + 3][320];
@@ -37,13 +36,18 @@ struct plan {
 };
 
 /* Builds the plan: sizing from the profile and host facts, then the drop-in
- * text and its diff against the file on disk (read, never followed through
- * a symlink), under root when root is not NULL (image builds). Takes h's
+ * text, compared with the file on disk (read, never followed through a
+ * symlink), under root when root is not NULL (image builds). Takes h's
  * segment table over, also on failure (h->segments is NULL after). Returns
  * 0 or a negative errno. */
 int plan_build(const struct profile *p, struct host_facts *h, bool force, const char *root,
                struct plan **ret);
 void plan_free(struct plan *plan);
+/* The unified diff from the drop-in on disk to the new one ("" when
+ * unchanged), allocated; built only where it is shown (plan, apply, and
+ * verify on drift). NULL when out of memory. */
+char *plan_diff(const struct plan *plan);
+#define PLAN_DIFF_NO_MEMORY "(out of memory: no diff)\n"
 
 /* Whether apply could proceed, or the graver reason it would refuse. */
 enum plan_refusal { PLAN_PROCEEDS, PLAN_HOST_REFUSES, PLAN_PROFILE_CONTRADICTS };

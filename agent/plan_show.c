@@ -1,6 +1,7 @@
 /* Rendering of a plan (plan_show.h). */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <json-c/json.h>
 #include <string.h>
 
@@ -90,10 +91,12 @@ static void print_runtime(const struct plan *plan, FILE *out)
 static void print_dropin_and_usage(const struct plan *plan, FILE *out)
 {
     const struct host_facts *h = &plan->host;
+    char *diff = plan_diff(plan);
 
     fprintf(out, "Drop-in %s (%s)\n", plan->dropin_path,
             plan->dropin_read_errno == ENOENT ? "new file" : plan->dropin_changed ? "changes" : "unchanged");
-    fputs(plan->dropin_diff, out);
+    fputs(diff ? diff : PLAN_DIFF_NO_MEMORY, out);
+    free(diff);
     fputc('\n', out);
     if (h->usage_known)
         fprintf(out, "Usage     %" PRIu64 " segments, %" PRIu64 " bytes, %" PRIu64
@@ -185,11 +188,13 @@ static json_object *json_keys(const struct sizing_result *s)
 static json_object *json_dropin(const struct plan *plan)
 {
     json_object *o = json_object_new_object();
+    char *diff = plan_diff(plan);
 
     json_object_object_add(o, "path", jsonout_string(plan->dropin_path));
     json_object_object_add(o, "exists", json_object_new_boolean(plan->dropin_read_errno != ENOENT));
     json_object_object_add(o, "changed", json_object_new_boolean(plan->dropin_changed));
-    json_object_object_add(o, "diff", jsonout_string(plan->dropin_diff));
+    json_object_object_add(o, "diff", jsonout_string(diff ? diff : PLAN_DIFF_NO_MEMORY));
+    free(diff);
     json_object_object_add(o, "content", jsonout_string_len(plan->dropin_new, plan->dropin_new_len));
     return o;
 }

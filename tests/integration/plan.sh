@@ -118,6 +118,18 @@ expect "dropin/unchanged-json" test "$("$shmprov" plan --output json 2>/dev/null
 expect "dropin/diff-minus" grep -q "^-kernel.shmmax = $half$" "$work/changed.txt"
 expect "dropin/diff-plus" grep -q "^+kernel.shmmax = 4294967296$" "$work/changed.txt"
 expect "dropin/diff-labels" grep -q "^--- $dropin$" "$work/changed.txt"
+# Past the diff's bound (4096 lines) plan says so, and the key table still
+# shows every change.
+cp -p "$dropin" "$work/dropin.saved"
+seq -f '# line %g' 5000 >"$dropin"
+"$shmprov" --profile "$work/small.yaml" plan >"$work/long.txt" 2>/dev/null
+expect "dropin/too-long-exit-0" test $? = 0
+expect "dropin/too-long-said" grep -qx "(the current file is too long to show a diff)" "$work/long.txt"
+expect "dropin/too-long-table" grep -Eq "^  kernel.shmmax +123456789 +4294967296 +raise$" "$work/long.txt"
+expect "dropin/too-long-json" test "$("$shmprov" --profile "$work/small.yaml" plan --output json 2>/dev/null |
+    "$py" -c 'import json,sys; print(json.load(sys.stdin)["dropin"]["diff"], end="")')" = \
+    "(the current file is too long to show a diff)"
+cp -p "$work/dropin.saved" "$dropin"
 
 # ---- apply --dry-run is exactly plan ----
 "$shmprov" --profile "$work/small.yaml" apply --dry-run >"$work/dry.txt" 2>/dev/null
