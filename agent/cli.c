@@ -251,19 +251,17 @@ static bool profile_error_is_invalid(int r)
            r == -ENAMETOOLONG;
 }
 
-int cli_load_profile(const struct cli_options *o, struct profile **ret, const char **ret_note)
+int cli_load_profile(const struct cli_options *o, struct profile **ret)
 {
     struct profile_diags diags;
     const char *path = o->profile_path ? o->profile_path : PROFILE_DEFAULT_PATH;
     bool invalid;
     int r;
 
-    *ret_note = NULL;
     profile_diags_init(&diags, path);
     r = profile_load(path, &diags, ret);
     if (r == -ENOENT && !o->profile_path) {
-        *ret_note = "no " PROFILE_DEFAULT_PATH ": using the built-in default profile";
-        log_info("%s", *ret_note);
+        log_info("%s", PROFILE_BUILTIN_NOTE);
         r = profile_load_builtin(&diags, ret);
     }
     if (r == 0) {
@@ -378,15 +376,12 @@ int cli_with_plan(const struct cli_options *o, bool force,
 {
     struct profile *profile = NULL;
     struct plan *plan = NULL;
-    const char *note = NULL;
-    int code = cli_load_profile(o, &profile, &note);
+    int code = cli_load_profile(o, &profile);
 
     if (code == EXIT_OK)
         code = cli_build_plan(profile, force, NULL, &plan, NULL);
-    if (code == EXIT_OK) {
-        plan->profile_note = note;
+    if (code == EXIT_OK)
         code = use(o, plan);
-    }
     plan_free(plan);
     profile_free(profile);
     return code;

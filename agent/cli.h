@@ -82,10 +82,9 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Runs shmprov; returns the process exit code. */
 int cli_main(int argc, char **argv);
 
-/* Loads --profile, else PROFILE_DEFAULT_PATH, else the built-in default (and
- * says so in *ret_note). Prints diagnostics itself. Returns 0 or an exit
- * code. */
-int cli_load_profile(const struct cli_options *o, struct profile **ret, const char **ret_note);
+/* Loads --profile, else PROFILE_DEFAULT_PATH, else the built-in default
+ * (and says so). Prints diagnostics itself. Returns 0 or an exit code. */
+int cli_load_profile(const struct cli_options *o, struct profile **ret);
 
 /* --root DIR must be an absolute directory other than '/': says why not
  * and returns -EINVAL, or 0. */

@@ -311,7 +311,6 @@ static int exit_code(const struct cli_run *run)
 static int cmd_apply(const struct cli_options *o)
 {
     CLEANUP_FREE struct apply_run *run = NULL;
-    const char *note = NULL;
     int code;
 
     if (report && !dry_run)
@@ -326,7 +325,7 @@ static int cmd_apply(const struct cli_options *o)
     if (!run)
         return EXIT_FAILURE_RUNTIME;
     run->base.drift = &run->drift;
-    code = cli_load_profile(o, &run->base.profile, &note);
+    code = cli_load_profile(o, &run->base.profile);
     if (code == EXIT_OK) {
         decide_and_apply(run);
         code = exit_code(&run->base);

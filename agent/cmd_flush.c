@@ -30,10 +30,9 @@ static int cmd_flush(const struct cli_options *o)
     struct profile *profile = NULL;
     struct lock *lock = NULL;
     struct delivery_summary sum;
-    const char *note = NULL;
     int code, r;
 
-    code = cli_load_profile(o, &profile, &note);
+    code = cli_load_profile(o, &profile);
     if (code != EXIT_OK)
         return code;
     if (!profile->report.url) {

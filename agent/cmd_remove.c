@@ -45,13 +45,12 @@ static int load_profile(struct remove_run *run)
 {
     const struct cli_options *o = run->base.o;
     struct profile_diags diags;
-    const char *note = NULL;
     char *dropin;
     int r;
 
     if (tx.apply.root || profile_exists(o) || lastapply_recorded_dropin(run->recorded_path, run->recorded_sha256) < 0 ||
         profile_check_dropin_path(run->recorded_path) < 0)
-        return cli_load_profile(o, &run->base.profile, &note);
+        return cli_load_profile(o, &run->base.profile);
     log_info("no profile %s: removing the drop-in the last apply recorded, %s (no report)",
              o->profile_path ? o->profile_path : PROFILE_DEFAULT_PATH, run->recorded_path);
     profile_diags_init(&diags, PROFILE_BUILTIN_NAME);

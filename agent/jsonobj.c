@@ -38,7 +38,7 @@ json_object *jsonobj_profile(const struct profile *p, bool tier_known, enum ram_
     return o;
 }
 
-json_object *jsonobj_document(const char *command, const struct profile *p, enum ram_tier tier, const char *note,
+json_object *jsonobj_document(const char *command, const struct profile *p, enum ram_tier tier,
                               const struct host_facts *h)
 {
     json_object *doc = json_object_new_object(), *profile = jsonobj_profile(p, true, tier);
@@ -46,7 +46,7 @@ json_object *jsonobj_document(const char *command, const struct profile *p, enum
 
     json_object_object_add(doc, "command", json_object_new_string(command));
     json_object_object_add(doc, "agent_version", json_object_new_string(SHMPROV_VERSION));
-    json_object_object_add(profile, "note", jsonout_string(note));
+    json_object_object_add(profile, "note", p->builtin ? json_object_new_string(PROFILE_BUILTIN_NOTE) : NULL);
     json_object_object_add(doc, "profile", profile);
     json_object_object_add(doc, "labels", jsonobj_labels(p));
     identity_read(&id, false);

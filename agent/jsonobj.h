@@ -19,8 +19,8 @@ json_object *jsonobj_host(const struct host_facts *h, const struct host_identity
 json_object *jsonobj_profile(const struct profile *p, bool tier_known, enum ram_tier tier);
 
 /* What plan's and status's documents start with: {command, agent_version,
- * profile (with the note why it was chosen), labels, host}. */
-json_object *jsonobj_document(const char *command, const struct profile *p, enum ram_tier tier, const char *note,
+ * profile (with the note why the built-in default was chosen), labels, host}. */
+json_object *jsonobj_document(const char *command, const struct profile *p, enum ram_tier tier,
                               const struct host_facts *h);
 
 /* The profile's labels as an object of strings ({} when none). */

@@ -10,7 +10,6 @@
 
 struct plan {
     const struct profile *profile;
-    const char *profile_note; /* why this profile was chosen, or NULL */
     struct host_facts host;
     struct sizing_result sizing;
 

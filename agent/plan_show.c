@@ -128,8 +128,8 @@ int plan_print_text(const struct plan *plan, FILE *out)
     fprintf(out, "shmprov plan: what 'shmprov apply' would do on %s (nothing is changed)\n\n",
             plan->host.hostname);
     fprintf(out, "Profile   %s%s\n", p->path, p->builtin ? " (auto tier, general workload, enforce)" : "");
-    if (plan->profile_note)
-        fprintf(out, "          %s\n", plan->profile_note);
+    if (p->builtin)
+        fprintf(out, "          %s\n", PROFILE_BUILTIN_NOTE);
     fprintf(out, "          sha256 %s\n\n", p->sha256_hex);
     print_derivation(plan, out);
     print_runtime(plan, out);
@@ -201,7 +201,7 @@ static json_object *json_dropin(const struct plan *plan)
 
 json_object *plan_to_json(const struct plan *plan)
 {
-    json_object *doc = jsonobj_document("plan", plan->profile, plan->sizing.tier, plan->profile_note, &plan->host);
+    json_object *doc = jsonobj_document("plan", plan->profile, plan->sizing.tier, &plan->host);
     json_object *warnings, *problems;
 
     if (!doc)

@@ -13,6 +13,8 @@
 #define PROFILE_DEFAULT_PATH "/etc/shmprov/profile.yaml"
 #define PROFILE_DEFAULT_DROPIN "/etc/sysctl.d/60-shmprov.conf"
 #define PROFILE_BUILTIN_NAME "<built-in default>"
+/* Why the built-in default is in use: the only way it comes to be. */
+#define PROFILE_BUILTIN_NOTE "no " PROFILE_DEFAULT_PATH ": using the built-in default profile"
 #define PROFILE_SHMMNI_MAX 32768
 #define PROFILE_PERSISTENT_KEYS_MAX 64
 #define PROFILE_LABELS_MAX 16

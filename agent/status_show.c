@@ -335,8 +335,8 @@ int status_print_text(const struct status *s, bool with_segments, FILE *out)
 
     fprintf(out, "shmprov status: %s, Linux %s, page size %" PRIu64 " bytes\n", h->hostname, h->kernel_release,
             h->page_size);
-    fprintf(out, "Profile: %s%s%s%s\n", plan->profile->path, plan->profile_note ? " (" : "",
-            plan->profile_note ? plan->profile_note : "", plan->profile_note ? ")" : "");
+    fprintf(out, "Profile: %s%s\n", plan->profile->path,
+            plan->profile->builtin ? " (" PROFILE_BUILTIN_NOTE ")" : "");
     print_namespace(out, s);
     fputs("\nLimits (running now)\n", out);
     for (enum sizing_key_id key = 0; key < SIZING_KEY_COUNT; key++)
@@ -500,7 +500,7 @@ json_object *status_to_json(const struct status *s)
 {
     const struct plan *plan = s->plan;
     const struct host_facts *h = &plan->host;
-    json_object *doc = jsonobj_document("status", plan->profile, plan->sizing.tier, plan->profile_note, h);
+    json_object *doc = jsonobj_document("status", plan->profile, plan->sizing.tier, h);
     json_object *headroom = NULL, *segs = NULL;
 
     json_object_object_add(doc, "namespace", json_namespace(s));

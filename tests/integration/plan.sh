@@ -78,6 +78,12 @@ expect "builtin/says-so-in-plan" grep -q "^Profile   <built-in default>" "$work/
 expect "builtin/same-bytes-as-profiles-default.yaml" test \
     "$(json "$work/builtin.json" "d['profile']['sha256']")" = "$(sha256sum <"$src/profiles/default.yaml" | cut -d' ' -f1)"
 expect "builtin/json-profile-is-builtin" test "$(json "$work/builtin.json" "d['profile']['builtin']")" = True
+expect "builtin/note-in-plan" grep -qx "          no /etc/shmprov/profile.yaml: using the built-in default profile" "$work/builtin.txt"
+expect "builtin/note-in-json" test "$(json "$work/builtin.json" "d['profile']['note']")" = \
+    "no /etc/shmprov/profile.yaml: using the built-in default profile"
+expect "builtin/no-note-for-a-file" test "$(json "$work/file-default.json" "d['profile']['note']")" = None
+expect "builtin/note-in-status" grep -qx "Profile: <built-in default> (no /etc/shmprov/profile.yaml: using the built-in default profile)" \
+    <<<"$("$shmprov" status 2>/dev/null)"
 install -m 0644 "$work/medium.yaml" /etc/shmprov/profile.yaml
 expect "default-path/used-when-present" test "$("$shmprov" plan --output json 2>/dev/null | "$py" -c 'import json,sys; print(json.load(sys.stdin)["profile"]["path"])')" = /etc/shmprov/profile.yaml
 rm /etc/shmprov/profile.yaml
