@@ -202,6 +202,8 @@ static struct server *server_start(const struct step *steps, size_t nsteps, bool
 
 static void server_stop(struct server *sv)
 {
+    if (!sv)
+        return;
     atomic_store(&sv->stop, true);
     pthread_join(sv->thread, NULL);
     close(sv->fd);

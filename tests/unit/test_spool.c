@@ -81,8 +81,8 @@ static void expect_ids(struct spool *s, const unsigned *want, size_t count)
     struct spool_entry *e = list_expecting(s, count);
 
     for (size_t i = 0; i < count; i++) {
-        cr_expect_str_eq(e[i].id, uuid(want[i]), "entry %zu", i);
         cr_expect_eq(e[i].error, 0);
+        cr_expect_str_eq(e[i].id, uuid(want[i]), "entry %zu", i);
     }
     free(e);
 }
@@ -333,12 +333,12 @@ Test(spool, symlinks_fifos_and_oversized_files_are_listed_unusable_and_kept)
     e = list_expecting(s, 3);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     cr_expect_lt(t1.tv_sec - t0.tv_sec, 2, "a FIFO never blocks the listing");
-    cr_expect_str_eq(e[0].name, link_name);
     cr_expect_eq(e[0].error, -ELOOP);
-    cr_expect_str_eq(e[1].name, fifo_name);
+    cr_expect_str_eq(e[0].name, link_name);
     cr_expect_eq(e[1].error, -EINVAL);
-    cr_expect_str_eq(e[2].name, big_name);
+    cr_expect_str_eq(e[1].name, fifo_name);
     cr_expect_eq(e[2].error, -EFBIG);
+    cr_expect_str_eq(e[2].name, big_name);
     cr_expect_eq(spool_read(s, &e[0], &json, &len), -ELOOP, "never read through the symlink");
     cr_expect_null(json);
     cr_expect_eq(spool_read(s, &e[1], &json, &len), -EINVAL);
@@ -351,8 +351,8 @@ Test(spool, symlinks_fifos_and_oversized_files_are_listed_unusable_and_kept)
     put_ok(s, 5, 10);
     cr_expect_eq(dropped(s), 1);
     e = list_expecting(s, 4);
-    cr_expect_str_eq(e[3].id, uuid(5));
     cr_expect_eq(e[3].error, 0);
+    cr_expect_str_eq(e[3].id, uuid(5));
     free(e);
     cr_expect_eq(access(path_of("secret"), F_OK), 0);
     spool_close(s);
